@@ -1,0 +1,35 @@
+# The two commands: `make demo` and `make test`. Both set everything up from a fresh clone.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed-stamp
+
+.PHONY: demo test setup fetch lint protos bench clean
+
+demo: fetch
+	$(BIN)/facerec demo
+
+test: fetch lint
+	$(BIN)/pytest -q
+
+setup: $(STAMP)
+
+$(STAMP): pyproject.toml
+	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+fetch: setup
+	$(BIN)/facerec fetch
+
+lint: setup
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+protos: setup
+	$(BIN)/python -m facerec.protogen
+
+clean:
+	rm -rf $(VENV) .pytest_cache

@@ -1,0 +1,1 @@
+"""The embedding service: FaceNet over gRPC, 128-d unit vectors, dynamic batching across callers."""

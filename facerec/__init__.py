@@ -1,0 +1,1 @@
+"""The facerec shared plumbing: CLI, server bootstrap, errors, images, assets."""

@@ -1,0 +1,119 @@
+"""The `facerec` command: fetch the assets, run the services, and talk to a running gallery."""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import os
+import sys
+from collections.abc import Callable, Sequence
+
+from facerec import assets
+
+log = logging.getLogger(__name__)
+
+SERVICES = {
+    "detector": "detector_service.__main__",
+    "embedder": "embedding_service.__main__",
+    "gallery": "gallery.__main__",
+}
+
+
+class CliError(Exception):
+    """A mistake the user can fix; printed as one sentence, exit code 2 unless given."""
+
+    def __init__(self, message: str, exit_code: int = 2) -> None:
+        super().__init__(message)
+        self.exit_code = exit_code
+
+
+def cmd_fetch(args: argparse.Namespace) -> int:
+    home = assets.facerec_home(os.environ)
+    try:
+        fetched = assets.fetch(home)
+    except assets.FetchError as exc:
+        raise CliError(str(exc), exit_code=1) from None
+    sys.stdout.write(f"weights  {fetched.facenet_h5} (sha256 ok)\ndata     {fetched.dataset}\n")
+    return 0
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    import importlib
+
+    if args.service in SERVICES:
+        module = importlib.import_module(SERVICES[args.service])
+        module.main(args.rest)
+        return 0
+    from facerec.supervisor import serve_all
+
+    return serve_all(args.rest)
+
+
+def cmd_health(args: argparse.Namespace) -> int:
+    from facerec.health_check import check
+
+    serving, detail = check(args.address, args.service, args.timeout)
+    sys.stdout.write(f"{args.address} {detail}\n")
+    return 0 if serving else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(
+        prog="facerec",
+        description="Face recognition as gRPC services: detect (MTCNN), embed (FaceNet), and a gallery.",
+    )
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
+
+    fetch = sub.add_parser("fetch", help="download and verify the weights and the 5-celebrity data set")
+    fetch.set_defaults(run=cmd_fetch)
+
+    serve = sub.add_parser(
+        "serve",
+        help="run the services (all three, or one)",
+        description="Run all three services (default) or one of them. Flags after the name go to that service.",
+    )
+    serve.add_argument("service", nargs="?", default="all", choices=["all", *SERVICES])
+    serve.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="the service's own flags (see `--help` after it)"
+    )
+    serve.set_defaults(run=cmd_serve)
+
+    health = sub.add_parser("health", help="exit 0 when the service at ADDRESS reports SERVING")
+    health.add_argument("address", help="host:port")
+    health.add_argument("--service", default="", help="service name to ask about (default: the server)")
+    health.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    health.set_defaults(run=cmd_health)
+
+    _add_client_commands(sub)
+    return parser
+
+
+def _add_client_commands(sub: argparse._SubParsersAction) -> None:
+    """The commands that talk to a gallery (filled in by facerec.commands when present)."""
+    try:
+        from facerec.commands import add_commands
+    except ImportError:
+        return
+    add_commands(sub)
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    run: Callable[[argparse.Namespace], int] = args.run
+    try:
+        return run(args)
+    except CliError as exc:
+        sys.stderr.write(f"facerec: {exc}\n")
+        return exc.exit_code
+    except KeyboardInterrupt:
+        return 130
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

@@ -1,0 +1,98 @@
+"""Image decoding, in one place for every service: bytes in, upright (h, w, 3) uint8 RGB out.
+
+Limits are checked before pixels are decoded: a 20000x20000 PNG header is refused from its header.
+"""
+
+from __future__ import annotations
+
+import io
+import warnings
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image, ImageOps, UnidentifiedImageError
+
+from facerec.errors import InvalidInput, Overloaded
+
+FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")
+# The smallest window MTCNN's P-Net can look at; a smaller picture cannot hold a detectable face.
+MIN_SIDE_PX = 12
+
+# Pillow's own bomb guard would raise at 2x our limit and warn below it; our limit is checked first.
+Image.MAX_IMAGE_PIXELS = None
+
+
+@dataclass(frozen=True)
+class ImageLimits:
+    """What one encoded image may be. Defaults fit a 40-megapixel photo."""
+
+    max_bytes: int = 20 * 1024 * 1024
+    max_pixels: int = 40_000_000
+    min_side_px: int = MIN_SIDE_PX
+
+
+def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> NDArray[np.uint8]:
+    """Decodes JPEG, PNG (8/16 bit, grey, palette, RGBA), WebP or BMP with its EXIF orientation applied.
+
+    Returns (h, w, 3) uint8 RGB of the upright picture; transparency is composited over white.
+    Raises InvalidInput for empty, undecodable, unsupported or too small images and Overloaded
+    for images over the byte or pixel limit.
+    """
+    if not data:
+        raise InvalidInput("The image is empty (0 bytes).")
+    if len(data) > limits.max_bytes:
+        raise Overloaded(f"The image is {len(data)} bytes, over the limit of {limits.max_bytes} bytes.")
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInput(
+            "The image could not be decoded: it is not a JPEG, PNG, WebP or BMP file."
+        ) from exc
+    width, height = image.size
+    if width * height > limits.max_pixels:
+        raise Overloaded(
+            f"The image is {width}x{height} pixels, over the limit of {limits.max_pixels} pixels."
+        )
+    if min(width, height) < limits.min_side_px:
+        raise InvalidInput(
+            f"The image is {width}x{height} pixels; faces can only be found on at least "
+            f"{limits.min_side_px}x{limits.min_side_px}."
+        )
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            image.load()
+            image = ImageOps.exif_transpose(image)
+            return _to_rgb(image)
+    except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
+        raise InvalidInput("The image could not be decoded: its data is truncated or corrupt.") from exc
+
+
+def encode_png(rgb: NDArray[np.uint8]) -> bytes:
+    """(h, w, 3) uint8 RGB → PNG bytes."""
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format="PNG")
+    return out.getvalue()
+
+
+def _to_rgb(image: Image.Image) -> NDArray[np.uint8]:
+    if image.mode in ("I", "I;16", "I;16B", "I;16L", "I;16N"):
+        # 16-bit grey: Pillow's convert("RGB") clips at 255, so scale down ourselves.
+        grey = np.asarray(image, dtype=np.uint32)
+        grey = (grey >> 8).astype(np.uint8) if grey.max() > 255 else grey.astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if image.mode == "F":
+        grey = np.clip(np.asarray(image), 0, 255).astype(np.uint8)
+        return np.ascontiguousarray(np.repeat(grey[:, :, None], 3, axis=2))
+    if image.mode == "P" and "transparency" in image.info:
+        image = image.convert("RGBA")
+    if image.mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        image = image.convert("RGBA")
+        background = Image.new("RGBA", image.size, (255, 255, 255, 255))
+        image = Image.alpha_composite(background, image)
+    if image.mode != "RGB":
+        image = image.convert("RGB")
+    return np.ascontiguousarray(np.asarray(image, dtype=np.uint8))

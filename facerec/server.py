@@ -1,0 +1,108 @@
+"""Server bootstrap shared by every service: port, message limits, health, reflection, errors, shutdown."""
+
+from __future__ import annotations
+
+import logging
+import signal
+import threading
+from collections.abc import Callable, Sequence
+from concurrent import futures
+from dataclasses import dataclass
+
+import grpc
+from grpc_health.v1 import health, health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection
+
+from facerec.status import ErrorInterceptor
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+
+
+@dataclass(frozen=True)
+class ServerOptions:
+    """How a gRPC server listens. max_concurrent_rpcs bounds the queue: beyond it, RESOURCE_EXHAUSTED."""
+
+    host: str = "[::]"
+    port: int = 0
+    max_workers: int = 16
+    max_concurrent_rpcs: int = 64
+    max_message_bytes: int = 64 * MiB
+    grace_s: float = 5.0
+
+
+@dataclass(frozen=True)
+class Service:
+    """One gRPC service to host: its full name (for health and reflection) and how to add it."""
+
+    name: str
+    add: Callable[[grpc.Server], None]
+
+
+class Health:
+    """gRPC health for a server's services; NOT_SERVING until set_serving() (after warm-up)."""
+
+    def __init__(self, service_names: Sequence[str]) -> None:
+        self.servicer = health.HealthServicer()
+        self._names = ["", *service_names]
+        self.set(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+    def set(self, status: int) -> None:
+        for name in self._names:
+            self.servicer.set(name, status)
+
+    def set_serving(self) -> None:
+        self.set(health_pb2.HealthCheckResponse.SERVING)
+
+    def set_not_serving(self) -> None:
+        self.set(health_pb2.HealthCheckResponse.NOT_SERVING)
+
+
+def build_server(
+    services: Sequence[Service],
+    options: ServerOptions,
+    health_state: Health,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
+) -> tuple[grpc.Server, int]:
+    """A server hosting `services` plus health and reflection, bound but not started. Returns (server, port)."""
+    server = grpc.server(
+        futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="grpc"),
+        interceptors=[*interceptors, ErrorInterceptor()],
+        options=[
+            ("grpc.max_receive_message_length", options.max_message_bytes),
+            ("grpc.max_send_message_length", options.max_message_bytes),
+            ("grpc.so_reuseport", 0),
+        ],
+        maximum_concurrent_rpcs=options.max_concurrent_rpcs,
+    )
+    for service in services:
+        service.add(server)
+    health_pb2_grpc.add_HealthServicer_to_server(health_state.servicer, server)
+    names = [s.name for s in services] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
+    reflection.enable_server_reflection(names, server)
+    address = f"{options.host}:{options.port}"
+    if credentials is None:
+        port = server.add_insecure_port(address)
+    else:
+        port = server.add_secure_port(address, credentials)
+    if port == 0:
+        raise OSError(f"could not bind {address}")
+    return server, port
+
+
+def serve_until_signalled(server: grpc.Server, health_state: Health, grace_s: float) -> None:
+    """Blocks until SIGTERM or SIGINT, then stops taking calls and lets running ones finish within grace_s."""
+    stop = threading.Event()
+
+    def on_signal(signum: int, _frame: object) -> None:
+        log.info("signal %s: shutting down", signal.Signals(signum).name)
+        stop.set()
+
+    signal.signal(signal.SIGTERM, on_signal)
+    signal.signal(signal.SIGINT, on_signal)
+    stop.wait()
+    health_state.set_not_serving()
+    server.stop(grace_s).wait()
+    log.info("stopped")

@@ -1,0 +1,68 @@
+"""The one mapping from facerec errors to gRPC status codes, and the interceptor that applies it."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Callable
+from typing import Any
+
+import grpc
+
+from facerec import errors
+from facerec.v1 import common_pb2
+
+log = logging.getLogger(__name__)
+
+STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
+    errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
+    errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
+    errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
+    errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
+    errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+}
+
+
+def status_of(exc: errors.FacerecError) -> grpc.StatusCode:
+    """The status code for a facerec error (its nearest mapped class)."""
+    for cls in type(exc).__mro__:
+        if cls in STATUS:
+            return STATUS[cls]
+    return grpc.StatusCode.INTERNAL
+
+
+def error_proto(exc: errors.FacerecError) -> common_pb2.Error:
+    """A per-item error for a response that answers the other items normally."""
+    return common_pb2.Error(code=status_of(exc).value[0], message=str(exc))
+
+
+def _wrap(method: Callable[[Any, grpc.ServicerContext], Any], name: str) -> Callable[..., Any]:
+    def handle(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            return method(request, context)
+        except errors.FacerecError as exc:
+            context.abort(status_of(exc), str(exc))
+        except Exception:
+            code = context.code()
+            if code is not None and code != grpc.StatusCode.OK:
+                raise  # the servicer aborted on purpose; grpc already holds the status
+            log.exception("unexpected error in %s", name)
+            context.abort(grpc.StatusCode.INTERNAL, "Internal error; the server has logged the details.")
+
+    return handle
+
+
+class ErrorInterceptor(grpc.ServerInterceptor):
+    """Turns a FacerecError into its status and one-sentence message; anything else into INTERNAL."""
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = continuation(handler_call_details)
+        if handler is None or handler.unary_unary is None:
+            return handler
+        return grpc.unary_unary_rpc_method_handler(
+            _wrap(handler.unary_unary, handler_call_details.method),
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )

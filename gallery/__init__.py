@@ -1,0 +1,1 @@
+"""The gallery: identities and faces in a durable store, a FAISS index, an SVM gated by a calibrated threshold."""
