@@ -106,3 +106,11 @@ def serve_until_signalled(server: grpc.Server, health_state: Health, grace_s: fl
     health_state.set_not_serving()
     server.stop(grace_s).wait()
     log.info("stopped")
+
+
+def announce(name: str, host: str, port: int) -> None:
+    """Writes the one start-up line supervisors and tests wait for: '<name> serving on <host>:<port>'."""
+    import sys
+
+    sys.stdout.write(f"{name} serving on {host}:{port}\n")
+    sys.stdout.flush()
