@@ -1,0 +1,174 @@
+"""Prometheus metrics for the services: per-RPC counts and latency, batch sizes, queue depth, gallery size.
+
+Each service keeps its metrics in its own CollectorRegistry (so several servers in one process, as in
+the tests, never collide) and serves them over HTTP on its own port (`start_metrics_server`).
+
+Names (every series also carries `service`):
+  facerec_requests_total{method,code}      RPCs finished, by final gRPC status code
+  facerec_request_seconds{method}          RPC latency (histogram)
+  facerec_batch_size                       items (images or face crops) per model call (histogram)
+  facerec_queue_depth                      requests waiting in the batcher's queue
+  facerec_gallery_faces, facerec_gallery_identities   enrolled faces and identities (gallery only)
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Callable
+from typing import Any, TypeVar
+
+import grpc
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+
+log = logging.getLogger(__name__)
+
+# Inference RPCs run from a few ms (a health check, one crop) to seconds (a batch of large pictures).
+LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
+BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+
+T = TypeVar("T")
+R = TypeVar("R")
+
+
+class ServiceMetrics:
+    """All of one service's metrics, in its own registry. Create one per server, in main()."""
+
+    def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
+        self.service = service
+        self.registry = registry if registry is not None else CollectorRegistry()
+        self._requests = Counter(
+            "facerec_requests",
+            "gRPC calls finished, by method and final status code.",
+            ["service", "method", "code"],
+            registry=self.registry,
+        )
+        self._latency = Histogram(
+            "facerec_request_seconds",
+            "gRPC call latency in seconds, from the handler's start to its return.",
+            ["service", "method"],
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._batch_size = Histogram(
+            "facerec_batch_size",
+            "Items (images or face crops) per model call.",
+            ["service"],
+            buckets=BATCH_BUCKETS,
+            registry=self.registry,
+        )
+        self._queue_depth = Gauge(
+            "facerec_queue_depth",
+            "Requests waiting in the batcher's queue.",
+            ["service"],
+            registry=self.registry,
+        )
+        self._gallery_watched = False
+
+    def interceptor(self) -> MetricsInterceptor:
+        """The server interceptor that counts and times every unary call; pass it to build_server."""
+        return MetricsInterceptor(self)
+
+    def record_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
+        self._requests.labels(self.service, method, code.name).inc()
+        self._latency.labels(self.service, method).observe(seconds)
+
+    def observe_batch(self, items: int) -> None:
+        """Records one model call on `items` items."""
+        self._batch_size.labels(self.service).observe(items)
+
+    def observed_batches(self, run_batch: Callable[[list[T]], list[R]]) -> Callable[[list[T]], list[R]]:
+        """Wraps a Batcher's run_batch so that every model call records its size."""
+
+        def run(items: list[T]) -> list[R]:
+            self.observe_batch(len(items))
+            return run_batch(items)
+
+        return run
+
+    def watch_queue(self, depth: Callable[[], int]) -> None:
+        """Reads the queue depth from `depth` (e.g. Batcher.queue_depth) at every scrape."""
+        self._queue_depth.labels(self.service).set_function(_safe(depth, "queue depth"))
+
+    def watch_gallery(self, faces: Callable[[], int], identities: Callable[[], int]) -> None:
+        """Reads the gallery's face and identity counts from the callbacks at every scrape (gallery only)."""
+        if self._gallery_watched:
+            raise ValueError("watch_gallery was already called for this registry.")
+        self._gallery_watched = True
+        Gauge("facerec_gallery_faces", "Faces enrolled in the gallery.", registry=self.registry).set_function(
+            _safe(faces, "gallery faces")
+        )
+        Gauge(
+            "facerec_gallery_identities", "Identities enrolled in the gallery.", registry=self.registry
+        ).set_function(_safe(identities, "gallery identities"))
+
+
+def _safe(read: Callable[[], int], what: str) -> Callable[[], float]:
+    # A callback that raises would fail the whole scrape; report NaN for that one series instead.
+    def value() -> float:
+        try:
+            return float(read())
+        except Exception:
+            log.warning("could not read %s for metrics", what, exc_info=True)
+            return math.nan
+
+    return value
+
+
+class MetricsInterceptor(grpc.ServerInterceptor):
+    """Counts unary calls by method and final status code, and times them.
+
+    Install it OUTSIDE facerec.status.ErrorInterceptor (build_server puts its `interceptors` first,
+    so outside): a FacerecError has then already become context.abort(code), and this sees that code
+    on the context when the abort exception passes through.
+    """
+
+    def __init__(self, metrics: ServiceMetrics) -> None:
+        self._metrics = metrics
+
+    def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+        handler = continuation(handler_call_details)
+        # Streaming calls (health Watch, reflection) are long-lived; their duration says nothing.
+        if handler is None or handler.unary_unary is None:
+            return handler
+        method = handler_call_details.method.lstrip("/")
+        inner = handler.unary_unary
+        metrics = self._metrics
+
+        def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            start = time.perf_counter()
+            try:
+                response = inner(request, context)
+            except BaseException:
+                # context.abort() raises after setting the code; any other escape is UNKNOWN to grpc.
+                metrics.record_call(
+                    method, _code(context, grpc.StatusCode.UNKNOWN), time.perf_counter() - start
+                )
+                raise
+            metrics.record_call(method, _code(context, grpc.StatusCode.OK), time.perf_counter() - start)
+            return response
+
+        return grpc.unary_unary_rpc_method_handler(
+            handle,
+            request_deserializer=handler.request_deserializer,
+            response_serializer=handler.response_serializer,
+        )
+
+
+def _code(context: grpc.ServicerContext, default: grpc.StatusCode) -> grpc.StatusCode:
+    code = context.code()
+    if isinstance(code, grpc.StatusCode):
+        return code
+    return default
+
+
+def start_metrics_server(port: int, registry: CollectorRegistry, host: str = "0.0.0.0") -> int:
+    """Serves `registry` at http://host:port/metrics on a daemon thread. port 0 = any free port.
+
+    host may be written as for gRPC ("[::]"). Returns the bound port.
+    """
+    httpd, _thread = start_http_server(port, addr=host.strip("[]"), registry=registry)
+    bound = int(httpd.server_port)
+    log.info("metrics on %s:%s", host, bound)
+    return bound

@@ -1,0 +1,160 @@
+"""Metrics: a real gRPC server with MetricsInterceptor outside ErrorInterceptor, scraped over HTTP."""
+
+from __future__ import annotations
+
+import math
+import urllib.request
+from collections.abc import Iterator
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from prometheus_client import CollectorRegistry
+from prometheus_client.parser import text_string_to_metric_families
+
+from facerec import errors
+from facerec.batching import Batcher
+from facerec.metrics import MetricsInterceptor, ServiceMetrics, start_metrics_server
+from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+
+DETECT = "facerec.v1.Detector/Detect"
+
+
+class FakeDetector(detector_pb2_grpc.DetectorServicer):
+    """No images: InvalidInput (as the contract says); an image b"boom": a bug; otherwise OK."""
+
+    def Detect(self, request, context):
+        if not request.images:
+            raise errors.InvalidInput("The request has no images.")
+        if request.images[0].data == b"boom":
+            raise RuntimeError("a bug in the servicer")
+        return detector_pb2.DetectResponse(results=[detector_pb2.ImageResult(width=1, height=1)])
+
+
+def scrape(port: int) -> dict[tuple[str, tuple[tuple[str, str], ...]], float]:
+    """{(sample name, sorted labels): value} from http://127.0.0.1:port/metrics."""
+    with urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=5) as reply:
+        text = reply.read().decode()
+    samples = {}
+    for family in text_string_to_metric_families(text):
+        for s in family.samples:
+            samples[(s.name, tuple(sorted(s.labels.items())))] = s.value
+    return samples
+
+
+def value(samples: dict, name: str, **labels: str) -> float:
+    return samples.get((name, tuple(sorted(labels.items()))), 0.0)
+
+
+@pytest.fixture
+def served() -> Iterator[tuple[grpc.Channel, int]]:
+    """A fake detector on port 0 with MetricsInterceptor, and its metrics port."""
+    metrics = ServiceMetrics("detector", CollectorRegistry())
+    health = Health(["facerec.v1.Detector"])
+    service = Service(
+        "facerec.v1.Detector", lambda s: detector_pb2_grpc.add_DetectorServicer_to_server(FakeDetector(), s)
+    )
+    server, port = build_server(
+        [service],
+        ServerOptions(host="127.0.0.1", port=0, max_workers=4),
+        health,
+        interceptors=[MetricsInterceptor(metrics)],
+    )
+    server.start()
+    health.set_serving()
+    metrics_port = start_metrics_server(0, metrics.registry, host="127.0.0.1")
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    try:
+        yield channel, metrics_port
+    finally:
+        channel.close()
+        server.stop(0).wait()
+
+
+def test_counts_calls_by_final_status_code(served) -> None:
+    channel, metrics_port = served
+    stub = detector_pb2_grpc.DetectorStub(channel)
+    one_image = detector_pb2.DetectRequest(images=[common_pb2.Image(data=b"x")])
+    for _ in range(3):
+        assert len(stub.Detect(one_image, timeout=5).results) == 1
+    for _ in range(2):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Detect(detector_pb2.DetectRequest(), timeout=5)
+        assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+    with pytest.raises(grpc.RpcError) as caught:
+        stub.Detect(detector_pb2.DetectRequest(images=[common_pb2.Image(data=b"boom")]), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.INTERNAL
+    # The server still answers after the errors.
+    assert len(stub.Detect(one_image, timeout=5).results) == 1
+
+    samples = scrape(metrics_port)
+    total = "facerec_requests_total"
+    assert value(samples, total, service="detector", method=DETECT, code="OK") == 4
+    assert value(samples, total, service="detector", method=DETECT, code="INVALID_ARGUMENT") == 2
+    assert value(samples, total, service="detector", method=DETECT, code="INTERNAL") == 1
+    assert value(samples, total, service="detector", method=DETECT, code="UNKNOWN") == 0
+    assert value(samples, "facerec_request_seconds_count", service="detector", method=DETECT) == 7
+    assert value(samples, "facerec_request_seconds_bucket", service="detector", method=DETECT, le="+Inf") == 7
+    assert value(samples, "facerec_request_seconds_sum", service="detector", method=DETECT) > 0
+
+
+def test_health_checks_are_counted_under_their_own_method(served) -> None:
+    channel, metrics_port = served
+    health_stub = health_pb2_grpc.HealthStub(channel)
+    reply = health_stub.Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
+    assert reply.status == health_pb2.HealthCheckResponse.SERVING
+    with pytest.raises(grpc.RpcError) as caught:
+        health_stub.Check(health_pb2.HealthCheckRequest(service="no.such.Service"), timeout=5)
+    assert caught.value.code() == grpc.StatusCode.NOT_FOUND
+
+    samples = scrape(metrics_port)
+    method = "grpc.health.v1.Health/Check"
+    assert value(samples, "facerec_requests_total", service="detector", method=method, code="OK") == 1
+    assert value(samples, "facerec_requests_total", service="detector", method=method, code="NOT_FOUND") == 1
+
+
+def test_batch_sizes_and_queue_depth_show_in_the_scrape() -> None:
+    metrics = ServiceMetrics("embedder", CollectorRegistry())
+    batcher: Batcher[int, int] = Batcher(
+        metrics.observed_batches(lambda items: [i * 2 for i in items]), max_batch=8, max_delay_ms=1.0
+    )
+    try:
+        assert batcher.submit([1, 2, 3], timeout_s=5) == [2, 4, 6]
+        assert batcher.submit([4], timeout_s=5) == [8]
+        metrics.watch_queue(lambda: 5)
+        port = start_metrics_server(0, metrics.registry, host="127.0.0.1")
+        samples = scrape(port)
+    finally:
+        batcher.close()
+    assert value(samples, "facerec_batch_size_count", service="embedder") == 2
+    assert value(samples, "facerec_batch_size_sum", service="embedder") == 4
+    assert value(samples, "facerec_batch_size_bucket", service="embedder", le="1.0") == 1
+    assert value(samples, "facerec_batch_size_bucket", service="embedder", le="4.0") == 2
+    assert value(samples, "facerec_queue_depth", service="embedder") == 5
+
+
+def test_gallery_gauges_read_callbacks_and_a_failing_one_does_not_break_the_scrape() -> None:
+    metrics = ServiceMetrics("gallery", CollectorRegistry())
+    counts = {"faces": 12}
+
+    def identities() -> int:
+        raise RuntimeError("store closed")
+
+    metrics.watch_gallery(lambda: counts["faces"], identities)
+    port = start_metrics_server(0, metrics.registry, host="127.0.0.1")
+    assert value(scrape(port), "facerec_gallery_faces") == 12
+    counts["faces"] = 13
+    samples = scrape(port)
+    assert value(samples, "facerec_gallery_faces") == 13
+    assert math.isnan(value(samples, "facerec_gallery_identities"))
+    with pytest.raises(ValueError):
+        metrics.watch_gallery(lambda: 0, lambda: 0)
+
+
+def test_each_service_has_its_own_registry() -> None:
+    a = ServiceMetrics("detector", CollectorRegistry())
+    b = ServiceMetrics("detector", CollectorRegistry())
+    a.observe_batch(3)
+    assert a.registry.get_sample_value("facerec_batch_size_count", {"service": "detector"}) == 1
+    assert b.registry.get_sample_value("facerec_batch_size_count", {"service": "detector"}) is None
