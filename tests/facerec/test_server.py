@@ -1,0 +1,63 @@
+"""build_server: health (NOT_SERVING until warmed), reflection, message-size limit, graceful SIGTERM."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
+
+from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.v1 import detector_pb2, detector_pb2_grpc
+
+
+class Echo(detector_pb2_grpc.DetectorServicer):
+    def Detect(self, request, context):
+        return detector_pb2.DetectResponse(results=[detector_pb2.ImageResult() for _ in request.images])
+
+
+@pytest.fixture()
+def served():
+    health = Health(["facerec.v1.Detector"])
+    service = Service(
+        "facerec.v1.Detector", lambda s: detector_pb2_grpc.add_DetectorServicer_to_server(Echo(), s)
+    )
+    server, port = build_server([service], ServerOptions(host="127.0.0.1", max_message_bytes=1024), health)
+    server.start()
+    channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+    yield health, channel
+    channel.close()
+    server.stop(0)
+
+
+def status(channel, service: str = "") -> int:
+    return (
+        health_pb2_grpc.HealthStub(channel)
+        .Check(health_pb2.HealthCheckRequest(service=service), timeout=5)
+        .status
+    )
+
+
+def test_health_is_not_serving_until_set(served) -> None:
+    health, channel = served
+    assert status(channel) == health_pb2.HealthCheckResponse.NOT_SERVING
+    health.set_serving()
+    assert status(channel) == health_pb2.HealthCheckResponse.SERVING
+    assert status(channel, "facerec.v1.Detector") == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_reflection_lists_the_service(served) -> None:
+    _, channel = served
+    stub = reflection_pb2_grpc.ServerReflectionStub(channel)
+    replies = stub.ServerReflectionInfo(iter([reflection_pb2.ServerReflectionRequest(list_services="")]))
+    names = {s.name for reply in replies for s in reply.list_services_response.service}
+    assert {"facerec.v1.Detector", "grpc.health.v1.Health"} <= names
+
+
+def test_too_large_a_message_is_resource_exhausted_and_server_goes_on(served) -> None:
+    _, channel = served
+    stub = detector_pb2_grpc.DetectorStub(channel)
+    with pytest.raises(grpc.RpcError) as info:
+        stub.Detect(detector_pb2.DetectRequest(images=[{"data": b"x" * 4096}]), timeout=5)
+    assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+    assert len(stub.Detect(detector_pb2.DetectRequest(images=[{"data": b"x"}]), timeout=5).results) == 1

@@ -1,0 +1,77 @@
+"""Every facerec error has a status; the interceptor sends it with the one-sentence message, never a traceback."""
+
+from __future__ import annotations
+
+import grpc
+import pytest
+
+from facerec import errors
+from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.status import STATUS, error_proto, status_of
+from facerec.v1 import detector_pb2, detector_pb2_grpc
+
+
+def all_subclasses(cls: type) -> set[type]:
+    found = set()
+    for sub in cls.__subclasses__():
+        found |= {sub} | all_subclasses(sub)
+    return found
+
+
+def test_every_error_class_has_a_status() -> None:
+    for cls in all_subclasses(errors.FacerecError):
+        assert status_of(cls("x")) != grpc.StatusCode.INTERNAL, f"{cls.__name__} has no status"
+    assert set(STATUS) == all_subclasses(errors.FacerecError)
+
+
+def test_error_proto_carries_code_number_and_message() -> None:
+    proto = error_proto(errors.InvalidInput("The image is empty."))
+    assert proto.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] == 3
+    assert proto.message == "The image is empty."
+
+
+class Raising(detector_pb2_grpc.DetectorServicer):
+    """Raises what the first image's bytes name, to exercise the mapping through a real server."""
+
+    def Detect(self, request, context):
+        what = request.images[0].data.decode()
+        if what == "missing":
+            raise errors.NotFound("No identity named bob.")
+        if what == "bug":
+            raise KeyError("secret internal detail")
+        return detector_pb2.DetectResponse(results=[detector_pb2.ImageResult(width=1, height=1)])
+
+
+@pytest.fixture()
+def stub():
+    health = Health(["facerec.v1.Detector"])
+    service = Service(
+        "facerec.v1.Detector", lambda s: detector_pb2_grpc.add_DetectorServicer_to_server(Raising(), s)
+    )
+    server, port = build_server([service], ServerOptions(host="127.0.0.1"), health)
+    server.start()
+    health.set_serving()
+    with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+        yield detector_pb2_grpc.DetectorStub(channel)
+    server.stop(0)
+
+
+def call(stub, what: str):
+    return stub.Detect(detector_pb2.DetectRequest(images=[{"data": what.encode()}]), timeout=5)
+
+
+def test_mapped_error_reaches_the_client_and_server_keeps_answering(stub) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        call(stub, "missing")
+    assert info.value.code() == grpc.StatusCode.NOT_FOUND
+    assert info.value.details() == "No identity named bob."
+    assert call(stub, "ok").results[0].width == 1
+
+
+def test_unexpected_error_is_internal_without_details(stub) -> None:
+    with pytest.raises(grpc.RpcError) as info:
+        call(stub, "bug")
+    assert info.value.code() == grpc.StatusCode.INTERNAL
+    assert "secret" not in info.value.details()
+    assert "Traceback" not in info.value.details()
+    assert call(stub, "ok").results[0].width == 1
