@@ -7,6 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
+from typing import NoReturn
 
 from facerec import assets
 
@@ -57,8 +58,15 @@ def cmd_health(args: argparse.Namespace) -> int:
     return 0 if serving else 1
 
 
+class OneLineParser(argparse.ArgumentParser):
+    """Usage mistakes are one sentence on stderr and exit 2, not a usage dump."""
+
+    def error(self, message: str) -> NoReturn:
+        self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`).\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(
+    parser = OneLineParser(
         prog="facerec",
         description="Face recognition as gRPC services: detect (MTCNN), embed (FaceNet), and a gallery.",
     )
@@ -90,11 +98,9 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def _add_client_commands(sub: argparse._SubParsersAction) -> None:
-    """The commands that talk to a gallery (filled in by facerec.commands when present)."""
-    try:
-        from facerec.commands import add_commands
-    except ImportError:
-        return
+    """The commands that talk to a gallery, the demo and eval."""
+    from facerec.commands import add_commands
+
     add_commands(sub)
 
 
@@ -106,11 +112,17 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     run: Callable[[argparse.Namespace], int] = args.run
+    from facerec.rpc import ClientError
+    from facerec.supervisor import StartError
+
     try:
         return run(args)
     except CliError as exc:
         sys.stderr.write(f"facerec: {exc}\n")
         return exc.exit_code
+    except (ClientError, StartError, assets.FetchError) as exc:
+        sys.stderr.write(f"facerec: {exc}\n")
+        return 1
     except KeyboardInterrupt:
         return 130
 

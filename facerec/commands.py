@@ -1,0 +1,316 @@
+"""The client commands of `facerec`: enroll, identify, verify, list, remove (a running gallery), demo and eval."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from collections import Counter
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
+from pathlib import Path
+
+import grpc
+
+from facerec.assets import IMAGE_SUFFIXES, labelled_images
+from facerec.rpc import ClientError, describe, read_image
+from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+
+DEFAULT_GALLERY = "127.0.0.1:50053"
+TIMEOUT_S = 120.0
+
+
+class GalleryClient:
+    """A Gallery stub whose failures become one-sentence ClientErrors."""
+
+    def __init__(self, address: str) -> None:
+        self.address = address
+        self._channel = grpc.insecure_channel(address)
+        self._stub = gallery_pb2_grpc.GalleryStub(self._channel)
+
+    def call(self, method: str, request):
+        try:
+            return getattr(self._stub, method)(request, timeout=TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise describe(exc, "gallery", self.address) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+@contextmanager
+def gallery_client(address: str):
+    client = GalleryClient(address)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def progress(total: int, desc: str):
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
+
+
+def write_json(data: object) -> None:
+    sys.stdout.write(json.dumps(data, indent=2) + "\n")
+
+
+def box_dict(box: common_pb2.Box) -> dict[str, float]:
+    return {
+        "x": round(box.x, 1),
+        "y": round(box.y, 1),
+        "width": round(box.width, 1),
+        "height": round(box.height, 1),
+    }
+
+
+def folder_images(folder: Path) -> list[tuple[str, Path]]:
+    if not folder.is_dir():
+        raise ClientError(f"{folder} is not a folder (expected one subfolder of pictures per identity).")
+    pairs = labelled_images(folder)
+    if not pairs:
+        raise ClientError(f"{folder} holds no pictures in identity subfolders ({', '.join(IMAGE_SUFFIXES)}).")
+    return pairs
+
+
+def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll") -> Counter:
+    """Enrolls each picture under its identity, four at a time. Returns outcome counts; lists problem files."""
+    outcomes: Counter = Counter()
+    problems: list[str] = []
+    bar = progress(len(pairs), desc)
+
+    def one(pair: tuple[str, Path]) -> tuple[str, Path, gallery_pb2.EnrollResult]:
+        identity, path = pair
+        reply = client.call(
+            "Enroll",
+            gallery_pb2.EnrollRequest(identity=identity, images=[common_pb2.Image(data=read_image(path))]),
+        )
+        return identity, path, reply.results[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        for identity, path, result in pool.map(one, pairs):
+            name = gallery_pb2.EnrollOutcome.Name(result.outcome)
+            outcomes[name] += 1
+            if result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):
+                detail = f" ({result.error.message})" if result.error.message else ""
+                problems.append(f"  {name.lower().replace('_', ' ')}: {identity}/{path.name}{detail}")
+            bar.update(1)
+    bar.close()
+    for line in problems:
+        sys.stderr.write(line + "\n")
+    return outcomes
+
+
+def cmd_enroll(args: argparse.Namespace) -> int:
+    pairs = folder_images(Path(args.folder))
+    with gallery_client(args.gallery) as client:
+        outcomes = enroll_pairs(client, pairs)
+    summary = {name.lower(): count for name, count in sorted(outcomes.items())}
+    if args.json:
+        write_json({"images": len(pairs), **summary})
+    else:
+        identities = len({who for who, _ in pairs})
+        parts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in summary.items())
+        sys.stdout.write(f"{len(pairs)} pictures of {identities} identities: {parts}\n")
+    return 0
+
+
+def identify_one(
+    client: GalleryClient, path: Path, top_k: int, threshold: float
+) -> gallery_pb2.IdentifyResponse:
+    request = gallery_pb2.IdentifyRequest(
+        image=common_pb2.Image(data=read_image(path)), top_k=top_k, threshold=threshold
+    )
+    return client.call("Identify", request)
+
+
+def face_dict(face: gallery_pb2.IdentifiedFace) -> dict:
+    return {
+        "identity": face.identity if face.known else None,
+        "known": face.known,
+        "distance": round(face.distance, 4),
+        "confidence": round(face.confidence, 4),
+        "box": box_dict(face.box),
+        "candidates": [{"identity": c.identity, "distance": round(c.distance, 4)} for c in face.candidates],
+    }
+
+
+def cmd_identify(args: argparse.Namespace) -> int:
+    paths = [Path(p) for p in args.images]
+    if args.annotate and len(paths) != 1:
+        raise ClientError("--annotate takes exactly one picture.")
+    report = []
+    with gallery_client(args.gallery) as client:
+        for path in paths:
+            reply = identify_one(client, path, args.top_k, args.threshold)
+            report.append(
+                {
+                    "image": str(path),
+                    "threshold": round(reply.threshold, 4),
+                    "faces": [face_dict(f) for f in reply.faces],
+                }
+            )
+            if args.annotate:
+                save_annotated(path, list(reply.faces), Path(args.annotate))
+    if args.json:
+        write_json(report if len(report) > 1 else report[0])
+        return 0
+    for item in report:
+        if not item["faces"]:
+            sys.stdout.write(f"{item['image']}: no face\n")
+        for face in item["faces"]:
+            b = face["box"]
+            where = f"box {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}x{b['height']:.0f}"
+            if face["known"]:
+                sys.stdout.write(
+                    f"{item['image']}: {face['identity']}  distance {face['distance']:.3f}  {where}\n"
+                )
+            else:
+                nearest = face["candidates"][0] if face["candidates"] else None
+                hint = f" (nearest {nearest['identity']} at {nearest['distance']:.3f})" if nearest else ""
+                sys.stdout.write(f"{item['image']}: unknown{hint}  {where}\n")
+    return 0
+
+
+def save_annotated(path: Path, faces: list[gallery_pb2.IdentifiedFace], out: Path) -> None:
+    from facerec.annotate import annotate
+    from facerec.errors import FacerecError
+    from facerec.images import decode_image
+
+    try:
+        rgb = decode_image(read_image(path))
+    except FacerecError as exc:
+        raise ClientError(f"Cannot annotate {path}: {exc}") from None
+    annotate(rgb, faces).save(out, format="PNG")
+
+
+def cmd_verify(args: argparse.Namespace) -> int:
+    if args.identity and args.image_b:
+        raise ClientError("Give a second picture or --identity, not both.")
+    if not args.identity and not args.image_b:
+        raise ClientError(
+            "Give a second picture, or --identity NAME to compare against an enrolled identity."
+        )
+    request = gallery_pb2.VerifyRequest(
+        image_a=common_pb2.Image(data=read_image(Path(args.image_a))),
+        threshold=args.threshold,
+        identity=args.identity or "",
+    )
+    if args.image_b:
+        request.image_b.data = read_image(Path(args.image_b))
+    with gallery_client(args.gallery) as client:
+        reply = client.call("Verify", request)
+    if args.json:
+        write_json(
+            {
+                "match": reply.match,
+                "distance": round(reply.distance, 4),
+                "threshold": round(reply.threshold, 4),
+            }
+        )
+    else:
+        verdict = "same person" if reply.match else "different people"
+        sys.stdout.write(f"{verdict}: distance {reply.distance:.3f} (threshold {reply.threshold:.3f})\n")
+    return 0 if reply.match else 3
+
+
+def cmd_list(args: argparse.Namespace) -> int:
+    rows = []
+    with gallery_client(args.gallery) as client:
+        token = ""
+        while True:
+            reply = client.call(
+                "ListIdentities", gallery_pb2.ListIdentitiesRequest(page_size=1000, page_token=token)
+            )
+            rows.extend((i.identity, i.face_count) for i in reply.identities)
+            token = reply.next_page_token
+            if not token:
+                break
+    if args.json:
+        write_json([{"identity": name, "faces": count} for name, count in rows])
+    else:
+        for name, count in rows:
+            sys.stdout.write(f"{name}\t{count} faces\n")
+        sys.stdout.write(f"{len(rows)} identities\n")
+    return 0
+
+
+def cmd_remove(args: argparse.Namespace) -> int:
+    with gallery_client(args.gallery) as client:
+        reply = client.call("RemoveIdentity", gallery_pb2.RemoveIdentityRequest(identity=args.identity))
+    sys.stdout.write(f"removed {args.identity} ({reply.faces_removed} faces)\n")
+    return 0
+
+
+def cmd_demo(args: argparse.Namespace) -> int:
+    from facerec.demo import run_demo
+
+    return run_demo(args)
+
+
+def cmd_eval(args: argparse.Namespace) -> int:
+    from facerec.evaluate_command import run_eval
+
+    return run_eval(args)
+
+
+def add_commands(sub: argparse._SubParsersAction) -> None:
+    def with_gallery(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+        p.add_argument(
+            "--gallery",
+            default=os.environ.get("FACEREC_GALLERY", DEFAULT_GALLERY),
+            help=f"gallery address (default {DEFAULT_GALLERY})",
+        )
+        p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        return p
+
+    p = with_gallery(sub.add_parser("enroll", help="enroll a folder: one subfolder of pictures per identity"))
+    p.add_argument("folder")
+    p.set_defaults(run=cmd_enroll)
+
+    p = with_gallery(sub.add_parser("identify", help="who is on these pictures (every face)"))
+    p.add_argument("images", nargs="+", metavar="IMAGE")
+    p.add_argument("--top-k", type=int, default=3, help="candidates per face (default 3)")
+    p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
+    p.add_argument("--annotate", metavar="OUT.png", help="draw boxes, landmarks and names into OUT.png")
+    p.set_defaults(run=cmd_identify)
+
+    p = with_gallery(sub.add_parser("verify", help="same person? two pictures, or a picture and --identity"))
+    p.add_argument("image_a", metavar="A")
+    p.add_argument("image_b", metavar="B", nargs="?")
+    p.add_argument("--identity", help="compare A against this enrolled identity")
+    p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
+    p.set_defaults(run=cmd_verify)
+
+    p = with_gallery(sub.add_parser("list", help="the enrolled identities"))
+    p.set_defaults(run=cmd_list)
+
+    p = with_gallery(sub.add_parser("remove", help="remove an identity and all its faces"))
+    p.add_argument("identity")
+    p.set_defaults(run=cmd_remove)
+
+    p = sub.add_parser(
+        "demo", help="the main job: enroll the 5-celebrity train set, identify val, print the table"
+    )
+    p.add_argument("--gallery", help="use a running gallery (else the demo starts its own services)")
+    p.add_argument(
+        "--detector", default="127.0.0.1:50051", help="with --gallery: the detector, for verification pairs"
+    )
+    p.add_argument(
+        "--embedder", default="127.0.0.1:50052", help="with --gallery: the embedder, for verification pairs"
+    )
+    p.set_defaults(run=cmd_demo)
+
+    p = sub.add_parser("eval", help="calibrate the threshold on a labelled folder set: ROC, DET, EER, report")
+    p.add_argument("folder", help="one subfolder of pictures per identity (or a folder of such folders)")
+    p.add_argument(
+        "--out", default="eval-report", help="folder for report.json and roc.png (default eval-report)"
+    )
+    p.add_argument("--target-far", type=float, default=1e-2, help="false-accept rate for the FAR threshold")
+    p.add_argument("--save-threshold", action="store_true", help="store the best threshold for the services")
+    p.add_argument("--detector", help="a running detector (else eval starts its own services)")
+    p.add_argument("--embedder", help="a running embedder (else eval starts its own services)")
+    p.set_defaults(run=cmd_eval)

@@ -1,0 +1,119 @@
+"""`facerec eval DIR`: all same/different pairs through the services, ROC/DET, EER, thresholds, a JSON and a PNG."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import sys
+from contextlib import ExitStack
+from pathlib import Path
+
+import numpy as np
+
+from facerec import assets, calibration, evaluation
+from facerec.commands import folder_images, progress
+from facerec.rpc import ClientError, Embedding, read_image
+from facerec.supervisor import local_services
+from facerec.v1 import detector_pb2
+
+MODES = {"box": detector_pb2.ALIGNMENT_BOX, "similarity": detector_pb2.ALIGNMENT_SIMILARITY}
+
+
+def labelled_set(folder: Path) -> list[tuple[str, Path]]:
+    """A folder of identity folders, or a folder of such folders (e.g. train/ and val/), merged by identity."""
+    children = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
+    nested = [c for c in children if any(g.is_dir() for g in c.iterdir())]
+    if nested and len(nested) == len(children):
+        return [pair for c in sorted(nested) for pair in folder_images(c)]
+    return folder_images(folder)
+
+
+def run_eval(args: argparse.Namespace) -> int:
+    pairs = labelled_set(Path(args.folder))
+    if len({who for who, _ in pairs}) < 2:
+        raise ClientError("eval needs pictures of at least two identities.")
+    images = [read_image(p) for _, p in pairs]
+    out_dir = Path(args.out)
+    out_dir.mkdir(parents=True, exist_ok=True)
+    with ExitStack() as stack:
+        if args.detector and args.embedder:
+            detector, embedder = args.detector, args.embedder
+        else:
+            sys.stderr.write("starting detector and embedder...\n")
+            addresses = stack.enter_context(local_services())
+            detector, embedder = addresses.detector, addresses.embedder
+        embedding = Embedding(detector, embedder)
+        stack.callback(embedding.close)
+        model = embedding.model_info().name
+        results, curves = {}, {}
+        for mode, alignment in MODES.items():
+            bar = progress(len(images), f"embed ({mode})")
+            vectors = []
+            for start in range(0, len(images), 8):
+                vectors.extend(embedding.embed_images(images[start : start + 8], alignment=alignment))
+                bar.update(min(8, len(images) - start))
+            bar.close()
+            kept = [(who, v) for (who, _), v in zip(pairs, vectors, strict=True) if v is not None]
+            report, curve = evaluation.report(
+                np.stack([v for _, v in kept]),
+                [w for w, _ in kept],
+                images=len(pairs),
+                target_far=args.target_far,
+            )
+            results[mode], curves[mode] = report, curve
+    chosen = results["box"]  # the gallery's default alignment (the tutorial's crop)
+    document = {
+        "model": model,
+        "folder": str(args.folder),
+        "recommended_threshold": chosen.best_threshold,
+        "recommended_from": "best balanced accuracy, box alignment",
+        "modes": {mode: r.as_dict() for mode, r in results.items()},
+    }
+    (out_dir / "report.json").write_text(json.dumps(document, indent=2))
+    plot(curves, results, out_dir / "roc.png")
+    out = sys.stdout.write
+    for mode, r in results.items():
+        held = np.mean([v["balanced_accuracy"] for v in r.held_out.values()])
+        tar = (
+            ", ".join(f"TAR {v:.1%} at FAR {k}" for k, v in r.tar_at_far.items())
+            or "too few pairs for TAR@FAR"
+        )
+        out(
+            f"{mode:<10} {r.faces} faces, {r.same_pairs} same / {r.different_pairs} different pairs: "
+            f"best threshold {r.best_threshold:.3f} (balanced accuracy {r.best_balanced_accuracy:.1%}, "
+            f"accuracy {r.accuracy_at_best:.1%}), EER {r.eer:.1%}, {tar}; "
+            f"held-out by identity {held:.1%}\n"
+        )
+    out(f"report: {out_dir / 'report.json'}  plot: {out_dir / 'roc.png'}\n")
+    if args.save_threshold:
+        path = assets.Assets(assets.facerec_home(os.environ)).threshold_file
+        calibration.save_calibration(
+            path,
+            model,
+            chosen.best_threshold,
+            {"source": str(args.folder), "balanced_accuracy": chosen.best_balanced_accuracy},
+        )
+        out(f"saved threshold {chosen.best_threshold:.3f} for {model} to {path}\n")
+    return 0
+
+
+def plot(curves: dict[str, evaluation.Curve], results: dict[str, evaluation.Report], path: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    fig, (roc, det) = plt.subplots(1, 2, figsize=(11, 4.5))
+    for mode, c in curves.items():
+        floor = 1.0 / max(results[mode].different_pairs, 1)
+        roc.plot(np.maximum(c.far, floor), c.tar, label=f"{mode} (EER {results[mode].eer:.1%})")
+        det.plot(np.maximum(c.far, floor), np.maximum(1 - c.tar, floor), label=mode)
+    roc.set(xscale="log", xlabel="false accept rate", ylabel="true accept rate", title="ROC")
+    det.set(xscale="log", yscale="log", xlabel="false accept rate", ylabel="false reject rate", title="DET")
+    for ax in (roc, det):
+        ax.grid(True, which="both", alpha=0.3)
+        ax.legend()
+    fig.tight_layout()
+    fig.savefig(path, dpi=100)
+    plt.close(fig)

@@ -1,0 +1,188 @@
+"""Runs the three services as child processes (`facerec serve`, and the demo/eval when no address is given).
+
+Children are started with the parent-death signal set, so they never outlive the supervisor even
+when it is killed with SIGKILL; on SIGTERM/SIGINT they are stopped in reverse order.
+"""
+
+from __future__ import annotations
+
+import argparse
+import ctypes
+import logging
+import os
+import re
+import signal
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+
+log = logging.getLogger(__name__)
+
+ANNOUNCE = re.compile(r"(\w+) serving on (\S+):(\d+)")
+DEFAULT_PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053}
+MODULES = {"detector": "detector_service", "embedder": "embedding_service", "gallery": "gallery"}
+PR_SET_PDEATHSIG = 1
+
+
+class StartError(Exception):
+    """A service did not come up; the message says which and shows its last output line."""
+
+
+def _die_with_parent() -> None:
+    try:
+        ctypes.CDLL("libc.so.6", use_errno=True).prctl(PR_SET_PDEATHSIG, signal.SIGTERM)
+    except OSError:
+        pass  # not Linux: children are still stopped on a normal exit
+
+
+@dataclass
+class ServiceProcess:
+    """One service child process and the port it announced."""
+
+    name: str
+    process: subprocess.Popen
+    output: list[str] = field(default_factory=list)
+    port: int = 0
+    _ready: threading.Event = field(default_factory=threading.Event)
+
+    @classmethod
+    def start(
+        cls, name: str, args: Sequence[str], env: Mapping[str, str] | None = None, echo: bool = False
+    ) -> ServiceProcess:
+        """Starts `python -m <module> ARGS`; its output is kept (and echoed to stderr when echo)."""
+        full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
+        process = subprocess.Popen(
+            [sys.executable, "-m", MODULES[name], *args],
+            stdout=subprocess.PIPE,
+            stderr=subprocess.STDOUT,
+            stdin=subprocess.DEVNULL,
+            text=True,
+            env=full_env,
+            preexec_fn=_die_with_parent,
+        )
+        service = cls(name, process)
+        threading.Thread(target=service._pump, args=(echo,), daemon=True, name=f"{name}-output").start()
+        return service
+
+    def _pump(self, echo: bool) -> None:
+        assert self.process.stdout is not None
+        for line in self.process.stdout:
+            self.output.append(line)
+            del self.output[:-200]
+            match = ANNOUNCE.search(line)
+            if match and not self._ready.is_set():
+                self.port = int(match.group(3))
+                self._ready.set()
+            elif echo:
+                sys.stderr.write(f"[{self.name}] {line}")
+        self._ready.set()
+
+    def wait_ready(self, timeout_s: float) -> int:
+        """Blocks until the service announced it is serving; returns its port."""
+        if not self._ready.wait(timeout_s) or not self.port:
+            self.stop()
+            last = self.output[-1].strip() if self.output else "no output"
+            raise StartError(f"The {self.name} did not start within {timeout_s:.0f} s (last output: {last}).")
+        return self.port
+
+    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int | None:
+        if self.process.poll() is None:
+            self.process.send_signal(sig)
+            try:
+                self.process.wait(timeout_s)
+            except subprocess.TimeoutExpired:
+                self.process.kill()
+                self.process.wait(5)
+        return self.process.returncode
+
+
+@dataclass(frozen=True)
+class Addresses:
+    detector: str
+    embedder: str
+    gallery: str
+    processes: tuple[ServiceProcess, ...] = ()
+
+    def exited(self) -> list[str]:
+        """Names of the services whose process has ended."""
+        return [p.name for p in self.processes if p.process.poll() is not None]
+
+
+@contextmanager
+def local_services(
+    host: str = "127.0.0.1",
+    ports: Mapping[str, int] | None = None,
+    store: str | None = None,
+    extra: Mapping[str, Sequence[str]] | None = None,
+    echo: bool = False,
+    timeout_s: float = 180.0,
+) -> Iterator[Addresses]:
+    """Starts detector and embedder side by side, then the gallery pointed at them; stops all on exit.
+
+    ports: name → port (0 = any free port). store: the gallery's SQLite file (default: a temporary one).
+    """
+    ports = {**{name: 0 for name in MODULES}, **(ports or {})}
+    extra = extra or {}
+    started: list[ServiceProcess] = []
+    with tempfile.TemporaryDirectory(prefix="facerec-") as tmp:
+        store_path = store or os.path.join(tmp, "gallery.sqlite")
+        try:
+            for name in ("detector", "embedder"):
+                started.append(
+                    ServiceProcess.start(
+                        name, ["--host", host, "--port", str(ports[name]), *extra.get(name, ())], echo=echo
+                    )
+                )
+            deadline = time.monotonic() + timeout_s
+            found = {s.name: f"{host}:{s.wait_ready(deadline - time.monotonic())}" for s in started}
+            gallery_args = [
+                *("--host", host, "--port", str(ports["gallery"]), "--store", store_path),
+                *("--detector", found["detector"], "--embedder", found["embedder"]),
+                *extra.get("gallery", ()),
+            ]
+            gallery = ServiceProcess.start("gallery", gallery_args, echo=echo)
+            started.append(gallery)
+            found["gallery"] = f"{host}:{gallery.wait_ready(deadline - time.monotonic())}"
+            yield Addresses(**found, processes=tuple(started))
+        finally:
+            for service in reversed(started):
+                service.stop()
+
+
+def serve_all(argv: Sequence[str]) -> int:
+    """`facerec serve`: all three services until Ctrl-C or SIGTERM; prints where they listen."""
+    parser = argparse.ArgumentParser(prog="facerec serve", description="Run detector, embedder and gallery.")
+    parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
+    for name, port in DEFAULT_PORTS.items():
+        parser.add_argument(f"--{name}-port", type=int, default=port, help=f"default {port}")
+    parser.add_argument(
+        "--store", default=None, help="gallery SQLite file (default FACEREC_HOME/gallery.sqlite)"
+    )
+    args = parser.parse_args(list(argv))
+    from facerec.assets import facerec_home
+
+    store = args.store or str(facerec_home(os.environ) / "gallery.sqlite")
+    stop = threading.Event()
+    for sig in (signal.SIGTERM, signal.SIGINT):
+        signal.signal(sig, lambda *_: stop.set())
+    ports = {"detector": args.detector_port, "embedder": args.embedder_port, "gallery": args.gallery_port}
+    started = time.monotonic()
+    with local_services(args.host, ports, store, echo=True) as addresses:
+        sys.stdout.write(
+            f"facerec serving after {time.monotonic() - started:.1f} s\n"
+            f"  detector  {addresses.detector}\n  embedder  {addresses.embedder}\n"
+            f"  gallery   {addresses.gallery}   (store {store})\n"
+            "Ctrl-C to stop.\n"
+        )
+        sys.stdout.flush()
+        while not stop.wait(1.0):
+            if dead := addresses.exited():
+                sys.stderr.write(f"facerec: the {dead[0]} exited unexpectedly; stopping the others.\n")
+                return 1
+        sys.stdout.write("stopping\n")
+    return 0
