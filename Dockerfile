@@ -1,0 +1,66 @@
+# syntax=docker/dockerfile:1
+# One image for the three services; the command picks which one runs:
+#   docker run facerec serve detector | serve embedder | serve gallery --store PATH
+# The FaceNet weights are fetched and hash-checked at build time into FACEREC_HOME=/opt/facerec,
+# so a container starts without network access and never downloads anything.
+
+FROM python:3.11-slim AS deps
+ENV PYTHONDONTWRITEBYTECODE=1 \
+    PYTHONUNBUFFERED=1 \
+    PIP_NO_CACHE_DIR=1 \
+    PIP_DISABLE_PIP_VERSION_CHECK=1
+# faiss and scikit-learn use OpenMP.
+RUN apt-get update \
+    && apt-get install -y --no-install-recommends libgomp1 \
+    && rm -rf /var/lib/apt/lists/*
+WORKDIR /tmp/deps
+# The dependencies (TensorFlow is most of the image) in their own layer, keyed on pyproject.toml only:
+# install the project with empty packages, then remove it, keeping what it pulled in.
+COPY pyproject.toml README.md ./
+RUN mkdir facerec detector_service embedding_service gallery \
+    && touch facerec/__init__.py detector_service/__init__.py embedding_service/__init__.py gallery/__init__.py \
+    && pip install . \
+    && pip uninstall -y facerec \
+    && rm -rf /tmp/deps
+
+# The weights, keyed on the shared package only, so a change to a service does not download them again.
+FROM deps AS weights
+COPY pyproject.toml README.md /tmp/src/
+COPY facerec /tmp/src/facerec
+RUN pip install --no-deps /tmp/src
+ENV FACEREC_HOME=/opt/facerec
+RUN facerec fetch
+
+FROM deps
+COPY . /tmp/src
+RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
+ENV FACEREC_HOME=/opt/facerec
+COPY --from=weights /opt/facerec /opt/facerec
+# Verifies the copied weights' sha256 with the installed CLI; it downloads nothing when they are there.
+RUN facerec fetch
+
+# Non-root. The weights stay root-owned and read-only; FACEREC_HOME itself is writable so that
+# `facerec eval --save-threshold` can keep calibration.json there; /var/lib/facerec holds the gallery store.
+# (The data set's folder comes out of mkdtemp as 0700: open it to everyone, read-only.)
+RUN useradd --uid 10001 --user-group --create-home --home-dir /home/facerec facerec \
+    && chmod -R a+rX,go-w /opt/facerec \
+    && mkdir -p /var/lib/facerec \
+    && chown facerec:facerec /var/lib/facerec /opt/facerec
+USER 10001:10001
+WORKDIR /var/lib/facerec
+
+# Each service serves Prometheus metrics on its own port (0 = off outside the image).
+ENV DETECTOR_METRICS_PORT=9101 \
+    EMBEDDER_METRICS_PORT=9102 \
+    GALLERY_METRICS_PORT=9103 \
+    FACEREC_HEALTH_PORT=50053
+EXPOSE 50051 50052 50053 9101 9102 9103
+
+# The gRPC health of whichever service runs: set FACEREC_HEALTH_PORT to 50051 (detector) or 50052
+# (embedder) when the command is not the default. Loading the models takes up to a minute or two.
+# `|| exit 1`: Docker reserves exit code 2, which the CLI uses for usage errors.
+HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
+    CMD facerec health "127.0.0.1:${FACEREC_HEALTH_PORT}" --timeout 3 || exit 1
+
+ENTRYPOINT ["facerec"]
+CMD ["serve", "gallery", "--store", "/var/lib/facerec/gallery.sqlite"]

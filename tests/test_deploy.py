@@ -1,0 +1,304 @@
+"""The deployment files (Dockerfile, docker-compose.yml, deploy/k8s) agree with each other and with the CLI.
+
+No Docker engine or cluster is needed: the files are parsed and every command they run is parsed
+by the `facerec` CLI's own parser.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import re
+import shlex
+from pathlib import Path
+
+import pytest
+import yaml
+
+from facerec.cli import build_parser
+
+ROOT = Path(__file__).resolve().parents[1]
+PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053}
+METRICS_PORTS = {"detector": 9101, "embedder": 9102, "gallery": 9103}
+INFERENCE = ("detector", "embedder")
+FACEREC_HOME = "/opt/facerec"
+
+
+def parse_cli(argv: list[str]) -> argparse.Namespace:
+    """Parses argv as `facerec ARGV`; fails the test (instead of exiting) when the CLI rejects it."""
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"`facerec {shlex.join(argv)}` is not a valid facerec command")
+
+
+def flag(argv: list[str], name: str) -> str:
+    assert name in argv, f"{name} missing from {argv}"
+    return argv[argv.index(name) + 1]
+
+
+def check_serve(argv: list[str], service: str) -> None:
+    """argv runs `facerec serve <service> --port <its port>`."""
+    args = parse_cli(argv)
+    assert args.command == "serve"
+    assert args.service == service
+    assert int(flag(args.rest, "--port")) == PORTS[service]
+
+
+def check_health(argv: list[str], service: str) -> None:
+    args = parse_cli(argv)
+    assert args.command == "health"
+    assert args.address == f"127.0.0.1:{PORTS[service]}"
+
+
+# ---------------------------------------------------------------- the CLI the files rely on
+
+
+def test_the_cli_has_the_commands_and_services_the_deployment_runs() -> None:
+    parser = build_parser()
+    sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
+    assert {"serve", "health", "fetch"} <= set(sub.choices)
+    service = next(a for a in sub.choices["serve"]._actions if a.dest == "service")
+    assert {"detector", "embedder", "gallery"} <= set(service.choices)
+    with pytest.raises(SystemExit):
+        build_parser().parse_args(["serve", "no-such-service"])
+
+
+# ---------------------------------------------------------------- Dockerfile
+
+
+def dockerfile() -> list[tuple[str, str]]:
+    """(INSTRUCTION, arguments) in order, continuation lines joined, comments dropped."""
+    lines = [
+        line for line in (ROOT / "Dockerfile").read_text().splitlines() if not line.lstrip().startswith("#")
+    ]
+    joined = re.sub(r"\\\n", " ", "\n".join(lines))
+    out = []
+    for line in joined.splitlines():
+        if line.strip():
+            word, _, rest = line.strip().partition(" ")
+            out.append((word.upper(), rest.strip()))
+    return out
+
+
+def final_stage() -> list[tuple[str, str]]:
+    steps = dockerfile()
+    last_from = max(i for i, (word, _) in enumerate(steps) if word == "FROM")
+    return steps[last_from:]
+
+
+def env_of(steps: list[tuple[str, str]]) -> dict[str, str]:
+    env: dict[str, str] = {}
+    for word, rest in steps:
+        if word == "ENV":
+            for pair in shlex.split(rest):
+                key, _, value = pair.partition("=")
+                env[key] = value
+    return env
+
+
+def test_dockerfile_installs_the_project_on_python_311_slim() -> None:
+    steps = dockerfile()
+    assert steps[0] == ("FROM", "python:3.11-slim AS deps")
+    runs = [rest for word, rest in steps if word == "RUN"]
+    assert any("pip install ." in r for r in runs)
+    final_runs = [rest for word, rest in final_stage() if word == "RUN"]
+    assert any(r.startswith("pip install --no-deps /tmp/src") for r in final_runs)
+
+
+def test_dockerfile_fetches_and_verifies_the_weights_into_opt_facerec() -> None:
+    steps = dockerfile()
+    # The weights stage downloads them; the final stage copies them and runs fetch again, which checks the hash.
+    fetches = [i for i, (word, rest) in enumerate(steps) if word == "RUN" and rest == "facerec fetch"]
+    assert len(fetches) == 2
+    for i in fetches:
+        assert env_of(steps[:i]).get("FACEREC_HOME") == FACEREC_HOME
+    assert ("COPY", f"--from=weights {FACEREC_HOME} {FACEREC_HOME}") in final_stage()
+    assert env_of(final_stage())["FACEREC_HOME"] == FACEREC_HOME
+    assert parse_cli(["fetch"]).command == "fetch"
+
+
+def test_dockerfile_runs_as_a_non_root_user() -> None:
+    users = [rest for word, rest in final_stage() if word == "USER"]
+    assert users, "no USER in the final stage"
+    user = users[-1].split(":")[0]
+    assert user not in ("root", "0")
+    assert any(f"--uid {user}" in rest for word, rest in final_stage() if word == "RUN")
+
+
+def test_dockerfile_healthcheck_asks_the_running_service() -> None:
+    checks = [rest for word, rest in final_stage() if word == "HEALTHCHECK"]
+    assert len(checks) == 1
+    options, _, command = checks[0].partition(" CMD ")
+    assert "--start-period=" in options
+    env = env_of(final_stage())
+    argv = shlex.split(command.split("||")[0].replace("${FACEREC_HEALTH_PORT}", env["FACEREC_HEALTH_PORT"]))
+    assert argv[0] == "facerec"
+    check_health(argv[1:], "gallery")  # the default command's service
+
+
+def test_dockerfile_entrypoint_is_the_cli_and_the_default_command_is_the_gallery() -> None:
+    steps = final_stage()
+    entrypoint = [json.loads(rest) for word, rest in steps if word == "ENTRYPOINT"]
+    cmd = [json.loads(rest) for word, rest in steps if word == "CMD"]
+    assert entrypoint == [["facerec"]]
+    args = parse_cli(cmd[0])
+    assert (args.command, args.service) == ("serve", "gallery")
+    env = env_of(steps)
+    for service, port in METRICS_PORTS.items():
+        assert env[f"{service.upper()}_METRICS_PORT"] == str(port)
+
+
+def test_dockerignore_keeps_the_venv_caches_and_git_out() -> None:
+    ignored = set((ROOT / ".dockerignore").read_text().split())
+    assert {".venv", ".git", "**/__pycache__", ".pytest_cache", ".ruff_cache", "*.h5"} <= ignored
+
+
+# ---------------------------------------------------------------- docker-compose.yml
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.yml").read_text())
+
+
+def test_compose_runs_the_three_services_from_one_image(compose) -> None:
+    services = compose["services"]
+    assert set(services) == set(PORTS)
+    assert {s["image"] for s in services.values()} == {"facerec:latest"}
+    for name, service in services.items():
+        check_serve(service["command"], name)
+
+
+def test_compose_health_checks_ask_each_service_on_its_own_port(compose) -> None:
+    for name, service in compose["services"].items():
+        test = service["healthcheck"]["test"]
+        assert test[0] == "CMD" and test[1] == "facerec"
+        check_health(test[2:], name)
+        assert service["healthcheck"]["start_period"]
+
+
+def test_compose_inference_services_scale(compose) -> None:
+    for name in INFERENCE:
+        service = compose["services"][name]
+        assert service["deploy"]["replicas"] >= 2
+        # A fixed host port or container name would make `--scale` fail on the second replica.
+        assert "ports" not in service
+        assert "container_name" not in service
+
+
+def test_compose_publishes_only_the_gallery_grpc_port(compose) -> None:
+    published = {name: service.get("ports", []) for name, service in compose["services"].items()}
+    assert published == {
+        "detector": [],
+        "embedder": [],
+        "gallery": [f"{PORTS['gallery']}:{PORTS['gallery']}"],
+    }
+    for name, service in compose["services"].items():
+        assert service["environment"][f"{name.upper()}_METRICS_PORT"] == str(METRICS_PORTS[name])
+        assert str(METRICS_PORTS[name]) in service["expose"]
+
+
+def test_compose_gallery_reaches_every_replica_through_dns(compose) -> None:
+    gallery = compose["services"]["gallery"]
+    env = gallery["environment"]
+    assert env["GALLERY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
+    assert env["GALLERY_EMBEDDER"] == f"dns:///embedder:{PORTS['embedder']}"
+    assert gallery["depends_on"] == {
+        "detector": {"condition": "service_healthy"},
+        "embedder": {"condition": "service_healthy"},
+    }
+
+
+def test_compose_volumes_hold_the_store_and_the_weights(compose) -> None:
+    assert set(compose["volumes"]) == {"gallery-data", "weights"}
+    gallery = compose["services"]["gallery"]
+    store = Path(flag(parse_cli(gallery["command"]).rest, "--store"))
+    assert f"gallery-data:{store.parent}" in gallery["volumes"]
+    for service in compose["services"].values():
+        assert f"weights:{FACEREC_HOME}" in service["volumes"]
+
+
+# ---------------------------------------------------------------- deploy/k8s
+
+
+@pytest.fixture(scope="module")
+def k8s() -> dict[tuple[str, str], dict]:
+    """{(kind, name): manifest} over every file in deploy/k8s."""
+    docs = {}
+    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            key = (doc["kind"], doc["metadata"]["name"])
+            assert key not in docs, f"{key} defined twice"
+            docs[key] = doc
+    return docs
+
+
+def workload(k8s: dict, name: str) -> dict:
+    kind = "StatefulSet" if name == "gallery" else "Deployment"
+    return k8s[(kind, name)]
+
+
+def container(k8s: dict, name: str) -> dict:
+    (only,) = workload(k8s, name)["spec"]["template"]["spec"]["containers"]
+    return only
+
+
+def test_k8s_has_deployments_headless_services_and_a_gallery_statefulset(k8s) -> None:
+    assert set(k8s) == {
+        ("Deployment", "detector"),
+        ("Deployment", "embedder"),
+        ("StatefulSet", "gallery"),
+        ("Service", "detector"),
+        ("Service", "embedder"),
+        ("Service", "gallery"),
+    }
+    for name in INFERENCE:
+        # Headless: DNS answers with every ready pod, which round_robin needs.
+        # (YAML reads `clusterIP: None` as the string Kubernetes expects.)
+        assert k8s[("Service", name)]["spec"]["clusterIP"] == "None"
+        assert workload(k8s, name)["spec"]["replicas"] >= 2
+    assert "clusterIP" not in k8s[("Service", "gallery")]["spec"]  # an ordinary ClusterIP Service
+
+
+def test_k8s_services_select_their_pods_and_expose_grpc(k8s) -> None:
+    for name, port in PORTS.items():
+        spec = workload(k8s, name)["spec"]
+        labels = spec["template"]["metadata"]["labels"]
+        assert spec["selector"]["matchLabels"].items() <= labels.items()
+        service = k8s[("Service", name)]["spec"]
+        assert service["selector"].items() <= labels.items()
+        grpc_port = next(p for p in service["ports"] if p["name"] == "grpc")
+        assert grpc_port["port"] == port
+
+
+def test_k8s_containers_run_the_cli_with_grpc_probes_and_resources(k8s) -> None:
+    for name, port in PORTS.items():
+        c = container(k8s, name)
+        assert "command" not in c  # the image's ENTRYPOINT (facerec) stays
+        check_serve(c["args"], name)
+        assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+            "grpc": port,
+            "metrics": METRICS_PORTS[name],
+        }
+        for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+            assert c[probe]["grpc"] == {"port": port}, f"{name} {probe}"
+        for kind in ("requests", "limits"):
+            assert {"cpu", "memory"} <= set(c["resources"][kind])
+        env = {e["name"]: e["value"] for e in c["env"]}
+        assert env[f"{name.upper()}_METRICS_PORT"] == str(METRICS_PORTS[name])
+        pod = workload(k8s, name)["spec"]["template"]["spec"]
+        assert pod["securityContext"]["runAsNonRoot"] is True
+
+
+def test_k8s_gallery_keeps_its_store_on_a_claimed_volume_and_finds_the_pods_through_dns(k8s) -> None:
+    spec = workload(k8s, "gallery")["spec"]
+    assert spec["replicas"] == 1  # one writer for the SQLite store
+    (claim,) = spec["volumeClaimTemplates"]
+    c = container(k8s, "gallery")
+    store = Path(flag(c["args"], "--store"))
+    assert {"name": claim["metadata"]["name"], "mountPath": str(store.parent)} in c["volumeMounts"]
+    assert spec["template"]["spec"]["securityContext"]["fsGroup"] == 10001
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["GALLERY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
+    assert env["GALLERY_EMBEDDER"] == f"dns:///embedder:{PORTS['embedder']}"
