@@ -62,3 +62,25 @@ def save_calibration(path: Path, model: str, threshold: float, details: dict | N
 
 def _valid(value: object) -> bool:
     return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 2
+
+
+class CalibrationSource:
+    """The current calibration for a model, re-read when the file changes, so `eval --save-threshold`
+    takes effect in running services without a restart."""
+
+    def __init__(self, path: Path, model: str) -> None:
+        self._path = path
+        self._model = model
+        self._stamp: tuple[int, int] | None = None
+        self._current = Calibration(DEFAULT_THRESHOLD, "default", model)
+
+    def current(self) -> Calibration:
+        try:
+            stat = self._path.stat()
+            stamp = (stat.st_mtime_ns, stat.st_size)
+        except OSError:
+            stamp = None
+        if stamp != self._stamp:
+            self._current = load_calibration(self._path, self._model)
+            self._stamp = stamp
+        return self._current

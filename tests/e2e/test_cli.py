@@ -1,0 +1,239 @@
+"""The facerec command end to end: `facerec serve` with real services, the client commands, eval, demo, SIGTERM."""
+
+from __future__ import annotations
+
+import json
+import os
+import re
+import signal
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+
+import grpc
+import pytest
+from PIL import Image
+
+from facerec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc, gallery_pb2, gallery_pb2_grpc
+
+pytestmark = pytest.mark.model
+
+
+def facerec(
+    *args: str, env: dict[str, str] | None = None, timeout: float = 600
+) -> subprocess.CompletedProcess:
+    return subprocess.run(
+        [sys.executable, "-m", "facerec.cli", *args],
+        capture_output=True,
+        text=True,
+        env={**os.environ, **(env or {})},
+        timeout=timeout,
+        stdin=subprocess.DEVNULL,
+    )
+
+
+def children_of(pid: int) -> list[int]:
+    found = []
+    for entry in Path("/proc").iterdir():
+        if entry.name.isdigit():
+            try:
+                status = (entry / "status").read_text()
+            except OSError:
+                continue
+            if re.search(rf"^PPid:\s+{pid}$", status, re.M):
+                found.append(int(entry.name))
+    return found
+
+
+def alive(pid: int) -> bool:
+    try:
+        status = Path(f"/proc/{pid}/status").read_text()
+    except OSError:
+        return False
+    return not re.search(r"^State:\s+Z", status, re.M)
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, fetched_assets) -> Path:
+    """A FACEREC_HOME of its own (so a saved threshold stays in this test) sharing the fetched weights and data."""
+    path = tmp_path_factory.mktemp("home")
+    (path / "models").symlink_to(fetched_assets.home / "models")
+    (path / "data").symlink_to(fetched_assets.home / "data")
+    return path
+
+
+@pytest.fixture(scope="module")
+def served(home: Path, tmp_path_factory):
+    """`facerec serve` on free ports; yields (process, {name: address})."""
+    store = tmp_path_factory.mktemp("store") / "gallery.sqlite"
+    process = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "facerec.cli",
+            "serve",
+            "--detector-port",
+            "0",
+            "--embedder-port",
+            "0",
+            "--gallery-port",
+            "0",
+            "--store",
+            str(store),
+        ],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.DEVNULL,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "FACEREC_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+    )
+    addresses: dict[str, str] = {}
+    lines: list[str] = []
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            match = re.match(r"\s+(detector|embedder|gallery)\s+(\S+)", line)
+            if match:
+                addresses[match.group(1)] = match.group(2)
+
+    threading.Thread(target=read, daemon=True).start()
+    deadline = time.monotonic() + 300
+    while len(addresses) < 3 and time.monotonic() < deadline and process.poll() is None:
+        time.sleep(0.2)
+    assert len(addresses) == 3, f"facerec serve did not come up: {''.join(lines)}"
+    yield process, addresses
+    if process.poll() is None:
+        process.kill()
+        process.wait(10)
+
+
+def test_enroll_folder_reports_outcomes(served, fetched_assets) -> None:
+    _, addresses = served
+    done = facerec("enroll", str(fetched_assets.split("train")), "--gallery", addresses["gallery"], "--json")
+    assert done.returncode == 0, done.stderr
+    summary = json.loads(done.stdout)
+    assert summary["images"] == 93
+    assert summary.get("enrolled", 0) + summary.get("multiple_faces", 0) >= 92
+
+
+def test_identify_json_names_the_person_and_annotate_writes_a_png(served, val_images, tmp_path: Path) -> None:
+    _, addresses = served
+    identity, path = val_images[0]
+    out = tmp_path / "annotated.png"
+    done = facerec("identify", str(path), "--gallery", addresses["gallery"], "--json", "--annotate", str(out))
+    assert done.returncode == 0, done.stderr
+    reply = json.loads(done.stdout)
+    best = max(reply["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])
+    assert best["known"] and best["identity"] == identity
+    with Image.open(path) as original, Image.open(out) as drawn:
+        assert drawn.format == "PNG"
+        assert drawn.size == original.size
+
+
+def test_verify_two_pictures_of_one_person(served, val_images) -> None:
+    _, addresses = served
+    same = [p for who, p in val_images if who == "madonna"]
+    done = facerec("verify", str(same[0]), str(same[1]), "--gallery", addresses["gallery"])
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.startswith("same person")
+
+
+def test_eval_writes_report_and_plot_and_saved_threshold_is_used(
+    served, fetched_assets, home, tmp_path, val_images
+) -> None:
+    _, addresses = served
+    out = tmp_path / "report"
+    done = facerec(
+        "eval",
+        str(fetched_assets.dataset),
+        "--detector",
+        addresses["detector"],
+        "--embedder",
+        addresses["embedder"],
+        "--out",
+        str(out),
+        "--save-threshold",
+        env={"FACEREC_HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    best = report["modes"]["box"]["best_threshold"]
+    assert 0 < best < 2
+    assert set(report["modes"]) == {"box", "similarity"}
+    with Image.open(out / "roc.png") as plot:
+        assert plot.format == "PNG"
+    saved = json.loads((home / "calibration.json").read_text())["models"][report["model"]]["threshold"]
+    assert saved == pytest.approx(best)
+    with grpc.insecure_channel(addresses["embedder"]) as channel:
+        info = embedding_pb2_grpc.EmbedderStub(channel).GetModelInfo(
+            embedding_pb2.GetModelInfoRequest(), timeout=30
+        )
+    assert info.threshold == pytest.approx(best, abs=1e-6)
+    assert info.threshold_source == "calibrated"
+    a, b = (p.read_bytes() for _, p in val_images[:2])
+    with grpc.insecure_channel(addresses["gallery"]) as channel:
+        reply = gallery_pb2_grpc.GalleryStub(channel).Verify(
+            gallery_pb2.VerifyRequest(image_a=common_pb2.Image(data=a), image_b=common_pb2.Image(data=b)),
+            timeout=60,
+        )
+    assert reply.threshold == pytest.approx(best, abs=1e-6)
+
+
+def test_list_and_remove(served) -> None:
+    _, addresses = served
+    listed = json.loads(facerec("list", "--gallery", addresses["gallery"], "--json").stdout)
+    assert {row["identity"] for row in listed} == {
+        "ben_afflek",
+        "elton_john",
+        "jerry_seinfeld",
+        "madonna",
+        "mindy_kaling",
+    }
+    done = facerec("remove", "elton_john", "--gallery", addresses["gallery"])
+    assert done.returncode == 0, done.stderr
+    listed = json.loads(facerec("list", "--gallery", addresses["gallery"], "--json").stdout)
+    assert "elton_john" not in {row["identity"] for row in listed}
+
+
+def test_bad_use_is_one_sentence_and_nonzero(served, tmp_path: Path) -> None:
+    _, addresses = served
+    unreadable = tmp_path / "missing.jpg"
+    text = tmp_path / "notes.jpg"
+    text.write_text("not a picture")
+    cases = [
+        ("nope",),
+        ("enroll", str(tmp_path / "no-such-folder"), "--gallery", addresses["gallery"]),
+        ("identify", str(unreadable), "--gallery", addresses["gallery"]),
+        ("identify", str(text), "--gallery", addresses["gallery"]),
+        ("list", "--gallery", "127.0.0.1:9"),
+        ("remove", "nobody", "--gallery", addresses["gallery"]),
+    ]
+    for args in cases:
+        done = facerec(*args)
+        assert done.returncode != 0, args
+        lines = done.stderr.strip().splitlines()
+        assert len(lines) == 1 and lines[0].startswith("facerec"), (args, done.stderr)
+        assert "Traceback" not in done.stderr
+
+
+def test_serve_stops_every_child_on_sigterm(served) -> None:
+    process, _ = served
+    children = children_of(process.pid)
+    assert len(children) == 3
+    process.send_signal(signal.SIGTERM)
+    assert process.wait(60) == 0
+    deadline = time.monotonic() + 10
+    while any(alive(pid) for pid in children) and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert not any(alive(pid) for pid in children)
+
+
+def test_demo_prints_val_accuracy_of_100_percent(home) -> None:
+    done = facerec("demo", env={"FACEREC_HOME": str(home)}, timeout=900)
+    assert done.returncode == 0, done.stderr[-3000:]
+    assert "val accuracy: 100.0%" in done.stdout, done.stdout
+    assert re.search(r"verification on \d+ val pairs", done.stdout)
