@@ -54,10 +54,11 @@ class ServiceProcess:
     def start(
         cls, name: str, args: Sequence[str], env: Mapping[str, str] | None = None, echo: bool = False
     ) -> ServiceProcess:
-        """Starts `python -m <module> ARGS`; its output is kept (and echoed to stderr when echo)."""
+        """Starts `python -m <module> ARGS` (name: a service name or a module); its output is kept
+        (and echoed to stderr when echo)."""
         full_env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "2", **(env or {})}
         process = subprocess.Popen(
-            [sys.executable, "-m", MODULES[name], *args],
+            [sys.executable, "-m", MODULES.get(name, name), *args],
             stdout=subprocess.PIPE,
             stderr=subprocess.STDOUT,
             stdin=subprocess.DEVNULL,
