@@ -1,0 +1,126 @@
+"""A linear SVM over enrolled embeddings for closed-set identification, kept as plain arrays (no pickle)."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+from numpy.typing import NDArray
+from sklearn.svm import LinearSVC
+
+from facerec.errors import InvalidInput, Precondition
+
+# Decision scores of a linear SVM on unit vectors sit around ±1; scaling them before the softmax turns a
+# clear margin (winner +1, the rest -1) into a confidence near 1, and a narrow one into a split.
+DEFAULT_SCORE_SCALE = 4.0
+
+
+class IdentityClassifier:
+    """One-vs-rest linear SVM (sklearn LinearSVC) over unit embeddings.
+
+    After fit, only the weights are kept (coef (c, d), intercept (c,), classes (c,)) and prediction is
+    plain numpy, so a classifier rebuilt from its arrays predicts exactly the same. Confidence is the
+    softmax of the scaled decision scores: a ranking aid in 0..1, not a calibrated probability (the
+    distance threshold decides known/unknown).
+    """
+
+    def __init__(self, C: float = 10.0, score_scale: float = DEFAULT_SCORE_SCALE) -> None:
+        self._C = C
+        self._score_scale = float(score_scale)
+        self._coef: NDArray[np.float64] | None = None
+        self._intercept: NDArray[np.float64] | None = None
+        self._classes: list[str] = []
+
+    @property
+    def fitted(self) -> bool:
+        return self._coef is not None
+
+    @property
+    def classes(self) -> list[str]:
+        return list(self._classes)
+
+    def fit(self, X: NDArray[np.float32], labels: Sequence[str]) -> float:
+        """Fit on X (n, d) with one label per row; returns the training accuracy.
+
+        Raises Precondition with fewer than two distinct identities (an SVM needs two sides).
+        """
+        x = self._check(X)
+        labels = [str(label) for label in labels]
+        if len(labels) != len(x):
+            raise InvalidInput(f"{len(labels)} labels for {len(x)} embeddings.")
+        classes = sorted(set(labels))
+        if len(classes) < 2:
+            raise Precondition("The classifier needs faces of at least two identities.")
+        svm = LinearSVC(C=self._C, max_iter=20_000, random_state=0)
+        svm.fit(x.astype(np.float64), labels)
+        classes = [str(c) for c in svm.classes_]
+        coef = np.asarray(svm.coef_, dtype=np.float64)
+        intercept = np.asarray(svm.intercept_, dtype=np.float64)
+        if len(classes) == 2:
+            # sklearn keeps one hyperplane for two classes (positive = classes[1]); store both sides so
+            # prediction is the same code for any number of classes.
+            coef = np.vstack([-coef, coef])
+            intercept = np.concatenate([-intercept, intercept])
+        self._coef, self._intercept, self._classes = coef, intercept, classes
+        predicted, _ = self.predict(x)
+        return float(np.mean([p == t for p, t in zip(predicted, labels, strict=True)]))
+
+    def decision_scores(self, X: NDArray[np.float32]) -> NDArray[np.float64]:
+        """(n, c) one-vs-rest decision scores, columns in `classes` order."""
+        if self._coef is None or self._intercept is None:
+            raise Precondition("The classifier has not been trained.")
+        return self._check(X).astype(np.float64) @ self._coef.T + self._intercept
+
+    def predict(self, X: NDArray[np.float32]) -> tuple[list[str], NDArray[np.float32]]:
+        """Labels and confidences (n,) in 0..1 for X (n, d). Precondition when not trained."""
+        scores = self.decision_scores(X)
+        best = np.argmax(scores, axis=1)
+        z = self._score_scale * (scores - scores.max(axis=1, keepdims=True))
+        softmax = np.exp(z) / np.exp(z).sum(axis=1, keepdims=True)
+        confidence = softmax[np.arange(len(best)), best].astype(np.float32)
+        return [self._classes[i] for i in best], confidence
+
+    def _check(self, X: NDArray[np.float32]) -> NDArray[np.float32]:
+        x = np.asarray(X)
+        if x.ndim != 2 or not len(x):
+            raise InvalidInput(f"Embeddings must have shape (n, d) with n > 0, not {x.shape}.")
+        if self._coef is not None and x.shape[1] != self._coef.shape[1]:
+            raise InvalidInput(f"Embeddings must have {self._coef.shape[1]} values, not {x.shape[1]}.")
+        if not np.all(np.isfinite(x)):
+            raise InvalidInput("Embeddings hold NaN or infinite values.")
+        return x
+
+    # -- persistence: plain arrays --------------------------------------------------------------------
+
+    def to_arrays(self) -> dict[str, NDArray]:
+        """coef (c, d) float64, intercept (c,) float64, classes (c,) unicode, score_scale () float64."""
+        if self._coef is None or self._intercept is None:
+            raise Precondition("The classifier has not been trained.")
+        return {
+            "coef": self._coef.copy(),
+            "intercept": self._intercept.copy(),
+            "classes": np.array(self._classes, dtype=np.str_),
+            "score_scale": np.array(self._score_scale, dtype=np.float64),
+        }
+
+    @classmethod
+    def from_arrays(cls, arrays: dict[str, NDArray]) -> IdentityClassifier:
+        coef = np.asarray(arrays["coef"], dtype=np.float64)
+        intercept = np.asarray(arrays["intercept"], dtype=np.float64)
+        classes = [str(c) for c in np.asarray(arrays["classes"]).tolist()]
+        if coef.ndim != 2 or coef.shape[0] != len(classes) or intercept.shape != (len(classes),):
+            raise InvalidInput("Classifier arrays do not agree in shape.")
+        out = cls(score_scale=float(arrays.get("score_scale", DEFAULT_SCORE_SCALE)))
+        out._coef, out._intercept, out._classes = coef, intercept, classes
+        return out
+
+    def save(self, path: str | Path) -> None:
+        """np.savez of to_arrays(); readable with np.load(path, allow_pickle=False)."""
+        with open(path, "wb") as f:
+            np.savez(f, **self.to_arrays())
+
+    @classmethod
+    def load(cls, path: str | Path) -> IdentityClassifier:
+        with np.load(path, allow_pickle=False) as arrays:
+            return cls.from_arrays({key: arrays[key] for key in arrays.files})
