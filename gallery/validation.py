@@ -1,0 +1,107 @@
+"""Checks of the gallery's request values: identities, embeddings, top_k, thresholds, pages. Pure.
+
+Each check returns the value to use (defaults filled in, embeddings made unit length) or raises
+InvalidInput / Precondition with one sentence that names the field.
+
+Embeddings that are finite and non-zero but not of unit length are normalized, not rejected:
+distances are only meaningful between unit vectors, and a client that rounds to float16 or sends
+an unnormalized vector of the right model still means the same direction.
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+import math
+import unicodedata
+from collections.abc import Sequence
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.errors import InvalidInput, Precondition
+
+MAX_IDENTITY_CHARS = 128
+DEFAULT_TOP_K = 5
+MAX_TOP_K = 100
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
+MAX_THRESHOLD = 2.0
+
+
+def identity(name: str) -> str:
+    """An identity name: 1..128 characters, none of them a control character. Returned unchanged."""
+    if not name:
+        raise InvalidInput("The identity is empty; give a name of 1 to 128 characters.")
+    if len(name) > MAX_IDENTITY_CHARS:
+        raise InvalidInput(
+            f"The identity is {len(name)} characters long; at most {MAX_IDENTITY_CHARS} are allowed."
+        )
+    if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in name):
+        raise InvalidInput("The identity holds a control character; use printable characters only.")
+    return name
+
+
+def embedding(values: Sequence[float], dimension: int, model: str, gallery_model: str) -> NDArray[np.float32]:
+    """A client's embedding as a unit (dimension,) float32 vector.
+
+    values: the floats; model: the model the client names ("" = the gallery's). Raises InvalidInput
+    for a wrong length, NaN/infinity or a zero vector, Precondition for another model's embedding.
+    """
+    if model and gallery_model and model != gallery_model:
+        raise Precondition(f"The embedding is of model {model!r}, but this gallery holds {gallery_model!r}.")
+    vector = np.asarray(values, dtype=np.float64)
+    if vector.shape != (dimension,):
+        raise InvalidInput(
+            f"The embedding has {vector.size} values; the model's embeddings have {dimension}."
+        )
+    if not np.all(np.isfinite(vector)):
+        raise InvalidInput("The embedding holds NaN or infinite values.")
+    norm = float(np.linalg.norm(vector))
+    if norm < 1e-12:
+        raise InvalidInput("The embedding is a zero vector, which has no direction to compare.")
+    return (vector / norm).astype(np.float32)
+
+
+def top_k(value: int) -> int:
+    """How many candidates or hits: 1..100; 0 means 5."""
+    if value == 0:
+        return DEFAULT_TOP_K
+    if not 1 <= value <= MAX_TOP_K:
+        raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K} (0 for {DEFAULT_TOP_K}), not {value}.")
+    return value
+
+
+def threshold(value: float, default: float) -> float:
+    """A per-request distance threshold in (0, 2]; 0 means the gallery's default."""
+    if value == 0:
+        return default
+    if not (math.isfinite(value) and 0 < value <= MAX_THRESHOLD):
+        raise InvalidInput(f"The threshold must lie in (0, 2] (0 for the gallery's default), not {value}.")
+    return float(value)
+
+
+def page_size(value: int) -> int:
+    """Identities per page: 1..1000; 0 means 100."""
+    if value == 0:
+        return DEFAULT_PAGE_SIZE
+    if not 1 <= value <= MAX_PAGE_SIZE:
+        raise InvalidInput(
+            f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE}), not {value}."
+        )
+    return value
+
+
+def encode_page_token(last_identity: str) -> str:
+    """An opaque token for the page after `last_identity` (url-safe base64 of the name)."""
+    return base64.urlsafe_b64encode(last_identity.encode("utf-8")).decode("ascii")
+
+
+def decode_page_token(token: str) -> str:
+    """The identity a page token continues after; "" for the first page. InvalidInput for a forged token."""
+    if not token:
+        return ""
+    try:
+        return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
+    except (binascii.Error, UnicodeError, ValueError):
+        raise InvalidInput("The page token is not one this gallery issued.") from None

@@ -1,0 +1,392 @@
+"""The gallery facade with fake detector/embedder ports and seeded synthetic embeddings: enrolment
+outcomes, open-set identification (SVM and nearest neighbour), verification, removal, restart."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+import pytest
+from numpy.typing import NDArray
+
+from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
+from gallery.gallery import NEAREST, SVM, Gallery, GalleryOptions, Outcome
+from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
+
+MODEL = "facenet-keras-128"
+DIM = 128
+BOX = (10.0, 20.0, 100.0, 120.0)
+
+
+def unit(x: NDArray) -> NDArray[np.float32]:
+    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
+
+
+class World:
+    """Synthetic people: a random unit centroid each, faces at ≈0.6 from each other and ≈1.4 from others'."""
+
+    def __init__(self, people: int = 5, train: int = 8, val: int = 5, seed: int = 7) -> None:
+        rng = np.random.default_rng(seed)
+        self.names = [f"person-{i}" for i in range(people)]
+        centroids = unit(rng.normal(size=(people, DIM)))
+        self.vectors: list[NDArray[np.float32]] = []
+        self.train: dict[str, list[int]] = {}
+        self.val: dict[str, list[int]] = {}
+        for name, centroid in zip(self.names, centroids, strict=True):
+            self.train[name] = [self.add(unit(centroid + rng.normal(0, 0.045, DIM))) for _ in range(train)]
+            self.val[name] = [self.add(unit(centroid + rng.normal(0, 0.045, DIM))) for _ in range(val)]
+
+    def add(self, vector: NDArray[np.float32]) -> int:
+        self.vectors.append(vector)
+        return len(self.vectors) - 1
+
+
+def picture(*faces: tuple[int, tuple[float, float, float, float], float], tag: str = "") -> bytes:
+    """A fake encoded picture: the faces it holds (vector index, box, detection confidence)."""
+    return json.dumps({"faces": [[i, list(box), conf] for i, box, conf in faces], "tag": tag}).encode()
+
+
+def portrait(index: int, tag: str = "") -> bytes:
+    return picture((index, BOX, 0.99), tag=tag)
+
+
+class FakeDetector:
+    """Reads fake pictures; a crop is a 1x1 pixel that names the vector (the embedder looks it up)."""
+
+    def __init__(self) -> None:
+        self.calls = 0
+        self.down = False
+
+    def detect(
+        self, images: Sequence[bytes], options: DetectOptions, timeout_s: float | None = None
+    ) -> list[DetectedImage]:
+        if self.down:
+            raise Unavailable("The detector at fake is unavailable.")
+        self.calls += 1
+        out = []
+        for data in images:
+            try:
+                spec = json.loads(data)
+            except ValueError:
+                out.append(DetectedImage(error=InvalidInput("The image could not be decoded.")))
+                continue
+            faces = [
+                DetectedFace(
+                    tuple(box), conf, ((0.0, 0.0),) * 5, np.array([[[i >> 8, i & 255, 7]]], np.uint8)
+                )
+                for i, box, conf in spec["faces"]
+            ]
+            faces.sort(key=lambda f: -f.confidence)
+            out.append(DetectedImage(640, 480, faces))
+        return out
+
+
+class FakeEmbedder:
+    def __init__(self, world: World, model: str = MODEL) -> None:
+        self.world = world
+        self.model = model
+
+    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
+        return Embedded(
+            self.model, [self.world.vectors[(int(c[0, 0, 0]) << 8) | int(c[0, 0, 1])] for c in crops]
+        )
+
+    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
+        return ModelInfo(self.model, DIM, 1.2, "default")
+
+
+@pytest.fixture()
+def world() -> World:
+    return World()
+
+
+def open_gallery(path: Path, world: World, **options: object) -> Gallery:
+    return Gallery.open(
+        path / "g.sqlite", MODEL, FakeDetector(), FakeEmbedder(world), GalleryOptions(**options)
+    )
+
+
+def enroll_people(gallery: Gallery, world: World, names: Sequence[str]) -> None:
+    for name in names:
+        results = gallery.enroll(name, [portrait(i) for i in world.train[name]])
+        assert {r.outcome for r in results} == {Outcome.ENROLLED}
+
+
+def brute_force_candidates(
+    world: World, gallery: Gallery, query: NDArray[np.float32]
+) -> list[tuple[str, float]]:
+    best: dict[str, float] = {}
+    for name in world.names:
+        if gallery._store.has_identity(name):
+            _, vectors = gallery._store.embeddings_of(name)
+            best[name] = float(np.linalg.norm(vectors - query, axis=1).min())
+    return sorted(best.items(), key=lambda kv: kv[1])
+
+
+def test_enroll_reports_an_outcome_per_picture_and_embedding(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    a = world.train["person-0"]
+    small, large = (a[1], (0.0, 0.0, 20.0, 20.0), 0.999), (a[2], (50.0, 50.0, 100.0, 100.0), 0.98)
+    results = g.enroll(
+        "person-0",
+        images=[portrait(a[0]), picture(), picture(small, large), b"not a picture", portrait(a[0])],
+        embeddings=[((world.vectors[a[3]] * 2.5).tolist(), ""), ([float("nan")] * DIM, "")],
+    )
+    assert [r.outcome for r in results] == [
+        Outcome.ENROLLED,
+        Outcome.NO_FACE,
+        Outcome.MULTIPLE_FACES,
+        Outcome.INVALID,
+        Outcome.DUPLICATE,
+        Outcome.ENROLLED,
+        Outcome.INVALID,
+    ]
+    assert results[2].faces_found == 2 and results[2].box == large[1]
+    assert isinstance(results[3].error, InvalidInput) and isinstance(results[6].error, InvalidInput)
+    assert results[4].face_id == results[0].face_id
+    assert g.stats().faces == 3 and g.stats().index_size == 3 and g.stats().identities == 1
+    # The largest face was the one enrolled; the embedding was stored normalized.
+    assert g.search(world.vectors[a[2]].tolist(), top_k=1)[0].face_id == results[2].face_id
+    hit = g.search(world.vectors[a[3]].tolist(), top_k=1)[0]
+    assert hit.face_id == results[5].face_id and hit.distance < 1e-3
+
+    # Enrolling the same picture again is idempotent.
+    again = g.enroll("person-0", [portrait(a[0])])
+    assert again[0].outcome == Outcome.DUPLICATE and again[0].face_id == results[0].face_id
+    assert g.stats().faces == 3
+
+
+def test_enroll_needs_a_valid_identity_and_something_to_enroll(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world, max_images_per_request=3)
+    for name in ("", "x" * 10_000, "bad\x07name"):
+        with pytest.raises(InvalidInput):
+            g.enroll(name, [portrait(0)])
+    with pytest.raises(InvalidInput):
+        g.enroll("person-0")
+    with pytest.raises(InvalidInput):
+        g.enroll("person-0", [portrait(i) for i in range(4)])
+    assert g.stats().faces == 0
+
+
+def test_svm_identifies_known_people_and_calls_a_stranger_unknown(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    known, stranger = world.names[:4], world.names[4]
+    enroll_people(g, world, known)
+    for name in world.names:
+        for i in world.val[name]:
+            query = world.vectors[i]
+            answer = g.identify_embedding(query.tolist(), top_k=3)
+            assert answer.method == SVM and answer.threshold == pytest.approx(1.2)
+            (face,) = answer.faces
+            expected = brute_force_candidates(world, g, query)[:3]
+            assert [c.identity for c in face.candidates] == [name for name, _ in expected]
+            np.testing.assert_allclose(
+                [c.distance for c in face.candidates], [d for _, d in expected], atol=1e-4
+            )
+            if name == stranger:
+                assert (face.identity, face.known, face.confidence) == ("", False, 0.0)
+                assert face.distance == pytest.approx(expected[0][1], abs=1e-4)
+            else:
+                assert (face.identity, face.known) == (name, True)
+                assert face.distance == pytest.approx(expected[0][1], abs=1e-4)
+                assert 0 < face.confidence <= 1
+
+
+def test_the_svm_answer_stands_only_within_the_threshold(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, world.names[:3])
+    query = world.vectors[world.val["person-1"][0]]
+    assert g.identify_embedding(query.tolist()).faces[0].identity == "person-1"
+    strict = g.identify_embedding(query.tolist(), threshold=0.05).faces[0]
+    assert (strict.identity, strict.known) == ("", False)
+    assert [c.identity for c in strict.candidates][0] == "person-1"
+    assert strict.distance == pytest.approx(strict.candidates[0].distance)
+    for bad in (-1.0, 2.5, float("nan")):
+        with pytest.raises(InvalidInput):
+            g.identify_embedding(query.tolist(), threshold=bad)
+    for bad in (-1, 101):
+        with pytest.raises(InvalidInput):
+            g.identify_embedding(query.tolist(), top_k=bad)
+
+
+def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world, svm_max_identities=2)
+    enroll_people(g, world, ["person-0"])
+    own = g.identify_embedding(world.vectors[world.val["person-0"][0]].tolist())
+    other = g.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
+    assert own.method == NEAREST and (own.faces[0].identity, own.faces[0].known) == ("person-0", True)
+    assert own.faces[0].confidence == pytest.approx(1 - own.faces[0].distance / 1.2, abs=1e-6)
+    assert (other.faces[0].identity, other.faces[0].known) == ("", False)
+    assert other.faces[0].candidates[0].identity == "person-0"
+
+    enroll_people(g, world, world.names[1:3])
+    assert g.stats().classifier == NEAREST
+    for name in world.names[:3]:
+        answer = g.identify_embedding(world.vectors[world.val[name][1]].tolist())
+        assert answer.method == NEAREST and answer.faces[0].identity == name
+
+
+def test_svm_is_refit_lazily_and_by_train(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, ["person-0"])
+    with pytest.raises(Precondition):
+        g.train()
+    enroll_people(g, world, ["person-1"])
+    assert g.stats().classifier == SVM and g.stats().classifier_stale
+    g.identify_embedding(world.vectors[0].tolist())
+    assert not g.stats().classifier_stale
+    enroll_people(g, world, ["person-2"])
+    assert g.stats().classifier_stale
+    answer = g.identify_embedding(world.vectors[world.val["person-2"][0]].tolist())
+    assert answer.faces[0].identity == "person-2" and not g.stats().classifier_stale
+    g.enroll("person-3", [portrait(world.train["person-3"][0])])
+    done = g.train()
+    assert (done.identities, done.faces, done.train_accuracy) == (4, 25, 1.0)
+    assert not g.stats().classifier_stale
+
+
+def test_identify_a_picture_answers_every_face(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, world.names[:2])
+    known = (world.val["person-1"][0], (300.0, 40.0, 80.0, 90.0), 0.97)
+    stranger = (world.val["person-4"][0], (10.0, 40.0, 60.0, 70.0), 0.999)
+    answer = g.identify_image(picture(known, stranger), top_k=1)
+    assert (answer.width, answer.height) == (640, 480)
+    first, second = answer.faces
+    assert (first.identity, first.known, first.box, first.detection_confidence) == (
+        "",
+        False,
+        stranger[1],
+        0.999,
+    )
+    assert (second.identity, second.known, second.box) == ("person-1", True, known[1])
+    assert len(first.candidates) == 1 and len(second.candidates) == 1
+    assert g.identify_image(picture()).faces == []
+    with pytest.raises(InvalidInput):
+        g.identify_image(b"not a picture")
+    with pytest.raises(InvalidInput):
+        g.identify_image(b"")
+
+
+def test_identify_on_an_empty_gallery_is_unknown_without_candidates(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    (face,) = g.identify_embedding(world.vectors[0].tolist()).faces
+    assert (face.identity, face.known, face.candidates) == ("", False, [])
+    assert g.search(world.vectors[0].tolist()) == []
+
+
+def test_verify_pictures_and_identities(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, ["person-0"])
+    a0, a1 = world.val["person-0"][:2]
+    b0 = world.val["person-2"][0]
+    same = g.verify(portrait(a0), portrait(a1))
+    expected = float(np.linalg.norm(world.vectors[a0] - world.vectors[a1]))
+    assert same.match and same.distance == pytest.approx(expected, abs=1e-5) and same.box_b == BOX
+    assert not g.verify(portrait(a0), portrait(b0)).match
+    to_identity = g.verify(portrait(a0), identity="person-0")
+    assert to_identity.match and to_identity.box_b is None
+    assert to_identity.distance == pytest.approx(
+        brute_force_candidates(world, g, world.vectors[a0])[0][1], abs=1e-5
+    )
+    assert not g.verify(portrait(b0), identity="person-0").match
+    assert not g.verify(portrait(a0), portrait(a1), threshold=0.01).match
+    with pytest.raises(NotFound):
+        g.verify(portrait(a0), identity="nobody")
+    for kwargs in (
+        {"image_a": b""},
+        {"image_a": portrait(a0)},
+        {"image_a": portrait(a0), "image_b": portrait(a1), "identity": "person-0"},
+        {"image_a": picture(), "image_b": portrait(a1)},
+        {"image_a": portrait(a0), "image_b": b"not a picture"},
+        {"image_a": portrait(a0), "identity": "x" * 200},
+    ):
+        with pytest.raises(InvalidInput):
+            g.verify(**kwargs)
+
+
+def test_removed_identities_and_faces_are_never_returned(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, world.names[:3])
+    assert g.remove_identity("person-1") == 8
+    query = world.vectors[world.val["person-1"][0]].tolist()
+    answer = g.identify_embedding(query, top_k=100)
+    assert answer.faces[0].identity != "person-1"
+    assert "person-1" not in {c.identity for c in answer.faces[0].candidates}
+    assert all(hit.identity != "person-1" for hit in g.search(query, top_k=100))
+    assert [row.identity for row in g.list_identities()[0]] == ["person-0", "person-2"]
+    assert g.stats().faces == g.stats().index_size == 16
+    with pytest.raises(NotFound):
+        g.remove_identity("person-1")
+    with pytest.raises(NotFound):
+        g.get_identity("person-1")
+
+    _, faces = g.get_identity("person-0")
+    assert g.remove_face(faces[0].face_id) == "person-0"
+    assert faces[0].face_id not in {
+        h.face_id for h in g.search(world.vectors[world.train["person-0"][0]].tolist())
+    }
+    for unknown in (faces[0].face_id, 0, -3, 10**12):
+        with pytest.raises(NotFound):
+            g.remove_face(unknown)
+    assert g.stats().faces == g.stats().index_size == 15
+
+
+def test_identities_are_listed_in_pages_by_name(tmp_path: Path, world: World) -> None:
+    g = open_gallery(tmp_path, world)
+    for name in reversed(world.names):
+        g.enroll(name, [portrait(world.train[name][0])])
+    seen, token, pages = [], "", 0
+    while True:
+        rows, token = g.list_identities(2, token)
+        seen += [(r.identity, r.face_count) for r in rows]
+        pages += 1
+        if not token:
+            break
+    assert seen == [(name, 1) for name in world.names] and pages == 3
+    with pytest.raises(InvalidInput):
+        g.list_identities(1001)
+
+
+def test_restart_loads_the_saved_index_and_svm_or_rebuilds_after_a_crash(
+    tmp_path: Path, world: World
+) -> None:
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, world.names[:3])
+    g.train()
+    g.close()
+    assert (tmp_path / "g.sqlite.faiss").is_file() and (tmp_path / "g.sqlite.svm.npz").is_file()
+
+    reopened = open_gallery(tmp_path, world)
+    stats = reopened.stats()
+    assert (stats.faces, stats.index_size, stats.classifier_stale) == (24, 24, False)
+    enroll_people(reopened, world, world.names[3:4])  # then "crash": no close, the saved index is stale
+    crashed = open_gallery(tmp_path, world)
+    stats = crashed.stats()
+    assert (stats.identities, stats.faces, stats.index_size, stats.classifier_stale) == (4, 32, 32, True)
+    answer = crashed.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
+    assert answer.faces[0].identity == "person-3"
+
+
+def test_another_model_is_refused(tmp_path: Path, world: World) -> None:
+    g = Gallery.open(tmp_path / "g.sqlite", MODEL, FakeDetector(), FakeEmbedder(world, "other-model"))
+    with pytest.raises(Precondition):
+        g.enroll("person-0", [portrait(0)])
+    results = g.enroll("person-0", embeddings=[(world.vectors[0].tolist(), "other-model")])
+    assert results[0].outcome == Outcome.INVALID and isinstance(results[0].error, Precondition)
+    with pytest.raises(Precondition):
+        g.search(world.vectors[0].tolist(), model="other-model")
+    assert g.stats().faces == 0
+
+
+def test_a_downstream_outage_stores_nothing_and_passes_through(tmp_path: Path, world: World) -> None:
+    detector = FakeDetector()
+    g = Gallery.open(tmp_path / "g.sqlite", MODEL, detector, FakeEmbedder(world))
+    detector.down = True
+    with pytest.raises(Unavailable):
+        g.enroll("person-0", [portrait(0)], embeddings=[(world.vectors[1].tolist(), "")])
+    assert g.stats().faces == 0
+    detector.down = False
+    assert g.enroll("person-0", [portrait(0)])[0].outcome == Outcome.ENROLLED
