@@ -19,7 +19,7 @@ import logging
 import os
 import tempfile
 import threading
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -172,8 +172,12 @@ class Gallery:
         options: GalleryOptions = GalleryOptions(),
         index_path: Path | None = None,
         classifier_path: Path | None = None,
+        calibration: Callable[[], tuple[float, str]] | None = None,
     ) -> None:
+        """calibration: when given, the current (threshold, source), asked at every request, so a threshold
+        saved by `facerec eval` takes effect without a restart; else options.threshold is used."""
         self._store = store
+        self._calibration = calibration
         self._index = index
         self._detector = detector
         self._embedder = embedder
@@ -196,6 +200,7 @@ class Gallery:
         detector: FaceDetector,
         embedder: FaceEmbedder,
         options: GalleryOptions = GalleryOptions(),
+        calibration: Callable[[], tuple[float, str]] | None = None,
     ) -> Gallery:
         """Opens (or creates) the store for `model`, then loads its saved index when it matches the
         store's version, else builds the index from the store."""
@@ -219,7 +224,7 @@ class Gallery:
             log.info("built the %s index from the store: %s faces", index.kind, index.ntotal)
         else:
             log.info("loaded the saved %s index: %s faces", index.kind, index.ntotal)
-        return cls(store, index, detector, embedder, options, index_path, classifier_path)
+        return cls(store, index, detector, embedder, options, index_path, classifier_path, calibration)
 
     @property
     def model(self) -> str:
@@ -227,7 +232,12 @@ class Gallery:
 
     @property
     def threshold(self) -> float:
-        return self.options.threshold
+        return self._threshold()[0]
+
+    def _threshold(self) -> tuple[float, str]:
+        if self._calibration is not None:
+            return self._calibration()
+        return self.options.threshold, self.options.threshold_source
 
     def close(self) -> None:
         """Saves the index with the store's version (a later start loads it instead of rebuilding)."""
@@ -663,6 +673,7 @@ class Gallery:
     def stats(self) -> GalleryStats:
         identities, faces = self._store.counts()
         method = self._method(identities)
+        threshold, source = self._threshold()
         stale = method == SVM and (
             self._classifier is None or self._classifier_version != self._store.version()
         )
@@ -673,8 +684,8 @@ class Gallery:
             index_detail=self._index.detail,
             index_size=self._index.ntotal,
             model=self.model,
-            threshold=self.threshold,
-            threshold_source=self.options.threshold_source,
+            threshold=threshold,
+            threshold_source=source,
             classifier=method,
             classifier_stale=stale,
         )

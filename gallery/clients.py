@@ -1,0 +1,276 @@
+"""gRPC clients of the detector and the embedder, implementing gallery.ports.
+
+One channel per service, with the `round_robin` load-balancing policy over every address the
+target resolves to, so replicas share the load with no proxy:
+
+- "dns:///detector:50051" or "detector:50051": every A/AAAA record of the name (headless services,
+  `docker compose --scale`).
+- "127.0.0.1:5001,127.0.0.1:5002": a comma list of literal addresses becomes the static target
+  "ipv4:127.0.0.1:5001,127.0.0.1:5002" ("ipv6:" for [::1]:5001 style addresses).
+
+Every call has a deadline (the caller's remaining time, capped by the client's own). UNAVAILABLE is
+retried by gRPC itself (service config retryPolicy: 4 attempts, 0.1 s backoff doubling to 1 s). A
+service that stays down is raised as Unavailable with one sentence naming it.
+"""
+
+from __future__ import annotations
+
+import ipaddress
+import json
+import logging
+from collections.abc import Sequence
+from concurrent.futures import ThreadPoolExecutor
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec import errors
+from facerec.status import STATUS
+from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
+from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
+
+log = logging.getLogger(__name__)
+
+MiB = 1024 * 1024
+_CODE_TO_ERROR: dict[int, type[errors.FacerecError]] = {code.value[0]: cls for cls, code in STATUS.items()}
+_ALIGNMENT = {
+    "": detector_pb2.ALIGNMENT_UNSPECIFIED,
+    "box": detector_pb2.ALIGNMENT_BOX,
+    "similarity": detector_pb2.ALIGNMENT_SIMILARITY,
+}
+
+
+def channel_target(addresses: str) -> str:
+    """The gRPC target for one address, a resolver URI, or a comma list of literal IP:port addresses."""
+    parts = [p.strip() for p in addresses.split(",") if p.strip()]
+    if not parts:
+        raise ValueError("No address given.")
+    if len(parts) == 1:
+        return parts[0]
+    families = {_family(p) for p in parts}
+    if families == {"ipv4"}:
+        return "ipv4:" + ",".join(parts)
+    if families == {"ipv6"}:
+        return "ipv6:" + ",".join(parts)
+    raise ValueError(
+        f"A list of addresses must be literal IPv4 (or all IPv6) host:port pairs, not {addresses!r}; "
+        "for a name with several records use dns:///name:port."
+    )
+
+
+def _family(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    if not port.isdigit():
+        return "other"
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return "other"
+    return "ipv4" if ip.version == 4 else "ipv6"
+
+
+def service_config(service: str, attempts: int = 4) -> str:
+    """round_robin over every address, and gRPC-level retries of UNAVAILABLE with exponential backoff."""
+    return json.dumps(
+        {
+            "loadBalancingConfig": [{"round_robin": {}}],
+            "methodConfig": [
+                {
+                    "name": [{"service": service}],
+                    "retryPolicy": {
+                        "maxAttempts": attempts,
+                        "initialBackoff": "0.1s",
+                        "maxBackoff": "1s",
+                        "backoffMultiplier": 2,
+                        "retryableStatusCodes": ["UNAVAILABLE"],
+                    },
+                }
+            ],
+        }
+    )
+
+
+def open_channel(addresses: str, service: str, max_message_bytes: int = 64 * MiB) -> grpc.Channel:
+    return grpc.insecure_channel(
+        channel_target(addresses),
+        options=[
+            ("grpc.service_config", service_config(service)),
+            ("grpc.enable_retries", 1),
+            ("grpc.max_receive_message_length", max_message_bytes),
+            ("grpc.max_send_message_length", max_message_bytes),
+        ],
+    )
+
+
+def _deadline(timeout_s: float | None, cap_s: float) -> float:
+    return cap_s if timeout_s is None else max(0.001, min(timeout_s, cap_s))
+
+
+def _translate(exc: grpc.RpcError, what: str) -> errors.FacerecError:
+    """A downstream failure as the facerec error the gallery's caller should see."""
+    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
+    detail = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
+    if code == grpc.StatusCode.UNAVAILABLE:
+        return errors.Unavailable(f"The {what} is unavailable.")
+    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        return errors.DeadlineExceeded(f"The {what} did not answer in time.")
+    if code == grpc.StatusCode.INVALID_ARGUMENT:
+        return errors.InvalidInput(detail or f"The {what} refused the request.")
+    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
+        return errors.Overloaded(f"The {what} is overloaded or the request is too large: {detail}")
+    if code == grpc.StatusCode.CANCELLED:
+        return errors.DeadlineExceeded(f"The call to the {what} was cancelled.")
+    log.warning("the %s answered %s: %s", what, code, detail)
+    return errors.Unavailable(f"The {what} failed ({code.name}).")
+
+
+def _item_error(error: common_pb2.Error) -> errors.FacerecError | None:
+    if error.code == 0:
+        return None
+    return _CODE_TO_ERROR.get(error.code, errors.InvalidInput)(error.message)
+
+
+def _chunks(items: Sequence, size: int) -> list[Sequence]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+class DetectorClient:
+    """gallery.ports.FaceDetector over facerec.v1.Detector. Splits large requests into chunks of
+    max_images_per_call (the detector's per-request limit) sent concurrently, so replicas share them."""
+
+    def __init__(
+        self,
+        addresses: str,
+        timeout_s: float = 30.0,
+        max_images_per_call: int = 16,
+        concurrency: int = 4,
+        max_message_bytes: int = 64 * MiB,
+    ) -> None:
+        self.addresses = addresses
+        self._what = f"detector at {addresses}"
+        self._channel = open_channel(addresses, "facerec.v1.Detector", max_message_bytes)
+        self._stub = detector_pb2_grpc.DetectorStub(self._channel)
+        self._timeout_s = timeout_s
+        self._chunk = max_images_per_call
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="detect")
+
+    def detect(
+        self, images: Sequence[bytes], options: DetectOptions, timeout_s: float | None = None
+    ) -> list[DetectedImage]:
+        opts = detector_pb2.DetectOptions(
+            min_face_size_px=options.min_face_size_px,
+            min_confidence=options.min_confidence,
+            max_faces=options.max_faces,
+            alignment=_ALIGNMENT.get(options.alignment, detector_pb2.ALIGNMENT_UNSPECIFIED),
+            return_crops=True,
+        )
+        deadline = _deadline(timeout_s, self._timeout_s)
+
+        def call(chunk: Sequence[bytes]) -> list[DetectedImage]:
+            request = detector_pb2.DetectRequest(
+                images=[common_pb2.Image(data=d) for d in chunk], options=opts
+            )
+            try:
+                response = self._stub.Detect(request, timeout=deadline)
+            except grpc.RpcError as exc:
+                raise _translate(exc, self._what) from None
+            return [_image(result) for result in response.results]
+
+        chunks = _chunks(images, self._chunk)
+        if not chunks:
+            return []
+        if len(chunks) == 1:
+            return call(chunks[0])
+        return [image for part in self._pool.map(call, chunks) for image in part]
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._channel.close()
+
+
+def _image(result: detector_pb2.ImageResult) -> DetectedImage:
+    error = _item_error(result.error)
+    if error is not None:
+        return DetectedImage(result.width, result.height, [], error)
+    faces = []
+    for face in result.faces:
+        crop = np.frombuffer(face.crop.rgb, dtype=np.uint8)
+        if face.crop.width > 0 and crop.size == face.crop.width * face.crop.height * 3:
+            crop = crop.reshape(face.crop.height, face.crop.width, 3)
+        else:
+            crop = np.zeros((0, 0, 3), dtype=np.uint8)
+        lm = face.landmarks
+        points = tuple(
+            (p.x, p.y) for p in (lm.left_eye, lm.right_eye, lm.nose, lm.mouth_left, lm.mouth_right)
+        )
+        box = (face.box.x, face.box.y, face.box.width, face.box.height)
+        faces.append(DetectedFace(box, face.confidence, points, crop))
+    return DetectedImage(result.width, result.height, faces, None)
+
+
+class EmbedderClient:
+    """gallery.ports.FaceEmbedder over facerec.v1.Embedder, in chunks of max_faces_per_call."""
+
+    def __init__(
+        self,
+        addresses: str,
+        timeout_s: float = 30.0,
+        max_faces_per_call: int = 64,
+        concurrency: int = 4,
+        max_message_bytes: int = 64 * MiB,
+    ) -> None:
+        self.addresses = addresses
+        self._what = f"embedder at {addresses}"
+        self._channel = open_channel(addresses, "facerec.v1.Embedder", max_message_bytes)
+        self._stub = embedding_pb2_grpc.EmbedderStub(self._channel)
+        self._timeout_s = timeout_s
+        self._chunk = max_faces_per_call
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="embed")
+
+    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
+        deadline = _deadline(timeout_s, self._timeout_s)
+
+        def call(chunk: Sequence[NDArray[np.uint8]]) -> Embedded:
+            faces = [
+                embedding_pb2.FaceInput(
+                    crop=common_pb2.RgbImage(
+                        rgb=np.ascontiguousarray(c, dtype=np.uint8).tobytes(),
+                        width=c.shape[1],
+                        height=c.shape[0],
+                    )
+                )
+                for c in chunk
+            ]
+            try:
+                response = self._stub.Embed(embedding_pb2.EmbedRequest(faces=faces), timeout=deadline)
+            except grpc.RpcError as exc:
+                raise _translate(exc, self._what) from None
+            vectors: list[NDArray[np.float32] | errors.FacerecError] = []
+            for result in response.results:
+                error = _item_error(result.error)
+                vectors.append(
+                    error if error is not None else np.asarray(result.embedding.values, np.float32)
+                )
+            return Embedded(response.model, vectors)
+
+        chunks = _chunks(crops, self._chunk)
+        if not chunks:
+            return Embedded("", [])
+        if len(chunks) == 1:
+            return call(chunks[0])
+        parts = list(self._pool.map(call, chunks))
+        return Embedded(parts[0].model, [v for part in parts for v in part.vectors])
+
+    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
+        try:
+            info = self._stub.GetModelInfo(
+                embedding_pb2.GetModelInfoRequest(), timeout=_deadline(timeout_s, self._timeout_s)
+            )
+        except grpc.RpcError as exc:
+            raise _translate(exc, self._what) from None
+        return ModelInfo(info.name, info.dimension, info.threshold, info.threshold_source)
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._channel.close()

@@ -1,0 +1,136 @@
+"""The gallery's settings: read once from GALLERY_* variables, overridable by the same CLI flags.
+
+Addresses of the detector and the embedder are one address, a resolver URI ("dns:///detector:50051",
+every record of the name) or a comma list of literal IPs ("127.0.0.1:5001,127.0.0.1:5002"); calls are
+spread over all of them with gRPC's round_robin policy (gallery/clients.py).
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from facerec.assets import Assets, facerec_home
+from facerec.server import ServerOptions
+from facerec.settings import SettingError, env_float, env_int, env_str
+from gallery.gallery import GalleryOptions
+from gallery.ports import DetectOptions
+
+MiB = 1024 * 1024
+DEFAULT_PORT = 50053
+# The model the gallery assumes when the embedder cannot be asked at start (it is checked on every embed).
+DEFAULT_MODEL = "facenet-keras-128"
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the gallery listens, where its store and the two services are, and how it decides.
+
+    threshold 0 = the calibrated threshold for the model (FACEREC_HOME/calibration.json), else 1.20.
+    model "" = ask the embedder at start (DEFAULT_MODEL when it is down then).
+    metrics_port 0 = no metrics endpoint.
+    """
+
+    store: Path
+    calibration_path: Path
+    host: str = "[::]"
+    port: int = DEFAULT_PORT
+    detector: str = "127.0.0.1:50051"
+    embedder: str = "127.0.0.1:50052"
+    model: str = ""
+    threshold: float = 0.0
+    svm_max_identities: int = 1000
+    ivf_min_size: int = 50_000
+    nprobe: int = 0
+    downstream_timeout_s: float = 30.0
+    detect_images_per_call: int = 16
+    embed_faces_per_call: int = 64
+    max_images_per_enroll: int = 64
+    max_embeddings_per_enroll: int = 1000
+    enroll_min_confidence: float = 0.0
+    enroll_min_face_px: float = 0.0
+    max_workers: int = 16
+    max_concurrent_rpcs: int = 64
+    max_message_bytes: int = 64 * MiB
+    grace_s: float = 5.0
+    metrics_port: int = 0
+
+    def __post_init__(self) -> None:
+        if not (self.threshold == 0 or 0 < self.threshold <= 2):
+            raise SettingError(
+                f"threshold must lie in (0, 2] (0 for the calibrated one), not {self.threshold}."
+            )
+        if self.svm_max_identities < 2:
+            raise SettingError("svm_max_identities must be at least 2.")
+        if self.ivf_min_size < 1 or self.nprobe < 0:
+            raise SettingError("ivf_min_size must be positive and nprobe not negative.")
+        if self.downstream_timeout_s <= 0:
+            raise SettingError("downstream_timeout_s must be positive.")
+        if min(self.detect_images_per_call, self.embed_faces_per_call, self.max_images_per_enroll) < 1:
+            raise SettingError("Per-call and per-request limits must be at least 1.")
+        if not self.detector or not self.embedder:
+            raise SettingError("The detector and embedder addresses must not be empty.")
+
+    def server_options(self) -> ServerOptions:
+        return ServerOptions(
+            host=self.host,
+            port=self.port,
+            max_workers=self.max_workers,
+            max_concurrent_rpcs=self.max_concurrent_rpcs,
+            max_message_bytes=self.max_message_bytes,
+            grace_s=self.grace_s,
+        )
+
+    def gallery_options(self, threshold: float, threshold_source: str) -> GalleryOptions:
+        return GalleryOptions(
+            threshold=threshold,
+            threshold_source=threshold_source,
+            svm_max_identities=self.svm_max_identities,
+            ivf_min_size=self.ivf_min_size,
+            nprobe=self.nprobe or None,
+            enroll_min_confidence=self.enroll_min_confidence,
+            enroll_min_face_px=self.enroll_min_face_px,
+            max_images_per_request=self.max_images_per_enroll,
+            max_embeddings_per_request=self.max_embeddings_per_enroll,
+            detect_options=DetectOptions(),
+        )
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Settings from GALLERY_* variables; the store defaults to FACEREC_HOME/gallery.sqlite."""
+        assets = Assets(facerec_home(environ))
+        d = cls(store=assets.home / "gallery.sqlite", calibration_path=assets.threshold_file)
+        return cls(
+            store=Path(env_str(environ, "GALLERY_STORE", str(d.store))).expanduser(),
+            calibration_path=Path(
+                env_str(environ, "GALLERY_CALIBRATION", str(d.calibration_path))
+            ).expanduser(),
+            host=env_str(environ, "GALLERY_HOST", d.host),
+            port=env_int(environ, "GALLERY_PORT", d.port),
+            detector=env_str(environ, "GALLERY_DETECTOR", d.detector),
+            embedder=env_str(environ, "GALLERY_EMBEDDER", d.embedder),
+            model=env_str(environ, "GALLERY_MODEL", d.model),
+            threshold=env_float(environ, "GALLERY_THRESHOLD", d.threshold),
+            svm_max_identities=env_int(environ, "GALLERY_SVM_MAX_IDENTITIES", d.svm_max_identities),
+            ivf_min_size=env_int(environ, "GALLERY_IVF_MIN_SIZE", d.ivf_min_size),
+            nprobe=env_int(environ, "GALLERY_NPROBE", d.nprobe),
+            downstream_timeout_s=env_float(environ, "GALLERY_DOWNSTREAM_TIMEOUT_S", d.downstream_timeout_s),
+            detect_images_per_call=env_int(
+                environ, "GALLERY_DETECT_IMAGES_PER_CALL", d.detect_images_per_call
+            ),
+            embed_faces_per_call=env_int(environ, "GALLERY_EMBED_FACES_PER_CALL", d.embed_faces_per_call),
+            max_images_per_enroll=env_int(environ, "GALLERY_MAX_IMAGES_PER_ENROLL", d.max_images_per_enroll),
+            max_embeddings_per_enroll=env_int(
+                environ, "GALLERY_MAX_EMBEDDINGS_PER_ENROLL", d.max_embeddings_per_enroll
+            ),
+            enroll_min_confidence=env_float(
+                environ, "GALLERY_ENROLL_MIN_CONFIDENCE", d.enroll_min_confidence
+            ),
+            enroll_min_face_px=env_float(environ, "GALLERY_ENROLL_MIN_FACE_PX", d.enroll_min_face_px),
+            max_workers=env_int(environ, "GALLERY_MAX_WORKERS", d.max_workers),
+            max_concurrent_rpcs=env_int(environ, "GALLERY_MAX_CONCURRENT_RPCS", d.max_concurrent_rpcs),
+            max_message_bytes=env_int(environ, "GALLERY_MAX_MESSAGE_BYTES", d.max_message_bytes),
+            grace_s=env_float(environ, "GALLERY_GRACE_S", d.grace_s),
+            metrics_port=env_int(environ, "GALLERY_METRICS_PORT", d.metrics_port),
+        )

@@ -1,0 +1,208 @@
+"""The Gallery servicer: proto ⇄ facade translation only, and build_server. Errors are raised as
+facerec errors and mapped to status codes by the shared interceptor."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+import grpc
+
+from facerec.errors import InvalidInput
+from facerec.server import Health, Service
+from facerec.server import build_server as build_grpc_server
+from facerec.status import error_proto
+from facerec.v1 import common_pb2, detector_pb2, gallery_pb2, gallery_pb2_grpc
+from gallery.config import Settings
+from gallery.gallery import Candidate, EnrollResult, Gallery, IdentifiedFace
+from gallery.ports import Box, DetectOptions, Point
+from gallery.store import FaceRow, IdentityRow
+
+SERVICE_NAME = "facerec.v1.Gallery"
+_ALIGNMENT = {
+    detector_pb2.ALIGNMENT_UNSPECIFIED: "",
+    detector_pb2.ALIGNMENT_BOX: "box",
+    detector_pb2.ALIGNMENT_SIMILARITY: "similarity",
+}
+
+
+class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
+    def __init__(self, gallery: Gallery) -> None:
+        self._gallery = gallery
+
+    def Enroll(self, request, context):
+        results = self._gallery.enroll(
+            request.identity,
+            images=[image.data for image in request.images],
+            embeddings=[(tuple(e.values), e.model) for e in request.embeddings],
+            options=_detect_options(request, "detect_options"),
+            timeout_s=context.time_remaining(),
+        )
+        return gallery_pb2.EnrollResponse(
+            identity=request.identity, results=[_enroll_result(r) for r in results]
+        )
+
+    def Identify(self, request, context):
+        query = request.WhichOneof("query")
+        if query == "image":
+            answer = self._gallery.identify_image(
+                request.image.data,
+                request.top_k,
+                request.threshold,
+                _detect_options(request, "detect_options"),
+                context.time_remaining(),
+            )
+        elif query == "embedding":
+            answer = self._gallery.identify_embedding(
+                tuple(request.embedding.values), request.embedding.model, request.top_k, request.threshold
+            )
+        else:
+            raise InvalidInput("Nothing to identify: give an image or an embedding.")
+        return gallery_pb2.IdentifyResponse(
+            faces=[_identified(f) for f in answer.faces],
+            threshold=answer.threshold,
+            method=answer.method,
+            width=answer.width,
+            height=answer.height,
+        )
+
+    def Verify(self, request, context):
+        answer = self._gallery.verify(
+            request.image_a.data,
+            request.image_b.data,
+            request.identity,
+            request.threshold,
+            context.time_remaining(),
+        )
+        return gallery_pb2.VerifyResponse(
+            match=answer.match,
+            distance=answer.distance,
+            threshold=answer.threshold,
+            box_a=_box(answer.box_a),
+            box_b=_box(answer.box_b),
+        )
+
+    def Search(self, request, context):
+        hits = self._gallery.search(tuple(request.embedding.values), request.embedding.model, request.top_k)
+        return gallery_pb2.SearchResponse(
+            hits=[
+                gallery_pb2.SearchHit(face_id=h.face_id, identity=h.identity, distance=h.distance)
+                for h in hits
+            ]
+        )
+
+    def ListIdentities(self, request, context):
+        rows, token = self._gallery.list_identities(request.page_size, request.page_token)
+        return gallery_pb2.ListIdentitiesResponse(
+            identities=[_summary(r) for r in rows], next_page_token=token
+        )
+
+    def GetIdentity(self, request, context):
+        row, faces = self._gallery.get_identity(request.identity)
+        return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=[_face_record(f) for f in faces])
+
+    def RemoveIdentity(self, request, context):
+        return gallery_pb2.RemoveIdentityResponse(
+            faces_removed=self._gallery.remove_identity(request.identity)
+        )
+
+    def RemoveFace(self, request, context):
+        return gallery_pb2.RemoveFaceResponse(identity=self._gallery.remove_face(request.face_id))
+
+    def Train(self, request, context):
+        done = self._gallery.train()
+        return gallery_pb2.TrainResponse(
+            identities=done.identities, faces=done.faces, train_accuracy=done.train_accuracy
+        )
+
+    def Stats(self, request, context):
+        s = self._gallery.stats()
+        return gallery_pb2.StatsResponse(
+            identities=s.identities,
+            faces=s.faces,
+            index_kind=s.index_kind,
+            index_detail=s.index_detail,
+            index_size=s.index_size,
+            model=s.model,
+            threshold=s.threshold,
+            threshold_source=s.threshold_source,
+            classifier=s.classifier,
+            classifier_stale=s.classifier_stale,
+        )
+
+
+def build_server(
+    settings: Settings,
+    gallery: Gallery,
+    health: Health,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+) -> tuple[grpc.Server, int]:
+    """A gRPC server hosting the gallery (plus health and reflection), bound but not started."""
+    servicer = GalleryServicer(gallery)
+    service = Service(
+        SERVICE_NAME, lambda server: gallery_pb2_grpc.add_GalleryServicer_to_server(servicer, server)
+    )
+    return build_grpc_server([service], settings.server_options(), health, interceptors)
+
+
+def _detect_options(request, field: str) -> DetectOptions | None:
+    if not request.HasField(field):
+        return None
+    o = getattr(request, field)
+    return DetectOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT.get(o.alignment, ""))
+
+
+def _box(box: Box | None) -> common_pb2.Box | None:
+    if box is None:
+        return None
+    return common_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3])
+
+
+def _landmarks(points: tuple[Point, ...]) -> common_pb2.Landmarks | None:
+    if len(points) != 5:
+        return None
+    p = [common_pb2.Point(x=x, y=y) for x, y in points]
+    return common_pb2.Landmarks(left_eye=p[0], right_eye=p[1], nose=p[2], mouth_left=p[3], mouth_right=p[4])
+
+
+def _enroll_result(r: EnrollResult) -> gallery_pb2.EnrollResult:
+    return gallery_pb2.EnrollResult(
+        outcome=gallery_pb2.EnrollOutcome.Value(r.outcome.value),
+        face_id=r.face_id,
+        box=_box(r.box),
+        error=error_proto(r.error) if r.error is not None else None,
+        faces_found=r.faces_found,
+    )
+
+
+def _candidate(c: Candidate) -> gallery_pb2.Candidate:
+    return gallery_pb2.Candidate(identity=c.identity, distance=c.distance, face_id=c.face_id)
+
+
+def _identified(f: IdentifiedFace) -> gallery_pb2.IdentifiedFace:
+    return gallery_pb2.IdentifiedFace(
+        box=_box(f.box),
+        identity=f.identity,
+        known=f.known,
+        distance=f.distance,
+        confidence=f.confidence,
+        candidates=[_candidate(c) for c in f.candidates],
+        landmarks=_landmarks(f.landmarks),
+        detection_confidence=f.detection_confidence,
+    )
+
+
+def _summary(row: IdentityRow) -> gallery_pb2.IdentitySummary:
+    return gallery_pb2.IdentitySummary(
+        identity=row.identity, face_count=row.face_count, created_at_ms=row.created_at_ms
+    )
+
+
+def _face_record(face: FaceRow) -> gallery_pb2.FaceRecord:
+    return gallery_pb2.FaceRecord(
+        face_id=face.face_id,
+        identity=face.identity,
+        box=_box(face.box),
+        image_sha256=face.image_sha256,
+        created_at_ms=face.created_at_ms,
+        model=face.model,
+    )

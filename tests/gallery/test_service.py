@@ -1,0 +1,420 @@
+"""The Gallery over gRPC, with the real clients talking to fake Detector and Embedder servers: exact
+status codes for bad input, the server answering afterwards, outages as UNAVAILABLE, round_robin
+over embedder replicas, and `python -m gallery` starting with its downstream services down."""
+
+from __future__ import annotations
+
+import json
+import socket
+from collections.abc import Iterator
+from pathlib import Path
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from facerec.errors import InvalidInput
+from facerec.server import Health, ServerOptions, Service
+from facerec.server import build_server as build_grpc_server
+from facerec.status import error_proto
+from facerec.v1 import (
+    common_pb2,
+    detector_pb2,
+    detector_pb2_grpc,
+    embedding_pb2,
+    embedding_pb2_grpc,
+    gallery_pb2,
+    gallery_pb2_grpc,
+)
+from gallery.clients import DetectorClient, EmbedderClient, channel_target
+from gallery.config import DEFAULT_MODEL, Settings
+from gallery.gallery import Gallery
+from gallery.service import SERVICE_NAME, build_server
+from tests.gallery.test_gallery import MODEL, World, picture, portrait
+from tests.servers import start_service
+
+INVALID = grpc.StatusCode.INVALID_ARGUMENT
+NOT_FOUND = grpc.StatusCode.NOT_FOUND
+PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
+UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
+
+
+class FakeDetectorServicer(detector_pb2_grpc.DetectorServicer):
+    """Reads the fake pictures of test_gallery; a crop is a 1x1 RGB pixel that names the vector."""
+
+    def Detect(self, request, context):
+        if 0 < request.options.min_face_size_px < 12:
+            raise InvalidInput("min_face_size_px must be at least 12.")
+        results = []
+        for image in request.images:
+            try:
+                spec = json.loads(image.data)
+            except ValueError:
+                results.append(
+                    detector_pb2.ImageResult(
+                        error=error_proto(InvalidInput("The image could not be decoded."))
+                    )
+                )
+                continue
+            faces = []
+            for i, (x, y, w, h), conf in sorted(spec["faces"], key=lambda f: -f[2]):
+                faces.append(
+                    detector_pb2.Face(
+                        box=common_pb2.Box(x=x, y=y, width=w, height=h),
+                        confidence=conf,
+                        crop=common_pb2.RgbImage(rgb=bytes([i >> 8, i & 255, 7]), width=1, height=1),
+                    )
+                )
+            results.append(detector_pb2.ImageResult(width=640, height=480, faces=faces))
+        return detector_pb2.DetectResponse(results=results)
+
+
+class FakeEmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
+    def __init__(self, world: World) -> None:
+        self.world = world
+        self.calls = 0
+
+    def Embed(self, request, context):
+        self.calls += 1
+        results = []
+        for face in request.faces:
+            rgb = face.crop.rgb
+            vector = self.world.vectors[(rgb[0] << 8) | rgb[1]]
+            results.append(
+                embedding_pb2.EmbedResult(embedding=common_pb2.Embedding(values=vector, model=MODEL))
+            )
+        return embedding_pb2.EmbedResponse(results=results, model=MODEL)
+
+    def GetModelInfo(self, request, context):
+        return embedding_pb2.ModelInfo(name=MODEL, dimension=128, threshold=1.2, threshold_source="default")
+
+
+def serve(name: str, add) -> tuple[grpc.Server, int]:
+    server, port = build_grpc_server([Service(name, add)], ServerOptions(host="127.0.0.1"), Health([name]))
+    server.start()
+    return server, port
+
+
+def free_port() -> int:
+    """A port nothing listens on (bound, then released)."""
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return s.getsockname()[1]
+
+
+@pytest.fixture(scope="module")
+def world() -> World:
+    return World()
+
+
+@pytest.fixture(scope="module")
+def downstream(world: World) -> Iterator[tuple[str, str, list[FakeEmbedderServicer]]]:
+    """One fake detector and two fake embedder replicas; yields their addresses."""
+    detector, dport = serve(
+        "facerec.v1.Detector",
+        lambda s: detector_pb2_grpc.add_DetectorServicer_to_server(FakeDetectorServicer(), s),
+    )
+    replicas = [FakeEmbedderServicer(world), FakeEmbedderServicer(world)]
+    embedders = [
+        serve("facerec.v1.Embedder", lambda s, r=r: embedding_pb2_grpc.add_EmbedderServicer_to_server(r, s))
+        for r in replicas
+    ]
+    addresses = ",".join(f"127.0.0.1:{port}" for _, port in embedders)
+    yield f"127.0.0.1:{dport}", addresses, replicas
+    for server, _ in [(detector, dport), *embedders]:
+        server.stop(0)
+
+
+def start_gallery(tmp_path: Path, detector: str, embedder: str) -> tuple[grpc.Server, grpc.Channel, Gallery]:
+    settings = Settings(
+        store=tmp_path / "g.sqlite", calibration_path=tmp_path / "none.json", host="127.0.0.1", port=0
+    )
+    gallery = Gallery.open(
+        settings.store, MODEL, DetectorClient(detector, timeout_s=10), EmbedderClient(embedder, timeout_s=10)
+    )
+    health = Health([SERVICE_NAME])
+    server, port = build_server(settings, gallery, health)
+    server.start()
+    health.set_serving()
+    return server, grpc.insecure_channel(f"127.0.0.1:{port}"), gallery
+
+
+@pytest.fixture()
+def gallery(tmp_path: Path, downstream) -> Iterator[gallery_pb2_grpc.GalleryStub]:
+    detector, embedders, _ = downstream
+    server, channel, g = start_gallery(tmp_path, detector, embedders)
+    yield gallery_pb2_grpc.GalleryStub(channel)
+    channel.close()
+    server.stop(0)
+    g.close()
+
+
+def image(data: bytes) -> common_pb2.Image:
+    return common_pb2.Image(data=data)
+
+
+def embedding(vector, model: str = "") -> common_pb2.Embedding:
+    return common_pb2.Embedding(values=list(vector), model=model)
+
+
+def enroll(stub, world: World, name: str, n: int = 8) -> gallery_pb2.EnrollResponse:
+    return stub.Enroll(
+        gallery_pb2.EnrollRequest(identity=name, images=[image(portrait(i)) for i in world.train[name][:n]]),
+        timeout=10,
+    )
+
+
+def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -> None:
+    stub = gallery
+    a = world.train["person-0"]
+    reply = stub.Enroll(
+        gallery_pb2.EnrollRequest(
+            identity="person-0",
+            images=[image(portrait(a[0])), image(b"not a picture"), image(picture()), image(portrait(a[0]))],
+            embeddings=[embedding(world.vectors[a[1]]), embedding([0.0] * 128)],
+        ),
+        timeout=10,
+    )
+    assert [r.outcome for r in reply.results] == [
+        gallery_pb2.ENROLLED,
+        gallery_pb2.INVALID,
+        gallery_pb2.NO_FACE,
+        gallery_pb2.DUPLICATE,
+        gallery_pb2.ENROLLED,
+        gallery_pb2.INVALID,
+    ]
+    assert reply.results[1].error.code == INVALID.value[0] and reply.results[1].error.message
+    assert reply.results[0].box.width == 100 and reply.results[0].faces_found == 1
+    enroll(stub, world, "person-1")
+
+    found = stub.Identify(
+        gallery_pb2.IdentifyRequest(image=image(portrait(world.val["person-1"][0]))), timeout=10
+    )
+    assert found.method == "svm" and found.threshold == pytest.approx(1.2)
+    assert (found.faces[0].identity, found.faces[0].known, found.faces[0].box.height) == (
+        "person-1",
+        True,
+        120,
+    )
+    stranger = stub.Identify(
+        gallery_pb2.IdentifyRequest(embedding=embedding(world.vectors[world.val["person-4"][0]]), top_k=1),
+        timeout=10,
+    )
+    assert (stranger.faces[0].identity, stranger.faces[0].known, len(stranger.faces[0].candidates)) == (
+        "",
+        False,
+        1,
+    )
+
+    same = stub.Verify(
+        gallery_pb2.VerifyRequest(image_a=image(portrait(world.val["person-0"][0])), identity="person-0"),
+        timeout=10,
+    )
+    assert same.match and not same.HasField("box_b")
+    differ = stub.Verify(
+        gallery_pb2.VerifyRequest(
+            image_a=image(portrait(world.val["person-0"][0])),
+            image_b=image(portrait(world.val["person-1"][0])),
+        ),
+        timeout=10,
+    )
+    assert not differ.match and differ.distance > differ.threshold
+
+    hits = stub.Search(
+        gallery_pb2.SearchRequest(embedding=embedding(world.vectors[a[1]]), top_k=2), timeout=10
+    ).hits
+    assert hits[0].face_id == reply.results[4].face_id and hits[0].identity == "person-0"
+
+    listed = stub.ListIdentities(gallery_pb2.ListIdentitiesRequest(page_size=1), timeout=10)
+    assert [i.identity for i in listed.identities] == ["person-0"] and listed.next_page_token
+    rest = stub.ListIdentities(
+        gallery_pb2.ListIdentitiesRequest(page_token=listed.next_page_token), timeout=10
+    )
+    assert [(i.identity, i.face_count) for i in rest.identities] == [
+        ("person-1", 8)
+    ] and not rest.next_page_token
+
+    got = stub.GetIdentity(gallery_pb2.GetIdentityRequest(identity="person-0"), timeout=10)
+    assert got.identity.face_count == 2 and {f.model for f in got.faces} == {MODEL}
+    assert len({f.image_sha256 for f in got.faces}) == 2
+    assert stub.RemoveFace(
+        gallery_pb2.RemoveFaceRequest(face_id=got.faces[0].face_id), timeout=10
+    ).identity == ("person-0")
+    trained = stub.Train(gallery_pb2.TrainRequest(), timeout=10)
+    assert (trained.identities, trained.faces, trained.train_accuracy) == (2, 9, 1.0)
+    assert (
+        stub.RemoveIdentity(gallery_pb2.RemoveIdentityRequest(identity="person-1"), timeout=10).faces_removed
+        == 8
+    )
+    stats = stub.Stats(gallery_pb2.StatsRequest(), timeout=10)
+    assert (stats.identities, stats.faces, stats.index_size, stats.model) == (1, 1, 1, MODEL)
+    assert (stats.index_kind, stats.classifier, stats.threshold_source) == (
+        "flat",
+        "nearest-neighbour",
+        "default",
+    )
+
+
+def bad_requests(world: World) -> list[tuple[str, object, grpc.StatusCode]]:
+    v = world.vectors[0]
+    return [
+        ("Enroll", gallery_pb2.EnrollRequest(identity="", images=[image(portrait(0))]), INVALID),
+        ("Enroll", gallery_pb2.EnrollRequest(identity="x" * 10_000, images=[image(portrait(0))]), INVALID),
+        ("Enroll", gallery_pb2.EnrollRequest(identity="a\x1bb", images=[image(portrait(0))]), INVALID),
+        ("Enroll", gallery_pb2.EnrollRequest(identity="nothing"), INVALID),
+        (
+            "Enroll",
+            gallery_pb2.EnrollRequest(
+                identity="tiny",
+                images=[image(portrait(0))],
+                detect_options=detector_pb2.DetectOptions(min_face_size_px=5),
+            ),
+            INVALID,
+        ),
+        ("Identify", gallery_pb2.IdentifyRequest(), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(image=image(b"")), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(image=image(b"not a picture")), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v[:100])), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding([float("nan")] * 128)), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding([float("inf")] + [0.1] * 127)), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding([0.0] * 128)), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v), top_k=101), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v), top_k=-1), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v), threshold=2.5), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v), threshold=-0.5), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v, "arcface-512")), PRECONDITION),
+        ("Verify", gallery_pb2.VerifyRequest(), INVALID),
+        ("Verify", gallery_pb2.VerifyRequest(image_a=image(portrait(0))), INVALID),
+        ("Verify", gallery_pb2.VerifyRequest(image_a=image(portrait(0)), identity="nobody"), NOT_FOUND),
+        ("Verify", gallery_pb2.VerifyRequest(image_a=image(picture()), image_b=image(portrait(0))), INVALID),
+        ("Search", gallery_pb2.SearchRequest(), INVALID),
+        ("Search", gallery_pb2.SearchRequest(embedding=embedding(v), top_k=1000), INVALID),
+        ("ListIdentities", gallery_pb2.ListIdentitiesRequest(page_size=5000), INVALID),
+        ("GetIdentity", gallery_pb2.GetIdentityRequest(identity="nobody"), NOT_FOUND),
+        ("GetIdentity", gallery_pb2.GetIdentityRequest(identity=""), INVALID),
+        ("RemoveIdentity", gallery_pb2.RemoveIdentityRequest(identity="nobody"), NOT_FOUND),
+        ("RemoveFace", gallery_pb2.RemoveFaceRequest(face_id=987654), NOT_FOUND),
+        ("Train", gallery_pb2.TrainRequest(), PRECONDITION),
+    ]
+
+
+def test_bad_requests_get_exact_codes_and_the_server_still_answers(gallery, world: World) -> None:
+    stub = gallery
+    enroll(stub, world, "person-0", n=2)  # one identity: Train is a failed precondition
+    for method, request, code in bad_requests(world):
+        with pytest.raises(grpc.RpcError) as info:
+            getattr(stub, method)(request, timeout=10)
+        assert info.value.code() == code, (method, request, info.value.details())
+        assert info.value.details() and "Traceback" not in info.value.details()
+        assert stub.Stats(gallery_pb2.StatsRequest(), timeout=10).faces == 2
+    answer = stub.Identify(
+        gallery_pb2.IdentifyRequest(image=image(portrait(world.val["person-0"][0]))), timeout=10
+    )
+    assert answer.faces[0].identity == "person-0"
+
+
+def test_a_downstream_outage_is_unavailable_naming_the_service(
+    tmp_path: Path, downstream, world: World
+) -> None:
+    _, embedders, _ = downstream
+    dead = f"127.0.0.1:{free_port()}"
+    server, channel, g = start_gallery(tmp_path, dead, embedders)
+    stub = gallery_pb2_grpc.GalleryStub(channel)
+    try:
+        for method, request in [
+            ("Identify", gallery_pb2.IdentifyRequest(image=image(portrait(0)))),
+            ("Enroll", gallery_pb2.EnrollRequest(identity="person-0", images=[image(portrait(0))])),
+            ("Verify", gallery_pb2.VerifyRequest(image_a=image(portrait(0)), image_b=image(portrait(1)))),
+        ]:
+            with pytest.raises(grpc.RpcError) as info:
+                getattr(stub, method)(request, timeout=20)
+            assert info.value.code() == UNAVAILABLE
+            assert info.value.details() == f"The detector at {dead} is unavailable."
+        # Everything that needs no detector still works.
+        reply = stub.Enroll(
+            gallery_pb2.EnrollRequest(identity="person-0", embeddings=[embedding(world.vectors[0])]),
+            timeout=10,
+        )
+        assert reply.results[0].outcome == gallery_pb2.ENROLLED
+        assert (
+            stub.Identify(gallery_pb2.IdentifyRequest(embedding=embedding(world.vectors[1])), timeout=10)
+            .faces[0]
+            .known
+        )
+        assert stub.Stats(gallery_pb2.StatsRequest(), timeout=10).faces == 1
+    finally:
+        channel.close()
+        server.stop(0)
+        g.close()
+
+
+def test_embedder_replicas_share_the_calls(gallery, downstream, world: World) -> None:
+    _, _, replicas = downstream
+    before = [r.calls for r in replicas]
+    for i in world.val["person-2"]:
+        gallery.Identify(gallery_pb2.IdentifyRequest(image=image(portrait(i, tag="rr"))), timeout=10)
+        gallery.Identify(gallery_pb2.IdentifyRequest(image=image(portrait(i, tag="rr2"))), timeout=10)
+    made = [r.calls - b for r, b in zip(replicas, before, strict=True)]
+    assert sum(made) == 10 and min(made) >= 2, made
+
+
+def test_channel_targets() -> None:
+    assert channel_target("127.0.0.1:50051") == "127.0.0.1:50051"
+    assert channel_target("dns:///detector:50051") == "dns:///detector:50051"
+    assert channel_target("127.0.0.1:5001, 127.0.0.1:5002") == "ipv4:127.0.0.1:5001,127.0.0.1:5002"
+    assert channel_target("[::1]:5001,[::1]:5002") == "ipv6:[::1]:5001,[::1]:5002"
+    for bad in ("", "detector:1,embedder:2", "127.0.0.1:1,[::1]:2"):
+        with pytest.raises(ValueError):
+            channel_target(bad)
+
+
+def test_settings_from_env_and_flags_agree(tmp_path: Path) -> None:
+    env = {
+        "FACEREC_HOME": str(tmp_path),
+        "GALLERY_DETECTOR": "dns:///detector:50051",
+        "GALLERY_THRESHOLD": "0.9",
+    }
+    settings = Settings.from_env(env)
+    assert (
+        settings.store == tmp_path / "gallery.sqlite"
+        and settings.calibration_path == tmp_path / "calibration.json"
+    )
+    assert (settings.detector, settings.threshold, settings.port) == ("dns:///detector:50051", 0.9, 50053)
+    from gallery.__main__ import build_parser
+
+    args = build_parser(settings).parse_args(["--svm-max-identities", "7", "--threshold", "1.1"])
+    assert (args.svm_max_identities, args.threshold, args.detector) == (7, 1.1, "dns:///detector:50051")
+    with pytest.raises(ValueError):
+        Settings.from_env({**env, "GALLERY_THRESHOLD": "3"})
+
+
+def test_main_serves_with_its_downstream_services_down(tmp_path: Path) -> None:
+    dead = f"127.0.0.1:{free_port()}"
+    store = tmp_path / "g.sqlite"
+    running = start_service(
+        "gallery",
+        ["--store", str(store), "--detector", dead, "--embedder", dead],
+        env={"FACEREC_HOME": str(tmp_path)},
+        timeout_s=60,
+    )
+    try:
+        with grpc.insecure_channel(running.address) as channel:
+            status = health_pb2_grpc.HealthStub(channel).Check(
+                health_pb2.HealthCheckRequest(service=SERVICE_NAME), timeout=10
+            )
+            assert status.status == health_pb2.HealthCheckResponse.SERVING
+            stub = gallery_pb2_grpc.GalleryStub(channel)
+            stats = stub.Stats(gallery_pb2.StatsRequest(), timeout=10)
+            assert (stats.model, stats.threshold_source, stats.faces) == (DEFAULT_MODEL, "default", 0)
+            with pytest.raises(grpc.RpcError) as info:
+                stub.Identify(gallery_pb2.IdentifyRequest(image=image(b"\x89PNG....")), timeout=20)
+            assert info.value.code() == UNAVAILABLE and dead in info.value.details()
+            vector = np.random.default_rng(7).normal(size=128)
+            reply = stub.Enroll(
+                gallery_pb2.EnrollRequest(identity="someone", embeddings=[embedding(vector)]), timeout=10
+            )
+            assert reply.results[0].outcome == gallery_pb2.ENROLLED
+    finally:
+        assert running.stop() == 0
+    assert store.is_file() and (tmp_path / "g.sqlite.faiss").is_file()
