@@ -1,0 +1,361 @@
+"""Face detection with mtcnn's three networks: numpy pictures in, boxes, landmarks and 160x160 crops out. No grpc."""
+
+from __future__ import annotations
+
+import enum
+import logging
+from collections import defaultdict
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+from detector_service import alignment
+from detector_service.pyramid import SCALE_FACTOR, build_scales
+from facerec.batching import Batcher, Outcome
+from facerec.errors import FacerecError, InvalidInput
+
+if TYPE_CHECKING:
+    from detector_service.config import Settings
+
+log = logging.getLogger(__name__)
+
+DEFAULT_MIN_FACE_SIZE_PX = 20
+SMALLEST_MIN_FACE_SIZE_PX = 12
+# mtcnn 1.0.0's stage defaults (the tutorial's settings).
+THRESHOLD_PNET, THRESHOLD_RNET, THRESHOLD_ONET = 0.6, 0.7, 0.8
+NMS_PNET_SCALE, NMS_PNET_ALL, NMS_RNET, NMS_ONET = 0.5, 0.7, 0.7, 0.7
+
+
+class Alignment(enum.Enum):
+    """How a face crop is cut: the tutorial's box, or a 5-point similarity onto a template."""
+
+    BOX = "box"
+    SIMILARITY = "similarity"
+
+
+@dataclass(frozen=True)
+class Box:
+    """Pixels of the upright picture, top-left origin, clipped to the picture."""
+
+    x: float
+    y: float
+    width: float
+    height: float
+
+
+@dataclass(frozen=True)
+class Landmarks:
+    """(x, y) pixels; left/right as seen in the picture."""
+
+    left_eye: tuple[float, float]
+    right_eye: tuple[float, float]
+    nose: tuple[float, float]
+    mouth_left: tuple[float, float]
+    mouth_right: tuple[float, float]
+
+    def as_array(self) -> NDArray[np.float64]:
+        """(5, 2) x, y in the order above."""
+        return np.array([self.left_eye, self.right_eye, self.nose, self.mouth_left, self.mouth_right])
+
+
+@dataclass(frozen=True)
+class DetectOptions:
+    """What to look for and what to return. max_faces 0 = no limit; min_confidence 0 = keep all."""
+
+    min_face_size_px: int = DEFAULT_MIN_FACE_SIZE_PX
+    min_confidence: float = 0.0
+    max_faces: int = 0
+    alignment: Alignment = Alignment.BOX
+    return_crops: bool = False
+
+    def validate(self) -> None:
+        """Raises InvalidInput for an option outside its range."""
+        if self.min_face_size_px < SMALLEST_MIN_FACE_SIZE_PX:
+            raise InvalidInput(
+                f"min_face_size_px must be at least {SMALLEST_MIN_FACE_SIZE_PX}, not {self.min_face_size_px}."
+            )
+        if not 0.0 <= self.min_confidence <= 1.0:
+            raise InvalidInput(f"min_confidence must be between 0 and 1, not {self.min_confidence}.")
+        if self.max_faces < 0:
+            raise InvalidInput(f"max_faces must be 0 (no limit) or more, not {self.max_faces}.")
+
+
+@dataclass(frozen=True, eq=False)
+class Detection:
+    """One face: box, O-Net confidence, five landmarks, and the (160, 160, 3) uint8 crop when asked."""
+
+    box: Box
+    confidence: float
+    landmarks: Landmarks
+    crop: NDArray[np.uint8] | None = None
+
+
+class Detector:
+    """mtcnn 1.0.0's P-Net, R-Net and O-Net run over a batch of pictures of any sizes.
+
+    The stages are mtcnn's own (same networks, thresholds, NMS and box arithmetic) with two changes:
+    the pyramid honours min_face_size (detector_service.pyramid), and pictures of different sizes are
+    never padded into one tensor (mtcnn 1.0.0 pads them, and its padding fix-up shifts boxes of the
+    wrong picture when an earlier picture has no face). P-Net runs once per pyramid level on every
+    picture of the same size; R-Net and O-Net each run once on the candidates of the whole batch.
+    Not thread-safe: one thread (the batcher's worker) owns it.
+    """
+
+    def __init__(self, mtcnn: Any) -> None:
+        stages = {type(stage).__name__: stage for stage in mtcnn.stages}
+        self._pnet = stages["StagePNet"]._model
+        self._rnet = stages["StageRNet"]._model
+        self._onet = stages["StageONet"]._model
+
+    @classmethod
+    def load(cls, settings: Settings | None = None) -> Detector:
+        """Builds mtcnn.MTCNN from its packaged weights (a few seconds)."""
+        from mtcnn import MTCNN
+
+        return cls(MTCNN())
+
+    def detect(
+        self, images: Sequence[NDArray[np.uint8]], options: DetectOptions = DetectOptions()
+    ) -> list[list[Detection]]:
+        """Find faces. images: (h, w, 3) uint8 RGB each. Returns, per image, detections by descending confidence."""
+        options.validate()
+        for image in images:
+            if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
+                raise InvalidInput("Each image must be (height, width, 3) uint8 RGB.")
+        rows = self.raw(images, options.min_face_size_px)
+        return [_detections(image, r, options) for image, r in zip(images, rows, strict=True)]
+
+    def raw(self, images: Sequence[NDArray[np.uint8]], min_face_size_px: float) -> list[NDArray[np.float64]]:
+        """mtcnn's rows per image: (n, 16) [id, x1, y1, x2, y2, confidence, 5 landmark x, 5 landmark y].
+
+        Boxes are clipped to the picture as mtcnn's fit_to_image does (x in [0, width-1]).
+        """
+        from mtcnn.utils.bboxes import limit_bboxes
+
+        if not images:
+            return []
+        normalized = [_normalize(image) for image in images]
+        candidates = self._pnet_stage(normalized, min_face_size_px)
+        if len(candidates):
+            candidates = self._rnet_stage(normalized, candidates)
+        if len(candidates):
+            candidates = self._onet_stage(normalized, candidates)
+        result: list[NDArray[np.float64]] = [np.empty((0, 16)) for _ in images]
+        if not len(candidates):
+            return result
+        shapes = np.array([image.shape for image in images])
+        candidates = limit_bboxes(candidates, images_shapes=shapes, limit_landmarks=False)
+        for index in range(len(images)):
+            result[index] = candidates[candidates[:, 0] == index]
+        return result
+
+    def warm_up(self) -> None:
+        """Runs each network once (TensorFlow traces and allocates on first use) and one full detection."""
+        self._pnet(np.zeros((1, 24, 24, 3), np.float32))
+        self._rnet(np.zeros((1, 24, 24, 3), np.float32))
+        self._onet(np.zeros((1, 48, 48, 3), np.float32))
+        self.detect([synthetic_picture()], DetectOptions(return_crops=True))
+
+    def _pnet_stage(
+        self, normalized: list[NDArray[np.float32]], min_face_size_px: float
+    ) -> NDArray[np.float64]:
+        from mtcnn.utils.bboxes import (
+            generate_bounding_box,
+            resize_to_square,
+            smart_nms_from_bboxes,
+            upscale_bboxes,
+        )
+        from mtcnn.utils.images import scale_images
+
+        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        for index, image in enumerate(normalized):
+            by_shape[image.shape].append(index)
+        found = []
+        for shape, indices in by_shape.items():
+            stack = np.stack([normalized[i] for i in indices])
+            ids = np.asarray(indices, dtype=np.float64)
+            for scale in build_scales(shape[1], shape[0], min_face_size_px, SCALE_FACTOR):
+                reg, prob = self._pnet(scale_images(stack, scale))
+                boxes = generate_bounding_box(reg, prob, THRESHOLD_PNET)
+                boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
+                boxes = smart_nms_from_bboxes(
+                    boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False
+                )
+                boxes[:, 0] = ids[boxes[:, 0].astype(int)]
+                found.append(boxes)
+        if not found:
+            return np.empty((0, 6))
+        boxes = np.concatenate(found, axis=0)
+        if not len(boxes):
+            return boxes
+        # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
+        boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
+        boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
+        return resize_to_square(boxes)
+
+    def _rnet_stage(
+        self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        from mtcnn.utils.bboxes import (
+            adjust_bboxes,
+            pick_matches,
+            replace_confidence,
+            resize_to_square,
+            smart_nms_from_bboxes,
+        )
+
+        boxes, patches = _patches(normalized, boxes, 24)
+        offsets, scores = self._rnet(patches)
+        boxes = replace_confidence(boxes, scores)
+        boxes = adjust_bboxes(boxes, offsets)
+        boxes = pick_matches(boxes, score_threshold=THRESHOLD_RNET)
+        if not len(boxes):
+            return boxes
+        boxes = smart_nms_from_bboxes(boxes, threshold=NMS_RNET, method="union", initial_sort=True)
+        return resize_to_square(boxes)
+
+    def _onet_stage(
+        self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
+    ) -> NDArray[np.float64]:
+        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, replace_confidence, smart_nms_from_bboxes
+        from mtcnn.utils.landmarks import adjust_landmarks
+
+        boxes, patches = _patches(normalized, boxes, 48)
+        offsets, landmarks, scores = self._onet(patches)
+        landmarks = adjust_landmarks(landmarks, boxes)
+        boxes = replace_confidence(boxes, scores)
+        boxes = adjust_bboxes(boxes, offsets)
+        boxes = np.concatenate([boxes, landmarks], axis=-1)
+        boxes = pick_matches(boxes, scores_column=5, score_threshold=THRESHOLD_ONET)
+        if not len(boxes):
+            return boxes
+        return smart_nms_from_bboxes(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
+
+
+def _normalize(image: NDArray[np.uint8]) -> NDArray[np.float32]:
+    # mtcnn's own normalization, (x - 127.5) / 128, computed in float32 as it does.
+    return (image.astype(np.float32) - np.float32(127.5)) / np.float32(128)
+
+
+def _patches(
+    normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64], size: int
+) -> tuple[NDArray[np.float64], Any]:
+    """Candidates cut out of their own picture and resized to size x size, as mtcnn's extract_patches does.
+
+    Returns the boxes reordered by picture (the patches' order) and the (n, size, size, 3) patches.
+    """
+    import tensorflow as tf
+    from mtcnn.utils.images import extract_patches
+
+    boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
+    parts = []
+    for index in np.unique(boxes[:, 0]).astype(int):
+        own = boxes[boxes[:, 0] == index].copy()
+        own[:, 0] = 0
+        parts.append(extract_patches(normalized[index][None], own, expected_size=(size, size)))
+    return boxes, tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+
+
+def _detections(
+    image: NDArray[np.uint8], rows: NDArray[np.float64], options: DetectOptions
+) -> list[Detection]:
+    """mtcnn rows of one picture → Detections by descending confidence, filtered and cropped per options."""
+    rows = rows[rows[:, 5] >= options.min_confidence] if len(rows) else rows
+    if options.max_faces and len(rows) > options.max_faces:
+        area = (rows[:, 3] - rows[:, 1]) * (rows[:, 4] - rows[:, 2])
+        rows = rows[np.argsort(-area, kind="stable")[: options.max_faces]]
+    rows = rows[np.argsort(-rows[:, 5], kind="stable")] if len(rows) else rows
+    found = []
+    for row in rows:
+        x, y, w, h = alignment.tutorial_box(row[1], row[2], row[3], row[4])
+        points = np.stack([row[6:11], row[11:16]], axis=1)
+        landmarks = Landmarks(*(tuple(float(v) for v in p) for p in points))
+        crop = None
+        if options.return_crops:
+            if options.alignment is Alignment.SIMILARITY:
+                crop = alignment.similarity_crop(image, points)
+            else:
+                crop = alignment.box_crop(image, (x, y, w, h))
+        found.append(Detection(Box(float(x), float(y), float(w), float(h)), float(row[5]), landmarks, crop))
+    return found
+
+
+def synthetic_picture(seed: int = 7) -> NDArray[np.uint8]:
+    """A seeded 160x200 RGB picture: smooth noise with a bright oval, enough to exercise all three networks."""
+    rng = np.random.default_rng(seed)
+    yy, xx = np.mgrid[0:160, 0:200]
+    oval = ((xx - 100) / 40.0) ** 2 + ((yy - 80) / 52.0) ** 2 < 1.0
+    picture = rng.integers(60, 120, size=(160, 200, 3)).astype(np.float64)
+    picture[oval] = (224, 172, 140)
+    for cx in (84, 116):
+        picture[((xx - cx) / 7.0) ** 2 + ((yy - 68) / 4.0) ** 2 < 1.0] = (40, 30, 30)
+    picture[((xx - 100) / 16.0) ** 2 + ((yy - 108) / 4.0) ** 2 < 1.0] = (150, 60, 60)
+    return picture.astype(np.uint8)
+
+
+# What the batcher queues: one picture with its request's options; None options is the warm-up.
+Item = tuple[NDArray[np.uint8], DetectOptions | None]
+
+
+class BatchingDetector:
+    """A detector behind facerec.batching.Batcher: concurrent callers' pictures go to the model together.
+
+    `detector` is anything with detect(images, options) -> list[list[Detection]] (and optionally
+    warm_up()). The batcher's worker thread is the only thread that runs it. detect() raises Overloaded
+    when the queue is full and DeadlineExceeded when the caller's deadline passes while it waits.
+    """
+
+    def __init__(
+        self, detector: Any, max_batch: int = 8, max_delay_ms: float = 5.0, max_queue: int = 64
+    ) -> None:
+        self._detector = detector
+        self.batcher: Batcher[Item, list[Detection]] = Batcher(
+            self._run_batch,
+            max_batch=max_batch,
+            max_delay_ms=max_delay_ms,
+            max_queue=max_queue,
+            name="detector",
+        )
+
+    def detect(
+        self,
+        images: Sequence[NDArray[np.uint8]],
+        options: DetectOptions,
+        timeout_s: float | None = None,
+        is_active: Callable[[], bool] = lambda: True,
+    ) -> list[Outcome]:
+        """Per image: its detections, or the FacerecError that image alone got."""
+        options.validate()
+        return self.batcher.submit([(image, options) for image in images], timeout_s, is_active)
+
+    def warm_up(self) -> None:
+        """Warms the model up on the worker thread, the thread that will run it."""
+        done = self.batcher.submit([(synthetic_picture(), None)])
+        if isinstance(done[0], Exception):
+            raise done[0]
+
+    def close(self) -> None:
+        self.batcher.close()
+
+    def _run_batch(self, items: list[Item]) -> list[Outcome]:
+        outcomes: list[Outcome] = [[] for _ in items]
+        groups: dict[DetectOptions | None, list[int]] = defaultdict(list)
+        for index, (_, options) in enumerate(items):
+            groups[options].append(index)
+        for options, indices in groups.items():
+            if options is None:
+                warm = getattr(self._detector, "warm_up", None)
+                if warm is not None:
+                    warm()
+                continue
+            try:
+                found = self._detector.detect([items[i][0] for i in indices], options)
+                for i, faces in zip(indices, found, strict=True):
+                    outcomes[i] = faces
+            except FacerecError as exc:
+                for i in indices:
+                    outcomes[i] = exc
+        return outcomes

@@ -1,0 +1,130 @@
+"""The Detector gRPC servicer: translation only, proto ⇄ domain; errors are raised and mapped by facerec.status."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+import grpc
+import numpy as np
+from PIL import Image
+
+from detector_service.config import Settings
+from detector_service.detector import Alignment, Detection, DetectOptions
+from facerec.errors import FacerecError, InvalidInput
+from facerec.images import decode_image
+from facerec.server import Health, Service, build_server
+from facerec.status import error_proto
+from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+
+def _pillow_mpo_compat() -> None:
+    # Pillow 13 reads MPO files with its JPEG plugin and has no "MPO" entry, while facerec.images asks for
+    # formats=(..., "MPO", ...): Image.open then raises KeyError on every non-JPEG picture. Until
+    # facerec.images drops the name (reported), let "MPO" mean the JPEG opener it now is.
+    Image.init()
+    if "MPO" not in Image.OPEN and "JPEG" in Image.OPEN:
+        Image.OPEN["MPO"] = Image.OPEN["JPEG"]
+
+
+_pillow_mpo_compat()
+
+SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name
+
+_ALIGNMENT = {
+    detector_pb2.ALIGNMENT_UNSPECIFIED: Alignment.BOX,
+    detector_pb2.ALIGNMENT_BOX: Alignment.BOX,
+    detector_pb2.ALIGNMENT_SIMILARITY: Alignment.SIMILARITY,
+}
+
+
+class DetectorServicer(detector_pb2_grpc.DetectorServicer):
+    """Decodes each picture, hands the good ones to the batching detector, answers one result per picture.
+
+    `detector` has detect(images, options, timeout_s, is_active) -> per image a list of Detection or
+    the FacerecError that picture alone got (detector_service.detector.BatchingDetector).
+    """
+
+    def __init__(self, detector: Any, settings: Settings) -> None:
+        self._detector = detector
+        self._settings = settings
+        self._limits = settings.image_limits
+
+    def Detect(
+        self, request: detector_pb2.DetectRequest, context: grpc.ServicerContext
+    ) -> detector_pb2.DetectResponse:
+        count = len(request.images)
+        if count == 0:
+            raise InvalidInput("The request has no images.")
+        if count > self._settings.max_images_per_request:
+            raise InvalidInput(
+                f"The request has {count} images, over the limit of {self._settings.max_images_per_request}."
+            )
+        options = self._options(request.options)
+        results = [detector_pb2.ImageResult() for _ in range(count)]
+        pictures, where = [], []
+        for index, image in enumerate(request.images):
+            try:
+                picture = decode_image(image.data, self._limits)
+            except FacerecError as exc:
+                results[index].error.CopyFrom(error_proto(exc))
+                continue
+            results[index].height, results[index].width = picture.shape[:2]
+            pictures.append(picture)
+            where.append(index)
+        if pictures:
+            outcomes = self._detector.detect(pictures, options, context.time_remaining(), context.is_active)
+            for index, outcome in zip(where, outcomes, strict=True):
+                if isinstance(outcome, FacerecError):
+                    results[index].error.CopyFrom(error_proto(outcome))
+                    results[index].width = results[index].height = 0
+                else:
+                    results[index].faces.extend(face_proto(d) for d in outcome)
+        return detector_pb2.DetectResponse(results=results)
+
+    def _options(self, options: detector_pb2.DetectOptions) -> DetectOptions:
+        if options.alignment not in _ALIGNMENT:
+            raise InvalidInput(f"Unknown alignment {options.alignment}.")
+        found = DetectOptions(
+            min_face_size_px=options.min_face_size_px or self._settings.default_min_face_size_px,
+            min_confidence=options.min_confidence,
+            max_faces=options.max_faces,
+            alignment=_ALIGNMENT[options.alignment],
+            return_crops=options.return_crops,
+        )
+        found.validate()
+        return found
+
+
+def face_proto(detection: Detection) -> detector_pb2.Face:
+    box, marks = detection.box, detection.landmarks
+    face = detector_pb2.Face(
+        box=common_pb2.Box(x=box.x, y=box.y, width=box.width, height=box.height),
+        confidence=detection.confidence,
+        landmarks=common_pb2.Landmarks(
+            left_eye=_point(marks.left_eye),
+            right_eye=_point(marks.right_eye),
+            nose=_point(marks.nose),
+            mouth_left=_point(marks.mouth_left),
+            mouth_right=_point(marks.mouth_right),
+        ),
+    )
+    if detection.crop is not None:
+        crop = np.ascontiguousarray(detection.crop, dtype=np.uint8)
+        face.crop.CopyFrom(common_pb2.RgbImage(rgb=crop.tobytes(), width=crop.shape[1], height=crop.shape[0]))
+    return face
+
+
+def _point(xy: tuple[float, float]) -> common_pb2.Point:
+    return common_pb2.Point(x=xy[0], y=xy[1])
+
+
+def build_detector_server(settings: Settings, detector: Any, health: Health) -> tuple[grpc.Server, int]:
+    """A bound, not yet started server hosting the Detector service with health and reflection."""
+    servicer = DetectorServicer(detector, settings)
+    service = Service(
+        SERVICE_NAME, lambda server: detector_pb2_grpc.add_DetectorServicer_to_server(servicer, server)
+    )
+    return build_server([service], settings.server_options, health)

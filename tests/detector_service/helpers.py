@@ -1,0 +1,36 @@
+"""Encoded pictures for the detector's tests: good ones, broken ones and a huge header."""
+
+from __future__ import annotations
+
+import io
+import struct
+import zlib
+
+import numpy as np
+from numpy.typing import NDArray
+from PIL import Image
+
+
+def encode(rgb: NDArray[np.uint8], fmt: str = "JPEG", **params: object) -> bytes:
+    out = io.BytesIO()
+    Image.fromarray(rgb).save(out, format=fmt, **params)
+    return out.getvalue()
+
+
+def png_header_only(width: int, height: int) -> bytes:
+    """A PNG that declares width x height RGB but carries a few bytes of pixels: a decompression bomb's header."""
+
+    def chunk(kind: bytes, data: bytes) -> bytes:
+        return struct.pack(">I", len(data)) + kind + data + struct.pack(">I", zlib.crc32(kind + data))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    return (
+        b"\x89PNG\r\n\x1a\n"
+        + chunk(b"IHDR", ihdr)
+        + chunk(b"IDAT", zlib.compress(b"\0" * 64))
+        + chunk(b"IEND", b"")
+    )
+
+
+def noise(height: int = 64, width: int = 80, seed: int = 7) -> NDArray[np.uint8]:
+    return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)

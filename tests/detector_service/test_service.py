@@ -1,0 +1,229 @@
+"""The servicer's translation and limits, on a real gRPC server on port 0 with a fake detector inside."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from dataclasses import replace
+
+import grpc
+import numpy as np
+import pytest
+from grpc_health.v1 import health_pb2, health_pb2_grpc
+
+from detector_service.config import Settings, parse
+from detector_service.detector import BatchingDetector, Box, Detection, DetectOptions, Landmarks
+from detector_service.service import build_detector_server
+from facerec.server import Health
+from facerec.settings import SettingError
+from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+from tests.detector_service.helpers import encode, noise, png_header_only
+
+GOOD = encode(noise(48, 64), "PNG")
+
+
+class FakeDetector:
+    """One face per picture, whose box is the picture's size; records the options and batch sizes."""
+
+    def __init__(self) -> None:
+        self.calls: list[tuple[int, DetectOptions]] = []
+        self.gate = threading.Event()
+        self.gate.set()
+        self.entered = threading.Event()
+
+    def detect(self, images, options):
+        self.entered.set()
+        self.gate.wait(10)
+        self.calls.append((len(images), options))
+        found = []
+        for image in images:
+            h, w = image.shape[:2]
+            marks = Landmarks((1.0, 2.0), (3.0, 4.0), (5.0, 6.0), (7.0, 8.0), (9.0, 10.0))
+            crop = np.full((160, 160, 3), 7, np.uint8) if options.return_crops else None
+            found.append([Detection(Box(0.0, 0.0, float(w), float(h)), 0.99, marks, crop)])
+        return found
+
+
+class Served:
+    def __init__(self, settings: Settings) -> None:
+        self.fake = FakeDetector()
+        self.batching = BatchingDetector(
+            self.fake, max_batch=8, max_delay_ms=20, max_queue=settings.max_queue
+        )
+        self.health = Health(["facerec.v1.Detector"])
+        self.server, port = build_detector_server(settings, self.batching, self.health)
+        self.server.start()
+        self.channel = grpc.insecure_channel(f"127.0.0.1:{port}")
+        self.stub = detector_pb2_grpc.DetectorStub(self.channel)
+
+    def detect(self, *datas: bytes, **options) -> detector_pb2.DetectResponse:
+        request = detector_pb2.DetectRequest(
+            images=[common_pb2.Image(data=d) for d in datas], options=detector_pb2.DetectOptions(**options)
+        )
+        return self.stub.Detect(request, timeout=10)
+
+    def close(self) -> None:
+        self.channel.close()
+        self.server.stop(0)
+        self.batching.close()
+
+
+SETTINGS = Settings(host="127.0.0.1", port=0, max_images_per_request=10, max_message_bytes=2 * 1024 * 1024)
+
+
+@pytest.fixture
+def served() -> Iterator[Served]:
+    s = Served(SETTINGS)
+    yield s
+    s.close()
+
+
+def assert_still_answers(served: Served) -> None:
+    reply = served.detect(GOOD)
+    assert len(reply.results) == 1 and reply.results[0].width == 64 and len(reply.results[0].faces) == 1
+
+
+def test_translates_faces_and_sizes(served: Served) -> None:
+    reply = served.detect(GOOD, encode(noise(30, 20), "BMP"), return_crops=True)
+    first, second = reply.results
+    assert (first.width, first.height) == (64, 48) and (second.width, second.height) == (20, 30)
+    face = second.faces[0]
+    assert (face.box.width, face.box.height) == (20, 30)
+    assert face.confidence == pytest.approx(0.99)
+    assert (face.landmarks.mouth_right.x, face.landmarks.mouth_right.y) == (9.0, 10.0)
+    assert (face.crop.width, face.crop.height) == (160, 160) and face.crop.rgb == bytes([7]) * 160 * 160 * 3
+
+
+def test_options_reach_the_detector_with_defaults_filled_in(served: Served) -> None:
+    served.detect(GOOD)
+    served.detect(GOOD, min_face_size_px=40, min_confidence=0.5, max_faces=2, alignment=2)
+    assert served.fake.calls[0][1] == DetectOptions()
+    assert served.fake.calls[1][1].min_face_size_px == 40 and served.fake.calls[1][1].max_faces == 2
+    assert served.fake.calls[1][1].alignment.name == "SIMILARITY"
+
+
+def test_no_crop_unless_asked(served: Served) -> None:
+    assert not served.detect(GOOD).results[0].faces[0].HasField("crop")
+
+
+BAD_IMAGES = {
+    "empty": (b"", grpc.StatusCode.INVALID_ARGUMENT),
+    "truncated-jpeg": (encode(noise(), "JPEG")[:200], grpc.StatusCode.INVALID_ARGUMENT),
+    "text": (b"name,age\nada,36\n", grpc.StatusCode.INVALID_ARGUMENT),
+    "one-pixel": (encode(noise(1, 1), "PNG"), grpc.StatusCode.INVALID_ARGUMENT),
+    "huge-header": (png_header_only(20000, 20000), grpc.StatusCode.RESOURCE_EXHAUSTED),
+}
+
+
+@pytest.mark.parametrize("name", BAD_IMAGES)
+def test_bad_image_gets_its_own_error(served: Served, name: str) -> None:
+    data, code = BAD_IMAGES[name]
+    reply = served.detect(data)
+    assert reply.results[0].error.code == code.value[0]
+    assert reply.results[0].error.message and not reply.results[0].faces and reply.results[0].width == 0
+    assert_still_answers(served)
+
+
+def test_one_corrupt_image_in_ten(served: Served) -> None:
+    datas = [GOOD] * 10
+    datas[6] = b"\xff\xd8\xff corrupt"
+    reply = served.detect(*datas)
+    codes = [r.error.code for r in reply.results]
+    assert codes == [0] * 6 + [grpc.StatusCode.INVALID_ARGUMENT.value[0]] + [0] * 3
+    assert sum(len(r.faces) for r in reply.results) == 9
+    # The nine good pictures go to the model together, in max_batch (8) chunks.
+    assert [n for n, _ in served.fake.calls] == [8, 1]
+
+
+@pytest.mark.parametrize(
+    ("datas", "options", "code"),
+    [
+        ([], {}, grpc.StatusCode.INVALID_ARGUMENT),
+        ([GOOD] * 11, {}, grpc.StatusCode.INVALID_ARGUMENT),
+        ([GOOD], {"min_face_size_px": 11}, grpc.StatusCode.INVALID_ARGUMENT),
+        ([GOOD], {"min_confidence": 1.5}, grpc.StatusCode.INVALID_ARGUMENT),
+        ([GOOD], {"max_faces": -1}, grpc.StatusCode.INVALID_ARGUMENT),
+        ([GOOD], {"alignment": 9}, grpc.StatusCode.INVALID_ARGUMENT),
+        ([b"\0" * (3 * 1024 * 1024)], {}, grpc.StatusCode.RESOURCE_EXHAUSTED),
+    ],
+    ids=["no-images", "too-many", "min-face", "confidence", "max-faces", "alignment", "message-too-large"],
+)
+def test_request_level_problems_are_statuses(served: Served, datas, options, code) -> None:
+    with pytest.raises(grpc.RpcError) as caught:
+        served.detect(*datas, **options)
+    assert caught.value.code() == code
+    assert_still_answers(served)
+
+
+def test_image_byte_limit_is_per_image() -> None:
+    s = Served(replace(SETTINGS, max_image_bytes=len(GOOD)))
+    try:
+        reply = s.detect(GOOD, encode(noise(48, 65), "PNG"))
+        assert reply.results[0].error.code == 0
+        assert reply.results[1].error.code == grpc.StatusCode.RESOURCE_EXHAUSTED.value[0]
+    finally:
+        s.close()
+
+
+def test_full_queue_is_resource_exhausted_and_recovers() -> None:
+    s = Served(replace(SETTINGS, max_queue=1))
+    s.fake.gate.clear()  # the worker blocks on the first batch
+    try:
+        pool = [threading.Thread(target=lambda: s.detect(GOOD)) for _ in range(2)]
+        # One request is in the worker, one fills the queue; the next is refused at once.
+        pool[0].start()
+        assert s.fake.entered.wait(10)
+        pool[1].start()
+        for _ in range(500):
+            if s.batching.batcher.queue_depth() == 1:
+                break
+            threading.Event().wait(0.01)
+        with pytest.raises(grpc.RpcError) as caught:
+            s.detect(GOOD)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        s.fake.gate.set()
+        for t in pool:
+            t.join(10)
+        assert_still_answers(s)
+    finally:
+        s.fake.gate.set()
+        s.close()
+
+
+def test_concurrent_requests_share_model_calls(served: Served) -> None:
+    served.fake.gate.clear()
+    pool = [threading.Thread(target=lambda: served.detect(GOOD, GOOD)) for _ in range(4)]
+    for t in pool:
+        t.start()
+    threading.Event().wait(0.3)
+    served.fake.gate.set()
+    for t in pool:
+        t.join(10)
+    assert sum(n for n, _ in served.fake.calls) == 8
+    assert max(n for n, _ in served.fake.calls) > 2
+
+
+def test_health_follows_warm_up(served: Served) -> None:
+    stub = health_pb2_grpc.HealthStub(served.channel)
+    ask = health_pb2.HealthCheckRequest(service="facerec.v1.Detector")
+    assert stub.Check(ask, timeout=5).status == health_pb2.HealthCheckResponse.NOT_SERVING
+    served.batching.warm_up()
+    served.health.set_serving()
+    assert stub.Check(ask, timeout=5).status == health_pb2.HealthCheckResponse.SERVING
+
+
+def test_settings_from_env_and_flags() -> None:
+    env = {"DETECTOR_MAX_IMAGES_PER_REQUEST": "4", "DETECTOR_MAX_DELAY_MS": "2.5", "DETECTOR_HOST": "0.0.0.0"}
+    settings = Settings.from_env(env)
+    assert (settings.max_images_per_request, settings.max_delay_ms, settings.host) == (4, 2.5, "0.0.0.0")
+    flagged = parse(["--max-queue", "3", "--port", "0", "--intra-op-threads", "4"], env)
+    assert (flagged.max_queue, flagged.port, flagged.intra_op_threads, flagged.max_images_per_request) == (
+        3,
+        0,
+        4,
+        4,
+    )
+    with pytest.raises(SettingError):
+        Settings.from_env({"DETECTOR_MAX_QUEUE": "0"})
+    with pytest.raises(SettingError):
+        Settings.from_env({"DETECTOR_MAX_QUEUE": "many"})
