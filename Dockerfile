@@ -22,6 +22,7 @@ RUN mkdir facerec detector_service embedding_service gallery \
     && pip install . \
     && pip uninstall -y facerec \
     && rm -rf /tmp/deps
+WORKDIR /
 
 # The weights, keyed on the shared package only, so a change to a service does not download them again.
 FROM deps AS weights
