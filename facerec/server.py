@@ -30,6 +30,9 @@ class ServerOptions:
     max_concurrent_rpcs: int = 64
     max_message_bytes: int = 64 * MiB
     grace_s: float = 5.0
+    # Clients re-resolve DNS only when a connection ends; ending connections after this long lets the
+    # gallery find replicas added by `docker compose --scale` or `kubectl scale`. 0 = never.
+    max_connection_age_s: float = 300.0
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,14 @@ def build_server(
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", options.max_message_bytes),
             ("grpc.so_reuseport", 0),
+            *(
+                [
+                    ("grpc.max_connection_age_ms", int(options.max_connection_age_s * 1000)),
+                    ("grpc.max_connection_age_grace_ms", int(options.grace_s * 1000)),
+                ]
+                if options.max_connection_age_s > 0
+                else []
+            ),
         ],
         maximum_concurrent_rpcs=options.max_concurrent_rpcs,
     )
