@@ -1,0 +1,157 @@
+"""Detector throughput: Detect through gRPC at 1, 4 and 8 clients beside mtcnn's detect_faces in process.
+
+    .venv/bin/python -m bench.detector            # 40 of the 5-celebrity pictures (about a minute)
+    .venv/bin/python -m bench.detector --full     # all 118
+
+Prints images/s and p50/p99 latency per row, the in-process baseline measured in the same run on the
+same pictures, and the ratio. The server runs in this process (same cores as the clients), one picture
+per request, so batching comes only from merging concurrent requests.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import sys
+import threading
+import time
+from collections.abc import Callable, Sequence
+
+import numpy as np
+
+DESIGN_MS_PER_IMAGE = 77.0  # design.md: MTCNN one at a time on a 2-core machine
+
+
+def _pictures(limit: int | None) -> tuple[list[bytes], list[np.ndarray]]:
+    from facerec import assets
+    from facerec.images import decode_image
+
+    fetched = assets.fetch(assets.facerec_home(os.environ))
+    paths = [p for split in ("train", "val") for _, p in assets.labelled_images(fetched.split(split))]
+    paths = paths[:limit] if limit else paths
+    datas = [p.read_bytes() for p in paths]
+    return datas, [decode_image(d) for d in datas]
+
+
+def _timed(run: Callable[[], None]) -> float:
+    start = time.perf_counter()
+    run()
+    return time.perf_counter() - start
+
+
+def _grpc_run(address: str, datas: Sequence[bytes], clients: int) -> tuple[float, list[float], int]:
+    """(seconds, per-request latencies, faces) for all pictures spread over `clients` threads."""
+    import grpc
+
+    from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+
+    latencies: list[float] = []
+    faces = [0]
+    lock = threading.Lock()
+    next_index = [0]
+
+    def client() -> None:
+        with grpc.insecure_channel(address) as channel:
+            stub = detector_pb2_grpc.DetectorStub(channel)
+            while True:
+                with lock:
+                    i = next_index[0]
+                    next_index[0] += 1
+                if i >= len(datas):
+                    return
+                request = detector_pb2.DetectRequest(images=[common_pb2.Image(data=datas[i])])
+                start = time.perf_counter()
+                reply = stub.Detect(request, timeout=120)
+                took = time.perf_counter() - start
+                with lock:
+                    latencies.append(took)
+                    faces[0] += len(reply.results[0].faces)
+
+    threads = [threading.Thread(target=client) for _ in range(clients)]
+    start = time.perf_counter()
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    return time.perf_counter() - start, latencies, faces[0]
+
+
+def main(argv: Sequence[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--full", action="store_true", help="all 118 pictures (default: the first 40)")
+    parser.add_argument("--clients", default="1,4,8", help="comma-separated client counts")
+    parser.add_argument("--max-batch", type=int, default=8)
+    args = parser.parse_args(argv)
+
+    from facerec.tfconfig import pin_threads, quiet_tensorflow
+
+    quiet_tensorflow()
+    pin_threads(2, 1)
+    from mtcnn import MTCNN
+
+    from detector_service.config import Settings
+    from detector_service.detector import BatchingDetector, DetectOptions, Detector
+    from detector_service.service import SERVICE_NAME, build_detector_server
+    from facerec.server import Health
+
+    datas, pictures = _pictures(None if args.full else 40)
+    n = len(pictures)
+    mtcnn = MTCNN()
+    detector = Detector(mtcnn)
+    detector.warm_up()
+    mtcnn.detect_faces(pictures[0])
+
+    ref_faces: list[int] = []
+    ref_s = _timed(lambda: ref_faces.extend(len(mtcnn.detect_faces(p)) for p in pictures))
+    ref_ips = n / ref_s
+
+    own_faces: list[int] = []
+
+    def batched() -> None:
+        for start in range(0, n, args.max_batch):
+            own_faces.extend(
+                len(f) for f in detector.detect(pictures[start : start + args.max_batch], DetectOptions())
+            )
+
+    own_s = _timed(batched)
+
+    settings = Settings(host="127.0.0.1", port=0, max_batch=args.max_batch, max_queue=64)
+    batching = BatchingDetector(detector, max_batch=settings.max_batch, max_delay_ms=settings.max_delay_ms)
+    health = Health([SERVICE_NAME])
+    server, port = build_detector_server(settings, batching, health)
+    server.start()
+    address = f"127.0.0.1:{port}"
+    _grpc_run(address, datas[:4], 1)
+
+    out = sys.stdout.write
+    out(
+        f"{n} pictures, 2 TF threads; baseline = mtcnn.MTCNN().detect_faces one picture at a time, same process\n"
+    )
+    out(
+        f"design.md figure: ≈{DESIGN_MS_PER_IMAGE:.0f} ms/picture one at a time ({1000 / DESIGN_MS_PER_IMAGE:.1f}/s)\n\n"
+    )
+    out(f"{'what':<38}{'images/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'faces':>7}{'× baseline':>12}\n")
+    out(
+        f"{'baseline detect_faces, 1 at a time':<38}{ref_ips:>9.2f}{1000 / ref_ips:>9.0f}{'':>9}{sum(ref_faces):>7}{1.0:>12.2f}\n"
+    )
+    own_ips = n / own_s
+    out(
+        f"{f'Detector.detect, batches of {args.max_batch}':<38}{own_ips:>9.2f}{1000 / own_ips:>9.0f}{'':>9}"
+        f"{sum(own_faces):>7}{own_ips / ref_ips:>12.2f}\n"
+    )
+    for clients in [int(c) for c in args.clients.split(",")]:
+        before = batching.batcher.stats
+        seconds, latencies, faces = _grpc_run(address, datas, clients)
+        after = batching.batcher.stats
+        ips = n / seconds
+        p50, p99 = np.percentile(np.array(latencies) * 1000, [50, 99])
+        per_call = (after.items - before.items) / max(1, after.calls - before.calls)
+        label = f"gRPC Detect, {clients} client(s) ({per_call:.1f}/call)"
+        out(f"{label:<38}{ips:>9.2f}{p50:>9.0f}{p99:>9.0f}{faces:>7}{ips / ref_ips:>12.2f}\n")
+    server.stop(0)
+    batching.close()
+    return 0
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())
