@@ -81,6 +81,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--full", action="store_true", help="all 118 pictures (default: the first 40)")
     parser.add_argument("--clients", default="1,4,8", help="comma-separated client counts")
     parser.add_argument("--max-batch", type=int, default=8)
+    parser.add_argument(
+        "--pad-sizes", action="store_true", help="the Detector's padded P-Net (see config.py)"
+    )
     args = parser.parse_args(argv)
 
     from facerec.tfconfig import pin_threads, quiet_tensorflow
@@ -97,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     datas, pictures = _pictures(None if args.full else 40)
     n = len(pictures)
     mtcnn = MTCNN()
-    detector = Detector(mtcnn)
+    detector = Detector(mtcnn, pad_sizes=args.pad_sizes)
     detector.warm_up()
     mtcnn.detect_faces(pictures[0])
 

@@ -8,7 +8,7 @@ from dataclasses import dataclass, fields, replace
 
 from facerec.images import ImageLimits
 from facerec.server import MiB, ServerOptions
-from facerec.settings import SettingError, env_float, env_int, env_str
+from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
 
 PREFIX = "DETECTOR_"
 
@@ -34,6 +34,9 @@ class Settings:
     max_workers: int = 16
     max_concurrent_rpcs: int = 64
     grace_s: float = 5.0
+    # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
+    # a few boxes move by a few pixels from mtcnn's (so crops differ from the tutorial's on those).
+    pad_sizes: bool = False
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -41,8 +44,10 @@ class Settings:
         for f in fields(cls):
             key = PREFIX + f.name.upper()
             default = f.default
-            if isinstance(default, bool) or isinstance(default, str):
-                values[f.name] = env_str(environ, key, str(default))
+            if isinstance(default, bool):
+                values[f.name] = env_bool(environ, key, default)
+            elif isinstance(default, str):
+                values[f.name] = env_str(environ, key, default)
             elif isinstance(default, int):
                 values[f.name] = env_int(environ, key, default)
             else:
@@ -93,7 +98,7 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> None:
         value = getattr(defaults, f.name)
         parser.add_argument(
             "--" + f.name.replace("_", "-"),
-            type=type(value),
+            type=_flag_bool if isinstance(value, bool) else type(value),
             default=value,
             help=f"(env {PREFIX}{f.name.upper()}, default {value})",
         )
@@ -108,3 +113,7 @@ def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
     add_arguments(parser, defaults)
     args = parser.parse_args(argv)
     return replace(defaults, **{f.name: getattr(args, f.name) for f in fields(Settings)}).checked()
+
+
+def _flag_bool(text: str) -> bool:
+    return env_bool({"flag": text}, "flag", False)

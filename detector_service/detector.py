@@ -104,7 +104,10 @@ class Detector:
     Not thread-safe: one thread (the batcher's worker) owns it.
     """
 
-    def __init__(self, mtcnn: Any) -> None:
+    def __init__(self, mtcnn: Any, pad_sizes: bool = False) -> None:
+        # pad_sizes: pictures of different sizes share P-Net calls (padded); much faster on mixed
+        # batches, but P-Net's border cells and float order change, so a few boxes move a few pixels.
+        self._pad_sizes = pad_sizes
         stages = {type(stage).__name__: stage for stage in mtcnn.stages}
         self._pnet = stages["StagePNet"]._model
         self._rnet = stages["StageRNet"]._model
@@ -115,7 +118,7 @@ class Detector:
         """Builds mtcnn.MTCNN from its packaged weights (a few seconds)."""
         from mtcnn import MTCNN
 
-        return cls(MTCNN())
+        return cls(MTCNN(), pad_sizes=bool(settings and settings.pad_sizes))
 
     def detect(
         self, images: Sequence[NDArray[np.uint8]], options: DetectOptions = DetectOptions()
@@ -163,11 +166,27 @@ class Detector:
         self, normalized: list[NDArray[np.float32]], min_face_size_px: float
     ) -> NDArray[np.float64]:
         from mtcnn.utils.bboxes import (
-            generate_bounding_box,
             resize_to_square,
             smart_nms_from_bboxes,
-            upscale_bboxes,
         )
+
+        if self._pad_sizes:
+            found = self._pnet_padded(normalized, min_face_size_px)
+        else:
+            found = self._pnet_grouped(normalized, min_face_size_px)
+        if not found:
+            return np.empty((0, 6))
+        boxes = np.concatenate(found, axis=0)
+        if not len(boxes):
+            return boxes
+        # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
+        boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
+        boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
+        return resize_to_square(boxes)
+
+    def _pnet_grouped(self, normalized: list[NDArray[np.float32]], min_face_size_px: float) -> list:
+        """P-Net once per pyramid level on each group of same-size pictures: mtcnn's own results."""
+        from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
         from mtcnn.utils.images import scale_images
 
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
@@ -186,15 +205,44 @@ class Detector:
                 )
                 boxes[:, 0] = ids[boxes[:, 0].astype(int)]
                 found.append(boxes)
-        if not found:
-            return np.empty((0, 6))
-        boxes = np.concatenate(found, axis=0)
-        if not len(boxes):
-            return boxes
-        # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
-        boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
-        boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
-        return resize_to_square(boxes)
+        return found
+
+    def _pnet_padded(self, normalized: list[NDArray[np.float32]], min_face_size_px: float) -> list:
+        """P-Net once per pyramid level on every picture, padded to the level's largest (see pad_sizes)."""
+        import tensorflow as tf
+        from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
+        from mtcnn.utils.images import scale_images
+
+        pyramids = [
+            build_scales(im.shape[1], im.shape[0], min_face_size_px, SCALE_FACTOR) for im in normalized
+        ]
+        found = []
+        for level in range(max((len(p) for p in pyramids), default=0)):
+            indices = [i for i, p in enumerate(pyramids) if len(p) > level]
+            scale = pyramids[indices[0]][level]
+            # Each picture is shrunk on its own (as mtcnn would), then the level's pictures are padded at
+            # the bottom and right into one tensor: P-Net is convolutional, so a picture's output cells
+            # do not see the padding, except the last row/column where its pooling window is cut short.
+            scaled = [scale_images(normalized[i][None], scale)[0] for i in indices]
+            height = max(int(x.shape[0]) for x in scaled)
+            width = max(int(x.shape[1]) for x in scaled)
+            if len(scaled) == 1:
+                stack = scaled[0][None]
+            else:
+                stack = tf.stack(
+                    [tf.pad(x, [[0, height - x.shape[0]], [0, width - x.shape[1]], [0, 0]]) for x in scaled]
+                )
+            reg, prob = self._pnet(stack)
+            prob = prob.numpy()
+            for row, x in enumerate(scaled):
+                prob[row, _pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
+                prob[row, :, _pnet_cells(int(x.shape[1])) :, 1] = 0.0
+            boxes = generate_bounding_box(reg, tf.constant(prob), THRESHOLD_PNET)
+            boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
+            boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
+            boxes[:, 0] = np.asarray(indices, dtype=np.float64)[boxes[:, 0].astype(int)]
+            found.append(boxes)
+        return found
 
     def _rnet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
@@ -233,6 +281,11 @@ class Detector:
         if not len(boxes):
             return boxes
         return smart_nms_from_bboxes(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
+
+
+def _pnet_cells(side: int) -> int:
+    """P-Net's output cells along a side of `side` input pixels: conv 3, pool 2 ('same'), conv 3, conv 3."""
+    return -(-(side - 2) // 2) - 4
 
 
 def _normalize(image: NDArray[np.uint8]) -> NDArray[np.float32]:

@@ -81,6 +81,19 @@ def test_batches_of_mixed_sizes_find_what_single_calls_find(detector: Detector, 
             assert abs(a.box.x - b.box.x) <= 3 and abs(a.box.width - b.box.width) <= 4
 
 
+def test_padded_batches_find_the_same_faces(mtcnn_model, pictures, found) -> None:
+    padded = Detector(mtcnn_model, pad_sizes=True)
+    few = pictures[:24]
+    result = []
+    for start in range(0, len(few), 8):
+        result.extend(padded.detect(few[start : start + 8]))
+    assert sum(1 for f in result if f) == sum(1 for f in found[:24] if f)
+    for ours, theirs in zip(result, found[:24], strict=True):
+        if ours and theirs:
+            a, b = ours[0].box, theirs[0].box
+            assert abs(a.x - b.x) <= 8 and abs(a.y - b.y) <= 8 and abs(a.width - b.width) <= 10
+
+
 def pair(pictures, found) -> np.ndarray:
     """Two dataset pictures with one face each, same height, side by side."""
     chosen = [p for p, f in zip(pictures, found, strict=True) if len(f) == 1][:2]

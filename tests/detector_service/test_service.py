@@ -223,6 +223,8 @@ def test_settings_from_env_and_flags() -> None:
         4,
         4,
     )
+    assert Settings.from_env({"DETECTOR_PAD_SIZES": "true"}).pad_sizes is True
+    assert parse(["--pad-sizes", "false"], {"DETECTOR_PAD_SIZES": "1"}).pad_sizes is False
     with pytest.raises(SettingError):
         Settings.from_env({"DETECTOR_MAX_QUEUE": "0"})
     with pytest.raises(SettingError):
