@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
+import os
+import signal
 import sqlite3
+import subprocess
+import sys
 import threading
 from pathlib import Path
 
@@ -250,3 +254,48 @@ def test_integrity_check_reports_corruption(db_path: Path) -> None:
         f.write(b"\xff" * 200)
     with Store(db_path, MODEL) as s:
         assert not s.integrity_check()
+
+
+_ENROLL_FOREVER = """
+import sys
+import numpy as np
+from gallery.store import NewFace, Store
+
+store = Store(sys.argv[1], sys.argv[2])
+rng = np.random.default_rng(int(sys.argv[3]))
+i = 0
+while True:
+    v = rng.standard_normal(128).astype(np.float32)
+    ids = store.add_faces(f"{sys.argv[3]}-{i % 7}", [NewFace(v / np.linalg.norm(v), f"sha-{i}")])
+    # Acknowledge only after add_faces returned, i.e. after the commit.
+    sys.stdout.write(f"{ids[0]} {sys.argv[3]}-{i % 7}\\n")
+    sys.stdout.flush()
+    i += 1
+"""
+
+
+def test_acknowledged_faces_survive_kill_9(db_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    rng = np.random.default_rng(7)
+    acknowledged: dict[int, str] = {}
+    for run in range(10):
+        child = subprocess.Popen(
+            [sys.executable, "-c", _ENROLL_FOREVER, str(db_path), MODEL, str(run)],
+            cwd=root,
+            env={**os.environ, "PYTHONPATH": str(root)},
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        assert child.stdout is not None
+        for _ in range(int(rng.integers(1, 60))):
+            face_id, identity = child.stdout.readline().split()
+            acknowledged[int(face_id)] = identity
+        child.send_signal(signal.SIGKILL)
+        for line in child.stdout:  # acknowledgements already in the pipe count too
+            if line.strip():
+                face_id, identity = line.split()
+                acknowledged[int(face_id)] = identity
+        child.wait()
+        with Store(db_path, MODEL) as s:
+            assert s.integrity_check()
+            assert s.identities_of(list(acknowledged)) == acknowledged
