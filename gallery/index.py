@@ -320,7 +320,10 @@ class FaceIndex:
         tmp_index = path.with_name(path.name + ".tmp")
         tmp_side = side.with_name(side.name + ".tmp")
         with self._lock.read():
-            faiss.write_index(self._index, str(tmp_index))
+            try:
+                faiss.write_index(self._index, str(tmp_index))
+            except RuntimeError as exc:  # faiss reports I/O failures (disk full, no such folder) this way
+                raise OSError(f"cannot write the index to {tmp_index}: {exc}") from exc
             meta = {
                 "store_version": int(store_version),
                 "dim": self._dim,

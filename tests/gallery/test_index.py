@@ -208,3 +208,8 @@ def test_concurrent_search_with_add_and_remove(data) -> None:
         t.join()
     assert stale == []
     assert index.ntotal == 6000 - len(removed)
+
+
+def test_save_failure_is_an_oserror(tmp_path: Path) -> None:
+    with pytest.raises(OSError):
+        FaceIndex().save(tmp_path / "no-such-folder" / "faces.faiss", store_version=1)
