@@ -7,7 +7,6 @@ from typing import Any
 
 import grpc
 import numpy as np
-from PIL import Image
 
 from detector_service.config import Settings
 from detector_service.detector import Alignment, Detection, DetectOptions
@@ -19,17 +18,6 @@ from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 
 log = logging.getLogger(__name__)
 
-
-def _pillow_mpo_compat() -> None:
-    # Pillow 13 reads MPO files with its JPEG plugin and has no "MPO" entry, while facerec.images asks for
-    # formats=(..., "MPO", ...): Image.open then raises KeyError on every non-JPEG picture. Until
-    # facerec.images drops the name (reported), let "MPO" mean the JPEG opener it now is.
-    Image.init()
-    if "MPO" not in Image.OPEN and "JPEG" in Image.OPEN:
-        Image.OPEN["MPO"] = Image.OPEN["JPEG"]
-
-
-_pillow_mpo_compat()
 
 SERVICE_NAME = detector_pb2.DESCRIPTOR.services_by_name["Detector"].full_name
 

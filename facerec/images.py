@@ -15,7 +15,7 @@ from PIL import Image, ImageOps, UnidentifiedImageError
 
 from facerec.errors import InvalidInput, Overloaded
 
-FORMATS = ("JPEG", "MPO", "PNG", "WEBP", "BMP")
+FORMATS = ("JPEG", "PNG", "WEBP", "BMP")  # Pillow >= 13 reads MPO with its JPEG plugin
 # The smallest window MTCNN's P-Net can look at; a smaller picture cannot hold a detectable face.
 MIN_SIDE_PX = 12
 
