@@ -21,16 +21,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
     from detector_service.detector import BatchingDetector, Detector
     from detector_service.service import SERVICE_NAME, build_detector_server
+    from facerec.metrics import ServiceMetrics, start_metrics_server
     from facerec.server import Health, announce, serve_until_signalled
 
+    metrics = ServiceMetrics("detector")
     detector = BatchingDetector(
         Detector.load(settings),
         max_batch=settings.max_batch,
         max_delay_ms=settings.max_delay_ms,
         max_queue=settings.max_queue,
+        on_batch=metrics.observe_batch,
     )
     health = Health([SERVICE_NAME])
-    server, port = build_detector_server(settings, detector, health)
+    interceptors = []
+    if settings.metrics_port:
+        metrics.watch_queue(detector.batcher.queue_depth)
+        interceptors.append(metrics.interceptor())
+        start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
+    server, port = build_detector_server(settings, detector, health, interceptors)
     server.start()
     detector.warm_up()
     health.set_serving()

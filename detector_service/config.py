@@ -37,6 +37,8 @@ class Settings:
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
     # a few boxes move by a few pixels from mtcnn's (so crops differ from the tutorial's on those).
     pad_sizes: bool = False
+    # Prometheus /metrics on this port; 0 = off.
+    metrics_port: int = 0
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -74,6 +76,8 @@ class Settings:
             raise SettingError(f"{PREFIX}DEFAULT_MIN_FACE_SIZE_PX must be at least 12.")
         if not 0 <= self.port <= 65535:
             raise SettingError(f"{PREFIX}PORT must be between 0 and 65535, not {self.port}.")
+        if not 0 <= self.metrics_port <= 65535:
+            raise SettingError(f"{PREFIX}METRICS_PORT must be between 0 and 65535, not {self.metrics_port}.")
         return self
 
     @property

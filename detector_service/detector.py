@@ -362,7 +362,12 @@ class BatchingDetector:
     """
 
     def __init__(
-        self, detector: Any, max_batch: int = 8, max_delay_ms: float = 5.0, max_queue: int = 64
+        self,
+        detector: Any,
+        max_batch: int = 8,
+        max_delay_ms: float = 5.0,
+        max_queue: int = 64,
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._detector = detector
         self.batcher: Batcher[Item, list[Detection]] = Batcher(
@@ -371,6 +376,7 @@ class BatchingDetector:
             max_delay_ms=max_delay_ms,
             max_queue=max_queue,
             name="detector",
+            on_batch=on_batch,
         )
 
     def detect(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -109,10 +110,12 @@ def _point(xy: tuple[float, float]) -> common_pb2.Point:
     return common_pb2.Point(x=xy[0], y=xy[1])
 
 
-def build_detector_server(settings: Settings, detector: Any, health: Health) -> tuple[grpc.Server, int]:
+def build_detector_server(
+    settings: Settings, detector: Any, health: Health, interceptors: Sequence[grpc.ServerInterceptor] = ()
+) -> tuple[grpc.Server, int]:
     """A bound, not yet started server hosting the Detector service with health and reflection."""
     servicer = DetectorServicer(detector, settings)
     service = Service(
         SERVICE_NAME, lambda server: detector_pb2_grpc.add_DetectorServicer_to_server(servicer, server)
     )
-    return build_server([service], settings.server_options, health)
+    return build_server([service], settings.server_options, health, interceptors)

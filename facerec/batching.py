@@ -61,6 +61,7 @@ class Batcher(Generic[T, R]):
         max_delay_ms: float = 3.0,
         max_queue: int = 256,
         name: str = "batcher",
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         if max_batch < 1:
             raise ValueError("max_batch must be at least 1")
@@ -69,6 +70,7 @@ class Batcher(Generic[T, R]):
         self._max_delay_s = max_delay_ms / 1000.0
         self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue)
         self._name = name
+        self._on_batch = on_batch  # e.g. a metrics histogram of items per model call
         self._stats = BatchStats()
         self._lock = threading.Lock()
         self._thread = threading.Thread(target=self._loop, name=name, daemon=True)
@@ -158,6 +160,7 @@ class Batcher(Generic[T, R]):
                 if len(results) != len(chunk):
                     raise RuntimeError(f"{self._name}: batch of {len(chunk)} gave {len(results)} results")
                 outcomes.extend(results)
+                self._on_batch(len(chunk))
                 with self._lock:
                     self._stats.calls += 1
                     self._stats.items += len(chunk)
