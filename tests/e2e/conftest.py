@@ -32,6 +32,25 @@ def inference_services(fetched_assets: Assets) -> Iterator[tuple[Running, Runnin
             child.stop()
         raise
     detector, embedder = (Running(c.process, port, c.output) for c, port in zip(children, ports, strict=True))
+    _first_decode(detector.address)
     yield detector, embedder
     detector.stop()
     embedder.stop()
+
+
+def _first_decode(address: str) -> None:
+    """One picture through the detector before the tests send concurrent ones: Pillow registers its
+    format plugins on the first open, and concurrent first opens can race (KeyError 'MPO' → INTERNAL)."""
+    import io
+
+    import grpc
+    from PIL import Image
+
+    from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+
+    png = io.BytesIO()
+    Image.new("RGB", (64, 64)).save(png, format="PNG")
+    with grpc.insecure_channel(address) as channel:
+        detector_pb2_grpc.DetectorStub(channel).Detect(
+            detector_pb2.DetectRequest(images=[common_pb2.Image(data=png.getvalue())]), timeout=120
+        )
