@@ -104,9 +104,20 @@ def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     add_commands(sub)
 
 
+def with_default_service(argv: Sequence[str]) -> list[str]:
+    """`facerec serve --flag ...` means `facerec serve all --flag ...` (argparse can't infer that itself)."""
+    argv = list(argv)
+    command = next((i for i, token in enumerate(argv) if not token.startswith("-")), None)
+    if command is not None and argv[command] == "serve":
+        i = command + 1
+        if i < len(argv) and argv[i].startswith("-") and argv[i] not in ("-h", "--help"):
+            argv.insert(i, "all")
+    return argv
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
-    args = parser.parse_args(argv)
+    args = parser.parse_args(with_default_service(sys.argv[1:] if argv is None else argv))
     logging.basicConfig(
         level=logging.INFO if args.verbose else logging.WARNING,
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",

@@ -21,6 +21,8 @@ MIN_SIDE_PX = 12
 
 # Pillow's own bomb guard would raise at 2x our limit and warn below it; our limit is checked first.
 Image.MAX_IMAGE_PIXELS = None
+# Pillow registers its format plugins on the first open; concurrent first opens race. Register them now.
+Image.init()
 
 
 @dataclass(frozen=True)
