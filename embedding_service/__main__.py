@@ -1,0 +1,105 @@
+"""Runs the embedding service: `python -m embedding_service` or `facerec serve embedder`."""
+
+from __future__ import annotations
+
+import argparse
+import dataclasses
+import logging
+import os
+from collections.abc import Mapping, Sequence
+from pathlib import Path
+
+from embedding_service.config import RUNTIMES, Settings
+from facerec.settings import SettingError
+
+log = logging.getLogger(__name__)
+
+
+def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
+    """CLI flags over EMBEDDER_* variables over the defaults."""
+    parser = argparse.ArgumentParser(
+        prog="facerec serve embedder",
+        description="FaceNet embeddings over gRPC, with dynamic batching across callers.",
+    )
+    try:
+        d = Settings.from_env(environ)
+    except SettingError as exc:
+        parser.error(str(exc))
+    parser.add_argument("--host", default=d.host, help="address to listen on (EMBEDDER_HOST)")
+    parser.add_argument("--port", type=int, default=d.port, help="0 picks a free port (EMBEDDER_PORT)")
+    parser.add_argument("--max-batch", type=int, default=d.max_batch, help="faces per model call")
+    parser.add_argument(
+        "--max-delay-ms", type=float, default=d.max_delay_ms, help="wait this long for a batch to fill"
+    )
+    parser.add_argument(
+        "--max-queue", type=int, default=d.max_queue, help="waiting calls beyond: RESOURCE_EXHAUSTED"
+    )
+    parser.add_argument(
+        "--batching",
+        action=argparse.BooleanOptionalAction,
+        default=d.batching,
+        help="merge concurrent calls (--no-batching: one face per model call)",
+    )
+    parser.add_argument("--max-faces-per-request", type=int, default=d.max_faces_per_request)
+    parser.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes)
+    parser.add_argument("--max-workers", type=int, default=d.max_workers, help="gRPC worker threads")
+    parser.add_argument("--weights", type=Path, default=d.weights_path, help="facenet_keras.h5")
+    parser.add_argument("--calibration", type=Path, default=d.calibration_path, help="calibration.json")
+    parser.add_argument(
+        "--intra-threads", type=int, default=d.intra_threads, help="TensorFlow intra-op threads"
+    )
+    parser.add_argument(
+        "--inter-threads", type=int, default=d.inter_threads, help="TensorFlow inter-op threads"
+    )
+    parser.add_argument("--runtime", choices=RUNTIMES, default=d.runtime, help="inference runtime")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    args = parser.parse_args(argv)
+    try:
+        settings = dataclasses.replace(
+            d,
+            host=args.host,
+            port=args.port,
+            max_batch=args.max_batch,
+            max_delay_ms=args.max_delay_ms,
+            max_queue=args.max_queue,
+            batching=args.batching,
+            max_faces_per_request=args.max_faces_per_request,
+            max_request_bytes=args.max_request_bytes,
+            max_workers=args.max_workers,
+            weights_path=args.weights,
+            calibration_path=args.calibration,
+            intra_threads=args.intra_threads,
+            inter_threads=args.inter_threads,
+            runtime=args.runtime,
+        )
+    except SettingError as exc:
+        parser.error(str(exc))
+    logging.basicConfig(
+        level=logging.INFO if args.verbose else logging.WARNING,
+        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
+    )
+    return settings
+
+
+def main(argv: Sequence[str] | None = None) -> None:
+    settings = parse_settings(argv, os.environ)
+    from embedding_service.batcher import EmbeddingBatcher
+    from embedding_service.embedder import Embedder
+    from embedding_service.service import SERVICE_NAME, build_server
+    from facerec.server import Health, announce, serve_until_signalled
+
+    embedder = Embedder.load(settings)
+    batcher = EmbeddingBatcher.from_settings(embedder, settings)
+    health = Health([SERVICE_NAME])
+    server, port = build_server(settings, batcher, health)
+    server.start()
+    batcher.warm_up()
+    health.set_serving()
+    log.info("embedder ready: %s on %s, max batch %d", embedder.name, embedder.runtime, batcher.max_batch)
+    announce("embedder", settings.host, port)
+    serve_until_signalled(server, health, grace_s=5.0)
+    batcher.close()
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,79 @@
+"""The embedding service's settings: read once from EMBEDDER_* variables, overridable by the same CLI flags."""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from pathlib import Path
+
+from facerec.assets import Assets, facerec_home
+from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
+
+MiB = 1024 * 1024
+RUNTIMES = ("tensorflow", "onnxruntime")
+DEFAULT_PORT = 50052
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How the embedder listens, batches, limits requests and runs FaceNet.
+
+    batching=False serves every face in its own model call (max_batch 1): the baseline the bench
+    compares batching against.
+    """
+
+    weights_path: Path
+    calibration_path: Path
+    host: str = "[::]"
+    port: int = DEFAULT_PORT
+    max_batch: int = 32
+    max_delay_ms: float = 3.0
+    max_queue: int = 256
+    batching: bool = True
+    max_faces_per_request: int = 64
+    max_request_bytes: int = 16 * MiB
+    max_workers: int = 32
+    intra_threads: int = 2
+    inter_threads: int = 1
+    runtime: str = "tensorflow"
+
+    def __post_init__(self) -> None:
+        if self.max_batch < 1:
+            raise SettingError("max_batch must be at least 1.")
+        if self.max_delay_ms < 0:
+            raise SettingError("max_delay_ms must not be negative.")
+        if self.max_queue < 1 or self.max_faces_per_request < 1 or self.max_request_bytes < 1:
+            raise SettingError("max_queue, max_faces_per_request and max_request_bytes must be positive.")
+        if self.intra_threads < 0 or self.inter_threads < 0:
+            raise SettingError("TensorFlow thread counts must not be negative (0 lets TensorFlow choose).")
+        if self.runtime not in RUNTIMES:
+            raise SettingError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
+
+    @property
+    def effective_max_batch(self) -> int:
+        """The largest model call the batcher forms: 1 when batching is off."""
+        return self.max_batch if self.batching else 1
+
+    @classmethod
+    def from_env(cls, environ: Mapping[str, str]) -> Settings:
+        """Settings from EMBEDDER_* variables; weights and calibration default to FACEREC_HOME's files."""
+        assets = Assets(facerec_home(environ))
+        d = cls(weights_path=assets.facenet_h5, calibration_path=assets.threshold_file)
+        return cls(
+            weights_path=Path(env_str(environ, "EMBEDDER_WEIGHTS", str(d.weights_path))).expanduser(),
+            calibration_path=Path(
+                env_str(environ, "EMBEDDER_CALIBRATION", str(d.calibration_path))
+            ).expanduser(),
+            host=env_str(environ, "EMBEDDER_HOST", d.host),
+            port=env_int(environ, "EMBEDDER_PORT", d.port),
+            max_batch=env_int(environ, "EMBEDDER_MAX_BATCH", d.max_batch),
+            max_delay_ms=env_float(environ, "EMBEDDER_MAX_DELAY_MS", d.max_delay_ms),
+            max_queue=env_int(environ, "EMBEDDER_MAX_QUEUE", d.max_queue),
+            batching=env_bool(environ, "EMBEDDER_BATCHING", d.batching),
+            max_faces_per_request=env_int(environ, "EMBEDDER_MAX_FACES_PER_REQUEST", d.max_faces_per_request),
+            max_request_bytes=env_int(environ, "EMBEDDER_MAX_REQUEST_BYTES", d.max_request_bytes),
+            max_workers=env_int(environ, "EMBEDDER_MAX_WORKERS", d.max_workers),
+            intra_threads=env_int(environ, "EMBEDDER_INTRA_THREADS", d.intra_threads),
+            inter_threads=env_int(environ, "EMBEDDER_INTER_THREADS", d.inter_threads),
+            runtime=env_str(environ, "EMBEDDER_RUNTIME", d.runtime),
+        )

@@ -1,0 +1,123 @@
+"""The Embedder gRPC servicer: translation only, protos ⇄ crops and vectors, errors ⇄ statuses."""
+
+from __future__ import annotations
+
+import logging
+
+import grpc
+import numpy as np
+from numpy.typing import NDArray
+
+from embedding_service.batcher import EmbeddingBatcher
+from embedding_service.config import Settings
+from embedding_service.embedder import rgb_crop
+from facerec import server as server_mod
+from facerec.calibration import Calibration, load_calibration
+from facerec.errors import FacerecError, InvalidInput, Overloaded
+from facerec.images import ImageLimits, decode_image
+from facerec.status import error_proto
+from facerec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+
+log = logging.getLogger(__name__)
+
+SERVICE_NAME = embedding_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
+# Room for the protobuf framing around the face bytes, so the byte limit is ours to report.
+MESSAGE_OVERHEAD_BYTES = 1024 * 1024
+
+
+class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
+    """Embed and GetModelInfo over an EmbeddingBatcher. Bad faces get their own error; the rest are answered."""
+
+    def __init__(
+        self,
+        batcher: EmbeddingBatcher,
+        calibration: Calibration,
+        max_faces_per_request: int = 64,
+        max_request_bytes: int = 16 * 1024 * 1024,
+    ) -> None:
+        self._batcher = batcher
+        self._calibration = calibration
+        self._max_faces = max_faces_per_request
+        self._max_bytes = max_request_bytes
+        self._image_limits = ImageLimits(max_bytes=max_request_bytes)
+
+    def Embed(self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext):
+        faces = request.faces
+        if not faces:
+            raise InvalidInput("The request holds no faces.")
+        if len(faces) > self._max_faces:
+            raise InvalidInput(
+                f"The request holds {len(faces)} faces; at most {self._max_faces} are allowed per request."
+            )
+        size = sum(len(face.crop.rgb) + len(face.encoded.data) for face in faces)
+        if size > self._max_bytes:
+            raise Overloaded(f"The faces hold {size} bytes, over the limit of {self._max_bytes} per request.")
+
+        results = [embedding_pb2.EmbedResult() for _ in faces]
+        crops: list[NDArray[np.uint8]] = []
+        positions: list[int] = []
+        for i, face in enumerate(faces):
+            try:
+                crops.append(self._crop_of(face))
+                positions.append(i)
+            except FacerecError as exc:
+                results[i].error.CopyFrom(error_proto(exc))
+
+        outcomes = self._batcher.embed(crops, timeout_s=context.time_remaining(), is_active=context.is_active)
+        model = self._batcher.embedder.name
+        for i, outcome in zip(positions, outcomes, strict=True):
+            if isinstance(outcome, FacerecError):
+                results[i].error.CopyFrom(error_proto(outcome))
+            else:
+                results[i].embedding.CopyFrom(common_pb2.Embedding(values=outcome.tolist(), model=model))
+        return embedding_pb2.EmbedResponse(results=results, model=model)
+
+    def GetModelInfo(self, request: embedding_pb2.GetModelInfoRequest, context: grpc.ServicerContext):
+        embedder = self._batcher.embedder
+        stats = self._batcher.stats
+        return embedding_pb2.ModelInfo(
+            name=embedder.name,
+            dimension=embedder.dimension,
+            input_size=embedder.input_size,
+            preprocessing=embedder.preprocessing,
+            threshold=self._calibration.threshold,
+            threshold_source=self._calibration.source,
+            model_calls=stats.calls,
+            faces_embedded=stats.items,
+            max_batch=self._batcher.max_batch,
+            runtime=embedder.runtime,
+        )
+
+    def _crop_of(self, face: embedding_pb2.FaceInput) -> NDArray[np.uint8]:
+        kind = face.WhichOneof("input")
+        if kind == "crop":
+            return rgb_crop(face.crop.rgb, face.crop.width, face.crop.height)
+        if kind == "encoded":
+            return decode_image(face.encoded.data, self._image_limits)
+        raise InvalidInput("The face has neither a crop nor an encoded image.")
+
+
+def build_server(
+    settings: Settings, batcher: EmbeddingBatcher, health: server_mod.Health
+) -> tuple[grpc.Server, int]:
+    """A bound, not yet started server for the Embedder on settings.host:settings.port. Returns (server, port)."""
+    calibration = load_calibration(settings.calibration_path, batcher.embedder.name)
+    log.info("verification threshold %.3f (%s)", calibration.threshold, calibration.source)
+    servicer = EmbedderServicer(
+        batcher,
+        calibration,
+        max_faces_per_request=settings.max_faces_per_request,
+        max_request_bytes=settings.max_request_bytes,
+    )
+    options = server_mod.ServerOptions(
+        host=settings.host,
+        port=settings.port,
+        max_workers=settings.max_workers,
+        # At most max_workers calls wait in the batcher; gRPC holds the rest, so its bound is the queue's.
+        max_concurrent_rpcs=settings.max_queue,
+        max_message_bytes=settings.max_request_bytes + MESSAGE_OVERHEAD_BYTES,
+    )
+    service = server_mod.Service(
+        SERVICE_NAME, lambda server: embedding_pb2_grpc.add_EmbedderServicer_to_server(servicer, server)
+    )
+    return server_mod.build_server([service], options, health)
