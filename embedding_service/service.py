@@ -12,7 +12,7 @@ from embedding_service.batcher import EmbeddingBatcher
 from embedding_service.config import Settings
 from embedding_service.embedder import rgb_crop
 from facerec import server as server_mod
-from facerec.calibration import Calibration, load_calibration
+from facerec.calibration import CalibrationSource
 from facerec.errors import FacerecError, InvalidInput, Overloaded
 from facerec.images import ImageLimits, decode_image
 from facerec.status import error_proto
@@ -31,7 +31,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
     def __init__(
         self,
         batcher: EmbeddingBatcher,
-        calibration: Calibration,
+        calibration: CalibrationSource,
         max_faces_per_request: int = 64,
         max_request_bytes: int = 16 * 1024 * 1024,
     ) -> None:
@@ -75,13 +75,14 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
     def GetModelInfo(self, request: embedding_pb2.GetModelInfoRequest, context: grpc.ServicerContext):
         embedder = self._batcher.embedder
         stats = self._batcher.stats
+        calibration = self._calibration.current()  # re-read when `facerec eval --save-threshold` wrote it
         return embedding_pb2.ModelInfo(
             name=embedder.name,
             dimension=embedder.dimension,
             input_size=embedder.input_size,
             preprocessing=embedder.preprocessing,
-            threshold=self._calibration.threshold,
-            threshold_source=self._calibration.source,
+            threshold=calibration.threshold,
+            threshold_source=calibration.source,
             model_calls=stats.calls,
             faces_embedded=stats.items,
             max_batch=self._batcher.max_batch,
@@ -101,8 +102,9 @@ def build_server(
     settings: Settings, batcher: EmbeddingBatcher, health: server_mod.Health
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started server for the Embedder on settings.host:settings.port. Returns (server, port)."""
-    calibration = load_calibration(settings.calibration_path, batcher.embedder.name)
-    log.info("verification threshold %.3f (%s)", calibration.threshold, calibration.source)
+    calibration = CalibrationSource(settings.calibration_path, batcher.embedder.name)
+    current = calibration.current()
+    log.info("verification threshold %.3f (%s)", current.threshold, current.source)
     servicer = EmbedderServicer(
         batcher,
         calibration,
