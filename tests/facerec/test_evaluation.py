@@ -10,7 +10,9 @@ from facerec import evaluation
 def clusters(n_people: int = 5, per: int = 8, spread: float = 0.25, seed: int = 7):
     rng = np.random.default_rng(seed)
     centres = rng.normal(size=(n_people, 128))
-    x = np.repeat(centres, per, axis=0) / np.sqrt(128) + rng.normal(scale=spread / np.sqrt(128), size=(n_people * per, 128))
+    x = np.repeat(centres, per, axis=0) / np.sqrt(128) + rng.normal(
+        scale=spread / np.sqrt(128), size=(n_people * per, 128)
+    )
     x /= np.linalg.norm(x, axis=1, keepdims=True)
     labels = [f"p{i}" for i in range(n_people) for _ in range(per)]
     return x.astype(np.float32), labels
