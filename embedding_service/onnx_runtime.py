@@ -1,0 +1,131 @@
+"""FaceNet on onnxruntime: exported once from the Keras model with tf2onnx, cached next to the weights.
+
+The cache (models/facenet.onnx) records the sha256 of the h5 it came from; a different h5 means a
+new export. Every load compares the ONNX outputs with Keras on a seeded batch and refuses the
+runtime when they differ by more than 1e-5. tf2onnx is needed only to export, onnxruntime to run.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+from numpy.typing import NDArray
+
+from embedding_service.preprocessing import INPUT_SIZE
+from facerec.assets import sha256_of
+
+if TYPE_CHECKING:
+    from embedding_service.config import Settings
+    from embedding_service.embedder import InferFn
+
+log = logging.getLogger(__name__)
+
+OPSET = 17
+CACHE_NAME = "facenet.onnx"
+SHA_KEY = "facerec.source_sha256"
+MAX_ABS_DIFF = 1e-5
+
+
+class OnnxExportError(RuntimeError):
+    """The ONNX model could not be made, or its outputs differ from Keras."""
+
+
+def cache_path(weights_path: Path) -> Path:
+    """Where the export of weights_path is kept: beside it, as facenet.onnx."""
+    return weights_path.parent / CACHE_NAME
+
+
+def onnx_infer(model, settings: Settings) -> InferFn:  # model: keras.Model with the weights loaded
+    """An onnxruntime session for `model`, from the cache when it matches settings.weights_path, else exported."""
+    sha = sha256_of(settings.weights_path)
+    path = cache_path(settings.weights_path)
+    data = path.read_bytes() if path.is_file() and source_sha(path) == sha else None
+    if data is None:
+        log.info("exporting FaceNet to ONNX (opset %d); this takes a while once", OPSET)
+        data = export(model, sha)
+        _save(path, data)
+    session = _session(data, settings.intra_threads, settings.inter_threads)
+    infer = _infer_fn(session)
+    check_against_keras(infer, model)
+    return infer
+
+
+def export(model, source_sha256: str) -> bytes:  # model: keras.Model
+    """The serialized ONNX model of `model` (batch dimension free), tagged with the h5's sha256."""
+    try:
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise OnnxExportError(
+            "The onnxruntime runtime needs tf2onnx to export FaceNet once (pip install tf2onnx==1.17.0)."
+        ) from exc
+    spec = (tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32, name="input"),)
+    proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = SHA_KEY, source_sha256
+    return proto.SerializeToString()
+
+
+def source_sha(path: Path) -> str:
+    """The h5 sha256 recorded in an exported model, or "" when it has none or cannot be read."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own unexported exception types
+        log.warning("ignoring unreadable ONNX cache %s: %s", path, exc)
+        return ""
+    return session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "")
+
+
+def check_against_keras(infer: InferFn, model, n: int = 4) -> float:  # model: keras.Model
+    """Max abs difference between ONNX and Keras on n seeded inputs; raises OnnxExportError above 1e-5."""
+    x = np.random.default_rng(7).standard_normal((n, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
+    diff = float(np.abs(infer(x) - np.asarray(model(x, training=False))).max())
+    if not diff <= MAX_ABS_DIFF:
+        raise OnnxExportError(f"The ONNX model differs from Keras by {diff:.2e} (limit {MAX_ABS_DIFF:.0e}).")
+    log.info("ONNX FaceNet matches Keras within %.1e", diff)
+    return diff
+
+
+def _session(data: bytes, intra_threads: int, inter_threads: int):
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_threads
+    options.inter_op_num_threads = inter_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def _infer_fn(session) -> InferFn:
+    name = session.get_inputs()[0].name
+
+    def infer(batch: NDArray[np.float32]) -> NDArray[np.float32]:
+        return session.run(None, {name: batch})[0]
+
+    return infer
+
+
+def _save(path: Path, data: bytes) -> None:
+    """Atomically (temp file, rename), so replicas exporting at once never read half a file."""
+    tmp = ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".facenet-", suffix=".onnx")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other replicas' users read it too
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning(
+            "could not cache the ONNX model at %s (%s); it will be exported again next start", path, exc
+        )
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
