@@ -7,6 +7,7 @@ import os
 from collections.abc import Sequence
 
 from detector_service import config
+from facerec import security
 
 log = logging.getLogger(__name__)
 
@@ -14,6 +15,9 @@ log = logging.getLogger(__name__)
 def main(argv: Sequence[str] | None = None) -> None:
     settings = config.parse(argv, os.environ)
     logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    # Read the TLS files and tokens before the model loads, so a wrong path fails in a second.
+    auth = security.token_interceptor(settings.tokens_file, settings.tokens, prefix=config.PREFIX)
+    credentials = security.server_credentials(settings.tls, config.PREFIX)
     from facerec.tfconfig import pin_threads, quiet_tensorflow
 
     quiet_tensorflow()
@@ -38,7 +42,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics.watch_queue(detector.batcher.queue_depth)
         interceptors.append(metrics.interceptor())
         start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
-    server, port = build_detector_server(settings, detector, health, interceptors)
+    interceptors += auth  # inside metrics, so refused calls are counted too
+    server, port = build_detector_server(settings, detector, health, interceptors, credentials)
     server.start()
     detector.warm_up()
     health.set_serving()

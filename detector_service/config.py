@@ -7,6 +7,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
 from facerec.images import ImageLimits
+from facerec.security import TlsSettings
 from facerec.server import MiB, ServerOptions
 from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
 
@@ -39,6 +40,13 @@ class Settings:
     pad_sizes: bool = False
     # Prometheus /metrics on this port; 0 = off.
     metrics_port: int = 0
+    # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
+    tokens_file: str = ""
+    tokens: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str]) -> Settings:
@@ -78,7 +86,12 @@ class Settings:
             raise SettingError(f"{PREFIX}PORT must be between 0 and 65535, not {self.port}.")
         if not 0 <= self.metrics_port <= 65535:
             raise SettingError(f"{PREFIX}METRICS_PORT must be between 0 and 65535, not {self.metrics_port}.")
+        self.tls.checked(PREFIX)
         return self
+
+    @property
+    def tls(self) -> TlsSettings:
+        return TlsSettings(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     @property
     def image_limits(self) -> ImageLimits:

@@ -111,11 +111,15 @@ def _point(xy: tuple[float, float]) -> common_pb2.Point:
 
 
 def build_detector_server(
-    settings: Settings, detector: Any, health: Health, interceptors: Sequence[grpc.ServerInterceptor] = ()
+    settings: Settings,
+    detector: Any,
+    health: Health,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started server hosting the Detector service with health and reflection."""
     servicer = DetectorServicer(detector, settings)
     service = Service(
         SERVICE_NAME, lambda server: detector_pb2_grpc.add_DetectorServicer_to_server(servicer, server)
     )
-    return build_server([service], settings.server_options, health, interceptors)
+    return build_server([service], settings.server_options, health, interceptors, credentials)
