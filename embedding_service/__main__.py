@@ -52,6 +52,19 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
         "--inter-threads", type=int, default=d.inter_threads, help="TensorFlow inter-op threads"
     )
     parser.add_argument("--runtime", choices=RUNTIMES, default=d.runtime, help="inference runtime")
+    parser.add_argument(
+        "--tls-cert", default=d.tls_cert, help="PEM certificate chain: serve TLS (EMBEDDER_TLS_CERT)"
+    )
+    parser.add_argument(
+        "--tls-key", default=d.tls_key, help="PEM private key of --tls-cert (EMBEDDER_TLS_KEY)"
+    )
+    parser.add_argument(
+        "--tls-client-ca", default=d.tls_client_ca, help="require client certificates of this CA (mutual TLS)"
+    )
+    parser.add_argument(
+        "--tokens-file", default=d.tokens_file, help="`token role` per line: require a bearer token"
+    )
+    parser.add_argument("--tokens", default=d.tokens, help="inline tokens, comma-separated (EMBEDDER_TOKENS)")
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     args = parser.parse_args(argv)
     try:
@@ -71,6 +84,11 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
             intra_threads=args.intra_threads,
             inter_threads=args.inter_threads,
             runtime=args.runtime,
+            tls_cert=args.tls_cert,
+            tls_key=args.tls_key,
+            tls_client_ca=args.tls_client_ca,
+            tokens_file=args.tokens_file,
+            tokens=args.tokens,
         )
     except SettingError as exc:
         parser.error(str(exc))
@@ -83,6 +101,11 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = parse_settings(argv, os.environ)
+    from facerec import security
+
+    # Read the TLS files and tokens before the model loads, so a wrong path fails in a second.
+    interceptors = security.token_interceptor(settings.tokens_file, settings.tokens, prefix="EMBEDDER_")
+    credentials = security.server_credentials(settings.tls, "EMBEDDER_")
     from embedding_service.batcher import EmbeddingBatcher
     from embedding_service.embedder import Embedder
     from embedding_service.service import SERVICE_NAME, build_server
@@ -91,7 +114,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     embedder = Embedder.load(settings)
     batcher = EmbeddingBatcher.from_settings(embedder, settings)
     health = Health([SERVICE_NAME])
-    server, port = build_server(settings, batcher, health)
+    server, port = build_server(settings, batcher, health, interceptors, credentials)
     server.start()
     batcher.warm_up()
     health.set_serving()

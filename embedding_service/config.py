@@ -7,6 +7,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.assets import Assets, facerec_home
+from facerec.security import TlsSettings
 from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
 
 MiB = 1024 * 1024
@@ -36,6 +37,13 @@ class Settings:
     intra_threads: int = 2
     inter_threads: int = 1
     runtime: str = "tensorflow"
+    # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
+    tokens_file: str = ""
+    tokens: str = ""
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -48,6 +56,11 @@ class Settings:
             raise SettingError("TensorFlow thread counts must not be negative (0 lets TensorFlow choose).")
         if self.runtime not in RUNTIMES:
             raise SettingError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
+        self.tls.checked("EMBEDDER_")
+
+    @property
+    def tls(self) -> TlsSettings:
+        return TlsSettings(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     @property
     def effective_max_batch(self) -> int:
@@ -76,4 +89,9 @@ class Settings:
             intra_threads=env_int(environ, "EMBEDDER_INTRA_THREADS", d.intra_threads),
             inter_threads=env_int(environ, "EMBEDDER_INTER_THREADS", d.inter_threads),
             runtime=env_str(environ, "EMBEDDER_RUNTIME", d.runtime),
+            tls_cert=env_str(environ, "EMBEDDER_TLS_CERT", d.tls_cert),
+            tls_key=env_str(environ, "EMBEDDER_TLS_KEY", d.tls_key),
+            tls_client_ca=env_str(environ, "EMBEDDER_TLS_CLIENT_CA", d.tls_client_ca),
+            tokens_file=env_str(environ, "EMBEDDER_TOKENS_FILE", d.tokens_file),
+            tokens=env_str(environ, "EMBEDDER_TOKENS", d.tokens),
         )

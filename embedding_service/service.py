@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import grpc
 import numpy as np
@@ -99,7 +100,11 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
 
 
 def build_server(
-    settings: Settings, batcher: EmbeddingBatcher, health: server_mod.Health
+    settings: Settings,
+    batcher: EmbeddingBatcher,
+    health: server_mod.Health,
+    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started server for the Embedder on settings.host:settings.port. Returns (server, port)."""
     calibration = CalibrationSource(settings.calibration_path, batcher.embedder.name)
@@ -122,4 +127,4 @@ def build_server(
     service = server_mod.Service(
         SERVICE_NAME, lambda server: embedding_pb2_grpc.add_EmbedderServicer_to_server(servicer, server)
     )
-    return server_mod.build_server([service], options, health)
+    return server_mod.build_server([service], options, health, interceptors, credentials)
