@@ -166,6 +166,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     rows: list[Row] = []
     faces, took, lat = _loop_for(seconds, lambda: len(model.predict(x32, verbose=0)))
     baseline = Row("baseline model.predict, 32 faces", faces, took, lat, 32)
+    # The model's own cost per face by batch size bounds what batching can gain: cost(1) / cost(n).
+    for size in (1, 8, 16, 32):
+        x = prepare_batch(crops[:size])
+        faces, took, lat = _loop_for(seconds, lambda x=x: len(embedder.embed_prepared(x)))
+        rows.append(Row(f"{embedder.runtime} model alone, batch {size}", faces, took, lat, size))
     faces, took, lat = _loop_for(seconds, lambda: len(embedder.embed(crops[:32])))
     rows.append(Row(f"Embedder.embed ({embedder.runtime}), 32 faces", faces, took, lat, 32))
 
@@ -220,6 +225,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     out(
         f"\ngoal: gRPC batch-32 ≥ 0.9× in-process predict: "
         f"{batch_row.faces_per_s / baseline.faces_per_s:.2f}×\n"
+    )
+    alone = {int(r.label.rsplit(" ", 1)[1]): r.faces_per_s for r in rows if "model alone" in r.label}
+    out(
+        "batching can gain at most the model's own cost(1) / cost(n): "
+        + ", ".join(f"n={n} {fps / alone[1]:.2f}×" for n, fps in alone.items() if n > 1)
+        + "\n"
     )
     for clients in client_counts:
         on, off = results.get((True, clients)), results.get((False, clients))
