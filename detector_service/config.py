@@ -117,7 +117,8 @@ def add_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> None:
             "--" + f.name.replace("_", "-"),
             type=_flag_bool if isinstance(value, bool) else type(value),
             default=value,
-            help=f"(env {PREFIX}{f.name.upper()}, default {value})",
+            # Secrets are not echoed by --help.
+            help=f"(env {PREFIX}{f.name.upper()}" + (")" if f.name == "tokens" else f", default {value})"),
         )
 
 

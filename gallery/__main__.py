@@ -15,6 +15,7 @@ import sys
 from collections.abc import Sequence
 from pathlib import Path
 
+from facerec import security
 from facerec.calibration import CalibrationSource
 from facerec.errors import FacerecError
 from facerec.server import Health, announce, serve_until_signalled
@@ -36,7 +37,18 @@ _HELP = {
     "svm_max_identities": "above this many identities, identification is nearest-neighbour",
     "ivf_min_size": "faces from which the index is IVF instead of exact",
     "metrics_port": "Prometheus /metrics port; 0 = none",
+    "tls_cert": "PEM certificate chain: serve TLS",
+    "tls_key": "PEM private key of --tls-cert",
+    "tls_client_ca": "require client certificates signed by this CA (mutual TLS)",
+    "tokens_file": "`token role` per line (role rw or ro): require a bearer token",
+    "tokens": "inline tokens, comma-separated `token role` entries",
+    "downstream_tls_ca": "CA to trust for the detector and embedder: call them over TLS",
+    "downstream_tls_cert": "this gallery's client certificate for them (mutual TLS)",
+    "downstream_tls_key": "the key of --downstream-tls-cert",
+    "downstream_token": "bearer token sent to the detector and embedder",
 }
+
+_SECRET = {"tokens", "downstream_token"}
 
 
 def build_parser(defaults: Settings) -> argparse.ArgumentParser:
@@ -51,7 +63,8 @@ def build_parser(defaults: Settings) -> argparse.ArgumentParser:
             dest=f.name,
             type=kind,
             default=default,
-            help=f"{_HELP.get(f.name, f.name)} (default %(default)s)",
+            # Secrets are not echoed by --help.
+            help=_HELP.get(f.name, f.name) + ("" if f.name in _SECRET else " (default %(default)s)"),
         )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     return parser
@@ -71,19 +84,31 @@ def main(argv: Sequence[str] | None = None) -> None:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     try:
+        # TLS files and tokens are read now, so a wrong path fails before anything is served.
+        auth = security.token_interceptor(
+            settings.tokens_file, settings.tokens, security.GALLERY_WRITE_METHODS, "GALLERY_"
+        )
+        credentials = security.server_credentials(settings.tls, "GALLERY_")
+        downstream = security.channel_credentials(
+            settings.downstream_tls_ca, settings.downstream_tls_cert, settings.downstream_tls_key
+        )
         detector = DetectorClient(
             settings.detector,
             settings.downstream_timeout_s,
             settings.detect_images_per_call,
             max_message_bytes=settings.max_message_bytes,
+            credentials=downstream,
+            token=settings.downstream_token,
         )
         embedder = EmbedderClient(
             settings.embedder,
             settings.downstream_timeout_s,
             settings.embed_faces_per_call,
             max_message_bytes=settings.max_message_bytes,
+            credentials=downstream,
+            token=settings.downstream_token,
         )
-    except ValueError as exc:
+    except ValueError as exc:  # SettingError too
         sys.stderr.write(f"gallery: {exc}\n")
         raise SystemExit(2) from None
 
@@ -115,7 +140,8 @@ def main(argv: Sequence[str] | None = None) -> None:
         metrics.watch_gallery(lambda: gallery.stats().faces, lambda: gallery.stats().identities)
         interceptors.append(metrics.interceptor())
         start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
-    server, port = build_server(settings, gallery, health, interceptors)
+    interceptors += auth  # inside metrics, so refused calls are counted too
+    server, port = build_server(settings, gallery, health, interceptors, credentials)
     server.start()
     health.set_serving()
     log.info("gallery of %s (threshold %.3f) on port %s", model, gallery.threshold, port)

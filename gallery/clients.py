@@ -26,6 +26,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec import errors
+from facerec.security import client_channel
 from facerec.status import STATUS
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
@@ -91,8 +92,15 @@ def service_config(service: str, attempts: int = 4) -> str:
     )
 
 
-def open_channel(addresses: str, service: str, max_message_bytes: int = 64 * MiB) -> grpc.Channel:
-    return grpc.insecure_channel(
+def open_channel(
+    addresses: str,
+    service: str,
+    max_message_bytes: int = 64 * MiB,
+    credentials: grpc.ChannelCredentials | None = None,
+    token: str = "",
+) -> grpc.Channel:
+    """A round_robin channel; TLS with `credentials`, and `token` sent as a bearer token when set."""
+    return client_channel(
         channel_target(addresses),
         options=[
             ("grpc.service_config", service_config(service)),
@@ -100,6 +108,8 @@ def open_channel(addresses: str, service: str, max_message_bytes: int = 64 * MiB
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
         ],
+        credentials=credentials,
+        token=token,
     )
 
 
@@ -146,10 +156,12 @@ class DetectorClient:
         max_images_per_call: int = 16,
         concurrency: int = 4,
         max_message_bytes: int = 64 * MiB,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str = "",
     ) -> None:
         self.addresses = addresses
         self._what = f"detector at {addresses}"
-        self._channel = open_channel(addresses, "facerec.v1.Detector", max_message_bytes)
+        self._channel = open_channel(addresses, "facerec.v1.Detector", max_message_bytes, credentials, token)
         self._stub = detector_pb2_grpc.DetectorStub(self._channel)
         self._timeout_s = timeout_s
         self._chunk = max_images_per_call
@@ -219,10 +231,12 @@ class EmbedderClient:
         max_faces_per_call: int = 64,
         concurrency: int = 4,
         max_message_bytes: int = 64 * MiB,
+        credentials: grpc.ChannelCredentials | None = None,
+        token: str = "",
     ) -> None:
         self.addresses = addresses
         self._what = f"embedder at {addresses}"
-        self._channel = open_channel(addresses, "facerec.v1.Embedder", max_message_bytes)
+        self._channel = open_channel(addresses, "facerec.v1.Embedder", max_message_bytes, credentials, token)
         self._stub = embedding_pb2_grpc.EmbedderStub(self._channel)
         self._timeout_s = timeout_s
         self._chunk = max_faces_per_call

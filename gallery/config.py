@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from facerec.assets import Assets, facerec_home
+from facerec.security import TlsSettings
 from facerec.server import ServerOptions
 from facerec.settings import SettingError, env_float, env_int, env_str
 from gallery.gallery import GalleryOptions
@@ -55,6 +56,19 @@ class Settings:
     max_message_bytes: int = 64 * MiB
     grace_s: float = 5.0
     metrics_port: int = 0
+    # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
+    tls_cert: str = ""
+    tls_key: str = ""
+    tls_client_ca: str = ""
+    # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
+    tokens_file: str = ""
+    tokens: str = ""
+    # Calling the detector and the embedder: the CA to trust turns TLS on; cert/key for mutual TLS;
+    # the token is sent as `authorization: Bearer` when set.
+    downstream_tls_ca: str = ""
+    downstream_tls_cert: str = ""
+    downstream_tls_key: str = ""
+    downstream_token: str = ""
 
     def __post_init__(self) -> None:
         if not (self.threshold == 0 or 0 < self.threshold <= 2):
@@ -71,6 +85,15 @@ class Settings:
             raise SettingError("Per-call and per-request limits must be at least 1.")
         if not self.detector or not self.embedder:
             raise SettingError("The detector and embedder addresses must not be empty.")
+        self.tls.checked("GALLERY_")
+        if bool(self.downstream_tls_cert) != bool(self.downstream_tls_key):
+            raise SettingError("GALLERY_DOWNSTREAM_TLS_CERT and GALLERY_DOWNSTREAM_TLS_KEY go together.")
+        if self.downstream_tls_cert and not self.downstream_tls_ca:
+            raise SettingError("GALLERY_DOWNSTREAM_TLS_CERT needs GALLERY_DOWNSTREAM_TLS_CA.")
+
+    @property
+    def tls(self) -> TlsSettings:
+        return TlsSettings(self.tls_cert, self.tls_key, self.tls_client_ca)
 
     def server_options(self) -> ServerOptions:
         return ServerOptions(
@@ -133,4 +156,18 @@ class Settings:
             max_message_bytes=env_int(environ, "GALLERY_MAX_MESSAGE_BYTES", d.max_message_bytes),
             grace_s=env_float(environ, "GALLERY_GRACE_S", d.grace_s),
             metrics_port=env_int(environ, "GALLERY_METRICS_PORT", d.metrics_port),
+            **{
+                name: env_str(environ, "GALLERY_" + name.upper(), "")
+                for name in (
+                    "tls_cert",
+                    "tls_key",
+                    "tls_client_ca",
+                    "tokens_file",
+                    "tokens",
+                    "downstream_tls_ca",
+                    "downstream_tls_cert",
+                    "downstream_tls_key",
+                    "downstream_token",
+                )
+            },
         )

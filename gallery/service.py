@@ -135,13 +135,14 @@ def build_server(
     gallery: Gallery,
     health: Health,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
+    credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server hosting the gallery (plus health and reflection), bound but not started."""
     servicer = GalleryServicer(gallery)
     service = Service(
         SERVICE_NAME, lambda server: gallery_pb2_grpc.add_GalleryServicer_to_server(servicer, server)
     )
-    return build_grpc_server([service], settings.server_options(), health, interceptors)
+    return build_grpc_server([service], settings.server_options(), health, interceptors, credentials)
 
 
 def _detect_options(request, field: str) -> DetectOptions | None:
