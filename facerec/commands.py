@@ -14,7 +14,7 @@ from pathlib import Path
 import grpc
 
 from facerec.assets import IMAGE_SUFFIXES, labelled_images
-from facerec.rpc import ClientError, describe, read_image
+from facerec.rpc import ClientError, describe, open_channel, read_image
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
@@ -24,9 +24,9 @@ TIMEOUT_S = 120.0
 class GalleryClient:
     """A Gallery stub whose failures become one-sentence ClientErrors."""
 
-    def __init__(self, address: str) -> None:
+    def __init__(self, address: str, token: str = "", tls_ca: str = "") -> None:
         self.address = address
-        self._channel = grpc.insecure_channel(address)
+        self._channel = open_channel(address, token, tls_ca)
         self._stub = gallery_pb2_grpc.GalleryStub(self._channel)
 
     def call(self, method: str, request):
@@ -40,8 +40,8 @@ class GalleryClient:
 
 
 @contextmanager
-def gallery_client(address: str):
-    client = GalleryClient(address)
+def gallery_client(address: str, token: str = "", tls_ca: str = ""):
+    client = GalleryClient(address, token, tls_ca)
     try:
         yield client
     finally:
@@ -106,7 +106,7 @@ def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str
 
 def cmd_enroll(args: argparse.Namespace) -> int:
     pairs = folder_images(Path(args.folder))
-    with gallery_client(args.gallery) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         outcomes = enroll_pairs(client, pairs)
     summary = {name.lower(): count for name, count in sorted(outcomes.items())}
     if args.json:
@@ -143,7 +143,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     if args.annotate and len(paths) != 1:
         raise ClientError("--annotate takes exactly one picture.")
     report = []
-    with gallery_client(args.gallery) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         for path in paths:
             reply = identify_one(client, path, args.top_k, args.threshold)
             report.append(
@@ -201,7 +201,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     )
     if args.image_b:
         request.image_b.data = read_image(Path(args.image_b))
-    with gallery_client(args.gallery) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         reply = client.call("Verify", request)
     if args.json:
         write_json(
@@ -219,7 +219,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 def cmd_list(args: argparse.Namespace) -> int:
     rows = []
-    with gallery_client(args.gallery) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         token = ""
         while True:
             reply = client.call(
@@ -239,7 +239,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
-    with gallery_client(args.gallery) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         reply = client.call("RemoveIdentity", gallery_pb2.RemoveIdentityRequest(identity=args.identity))
     sys.stdout.write(f"removed {args.identity} ({reply.faces_removed} faces)\n")
     return 0
@@ -265,6 +265,16 @@ def add_commands(sub: argparse._SubParsersAction) -> None:
             help=f"gallery address (default {DEFAULT_GALLERY})",
         )
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
+        p.add_argument(
+            "--token",
+            default=os.environ.get("FACEREC_TOKEN", ""),
+            help="bearer token for a gallery that requires one (default FACEREC_TOKEN)",
+        )
+        p.add_argument(
+            "--tls-ca",
+            default=os.environ.get("FACEREC_TLS_CA", ""),
+            help="CA certificate (PEM) to trust: talk TLS to the gallery (default FACEREC_TLS_CA)",
+        )
         return p
 
     p = with_gallery(sub.add_parser("enroll", help="enroll a folder: one subfolder of pictures per identity"))

@@ -22,7 +22,20 @@ def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
         return ClientError(f"The {service} at {address} is not reachable; is `facerec serve` running?")
     if code == grpc.StatusCode.DEADLINE_EXCEEDED:
         return ClientError(f"The {service} at {address} did not answer in time.")
+    if code == grpc.StatusCode.UNAUTHENTICATED:
+        return ClientError(f"The {service} at {address} needs a valid token (--token or FACEREC_TOKEN).")
     return ClientError(f"The {service} answered {code.name}: {exc.details()}")
+
+
+def open_channel(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
+    """A channel to a service: TLS trusting `tls_ca` when set, and sending `token` on every call when set."""
+    from facerec.security import channel_credentials, client_channel
+    from facerec.settings import SettingError
+
+    try:
+        return client_channel(address, credentials=channel_credentials(tls_ca), token=token)
+    except SettingError as exc:
+        raise ClientError(str(exc)) from None
 
 
 def read_image(path: Path) -> bytes:
@@ -39,9 +52,11 @@ def largest(faces: Sequence[detector_pb2.Face]) -> detector_pb2.Face:
 class Embedding:
     """Embeds pictures through a running detector and embedder: the largest face of each picture."""
 
-    def __init__(self, detector: str, embedder: str, timeout_s: float = 60.0) -> None:
+    def __init__(
+        self, detector: str, embedder: str, timeout_s: float = 60.0, token: str = "", tls_ca: str = ""
+    ) -> None:
         self._addresses = (detector, embedder)
-        self._channels = [grpc.insecure_channel(detector), grpc.insecure_channel(embedder)]
+        self._channels = [open_channel(detector, token, tls_ca), open_channel(embedder, token, tls_ca)]
         self._detect = detector_pb2_grpc.DetectorStub(self._channels[0])
         self._embed = embedding_pb2_grpc.EmbedderStub(self._channels[1])
         self._timeout_s = timeout_s
