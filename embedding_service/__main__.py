@@ -42,6 +42,9 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
     )
     parser.add_argument("--max-faces-per-request", type=int, default=d.max_faces_per_request)
     parser.add_argument("--max-request-bytes", type=int, default=d.max_request_bytes)
+    parser.add_argument(
+        "--max-face-pixels", type=int, default=d.max_face_pixels, help="largest decoded encoded face"
+    )
     parser.add_argument("--max-workers", type=int, default=d.max_workers, help="gRPC worker threads")
     parser.add_argument("--weights", type=Path, default=d.weights_path, help="facenet_keras.h5")
     parser.add_argument("--calibration", type=Path, default=d.calibration_path, help="calibration.json")
@@ -78,6 +81,7 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
             batching=args.batching,
             max_faces_per_request=args.max_faces_per_request,
             max_request_bytes=args.max_request_bytes,
+            max_face_pixels=args.max_face_pixels,
             max_workers=args.max_workers,
             weights_path=args.weights,
             calibration_path=args.calibration,

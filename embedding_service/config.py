@@ -33,6 +33,8 @@ class Settings:
     batching: bool = True
     max_faces_per_request: int = 64
     max_request_bytes: int = 16 * MiB
+    # An encoded face is decoded to pixels: a small PNG can hold a huge flat picture, so bound its area.
+    max_face_pixels: int = 4_000_000
     max_workers: int = 32
     intra_threads: int = 2
     inter_threads: int = 1
@@ -50,8 +52,10 @@ class Settings:
             raise SettingError("max_batch must be at least 1.")
         if self.max_delay_ms < 0:
             raise SettingError("max_delay_ms must not be negative.")
-        if self.max_queue < 1 or self.max_faces_per_request < 1 or self.max_request_bytes < 1:
-            raise SettingError("max_queue, max_faces_per_request and max_request_bytes must be positive.")
+        if min(self.max_queue, self.max_faces_per_request, self.max_request_bytes, self.max_face_pixels) < 1:
+            raise SettingError(
+                "max_queue, max_faces_per_request, max_request_bytes and max_face_pixels must be positive."
+            )
         if self.intra_threads < 0 or self.inter_threads < 0:
             raise SettingError("TensorFlow thread counts must not be negative (0 lets TensorFlow choose).")
         if self.runtime not in RUNTIMES:
@@ -85,6 +89,7 @@ class Settings:
             batching=env_bool(environ, "EMBEDDER_BATCHING", d.batching),
             max_faces_per_request=env_int(environ, "EMBEDDER_MAX_FACES_PER_REQUEST", d.max_faces_per_request),
             max_request_bytes=env_int(environ, "EMBEDDER_MAX_REQUEST_BYTES", d.max_request_bytes),
+            max_face_pixels=env_int(environ, "EMBEDDER_MAX_FACE_PIXELS", d.max_face_pixels),
             max_workers=env_int(environ, "EMBEDDER_MAX_WORKERS", d.max_workers),
             intra_threads=env_int(environ, "EMBEDDER_INTRA_THREADS", d.intra_threads),
             inter_threads=env_int(environ, "EMBEDDER_INTER_THREADS", d.inter_threads),

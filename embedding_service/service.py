@@ -35,12 +35,13 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         calibration: CalibrationSource,
         max_faces_per_request: int = 64,
         max_request_bytes: int = 16 * 1024 * 1024,
+        max_face_pixels: int = 4_000_000,
     ) -> None:
         self._batcher = batcher
         self._calibration = calibration
         self._max_faces = max_faces_per_request
         self._max_bytes = max_request_bytes
-        self._image_limits = ImageLimits(max_bytes=max_request_bytes)
+        self._image_limits = ImageLimits(max_bytes=max_request_bytes, max_pixels=max_face_pixels)
 
     def Embed(self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext):
         faces = request.faces
@@ -115,6 +116,7 @@ def build_server(
         calibration,
         max_faces_per_request=settings.max_faces_per_request,
         max_request_bytes=settings.max_request_bytes,
+        max_face_pixels=settings.max_face_pixels,
     )
     options = server_mod.ServerOptions(
         host=settings.host,

@@ -91,6 +91,19 @@ def test_a_bad_face_gets_its_own_error_and_the_others_are_answered(
         assert_still_answers(served.stub)
 
 
+def test_an_encoded_face_over_the_pixel_limit_is_resource_exhausted_for_that_face(
+    tmp_path: Path, fake_embedder: Embedder
+) -> None:
+    crops = good_crops(2)
+    big = encoded_input(encode_png(np.zeros((120, 120, 3), dtype=np.uint8)))  # a few hundred bytes
+    faces = [crop_input(crops[0]), big, crop_input(crops[1])]
+    with serve(make_settings(tmp_path, max_face_pixels=100 * 100), fake_embedder) as served:
+        response = served.stub.Embed(embedding_pb2.EmbedRequest(faces=faces), timeout=10)
+        assert_still_answers(served.stub)
+    assert [r.error.code for r in response.results] == [0, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], 0]
+    assert response.results[0].HasField("embedding") and response.results[2].HasField("embedding")
+
+
 def test_a_request_of_only_bad_faces_is_answered_without_a_model_call(
     tmp_path: Path, fake_embedder: Embedder, fake_infer: FakeInfer
 ) -> None:
