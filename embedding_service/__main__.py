@@ -68,6 +68,9 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
         "--tokens-file", default=d.tokens_file, help="`token role` per line: require a bearer token"
     )
     parser.add_argument("--tokens", default=d.tokens, help="inline tokens, comma-separated (EMBEDDER_TOKENS)")
+    parser.add_argument(
+        "--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port; 0 = none"
+    )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     args = parser.parse_args(argv)
     try:
@@ -93,6 +96,7 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
             tls_client_ca=args.tls_client_ca,
             tokens_file=args.tokens_file,
             tokens=args.tokens,
+            metrics_port=args.metrics_port,
         )
     except SettingError as exc:
         parser.error(str(exc))
@@ -113,11 +117,18 @@ def main(argv: Sequence[str] | None = None) -> None:
     from embedding_service.batcher import EmbeddingBatcher
     from embedding_service.embedder import Embedder
     from embedding_service.service import SERVICE_NAME, build_server
+    from facerec.metrics import ServiceMetrics, start_metrics_server
     from facerec.server import Health, announce, serve_until_signalled
 
+    metrics = ServiceMetrics("embedder")
     embedder = Embedder.load(settings)
-    batcher = EmbeddingBatcher.from_settings(embedder, settings)
+    batcher = EmbeddingBatcher.from_settings(embedder, settings, on_batch=metrics.observe_batch)
     health = Health([SERVICE_NAME])
+    if settings.metrics_port:
+        metrics.watch_queue(batcher.queue_depth)
+        # Outside the token check, so refused calls are counted too.
+        interceptors = [metrics.interceptor(), *interceptors]
+        start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
     server, port = build_server(settings, batcher, health, interceptors, credentials)
     server.start()
     batcher.warm_up()

@@ -27,20 +27,34 @@ class EmbeddingBatcher:
     """
 
     def __init__(
-        self, embedder: Embedder, max_batch: int = 32, max_delay_ms: float = 3.0, max_queue: int = 256
+        self,
+        embedder: Embedder,
+        max_batch: int = 32,
+        max_delay_ms: float = 3.0,
+        max_queue: int = 256,
+        on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
+        """on_batch(faces) is called for every model call (e.g. ServiceMetrics.observe_batch)."""
         self.embedder = embedder
         self._batcher: Batcher[NDArray[np.float32], NDArray[np.float32]] = Batcher(
-            self._run, max_batch=max_batch, max_delay_ms=max_delay_ms, max_queue=max_queue, name="embedder"
+            self._run,
+            max_batch=max_batch,
+            max_delay_ms=max_delay_ms,
+            max_queue=max_queue,
+            name="embedder",
+            on_batch=on_batch,
         )
 
     @classmethod
-    def from_settings(cls, embedder: Embedder, settings: Settings) -> EmbeddingBatcher:
+    def from_settings(
+        cls, embedder: Embedder, settings: Settings, on_batch: Callable[[int], None] = lambda size: None
+    ) -> EmbeddingBatcher:
         return cls(
             embedder,
             max_batch=settings.effective_max_batch,
             max_delay_ms=settings.max_delay_ms if settings.batching else 0.0,
             max_queue=settings.max_queue,
+            on_batch=on_batch,
         )
 
     @property

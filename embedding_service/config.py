@@ -46,6 +46,8 @@ class Settings:
     # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
     tokens_file: str = ""
     tokens: str = ""
+    # Prometheus /metrics on this port; 0 = off.
+    metrics_port: int = 0
 
     def __post_init__(self) -> None:
         if self.max_batch < 1:
@@ -60,6 +62,8 @@ class Settings:
             raise SettingError("TensorFlow thread counts must not be negative (0 lets TensorFlow choose).")
         if self.runtime not in RUNTIMES:
             raise SettingError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
+        if not 0 <= self.metrics_port <= 65535:
+            raise SettingError(f"EMBEDDER_METRICS_PORT must be between 0 and 65535, not {self.metrics_port}.")
         self.tls.checked("EMBEDDER_")
 
     @property
@@ -99,4 +103,5 @@ class Settings:
             tls_client_ca=env_str(environ, "EMBEDDER_TLS_CLIENT_CA", d.tls_client_ca),
             tokens_file=env_str(environ, "EMBEDDER_TOKENS_FILE", d.tokens_file),
             tokens=env_str(environ, "EMBEDDER_TOKENS", d.tokens),
+            metrics_port=env_int(environ, "EMBEDDER_METRICS_PORT", d.metrics_port),
         )
