@@ -6,12 +6,14 @@ import argparse
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, fields, replace
 
+from facerec.assets import facerec_home
 from facerec.images import ImageLimits
 from facerec.security import TlsSettings
 from facerec.server import MiB, ServerOptions
 from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
 
 PREFIX = "DETECTOR_"
+RUNTIMES = ("onnxruntime", "tensorflow")
 
 
 @dataclass(frozen=True)
@@ -38,6 +40,10 @@ class Settings:
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
     # a few boxes move by a few pixels from mtcnn's (so crops differ from the tutorial's on those).
     pad_sizes: bool = False
+    # mtcnn's networks on onnxruntime (exported once with tf2onnx, cached in models_dir) or tensorflow.
+    runtime: str = "onnxruntime"
+    # Where the ONNX exports are cached; "" = FACEREC_HOME/models.
+    models_dir: str = ""
     # Prometheus /metrics on this port; 0 = off.
     metrics_port: int = 0
     # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
@@ -62,6 +68,8 @@ class Settings:
                 values[f.name] = env_int(environ, key, default)
             else:
                 values[f.name] = env_float(environ, key, float(default))
+        if not values["models_dir"]:
+            values["models_dir"] = str(facerec_home(environ) / "models")
         return cls(**values).checked()
 
     def checked(self) -> Settings:
@@ -86,6 +94,8 @@ class Settings:
             raise SettingError(f"{PREFIX}PORT must be between 0 and 65535, not {self.port}.")
         if not 0 <= self.metrics_port <= 65535:
             raise SettingError(f"{PREFIX}METRICS_PORT must be between 0 and 65535, not {self.metrics_port}.")
+        if self.runtime not in RUNTIMES:
+            raise SettingError(f"{PREFIX}RUNTIME must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
         self.tls.checked(PREFIX)
         return self
 

@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import enum
+import json
 import logging
-from collections import defaultdict
+import threading
+import time
+from collections import Counter, defaultdict
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from detector_service import alignment
+from detector_service.onnx_nets import Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import SCALE_FACTOR, build_scales
 from facerec.batching import Batcher, Outcome
 from facerec.errors import FacerecError, InvalidInput
@@ -104,21 +109,28 @@ class Detector:
     Not thread-safe: one thread (the batcher's worker) owns it.
     """
 
-    def __init__(self, mtcnn: Any, pad_sizes: bool = False) -> None:
+    def __init__(self, nets: Nets | Any, pad_sizes: bool = False) -> None:
+        """nets: the three networks (detector_service.onnx_nets.Nets), or an mtcnn.MTCNN whose Keras
+        models are called as they are."""
         # pad_sizes: pictures of different sizes share P-Net calls (padded); much faster on mixed
         # batches, but P-Net's border cells and float order change, so a few boxes move a few pixels.
         self._pad_sizes = pad_sizes
-        stages = {type(stage).__name__: stage for stage in mtcnn.stages}
-        self._pnet = stages["StagePNet"]._model
-        self._rnet = stages["StageRNet"]._model
-        self._onet = stages["StageONet"]._model
+        if not isinstance(nets, Nets):
+            nets = keras_nets(keras_models(nets))
+        self.runtime = nets.runtime
+        self._pnet, self._rnet, self._onet = nets.pnet, nets.rnet, nets.onet
+        # Seconds spent per stage and pictures seen, since start (read by timing_report).
+        self.timings: Counter[str] = Counter()
 
     @classmethod
     def load(cls, settings: Settings | None = None) -> Detector:
-        """Builds mtcnn.MTCNN from its packaged weights (a few seconds)."""
-        from mtcnn import MTCNN
-
-        return cls(MTCNN(), pad_sizes=bool(settings and settings.pad_sizes))
+        """mtcnn's networks on settings.runtime: onnxruntime (exported once, then cached under
+        settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights)."""
+        pad = bool(settings and settings.pad_sizes)
+        if settings is None or settings.runtime == "tensorflow":
+            return cls(keras_nets(keras_models()), pad_sizes=pad)
+        nets = onnx_nets(Path(settings.models_dir), settings.intra_op_threads, settings.inter_op_threads)
+        return cls(nets, pad_sizes=pad)
 
     def detect(
         self, images: Sequence[NDArray[np.uint8]], options: DetectOptions = DetectOptions()
@@ -129,7 +141,10 @@ class Detector:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise InvalidInput("Each image must be (height, width, 3) uint8 RGB.")
         rows = self.raw(images, options.min_face_size_px)
-        return [_detections(image, r, options) for image, r in zip(images, rows, strict=True)]
+        start = time.perf_counter()
+        found = [_detections(image, r, options) for image, r in zip(images, rows, strict=True)]
+        self.timings["crop_s"] += time.perf_counter() - start
+        return found
 
     def raw(self, images: Sequence[NDArray[np.uint8]], min_face_size_px: float) -> list[NDArray[np.float64]]:
         """mtcnn's rows per image: (n, 16) [id, x1, y1, x2, y2, confidence, 5 landmark x, 5 landmark y].
@@ -140,12 +155,25 @@ class Detector:
 
         if not images:
             return []
+        clock = time.perf_counter()
+
+        def lap(stage: str) -> None:
+            nonlocal clock
+            now = time.perf_counter()
+            self.timings[stage] += now - clock
+            clock = now
+
+        self.timings["pictures"] += len(images)
+        self.timings["model_calls"] += 1
         normalized = [_normalize(image) for image in images]
         candidates = self._pnet_stage(normalized, min_face_size_px)
+        lap("pnet_s")
         if len(candidates):
             candidates = self._rnet_stage(normalized, candidates)
+        lap("rnet_s")
         if len(candidates):
             candidates = self._onet_stage(normalized, candidates)
+        lap("onet_s")
         result: list[NDArray[np.float64]] = [np.empty((0, 16)) for _ in images]
         if not len(candidates):
             return result
@@ -161,6 +189,7 @@ class Detector:
         self._rnet(np.zeros((1, 24, 24, 3), np.float32))
         self._onet(np.zeros((1, 48, 48, 3), np.float32))
         self.detect([synthetic_picture()], DetectOptions(return_crops=True))
+        self.timings.clear()
 
     def _pnet_stage(
         self, normalized: list[NDArray[np.float32]], min_face_size_px: float
@@ -197,8 +226,8 @@ class Detector:
             stack = np.stack([normalized[i] for i in indices])
             ids = np.asarray(indices, dtype=np.float64)
             for scale in build_scales(shape[1], shape[0], min_face_size_px, SCALE_FACTOR):
-                reg, prob = self._pnet(scale_images(stack, scale))
-                boxes = generate_bounding_box(reg, prob, THRESHOLD_PNET)
+                reg, prob = self._pnet(np.asarray(scale_images(stack, scale)))
+                boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
                 boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
                 boxes = smart_nms_from_bboxes(
                     boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False
@@ -232,12 +261,12 @@ class Detector:
                 stack = tf.stack(
                     [tf.pad(x, [[0, height - x.shape[0]], [0, width - x.shape[1]], [0, 0]]) for x in scaled]
                 )
-            reg, prob = self._pnet(stack)
-            prob = prob.numpy()
+            reg, prob = self._pnet(np.asarray(stack))
+            prob = np.array(prob)
             for row, x in enumerate(scaled):
                 prob[row, _pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
                 prob[row, :, _pnet_cells(int(x.shape[1])) :, 1] = 0.0
-            boxes = generate_bounding_box(reg, tf.constant(prob), THRESHOLD_PNET)
+            boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
             boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
             boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
             boxes[:, 0] = np.asarray(indices, dtype=np.float64)[boxes[:, 0].astype(int)]
@@ -256,7 +285,7 @@ class Detector:
         )
 
         boxes, patches = _patches(normalized, boxes, 24)
-        offsets, scores = self._rnet(patches)
+        offsets, scores = self._rnet(np.asarray(patches))
         boxes = replace_confidence(boxes, scores)
         boxes = adjust_bboxes(boxes, offsets)
         boxes = pick_matches(boxes, score_threshold=THRESHOLD_RNET)
@@ -272,8 +301,8 @@ class Detector:
         from mtcnn.utils.landmarks import adjust_landmarks
 
         boxes, patches = _patches(normalized, boxes, 48)
-        offsets, landmarks, scores = self._onet(patches)
-        landmarks = adjust_landmarks(landmarks, boxes)
+        offsets, landmarks, scores = self._onet(np.asarray(patches))
+        landmarks = adjust_landmarks(_Eager(landmarks), boxes)
         boxes = replace_confidence(boxes, scores)
         boxes = adjust_bboxes(boxes, offsets)
         boxes = np.concatenate([boxes, landmarks], axis=-1)
@@ -281,6 +310,16 @@ class Detector:
         if not len(boxes):
             return boxes
         return smart_nms_from_bboxes(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
+
+
+class _Eager:
+    """A numpy array seen as an eager tensor: mtcnn's box helpers call .numpy() on network outputs."""
+
+    def __init__(self, array: NDArray[np.float32]) -> None:
+        self._array = array
+
+    def numpy(self) -> NDArray[np.float32]:
+        return self._array
 
 
 def _pnet_cells(side: int) -> int:
@@ -370,6 +409,8 @@ class BatchingDetector:
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._detector = detector
+        self._waited: Counter[str] = Counter()
+        self._waited_lock = threading.Lock()
         self.batcher: Batcher[Item, list[Detection]] = Batcher(
             self._run_batch,
             max_batch=max_batch,
@@ -388,7 +429,18 @@ class BatchingDetector:
     ) -> list[Outcome]:
         """Per image: its detections, or the FacerecError that image alone got."""
         options.validate()
-        return self.batcher.submit([(image, options) for image in images], timeout_s, is_active)
+        start = time.perf_counter()
+        try:
+            return self.batcher.submit([(image, options) for image in images], timeout_s, is_active)
+        finally:
+            with self._waited_lock:
+                self._waited["requests"] += 1
+                self._waited["in_detector_s"] += time.perf_counter() - start
+
+    def timing_report(self) -> dict[str, float]:
+        """Since start: requests, pictures and model calls, and seconds spent in each stage
+        (in_detector_s: callers' time from submit to answer, queueing included)."""
+        return {**getattr(self._detector, "timings", {}), **self._waited}
 
     def warm_up(self) -> None:
         """Warms the model up on the worker thread, the thread that will run it."""
@@ -398,6 +450,7 @@ class BatchingDetector:
 
     def close(self) -> None:
         self.batcher.close()
+        log.info("timings %s", json.dumps(self.timing_report(), sort_keys=True))
 
     def _run_batch(self, items: list[Item]) -> list[Outcome]:
         outcomes: list[Outcome] = [[] for _ in items]

@@ -1,0 +1,202 @@
+"""mtcnn's P-Net, R-Net and O-Net as plain functions, run by TensorFlow (mtcnn's Keras models) or onnxruntime.
+
+The ONNX models are exported once from mtcnn's own Keras models with tf2onnx and cached as
+FACEREC_HOME/models/mtcnn-<mtcnn version>-<net>.onnx (written atomically). The export is checked:
+each network's outputs must equal Keras within 1e-5 on seeded inputs, or nothing is cached. A later
+start finds the files and never builds the Keras models.
+"""
+
+from __future__ import annotations
+
+import importlib.metadata
+import logging
+import os
+import tempfile
+from collections.abc import Callable
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+from numpy.typing import NDArray
+
+log = logging.getLogger(__name__)
+
+RUNTIMES = ("onnxruntime", "tensorflow")
+NET_NAMES = ("pnet", "rnet", "onet")
+# Input shapes (batch, height, width, channels); P-Net is fully convolutional.
+INPUT_SHAPES: dict[str, list[int | None]] = {
+    "pnet": [None, None, None, 3],
+    "rnet": [None, 24, 24, 3],
+    "onet": [None, 48, 48, 3],
+}
+STAGE_CLASSES = {"pnet": "StagePNet", "rnet": "StageRNet", "onet": "StageONet"}
+OPSET = 17
+MAX_ABS_DIFF = 1e-5
+VERSION_KEY = "facerec.mtcnn_version"
+
+# (n, h, w, 3) float32 normalized pixels → the network's outputs as numpy arrays, in Keras's order.
+NetFn = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], ...]]
+
+
+class OnnxExportError(RuntimeError):
+    """The ONNX models could not be made, or their outputs differ from Keras."""
+
+
+@dataclass(frozen=True)
+class Nets:
+    """The three networks. pnet → (box regression (n, h', w', 4), face probability (n, h', w', 2));
+    rnet → (offsets (n, 4), scores (n, 2)); onet → (offsets (n, 4), landmarks (n, 10), scores (n, 2))."""
+
+    pnet: NetFn
+    rnet: NetFn
+    onet: NetFn
+    runtime: str
+
+
+def mtcnn_version() -> str:
+    return importlib.metadata.version("mtcnn")
+
+
+def cache_paths(models_dir: Path) -> dict[str, Path]:
+    """Where each network's export is kept, named after the mtcnn version whose weights it holds."""
+    version = mtcnn_version()
+    return {name: Path(models_dir) / f"mtcnn-{version}-{name}.onnx" for name in NET_NAMES}
+
+
+def keras_models(mtcnn: Any | None = None) -> dict[str, Any]:
+    """mtcnn's three Keras models by name (builds mtcnn.MTCNN from its packaged weights when not given)."""
+    if mtcnn is None:
+        from mtcnn import MTCNN
+
+        mtcnn = MTCNN()
+    stages = {type(stage).__name__: stage for stage in mtcnn.stages}
+    return {name: stages[cls]._model for name, cls in STAGE_CLASSES.items()}
+
+
+def keras_nets(models: dict[str, Any]) -> Nets:
+    """The Keras models called eagerly, as mtcnn calls them, with numpy outputs."""
+
+    def wrap(model: Any) -> NetFn:
+        def run(x: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
+            return tuple(np.asarray(out) for out in model(x))
+
+        return run
+
+    return Nets(wrap(models["pnet"]), wrap(models["rnet"]), wrap(models["onet"]), "tensorflow")
+
+
+def onnx_nets(
+    models_dir: Path,
+    intra_threads: int = 1,
+    inter_threads: int = 1,
+    models: Callable[[], dict[str, Any]] = keras_models,
+) -> Nets:
+    """onnxruntime sessions of the three networks: from the cache when all three files are there for this
+    mtcnn version (no Keras model is built), else exported from `models()`, checked and cached."""
+    paths = cache_paths(models_dir)
+    data = {name: _read_cached(path) for name, path in paths.items()}
+    if any(blob is None for blob in data.values()):
+        log.info("exporting mtcnn %s's networks to ONNX (opset %d); once", mtcnn_version(), OPSET)
+        data = export_all(models(), paths)
+    sessions = {name: _session(blob, intra_threads, inter_threads) for name, blob in data.items()}
+    return Nets(*(_infer_fn(sessions[name]) for name in NET_NAMES), runtime="onnxruntime")
+
+
+def export_all(models: dict[str, Any], paths: dict[str, Path]) -> dict[str, bytes]:
+    """Exports, checks against Keras, and caches each network. Raises OnnxExportError (nothing cached)."""
+    data = {name: export(models[name], name) for name in NET_NAMES}
+    for name in NET_NAMES:
+        check_against_keras(_infer_fn(_session(data[name], 1, 1)), models[name], name)
+    for name in NET_NAMES:
+        _save(paths[name], data[name])
+    return data
+
+
+def export(model: Any, name: str) -> bytes:
+    """The serialized ONNX model of one mtcnn network (batch and, for P-Net, picture size left free)."""
+    try:
+        import tensorflow as tf
+        import tf2onnx
+    except ImportError as exc:
+        raise OnnxExportError(
+            "The onnxruntime detector needs tf2onnx to export mtcnn's networks once (pip install tf2onnx)."
+        ) from exc
+    spec = (tf.TensorSpec(INPUT_SHAPES[name], tf.float32, name="input"),)
+
+    @tf.function(input_signature=spec)
+    def forward(x):
+        return tuple(model(x))
+
+    proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=OPSET)
+    entry = proto.metadata_props.add()
+    entry.key, entry.value = VERSION_KEY, mtcnn_version()
+    return proto.SerializeToString()
+
+
+def check_against_keras(infer: NetFn, model: Any, name: str, n: int = 3) -> float:
+    """Max abs difference between ONNX and Keras on seeded inputs; raises OnnxExportError above 1e-5."""
+    rng = np.random.default_rng(7)
+    side = {"pnet": (61, 47), "rnet": (24, 24), "onet": (48, 48)}[name]
+    x = rng.uniform(-1.0, 1.0, size=(n, *side, 3)).astype(np.float32)
+    ours = infer(x)
+    theirs = [np.asarray(out) for out in model(x)]
+    if len(ours) != len(theirs):
+        raise OnnxExportError(f"The ONNX {name} has {len(ours)} outputs; Keras has {len(theirs)}.")
+    diff = max(float(np.abs(a - b).max()) for a, b in zip(ours, theirs, strict=True))
+    if not diff <= MAX_ABS_DIFF:
+        raise OnnxExportError(f"The ONNX {name} differs from Keras by {diff:.2e} (limit {MAX_ABS_DIFF:.0e}).")
+    log.info("ONNX %s matches Keras within %.1e", name, diff)
+    return diff
+
+
+def _read_cached(path: Path) -> bytes | None:
+    """The cached model when it is there and was exported from this mtcnn version, else None."""
+    if not path.is_file():
+        return None
+    data = path.read_bytes()
+    try:
+        import onnx
+
+        model = onnx.load_from_string(data)
+        version = {p.key: p.value for p in model.metadata_props}.get(VERSION_KEY, "")
+    except Exception as exc:  # a truncated or foreign file: export again
+        log.warning("ignoring unreadable ONNX cache %s: %s", path, exc)
+        return None
+    return data if version == mtcnn_version() else None
+
+
+def _session(data: bytes, intra_threads: int, inter_threads: int) -> Any:
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_threads
+    options.inter_op_num_threads = inter_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def _infer_fn(session: Any) -> NetFn:
+    name = session.get_inputs()[0].name
+
+    def infer(batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
+        return tuple(session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)}))
+
+    return infer
+
+
+def _save(path: Path, data: bytes) -> None:
+    """Atomically (temp file, rename), so replicas exporting at once never read half a file."""
+    tmp = ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".onnx")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other replicas' users read it too
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not cache %s (%s); it will be exported again next start", path, exc)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
