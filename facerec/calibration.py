@@ -1,8 +1,9 @@
 """The verification threshold: the calibrated one written by `facerec eval --save-threshold`, else the default.
 
-Distances are euclidean between unit vectors (0..2). The default is the best-accuracy threshold of
-the tutorial recipe on same/different pairs of the 5-celebrity images (shared/design.md), until
-`facerec eval` measures one on this installation.
+Distances are euclidean between unit vectors (0..2). The default is the calibration of the
+default model (facenet-keras-128, box alignment) by `facerec eval` on all 118 5-celebrity
+pictures: best balanced accuracy at 1.204 (97.5% balanced, 98.7% of 6786 pairs right, EER 3.0%,
+97.2% balanced accuracy when each person is held out of the fit), shipped rounded to 1.20.
 """
 
 from __future__ import annotations
