@@ -9,8 +9,10 @@ target resolves to, so replicas share the load with no proxy:
   "ipv4:127.0.0.1:5001,127.0.0.1:5002" ("ipv6:" for [::1]:5001 style addresses).
 
 Every call has a deadline (the caller's remaining time, capped by the client's own). UNAVAILABLE is
-retried by gRPC itself (service config retryPolicy: 4 attempts, 0.1 s backoff doubling to 1 s). A
-service that stays down is raised as Unavailable with one sentence naming it.
+retried by gRPC itself (service config retryPolicy: 4 attempts, 0.1 s backoff doubling to 1 s), also
+when a replica dies in the middle of a call: gRPC keeps each request until the answer starts, up to
+max_message_bytes (its default, 256 KiB, would leave a batch of face crops unretried). A service that
+stays down is raised as Unavailable with one sentence naming it.
 """
 
 from __future__ import annotations
@@ -107,6 +109,8 @@ def open_channel(
             ("grpc.enable_retries", 1),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
+            # A request larger than this buffer is never retried once sent.
+            ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
         ],
         credentials=credentials,
         token=token,
