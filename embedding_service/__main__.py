@@ -69,7 +69,10 @@ def parse_settings(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Se
     )
     parser.add_argument("--tokens", default=d.tokens, help="inline tokens, comma-separated (EMBEDDER_TOKENS)")
     parser.add_argument(
-        "--metrics-port", type=int, default=d.metrics_port, help="Prometheus /metrics port; 0 = none"
+        "--metrics-port",
+        type=int,
+        default=d.metrics_port,
+        help="Prometheus /metrics port; 0 = none (EMBEDDER_METRICS_PORT)",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log more")
     args = parser.parse_args(argv)
