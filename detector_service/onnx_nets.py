@@ -174,6 +174,9 @@ def _session(data: bytes, intra_threads: int, inter_threads: int) -> Any:
     options.inter_op_num_threads = inter_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads sleep instead of spinning: the services share a few cores, and a spinning pool
+    # takes a core away from the other service's model.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 

@@ -38,7 +38,8 @@ class Settings:
     max_workers: int = 32
     intra_threads: int = 2
     inter_threads: int = 1
-    runtime: str = "tensorflow"
+    # FaceNet on onnxruntime (exported once, checked against Keras at export): ~1.6x faster than TensorFlow.
+    runtime: str = "onnxruntime"
     # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
     tls_cert: str = ""
     tls_key: str = ""

@@ -2,7 +2,12 @@
 
 from __future__ import annotations
 
+import json
 import logging
+import threading
+import time
+import weakref
+from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -57,10 +62,23 @@ class Embedder:
     def __init__(self, infer: InferFn, runtime: str) -> None:
         self._infer = infer
         self.runtime = runtime
+        # Seconds in preprocessing and in the model, faces and model calls, since start; logged at exit.
+        self.timings: Counter[str] = Counter()
+        self._timings_lock = threading.Lock()
+        weakref.finalize(self, _log_timings, self.timings)
 
     @classmethod
     def load(cls, settings: Settings) -> Embedder:
-        """Builds FaceNet from settings.weights_path and wraps it in the runtime settings.runtime names."""
+        """Builds FaceNet from settings.weights_path and wraps it in the runtime settings.runtime names.
+
+        onnxruntime with a cached export of these weights builds no Keras model and imports no TensorFlow.
+        """
+        if settings.runtime == "onnxruntime":
+            from embedding_service.onnx_runtime import cached_infer
+
+            infer = cached_infer(settings)
+            if infer is not None:
+                return cls(infer, "onnxruntime")
         from facerec.tfconfig import pin_threads, quiet_tensorflow
 
         quiet_tensorflow()
@@ -82,13 +100,22 @@ class Embedder:
         for crop in crops:
             if crop.ndim != 3 or crop.shape[2] != 3 or crop.shape[0] == 0 or crop.shape[1] == 0:
                 raise InvalidInput(f"A crop must be (height, width, 3) RGB with pixels, not {crop.shape}.")
-        return prepare_batch([np.asarray(c, dtype=np.uint8) for c in crops], self.input_size)
+        start = time.perf_counter()
+        batch = prepare_batch([np.asarray(c, dtype=np.uint8) for c in crops], self.input_size)
+        with self._timings_lock:  # prepare runs on the callers' threads
+            self.timings["prepare_s"] += time.perf_counter() - start
+        return batch
 
     def embed_prepared(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
         """batch: (n, 160, 160, 3) float32 from prepare() → (n, 128) float32 unit vectors."""
         if len(batch) == 0:
             return np.empty((0, self.dimension), dtype=np.float32)
+        start = time.perf_counter()
         out = np.asarray(self._infer(np.ascontiguousarray(batch, dtype=np.float32)))
+        with self._timings_lock:
+            self.timings["infer_s"] += time.perf_counter() - start
+            self.timings["faces"] += len(batch)
+            self.timings["model_calls"] += 1
         if out.shape != (len(batch), self.dimension):
             raise RuntimeError(f"the model gave shape {out.shape} for a batch of {len(batch)}")
         return unit_rows(out)
@@ -96,6 +123,11 @@ class Embedder:
     def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """crops: (h, w, 3) uint8 RGB each → (n, 128) float32 unit vectors, in order."""
         return self.embed_prepared(self.prepare(crops))
+
+
+def _log_timings(timings: Counter[str]) -> None:
+    if timings:
+        log.info("timings %s", json.dumps(dict(timings), sort_keys=True))
 
 
 def keras_infer(model) -> InferFn:  # model: keras.Model

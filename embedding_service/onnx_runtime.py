@@ -1,8 +1,9 @@
 """FaceNet on onnxruntime: exported once from the Keras model with tf2onnx, cached next to the weights.
 
 The cache (models/facenet.onnx) records the sha256 of the h5 it came from; a different h5 means a
-new export. Every load compares the ONNX outputs with Keras on a seeded batch and refuses the
-runtime when they differ by more than 1e-5. tf2onnx is needed only to export, onnxruntime to run.
+new export. The export is compared with Keras on a seeded batch and refused (not cached) when they
+differ by more than 1e-5; a start that finds a matching cache needs neither Keras nor TensorFlow.
+tf2onnx is needed only to export, onnxruntime to run.
 """
 
 from __future__ import annotations
@@ -40,18 +41,32 @@ def cache_path(weights_path: Path) -> Path:
     return weights_path.parent / CACHE_NAME
 
 
-def onnx_infer(model, settings: Settings) -> InferFn:  # model: keras.Model with the weights loaded
-    """An onnxruntime session for `model`, from the cache when it matches settings.weights_path, else exported."""
-    sha = sha256_of(settings.weights_path)
+def cached_infer(settings: Settings) -> InferFn | None:
+    """An onnxruntime session of the cached export when it was made from settings.weights_path, else None."""
     path = cache_path(settings.weights_path)
-    data = path.read_bytes() if path.is_file() and source_sha(path) == sha else None
-    if data is None:
-        log.info("exporting FaceNet to ONNX (opset %d); this takes a while once", OPSET)
-        data = export(model, sha)
-        _save(path, data)
-    session = _session(data, settings.intra_threads, settings.inter_threads)
-    infer = _infer_fn(session)
+    if not path.is_file():
+        return None
+    try:
+        session = _session(path.read_bytes(), settings.intra_threads, settings.inter_threads)
+    except Exception as exc:  # onnxruntime raises its own unexported exception types
+        log.warning("ignoring unreadable ONNX cache %s: %s", path, exc)
+        return None
+    if session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "") != sha256_of(settings.weights_path):
+        return None
+    return _infer_fn(session)
+
+
+def onnx_infer(model, settings: Settings) -> InferFn:  # model: keras.Model with the weights loaded
+    """An onnxruntime session for `model`, from the cache when it matches settings.weights_path, else
+    exported, checked against Keras and cached."""
+    infer = cached_infer(settings)
+    if infer is not None:
+        return infer
+    log.info("exporting FaceNet to ONNX (opset %d); this takes a while once", OPSET)
+    data = export(model, sha256_of(settings.weights_path))
+    infer = _infer_fn(_session(data, settings.intra_threads, settings.inter_threads))
     check_against_keras(infer, model)
+    _save(cache_path(settings.weights_path), data)
     return infer
 
 
@@ -101,6 +116,9 @@ def _session(data: bytes, intra_threads: int, inter_threads: int):
     options.inter_op_num_threads = inter_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads sleep instead of spinning: the services share a few cores, and a spinning pool
+    # takes a core away from the other service's model.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
 
 

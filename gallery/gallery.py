@@ -15,10 +15,13 @@ from __future__ import annotations
 
 import enum
 import hashlib
+import json
 import logging
 import os
 import tempfile
 import threading
+import time
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -191,6 +194,10 @@ class Gallery:
         self._classifier: IdentityClassifier | None = None
         self._classifier_version = -1
         self._load_classifier()
+        # Identify's seconds per step since start (logged by close): calls to the detector and the
+        # embedder as the gallery waits for them, and the index search plus the classifier.
+        self.timings: Counter[str] = Counter()
+        self._timings_lock = threading.Lock()
 
     @classmethod
     def open(
@@ -241,6 +248,7 @@ class Gallery:
 
     def close(self) -> None:
         """Saves the index with the store's version (a later start loads it instead of rebuilding)."""
+        log.info("timings %s", json.dumps(dict(self.timings), sort_keys=True))
         with self._write:
             if self._index_path is not None:
                 try:
@@ -399,20 +407,31 @@ class Gallery:
         t = validation.threshold(threshold, self.threshold)
         if not image:
             raise InvalidInput("No image to identify: give an image or an embedding.")
+        clock = time.perf_counter()
         detected = self._detector.detect([image], options or self.options.detect_options, timeout_s)[0]
+        detect_s = time.perf_counter() - clock
         if detected.error is not None:
             raise detected.error
         if not detected.faces:
             return Identification(
                 [], t, self._method(self._store.counts()[0]), detected.width, detected.height
             )
+        clock = time.perf_counter()
         embedded = self._embed([f.crop for f in detected.faces], timeout_s)
+        embed_s = time.perf_counter() - clock
         vectors = []
         for vector in embedded.vectors:
             if isinstance(vector, FacerecError):
                 raise vector
             vectors.append(vector)
+        clock = time.perf_counter()
         method, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
+        with self._timings_lock:
+            self.timings["identify_images"] += 1
+            self.timings["identify_faces"] += len(vectors)
+            self.timings["detect_call_s"] += detect_s
+            self.timings["embed_call_s"] += embed_s
+            self.timings["search_s"] += time.perf_counter() - clock
         faces = [
             IdentifiedFace(
                 a.identity,

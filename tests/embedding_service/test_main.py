@@ -24,7 +24,7 @@ def test_defaults_come_from_facerec_home(tmp_path: Path) -> None:
     assert settings.weights_path == Assets(tmp_path).facenet_h5
     assert settings.calibration_path == Assets(tmp_path).threshold_file
     assert (settings.max_batch, settings.max_faces_per_request, settings.batching) == (32, 64, True)
-    assert (settings.intra_threads, settings.inter_threads, settings.runtime) == (2, 1, "tensorflow")
+    assert (settings.intra_threads, settings.inter_threads, settings.runtime) == (2, 1, "onnxruntime")
 
 
 def test_environment_then_flags_override(tmp_path: Path) -> None:
