@@ -1,7 +1,9 @@
 """Runs the three services as child processes (`facerec serve`, and the demo/eval when no address is given).
 
 Children are started with the parent-death signal set, so they never outlive the supervisor even
-when it is killed with SIGKILL; on SIGTERM/SIGINT they are stopped in reverse order.
+when it is killed with SIGKILL; on SIGTERM/SIGINT they are stopped in reverse order. Linux sends
+that signal when the *thread* that started the child ends: start children from a long-lived thread
+(the main thread), never from a short-lived worker.
 """
 
 from __future__ import annotations
@@ -82,6 +84,11 @@ class ServiceProcess:
             elif echo:
                 sys.stderr.write(f"[{self.name}] {line}")
         self._ready.set()
+
+    @property
+    def address(self) -> str:
+        """Where it listens, for a client on this machine."""
+        return f"127.0.0.1:{self.port}"
 
     def wait_ready(self, timeout_s: float) -> int:
         """Blocks until the service announced it is serving; returns its port."""

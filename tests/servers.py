@@ -2,36 +2,13 @@
 
 from __future__ import annotations
 
-import signal
-import subprocess
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
-from dataclasses import dataclass
 
 from facerec.supervisor import ServiceProcess
 
-
-@dataclass
-class Running:
-    """A service process started by start_service, with the port it announced."""
-
-    process: subprocess.Popen
-    port: int
-    output: list[str]
-
-    @property
-    def address(self) -> str:
-        return f"127.0.0.1:{self.port}"
-
-    def stop(self, sig: int = signal.SIGTERM, timeout_s: float = 20.0) -> int:
-        if self.process.poll() is None:
-            self.process.send_signal(sig)
-            try:
-                self.process.wait(timeout_s)
-            except subprocess.TimeoutExpired:
-                self.process.kill()
-                self.process.wait(5)
-        return self.process.returncode
+# A started service: .process, .port, .address, .output, .stop(sig).
+Running = ServiceProcess
 
 
 def start_service(
@@ -39,8 +16,8 @@ def start_service(
 ) -> Running:
     """Runs `python -m module --host 127.0.0.1 --port 0 ...args` and returns once it announces it is serving."""
     service = ServiceProcess.start(module, ["--host", "127.0.0.1", "--port", "0", *args], env)
-    port = service.wait_ready(timeout_s)
-    return Running(service.process, port, service.output)
+    service.wait_ready(timeout_s)
+    return service
 
 
 @contextmanager

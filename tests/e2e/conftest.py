@@ -26,12 +26,13 @@ def inference_services(fetched_assets: Assets) -> Iterator[tuple[Running, Runnin
         ServiceProcess.start("embedding_service", ARGS),
     ]
     try:
-        ports = [child.wait_ready(180.0) for child in children]
+        for child in children:
+            child.wait_ready(180.0)
     except BaseException:
         for child in children:
             child.stop()
         raise
-    detector, embedder = (Running(c.process, port, c.output) for c, port in zip(children, ports, strict=True))
+    detector, embedder = children
     _first_decode(detector.address)
     yield detector, embedder
     detector.stop()
