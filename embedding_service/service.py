@@ -85,6 +85,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             preprocessing=embedder.preprocessing,
             threshold=calibration.threshold,
             threshold_source=calibration.source,
+            identification_threshold=calibration.identification_threshold,
             model_calls=stats.calls,
             faces_embedded=stats.items,
             max_batch=self._batcher.max_batch,

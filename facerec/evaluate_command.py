@@ -68,6 +68,7 @@ def run_eval(args: argparse.Namespace) -> int:
         "folder": str(args.folder),
         "recommended_threshold": chosen.best_threshold,
         "recommended_from": "best balanced accuracy, box alignment",
+        "recommended_identification_threshold": chosen.identification.threshold,
         "modes": {mode: r.as_dict() for mode, r in results.items()},
     }
     (out_dir / "report.json").write_text(json.dumps(document, indent=2))
@@ -84,6 +85,9 @@ def run_eval(args: argparse.Namespace) -> int:
             f"best threshold {r.best_threshold:.3f} (balanced accuracy {r.best_balanced_accuracy:.1%}, "
             f"accuracy {r.accuracy_at_best:.1%}), EER {r.eer:.1%}, {tar}; "
             f"held-out by identity {held:.1%}\n"
+            f"{'':<10} open-set identification: threshold {r.identification.threshold:.3f} accepts "
+            f"{r.identification.known_accepted:.1%} of known faces, rejects "
+            f"{r.identification.strangers_rejected:.1%} of strangers\n"
         )
     out(f"report: {out_dir / 'report.json'}  plot: {out_dir / 'roc.png'}\n")
     if args.save_threshold:
@@ -93,8 +97,12 @@ def run_eval(args: argparse.Namespace) -> int:
             model,
             chosen.best_threshold,
             {"source": str(args.folder), "balanced_accuracy": chosen.best_balanced_accuracy},
+            identification_threshold=chosen.identification.threshold,
         )
-        out(f"saved threshold {chosen.best_threshold:.3f} for {model} to {path}\n")
+        out(
+            f"saved thresholds for {model} to {path}: verify {chosen.best_threshold:.3f}, "
+            f"identify {chosen.identification.threshold:.3f}\n"
+        )
     return 0
 
 

@@ -102,6 +102,43 @@ def held_out_by_identity(pairs: Pairs, labels: Sequence[str]) -> dict[str, dict[
 
 
 @dataclass(frozen=True)
+class OpenSet:
+    """Open-set identification: is a face's nearest enrolled face close enough to name it?
+
+    genuine: for each face, its distance to the nearest *other* face of the same person (what a known
+    person's query sees). stranger: its distance to the nearest face of anyone else (what the query
+    sees when that person is not enrolled). The nearest of many faces is closer than a typical pair,
+    so this threshold sits below the pairwise verification threshold.
+    """
+
+    threshold: float
+    known_accepted: float  # share of genuine nearest distances <= threshold
+    strangers_rejected: float  # share of stranger nearest distances > threshold
+
+
+def open_set(vectors: NDArray[np.float32], labels: Sequence[str]) -> OpenSet:
+    """vectors (n, d) unit rows, labels (n,). Faces of people with a single face count only as strangers."""
+    x = np.asarray(vectors, dtype=np.float64)
+    d = np.sqrt(np.maximum(0.0, 2.0 - 2.0 * np.clip(x @ x.T, -1.0, 1.0)))
+    np.fill_diagonal(d, np.inf)
+    names = np.asarray(labels)
+    same = names[:, None] == names[None, :]
+    genuine = np.where(same, d, np.inf).min(axis=1)
+    stranger = np.where(same, np.inf, d).min(axis=1)
+    genuine = genuine[np.isfinite(genuine)]
+    c = curve(
+        Pairs(
+            np.concatenate([genuine, stranger]),
+            np.concatenate([np.ones(len(genuine), bool), np.zeros(len(stranger), bool)]),
+            np.zeros(len(genuine) + len(stranger), np.int64),
+            np.zeros(len(genuine) + len(stranger), np.int64),
+        )
+    )
+    threshold, _ = best_balanced_threshold(c)
+    return OpenSet(threshold, float(np.mean(genuine <= threshold)), float(np.mean(stranger > threshold)))
+
+
+@dataclass(frozen=True)
 class Report:
     """The figures `facerec eval` reports for one alignment mode."""
 
@@ -119,6 +156,7 @@ class Report:
     threshold_at_target_far: float
     target_far: float
     held_out: dict[str, dict[str, float]]
+    identification: OpenSet
 
     def as_dict(self) -> dict:
         return asdict(self)
@@ -152,5 +190,6 @@ def report(
         threshold_at_target_far=target_t,
         target_far=target_far,
         held_out=held_out_by_identity(pairs, labels),
+        identification=open_set(vectors, labels),
     )
     return result, c

@@ -16,7 +16,7 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from facerec import security
-from facerec.calibration import CalibrationSource
+from facerec.calibration import Calibration, CalibrationSource
 from facerec.errors import FacerecError
 from facerec.server import Health, announce, serve_until_signalled
 from facerec.settings import SettingError
@@ -34,6 +34,7 @@ _HELP = {
     "embedder": "embedder address(es), as --detector",
     "model": "the embedding model's name; empty = ask the embedder at start",
     "threshold": "verification threshold in (0, 2]; 0 = calibrated, else 1.20",
+    "identification_threshold": "Identify's (open-set) threshold in (0, 2]; 0 = calibrated, else 1.06",
     "svm_max_identities": "above this many identities, identification is nearest-neighbour",
     "ivf_min_size": "faces from which the index is IVF instead of exact",
     "metrics_port": "Prometheus /metrics port; 0 = none",
@@ -113,18 +114,20 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(2) from None
 
     model = settings.model or _model_of(embedder)
-    calibration = None
-    if settings.threshold:
-        options = settings.gallery_options(settings.threshold, "override")
-    else:
-        # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart.
-        source = CalibrationSource(settings.calibration_path, model)
+    # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;
+    # a threshold given as a setting overrides the calibrated one.
+    source = CalibrationSource(settings.calibration_path, model)
 
-        def calibration() -> tuple[float, str]:
-            current = source.current()
-            return current.threshold, current.source
+    def calibration() -> Calibration:
+        current = source.current()
+        return dataclasses.replace(
+            current,
+            threshold=settings.threshold or current.threshold,
+            source="override" if settings.threshold else current.source,
+            identification_threshold=settings.identification_threshold or current.identification_threshold,
+        )
 
-        options = settings.gallery_options(*calibration())
+    options = settings.gallery_options(calibration().threshold, calibration().source)
     try:
         gallery = Gallery.open(settings.store, model, detector, embedder, options, calibration)
     except FacerecError as exc:

@@ -28,7 +28,8 @@ DEFAULT_MODEL = "facenet-keras-128"
 class Settings:
     """How the gallery listens, where its store and the two services are, and how it decides.
 
-    threshold 0 = the calibrated threshold for the model (FACEREC_HOME/calibration.json), else 1.20.
+    threshold 0 = Verify's calibrated threshold for the model (FACEREC_HOME/calibration.json), else 1.20;
+    identification_threshold 0 = Identify's calibrated one, else 1.06.
     model "" = ask the embedder at start (DEFAULT_MODEL when it is down then).
     metrics_port 0 = no metrics endpoint.
     """
@@ -41,6 +42,7 @@ class Settings:
     embedder: str = "127.0.0.1:50052"
     model: str = ""
     threshold: float = 0.0
+    identification_threshold: float = 0.0
     svm_max_identities: int = 1000
     ivf_min_size: int = 50_000
     nprobe: int = 0
@@ -71,10 +73,10 @@ class Settings:
     downstream_token: str = ""
 
     def __post_init__(self) -> None:
-        if not (self.threshold == 0 or 0 < self.threshold <= 2):
-            raise SettingError(
-                f"threshold must lie in (0, 2] (0 for the calibrated one), not {self.threshold}."
-            )
+        for name in ("threshold", "identification_threshold"):
+            value = getattr(self, name)
+            if not (value == 0 or 0 < value <= 2):
+                raise SettingError(f"{name} must lie in (0, 2] (0 for the calibrated one), not {value}.")
         if self.svm_max_identities < 2:
             raise SettingError("svm_max_identities must be at least 2.")
         if self.ivf_min_size < 1 or self.nprobe < 0:
@@ -135,6 +137,9 @@ class Settings:
             embedder=env_str(environ, "GALLERY_EMBEDDER", d.embedder),
             model=env_str(environ, "GALLERY_MODEL", d.model),
             threshold=env_float(environ, "GALLERY_THRESHOLD", d.threshold),
+            identification_threshold=env_float(
+                environ, "GALLERY_IDENTIFICATION_THRESHOLD", d.identification_threshold
+            ),
             svm_max_identities=env_int(environ, "GALLERY_SVM_MAX_IDENTITIES", d.svm_max_identities),
             ivf_min_size=env_int(environ, "GALLERY_IVF_MIN_SIZE", d.ivf_min_size),
             nprobe=env_int(environ, "GALLERY_NPROBE", d.nprobe),

@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.calibration import DEFAULT_THRESHOLD
+from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD, DEFAULT_THRESHOLD, Calibration
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
 from gallery import validation
 from gallery.classifier import IdentityClassifier
@@ -128,6 +128,7 @@ class GalleryStats:
     threshold_source: str
     classifier: str
     classifier_stale: bool
+    identification_threshold: float
 
 
 @dataclass(frozen=True)
@@ -136,6 +137,8 @@ class GalleryOptions:
 
     threshold: float = DEFAULT_THRESHOLD
     threshold_source: str = "default"
+    # Identify's default: the nearest of many faces lies closer than a typical pair (facerec.calibration).
+    identification_threshold: float = DEFAULT_IDENTIFICATION_THRESHOLD
     svm_max_identities: int = 1000
     ivf_min_size: int = 50_000
     nprobe: int | None = None
@@ -175,10 +178,10 @@ class Gallery:
         options: GalleryOptions = GalleryOptions(),
         index_path: Path | None = None,
         classifier_path: Path | None = None,
-        calibration: Callable[[], tuple[float, str]] | None = None,
+        calibration: Callable[[], Calibration] | None = None,
     ) -> None:
-        """calibration: when given, the current (threshold, source), asked at every request, so a threshold
-        saved by `facerec eval` takes effect without a restart; else options.threshold is used."""
+        """calibration: when given, the current thresholds, asked at every request, so thresholds saved by
+        `facerec eval` take effect without a restart; else options' thresholds are used."""
         self._store = store
         self._calibration = calibration
         self._index = index
@@ -207,7 +210,7 @@ class Gallery:
         detector: FaceDetector,
         embedder: FaceEmbedder,
         options: GalleryOptions = GalleryOptions(),
-        calibration: Callable[[], tuple[float, str]] | None = None,
+        calibration: Callable[[], Calibration] | None = None,
     ) -> Gallery:
         """Opens (or creates) the store for `model`, then loads its saved index when it matches the
         store's version, else builds the index from the store."""
@@ -241,9 +244,16 @@ class Gallery:
     def threshold(self) -> float:
         return self._threshold()[0]
 
+    @property
+    def identification_threshold(self) -> float:
+        if self._calibration is not None:
+            return self._calibration().identification_threshold
+        return self.options.identification_threshold
+
     def _threshold(self) -> tuple[float, str]:
         if self._calibration is not None:
-            return self._calibration()
+            current = self._calibration()
+            return current.threshold, current.source
         return self.options.threshold, self.options.threshold_source
 
     def close(self) -> None:
@@ -404,7 +414,7 @@ class Gallery:
     ) -> Identification:
         """Identifies every face on the picture, by descending detection confidence."""
         k = validation.top_k(top_k)
-        t = validation.threshold(threshold, self.threshold)
+        t = validation.threshold(threshold, self.identification_threshold)
         if not image:
             raise InvalidInput("No image to identify: give an image or an embedding.")
         clock = time.perf_counter()
@@ -452,7 +462,7 @@ class Gallery:
     ) -> Identification:
         """Identifies one face given as an embedding of the gallery's model."""
         k = validation.top_k(top_k)
-        t = validation.threshold(threshold, self.threshold)
+        t = validation.threshold(threshold, self.identification_threshold)
         vector = validation.embedding(values, self.options.dimension, model, self.model)
         method, answers = self._classify(vector[None, :], k, t)
         return Identification(answers, t, method)
@@ -707,6 +717,7 @@ class Gallery:
             threshold_source=source,
             classifier=method,
             classifier_stale=stale,
+            identification_threshold=self.identification_threshold,
         )
 
     def _embed(self, crops: list, timeout_s: float | None) -> Embedded:

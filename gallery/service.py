@@ -125,6 +125,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             model=s.model,
             threshold=s.threshold,
             threshold_source=s.threshold_source,
+            identification_threshold=s.identification_threshold,
             classifier=s.classifier,
             classifier_stale=s.classifier_stale,
         )

@@ -42,7 +42,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime")
+    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -53,6 +53,7 @@ class ModelInfo(_message.Message):
     FACES_EMBEDDED_FIELD_NUMBER: _ClassVar[int]
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFICATION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     input_size: int
@@ -63,4 +64,5 @@ class ModelInfo(_message.Message):
     faces_embedded: int
     max_batch: int
     runtime: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ...) -> None: ...
+    identification_threshold: float
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ...) -> None: ...

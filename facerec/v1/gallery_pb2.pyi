@@ -267,7 +267,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("identities", "faces", "index_kind", "index_detail", "index_size", "model", "threshold", "threshold_source", "classifier", "classifier_stale")
+    __slots__ = ("identities", "faces", "index_kind", "index_detail", "index_size", "model", "threshold", "threshold_source", "classifier", "classifier_stale", "identification_threshold")
     IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -278,6 +278,7 @@ class StatsResponse(_message.Message):
     THRESHOLD_SOURCE_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_STALE_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFICATION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     identities: int
     faces: int
     index_kind: str
@@ -288,4 +289,5 @@ class StatsResponse(_message.Message):
     threshold_source: str
     classifier: str
     classifier_stale: bool
-    def __init__(self, identities: _Optional[int] = ..., faces: _Optional[int] = ..., index_kind: _Optional[str] = ..., index_detail: _Optional[str] = ..., index_size: _Optional[int] = ..., model: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., classifier: _Optional[str] = ..., classifier_stale: _Optional[bool] = ...) -> None: ...
+    identification_threshold: float
+    def __init__(self, identities: _Optional[int] = ..., faces: _Optional[int] = ..., index_kind: _Optional[str] = ..., index_detail: _Optional[str] = ..., index_size: _Optional[int] = ..., model: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., classifier: _Optional[str] = ..., classifier_stale: _Optional[bool] = ..., identification_threshold: _Optional[float] = ...) -> None: ...

@@ -125,6 +125,45 @@ def test_open_set_then_trained_closed_set(stack, train_images, val_images) -> No
     assert right == 25
 
 
+def test_every_person_left_out_is_a_stranger_at_the_default_thresholds(
+    stack, train_images, val_images, tmp_path: Path
+) -> None:
+    """Open set for each choice of stranger, not just a lucky one: enroll four people's train faces
+    (as embeddings, from the real services), identify all val faces; the fifth must come back unknown."""
+    from facerec.rpc import Embedding
+
+    _, detector, embedder = stack
+    client = Embedding(detector.address, embedder.address)
+    train_vectors = client.embed_images([p.read_bytes() for _, p in train_images])
+    val_vectors = client.embed_images([p.read_bytes() for _, p in val_images])
+    client.close()
+    people = sorted({who for who, _ in train_images})
+    for stranger in people:
+        g = Gallery.open(
+            tmp_path / f"without-{stranger}.sqlite",
+            MODEL,
+            DetectorClient(detector.address, timeout_s=60),
+            EmbedderClient(embedder.address, timeout_s=60),
+        )
+        for name in people:
+            if name != stranger:
+                mine = [
+                    (v.tolist(), MODEL)
+                    for (who, _), v in zip(train_images, train_vectors, strict=True)
+                    if who == name and v is not None
+                ]
+                g.enroll(name, embeddings=mine)
+        rejected = 0
+        for (who, _), v in zip(val_images, val_vectors, strict=True):
+            face = g.identify_embedding(v.tolist()).faces[0]
+            if who == stranger:
+                rejected += not face.known
+            else:
+                assert (face.identity, face.known) == (who, True), (stranger, who, face.distance)
+        g.close()
+        assert rejected >= 4, f"{stranger}: only {rejected} of 5 val faces were unknown"
+
+
 def test_verify_pairs_at_the_default_threshold(stack, val_images) -> None:
     stub, detector, embedder = stack
     paths = [p for _, p in val_images]

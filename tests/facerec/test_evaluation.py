@@ -50,3 +50,22 @@ def test_threshold_at_far_respects_the_target_and_pair_counts_gate_tar_at_far() 
     assert far <= 0.05
     # 10 people x 6: 1620 different pairs → 1e-2 is estimable, 1e-3 is not.
     assert set(result.tar_at_far) == {"1e-02"}
+
+
+def test_open_set_threshold_matches_brute_force_nearest_distances() -> None:
+    x, labels = clusters(n_people=6, per=5, spread=0.6)
+    result = evaluation.open_set(x, labels)
+    names = np.asarray(labels)
+    genuine, stranger = [], []
+    for i in range(len(x)):
+        d = np.linalg.norm(x - x[i], axis=1)
+        d[i] = np.inf
+        genuine.append(d[names == names[i]].min())
+        stranger.append(d[names != names[i]].min())
+    genuine, stranger = np.array(genuine), np.array(stranger)
+    assert result.known_accepted == np.mean(genuine <= result.threshold)
+    assert result.strangers_rejected == np.mean(stranger > result.threshold)
+    # No other cut does better on the balanced score.
+    best = (result.known_accepted + result.strangers_rejected) / 2
+    for t in np.concatenate([genuine, stranger]):
+        assert (np.mean(genuine <= t) + np.mean(stranger > t)) / 2 <= best + 1e-12

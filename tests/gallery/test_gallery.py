@@ -11,6 +11,7 @@ import numpy as np
 import pytest
 from numpy.typing import NDArray
 
+from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
 from gallery.gallery import NEAREST, SVM, Gallery, GalleryOptions, Outcome
 from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
@@ -178,7 +179,9 @@ def test_svm_identifies_known_people_and_calls_a_stranger_unknown(tmp_path: Path
         for i in world.val[name]:
             query = world.vectors[i]
             answer = g.identify_embedding(query.tolist(), top_k=3)
-            assert answer.method == SVM and answer.threshold == pytest.approx(1.2)
+            assert answer.method == SVM and answer.threshold == pytest.approx(
+                DEFAULT_IDENTIFICATION_THRESHOLD
+            )
             (face,) = answer.faces
             expected = brute_force_candidates(world, g, query)[:3]
             assert [c.identity for c in face.candidates] == [name for name, _ in expected]
@@ -217,7 +220,7 @@ def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(tmp_path: Path, 
     own = g.identify_embedding(world.vectors[world.val["person-0"][0]].tolist())
     other = g.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
     assert own.method == NEAREST and (own.faces[0].identity, own.faces[0].known) == ("person-0", True)
-    assert own.faces[0].confidence == pytest.approx(1 - own.faces[0].distance / 1.2, abs=1e-6)
+    assert own.faces[0].confidence == pytest.approx(1 - own.faces[0].distance / own.threshold, abs=1e-6)
     assert (other.faces[0].identity, other.faces[0].known) == ("", False)
     assert other.faces[0].candidates[0].identity == "person-0"
 

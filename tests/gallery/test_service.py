@@ -14,6 +14,7 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput
 from facerec.server import Health, ServerOptions, Service
 from facerec.server import build_server as build_grpc_server
@@ -191,7 +192,7 @@ def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -
     found = stub.Identify(
         gallery_pb2.IdentifyRequest(image=image(portrait(world.val["person-1"][0]))), timeout=10
     )
-    assert found.method == "svm" and found.threshold == pytest.approx(1.2)
+    assert found.method == "svm" and found.threshold == pytest.approx(DEFAULT_IDENTIFICATION_THRESHOLD)
     assert (found.faces[0].identity, found.faces[0].known, found.faces[0].box.height) == (
         "person-1",
         True,
