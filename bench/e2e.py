@@ -219,19 +219,20 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"single-client p50 latency (b)/(a): {_percentile_ms(rows[0][2], 50) / a_p50:.2f}\n")
 
     out("\nwhere (b)'s time goes, ms per picture (services' own timings)\n")
-    out(f"{'clients':<10}{'client':>9}{'gallery':>9}{'→det':>9}{'Detect':>9}{'→emb':>9}{'Embed':>9}\n")
+    out(f"{'clients':<10}{'client':>9}{'gallery':>9}{'Detect':>9}{'Embed':>9}{'other':>9}\n")
     for clients, _, latencies, _, before, after in rows:
         calls, identify_s = _delta(after["gallery"], before["gallery"], "Identify")
         _, detect_s = _delta(after["detector"], before["detector"], "Detect")
         _, embed_s = _delta(after["embedder"], before["embedder"], "Embed")
         per = 1000.0 / max(calls, 1)
         out(
-            f"{clients:<10}{1000 * float(np.mean(latencies)):>9.1f}{identify_s * per:>9.1f}{'':>9}"
-            f"{detect_s * per:>9.1f}{'':>9}{embed_s * per:>9.1f}\n"
+            f"{clients:<10}{1000 * float(np.mean(latencies)):>9.1f}{identify_s * per:>9.1f}"
+            f"{detect_s * per:>9.1f}{embed_s * per:>9.1f}{(identify_s - detect_s - embed_s) * per:>9.1f}\n"
         )
     out(
-        "  client: Identify as the client waits; gallery: Identify in the gallery's handler;\n"
-        "  Detect / Embed: in the detector's / embedder's handlers (decode, queue, model, crops, protos)\n"
+        "  client: Identify as the client waits (mean); gallery: in the gallery's handler; Detect / Embed: in\n"
+        "  the detector's / embedder's handlers (decode, queue, model, crops, protos); other: gallery minus\n"
+        "  both (the two RPC hops, the index search and the SVM, the gallery's own protos)\n"
     )
     gallery, detector, embedder = (
         logged.get("gallery", {}),
