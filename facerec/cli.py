@@ -123,6 +123,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         format="%(asctime)s %(levelname)s %(name)s: %(message)s",
     )
     run: Callable[[argparse.Namespace], int] = args.run
+    from facerec.errors import FacerecError
     from facerec.rpc import ClientError
     from facerec.supervisor import StartError
 
@@ -131,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     except CliError as exc:
         sys.stderr.write(f"facerec: {exc}\n")
         return exc.exit_code
-    except (ClientError, StartError, assets.FetchError) as exc:
+    except (ClientError, StartError, assets.FetchError, FacerecError) as exc:
         sys.stderr.write(f"facerec: {exc}\n")
         return 1
     except KeyboardInterrupt:

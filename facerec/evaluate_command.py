@@ -15,9 +15,8 @@ from facerec import assets, calibration, evaluation
 from facerec.commands import folder_images, progress
 from facerec.rpc import ClientError, Embedding, read_image
 from facerec.supervisor import local_services
-from facerec.v1 import detector_pb2
 
-MODES = {"box": detector_pb2.ALIGNMENT_BOX, "similarity": detector_pb2.ALIGNMENT_SIMILARITY}
+MODES = ("box", "similarity")
 
 
 def labelled_set(folder: Path) -> list[tuple[str, Path]]:
@@ -47,11 +46,11 @@ def run_eval(args: argparse.Namespace) -> int:
         stack.callback(embedding.close)
         model = embedding.model_info().name
         results, curves = {}, {}
-        for mode, alignment in MODES.items():
+        for mode in MODES:
             bar = progress(len(images), f"embed ({mode})")
             vectors = []
             for start in range(0, len(images), 8):
-                vectors.extend(embedding.embed_images(images[start : start + 8], alignment=alignment))
+                vectors.extend(embedding.embed_images(images[start : start + 8], alignment=mode))
                 bar.update(min(8, len(images) - start))
             bar.close()
             kept = [(who, v) for (who, _), v in zip(pairs, vectors, strict=True) if v is not None]

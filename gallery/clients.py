@@ -149,7 +149,48 @@ def _chunks(items: Sequence, size: int) -> list[Sequence]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
-class DetectorClient:
+class _Client:
+    """One round_robin channel to a service, a deadline cap, and chunked calls sent concurrently."""
+
+    def __init__(
+        self,
+        kind: str,
+        service: str,
+        addresses: str,
+        timeout_s: float,
+        chunk: int,
+        concurrency: int,
+        max_message_bytes: int,
+        credentials: grpc.ChannelCredentials | None,
+        token: str,
+    ) -> None:
+        self.addresses = addresses
+        self._what = f"{kind} at {addresses}"
+        self._channel = open_channel(addresses, service, max_message_bytes, credentials, token)
+        self._timeout_s = timeout_s
+        self._chunk = chunk
+        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=kind)
+
+    def _call(self, method, request, timeout_s: float):
+        """method(request) with the deadline; a downstream failure becomes the caller's facerec error."""
+        try:
+            return method(request, timeout=timeout_s)
+        except grpc.RpcError as exc:
+            raise _translate(exc, self._what) from None
+
+    def _chunked(self, call, items: Sequence) -> list:
+        """call(chunk) for each chunk of items, concurrently when there are several; results in order."""
+        chunks = _chunks(items, self._chunk)
+        if len(chunks) <= 1:
+            return [call(chunk) for chunk in chunks]
+        return list(self._pool.map(call, chunks))
+
+    def close(self) -> None:
+        self._pool.shutdown(wait=False)
+        self._channel.close()
+
+
+class DetectorClient(_Client):
     """gallery.ports.FaceDetector over facerec.v1.Detector. Splits large requests into chunks of
     max_images_per_call (the detector's per-request limit) sent concurrently, so replicas share them."""
 
@@ -163,13 +204,18 @@ class DetectorClient:
         credentials: grpc.ChannelCredentials | None = None,
         token: str = "",
     ) -> None:
-        self.addresses = addresses
-        self._what = f"detector at {addresses}"
-        self._channel = open_channel(addresses, "facerec.v1.Detector", max_message_bytes, credentials, token)
+        super().__init__(
+            "detector",
+            "facerec.v1.Detector",
+            addresses,
+            timeout_s,
+            max_images_per_call,
+            concurrency,
+            max_message_bytes,
+            credentials,
+            token,
+        )
         self._stub = detector_pb2_grpc.DetectorStub(self._channel)
-        self._timeout_s = timeout_s
-        self._chunk = max_images_per_call
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="detect")
 
     def detect(
         self, images: Sequence[bytes], options: DetectOptions, timeout_s: float | None = None
@@ -187,22 +233,10 @@ class DetectorClient:
             request = detector_pb2.DetectRequest(
                 images=[common_pb2.Image(data=d) for d in chunk], options=opts
             )
-            try:
-                response = self._stub.Detect(request, timeout=deadline)
-            except grpc.RpcError as exc:
-                raise _translate(exc, self._what) from None
+            response = self._call(self._stub.Detect, request, deadline)
             return [_image(result) for result in response.results]
 
-        chunks = _chunks(images, self._chunk)
-        if not chunks:
-            return []
-        if len(chunks) == 1:
-            return call(chunks[0])
-        return [image for part in self._pool.map(call, chunks) for image in part]
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-        self._channel.close()
+        return [image for part in self._chunked(call, images) for image in part]
 
 
 def _image(result: detector_pb2.ImageResult) -> DetectedImage:
@@ -225,7 +259,7 @@ def _image(result: detector_pb2.ImageResult) -> DetectedImage:
     return DetectedImage(result.width, result.height, faces, None)
 
 
-class EmbedderClient:
+class EmbedderClient(_Client):
     """gallery.ports.FaceEmbedder over facerec.v1.Embedder, in chunks of max_faces_per_call."""
 
     def __init__(
@@ -238,13 +272,18 @@ class EmbedderClient:
         credentials: grpc.ChannelCredentials | None = None,
         token: str = "",
     ) -> None:
-        self.addresses = addresses
-        self._what = f"embedder at {addresses}"
-        self._channel = open_channel(addresses, "facerec.v1.Embedder", max_message_bytes, credentials, token)
+        super().__init__(
+            "embedder",
+            "facerec.v1.Embedder",
+            addresses,
+            timeout_s,
+            max_faces_per_call,
+            concurrency,
+            max_message_bytes,
+            credentials,
+            token,
+        )
         self._stub = embedding_pb2_grpc.EmbedderStub(self._channel)
-        self._timeout_s = timeout_s
-        self._chunk = max_faces_per_call
-        self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix="embed")
 
     def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
         deadline = _deadline(timeout_s, self._timeout_s)
@@ -260,10 +299,7 @@ class EmbedderClient:
                 )
                 for c in chunk
             ]
-            try:
-                response = self._stub.Embed(embedding_pb2.EmbedRequest(faces=faces), timeout=deadline)
-            except grpc.RpcError as exc:
-                raise _translate(exc, self._what) from None
+            response = self._call(self._stub.Embed, embedding_pb2.EmbedRequest(faces=faces), deadline)
             vectors: list[NDArray[np.float32] | errors.FacerecError] = []
             for result in response.results:
                 error = _item_error(result.error)
@@ -272,23 +308,15 @@ class EmbedderClient:
                 )
             return Embedded(response.model, vectors)
 
-        chunks = _chunks(crops, self._chunk)
-        if not chunks:
+        parts = self._chunked(call, crops)
+        if not parts:
             return Embedded("", [])
-        if len(chunks) == 1:
-            return call(chunks[0])
-        parts = list(self._pool.map(call, chunks))
         return Embedded(parts[0].model, [v for part in parts for v in part.vectors])
 
     def model_info(self, timeout_s: float | None = None) -> ModelInfo:
-        try:
-            info = self._stub.GetModelInfo(
-                embedding_pb2.GetModelInfoRequest(), timeout=_deadline(timeout_s, self._timeout_s)
-            )
-        except grpc.RpcError as exc:
-            raise _translate(exc, self._what) from None
+        info = self._call(
+            self._stub.GetModelInfo,
+            embedding_pb2.GetModelInfoRequest(),
+            _deadline(timeout_s, self._timeout_s),
+        )
         return ModelInfo(info.name, info.dimension, info.threshold, info.threshold_source)
-
-    def close(self) -> None:
-        self._pool.shutdown(wait=False)
-        self._channel.close()
