@@ -34,7 +34,7 @@ def _dead_address() -> str:
 
 def _start(store: Path, home: Path, dead: str) -> Running:
     args = ["--store", str(store), "--detector", dead, "--embedder", dead, "--model", MODEL]
-    return start_service("gallery", args, env={"FACEREC_HOME": str(home)}, timeout_s=60)
+    return start_service("gallery", args, env={"FACEREC_HOME": str(home)}, timeout_s=180)
 
 
 def _enroll_until_refused(

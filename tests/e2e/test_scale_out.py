@@ -145,7 +145,7 @@ def stack(fetched_assets: Assets, tmp_path_factory) -> Iterator[Stack]:
             metrics_ports[4],
         )
         started.append(gallery_process)
-        gallery = Replica(gallery_process, gallery_process.wait_ready(60.0), metrics_ports[4])
+        gallery = Replica(gallery_process, gallery_process.wait_ready(180.0), metrics_ports[4])
         for detector in detectors:
             first_decode(detector.address)
         baseline = {r.address: r.scrape() for r in [gallery, *replicas]}

@@ -79,7 +79,9 @@ def fake_inference(pki: Pki) -> Iterator[tuple[str, str]]:
         server.stop(0)
 
 
-def secured_gallery(tmp_path: Path, pki: Pki, detector: str, embedder: str, timeout_s: float = 60) -> Running:
+def secured_gallery(
+    tmp_path: Path, pki: Pki, detector: str, embedder: str, timeout_s: float = 180
+) -> Running:
     tokens = tmp_path / "tokens"
     tokens.write_text(f"{RW} rw\n{RO} ro\n")
     env = {
@@ -170,7 +172,7 @@ def test_cli_with_token_and_tls_ca(tmp_path: Path, pki: Pki, fake_inference: tup
         "--model",
         MODEL,
     ]
-    gallery = start_service("gallery", args, env=env, timeout_s=60)
+    gallery = start_service("gallery", args, env=env, timeout_s=180)
     try:
         cli = [sys.executable, "-m", "facerec.cli", "list", "--json", "--gallery", gallery.address]
         with_ca = [*cli, "--tls-ca", str(pki.ca)]
