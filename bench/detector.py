@@ -13,7 +13,6 @@ from __future__ import annotations
 import argparse
 import os
 import sys
-import threading
 import time
 from collections.abc import Callable, Sequence
 
@@ -41,39 +40,15 @@ def _timed(run: Callable[[], None]) -> float:
 
 def _grpc_run(address: str, datas: Sequence[bytes], clients: int) -> tuple[float, list[float], int]:
     """(seconds, per-request latencies, faces) for all pictures spread over `clients` threads."""
-    import grpc
-
+    from bench.clients import closed_loop
     from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 
-    latencies: list[float] = []
-    faces = [0]
-    lock = threading.Lock()
-    next_index = [0]
+    def detect(stub, data: bytes) -> int:
+        request = detector_pb2.DetectRequest(images=[common_pb2.Image(data=data)])
+        return len(stub.Detect(request, timeout=120).results[0].faces)
 
-    def client() -> None:
-        with grpc.insecure_channel(address) as channel:
-            stub = detector_pb2_grpc.DetectorStub(channel)
-            while True:
-                with lock:
-                    i = next_index[0]
-                    next_index[0] += 1
-                if i >= len(datas):
-                    return
-                request = detector_pb2.DetectRequest(images=[common_pb2.Image(data=datas[i])])
-                start = time.perf_counter()
-                reply = stub.Detect(request, timeout=120)
-                took = time.perf_counter() - start
-                with lock:
-                    latencies.append(took)
-                    faces[0] += len(reply.results[0].faces)
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start, latencies, faces[0]
+    seconds, latencies, faces = closed_loop(address, detector_pb2_grpc.DetectorStub, datas, clients, detect)
+    return seconds, latencies, int(faces)
 
 
 def main(argv: Sequence[str] | None = None) -> int:

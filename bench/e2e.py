@@ -20,7 +20,6 @@ import os
 import re
 import socket
 import sys
-import threading
 import time
 import urllib.request
 from collections.abc import Sequence
@@ -77,40 +76,17 @@ def tutorial_run(pairs: list[tuple[str, Path]], train: list[tuple[str, Path]]):
 
 def identify_run(address: str, work: list[tuple[str, bytes]], clients: int):
     """(b) at `clients` threads, each with its own channel: (seconds, latencies, correct)."""
-    import grpc
-
+    from bench.clients import closed_loop
     from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 
-    latencies: list[float] = []
-    correct = [0]
-    lock = threading.Lock()
-    next_index = [0]
+    def identify(stub, item: tuple[str, bytes]) -> bool:
+        identity, data = item
+        request = gallery_pb2.IdentifyRequest(image=common_pb2.Image(data=data), top_k=1)
+        reply = stub.Identify(request, timeout=120)
+        return bool(reply.faces) and reply.faces[0].identity == identity
 
-    def client() -> None:
-        with grpc.insecure_channel(address) as channel:
-            stub = gallery_pb2_grpc.GalleryStub(channel)
-            while True:
-                with lock:
-                    i = next_index[0]
-                    next_index[0] += 1
-                if i >= len(work):
-                    return
-                identity, data = work[i]
-                request = gallery_pb2.IdentifyRequest(image=common_pb2.Image(data=data), top_k=1)
-                t = time.perf_counter()
-                reply = stub.Identify(request, timeout=120)
-                took = time.perf_counter() - t
-                with lock:
-                    latencies.append(took)
-                    correct[0] += bool(reply.faces) and reply.faces[0].identity == identity
-
-    threads = [threading.Thread(target=client) for _ in range(clients)]
-    start = time.perf_counter()
-    for t in threads:
-        t.start()
-    for t in threads:
-        t.join()
-    return time.perf_counter() - start, latencies, correct[0]
+    seconds, latencies, correct = closed_loop(address, gallery_pb2_grpc.GalleryStub, work, clients, identify)
+    return seconds, latencies, int(correct)
 
 
 def scrape(port: int) -> dict[str, tuple[float, float]]:
