@@ -38,9 +38,21 @@ def error_proto(exc: errors.FacerecError) -> common_pb2.Error:
     return common_pb2.Error(code=status_of(exc).value[0], message=str(exc))
 
 
-def _wrap(method: Callable[[Any, grpc.ServicerContext], Any], name: str) -> Callable[..., Any]:
+def _wrap(
+    method: Callable[[Any, grpc.ServicerContext], Any],
+    name: str,
+    deserialize: Callable[[bytes], Any] | None,
+) -> Callable[..., Any]:
     def handle(request: Any, context: grpc.ServicerContext) -> Any:
         try:
+            if deserialize is not None:
+                # Parsed here rather than by grpc, which answers INTERNAL for bytes that are not the message.
+                try:
+                    request = deserialize(request)
+                except Exception:
+                    raise errors.InvalidInput(
+                        f"The request is not a valid {name.rsplit('/', 1)[-1]} request message."
+                    ) from None
             return method(request, context)
         except errors.FacerecError as exc:
             context.abort(status_of(exc), str(exc))
@@ -62,7 +74,7 @@ class ErrorInterceptor(grpc.ServerInterceptor):
         if handler is None or handler.unary_unary is None:
             return handler
         return grpc.unary_unary_rpc_method_handler(
-            _wrap(handler.unary_unary, handler_call_details.method),
-            request_deserializer=handler.request_deserializer,
+            _wrap(handler.unary_unary, handler_call_details.method, handler.request_deserializer),
+            request_deserializer=None,  # raw bytes: _wrap parses them and maps a bad message to INVALID_ARGUMENT
             response_serializer=handler.response_serializer,
         )

@@ -75,3 +75,22 @@ def test_unexpected_error_is_internal_without_details(stub) -> None:
     assert "secret" not in info.value.details()
     assert "Traceback" not in info.value.details()
     assert call(stub, "ok").results[0].width == 1
+
+
+def test_garbage_request_bytes_get_invalid_argument_and_server_goes_on() -> None:
+    health = Health(["facerec.v1.Detector"])
+    service = Service(
+        "facerec.v1.Detector", lambda s: detector_pb2_grpc.add_DetectorServicer_to_server(Raising(), s)
+    )
+    server, port = build_server([service], ServerOptions(host="127.0.0.1"), health)
+    server.start()
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            raw = channel.unary_unary("/facerec.v1.Detector/Detect")  # bytes in, bytes out
+            with pytest.raises(grpc.RpcError) as info:
+                raw(b"\xff\xff\xff\xff not a protobuf", timeout=5)
+            assert info.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+            assert info.value.details() == "The request is not a valid Detect request message."
+            assert call(detector_pb2_grpc.DetectorStub(channel), "ok").results[0].width == 1
+    finally:
+        server.stop(0)
