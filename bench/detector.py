@@ -59,6 +59,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--pad-sizes", action="store_true", help="the Detector's padded P-Net (see config.py)"
     )
+    parser.add_argument(
+        "--runtime", choices=("onnxruntime", "tensorflow"), default="onnxruntime", help="the service's nets"
+    )
     args = parser.parse_args(argv)
 
     from facerec.tfconfig import pin_threads, quiet_tensorflow
@@ -75,7 +78,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     datas, pictures = _pictures(None if args.full else 40)
     n = len(pictures)
     mtcnn = MTCNN()
-    detector = Detector(mtcnn, pad_sizes=args.pad_sizes)
+    settings = Settings(
+        host="127.0.0.1",
+        port=0,
+        max_batch=args.max_batch,
+        max_queue=64,
+        runtime=args.runtime,
+        pad_sizes=args.pad_sizes,
+        models_dir=Settings.from_env(os.environ).models_dir,
+    )
+    detector = Detector.load(settings)
     detector.warm_up()
     mtcnn.detect_faces(pictures[0])
 
@@ -93,7 +105,6 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     own_s = _timed(batched)
 
-    settings = Settings(host="127.0.0.1", port=0, max_batch=args.max_batch, max_queue=64)
     batching = BatchingDetector(detector, max_batch=settings.max_batch, max_delay_ms=settings.max_delay_ms)
     health = Health([SERVICE_NAME])
     server, port = build_detector_server(settings, batching, health)
@@ -103,7 +114,8 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = sys.stdout.write
     out(
-        f"{n} pictures, 2 TF threads; baseline = mtcnn.MTCNN().detect_faces one picture at a time, same process\n"
+        f"{n} pictures, nets on {args.runtime}, 2 threads; baseline = mtcnn.MTCNN().detect_faces "
+        "one picture at a time, same process\n"
     )
     out(
         f"design.md figure: ≈{DESIGN_MS_PER_IMAGE:.0f} ms/picture one at a time ({1000 / DESIGN_MS_PER_IMAGE:.1f}/s)\n\n"
