@@ -51,21 +51,26 @@ def test_per_item_errors_stay_with_their_item() -> None:
 
 def test_full_queue_is_rejected_at_once_and_recovers() -> None:
     release = threading.Event()
+    running = threading.Event()
 
     def slow(items: list[int]) -> list[int]:
-        release.wait(5)
+        running.set()
+        release.wait(30)
         return list(items)
 
     batcher = Batcher(slow, max_batch=1, max_delay_ms=0, max_queue=2)
     pool = ThreadPoolExecutor(4)
-    running = [pool.submit(batcher.submit, [i]) for i in range(3)]  # one in the worker, two queued
-    time.sleep(0.2)
-    started = time.monotonic()
+    calls = [pool.submit(batcher.submit, [0])]
+    assert running.wait(30)  # the worker holds request 0
+    calls += [pool.submit(batcher.submit, [i]) for i in (1, 2)]
+    while batcher.queue_depth() < 2:  # requests 1 and 2 fill the queue
+        time.sleep(0.01)
+    # Rejected while the worker is still blocked: the caller does not wait for room.
     with pytest.raises(Overloaded):
         batcher.submit([99])
-    assert time.monotonic() - started < 1.0
+    assert not release.is_set()
     release.set()
-    assert [f.result(5) for f in running] == [[0], [1], [2]]
+    assert [f.result(30) for f in calls] == [[0], [1], [2]]
     assert batcher.submit([7]) == [7]
     assert batcher.stats.rejected == 1
     batcher.close()
@@ -75,25 +80,29 @@ def test_full_queue_is_rejected_at_once_and_recovers() -> None:
 def test_expired_and_cancelled_requests_are_dropped_before_inference() -> None:
     seen: list[int] = []
     gate = threading.Event()
+    running = threading.Event()
 
     def record(items: list[int]) -> list[int]:
-        gate.wait(5)
+        running.set()
+        gate.wait(30)
         seen.extend(items)
         return list(items)
 
     batcher = Batcher(record, max_batch=1, max_delay_ms=0)
     pool = ThreadPoolExecutor(3)
     blocker = pool.submit(batcher.submit, [0])
-    time.sleep(0.1)
+    assert running.wait(30)  # the worker holds request 0 until the gate opens
     expired = pool.submit(batcher.submit, [1], 0.05)
     cancelled = pool.submit(batcher.submit, [2], None, lambda: False)
-    time.sleep(0.2)
+    while batcher.queue_depth() < 2:
+        time.sleep(0.01)
+    time.sleep(0.1)  # past request 1's 50 ms deadline while it waits in the queue
     gate.set()
-    assert blocker.result(5) == [0]
+    assert blocker.result(30) == [0]
     with pytest.raises(DeadlineExceeded):
-        expired.result(5)
+        expired.result(30)
     with pytest.raises(DeadlineExceeded):
-        cancelled.result(5)
+        cancelled.result(30)
     assert seen == [0]
     assert batcher.stats.dropped == 2
     batcher.close()
