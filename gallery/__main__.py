@@ -12,6 +12,7 @@ import dataclasses
 import logging
 import os
 import sys
+import threading
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -38,6 +39,7 @@ _HELP = {
     "svm_max_identities": "above this many identities, identification is nearest-neighbour",
     "ivf_min_size": "faces from which the index is IVF instead of exact",
     "metrics_port": "Prometheus /metrics port; 0 = none",
+    "index_checkpoint_s": "save the index this often when the store changed; 0 = only at shutdown",
     "tls_cert": "PEM certificate chain: serve TLS",
     "tls_key": "PEM private key of --tls-cert",
     "tls_client_ca": "require client certificates signed by this CA (mutual TLS)",
@@ -149,12 +151,28 @@ def main(argv: Sequence[str] | None = None) -> None:
     health.set_serving()
     log.info("gallery of %s (threshold %.3f) on port %s", model, gallery.threshold, port)
     announce("gallery", settings.host, port)
+    stop_checkpoints = threading.Event()
+    if settings.index_checkpoint_s > 0:
+        threading.Thread(
+            target=_checkpoints,
+            args=(gallery, settings.index_checkpoint_s, stop_checkpoints),
+            name="index-checkpoint",
+            daemon=True,
+        ).start()
     try:
         serve_until_signalled(server, health, settings.grace_s)
     finally:
+        stop_checkpoints.set()
         gallery.close()
         detector.close()
         embedder.close()
+
+
+def _checkpoints(gallery: Gallery, interval_s: float, stop: threading.Event) -> None:
+    """Saves the index every interval_s while the store changes, until stop is set."""
+    while not stop.wait(interval_s):
+        if gallery.checkpoint():
+            log.info("index saved (%s faces)", gallery.stats().index_size)
 
 
 def _model_of(embedder: EmbedderClient) -> str:

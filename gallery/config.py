@@ -58,6 +58,9 @@ class Settings:
     max_message_bytes: int = 64 * MiB
     grace_s: float = 5.0
     metrics_port: int = 0
+    # Save the index this often when the store changed (0 = only at shutdown): a start after a crash
+    # then loads it instead of rebuilding from the store.
+    index_checkpoint_s: float = 300.0
     # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
     tls_cert: str = ""
     tls_key: str = ""
@@ -83,6 +86,8 @@ class Settings:
             raise SettingError("ivf_min_size must be positive and nprobe not negative.")
         if self.downstream_timeout_s <= 0:
             raise SettingError("downstream_timeout_s must be positive.")
+        if self.index_checkpoint_s < 0:
+            raise SettingError("index_checkpoint_s must not be negative (0 saves only at shutdown).")
         if min(self.detect_images_per_call, self.embed_faces_per_call, self.max_images_per_enroll) < 1:
             raise SettingError("Per-call and per-request limits must be at least 1.")
         if not self.detector or not self.embedder:
@@ -161,6 +166,7 @@ class Settings:
             max_message_bytes=env_int(environ, "GALLERY_MAX_MESSAGE_BYTES", d.max_message_bytes),
             grace_s=env_float(environ, "GALLERY_GRACE_S", d.grace_s),
             metrics_port=env_int(environ, "GALLERY_METRICS_PORT", d.metrics_port),
+            index_checkpoint_s=env_float(environ, "GALLERY_INDEX_CHECKPOINT_S", d.index_checkpoint_s),
             **{
                 name: env_str(environ, "GALLERY_" + name.upper(), "")
                 for name in (

@@ -393,3 +393,24 @@ def test_a_downstream_outage_stores_nothing_and_passes_through(tmp_path: Path, w
     assert g.stats().faces == 0
     detector.down = False
     assert g.enroll("person-0", [portrait(0)])[0].outcome == Outcome.ENROLLED
+
+
+def test_checkpoint_saves_the_index_only_when_the_store_changed(tmp_path: Path, world: World) -> None:
+    from gallery.gallery import sidecar_paths
+    from gallery.index import FaceIndex
+
+    g = open_gallery(tmp_path, world)
+    enroll_people(g, world, world.names[:2])
+    index_path, _ = sidecar_paths(tmp_path / "g.sqlite")
+    version = g._store.version()
+    assert FaceIndex.load(index_path, version) is None  # nothing saved yet: a crash now would rebuild
+    assert g.checkpoint() is True
+    assert g.checkpoint() is False  # unchanged since
+    saved = FaceIndex.load(index_path, version)
+    assert saved is not None and saved.ntotal == g.stats().faces
+    enroll_people(g, world, world.names[2:3])
+    assert g.checkpoint() is True
+    # No close(): as after a crash, the next start finds an index matching the store and loads it.
+    again = open_gallery(tmp_path, world)
+    assert again.checkpoint() is False
+    assert again.stats().index_size == again.stats().faces == g.stats().faces
