@@ -10,8 +10,6 @@ from __future__ import annotations
 
 import importlib.metadata
 import logging
-import os
-import tempfile
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -19,6 +17,8 @@ from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+
+from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
 
 log = logging.getLogger(__name__)
 
@@ -32,15 +32,10 @@ INPUT_SHAPES: dict[str, list[int | None]] = {
 }
 STAGE_CLASSES = {"pnet": "StagePNet", "rnet": "StageRNet", "onet": "StageONet"}
 OPSET = 17
-MAX_ABS_DIFF = 1e-5
 VERSION_KEY = "facerec.mtcnn_version"
 
 # (n, h, w, 3) float32 normalized pixels → the network's outputs as numpy arrays, in Keras's order.
 NetFn = Callable[[NDArray[np.float32]], tuple[NDArray[np.float32], ...]]
-
-
-class OnnxExportError(RuntimeError):
-    """The ONNX models could not be made, or their outputs differ from Keras."""
 
 
 @dataclass(frozen=True)
@@ -99,7 +94,7 @@ def onnx_nets(
     if any(blob is None for blob in data.values()):
         log.info("exporting mtcnn %s's networks to ONNX (opset %d); once", mtcnn_version(), OPSET)
         data = export_all(models(), paths)
-    sessions = {name: _session(blob, intra_threads, inter_threads) for name, blob in data.items()}
+    sessions = {name: cpu_session(blob, intra_threads, inter_threads) for name, blob in data.items()}
     return Nets(*(_infer_fn(sessions[name]) for name in NET_NAMES), runtime="onnxruntime")
 
 
@@ -107,9 +102,9 @@ def export_all(models: dict[str, Any], paths: dict[str, Path]) -> dict[str, byte
     """Exports, checks against Keras, and caches each network. Raises OnnxExportError (nothing cached)."""
     data = {name: export(models[name], name) for name in NET_NAMES}
     for name in NET_NAMES:
-        check_against_keras(_infer_fn(_session(data[name], 1, 1)), models[name], name)
+        check_against_keras(_infer_fn(cpu_session(data[name], 1, 1)), models[name], name)
     for name in NET_NAMES:
-        _save(paths[name], data[name])
+        save_model(paths[name], data[name])
     return data
 
 
@@ -166,20 +161,6 @@ def _read_cached(path: Path) -> bytes | None:
     return data if version == mtcnn_version() else None
 
 
-def _session(data: bytes, intra_threads: int, inter_threads: int) -> Any:
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_threads
-    options.inter_op_num_threads = inter_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle pool threads sleep instead of spinning: the services share a few cores, and a spinning pool
-    # takes a core away from the other service's model.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
 def _infer_fn(session: Any) -> NetFn:
     name = session.get_inputs()[0].name
 
@@ -187,19 +168,3 @@ def _infer_fn(session: Any) -> NetFn:
         return tuple(session.run(None, {name: np.ascontiguousarray(batch, dtype=np.float32)}))
 
     return infer
-
-
-def _save(path: Path, data: bytes) -> None:
-    """Atomically (temp file, rename), so replicas exporting at once never read half a file."""
-    tmp = ""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".onnx")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other replicas' users read it too
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning("could not cache %s (%s); it will be exported again next start", path, exc)
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)

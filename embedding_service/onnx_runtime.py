@@ -9,8 +9,6 @@ tf2onnx is needed only to export, onnxruntime to run.
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import TYPE_CHECKING
 
@@ -19,6 +17,7 @@ from numpy.typing import NDArray
 
 from embedding_service.preprocessing import INPUT_SIZE
 from facerec.assets import sha256_of
+from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
 
 if TYPE_CHECKING:
     from embedding_service.config import Settings
@@ -29,11 +28,6 @@ log = logging.getLogger(__name__)
 OPSET = 17
 CACHE_NAME = "facenet.onnx"
 SHA_KEY = "facerec.source_sha256"
-MAX_ABS_DIFF = 1e-5
-
-
-class OnnxExportError(RuntimeError):
-    """The ONNX model could not be made, or its outputs differ from Keras."""
 
 
 def cache_path(weights_path: Path) -> Path:
@@ -47,7 +41,7 @@ def cached_infer(settings: Settings) -> InferFn | None:
     if not path.is_file():
         return None
     try:
-        session = _session(path.read_bytes(), settings.intra_threads, settings.inter_threads)
+        session = cpu_session(path.read_bytes(), settings.intra_threads, settings.inter_threads)
     except Exception as exc:  # onnxruntime raises its own unexported exception types
         log.warning("ignoring unreadable ONNX cache %s: %s", path, exc)
         return None
@@ -64,9 +58,9 @@ def onnx_infer(model, settings: Settings) -> InferFn:  # model: keras.Model with
         return infer
     log.info("exporting FaceNet to ONNX (opset %d); this takes a while once", OPSET)
     data = export(model, sha256_of(settings.weights_path))
-    infer = _infer_fn(_session(data, settings.intra_threads, settings.inter_threads))
+    infer = _infer_fn(cpu_session(data, settings.intra_threads, settings.inter_threads))
     check_against_keras(infer, model)
-    _save(cache_path(settings.weights_path), data)
+    save_model(cache_path(settings.weights_path), data)
     return infer
 
 
@@ -108,20 +102,6 @@ def check_against_keras(infer: InferFn, model, n: int = 4) -> float:  # model: k
     return diff
 
 
-def _session(data: bytes, intra_threads: int, inter_threads: int):
-    import onnxruntime as ort
-
-    options = ort.SessionOptions()
-    options.intra_op_num_threads = intra_threads
-    options.inter_op_num_threads = inter_threads
-    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
-    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    # Idle pool threads sleep instead of spinning: the services share a few cores, and a spinning pool
-    # takes a core away from the other service's model.
-    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
-
-
 def _infer_fn(session) -> InferFn:
     name = session.get_inputs()[0].name
 
@@ -129,21 +109,3 @@ def _infer_fn(session) -> InferFn:
         return session.run(None, {name: batch})[0]
 
     return infer
-
-
-def _save(path: Path, data: bytes) -> None:
-    """Atomically (temp file, rename), so replicas exporting at once never read half a file."""
-    tmp = ""
-    try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".facenet-", suffix=".onnx")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other replicas' users read it too
-        os.replace(tmp, path)
-    except OSError as exc:
-        log.warning(
-            "could not cache the ONNX model at %s (%s); it will be exported again next start", path, exc
-        )
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)

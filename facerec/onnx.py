@@ -1,0 +1,50 @@
+"""onnxruntime plumbing shared by the inference services: CPU sessions and the atomic model cache."""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from pathlib import Path
+from typing import Any
+
+log = logging.getLogger(__name__)
+
+# An exported network must match its Keras original within this, or it is not used.
+MAX_ABS_DIFF = 1e-5
+
+
+class OnnxExportError(RuntimeError):
+    """A network could not be exported, or its export does not match Keras; nothing is cached."""
+
+
+def cpu_session(data: bytes, intra_threads: int, inter_threads: int) -> Any:  # onnxruntime.InferenceSession
+    """A CPU session on a serialized model, sequential, fully optimized, with sleeping (not spinning) pools."""
+    import onnxruntime as ort
+
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = intra_threads
+    options.inter_op_num_threads = inter_threads
+    options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    # Idle pool threads sleep instead of spinning: the services share a few cores, and a spinning pool
+    # takes a core away from the other service's model.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(data, options, providers=["CPUExecutionProvider"])
+
+
+def save_model(path: Path, data: bytes) -> None:
+    """Caches an exported model atomically (temp file, rename), so replicas exporting at once never read
+    half a file. A failure only logs: the model is exported again at the next start."""
+    tmp = ""
+    try:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".onnx")
+        with os.fdopen(fd, "wb") as f:
+            f.write(data)
+        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other replicas' users read it too
+        os.replace(tmp, path)
+    except OSError as exc:
+        log.warning("could not cache %s (%s); it will be exported again next start", path, exc)
+        if tmp:
+            Path(tmp).unlink(missing_ok=True)
