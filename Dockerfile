@@ -17,17 +17,18 @@ WORKDIR /tmp/deps
 # The dependencies (TensorFlow is most of the image) in their own layer, keyed on pyproject.toml only:
 # install the project with empty packages, then remove it, keeping what it pulled in.
 COPY pyproject.toml README.md ./
-RUN mkdir facerec detector_service embedding_service gallery \
-    && touch facerec/__init__.py detector_service/__init__.py embedding_service/__init__.py gallery/__init__.py \
+RUN mkdir facerec facerec_app detector_service embedding_service gallery \
+    && touch facerec/__init__.py facerec_app/__init__.py detector_service/__init__.py embedding_service/__init__.py gallery/__init__.py \
     && pip install . \
     && pip uninstall -y facerec \
     && rm -rf /tmp/deps
 WORKDIR /
 
-# The weights, keyed on the shared package only, so a change to a service does not download them again.
+# The weights, keyed on the shared package and the CLI only, so a change to a service does not download them again.
 FROM deps AS weights
 COPY pyproject.toml README.md /tmp/src/
 COPY facerec /tmp/src/facerec
+COPY facerec_app /tmp/src/facerec_app
 RUN pip install --no-deps /tmp/src
 ENV FACEREC_HOME=/opt/facerec
 RUN facerec fetch

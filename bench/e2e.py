@@ -5,7 +5,7 @@
 
 (a) the tutorial, one picture at a time in this process: read and decode, mtcnn's detect_faces, crop,
 FaceNet (model.predict), the linear SVM fitted on the train set. (b) the services started by
-facerec.supervisor.local_services (as `facerec serve` does; its start is the cold start), the train
+facerec_app.supervisor.local_services (as `facerec serve` does; its start is the cold start), the train
 set enrolled, Train, then Identify at 1, 4 and 8 concurrent clients, one picture per call.
 Prints images/s, p50/p99 latency, (b)/(a), then where (b)'s time goes, from the services' own
 timings: their Prometheus RPC latencies (scraped before and after each run) and the per-stage
@@ -46,7 +46,8 @@ def tutorial_run(pairs: list[tuple[str, Path]], train: list[tuple[str, Path]]):
     from sklearn.svm import SVC
 
     from embedding_service.facenet import build_facenet
-    from facerec import assets, tutorial
+    from facerec import assets
+    from facerec_app import tutorial
 
     detector = MTCNN()
     model = build_facenet(assets.Assets(assets.facerec_home(os.environ)).facenet_h5)
@@ -142,8 +143,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         a_ips, a_p50 = len(pairs) / seconds, _percentile_ms(latencies, 50)
         a_row = (a_ips, a_p50, _percentile_ms(latencies, 99), correct)
 
-    from facerec.supervisor import local_services
     from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+    from facerec_app.supervisor import local_services
 
     ports = {name: _free_port() for name in ("detector", "embedder", "gallery")}
     extra = {

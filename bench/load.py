@@ -4,7 +4,7 @@
     .venv/bin/python -m bench.load -t 20             # 20 s
     .venv/bin/python -m bench.load --query embedding # the gallery alone (Identify by embedding)
 
-Starts detector, embedder and gallery as processes (facerec.supervisor.local_services) on 127.0.0.1,
+Starts detector, embedder and gallery as processes (facerec_app.supervisor.local_services) on 127.0.0.1,
 enrolls the 5-celebrity train pictures, then asks Identify with the val pictures: first one client
 (the baseline, a quarter of the time), then N clients. Prints throughput and p50/p99 latency of the
 answered calls, RESOURCE_EXHAUSTED (shed load: the queues are full) apart from unexpected errors,
@@ -111,8 +111,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     import grpc
 
     from facerec import assets
-    from facerec.supervisor import local_services
     from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+    from facerec_app.supervisor import local_services
 
     fetched = assets.fetch(assets.facerec_home(os.environ))
     train = assets.labelled_images(fetched.split("train"))

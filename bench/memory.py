@@ -3,7 +3,7 @@
     .venv/bin/python -m bench.memory                  # 10 000 calls (several minutes)
     .venv/bin/python -m bench.memory --calls 2000     # shorter
 
-Starts the three services (facerec.supervisor.local_services), enrolls the train set, Train, then
+Starts the three services (facerec_app.supervisor.local_services), enrolls the train set, Train, then
 identifies the 118 pictures round and round from --clients threads. Prints VmRSS of each service
 after 100 calls and every --every calls, the growth against the 100-call figure and whether it stays
 within 10% (no leak). The baseline is the service's own memory after 100 calls: there is no
@@ -81,7 +81,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     out = sys.stdout.write
 
     from facerec import assets
-    from facerec.supervisor import local_services
+    from facerec_app.supervisor import local_services
 
     fetched = assets.fetch(assets.facerec_home(os.environ))
     train = [(i, p.read_bytes()) for i, p in assets.labelled_images(fetched.split("train"))]

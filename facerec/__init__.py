@@ -1,1 +1,1 @@
-"""The facerec shared plumbing: CLI, server bootstrap, errors, images, assets."""
+"""The shared ground of every service: errors, status codes, images, batching, settings, server bootstrap, security, metrics, assets, channels, stubs."""

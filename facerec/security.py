@@ -41,10 +41,6 @@ OPEN_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-# The Gallery methods that change it: a read-only token may not call them.
-GALLERY_WRITE_METHODS = frozenset(
-    f"/facerec.v1.Gallery/{name}" for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")
-)
 
 
 @dataclass(frozen=True)

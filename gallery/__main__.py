@@ -24,7 +24,7 @@ from facerec.settings import SettingError
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.gallery import Gallery
-from gallery.service import SERVICE_NAME, build_server
+from gallery.service import SERVICE_NAME, WRITE_METHODS, build_server
 
 log = logging.getLogger("gallery")
 
@@ -88,9 +88,7 @@ def main(argv: Sequence[str] | None = None) -> None:
     )
     try:
         # TLS files and tokens are read now, so a wrong path fails before anything is served.
-        auth = security.token_interceptor(
-            settings.tokens_file, settings.tokens, security.GALLERY_WRITE_METHODS, "GALLERY_"
-        )
+        auth = security.token_interceptor(settings.tokens_file, settings.tokens, WRITE_METHODS, "GALLERY_")
         credentials = security.server_credentials(settings.tls, "GALLERY_")
         downstream = security.channel_credentials(
             settings.downstream_tls_ca, settings.downstream_tls_cert, settings.downstream_tls_key

@@ -18,6 +18,10 @@ from gallery.ports import Box, DetectOptions, Point
 from gallery.store import FaceRow, IdentityRow
 
 SERVICE_NAME = "facerec.v1.Gallery"
+# The methods that change the gallery: a read-only token may not call them.
+WRITE_METHODS = frozenset(
+    f"/{SERVICE_NAME}/{name}" for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")
+)
 _ALIGNMENT = {
     detector_pb2.ALIGNMENT_UNSPECIFIED: "",
     detector_pb2.ALIGNMENT_BOX: "box",

@@ -5,7 +5,7 @@ from __future__ import annotations
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
-from facerec.supervisor import ServiceProcess
+from facerec_app.supervisor import ServiceProcess
 
 # A started service: .process, .port, .address, .output, .stop(sig).
 Running = ServiceProcess

@@ -15,7 +15,7 @@ from pathlib import Path
 import pytest
 import yaml
 
-from facerec.cli import build_parser
+from facerec_app.cli import build_parser
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053}

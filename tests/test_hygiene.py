@@ -17,7 +17,7 @@ import pytest
 from facerec.server import Health
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("facerec", "detector_service", "embedding_service", "gallery", "bench", "tests")
+PACKAGES = ("facerec", "facerec_app", "detector_service", "embedding_service", "gallery", "bench", "tests")
 
 
 def sources() -> Iterator[tuple[Path, ast.Module]]:

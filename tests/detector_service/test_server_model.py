@@ -10,9 +10,9 @@ import pytest
 from detector_service.config import Settings
 from detector_service.detector import BatchingDetector, Detector
 from detector_service.service import SERVICE_NAME, build_detector_server
-from facerec.health_check import check
 from facerec.server import Health
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
+from facerec_app.health_check import check
 from tests.detector_service.helpers import encode, noise, png_header_only
 from tests.servers import running
 

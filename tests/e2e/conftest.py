@@ -8,7 +8,7 @@ from collections.abc import Iterator
 import pytest
 
 from facerec.assets import Assets
-from facerec.supervisor import ServiceProcess
+from facerec_app.supervisor import ServiceProcess
 from tests.servers import Running
 
 ARGS = ["--host", "127.0.0.1", "--port", "0"]

@@ -25,7 +25,7 @@ def facerec(
     *args: str, env: dict[str, str] | None = None, timeout: float = 600
 ) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "facerec.cli", *args],
+        [sys.executable, "-m", "facerec_app.cli", *args],
         capture_output=True,
         text=True,
         env={**os.environ, **(env or {})},
@@ -72,7 +72,7 @@ def served(home: Path, tmp_path_factory):
         [
             sys.executable,
             "-m",
-            "facerec.cli",
+            "facerec_app.cli",
             "serve",
             "--detector-port",
             "0",

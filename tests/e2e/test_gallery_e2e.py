@@ -130,7 +130,7 @@ def test_every_person_left_out_is_a_stranger_at_the_default_thresholds(
 ) -> None:
     """Open set for each choice of stranger, not just a lucky one: enroll four people's train faces
     (as embeddings, from the real services), identify all val faces; the fifth must come back unknown."""
-    from facerec.rpc import Embedding
+    from facerec_app.rpc import Embedding
 
     _, detector, embedder = stack
     client = Embedding(detector.address, embedder.address)

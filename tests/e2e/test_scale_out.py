@@ -28,9 +28,9 @@ from PIL import Image
 from prometheus_client.parser import text_string_to_metric_families
 
 from facerec.assets import Assets
-from facerec.health_check import check
-from facerec.supervisor import ServiceProcess
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, gallery_pb2, gallery_pb2_grpc
+from facerec_app.health_check import check
+from facerec_app.supervisor import ServiceProcess
 from gallery.clients import EmbedderClient
 
 log = logging.getLogger(__name__)

@@ -144,7 +144,7 @@ def test_gallery_with_mutual_tls_and_tokens_to_clients_and_downstream(
             reply = stub.Enroll(enroll, timeout=20)
             assert reply.results[0].outcome == gallery_pb2.ENROLLED, reply
             assert stub.Stats(gallery_pb2.StatsRequest(), timeout=5).faces == 1
-        cli = [sys.executable, "-m", "facerec.cli", "list", "--gallery", target, "--tls-ca", str(pki.ca)]
+        cli = [sys.executable, "-m", "facerec_app.cli", "list", "--gallery", target, "--tls-ca", str(pki.ca)]
         # The CLI has no client certificate: this gallery (mutual TLS) refuses it; see the next test.
         refused = subprocess.run([*cli, "--token", RO], capture_output=True, text=True, timeout=60)
         assert refused.returncode != 0
@@ -174,7 +174,7 @@ def test_cli_with_token_and_tls_ca(tmp_path: Path, pki: Pki, fake_inference: tup
     ]
     gallery = start_service("gallery", args, env=env, timeout_s=180)
     try:
-        cli = [sys.executable, "-m", "facerec.cli", "list", "--json", "--gallery", gallery.address]
+        cli = [sys.executable, "-m", "facerec_app.cli", "list", "--json", "--gallery", gallery.address]
         with_ca = [*cli, "--tls-ca", str(pki.ca)]
         ok = subprocess.run([*with_ca, "--token", RO], capture_output=True, text=True, timeout=60)
         assert ok.returncode == 0, ok.stderr
@@ -183,7 +183,7 @@ def test_cli_with_token_and_tls_ca(tmp_path: Path, pki: Pki, fake_inference: tup
         from_env = subprocess.run(with_ca, capture_output=True, text=True, timeout=60, env=_without_token(RO))
         assert from_env.returncode == 0, from_env.stderr
         denied = subprocess.run(
-            [sys.executable, "-m", "facerec.cli", "remove", "bob", "--gallery", gallery.address]
+            [sys.executable, "-m", "facerec_app.cli", "remove", "bob", "--gallery", gallery.address]
             + ["--tls-ca", str(pki.ca), "--token", RO],
             capture_output=True,
             text=True,
@@ -208,7 +208,7 @@ def test_real_detector_and_embedder_with_mutual_tls_and_tokens(
     tmp_path: Path, pki: Pki, train_images
 ) -> None:
     """Both inference processes demand a client certificate and a token; the gallery brings both."""
-    from facerec.supervisor import ServiceProcess
+    from facerec_app.supervisor import ServiceProcess
 
     inference_env = {}
     for prefix in ("DETECTOR_", "EMBEDDER_"):

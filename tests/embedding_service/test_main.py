@@ -12,9 +12,9 @@ from embedding_service.__main__ import parse_settings
 from embedding_service.config import Settings
 from embedding_service.service import SERVICE_NAME
 from facerec.assets import Assets
-from facerec.health_check import check
 from facerec.settings import SettingError
 from facerec.v1 import embedding_pb2, embedding_pb2_grpc
+from facerec_app.health_check import check
 from tests.embedding_service.support import crop_input, vectors_of
 from tests.servers import running
 

@@ -85,7 +85,11 @@ def test_cli_fetch_offline_exits_nonzero_with_one_line(tmp_path: Path) -> None:
         "PIP_FIND_LINKS": "",
     }
     done = subprocess.run(
-        [sys.executable, "-m", "facerec.cli", "fetch"], capture_output=True, text=True, env=env, timeout=120
+        [sys.executable, "-m", "facerec_app.cli", "fetch"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
     )
     assert done.returncode != 0
     lines = done.stderr.strip().splitlines()

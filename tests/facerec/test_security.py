@@ -19,6 +19,7 @@ from facerec import security
 from facerec.server import Health, ServerOptions, Service, build_server
 from facerec.settings import SettingError
 from facerec.v1 import gallery_pb2, gallery_pb2_grpc
+from gallery.service import WRITE_METHODS
 
 RW = "rw-token-0123456789abcdef"
 RO = "ro-token-0123456789abcdef"
@@ -117,7 +118,7 @@ def serve() -> Iterator:
             ],
             ServerOptions(host="127.0.0.1"),
             health,
-            interceptors=security.token_interceptor("", tokens, security.GALLERY_WRITE_METHODS),
+            interceptors=security.token_interceptor("", tokens, WRITE_METHODS),
             credentials=security.server_credentials(tls or security.TlsSettings()),
         )
         server.start()
@@ -246,7 +247,7 @@ def test_token_files_and_bad_settings(tmp_path: Path) -> None:
 
 
 def test_the_role_check_compares_every_token() -> None:
-    auth = security.TokenAuthInterceptor({RW: "rw", RO: "ro"}, security.GALLERY_WRITE_METHODS)
+    auth = security.TokenAuthInterceptor({RW: "rw", RO: "ro"}, WRITE_METHODS)
     assert (auth.role_of(RW), auth.role_of(RO), auth.role_of(""), auth.role_of(RW[:8])) == (
         "rw",
         "ro",

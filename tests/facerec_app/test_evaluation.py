@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from facerec import evaluation
+from facerec_app import evaluation
 
 
 def clusters(n_people: int = 5, per: int = 8, spread: float = 0.25, seed: int = 7):

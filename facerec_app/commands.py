@@ -14,8 +14,8 @@ from pathlib import Path
 import grpc
 
 from facerec.assets import IMAGE_SUFFIXES, labelled_images
-from facerec.rpc import ClientError, describe, open_channel, read_image
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+from facerec_app.rpc import ClientError, describe, open_channel, read_image
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
 TIMEOUT_S = 120.0
@@ -176,9 +176,9 @@ def cmd_identify(args: argparse.Namespace) -> int:
 
 
 def save_annotated(path: Path, faces: list[gallery_pb2.IdentifiedFace], out: Path) -> None:
-    from facerec.annotate import annotate
     from facerec.errors import FacerecError
     from facerec.images import decode_image
+    from facerec_app.annotate import annotate
 
     try:
         rgb = decode_image(read_image(path))
@@ -246,13 +246,13 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
-    from facerec.demo import run_demo
+    from facerec_app.demo import run_demo
 
     return run_demo(args)
 
 
 def cmd_eval(args: argparse.Namespace) -> int:
-    from facerec.evaluate_command import run_eval
+    from facerec_app.evaluate_command import run_eval
 
     return run_eval(args)
 

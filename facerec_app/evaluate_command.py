@@ -11,10 +11,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec import assets, calibration, evaluation
-from facerec.commands import folder_images, progress
-from facerec.rpc import ClientError, Embedding, read_image
-from facerec.supervisor import local_services
+from facerec import assets, calibration
+from facerec_app import evaluation
+from facerec_app.commands import folder_images, progress
+from facerec_app.rpc import ClientError, Embedding, read_image
+from facerec_app.supervisor import local_services
 
 MODES = ("box", "similarity")
 

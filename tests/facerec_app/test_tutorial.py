@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from facerec import tutorial
+from facerec_app import tutorial
 
 
 @pytest.mark.model

@@ -10,14 +10,9 @@ from collections.abc import Callable, Sequence
 from typing import NoReturn
 
 from facerec import assets
+from facerec_app.supervisor import MODULES
 
 log = logging.getLogger(__name__)
-
-SERVICES = {
-    "detector": "detector_service.__main__",
-    "embedder": "embedding_service.__main__",
-    "gallery": "gallery.__main__",
-}
 
 
 class CliError(Exception):
@@ -41,17 +36,17 @@ def cmd_fetch(args: argparse.Namespace) -> int:
 def cmd_serve(args: argparse.Namespace) -> int:
     import importlib
 
-    if args.service in SERVICES:
-        module = importlib.import_module(SERVICES[args.service])
+    from facerec_app.supervisor import MODULES, serve_all
+
+    if args.service in MODULES:
+        module = importlib.import_module(f"{MODULES[args.service]}.__main__")
         module.main(args.rest)
         return 0
-    from facerec.supervisor import serve_all
-
     return serve_all(args.rest)
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from facerec.health_check import check
+    from facerec_app.health_check import check
 
     serving, detail = check(args.address, args.service, args.timeout)
     sys.stdout.write(f"{args.address} {detail}\n")
@@ -81,7 +76,7 @@ def build_parser() -> argparse.ArgumentParser:
         help="run the services (all three, or one)",
         description="Run all three services (default) or one of them. Flags after the name go to that service.",
     )
-    serve.add_argument("service", nargs="?", default="all", choices=["all", *SERVICES])
+    serve.add_argument("service", nargs="?", default="all", choices=["all", *MODULES])
     serve.add_argument(
         "rest", nargs=argparse.REMAINDER, help="the service's own flags (see `--help` after it)"
     )
@@ -99,7 +94,7 @@ def build_parser() -> argparse.ArgumentParser:
 
 def _add_client_commands(sub: argparse._SubParsersAction) -> None:
     """The commands that talk to a gallery, the demo and eval."""
-    from facerec.commands import add_commands
+    from facerec_app.commands import add_commands
 
     add_commands(sub)
 
@@ -124,8 +119,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     )
     run: Callable[[argparse.Namespace], int] = args.run
     from facerec.errors import FacerecError
-    from facerec.rpc import ClientError
-    from facerec.supervisor import StartError
+    from facerec_app.rpc import ClientError
+    from facerec_app.supervisor import StartError
 
     try:
         return run(args)

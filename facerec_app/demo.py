@@ -12,11 +12,12 @@ from pathlib import Path
 
 import numpy as np
 
-from facerec import assets, evaluation
-from facerec.commands import GalleryClient, enroll_pairs, identify_one
-from facerec.rpc import Embedding, largest, read_image
-from facerec.supervisor import local_services
+from facerec import assets
 from facerec.v1 import gallery_pb2
+from facerec_app import evaluation
+from facerec_app.commands import GalleryClient, enroll_pairs, identify_one
+from facerec_app.rpc import Embedding, largest, read_image
+from facerec_app.supervisor import local_services
 
 
 def run_demo(args: argparse.Namespace) -> int:
@@ -60,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def score(client: GalleryClient, pairs: list[tuple[str, Path]], split: str) -> dict[str, list[int]]:
     """identity → [right, faces found, pictures] for the largest face of each picture."""
-    from facerec.commands import progress
+    from facerec_app.commands import progress
 
     table: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     bar = progress(len(pairs), f"identify {split}")

@@ -1,0 +1,1 @@
+"""The facerec application: the `facerec` command, the demo, eval, and the supervisor of the services."""
