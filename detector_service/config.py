@@ -9,11 +9,10 @@ from dataclasses import dataclass, fields, replace
 from facerec.assets import facerec_home
 from facerec.images import ImageLimits
 from facerec.security import TlsSettings
-from facerec.server import MiB, ServerOptions
-from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
+from facerec.server import ServerOptions
+from facerec.settings import RUNTIMES, MiB, SettingError, env_bool, env_float, env_int, env_str
 
 PREFIX = "DETECTOR_"
-RUNTIMES = ("onnxruntime", "tensorflow")
 
 
 @dataclass(frozen=True)

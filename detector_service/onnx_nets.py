@@ -22,7 +22,6 @@ from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
 
 log = logging.getLogger(__name__)
 
-RUNTIMES = ("onnxruntime", "tensorflow")
 NET_NAMES = ("pnet", "rnet", "onet")
 # Input shapes (batch, height, width, channels); P-Net is fully convolutional.
 INPUT_SHAPES: dict[str, list[int | None]] = {

@@ -9,8 +9,8 @@ import os
 from collections.abc import Mapping, Sequence
 from pathlib import Path
 
-from embedding_service.config import RUNTIMES, Settings
-from facerec.settings import SettingError
+from embedding_service.config import Settings
+from facerec.settings import RUNTIMES, SettingError
 
 log = logging.getLogger(__name__)
 

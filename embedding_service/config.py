@@ -8,10 +8,8 @@ from pathlib import Path
 
 from facerec.assets import Assets, facerec_home
 from facerec.security import TlsSettings
-from facerec.settings import SettingError, env_bool, env_float, env_int, env_str
+from facerec.settings import RUNTIMES, MiB, SettingError, env_bool, env_float, env_int, env_str
 
-MiB = 1024 * 1024
-RUNTIMES = ("tensorflow", "onnxruntime")
 DEFAULT_PORT = 50052
 
 

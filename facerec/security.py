@@ -234,20 +234,3 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
 
     def intercept_unary_stream(self, continuation: Callable, client_call_details, request):
         return continuation(self._with_token(client_call_details), request)
-
-
-def client_channel(
-    target: str,
-    options: Iterable[tuple[str, Any]] = (),
-    credentials: grpc.ChannelCredentials | None = None,
-    token: str = "",
-) -> grpc.Channel:
-    """A channel to `target`: TLS when credentials are given, and sending `token` on every call when set."""
-    opts = list(options)
-    if credentials is None:
-        channel = grpc.insecure_channel(target, options=opts)
-    else:
-        channel = grpc.secure_channel(target, credentials, options=opts)
-    if token:
-        return grpc.intercept_channel(channel, BearerToken(token))
-    return channel

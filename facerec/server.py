@@ -13,11 +13,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from facerec.settings import MiB
 from facerec.status import ErrorInterceptor
 
 log = logging.getLogger(__name__)
-
-MiB = 1024 * 1024
 
 
 @dataclass(frozen=True)

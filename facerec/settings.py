@@ -4,6 +4,10 @@ from __future__ import annotations
 
 from collections.abc import Mapping
 
+MiB = 1024 * 1024
+# The inference runtimes both model services can run on.
+RUNTIMES = ("onnxruntime", "tensorflow")
+
 
 class SettingError(ValueError):
     """A setting has a value of the wrong kind; the message names the variable."""

@@ -15,7 +15,7 @@ import grpc
 
 from facerec.assets import IMAGE_SUFFIXES, labelled_images
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
-from facerec_app.rpc import ClientError, describe, open_channel, read_image
+from facerec_app.rpc import ClientError, connect, describe, read_image
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
 TIMEOUT_S = 120.0
@@ -26,7 +26,7 @@ class GalleryClient:
 
     def __init__(self, address: str, token: str = "", tls_ca: str = "") -> None:
         self.address = address
-        self._channel = open_channel(address, token, tls_ca)
+        self._channel = connect(address, token, tls_ca)
         self._stub = gallery_pb2_grpc.GalleryStub(self._channel)
 
     def call(self, method: str, request):

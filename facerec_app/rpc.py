@@ -25,14 +25,14 @@ def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
     return ClientError(f"The {service} answered {code.name}: {exc.details()}")
 
 
-def open_channel(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
+def connect(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
     """A channel to a service: TLS trusting `tls_ca` when set, and sending `token` on every call when set."""
-    from facerec.security import channel_credentials, client_channel
-    from facerec.settings import SettingError
+    from facerec.channels import open_channel
+    from facerec.security import channel_credentials
 
     try:
-        return client_channel(address, credentials=channel_credentials(tls_ca), token=token)
-    except SettingError as exc:
+        return open_channel(address, credentials=channel_credentials(tls_ca), token=token)
+    except ValueError as exc:  # SettingError, or an address list that is not literal IPs
         raise ClientError(str(exc)) from None
 
 

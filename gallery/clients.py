@@ -1,12 +1,7 @@
 """gRPC clients of the detector and the embedder, implementing gallery.ports.
 
-One channel per service, with the `round_robin` load-balancing policy over every address the
-target resolves to, so replicas share the load with no proxy:
-
-- "dns:///detector:50051" or "detector:50051": every A/AAAA record of the name (headless services,
-  `docker compose --scale`).
-- "127.0.0.1:5001,127.0.0.1:5002": a comma list of literal addresses becomes the static target
-  "ipv4:127.0.0.1:5001,127.0.0.1:5002" ("ipv6:" for [::1]:5001 style addresses).
+One channel per service (facerec.channels.open_channel), with the `round_robin` load-balancing
+policy over every address the target resolves to, so replicas share the load with no proxy.
 
 Every call has a deadline (the caller's remaining time, capped by the client's own). UNAVAILABLE is
 retried by gRPC itself (service config retryPolicy: 4 attempts, 0.1 s backoff doubling to 1 s), also
@@ -17,8 +12,6 @@ stays down is raised as Unavailable with one sentence naming it.
 
 from __future__ import annotations
 
-import ipaddress
-import json
 import logging
 from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
@@ -28,93 +21,20 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec import errors
-from facerec.security import client_channel
+from facerec.channels import open_channel
+from facerec.settings import MiB
 from facerec.status import STATUS
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
 
 log = logging.getLogger(__name__)
 
-MiB = 1024 * 1024
 _CODE_TO_ERROR: dict[int, type[errors.FacerecError]] = {code.value[0]: cls for cls, code in STATUS.items()}
 _ALIGNMENT = {
     "": detector_pb2.ALIGNMENT_UNSPECIFIED,
     "box": detector_pb2.ALIGNMENT_BOX,
     "similarity": detector_pb2.ALIGNMENT_SIMILARITY,
 }
-
-
-def channel_target(addresses: str) -> str:
-    """The gRPC target for one address, a resolver URI, or a comma list of literal IP:port addresses."""
-    parts = [p.strip() for p in addresses.split(",") if p.strip()]
-    if not parts:
-        raise ValueError("No address given.")
-    if len(parts) == 1:
-        return parts[0]
-    families = {_family(p) for p in parts}
-    if families == {"ipv4"}:
-        return "ipv4:" + ",".join(parts)
-    if families == {"ipv6"}:
-        return "ipv6:" + ",".join(parts)
-    raise ValueError(
-        f"A list of addresses must be literal IPv4 (or all IPv6) host:port pairs, not {addresses!r}; "
-        "for a name with several records use dns:///name:port."
-    )
-
-
-def _family(address: str) -> str:
-    host, _, port = address.rpartition(":")
-    if not port.isdigit():
-        return "other"
-    try:
-        ip = ipaddress.ip_address(host.strip("[]"))
-    except ValueError:
-        return "other"
-    return "ipv4" if ip.version == 4 else "ipv6"
-
-
-def service_config(service: str, attempts: int = 4) -> str:
-    """round_robin over every address, and gRPC-level retries of UNAVAILABLE with exponential backoff."""
-    return json.dumps(
-        {
-            "loadBalancingConfig": [{"round_robin": {}}],
-            "methodConfig": [
-                {
-                    "name": [{"service": service}],
-                    "retryPolicy": {
-                        "maxAttempts": attempts,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "1s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ],
-        }
-    )
-
-
-def open_channel(
-    addresses: str,
-    service: str,
-    max_message_bytes: int = 64 * MiB,
-    credentials: grpc.ChannelCredentials | None = None,
-    token: str = "",
-) -> grpc.Channel:
-    """A round_robin channel; TLS with `credentials`, and `token` sent as a bearer token when set."""
-    return client_channel(
-        channel_target(addresses),
-        options=[
-            ("grpc.service_config", service_config(service)),
-            ("grpc.enable_retries", 1),
-            ("grpc.max_receive_message_length", max_message_bytes),
-            ("grpc.max_send_message_length", max_message_bytes),
-            # A request larger than this buffer is never retried once sent.
-            ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
-        ],
-        credentials=credentials,
-        token=token,
-    )
 
 
 def _deadline(timeout_s: float | None, cap_s: float) -> float:

@@ -14,11 +14,10 @@ from pathlib import Path
 from facerec.assets import Assets, facerec_home
 from facerec.security import TlsSettings
 from facerec.server import ServerOptions
-from facerec.settings import SettingError, env_float, env_int, env_str
+from facerec.settings import MiB, SettingError, env_float, env_int, env_str
 from gallery.gallery import GalleryOptions
 from gallery.ports import DetectOptions
 
-MiB = 1024 * 1024
 DEFAULT_PORT = 50053
 # The model the gallery assumes when the embedder cannot be asked at start (it is checked on every embed).
 DEFAULT_MODEL = "facenet-keras-128"

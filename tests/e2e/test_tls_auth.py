@@ -17,6 +17,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec import security
+from facerec.channels import open_channel
 from facerec.server import Health, ServerOptions, Service, build_server
 from facerec.v1 import (
     common_pb2,
@@ -121,11 +122,11 @@ def test_gallery_with_mutual_tls_and_tokens_to_clients_and_downstream(
                 lambda: gallery_pb2_grpc.GalleryStub(plain).Stats(gallery_pb2.StatsRequest(), timeout=5)
             ) == (grpc.StatusCode.UNAVAILABLE)
         # TLS without a client certificate: refused in the handshake.
-        with security.client_channel(target, credentials=security.channel_credentials(str(pki.ca))) as ch:
+        with open_channel(target, credentials=security.channel_credentials(str(pki.ca))) as ch:
             assert code_of(
                 lambda: gallery_pb2_grpc.GalleryStub(ch).Stats(gallery_pb2.StatsRequest(), timeout=5)
             ) == (grpc.StatusCode.UNAVAILABLE)
-        with security.client_channel(target, credentials=client_credentials(pki)) as ch:
+        with open_channel(target, credentials=client_credentials(pki)) as ch:
             probe = health_pb2_grpc.HealthStub(ch).Check(health_pb2.HealthCheckRequest(service=""), timeout=5)
             assert probe.status == health_pb2.HealthCheckResponse.SERVING
             stub = gallery_pb2_grpc.GalleryStub(ch)
@@ -133,12 +134,12 @@ def test_gallery_with_mutual_tls_and_tokens_to_clients_and_downstream(
                 code_of(lambda: stub.Stats(gallery_pb2.StatsRequest(), timeout=5))
                 == grpc.StatusCode.UNAUTHENTICATED
             )
-        with security.client_channel(target, credentials=client_credentials(pki), token=RO) as ch:
+        with open_channel(target, credentials=client_credentials(pki), token=RO) as ch:
             stub = gallery_pb2_grpc.GalleryStub(ch)
             enroll = gallery_pb2.EnrollRequest(identity="alice", images=[common_pb2.Image(data=portrait(0))])
             assert code_of(lambda: stub.Enroll(enroll, timeout=10)) == grpc.StatusCode.PERMISSION_DENIED
             assert stub.Stats(gallery_pb2.StatsRequest(), timeout=5).faces == 0
-        with security.client_channel(target, credentials=client_credentials(pki), token=RW) as ch:
+        with open_channel(target, credentials=client_credentials(pki), token=RW) as ch:
             stub = gallery_pb2_grpc.GalleryStub(ch)
             # By picture: the gallery calls the fakes over mutual TLS with its own token.
             reply = stub.Enroll(enroll, timeout=20)
@@ -231,21 +232,19 @@ def test_real_detector_and_embedder_with_mutual_tls_and_tokens(
                 code_of(lambda: probe(health_pb2.HealthCheckRequest(), timeout=5))
                 == grpc.StatusCode.UNAVAILABLE
             )
-        with security.client_channel(embedder, credentials=client_credentials(pki)) as ch:
+        with open_channel(embedder, credentials=client_credentials(pki)) as ch:
             info = embedding_pb2_grpc.EmbedderStub(ch).GetModelInfo
             assert code_of(lambda: info(embedding_pb2.GetModelInfoRequest(), timeout=10)) == (
                 grpc.StatusCode.UNAUTHENTICATED
             )
-        with security.client_channel(detector, credentials=client_credentials(pki)) as ch:
+        with open_channel(detector, credentials=client_credentials(pki)) as ch:
             detect = detector_pb2_grpc.DetectorStub(ch).Detect
             request = detector_pb2.DetectRequest(images=[common_pb2.Image(data=b"x")])
             assert code_of(lambda: detect(request, timeout=10)) == grpc.StatusCode.UNAUTHENTICATED
         identity, path = train_images[0]
         gallery = secured_gallery(tmp_path, pki, detector, embedder)
         try:
-            with security.client_channel(
-                gallery.address, credentials=client_credentials(pki), token=RW
-            ) as ch:
+            with open_channel(gallery.address, credentials=client_credentials(pki), token=RW) as ch:
                 stub = gallery_pb2_grpc.GalleryStub(ch)
                 enroll = gallery_pb2.EnrollRequest(
                     identity=identity, images=[common_pb2.Image(data=path.read_bytes())]

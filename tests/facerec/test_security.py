@@ -16,6 +16,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec import security
+from facerec.channels import open_channel
 from facerec.server import Health, ServerOptions, Service, build_server
 from facerec.settings import SettingError
 from facerec.v1 import gallery_pb2, gallery_pb2_grpc
@@ -142,13 +143,13 @@ def code_of(call) -> grpc.StatusCode:
 
 def test_tls_serves_trusting_clients_and_refuses_plaintext(pki: Pki, serve) -> None:
     served = serve(security.TlsSettings(str(pki.server_cert), str(pki.server_key)))
-    with security.client_channel(served.target, credentials=security.channel_credentials(str(pki.ca))) as ch:
+    with open_channel(served.target, credentials=security.channel_credentials(str(pki.ca))) as ch:
         assert stats(ch) == 3
     with grpc.insecure_channel(served.target) as plain:
         assert code_of(lambda: stats(plain)) == grpc.StatusCode.UNAVAILABLE
     # A client that trusts another CA does not accept this server.
     rogue_trust = security.channel_credentials(str(pki.rogue_cert.with_name("rogue-ca.pem")))
-    with security.client_channel(served.target, credentials=rogue_trust) as ch:
+    with open_channel(served.target, credentials=rogue_trust) as ch:
         assert code_of(lambda: stats(ch)) == grpc.StatusCode.UNAVAILABLE
 
 
@@ -158,9 +159,9 @@ def test_mutual_tls_requires_a_client_certificate_from_the_trusted_ca(pki: Pki, 
     rogue = security.channel_credentials(str(pki.ca), str(pki.rogue_cert), str(pki.rogue_key))
     good = security.channel_credentials(str(pki.ca), str(pki.client_cert), str(pki.client_key))
     for credentials in (anonymous, rogue):
-        with security.client_channel(served.target, credentials=credentials) as ch:
+        with open_channel(served.target, credentials=credentials) as ch:
             assert code_of(lambda ch=ch: stats(ch)) == grpc.StatusCode.UNAVAILABLE
-    with security.client_channel(served.target, credentials=good) as ch:
+    with open_channel(served.target, credentials=good) as ch:
         assert stats(ch) == 3
 
 
@@ -179,14 +180,14 @@ def test_tokens_and_roles_with_open_health_and_reflection(serve) -> None:
         )
         assert "facerec.v1.Gallery" in {s.name for s in listing.list_services_response.service}
     for token in ("", "wrong-token-0123456789", RW[:-1], RW + "x"):
-        with security.client_channel(served.target, token=token) as ch:
+        with open_channel(served.target, token=token) as ch:
             assert code_of(lambda ch=ch: stats(ch)) == grpc.StatusCode.UNAUTHENTICATED
-    with security.client_channel(served.target, token=RO) as ch:
+    with open_channel(served.target, token=RO) as ch:
         assert stats(ch) == 3
         train = gallery_pb2_grpc.GalleryStub(ch).Train
         denied = code_of(lambda: train(gallery_pb2.TrainRequest(), timeout=5))
         assert denied == grpc.StatusCode.PERMISSION_DENIED
-    with security.client_channel(served.target, token=RW) as ch:
+    with open_channel(served.target, token=RW) as ch:
         gallery_pb2_grpc.GalleryStub(ch).Train(gallery_pb2.TrainRequest(), timeout=5)
         assert stats(ch) == 3
     # Other spellings of the header: the scheme is case-insensitive; a bare token is not a bearer token.
@@ -205,9 +206,9 @@ def test_tokens_and_roles_with_open_health_and_reflection(serve) -> None:
 def test_token_and_tls_together(pki: Pki, serve) -> None:
     served = serve(security.TlsSettings(str(pki.server_cert), str(pki.server_key)), tokens=f"{RW} rw")
     credentials = security.channel_credentials(str(pki.ca))
-    with security.client_channel(served.target, credentials=credentials, token=RW) as ch:
+    with open_channel(served.target, credentials=credentials, token=RW) as ch:
         assert stats(ch) == 3
-    with security.client_channel(served.target, credentials=credentials) as ch:
+    with open_channel(served.target, credentials=credentials) as ch:
         assert code_of(lambda: stats(ch)) == grpc.StatusCode.UNAUTHENTICATED
 
 

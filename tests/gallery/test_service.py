@@ -15,6 +15,7 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
+from facerec.channels import channel_target
 from facerec.errors import InvalidInput
 from facerec.server import Health, ServerOptions, Service
 from facerec.server import build_server as build_grpc_server
@@ -28,7 +29,7 @@ from facerec.v1 import (
     gallery_pb2,
     gallery_pb2_grpc,
 )
-from gallery.clients import DetectorClient, EmbedderClient, channel_target
+from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.gallery import Gallery
 from gallery.service import SERVICE_NAME, build_server
