@@ -70,8 +70,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     pin_threads(2, 1)
     from mtcnn import MTCNN
 
+    from detector_service.batcher import BatchingDetector
     from detector_service.config import Settings
-    from detector_service.detector import BatchingDetector, DetectOptions, Detector
+    from detector_service.detector import DetectOptions, Detector
     from detector_service.service import SERVICE_NAME, build_detector_server
     from facerec.server import Health
 

@@ -2,77 +2,49 @@
 
 from __future__ import annotations
 
-import argparse
-from collections.abc import Mapping, Sequence
-from dataclasses import dataclass, fields, replace
+import dataclasses
+from collections.abc import Mapping
+from typing import Any, ClassVar
 
 from facerec.assets import facerec_home
 from facerec.images import ImageLimits
-from facerec.security import TlsSettings
-from facerec.server import ServerOptions
-from facerec.settings import RUNTIMES, MiB, SettingError, env_bool, env_float, env_int, env_str
-
-PREFIX = "DETECTOR_"
+from facerec.settings import RUNTIMES, MiB, ServerOptions, ServerSettings, SettingError, setting
 
 
-@dataclass(frozen=True)
-class Settings:
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class Settings(ServerSettings):
     """Every limit and knob of the detector. Each field is DETECTOR_<FIELD> and --<field-with-dashes>."""
 
-    host: str = "[::]"
-    port: int = 50051
-    max_images_per_request: int = 16
-    max_image_bytes: int = 20 * MiB
-    max_image_pixels: int = 40_000_000
-    max_message_bytes: int = 64 * MiB
+    PREFIX: ClassVar[str] = "DETECTOR_"
+
+    port: int = setting(50051, "port to listen on; 0 picks a free one")
+    max_images_per_request: int = setting(16, "pictures one Detect call may carry")
+    max_image_bytes: int = setting(20 * MiB, "largest encoded picture")
+    max_image_pixels: int = setting(40_000_000, "largest decoded picture (width x height)")
+    max_message_bytes: int = setting(64 * MiB, "largest gRPC message")
+    max_concurrent_rpcs: int = setting(64, "calls in progress; beyond it RESOURCE_EXHAUSTED")
     # Requests waiting for the model; beyond it Detect answers RESOURCE_EXHAUSTED.
-    max_queue: int = 32
+    max_queue: int = setting(32, "requests waiting for the model; beyond it RESOURCE_EXHAUSTED")
     # Pictures per model call, and how long the worker waits for more to fill one.
-    max_batch: int = 8
-    max_delay_ms: float = 5.0
-    default_min_face_size_px: int = 20
-    intra_op_threads: int = 2
-    inter_op_threads: int = 1
-    max_workers: int = 16
-    max_concurrent_rpcs: int = 64
-    grace_s: float = 5.0
+    max_batch: int = setting(8, "pictures per model call")
+    max_delay_ms: float = setting(5.0, "wait this long for a batch to fill")
+    default_min_face_size_px: int = setting(20, "smallest face looked for when a request says 0")
+    intra_op_threads: int = setting(2, "model intra-op threads")
+    inter_op_threads: int = setting(1, "model inter-op threads")
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
     # a few boxes move by a few pixels from mtcnn's (so crops differ from the tutorial's on those).
-    pad_sizes: bool = False
+    pad_sizes: bool = setting(False, "share P-Net calls between picture sizes by padding")
     # mtcnn's networks on onnxruntime (exported once with tf2onnx, cached in models_dir) or tensorflow.
-    runtime: str = "onnxruntime"
+    runtime: str = setting("onnxruntime", "mtcnn's networks on this runtime", choices=RUNTIMES)
     # Where the ONNX exports are cached; "" = FACEREC_HOME/models.
-    models_dir: str = ""
-    # Prometheus /metrics on this port; 0 = off.
-    metrics_port: int = 0
-    # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
-    tls_cert: str = ""
-    tls_key: str = ""
-    tls_client_ca: str = ""
-    # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
-    tokens_file: str = ""
-    tokens: str = ""
+    models_dir: str = setting("", "where the ONNX exports are cached (default FACEREC_HOME/models)")
 
     @classmethod
-    def from_env(cls, environ: Mapping[str, str]) -> Settings:
-        values = {}
-        for f in fields(cls):
-            key = PREFIX + f.name.upper()
-            default = f.default
-            if isinstance(default, bool):
-                values[f.name] = env_bool(environ, key, default)
-            elif isinstance(default, str):
-                values[f.name] = env_str(environ, key, default)
-            elif isinstance(default, int):
-                values[f.name] = env_int(environ, key, default)
-            else:
-                values[f.name] = env_float(environ, key, float(default))
-        if not values["models_dir"]:
-            values["models_dir"] = str(facerec_home(environ) / "models")
-        return cls(**values).checked()
+    def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:
+        return {"models_dir": str(facerec_home(environ) / "models")}
 
-    def checked(self) -> Settings:
-        """Raises SettingError for a value that cannot work."""
+    def check(self) -> None:
+        super().check()
         for name in (
             "max_images_per_request",
             "max_image_bytes",
@@ -82,65 +54,24 @@ class Settings:
             "max_batch",
             "intra_op_threads",
             "inter_op_threads",
-            "max_workers",
             "max_concurrent_rpcs",
         ):
             if getattr(self, name) < 1:
-                raise SettingError(f"{PREFIX}{name.upper()} must be at least 1, not {getattr(self, name)}.")
+                raise SettingError(f"{self.key(name)} must be at least 1, not {getattr(self, name)}.")
         if self.default_min_face_size_px < 12:
-            raise SettingError(f"{PREFIX}DEFAULT_MIN_FACE_SIZE_PX must be at least 12.")
-        if not 0 <= self.port <= 65535:
-            raise SettingError(f"{PREFIX}PORT must be between 0 and 65535, not {self.port}.")
-        if not 0 <= self.metrics_port <= 65535:
-            raise SettingError(f"{PREFIX}METRICS_PORT must be between 0 and 65535, not {self.metrics_port}.")
+            raise SettingError(f"{self.key('default_min_face_size_px')} must be at least 12.")
         if self.runtime not in RUNTIMES:
-            raise SettingError(f"{PREFIX}RUNTIME must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
-        self.tls.checked(PREFIX)
-        return self
-
-    @property
-    def tls(self) -> TlsSettings:
-        return TlsSettings(self.tls_cert, self.tls_key, self.tls_client_ca)
+            raise SettingError(
+                f"{self.key('runtime')} must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}."
+            )
 
     @property
     def image_limits(self) -> ImageLimits:
         return ImageLimits(max_bytes=self.max_image_bytes, max_pixels=self.max_image_pixels)
 
-    @property
     def server_options(self) -> ServerOptions:
-        return ServerOptions(
-            host=self.host,
-            port=self.port,
-            max_workers=self.max_workers,
+        return dataclasses.replace(
+            super().server_options(),
             max_concurrent_rpcs=self.max_concurrent_rpcs,
             max_message_bytes=self.max_message_bytes,
-            grace_s=self.grace_s,
         )
-
-
-def add_arguments(parser: argparse.ArgumentParser, defaults: Settings) -> None:
-    """One flag per setting, defaulting to `defaults` (the environment's values)."""
-    for f in fields(Settings):
-        value = getattr(defaults, f.name)
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            type=_flag_bool if isinstance(value, bool) else type(value),
-            default=value,
-            # Secrets are not echoed by --help.
-            help=f"(env {PREFIX}{f.name.upper()}" + (")" if f.name == "tokens" else f", default {value})"),
-        )
-
-
-def parse(argv: Sequence[str] | None, environ: Mapping[str, str]) -> Settings:
-    """Settings from the environment, then the command line over them."""
-    defaults = Settings.from_env(environ)
-    parser = argparse.ArgumentParser(
-        prog="facerec serve detector", description="The MTCNN detection service."
-    )
-    add_arguments(parser, defaults)
-    args = parser.parse_args(argv)
-    return replace(defaults, **{f.name: getattr(args, f.name) for f in fields(Settings)}).checked()
-
-
-def _flag_bool(text: str) -> bool:
-    return env_bool({"flag": text}, "flag", False)

@@ -3,11 +3,12 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import Any
+from collections.abc import Callable, Sequence
+from typing import Protocol
 
 import grpc
 import numpy as np
+from numpy.typing import NDArray
 
 from detector_service.config import Settings
 from detector_service.detector import Alignment, Detection, DetectOptions
@@ -29,14 +30,25 @@ _ALIGNMENT = {
 }
 
 
+class QueuedDetector(Protocol):
+    """What the servicer calls: detector_service.batcher.BatchingDetector."""
+
+    def detect(
+        self,
+        images: Sequence[NDArray[np.uint8]],
+        options: DetectOptions,
+        timeout_s: float | None = None,
+        is_active: Callable[[], bool] = ...,
+    ) -> list[list[Detection] | FacerecError]: ...
+
+
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     """Decodes each picture, hands the good ones to the batching detector, answers one result per picture.
 
-    `detector` has detect(images, options, timeout_s, is_active) -> per image a list of Detection or
-    the FacerecError that picture alone got (detector_service.detector.BatchingDetector).
+    `detector` answers per image a list of Detection or the FacerecError that picture alone got.
     """
 
-    def __init__(self, detector: Any, settings: Settings) -> None:
+    def __init__(self, detector: QueuedDetector, settings: Settings) -> None:
         self._detector = detector
         self._settings = settings
         self._limits = settings.image_limits
@@ -112,7 +124,7 @@ def _point(xy: tuple[float, float]) -> common_pb2.Point:
 
 def build_detector_server(
     settings: Settings,
-    detector: Any,
+    detector: QueuedDetector,
     health: Health,
     interceptors: Sequence[grpc.ServerInterceptor] = (),
     credentials: grpc.ServerCredentials | None = None,
@@ -122,4 +134,4 @@ def build_detector_server(
     service = Service(
         SERVICE_NAME, lambda server: detector_pb2_grpc.add_DetectorServicer_to_server(servicer, server)
     )
-    return build_server([service], settings.server_options, health, interceptors, credentials)
+    return build_server([service], settings.server_options(), health, interceptors, credentials)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 from collections.abc import Sequence
 
@@ -119,10 +120,8 @@ def build_server(
         max_request_bytes=settings.max_request_bytes,
         max_face_pixels=settings.max_face_pixels,
     )
-    options = server_mod.ServerOptions(
-        host=settings.host,
-        port=settings.port,
-        max_workers=settings.max_workers,
+    options = dataclasses.replace(
+        settings.server_options(),
         # At most max_workers calls wait in the batcher; gRPC holds the rest, so its bound is the queue's.
         max_concurrent_rpcs=settings.max_queue,
         max_message_bytes=settings.max_request_bytes + MESSAGE_OVERHEAD_BYTES,

@@ -18,14 +18,13 @@ import hmac
 import logging
 import re
 from collections.abc import Callable, Iterable, Mapping
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, NamedTuple
 
 import grpc
 
 from facerec import errors
-from facerec.settings import SettingError
+from facerec.settings import SettingError, TlsSettings
 from facerec.status import status_of
 
 log = logging.getLogger(__name__)
@@ -41,27 +40,6 @@ OPEN_PREFIXES = (
     "/grpc.reflection.v1alpha.ServerReflection/",
     "/grpc.reflection.v1.ServerReflection/",
 )
-
-
-@dataclass(frozen=True)
-class TlsSettings:
-    """A server's TLS files (PEM paths; "" = unset). cert empty = plaintext."""
-
-    cert: str = ""
-    key: str = ""
-    client_ca: str = ""
-
-    @property
-    def enabled(self) -> bool:
-        return bool(self.cert)
-
-    def checked(self, prefix: str = "") -> TlsSettings:
-        """Raises SettingError for a combination that cannot work."""
-        if bool(self.cert) != bool(self.key):
-            raise SettingError(f"{prefix}TLS_CERT and {prefix}TLS_KEY must be set together.")
-        if self.client_ca and not self.cert:
-            raise SettingError(f"{prefix}TLS_CLIENT_CA needs {prefix}TLS_CERT and {prefix}TLS_KEY.")
-        return self
 
 
 def _read(path: str, what: str) -> bytes:

@@ -13,25 +13,10 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
-from facerec.settings import MiB
+from facerec.settings import ServerOptions
 from facerec.status import ErrorInterceptor
 
 log = logging.getLogger(__name__)
-
-
-@dataclass(frozen=True)
-class ServerOptions:
-    """How a gRPC server listens. max_concurrent_rpcs bounds the queue: beyond it, RESOURCE_EXHAUSTED."""
-
-    host: str = "[::]"
-    port: int = 0
-    max_workers: int = 16
-    max_concurrent_rpcs: int = 64
-    max_message_bytes: int = 64 * MiB
-    grace_s: float = 5.0
-    # Clients re-resolve DNS only when a connection ends; ending connections after this long lets the
-    # gallery find replicas added by `docker compose --scale` or `kubectl scale`. 0 = never.
-    max_connection_age_s: float = 300.0
 
 
 @dataclass(frozen=True)

@@ -189,8 +189,9 @@ def test_the_leak_patterns_catch_pictures_and_embeddings() -> None:
 @pytest.fixture()
 def services(tmp_path: Path) -> Iterator[str]:
     """The real detector and embedder servicers (fake models) and the real gallery, in process."""
+    from detector_service.batcher import BatchingDetector
     from detector_service.config import Settings as DetectorSettings
-    from detector_service.detector import BatchingDetector, Box, Detection, Landmarks
+    from detector_service.detector import Box, Detection, Landmarks
     from detector_service.service import build_detector_server
     from embedding_service.batcher import EmbeddingBatcher
     from embedding_service.config import Settings as EmbedderSettings

@@ -9,7 +9,8 @@ import pytest
 from PIL import Image
 
 from detector_service.alignment import TEMPLATE_160
-from detector_service.detector import Alignment, BatchingDetector, Detection, DetectOptions, Detector
+from detector_service.batcher import BatchingDetector
+from detector_service.detector import Alignment, Detection, DetectOptions, Detector
 from facerec.images import decode_image
 from tests.detector_service.helpers import encode
 

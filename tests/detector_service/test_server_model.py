@@ -7,8 +7,9 @@ from collections.abc import Iterator
 import grpc
 import pytest
 
+from detector_service.batcher import BatchingDetector
 from detector_service.config import Settings
-from detector_service.detector import BatchingDetector, Detector
+from detector_service.detector import Detector
 from detector_service.service import SERVICE_NAME, build_detector_server
 from facerec.server import Health
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc

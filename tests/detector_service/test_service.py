@@ -11,8 +11,9 @@ import numpy as np
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
-from detector_service.config import Settings, parse
-from detector_service.detector import BatchingDetector, Box, Detection, DetectOptions, Landmarks
+from detector_service.batcher import BatchingDetector
+from detector_service.config import Settings
+from detector_service.detector import Box, Detection, DetectOptions, Landmarks
 from detector_service.service import build_detector_server
 from facerec.server import Health
 from facerec.settings import SettingError
@@ -216,7 +217,7 @@ def test_settings_from_env_and_flags() -> None:
     env = {"DETECTOR_MAX_IMAGES_PER_REQUEST": "4", "DETECTOR_MAX_DELAY_MS": "2.5", "DETECTOR_HOST": "0.0.0.0"}
     settings = Settings.from_env(env)
     assert (settings.max_images_per_request, settings.max_delay_ms, settings.host) == (4, 2.5, "0.0.0.0")
-    flagged = parse(["--max-queue", "3", "--port", "0", "--intra-op-threads", "4"], env)
+    flagged = Settings.parse(["--max-queue", "3", "--port", "0", "--intra-op-threads", "4"], env)
     assert (flagged.max_queue, flagged.port, flagged.intra_op_threads, flagged.max_images_per_request) == (
         3,
         0,
@@ -224,7 +225,7 @@ def test_settings_from_env_and_flags() -> None:
         4,
     )
     assert Settings.from_env({"DETECTOR_PAD_SIZES": "true"}).pad_sizes is True
-    assert parse(["--pad-sizes", "false"], {"DETECTOR_PAD_SIZES": "1"}).pad_sizes is False
+    assert Settings.parse(["--pad-sizes", "false"], {"DETECTOR_PAD_SIZES": "1"}).pad_sizes is False
     with pytest.raises(SettingError):
         Settings.from_env({"DETECTOR_MAX_QUEUE": "0"})
     with pytest.raises(SettingError):

@@ -17,15 +17,17 @@ from pathlib import Path
 import grpc
 import numpy as np
 
+from detector_service.batcher import BatchingDetector
 from detector_service.config import Settings as DetectorSettings
-from detector_service.detector import BatchingDetector, Box, Detection, Landmarks
+from detector_service.detector import Box, Detection, Landmarks
 from detector_service.service import build_detector_server
 from embedding_service.batcher import EmbeddingBatcher
 from embedding_service.config import Settings as EmbedderSettings
 from embedding_service.embedder import Embedder
 from embedding_service.service import build_server as build_embedder_server
-from facerec.server import Health, ServerOptions, Service
+from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
+from facerec.settings import ServerOptions
 from facerec.v1 import (
     common_pb2,
     detector_pb2,

@@ -18,7 +18,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec import security
 from facerec.channels import open_channel
-from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.server import Health, Service, build_server
+from facerec.settings import ServerOptions
 from facerec.v1 import (
     common_pb2,
     detector_pb2,

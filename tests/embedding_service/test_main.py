@@ -8,7 +8,6 @@ import grpc
 import numpy as np
 import pytest
 
-from embedding_service.__main__ import parse_settings
 from embedding_service.config import Settings
 from embedding_service.service import SERVICE_NAME
 from facerec.assets import Assets
@@ -45,7 +44,7 @@ def test_environment_then_flags_override(tmp_path: Path) -> None:
     )
     assert from_env.weights_path == tmp_path / "w.h5"
     assert from_env.effective_max_batch == 1
-    flags = parse_settings(
+    flags = Settings.parse(
         ["--port", "0", "--max-batch", "8", "--batching", "--max-faces-per-request", "5"], env
     )
     assert (flags.port, flags.max_batch, flags.batching, flags.max_faces_per_request) == (0, 8, True, 5)
@@ -63,7 +62,7 @@ def test_bad_settings_are_refused(env: dict[str, str]) -> None:
 
 def test_a_bad_flag_exits_with_usage() -> None:
     with pytest.raises(SystemExit) as caught:
-        parse_settings(["--max-batch", "0"], {})
+        Settings.parse(["--max-batch", "0"], {})
     assert caught.value.code == 2
 
 

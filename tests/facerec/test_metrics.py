@@ -15,7 +15,8 @@ from prometheus_client.parser import text_string_to_metric_families
 from facerec import errors
 from facerec.batching import Batcher
 from facerec.metrics import MetricsInterceptor, ServiceMetrics, start_metrics_server
-from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.server import Health, Service, build_server
+from facerec.settings import ServerOptions
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 
 DETECT = "facerec.v1.Detector/Detect"

@@ -17,8 +17,8 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec import security
 from facerec.channels import open_channel
-from facerec.server import Health, ServerOptions, Service, build_server
-from facerec.settings import SettingError
+from facerec.server import Health, Service, build_server
+from facerec.settings import ServerOptions, SettingError
 from facerec.v1 import gallery_pb2, gallery_pb2_grpc
 from gallery.service import WRITE_METHODS
 

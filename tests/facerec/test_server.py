@@ -7,7 +7,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
-from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.server import Health, Service, build_server
+from facerec.settings import ServerOptions
 from facerec.v1 import detector_pb2, detector_pb2_grpc
 
 

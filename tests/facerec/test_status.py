@@ -6,7 +6,8 @@ import grpc
 import pytest
 
 from facerec import errors
-from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.server import Health, Service, build_server
+from facerec.settings import ServerOptions
 from facerec.status import STATUS, error_proto, status_of
 from facerec.v1 import detector_pb2, detector_pb2_grpc
 

@@ -17,8 +17,9 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.channels import channel_target
 from facerec.errors import InvalidInput
-from facerec.server import Health, ServerOptions, Service
+from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
+from facerec.settings import ServerOptions
 from facerec.status import error_proto
 from facerec.v1 import (
     common_pb2,
@@ -383,9 +384,9 @@ def test_settings_from_env_and_flags_agree(tmp_path: Path) -> None:
         and settings.calibration_path == tmp_path / "calibration.json"
     )
     assert (settings.detector, settings.threshold, settings.port) == ("dns:///detector:50051", 0.9, 50053)
-    from gallery.__main__ import build_parser
-
-    args = build_parser(settings).parse_args(["--svm-max-identities", "7", "--threshold", "1.1"])
+    args = Settings.parser(settings, "gallery", "").parse_args(
+        ["--svm-max-identities", "7", "--threshold", "1.1"]
+    )
     assert (args.svm_max_identities, args.threshold, args.detector) == (7, 1.1, "dns:///detector:50051")
     with pytest.raises(ValueError):
         Settings.from_env({**env, "GALLERY_THRESHOLD": "3"})
