@@ -148,7 +148,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     ports = {name: _free_port() for name in ("detector", "embedder", "gallery")}
     extra = {
-        "detector": ["--metrics-port", str(ports["detector"])],
+        "detector": ["--metrics-port", str(ports["detector"]), "-v"],
         "embedder": ["--metrics-port", str(ports["embedder"]), "-v"],
         "gallery": ["--metrics-port", str(ports["gallery"]), "-v"],
     }

@@ -2,11 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Callable, Sequence
 from typing import Protocol
 
@@ -16,6 +14,7 @@ from numpy.typing import NDArray
 from detector_service.detector import Detection, DetectOptions, synthetic_picture
 from facerec.batching import Batcher, Outcome
 from facerec.errors import FacerecError
+from facerec.timings import Timings
 
 log = logging.getLogger(__name__)
 
@@ -35,7 +34,7 @@ Item = tuple[NDArray[np.uint8], DetectOptions | None]
 class BatchingDetector:
     """A detector behind facerec.batching.Batcher: concurrent callers' pictures go to the model together.
 
-    `detector` is a FaceFinder (optionally with warm_up() and a `timings` dict). The batcher's worker thread is the only thread that runs it. detect() raises Overloaded
+    `detector` is a FaceFinder (optionally with warm_up() and `timings`, a facerec.timings.Timings). The batcher's worker thread is the only thread that runs it. detect() raises Overloaded
     when the queue is full and DeadlineExceeded when the caller's deadline passes while it waits.
     """
 
@@ -48,8 +47,7 @@ class BatchingDetector:
         on_batch: Callable[[int], None] = lambda size: None,
     ) -> None:
         self._detector = detector
-        self._waited: Counter[str] = Counter()
-        self._waited_lock = threading.Lock()
+        self._waited = Timings()
         self.batcher: Batcher[Item, list[Detection]] = Batcher(
             self._run_batch,
             max_batch=max_batch,
@@ -72,14 +70,13 @@ class BatchingDetector:
         try:
             return self.batcher.submit([(image, options) for image in images], timeout_s, is_active)
         finally:
-            with self._waited_lock:
-                self._waited["requests"] += 1
-                self._waited["in_detector_s"] += time.perf_counter() - start
+            self._waited.add(requests=1, in_detector_s=time.perf_counter() - start)
 
     def timing_report(self) -> dict[str, float]:
         """Since start: requests, pictures and model calls, and seconds spent in each stage
         (in_detector_s: callers' time from submit to answer, queueing included)."""
-        return {**getattr(self._detector, "timings", {}), **self._waited}
+        inner = getattr(self._detector, "timings", None)
+        return {**(inner.snapshot() if isinstance(inner, Timings) else {}), **self._waited.snapshot()}
 
     def warm_up(self) -> None:
         """Warms the model up on the worker thread, the thread that will run it."""
@@ -89,7 +86,9 @@ class BatchingDetector:
 
     def close(self) -> None:
         self.batcher.close()
-        log.info("timings %s", json.dumps(self.timing_report(), sort_keys=True))
+        report = Timings()
+        report.add(**self.timing_report())
+        report.log(log)
 
     def _run_batch(self, items: list[Item]) -> list[Outcome]:
         outcomes: list[Outcome] = [[] for _ in items]

@@ -5,7 +5,7 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import Counter, defaultdict
+from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -18,6 +18,7 @@ from detector_service import alignment
 from detector_service.onnx_nets import Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import SCALE_FACTOR, build_scales
 from facerec.errors import InvalidInput
+from facerec.timings import Timings
 
 if TYPE_CHECKING:
     from detector_service.config import Settings
@@ -117,7 +118,7 @@ class Detector:
         self.runtime = nets.runtime
         self._pnet, self._rnet, self._onet = nets.pnet, nets.rnet, nets.onet
         # Seconds spent per stage and pictures seen, since start (read by timing_report).
-        self.timings: Counter[str] = Counter()
+        self.timings = Timings()
 
     @classmethod
     def load(cls, settings: Settings | None = None) -> Detector:
@@ -140,7 +141,7 @@ class Detector:
         rows = self.raw(images, options.min_face_size_px)
         start = time.perf_counter()
         found = [_detections(image, r, options) for image, r in zip(images, rows, strict=True)]
-        self.timings["crop_s"] += time.perf_counter() - start
+        self.timings.add(crop_s=time.perf_counter() - start)
         return found
 
     def raw(self, images: Sequence[NDArray[np.uint8]], min_face_size_px: float) -> list[NDArray[np.float64]]:
@@ -157,11 +158,10 @@ class Detector:
         def lap(stage: str) -> None:
             nonlocal clock
             now = time.perf_counter()
-            self.timings[stage] += now - clock
+            self.timings.add(**{stage: now - clock})
             clock = now
 
-        self.timings["pictures"] += len(images)
-        self.timings["model_calls"] += 1
+        self.timings.add(pictures=len(images), model_calls=1)
         normalized = [_normalize(image) for image in images]
         candidates = self._pnet_stage(normalized, min_face_size_px)
         lap("pnet_s")

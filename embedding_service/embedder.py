@@ -2,12 +2,9 @@
 
 from __future__ import annotations
 
-import json
 import logging
-import threading
 import time
 import weakref
-from collections import Counter
 from collections.abc import Callable, Sequence
 from typing import TYPE_CHECKING
 
@@ -17,6 +14,7 @@ from numpy.typing import NDArray
 from embedding_service.facenet import DIMENSION, MODEL_NAME, build_facenet
 from embedding_service.preprocessing import DESCRIPTION, INPUT_SIZE, prepare_batch
 from facerec.errors import InvalidInput
+from facerec.timings import Timings
 
 if TYPE_CHECKING:
     from embedding_service.config import Settings
@@ -63,9 +61,8 @@ class Embedder:
         self._infer = infer
         self.runtime = runtime
         # Seconds in preprocessing and in the model, faces and model calls, since start; logged at exit.
-        self.timings: Counter[str] = Counter()
-        self._timings_lock = threading.Lock()
-        weakref.finalize(self, _log_timings, self.timings)
+        self.timings = Timings()
+        weakref.finalize(self, self.timings.log, log)
 
     @classmethod
     def load(cls, settings: Settings) -> Embedder:
@@ -102,8 +99,7 @@ class Embedder:
                 raise InvalidInput(f"A crop must be (height, width, 3) RGB with pixels, not {crop.shape}.")
         start = time.perf_counter()
         batch = prepare_batch([np.asarray(c, dtype=np.uint8) for c in crops], self.input_size)
-        with self._timings_lock:  # prepare runs on the callers' threads
-            self.timings["prepare_s"] += time.perf_counter() - start
+        self.timings.add(prepare_s=time.perf_counter() - start)  # on the callers' threads
         return batch
 
     def embed_prepared(self, batch: NDArray[np.float32]) -> NDArray[np.float32]:
@@ -112,10 +108,7 @@ class Embedder:
             return np.empty((0, self.dimension), dtype=np.float32)
         start = time.perf_counter()
         out = np.asarray(self._infer(np.ascontiguousarray(batch, dtype=np.float32)))
-        with self._timings_lock:
-            self.timings["infer_s"] += time.perf_counter() - start
-            self.timings["faces"] += len(batch)
-            self.timings["model_calls"] += 1
+        self.timings.add(infer_s=time.perf_counter() - start, faces=len(batch), model_calls=1)
         if out.shape != (len(batch), self.dimension):
             raise RuntimeError(f"the model gave shape {out.shape} for a batch of {len(batch)}")
         return unit_rows(out)
@@ -123,11 +116,6 @@ class Embedder:
     def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """crops: (h, w, 3) uint8 RGB each → (n, 128) float32 unit vectors, in order."""
         return self.embed_prepared(self.prepare(crops))
-
-
-def _log_timings(timings: Counter[str]) -> None:
-    if timings:
-        log.info("timings %s", json.dumps(dict(timings), sort_keys=True))
 
 
 def keras_infer(model) -> InferFn:  # model: keras.Model

@@ -17,10 +17,10 @@ from __future__ import annotations
 import json
 import logging
 import math
-import os
-import tempfile
 from dataclasses import dataclass
 from pathlib import Path
+
+from facerec.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -78,11 +78,8 @@ def save_calibration(
     except (FileNotFoundError, ValueError):
         data = {}
     data.setdefault("models", {})[model] = {"threshold": float(threshold), **(details or {})}
-    path.parent.mkdir(parents=True, exist_ok=True)
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".calibration-")
-    with os.fdopen(fd, "w") as f:
-        json.dump(data, f, indent=2, sort_keys=True)
-    os.replace(tmp, path)
+    text = json.dumps(data, indent=2, sort_keys=True)
+    atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _valid(value: object) -> bool:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import logging
-import os
-import tempfile
 from pathlib import Path
 from typing import Any
+
+from facerec.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -36,15 +36,8 @@ def cpu_session(data: bytes, intra_threads: int, inter_threads: int) -> Any:  # 
 def save_model(path: Path, data: bytes) -> None:
     """Caches an exported model atomically (temp file, rename), so replicas exporting at once never read
     half a file. A failure only logs: the model is exported again at the next start."""
-    tmp = ""
     try:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.stem}-", suffix=".onnx")
-        with os.fdopen(fd, "wb") as f:
-            f.write(data)
-        os.chmod(tmp, 0o644)  # mkstemp makes it owner-only; other replicas' users read it too
-        os.replace(tmp, path)
+        # Readable by all: other replicas' users read the cache too.
+        atomic_write(path, lambda f: f.write(data), mode=0o644)
     except OSError as exc:
         log.warning("could not cache %s (%s); it will be exported again next start", path, exc)
-        if tmp:
-            Path(tmp).unlink(missing_ok=True)

@@ -77,12 +77,10 @@ class Embedding:
         self, images: Sequence[bytes], alignment: str = "box"
     ) -> list[NDArray[np.float32] | None]:
         """One unit vector per picture (its largest face), or None where no face was found or it failed."""
-        from gallery.ports import DetectOptions
+        from gallery.ports import DetectorOptions, largest_face
 
-        detected = self._detector.detect(images, DetectOptions(alignment=alignment))
-        crops = [
-            max(d.faces, key=lambda f: f.area).crop if d.faces and d.error is None else None for d in detected
-        ]
+        detected = self._detector.detect(images, DetectorOptions(alignment=alignment))
+        crops = [largest_face(d.faces).crop if d.faces and d.error is None else None for d in detected]
         present = [c for c in crops if c is not None]
         vectors = iter(self._embedder.embed(present).vectors if present else ())
         out: list[NDArray[np.float32] | None] = []

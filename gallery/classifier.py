@@ -1,15 +1,22 @@
-"""A linear SVM over enrolled embeddings for closed-set identification, kept as plain arrays (no pickle)."""
+"""A linear SVM over enrolled embeddings for closed-set identification, kept as plain arrays (no pickle),
+and its life cycle beside a store: fit at a store version, saved with it, refit when the store moved on."""
 
 from __future__ import annotations
 
+import logging
+import threading
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 from sklearn.svm import LinearSVC
 
-from facerec.errors import InvalidInput, Precondition
+from facerec.errors import FacerecError, InvalidInput, Precondition
+from facerec.files import atomic_write
+
+log = logging.getLogger(__name__)
 
 # Decision scores of a linear SVM on unit vectors sit around ±1; scaling them before the softmax turns a
 # clear margin (winner +1, the rest -1) into a confidence near 1, and a narrow one into a split.
@@ -93,7 +100,7 @@ class IdentityClassifier:
 
     # -- persistence: plain arrays --------------------------------------------------------------------
 
-    def to_arrays(self) -> dict[str, NDArray]:
+    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
         """coef (c, d) float64, intercept (c,) float64, classes (c,) unicode, score_scale () float64."""
         if self._coef is None or self._intercept is None:
             raise Precondition("The classifier has not been trained.")
@@ -105,7 +112,7 @@ class IdentityClassifier:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, NDArray]) -> IdentityClassifier:
+    def from_arrays(cls, arrays: dict[str, NDArray[np.generic]]) -> IdentityClassifier:
         coef = np.asarray(arrays["coef"], dtype=np.float64)
         intercept = np.asarray(arrays["intercept"], dtype=np.float64)
         classes = [str(c) for c in np.asarray(arrays["classes"]).tolist()]
@@ -124,3 +131,84 @@ class IdentityClassifier:
     def load(cls, path: str | Path) -> IdentityClassifier:
         with np.load(path, allow_pickle=False) as arrays:
             return cls.from_arrays({key: arrays[key] for key in arrays.files})
+
+
+class EnrolledFaces(Protocol):
+    """What a StoreClassifier reads of the store (gallery.store.Store)."""
+
+    def version(self) -> int: ...
+
+    def embeddings(self) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]: ...
+
+
+class StoreClassifier:
+    """The SVM of a store: fit on all its faces at a store version, saved beside it (atomically, with
+    that version), loaded at start when the version still matches, and refit lazily once the store
+    has changed. Thread-safe."""
+
+    def __init__(self, faces: EnrolledFaces, path: Path | None = None) -> None:
+        self._faces = faces
+        self._path = path
+        self._lock = threading.Lock()
+        self._classifier: IdentityClassifier | None = None
+        self._version = -1
+        self._load()
+
+    def stale(self) -> bool:
+        """No classifier, or one fit before the store's latest change."""
+        return self._classifier is None or self._version != self._faces.version()
+
+    def fit(self) -> float:
+        """Refits now; returns the training accuracy. Precondition with fewer than two identities."""
+        with self._lock:
+            return self._fit_locked()
+
+    def fresh(self) -> IdentityClassifier | None:
+        """The classifier for the store as it is now (refit if it changed), or None when it cannot be fit."""
+        with self._lock:
+            if self._classifier is None or self._version != self._faces.version():
+                try:
+                    self._fit_locked()
+                except Precondition:
+                    return None  # identities were removed meanwhile: fewer than two left
+            return self._classifier
+
+    def _fit_locked(self) -> float:
+        # The version is read first: a change during the fit then just causes another refit later.
+        version = self._faces.version()
+        _, vectors, labels = self._faces.embeddings()
+        classifier = IdentityClassifier()
+        accuracy = classifier.fit(vectors, labels)
+        self._classifier, self._version = classifier, version
+        log.info(
+            "SVM fit on %s faces of %s identities: train accuracy %.3f",
+            len(labels),
+            len(set(labels)),
+            accuracy,
+        )
+        self._save(classifier, version)
+        return accuracy
+
+    def _save(self, classifier: IdentityClassifier, version: int) -> None:
+        if self._path is None:
+            return
+        arrays = classifier.to_arrays()
+        try:
+            atomic_write(self._path, lambda f: np.savez(f, store_version=np.int64(version), **arrays))
+        except OSError as exc:
+            log.warning("could not save the SVM to %s: %s", self._path, exc)
+
+    def _load(self) -> None:
+        path = self._path
+        if path is None or not path.is_file():
+            return
+        try:
+            with np.load(path, allow_pickle=False) as saved:
+                arrays = {name: saved[name] for name in saved.files}
+            version = int(arrays.pop("store_version"))
+            if version != self._faces.version():
+                return  # stale: refit lazily on the next identification
+            self._classifier = IdentityClassifier.from_arrays(arrays)
+            self._version = version
+        except (OSError, ValueError, KeyError, FacerecError) as exc:
+            log.warning("ignoring the unreadable saved SVM %s: %s", path, exc)

@@ -25,7 +25,7 @@ from facerec.channels import open_channel
 from facerec.settings import MiB
 from facerec.status import STATUS
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
-from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
+from gallery.ports import DetectedFace, DetectedImage, DetectorOptions, Embedded, ModelInfo
 
 log = logging.getLogger(__name__)
 
@@ -138,7 +138,7 @@ class DetectorClient(_Client):
         self._stub = detector_pb2_grpc.DetectorStub(self._channel)
 
     def detect(
-        self, images: Sequence[bytes], options: DetectOptions, timeout_s: float | None = None
+        self, images: Sequence[bytes], options: DetectorOptions, timeout_s: float | None = None
     ) -> list[DetectedImage]:
         opts = detector_pb2.DetectOptions(
             min_face_size_px=options.min_face_size_px,

@@ -14,8 +14,8 @@ from typing import Any, ClassVar
 
 from facerec.assets import Assets, facerec_home
 from facerec.settings import MiB, ServerOptions, ServerSettings, SettingError, setting
-from gallery.gallery import GalleryOptions
-from gallery.ports import DetectOptions
+from gallery.options import GalleryOptions
+from gallery.ports import DetectorOptions
 
 DEFAULT_PORT = 50053
 # The model the gallery assumes when the embedder cannot be asked at start (it is checked on every embed).
@@ -120,5 +120,5 @@ class Settings(ServerSettings):
             enroll_min_face_px=self.enroll_min_face_px,
             max_images_per_request=self.max_images_per_enroll,
             max_embeddings_per_request=self.max_embeddings_per_enroll,
-            detect_options=DetectOptions(),
+            detect_options=DetectorOptions(),
         )

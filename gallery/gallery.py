@@ -2,8 +2,10 @@
 
 The store is the truth. The FAISS index and the SVM are derived from it: the index is updated
 right after each store commit (under one write lock) and built from the store at start unless a
-saved index of the same store version exists; the SVM is refit by `train` and lazily whenever
-the store's version differs from the one it was fit at, and saved as plain arrays beside the store.
+saved index of the same store version exists; the SVM (gallery.classifier.StoreClassifier) is refit
+by `train` and lazily whenever the store's version differs from the one it was fit at, and saved as
+plain arrays beside the store. Enrolment's bookkeeping is gallery/enrolment.py; the answers are
+gallery/results.py.
 
 Identification is open-set: the SVM's (or, with one identity or more than svm_max_identities,
 the nearest neighbour's) answer stands only when the face lies within the threshold of that
@@ -13,149 +15,41 @@ candidates.
 
 from __future__ import annotations
 
-import enum
-import hashlib
-import json
 import logging
-import os
-import tempfile
 import threading
 import time
-from collections import Counter
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD, DEFAULT_THRESHOLD, Calibration
+from facerec.calibration import Calibration
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
+from facerec.timings import Timings
 from gallery import validation
-from gallery.classifier import IdentityClassifier
+from gallery.classifier import StoreClassifier
+from gallery.enrolment import Enrolment
 from gallery.index import FaceIndex
-from gallery.ports import Box, DetectedFace, DetectOptions, Embedded, FaceDetector, FaceEmbedder, Point
-from gallery.store import FaceRow, IdentityRow, NewFace, Store
+from gallery.options import GalleryOptions
+from gallery.ports import DetectorOptions, Embedded, FaceDetector, FaceEmbedder, largest_face
+from gallery.results import (
+    NEAREST,
+    SVM,
+    Candidate,
+    EnrollResult,
+    GalleryStats,
+    Identification,
+    IdentifiedFace,
+    SearchHit,
+    Training,
+    Verification,
+)
+from gallery.store import FaceRow, IdentityRow, Store
 
 log = logging.getLogger(__name__)
 
-SVM = "svm"
-NEAREST = "nearest-neighbour"
-
-
-class Outcome(enum.Enum):
-    """What happened to one picture or embedding of an Enroll (names as in the proto's EnrollOutcome)."""
-
-    ENROLLED = "ENROLLED"
-    NO_FACE = "NO_FACE"
-    MULTIPLE_FACES = "MULTIPLE_FACES"
-    DUPLICATE = "DUPLICATE"
-    REJECTED_QUALITY = "REJECTED_QUALITY"
-    INVALID = "INVALID"
-
-
-@dataclass(frozen=True)
-class EnrollResult:
-    outcome: Outcome
-    face_id: int = 0
-    box: Box | None = None
-    error: FacerecError | None = None
-    faces_found: int = 0
-
-
-@dataclass(frozen=True)
-class Candidate:
-    """An identity near the query: distance to its nearest enrolled face, and that face."""
-
-    identity: str
-    distance: float
-    face_id: int
-
-
-@dataclass(frozen=True)
-class IdentifiedFace:
-    identity: str  # "" when unknown
-    known: bool
-    distance: float  # to the answer's nearest face, or the nearest identity's when unknown
-    confidence: float  # 0 when unknown
-    candidates: list[Candidate]
-    box: Box | None = None
-    landmarks: tuple[Point, ...] = ()
-    detection_confidence: float = 0.0
-
-
-@dataclass(frozen=True)
-class Identification:
-    faces: list[IdentifiedFace]
-    threshold: float
-    method: str  # "svm" or "nearest-neighbour"
-    width: int = 0
-    height: int = 0
-
-
-@dataclass(frozen=True)
-class Verification:
-    match: bool
-    distance: float
-    threshold: float
-    box_a: Box | None = None
-    box_b: Box | None = None
-
-
-@dataclass(frozen=True)
-class SearchHit:
-    face_id: int
-    identity: str
-    distance: float
-
-
-@dataclass(frozen=True)
-class Training:
-    identities: int
-    faces: int
-    train_accuracy: float
-
-
-@dataclass(frozen=True)
-class GalleryStats:
-    identities: int
-    faces: int
-    index_kind: str
-    index_detail: str
-    index_size: int
-    model: str
-    threshold: float
-    threshold_source: str
-    classifier: str
-    classifier_stale: bool
-    identification_threshold: float
-
-
-@dataclass(frozen=True)
-class GalleryOptions:
-    """How the gallery decides. Enroll quality floors of 0 accept every face the detector returns."""
-
-    threshold: float = DEFAULT_THRESHOLD
-    threshold_source: str = "default"
-    # Identify's default: the nearest of many faces lies closer than a typical pair (facerec.calibration).
-    identification_threshold: float = DEFAULT_IDENTIFICATION_THRESHOLD
-    svm_max_identities: int = 1000
-    ivf_min_size: int = 50_000
-    nprobe: int | None = None
-    dimension: int = 128
-    enroll_min_confidence: float = 0.0
-    enroll_min_face_px: float = 0.0
-    max_images_per_request: int = 64
-    max_embeddings_per_request: int = 1000
-    detect_options: DetectOptions = field(default_factory=DetectOptions)
-
-
-@dataclass
-class _Pending:
-    slot: int
-    face: NewFace
-    outcome: Outcome
-    faces_found: int
+DEFAULT_OPTIONS = GalleryOptions()
 
 
 def sidecar_paths(store_path: Path) -> tuple[Path, Path]:
@@ -175,7 +69,7 @@ class Gallery:
         index: FaceIndex,
         detector: FaceDetector,
         embedder: FaceEmbedder,
-        options: GalleryOptions = GalleryOptions(),
+        options: GalleryOptions = DEFAULT_OPTIONS,
         index_path: Path | None = None,
         classifier_path: Path | None = None,
         calibration: Callable[[], Calibration] | None = None,
@@ -190,18 +84,14 @@ class Gallery:
         self.options = options
         self._index_path = index_path
         self._saved_version = -1  # the store version the index file on disk mirrors; -1 = unknown
-        self._classifier_path = classifier_path
         # Store commit + index update happen under this lock, so the two never disagree for long and
         # a duplicate check and its insert are one step.
         self._write = threading.Lock()
-        self._classifier_lock = threading.Lock()
-        self._classifier: IdentityClassifier | None = None
-        self._classifier_version = -1
-        self._load_classifier()
+        self._classifier = StoreClassifier(store, classifier_path)
+        self._enrolment = Enrolment(store, index, detector, self._embed, self._write, options)
         # Identify's seconds per step since start (logged by close): calls to the detector and the
         # embedder as the gallery waits for them, and the index search plus the classifier.
-        self.timings: Counter[str] = Counter()
-        self._timings_lock = threading.Lock()
+        self.timings = Timings()
 
     @classmethod
     def open(
@@ -210,7 +100,7 @@ class Gallery:
         model: str,
         detector: FaceDetector,
         embedder: FaceEmbedder,
-        options: GalleryOptions = GalleryOptions(),
+        options: GalleryOptions = DEFAULT_OPTIONS,
         calibration: Callable[[], Calibration] | None = None,
     ) -> Gallery:
         """Opens (or creates) the store for `model`, then loads its saved index when it matches the
@@ -281,7 +171,7 @@ class Gallery:
 
     def close(self) -> None:
         """Saves the index with the store's version (a later start loads it instead of rebuilding)."""
-        log.info("timings %s", json.dumps(dict(self.timings), sort_keys=True))
+        self.timings.log(log)
         self.checkpoint()
         with self._write:
             self._store.close()
@@ -293,133 +183,12 @@ class Gallery:
         identity: str,
         images: Sequence[bytes] = (),
         embeddings: Sequence[tuple[Sequence[float], str]] = (),
-        options: DetectOptions | None = None,
+        options: DetectorOptions | None = None,
         timeout_s: float | None = None,
     ) -> list[EnrollResult]:
         """Adds faces to `identity`: the largest face of each picture, and each (values, model) embedding.
-
-        Returns one result per picture, then one per embedding. Bad pictures or embeddings get an
-        INVALID result and the rest is still enrolled. Returns once the faces are durably stored and
-        in the index.
-        """
-        name = validation.identity(identity)
-        if not images and not embeddings:
-            raise InvalidInput("Nothing to enroll: give at least one image or embedding.")
-        if len(images) > self.options.max_images_per_request:
-            raise InvalidInput(
-                f"{len(images)} images in one Enroll; at most {self.options.max_images_per_request} are allowed."
-            )
-        if len(embeddings) > self.options.max_embeddings_per_request:
-            raise InvalidInput(
-                f"{len(embeddings)} embeddings in one Enroll; "
-                f"at most {self.options.max_embeddings_per_request} are allowed."
-            )
-        results: list[EnrollResult | None] = [None] * (len(images) + len(embeddings))
-        pending: list[_Pending] = []
-        repeats: dict[int, int] = {}  # slot -> first slot with the same bytes
-        first_slot: dict[str, int] = {}
-        to_detect: list[tuple[int, bytes, str]] = []
-        for slot, data in enumerate(images):
-            if not data:
-                results[slot] = EnrollResult(
-                    Outcome.INVALID, error=InvalidInput("The image is empty (0 bytes).")
-                )
-                continue
-            sha = hashlib.sha256(data).hexdigest()
-            if sha in first_slot:
-                repeats[slot] = first_slot[sha]
-                continue
-            first_slot[sha] = slot
-            existing = self._store.find_face_by_image(name, sha)
-            if existing is not None:
-                results[slot] = EnrollResult(Outcome.DUPLICATE, face_id=existing)
-                continue
-            to_detect.append((slot, data, sha))
-
-        if to_detect:
-            detected = self._detector.detect(
-                [data for _, data, _ in to_detect], options or self.options.detect_options, timeout_s
-            )
-            chosen: list[tuple[int, str, DetectedFace, int]] = []
-            for (slot, _, sha), image in zip(to_detect, detected, strict=True):
-                if image.error is not None:
-                    results[slot] = EnrollResult(Outcome.INVALID, error=image.error)
-                elif not image.faces:
-                    results[slot] = EnrollResult(Outcome.NO_FACE)
-                else:
-                    face = max(image.faces, key=lambda f: f.area)
-                    if not self._good_enough(face):
-                        results[slot] = EnrollResult(
-                            Outcome.REJECTED_QUALITY, box=face.box, faces_found=len(image.faces)
-                        )
-                    else:
-                        chosen.append((slot, sha, face, len(image.faces)))
-            if chosen:
-                embedded = self._embed([face.crop for _, _, face, _ in chosen], timeout_s)
-                for (slot, sha, face, found), vector in zip(chosen, embedded.vectors, strict=True):
-                    if isinstance(vector, FacerecError):
-                        results[slot] = EnrollResult(
-                            Outcome.INVALID, box=face.box, error=vector, faces_found=found
-                        )
-                        continue
-                    outcome = Outcome.MULTIPLE_FACES if found > 1 else Outcome.ENROLLED
-                    pending.append(_Pending(slot, NewFace(vector, sha, face.box), outcome, found))
-
-        for j, (values, model) in enumerate(embeddings):
-            slot = len(images) + j
-            try:
-                vector = validation.embedding(values, self.options.dimension, model, self.model)
-            except FacerecError as exc:
-                results[slot] = EnrollResult(Outcome.INVALID, error=exc)
-                continue
-            pending.append(_Pending(slot, NewFace(vector), Outcome.ENROLLED, 0))
-
-        if pending:
-            self._commit(name, pending, results)
-        for slot, first in repeats.items():
-            earlier = results[first]
-            assert earlier is not None
-            if earlier.face_id:
-                results[slot] = EnrollResult(
-                    Outcome.DUPLICATE,
-                    face_id=earlier.face_id,
-                    box=earlier.box,
-                    faces_found=earlier.faces_found,
-                )
-            else:
-                results[slot] = earlier
-        return [r if r is not None else EnrollResult(Outcome.INVALID) for r in results]
-
-    def _commit(self, name: str, pending: list[_Pending], results: list[EnrollResult | None]) -> None:
-        with self._write:
-            keep = []
-            for item in pending:
-                # A concurrent Enroll may have stored the same picture since the first check.
-                sha = item.face.image_sha256
-                existing = self._store.find_face_by_image(name, sha) if sha else None
-                if existing is not None:
-                    results[item.slot] = EnrollResult(
-                        Outcome.DUPLICATE, face_id=existing, box=item.face.box, faces_found=item.faces_found
-                    )
-                else:
-                    keep.append(item)
-            if not keep:
-                return
-            ids = self._store.add_faces(name, [item.face for item in keep])
-            self._index.add(
-                np.asarray(ids, dtype=np.int64),
-                np.stack([item.face.embedding for item in keep]).astype(np.float32),
-            )
-        for item, face_id in zip(keep, ids, strict=True):
-            results[item.slot] = EnrollResult(
-                item.outcome, int(face_id), item.face.box, None, item.faces_found
-            )
-
-    def _good_enough(self, face: DetectedFace) -> bool:
-        return (
-            face.confidence >= self.options.enroll_min_confidence
-            and min(face.box[2], face.box[3]) >= self.options.enroll_min_face_px
-        )
+        One result per picture, then one per embedding (gallery.enrolment.Enrolment.enroll)."""
+        return self._enrolment.enroll(identity, images, embeddings, options, timeout_s)
 
     # --- identification ----------------------------------------------------------------------------
 
@@ -428,7 +197,7 @@ class Gallery:
         image: bytes,
         top_k: int = 0,
         threshold: float = 0.0,
-        options: DetectOptions | None = None,
+        options: DetectorOptions | None = None,
         timeout_s: float | None = None,
     ) -> Identification:
         """Identifies every face on the picture, by descending detection confidence."""
@@ -455,12 +224,13 @@ class Gallery:
             vectors.append(vector)
         clock = time.perf_counter()
         method, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
-        with self._timings_lock:
-            self.timings["identify_images"] += 1
-            self.timings["identify_faces"] += len(vectors)
-            self.timings["detect_call_s"] += detect_s
-            self.timings["embed_call_s"] += embed_s
-            self.timings["search_s"] += time.perf_counter() - clock
+        self.timings.add(
+            identify_images=1,
+            identify_faces=len(vectors),
+            detect_call_s=detect_s,
+            embed_call_s=embed_s,
+            search_s=time.perf_counter() - clock,
+        )
         faces = [
             IdentifiedFace(
                 a.identity,
@@ -496,7 +266,7 @@ class Gallery:
         labels: list[str] = []
         confidences: NDArray[np.float32] = np.zeros(len(xq), dtype=np.float32)
         if method == SVM:
-            classifier = self._fresh_classifier()
+            classifier = self._classifier.fresh()
             if classifier is None:
                 method = NEAREST
             else:
@@ -565,64 +335,9 @@ class Gallery:
                 f"The gallery holds {identities} identities, more than the SVM's limit of "
                 f"{self.options.svm_max_identities}; identification there is nearest-neighbour."
             )
-        with self._classifier_lock:
-            accuracy = self._fit_locked()
+        accuracy = self._classifier.fit()
         identities, faces = self._store.counts()
         return Training(identities, faces, accuracy)
-
-    def _fresh_classifier(self) -> IdentityClassifier | None:
-        with self._classifier_lock:
-            if self._classifier is None or self._classifier_version != self._store.version():
-                try:
-                    self._fit_locked()
-                except Precondition:
-                    return None  # identities were removed meanwhile: fewer than two left
-            return self._classifier
-
-    def _fit_locked(self) -> float:
-        # The version is read first: a change during the fit then just causes another refit later.
-        version = self._store.version()
-        _, vectors, labels = self._store.embeddings()
-        classifier = IdentityClassifier()
-        accuracy = classifier.fit(vectors, labels)
-        self._classifier, self._classifier_version = classifier, version
-        log.info(
-            "SVM fit on %s faces of %s identities: train accuracy %.3f",
-            len(labels),
-            len(set(labels)),
-            accuracy,
-        )
-        self._save_classifier(classifier, version)
-        return accuracy
-
-    def _save_classifier(self, classifier: IdentityClassifier, version: int) -> None:
-        if self._classifier_path is None:
-            return
-        path = self._classifier_path
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".svm-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                np.savez(f, store_version=np.int64(version), **classifier.to_arrays())
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("could not save the SVM to %s: %s", path, exc)
-
-    def _load_classifier(self) -> None:
-        path = self._classifier_path
-        if path is None or not path.is_file():
-            return
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                arrays = {name: saved[name] for name in saved.files}
-            version = int(arrays.pop("store_version"))
-            if version != self._store.version():
-                return  # stale: refit lazily on the next identification
-            self._classifier = IdentityClassifier.from_arrays(arrays)
-            self._classifier_version = version
-        except (OSError, ValueError, KeyError, FacerecError) as exc:
-            log.warning("ignoring the unreadable saved SVM %s: %s", path, exc)
 
     # --- verification and search ---------------------------------------------------------------------
 
@@ -657,7 +372,7 @@ class Gallery:
                 raise type(image.error)(f"{label}: {image.error}")
             if not image.faces:
                 raise InvalidInput(f"No face was found on {label}.")
-            faces.append(max(image.faces, key=lambda f: f.area))
+            faces.append(largest_face(image.faces))
         embedded = self._embed([f.crop for f in faces], timeout_s)
         vectors = []
         for vector in embedded.vectors:
@@ -722,9 +437,7 @@ class Gallery:
         identities, faces = self._store.counts()
         method = self._method(identities)
         threshold, source = self._threshold()
-        stale = method == SVM and (
-            self._classifier is None or self._classifier_version != self._store.version()
-        )
+        stale = method == SVM and self._classifier.stale()
         return GalleryStats(
             identities=identities,
             faces=faces,
@@ -739,7 +452,7 @@ class Gallery:
             identification_threshold=self.identification_threshold,
         )
 
-    def _embed(self, crops: list, timeout_s: float | None) -> Embedded:
+    def _embed(self, crops: list[NDArray[np.uint8]], timeout_s: float | None) -> Embedded:
         embedded = self._embedder.embed(crops, timeout_s)
         if embedded.model and embedded.model != self.model:
             raise Precondition(

@@ -14,13 +14,13 @@ from numpy.typing import NDArray
 
 from facerec.errors import FacerecError
 
-Box = tuple[float, float, float, float]  # x, y, width, height in pixels of the upright picture
+BoxXYWH = tuple[float, float, float, float]  # x, y, width, height in pixels of the upright picture
 Point = tuple[float, float]
 
 
 @dataclass(frozen=True)
-class DetectOptions:
-    """Detection options passed through to the detector; 0 / "" = the detector's defaults."""
+class DetectorOptions:
+    """What the gallery asks the detector for (passed through); 0 / "" = the detector's defaults."""
 
     min_face_size_px: int = 0
     min_confidence: float = 0.0
@@ -33,7 +33,7 @@ class DetectedFace:
     """One face: box, detection confidence, five landmarks (left eye, right eye, nose, mouth l/r) and
     its aligned crop, (h, w, 3) uint8 RGB (160x160 from the facerec detector)."""
 
-    box: Box
+    box: BoxXYWH
     confidence: float
     landmarks: tuple[Point, ...]
     crop: NDArray[np.uint8]
@@ -71,7 +71,7 @@ class ModelInfo:
 
 class FaceDetector(Protocol):
     def detect(
-        self, images: Sequence[bytes], options: DetectOptions, timeout_s: float | None = None
+        self, images: Sequence[bytes], options: DetectorOptions, timeout_s: float | None = None
     ) -> list[DetectedImage]:
         """Faces on each encoded picture, one result per picture in order; crops included.
 
@@ -89,3 +89,8 @@ class FaceEmbedder(Protocol):
     def model_info(self, timeout_s: float | None = None) -> ModelInfo:
         """The model the embedder serves."""
         ...
+
+
+def largest_face(faces: Sequence[DetectedFace]) -> DetectedFace:
+    """The face with the largest box: the one a picture of one person is about. faces: not empty."""
+    return max(faces, key=lambda f: f.area)

@@ -13,8 +13,9 @@ from facerec.server import build_server as build_grpc_server
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.config import Settings
-from gallery.gallery import Candidate, EnrollResult, Gallery, IdentifiedFace
-from gallery.ports import Box, DetectOptions, Point
+from gallery.gallery import Gallery
+from gallery.ports import BoxXYWH, DetectorOptions, Point
+from gallery.results import Candidate, EnrollResult, IdentifiedFace
 from gallery.store import FaceRow, IdentityRow
 
 SERVICE_NAME = "facerec.v1.Gallery"
@@ -150,14 +151,14 @@ def build_server(
     return build_grpc_server([service], settings.server_options(), health, interceptors, credentials)
 
 
-def _detect_options(request, field: str) -> DetectOptions | None:
+def _detect_options(request, field: str) -> DetectorOptions | None:
     if not request.HasField(field):
         return None
     o = getattr(request, field)
-    return DetectOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT.get(o.alignment, ""))
+    return DetectorOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT.get(o.alignment, ""))
 
 
-def _box(box: Box | None) -> common_pb2.Box | None:
+def _box(box: BoxXYWH | None) -> common_pb2.Box | None:
     if box is None:
         return None
     return common_pb2.Box(x=box[0], y=box[1], width=box[2], height=box[3])

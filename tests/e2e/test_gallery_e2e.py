@@ -20,7 +20,7 @@ from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings
 from gallery.gallery import Gallery
-from gallery.ports import DetectOptions
+from gallery.ports import DetectorOptions, largest_face
 from gallery.service import SERVICE_NAME, build_server
 from tests.servers import Running, start_service
 
@@ -170,9 +170,9 @@ def test_verify_pairs_at_the_default_threshold(stack, val_images) -> None:
     names = [n for n, _ in val_images]
     # Embeddings once, through the same services the gallery uses (largest face of each picture).
     detected = DetectorClient(detector.address, timeout_s=120).detect(
-        [p.read_bytes() for p in paths], DetectOptions()
+        [p.read_bytes() for p in paths], DetectorOptions()
     )
-    crops = [max(d.faces, key=lambda f: f.area).crop for d in detected]
+    crops = [largest_face(d.faces).crop for d in detected]
     vectors = np.stack(EmbedderClient(embedder.address, timeout_s=120).embed(crops).vectors)
     threshold = stub.Stats(gallery_pb2.StatsRequest(), timeout=10).threshold
     pairs = list(itertools.combinations(range(len(paths)), 2))
@@ -306,9 +306,8 @@ def test_acknowledged_faces_survive_kill_9_and_removals_stay_removed(
         EmbedderClient(embedder.address, timeout_s=120)
         .embed(
             [
-                max(
-                    DetectorClient(detector.address).detect([probe.read_bytes()], DetectOptions())[0].faces,
-                    key=lambda f: f.area,
+                largest_face(
+                    DetectorClient(detector.address).detect([probe.read_bytes()], DetectorOptions())[0].faces
                 ).crop
             ]
         )

@@ -13,8 +13,10 @@ from numpy.typing import NDArray
 
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
-from gallery.gallery import NEAREST, SVM, Gallery, GalleryOptions, Outcome
-from gallery.ports import DetectedFace, DetectedImage, DetectOptions, Embedded, ModelInfo
+from gallery.gallery import Gallery
+from gallery.options import GalleryOptions
+from gallery.ports import DetectedFace, DetectedImage, DetectorOptions, Embedded, ModelInfo
+from gallery.results import NEAREST, SVM, EnrollOutcome
 
 MODEL = "facenet-keras-128"
 DIM = 128
@@ -61,7 +63,7 @@ class FakeDetector:
         self.down = False
 
     def detect(
-        self, images: Sequence[bytes], options: DetectOptions, timeout_s: float | None = None
+        self, images: Sequence[bytes], options: DetectorOptions, timeout_s: float | None = None
     ) -> list[DetectedImage]:
         if self.down:
             raise Unavailable("The detector at fake is unavailable.")
@@ -112,7 +114,7 @@ def open_gallery(path: Path, world: World, **options: object) -> Gallery:
 def enroll_people(gallery: Gallery, world: World, names: Sequence[str]) -> None:
     for name in names:
         results = gallery.enroll(name, [portrait(i) for i in world.train[name]])
-        assert {r.outcome for r in results} == {Outcome.ENROLLED}
+        assert {r.outcome for r in results} == {EnrollOutcome.ENROLLED}
 
 
 def brute_force_candidates(
@@ -136,13 +138,13 @@ def test_enroll_reports_an_outcome_per_picture_and_embedding(tmp_path: Path, wor
         embeddings=[((world.vectors[a[3]] * 2.5).tolist(), ""), ([float("nan")] * DIM, "")],
     )
     assert [r.outcome for r in results] == [
-        Outcome.ENROLLED,
-        Outcome.NO_FACE,
-        Outcome.MULTIPLE_FACES,
-        Outcome.INVALID,
-        Outcome.DUPLICATE,
-        Outcome.ENROLLED,
-        Outcome.INVALID,
+        EnrollOutcome.ENROLLED,
+        EnrollOutcome.NO_FACE,
+        EnrollOutcome.MULTIPLE_FACES,
+        EnrollOutcome.INVALID,
+        EnrollOutcome.DUPLICATE,
+        EnrollOutcome.ENROLLED,
+        EnrollOutcome.INVALID,
     ]
     assert results[2].faces_found == 2 and results[2].box == large[1]
     assert isinstance(results[3].error, InvalidInput) and isinstance(results[6].error, InvalidInput)
@@ -155,7 +157,7 @@ def test_enroll_reports_an_outcome_per_picture_and_embedding(tmp_path: Path, wor
 
     # Enrolling the same picture again is idempotent.
     again = g.enroll("person-0", [portrait(a[0])])
-    assert again[0].outcome == Outcome.DUPLICATE and again[0].face_id == results[0].face_id
+    assert again[0].outcome == EnrollOutcome.DUPLICATE and again[0].face_id == results[0].face_id
     assert g.stats().faces == 3
 
 
@@ -378,7 +380,7 @@ def test_another_model_is_refused(tmp_path: Path, world: World) -> None:
     with pytest.raises(Precondition):
         g.enroll("person-0", [portrait(0)])
     results = g.enroll("person-0", embeddings=[(world.vectors[0].tolist(), "other-model")])
-    assert results[0].outcome == Outcome.INVALID and isinstance(results[0].error, Precondition)
+    assert results[0].outcome == EnrollOutcome.INVALID and isinstance(results[0].error, Precondition)
     with pytest.raises(Precondition):
         g.search(world.vectors[0].tolist(), model="other-model")
     assert g.stats().faces == 0
@@ -392,7 +394,7 @@ def test_a_downstream_outage_stores_nothing_and_passes_through(tmp_path: Path, w
         g.enroll("person-0", [portrait(0)], embeddings=[(world.vectors[1].tolist(), "")])
     assert g.stats().faces == 0
     detector.down = False
-    assert g.enroll("person-0", [portrait(0)])[0].outcome == Outcome.ENROLLED
+    assert g.enroll("person-0", [portrait(0)])[0].outcome == EnrollOutcome.ENROLLED
 
 
 def test_checkpoint_saves_the_index_only_when_the_store_changed(tmp_path: Path, world: World) -> None:

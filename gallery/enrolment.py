@@ -1,0 +1,188 @@
+"""Enroll's bookkeeping: duplicate pictures, the largest face of each, quality floors, embedding, and
+the store commit with its index update as one step. Pure: no grpc."""
+
+from __future__ import annotations
+
+import hashlib
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.errors import FacerecError, InvalidInput
+from gallery import validation
+from gallery.index import FaceIndex
+from gallery.options import GalleryOptions
+from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, largest_face
+from gallery.results import EnrollOutcome, EnrollResult
+from gallery.store import NewFace, Store
+
+Embed = Callable[[list[NDArray[np.uint8]], float | None], Embedded]
+
+
+@dataclass
+class _Pending:
+    slot: int
+    face: NewFace
+    outcome: EnrollOutcome
+    faces_found: int
+
+
+class Enrolment:
+    """Adds faces to identities. Shares the gallery's store, index and write lock (store commit and
+    index update happen under it, so the two never disagree for long and a duplicate check and its
+    insert are one step)."""
+
+    def __init__(
+        self,
+        store: Store,
+        index: FaceIndex,
+        detector: FaceDetector,
+        embed: Embed,
+        write_lock: threading.Lock,
+        options: GalleryOptions,
+    ) -> None:
+        self._store = store
+        self._index = index
+        self._detector = detector
+        self._embed = embed
+        self._write = write_lock
+        self.options = options
+
+    def enroll(
+        self,
+        identity: str,
+        images: Sequence[bytes] = (),
+        embeddings: Sequence[tuple[Sequence[float], str]] = (),
+        options: DetectorOptions | None = None,
+        timeout_s: float | None = None,
+    ) -> list[EnrollResult]:
+        """Adds faces to `identity`: the largest face of each picture, and each (values, model) embedding.
+
+        Returns one result per picture, then one per embedding. Bad pictures or embeddings get an
+        INVALID result and the rest is still enrolled. Returns once the faces are durably stored and
+        in the index.
+        """
+        name = validation.identity(identity)
+        if not images and not embeddings:
+            raise InvalidInput("Nothing to enroll: give at least one image or embedding.")
+        if len(images) > self.options.max_images_per_request:
+            raise InvalidInput(
+                f"{len(images)} images in one Enroll; at most {self.options.max_images_per_request} are allowed."
+            )
+        if len(embeddings) > self.options.max_embeddings_per_request:
+            raise InvalidInput(
+                f"{len(embeddings)} embeddings in one Enroll; "
+                f"at most {self.options.max_embeddings_per_request} are allowed."
+            )
+        results: list[EnrollResult | None] = [None] * (len(images) + len(embeddings))
+        pending: list[_Pending] = []
+        repeats: dict[int, int] = {}  # slot -> first slot with the same bytes
+        first_slot: dict[str, int] = {}
+        to_detect: list[tuple[int, bytes, str]] = []
+        for slot, data in enumerate(images):
+            if not data:
+                results[slot] = EnrollResult(
+                    EnrollOutcome.INVALID, error=InvalidInput("The image is empty (0 bytes).")
+                )
+                continue
+            sha = hashlib.sha256(data).hexdigest()
+            if sha in first_slot:
+                repeats[slot] = first_slot[sha]
+                continue
+            first_slot[sha] = slot
+            existing = self._store.find_face_by_image(name, sha)
+            if existing is not None:
+                results[slot] = EnrollResult(EnrollOutcome.DUPLICATE, face_id=existing)
+                continue
+            to_detect.append((slot, data, sha))
+
+        if to_detect:
+            detected = self._detector.detect(
+                [data for _, data, _ in to_detect], options or self.options.detect_options, timeout_s
+            )
+            chosen: list[tuple[int, str, DetectedFace, int]] = []
+            for (slot, _, sha), image in zip(to_detect, detected, strict=True):
+                if image.error is not None:
+                    results[slot] = EnrollResult(EnrollOutcome.INVALID, error=image.error)
+                elif not image.faces:
+                    results[slot] = EnrollResult(EnrollOutcome.NO_FACE)
+                else:
+                    face = largest_face(image.faces)
+                    if not self._good_enough(face):
+                        results[slot] = EnrollResult(
+                            EnrollOutcome.REJECTED_QUALITY, box=face.box, faces_found=len(image.faces)
+                        )
+                    else:
+                        chosen.append((slot, sha, face, len(image.faces)))
+            if chosen:
+                embedded = self._embed([face.crop for _, _, face, _ in chosen], timeout_s)
+                for (slot, sha, face, found), vector in zip(chosen, embedded.vectors, strict=True):
+                    if isinstance(vector, FacerecError):
+                        results[slot] = EnrollResult(
+                            EnrollOutcome.INVALID, box=face.box, error=vector, faces_found=found
+                        )
+                        continue
+                    outcome = EnrollOutcome.MULTIPLE_FACES if found > 1 else EnrollOutcome.ENROLLED
+                    pending.append(_Pending(slot, NewFace(vector, sha, face.box), outcome, found))
+
+        for j, (values, model) in enumerate(embeddings):
+            slot = len(images) + j
+            try:
+                vector = validation.embedding(values, self.options.dimension, model, self._store.model)
+            except FacerecError as exc:
+                results[slot] = EnrollResult(EnrollOutcome.INVALID, error=exc)
+                continue
+            pending.append(_Pending(slot, NewFace(vector), EnrollOutcome.ENROLLED, 0))
+
+        if pending:
+            self._commit(name, pending, results)
+        for slot, first in repeats.items():
+            earlier = results[first]
+            assert earlier is not None
+            if earlier.face_id:
+                results[slot] = EnrollResult(
+                    EnrollOutcome.DUPLICATE,
+                    face_id=earlier.face_id,
+                    box=earlier.box,
+                    faces_found=earlier.faces_found,
+                )
+            else:
+                results[slot] = earlier
+        return [r if r is not None else EnrollResult(EnrollOutcome.INVALID) for r in results]
+
+    def _commit(self, name: str, pending: list[_Pending], results: list[EnrollResult | None]) -> None:
+        with self._write:
+            keep = []
+            for item in pending:
+                # A concurrent Enroll may have stored the same picture since the first check.
+                sha = item.face.image_sha256
+                existing = self._store.find_face_by_image(name, sha) if sha else None
+                if existing is not None:
+                    results[item.slot] = EnrollResult(
+                        EnrollOutcome.DUPLICATE,
+                        face_id=existing,
+                        box=item.face.box,
+                        faces_found=item.faces_found,
+                    )
+                else:
+                    keep.append(item)
+            if not keep:
+                return
+            ids = self._store.add_faces(name, [item.face for item in keep])
+            self._index.add(
+                np.asarray(ids, dtype=np.int64),
+                np.stack([item.face.embedding for item in keep]).astype(np.float32),
+            )
+        for item, face_id in zip(keep, ids, strict=True):
+            results[item.slot] = EnrollResult(
+                item.outcome, int(face_id), item.face.box, None, item.faces_found
+            )
+
+    def _good_enough(self, face: DetectedFace) -> bool:
+        return (
+            face.confidence >= self.options.enroll_min_confidence
+            and min(face.box[2], face.box[3]) >= self.options.enroll_min_face_px
+        )

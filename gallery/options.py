@@ -1,0 +1,27 @@
+"""How the gallery decides: thresholds, classifier and index limits, enrolment floors. Pure."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD, DEFAULT_THRESHOLD
+from gallery.ports import DetectorOptions
+
+
+@dataclass(frozen=True)
+class GalleryOptions:
+    """How the gallery decides. Enroll quality floors of 0 accept every face the detector returns."""
+
+    threshold: float = DEFAULT_THRESHOLD
+    threshold_source: str = "default"
+    # Identify's default: the nearest of many faces lies closer than a typical pair (facerec.calibration).
+    identification_threshold: float = DEFAULT_IDENTIFICATION_THRESHOLD
+    svm_max_identities: int = 1000
+    ivf_min_size: int = 50_000
+    nprobe: int | None = None
+    dimension: int = 128
+    enroll_min_confidence: float = 0.0
+    enroll_min_face_px: float = 0.0
+    max_images_per_request: int = 64
+    max_embeddings_per_request: int = 1000
+    detect_options: DetectorOptions = field(default_factory=DetectorOptions)
