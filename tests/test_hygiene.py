@@ -244,7 +244,7 @@ def services(tmp_path: Path) -> Iterator[str]:
 
 def test_logs_hold_no_pictures_or_embeddings(services: str, caplog: pytest.LogCaptureFixture) -> None:
     from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
-    from tests.detector_service.helpers import encode, noise
+    from tests.support.images import encode, noise
 
     caplog.set_level(logging.DEBUG)
     pictures = [encode(noise(48, 64, seed), "PNG") for seed in range(4)]

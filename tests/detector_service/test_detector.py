@@ -12,7 +12,7 @@ from detector_service.alignment import TEMPLATE_160
 from detector_service.batcher import BatchingDetector
 from detector_service.detector import Alignment, Detection, DetectOptions, Detector
 from facerec.images import decode_image
-from tests.detector_service.helpers import encode
+from tests.support.images import encode
 
 pytestmark = pytest.mark.model
 

@@ -10,7 +10,7 @@ from PIL import Image
 
 from facerec.errors import InvalidInput, Overloaded
 from facerec.images import ImageLimits, decode_image
-from tests.detector_service.helpers import encode, noise, png_header_only
+from tests.support.images import encode, noise, png_header_only
 
 RGB = noise(40, 56)
 

@@ -14,8 +14,8 @@ from detector_service.service import SERVICE_NAME, build_detector_server
 from facerec.server import Health
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 from facerec_app.health_check import check
-from tests.detector_service.helpers import encode, noise, png_header_only
-from tests.servers import running
+from tests.support.images import encode, noise, png_header_only
+from tests.support.servers import running
 
 pytestmark = pytest.mark.model
 

@@ -18,7 +18,7 @@ from detector_service.service import build_detector_server
 from facerec.server import Health
 from facerec.settings import SettingError
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
-from tests.detector_service.helpers import encode, noise, png_header_only
+from tests.support.images import encode, noise, png_header_only
 
 GOOD = encode(noise(48, 64), "PNG")
 

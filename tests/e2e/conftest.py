@@ -9,7 +9,7 @@ import pytest
 
 from facerec.assets import Assets
 from facerec_app.supervisor import ServiceProcess
-from tests.servers import Running
+from tests.support.servers import Running
 
 ARGS = ["--host", "127.0.0.1", "--port", "0"]
 

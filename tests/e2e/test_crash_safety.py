@@ -19,7 +19,7 @@ import grpc
 import numpy as np
 
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
-from tests.servers import Running, start_service
+from tests.support.servers import Running, start_service
 
 CYCLES = 20
 CLIENTS = 4

@@ -22,7 +22,7 @@ from gallery.config import Settings
 from gallery.gallery import Gallery
 from gallery.ports import DetectorOptions, largest_face
 from gallery.service import SERVICE_NAME, build_server
-from tests.servers import Running, start_service
+from tests.support.servers import Running, start_service
 
 pytestmark = pytest.mark.model
 

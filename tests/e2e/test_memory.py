@@ -11,8 +11,8 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from bench.memory import BOUND, enroll_and_train, identify_calls, rss_mib
-from tests.servers import start_service
+from tests.support.memory import BOUND, enroll_and_train, identify_calls, rss_mib
+from tests.support.servers import start_service
 
 pytestmark = pytest.mark.model
 

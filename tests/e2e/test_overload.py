@@ -41,9 +41,8 @@ from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings as GallerySettings
 from gallery.gallery import Gallery
 from gallery.service import build_server as build_gallery_server
-from tests.detector_service.helpers import encode, noise
-from tests.gallery.test_gallery import MODEL, World, portrait
-from tests.gallery.test_service import FakeDetectorServicer, FakeEmbedderServicer
+from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, portrait
+from tests.support.images import encode, noise
 
 CALLERS = 48
 GALLERY_LIMIT = 3

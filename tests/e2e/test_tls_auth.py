@@ -29,10 +29,9 @@ from facerec.v1 import (
     gallery_pb2,
     gallery_pb2_grpc,
 )
-from tests.facerec.test_security import Pki, make_pki
-from tests.gallery.test_gallery import MODEL, World, portrait
-from tests.gallery.test_service import FakeDetectorServicer, FakeEmbedderServicer
-from tests.servers import Running, start_service
+from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, portrait
+from tests.support.pki import Pki, make_pki
+from tests.support.servers import Running, start_service
 
 RW = "gallery-admin-token-0123456789"
 RO = "gallery-reader-token-0123456789"

@@ -8,7 +8,7 @@ from numpy.typing import NDArray
 
 from embedding_service.embedder import Embedder
 from facerec.images import decode_image
-from tests.embedding_service.support import FakeInfer
+from tests.support.embedding import FakeInfer
 
 
 @pytest.fixture

@@ -12,7 +12,7 @@ from embedding_service.batcher import EmbeddingBatcher
 from embedding_service.embedder import Embedder
 from embedding_service.preprocessing import prepare_batch
 from facerec.errors import DeadlineExceeded, Overloaded
-from tests.embedding_service.support import FakeInfer, fake_vectors, make_settings, unit
+from tests.support.embedding import FakeInfer, fake_vectors, make_settings, unit
 
 
 def crops_for(n: int, seed: int = 7) -> list[np.ndarray]:

@@ -8,7 +8,7 @@ import pytest
 from embedding_service.embedder import Embedder, rgb_crop, unit_rows
 from embedding_service.preprocessing import prepare_batch
 from facerec.errors import InvalidInput
-from tests.embedding_service.support import FakeInfer, fake_vectors, unit
+from tests.support.embedding import FakeInfer, fake_vectors, unit
 
 
 def test_rgb_crop_reshapes_row_major_bytes() -> None:

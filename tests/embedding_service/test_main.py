@@ -14,8 +14,8 @@ from facerec.assets import Assets
 from facerec.settings import SettingError
 from facerec.v1 import embedding_pb2, embedding_pb2_grpc
 from facerec_app.health_check import check
-from tests.embedding_service.support import crop_input, vectors_of
-from tests.servers import running
+from tests.support.embedding import crop_input, vectors_of
+from tests.support.servers import running
 
 
 def test_defaults_come_from_facerec_home(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import pytest
 
 from embedding_service import onnx_runtime
 from embedding_service.embedder import Embedder
-from tests.embedding_service.support import make_settings
+from tests.support.embedding import make_settings
 
 pytestmark = pytest.mark.model
 

@@ -15,7 +15,7 @@ from embedding_service.preprocessing import DESCRIPTION, prepare_batch
 from facerec.calibration import DEFAULT_THRESHOLD, save_calibration
 from facerec.images import encode_png
 from facerec.v1 import common_pb2, embedding_pb2
-from tests.embedding_service.support import (
+from tests.support.embedding import (
     FakeInfer,
     crop_input,
     fake_vectors,

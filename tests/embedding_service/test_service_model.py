@@ -12,7 +12,7 @@ import pytest
 from embedding_service.embedder import Embedder
 from facerec.images import encode_png
 from facerec.v1 import common_pb2, embedding_pb2
-from tests.embedding_service.support import crop_input, make_settings, serve, vectors_of
+from tests.support.embedding import crop_input, make_settings, serve, vectors_of
 
 pytestmark = pytest.mark.model
 

@@ -3,7 +3,6 @@ outcomes, open-set identification (SVM and nearest neighbour), verification, rem
 
 from __future__ import annotations
 
-import json
 from collections.abc import Sequence
 from pathlib import Path
 
@@ -15,89 +14,8 @@ from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
 from gallery.gallery import Gallery
 from gallery.options import GalleryOptions
-from gallery.ports import DetectedFace, DetectedImage, DetectorOptions, Embedded, ModelInfo
 from gallery.results import NEAREST, SVM, EnrollOutcome
-
-MODEL = "facenet-keras-128"
-DIM = 128
-BOX = (10.0, 20.0, 100.0, 120.0)
-
-
-def unit(x: NDArray) -> NDArray[np.float32]:
-    return (x / np.linalg.norm(x, axis=-1, keepdims=True)).astype(np.float32)
-
-
-class World:
-    """Synthetic people: a random unit centroid each, faces at ≈0.6 from each other and ≈1.4 from others'."""
-
-    def __init__(self, people: int = 5, train: int = 8, val: int = 5, seed: int = 7) -> None:
-        rng = np.random.default_rng(seed)
-        self.names = [f"person-{i}" for i in range(people)]
-        centroids = unit(rng.normal(size=(people, DIM)))
-        self.vectors: list[NDArray[np.float32]] = []
-        self.train: dict[str, list[int]] = {}
-        self.val: dict[str, list[int]] = {}
-        for name, centroid in zip(self.names, centroids, strict=True):
-            self.train[name] = [self.add(unit(centroid + rng.normal(0, 0.045, DIM))) for _ in range(train)]
-            self.val[name] = [self.add(unit(centroid + rng.normal(0, 0.045, DIM))) for _ in range(val)]
-
-    def add(self, vector: NDArray[np.float32]) -> int:
-        self.vectors.append(vector)
-        return len(self.vectors) - 1
-
-
-def picture(*faces: tuple[int, tuple[float, float, float, float], float], tag: str = "") -> bytes:
-    """A fake encoded picture: the faces it holds (vector index, box, detection confidence)."""
-    return json.dumps({"faces": [[i, list(box), conf] for i, box, conf in faces], "tag": tag}).encode()
-
-
-def portrait(index: int, tag: str = "") -> bytes:
-    return picture((index, BOX, 0.99), tag=tag)
-
-
-class FakeDetector:
-    """Reads fake pictures; a crop is a 1x1 pixel that names the vector (the embedder looks it up)."""
-
-    def __init__(self) -> None:
-        self.calls = 0
-        self.down = False
-
-    def detect(
-        self, images: Sequence[bytes], options: DetectorOptions, timeout_s: float | None = None
-    ) -> list[DetectedImage]:
-        if self.down:
-            raise Unavailable("The detector at fake is unavailable.")
-        self.calls += 1
-        out = []
-        for data in images:
-            try:
-                spec = json.loads(data)
-            except ValueError:
-                out.append(DetectedImage(error=InvalidInput("The image could not be decoded.")))
-                continue
-            faces = [
-                DetectedFace(
-                    tuple(box), conf, ((0.0, 0.0),) * 5, np.array([[[i >> 8, i & 255, 7]]], np.uint8)
-                )
-                for i, box, conf in spec["faces"]
-            ]
-            faces.sort(key=lambda f: -f.confidence)
-            out.append(DetectedImage(640, 480, faces))
-        return out
-
-
-class FakeEmbedder:
-    def __init__(self, world: World, model: str = MODEL) -> None:
-        self.world = world
-        self.model = model
-
-    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
-        return Embedded(
-            self.model, [self.world.vectors[(int(c[0, 0, 0]) << 8) | int(c[0, 0, 1])] for c in crops]
-        )
-
-    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
-        return ModelInfo(self.model, DIM, 1.2, "default")
+from tests.support.gallery import BOX, DIM, MODEL, FakeDetector, FakeEmbedder, World, picture, portrait
 
 
 @pytest.fixture()

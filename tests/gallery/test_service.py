@@ -4,7 +4,6 @@ over embedder replicas, and `python -m gallery` starting with its downstream ser
 
 from __future__ import annotations
 
-import json
 import socket
 from collections.abc import Iterator
 from pathlib import Path
@@ -16,16 +15,13 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.channels import channel_target
-from facerec.errors import InvalidInput
 from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
 from facerec.settings import ServerOptions
-from facerec.status import error_proto
 from facerec.v1 import (
     common_pb2,
     detector_pb2,
     detector_pb2_grpc,
-    embedding_pb2,
     embedding_pb2_grpc,
     gallery_pb2,
     gallery_pb2_grpc,
@@ -34,63 +30,13 @@ from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.gallery import Gallery
 from gallery.service import SERVICE_NAME, build_server
-from tests.gallery.test_gallery import MODEL, World, picture, portrait
-from tests.servers import start_service
+from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, picture, portrait
+from tests.support.servers import start_service
 
 INVALID = grpc.StatusCode.INVALID_ARGUMENT
 NOT_FOUND = grpc.StatusCode.NOT_FOUND
 PRECONDITION = grpc.StatusCode.FAILED_PRECONDITION
 UNAVAILABLE = grpc.StatusCode.UNAVAILABLE
-
-
-class FakeDetectorServicer(detector_pb2_grpc.DetectorServicer):
-    """Reads the fake pictures of test_gallery; a crop is a 1x1 RGB pixel that names the vector."""
-
-    def Detect(self, request, context):
-        if 0 < request.options.min_face_size_px < 12:
-            raise InvalidInput("min_face_size_px must be at least 12.")
-        results = []
-        for image in request.images:
-            try:
-                spec = json.loads(image.data)
-            except ValueError:
-                results.append(
-                    detector_pb2.ImageResult(
-                        error=error_proto(InvalidInput("The image could not be decoded."))
-                    )
-                )
-                continue
-            faces = []
-            for i, (x, y, w, h), conf in sorted(spec["faces"], key=lambda f: -f[2]):
-                faces.append(
-                    detector_pb2.Face(
-                        box=common_pb2.Box(x=x, y=y, width=w, height=h),
-                        confidence=conf,
-                        crop=common_pb2.RgbImage(rgb=bytes([i >> 8, i & 255, 7]), width=1, height=1),
-                    )
-                )
-            results.append(detector_pb2.ImageResult(width=640, height=480, faces=faces))
-        return detector_pb2.DetectResponse(results=results)
-
-
-class FakeEmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
-    def __init__(self, world: World) -> None:
-        self.world = world
-        self.calls = 0
-
-    def Embed(self, request, context):
-        self.calls += 1
-        results = []
-        for face in request.faces:
-            rgb = face.crop.rgb
-            vector = self.world.vectors[(rgb[0] << 8) | rgb[1]]
-            results.append(
-                embedding_pb2.EmbedResult(embedding=common_pb2.Embedding(values=vector, model=MODEL))
-            )
-        return embedding_pb2.EmbedResponse(results=results, model=MODEL)
-
-    def GetModelInfo(self, request, context):
-        return embedding_pb2.ModelInfo(name=MODEL, dimension=128, threshold=1.2, threshold_source="default")
 
 
 def serve(name: str, add) -> tuple[grpc.Server, int]:
@@ -168,7 +114,10 @@ def enroll(stub, world: World, name: str, n: int = 8) -> gallery_pb2.EnrollRespo
     )
 
 
-def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -> None:
+@pytest.fixture()
+def enrolled(gallery, world: World) -> tuple[gallery_pb2_grpc.GalleryStub, gallery_pb2.EnrollResponse]:
+    """person-0 enrolled from a mixed request (two good faces, three bad pictures, a zero embedding),
+    person-1 from eight portraits. Returns the stub and person-0's reply."""
     stub = gallery
     a = world.train["person-0"]
     reply = stub.Enroll(
@@ -179,6 +128,12 @@ def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -
         ),
         timeout=10,
     )
+    enroll(stub, world, "person-1")
+    return stub, reply
+
+
+def test_enroll_reports_an_outcome_per_picture_and_embedding(enrolled) -> None:
+    _, reply = enrolled
     assert [r.outcome for r in reply.results] == [
         gallery_pb2.ENROLLED,
         gallery_pb2.INVALID,
@@ -189,8 +144,10 @@ def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -
     ]
     assert reply.results[1].error.code == INVALID.value[0] and reply.results[1].error.message
     assert reply.results[0].box.width == 100 and reply.results[0].faces_found == 1
-    enroll(stub, world, "person-1")
 
+
+def test_identify_names_a_known_face_and_leaves_a_stranger_unknown(enrolled, world: World) -> None:
+    stub, _ = enrolled
     found = stub.Identify(
         gallery_pb2.IdentifyRequest(image=image(portrait(world.val["person-1"][0]))), timeout=10
     )
@@ -210,6 +167,9 @@ def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -
         1,
     )
 
+
+def test_verify_against_an_identity_and_between_two_pictures(enrolled, world: World) -> None:
+    stub, _ = enrolled
     same = stub.Verify(
         gallery_pb2.VerifyRequest(image_a=image(portrait(world.val["person-0"][0])), identity="person-0"),
         timeout=10,
@@ -224,11 +184,18 @@ def test_enroll_identify_verify_search_manage_over_grpc(gallery, world: World) -
     )
     assert not differ.match and differ.distance > differ.threshold
 
+
+def test_search_finds_the_enrolled_embedding_first(enrolled, world: World) -> None:
+    stub, reply = enrolled
+    a = world.train["person-0"]
     hits = stub.Search(
         gallery_pb2.SearchRequest(embedding=embedding(world.vectors[a[1]]), top_k=2), timeout=10
     ).hits
     assert hits[0].face_id == reply.results[4].face_id and hits[0].identity == "person-0"
 
+
+def test_list_get_remove_train_and_stats(enrolled) -> None:
+    stub, _ = enrolled
     listed = stub.ListIdentities(gallery_pb2.ListIdentitiesRequest(page_size=1), timeout=10)
     assert [i.identity for i in listed.identities] == ["person-0"] and listed.next_page_token
     rest = stub.ListIdentities(
