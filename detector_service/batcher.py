@@ -63,7 +63,7 @@ class BatchingDetector:
         options: DetectOptions,
         timeout_s: float | None = None,
         is_active: Callable[[], bool] = lambda: True,
-    ) -> list[Outcome]:
+    ) -> list[Outcome[list[Detection]]]:
         """Per image: its detections, or the FacerecError that image alone got."""
         options.validate()
         start = time.perf_counter()
@@ -90,8 +90,8 @@ class BatchingDetector:
         report.add(**self.timing_report())
         report.log(log)
 
-    def _run_batch(self, items: list[Item]) -> list[Outcome]:
-        outcomes: list[Outcome] = [[] for _ in items]
+    def _run_batch(self, items: list[Item]) -> list[Outcome[list[Detection]]]:
+        outcomes: list[Outcome[list[Detection]]] = [[] for _ in items]
         groups: dict[DetectOptions | None, list[int]] = defaultdict(list)
         for index, (_, options) in enumerate(items):
             groups[options].append(index)

@@ -208,9 +208,12 @@ class Detector:
         # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
         boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
         boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
-        return resize_to_square(boxes)
+        squared: NDArray[np.float64] = resize_to_square(boxes)
+        return squared
 
-    def _pnet_grouped(self, normalized: list[NDArray[np.float32]], min_face_size_px: float) -> list:
+    def _pnet_grouped(
+        self, normalized: list[NDArray[np.float32]], min_face_size_px: float
+    ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on each group of same-size pictures: mtcnn's own results."""
         from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
         from mtcnn.utils.images import scale_images
@@ -233,7 +236,9 @@ class Detector:
                 found.append(boxes)
         return found
 
-    def _pnet_padded(self, normalized: list[NDArray[np.float32]], min_face_size_px: float) -> list:
+    def _pnet_padded(
+        self, normalized: list[NDArray[np.float32]], min_face_size_px: float
+    ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on every picture, padded to the level's largest (see pad_sizes)."""
         import tensorflow as tf
         from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
@@ -289,7 +294,8 @@ class Detector:
         if not len(boxes):
             return boxes
         boxes = smart_nms_from_bboxes(boxes, threshold=NMS_RNET, method="union", initial_sort=True)
-        return resize_to_square(boxes)
+        squared: NDArray[np.float64] = resize_to_square(boxes)
+        return squared
 
     def _onet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
@@ -306,7 +312,10 @@ class Detector:
         boxes = pick_matches(boxes, scores_column=5, score_threshold=THRESHOLD_ONET)
         if not len(boxes):
             return boxes
-        return smart_nms_from_bboxes(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
+        kept: NDArray[np.float64] = smart_nms_from_bboxes(
+            boxes, threshold=NMS_ONET, method="min", initial_sort=True
+        )
+        return kept
 
 
 class _Eager:
@@ -361,7 +370,7 @@ def _detections(
     for row in rows:
         x, y, w, h = alignment.tutorial_box(row[1], row[2], row[3], row[4])
         points = np.stack([row[6:11], row[11:16]], axis=1)
-        landmarks = Landmarks(*(tuple(float(v) for v in p) for p in points))
+        landmarks = Landmarks(*((float(p[0]), float(p[1])) for p in points))
         crop = None
         if options.return_crops:
             if options.alignment is Alignment.SIMILARITY:

@@ -89,12 +89,14 @@ def onnx_nets(
     """onnxruntime sessions of the three networks: from the cache when all three files are there for this
     mtcnn version (no Keras model is built), else exported from `models()`, checked and cached."""
     paths = cache_paths(models_dir)
-    data = {name: _read_cached(path) for name, path in paths.items()}
-    if any(blob is None for blob in data.values()):
+    cached = {name: _read_cached(path) for name, path in paths.items()}
+    data = {name: blob for name, blob in cached.items() if blob is not None}
+    if len(data) < len(cached):
         log.info("exporting mtcnn %s's networks to ONNX (opset %d); once", mtcnn_version(), OPSET)
         data = export_all(models(), paths)
     sessions = {name: cpu_session(blob, intra_threads, inter_threads) for name, blob in data.items()}
-    return Nets(*(_infer_fn(sessions[name]) for name in NET_NAMES), runtime="onnxruntime")
+    pnet, rnet, onet = (_infer_fn(sessions[name]) for name in NET_NAMES)
+    return Nets(pnet, rnet, onet, runtime="onnxruntime")
 
 
 def export_all(models: dict[str, Any], paths: dict[str, Path]) -> dict[str, bytes]:
@@ -118,14 +120,15 @@ def export(model: Any, name: str) -> bytes:
         ) from exc
     spec = (tf.TensorSpec(INPUT_SHAPES[name], tf.float32, name="input"),)
 
-    @tf.function(input_signature=spec)
-    def forward(x):
+    @tf.function(input_signature=spec)  # type: ignore[untyped-decorator]  # tensorflow is untyped
+    def forward(x: Any) -> Any:
         return tuple(model(x))
 
     proto, _ = tf2onnx.convert.from_function(forward, input_signature=spec, opset=OPSET)
     entry = proto.metadata_props.add()
     entry.key, entry.value = VERSION_KEY, mtcnn_version()
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 def check_against_keras(infer: NetFn, model: Any, name: str, n: int = 3) -> float:

@@ -29,13 +29,16 @@ def build_scales(
     if min_side * first < PNET_CELL_PX:
         return np.empty(0, dtype=np.float64)
     count = math.floor(math.log(PNET_CELL_PX / (min_side * first)) / math.log(scale_factor)) + 1
-    scales = first * scale_factor ** np.arange(count)
+    scales: NDArray[np.float64] = first * scale_factor ** np.arange(count, dtype=np.float64)
     # Float rounding of the log can admit one level that falls a hair under the window.
     return scales[min_side * scales >= PNET_CELL_PX - 1e-9]
 
 
-def mtcnn_scales(width: int, height: int, min_face_size_px: float, scale_factor: float = SCALE_FACTOR):
+def mtcnn_scales(
+    width: int, height: int, min_face_size_px: float, scale_factor: float = SCALE_FACTOR
+) -> NDArray[np.float64]:
     """mtcnn 1.0.0's own pyramid (utils.images.build_scale_pyramid), kept to compare against."""
     min_dim = min(width, height)
     count = round(-((np.log(min_dim / PNET_CELL_PX) / np.log(scale_factor)) + 1))
-    return (PNET_CELL_PX / min_face_size_px) * scale_factor ** np.arange(count)
+    scales: NDArray[np.float64] = (PNET_CELL_PX / min_face_size_px) * scale_factor ** np.arange(count)
+    return scales

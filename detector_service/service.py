@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable, Sequence
-from typing import Protocol
+from typing import Any, Protocol
 
 import grpc
 import numpy as np
@@ -12,6 +12,7 @@ from numpy.typing import NDArray
 
 from detector_service.config import Settings
 from detector_service.detector import Alignment, Detection, DetectOptions
+from facerec.batching import Outcome
 from facerec.errors import FacerecError, InvalidInput
 from facerec.images import decode_image
 from facerec.server import Health, Service, build_server
@@ -39,7 +40,7 @@ class QueuedDetector(Protocol):
         options: DetectOptions,
         timeout_s: float | None = None,
         is_active: Callable[[], bool] = ...,
-    ) -> list[list[Detection] | FacerecError]: ...
+    ) -> list[Outcome[list[Detection]]]: ...
 
 
 class DetectorServicer(detector_pb2_grpc.DetectorServicer):
@@ -126,7 +127,7 @@ def build_detector_server(
     settings: Settings,
     detector: QueuedDetector,
     health: Health,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started server hosting the Detector service with health and reflection."""

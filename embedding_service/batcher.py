@@ -74,7 +74,7 @@ class EmbeddingBatcher:
         crops: Sequence[NDArray[np.uint8]],
         timeout_s: float | None = None,
         is_active: Callable[[], bool] = lambda: True,
-    ) -> list[Outcome]:
+    ) -> list[Outcome[NDArray[np.float32]]]:
         """crops: (h, w, 3) uint8 RGB each → per crop a (128,) float32 unit vector or the error it alone got.
 
         Blocks until done. Raises Overloaded (queue full), DeadlineExceeded (expired or cancelled
@@ -98,5 +98,5 @@ class EmbeddingBatcher:
     def close(self) -> None:
         self._batcher.close()
 
-    def _run(self, items: list[NDArray[np.float32]]) -> list[Outcome]:
+    def _run(self, items: list[NDArray[np.float32]]) -> list[Outcome[NDArray[np.float32]]]:
         return list(self.embedder.embed_prepared(np.stack(items)))

@@ -6,12 +6,12 @@ import logging
 import time
 import weakref
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from embedding_service.facenet import DIMENSION, MODEL_NAME, build_facenet
+from embedding_service.facenet import DIMENSION, MODEL_NAME, KerasModel, build_facenet
 from embedding_service.preprocessing import DESCRIPTION, INPUT_SIZE, prepare_batch
 from facerec.errors import InvalidInput
 from facerec.timings import Timings
@@ -37,11 +37,12 @@ def rgb_crop(data: bytes, width: int, height: int) -> NDArray[np.uint8]:
     return np.frombuffer(data, dtype=np.uint8).reshape(height, width, 3)
 
 
-def unit_rows(vectors: NDArray) -> NDArray[np.float32]:
+def unit_rows(vectors: NDArray[np.generic]) -> NDArray[np.float32]:
     """(n, d) → (n, d) float32 rows of unit euclidean length (a zero row stays zero)."""
     y = np.asarray(vectors, dtype=np.float32)
     norms = np.linalg.norm(y, axis=1, keepdims=True)
-    return (y / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+    unit: NDArray[np.float32] = (y / np.maximum(norms, np.float32(1e-12))).astype(np.float32, copy=False)
+    return unit
 
 
 class Embedder:
@@ -88,7 +89,7 @@ class Embedder:
         return cls.from_keras(model)
 
     @classmethod
-    def from_keras(cls, model) -> Embedder:  # model: keras.Model
+    def from_keras(cls, model: KerasModel) -> Embedder:
         """Runs the Keras model through one tf.function with a fixed input signature (no per-call retracing)."""
         return cls(keras_infer(model), "tensorflow")
 
@@ -118,7 +119,7 @@ class Embedder:
         return self.embed_prepared(self.prepare(crops))
 
 
-def keras_infer(model) -> InferFn:  # model: keras.Model
+def keras_infer(model: KerasModel) -> InferFn:
     """model(x, training=False) inside a tf.function traced once for any batch size.
 
     model.predict builds a dataset and a loop per call (~70 ms for one face); this does not.
@@ -127,11 +128,12 @@ def keras_infer(model) -> InferFn:  # model: keras.Model
 
     signature = [tf.TensorSpec([None, INPUT_SIZE, INPUT_SIZE, 3], tf.float32)]
 
-    @tf.function(input_signature=signature)
-    def run(x):
+    @tf.function(input_signature=signature)  # type: ignore[untyped-decorator]  # tensorflow is untyped
+    def run(x: Any) -> Any:
         return model(x, training=False)
 
     def infer(batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        return run(tf.constant(batch)).numpy()
+        out: NDArray[np.float32] = run(tf.constant(batch)).numpy()
+        return out
 
     return infer

@@ -7,10 +7,13 @@ layer, matched by name against the file's `model_weights` group, with every shap
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, Protocol
 
 import h5py
 import numpy as np
+from numpy.typing import NDArray
 
 log = logging.getLogger(__name__)
 
@@ -18,21 +21,30 @@ MODEL_NAME = "facenet-keras-128"
 DIMENSION = 128
 
 
+class KerasModel(Protocol):
+    """The part of a keras.Model this service uses (keras ships no type information)."""
+
+    @property
+    def layers(self) -> Sequence[Any]: ...
+
+    def __call__(self, x: Any, training: bool = ...) -> Any: ...
+
+
 class WeightsMismatch(Exception):
     """The h5 file does not fit the architecture: a layer is missing or a shape differs."""
 
 
-def build_facenet(weights_path: Path):  # -> keras.Model
+def build_facenet(weights_path: Path) -> KerasModel:
     """InceptionResNetV1(classes=128) with the h5's weights. Raises WeightsMismatch if anything does not fit."""
     from keras_facenet.inception_resnet_v1 import InceptionResNetV1
 
-    model = InceptionResNetV1(input_shape=(160, 160, 3), classes=DIMENSION)
+    model: KerasModel = InceptionResNetV1(input_shape=(160, 160, 3), classes=DIMENSION)
     copied = load_weights_by_name(model, weights_path)
     log.info("loaded %d layers of FaceNet weights from %s", copied, weights_path)
     return model
 
 
-def load_weights_by_name(model, weights_path: Path) -> int:
+def load_weights_by_name(model: KerasModel, weights_path: Path) -> int:
     """Copies weights from the h5's model_weights/<layer> into each model layer of that name.
 
     Returns the number of layers copied. Every model layer with weights must be present in the
@@ -56,6 +68,6 @@ def load_weights_by_name(model, weights_path: Path) -> int:
     return copied
 
 
-def _layer_arrays(layer_group: h5py.Group) -> list[np.ndarray]:
+def _layer_arrays(layer_group: Any) -> list[NDArray[np.float32]]:
     names = [n.decode() if isinstance(n, bytes) else n for n in layer_group.attrs.get("weight_names", [])]
     return [np.asarray(layer_group[name]) for name in names]

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import logging
 from pathlib import Path
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -22,6 +22,7 @@ from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
 if TYPE_CHECKING:
     from embedding_service.config import Settings
     from embedding_service.embedder import InferFn
+    from embedding_service.facenet import KerasModel
 
 log = logging.getLogger(__name__)
 
@@ -50,8 +51,8 @@ def cached_infer(settings: Settings) -> InferFn | None:
     return _infer_fn(session)
 
 
-def onnx_infer(model, settings: Settings) -> InferFn:  # model: keras.Model with the weights loaded
-    """An onnxruntime session for `model`, from the cache when it matches settings.weights_path, else
+def onnx_infer(model: KerasModel, settings: Settings) -> InferFn:
+    """An onnxruntime session for `model` (its weights loaded), from the cache when it matches settings.weights_path, else
     exported, checked against Keras and cached."""
     infer = cached_infer(settings)
     if infer is not None:
@@ -64,7 +65,7 @@ def onnx_infer(model, settings: Settings) -> InferFn:  # model: keras.Model with
     return infer
 
 
-def export(model, source_sha256: str) -> bytes:  # model: keras.Model
+def export(model: KerasModel, source_sha256: str) -> bytes:
     """The serialized ONNX model of `model` (batch dimension free), tagged with the h5's sha256."""
     try:
         import tensorflow as tf
@@ -77,7 +78,8 @@ def export(model, source_sha256: str) -> bytes:  # model: keras.Model
     proto, _ = tf2onnx.convert.from_keras(model, input_signature=spec, opset=OPSET)
     entry = proto.metadata_props.add()
     entry.key, entry.value = SHA_KEY, source_sha256
-    return proto.SerializeToString()
+    data: bytes = proto.SerializeToString()
+    return data
 
 
 def source_sha(path: Path) -> str:
@@ -89,10 +91,10 @@ def source_sha(path: Path) -> str:
     except Exception as exc:  # onnxruntime raises its own unexported exception types
         log.warning("ignoring unreadable ONNX cache %s: %s", path, exc)
         return ""
-    return session.get_modelmeta().custom_metadata_map.get(SHA_KEY, "")
+    return str(session.get_modelmeta().custom_metadata_map.get(SHA_KEY, ""))
 
 
-def check_against_keras(infer: InferFn, model, n: int = 4) -> float:  # model: keras.Model
+def check_against_keras(infer: InferFn, model: KerasModel, n: int = 4) -> float:
     """Max abs difference between ONNX and Keras on n seeded inputs; raises OnnxExportError above 1e-5."""
     x = np.random.default_rng(7).standard_normal((n, INPUT_SIZE, INPUT_SIZE, 3)).astype(np.float32)
     diff = float(np.abs(infer(x) - np.asarray(model(x, training=False))).max())
@@ -102,10 +104,11 @@ def check_against_keras(infer: InferFn, model, n: int = 4) -> float:  # model: k
     return diff
 
 
-def _infer_fn(session) -> InferFn:
+def _infer_fn(session: Any) -> InferFn:  # an onnxruntime.InferenceSession (untyped)
     name = session.get_inputs()[0].name
 
     def infer(batch: NDArray[np.float32]) -> NDArray[np.float32]:
-        return session.run(None, {name: batch})[0]
+        out: NDArray[np.float32] = session.run(None, {name: batch})[0]
+        return out
 
     return infer

@@ -5,6 +5,7 @@ from __future__ import annotations
 import dataclasses
 import logging
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 import numpy as np
@@ -44,7 +45,9 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         self._max_bytes = max_request_bytes
         self._image_limits = ImageLimits(max_bytes=max_request_bytes, max_pixels=max_face_pixels)
 
-    def Embed(self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext):
+    def Embed(
+        self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
+    ) -> embedding_pb2.EmbedResponse:
         faces = request.faces
         if not faces:
             raise InvalidInput("The request holds no faces.")
@@ -75,7 +78,9 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
                 results[i].embedding.CopyFrom(common_pb2.Embedding(values=outcome.tolist(), model=model))
         return embedding_pb2.EmbedResponse(results=results, model=model)
 
-    def GetModelInfo(self, request: embedding_pb2.GetModelInfoRequest, context: grpc.ServicerContext):
+    def GetModelInfo(
+        self, request: embedding_pb2.GetModelInfoRequest, context: grpc.ServicerContext
+    ) -> embedding_pb2.ModelInfo:
         embedder = self._batcher.embedder
         stats = self._batcher.stats
         calibration = self._calibration.current()  # re-read when `facerec eval --save-threshold` wrote it
@@ -106,7 +111,7 @@ def build_server(
     settings: Settings,
     batcher: EmbeddingBatcher,
     health: server_mod.Health,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A bound, not yet started server for the Embedder on settings.host:settings.port. Returns (server, port)."""

@@ -13,7 +13,7 @@ import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import Future
 from dataclasses import dataclass, field
-from typing import Generic, TypeVar
+from typing import Generic, TypeAlias, TypeVar, Union
 
 from facerec.errors import DeadlineExceeded, FacerecError, Overloaded, Unavailable
 
@@ -23,7 +23,7 @@ T = TypeVar("T")
 R = TypeVar("R")
 
 # What a batch function returns per item: the result, or the error that item alone gets.
-Outcome = R | FacerecError
+Outcome: TypeAlias = Union[R, FacerecError]  # noqa: UP007 (a generic alias needs Union)
 
 
 @dataclass
@@ -31,7 +31,7 @@ class _Request(Generic[T, R]):
     items: Sequence[T]
     deadline: float | None  # time.monotonic() seconds, or None
     is_active: Callable[[], bool]
-    future: Future = field(default_factory=Future)
+    future: Future[list[Outcome[R]]] = field(default_factory=Future)
     enqueued: float = field(default_factory=time.monotonic)
 
 
@@ -56,7 +56,7 @@ class Batcher(Generic[T, R]):
 
     def __init__(
         self,
-        run_batch: Callable[[list[T]], list[Outcome]],
+        run_batch: Callable[[list[T]], list[Outcome[R]]],
         max_batch: int = 32,
         max_delay_ms: float = 3.0,
         max_queue: int = 256,
@@ -68,7 +68,7 @@ class Batcher(Generic[T, R]):
         self._run_batch = run_batch
         self.max_batch = max_batch
         self._max_delay_s = max_delay_ms / 1000.0
-        self._queue: queue.Queue[_Request | None] = queue.Queue(maxsize=max_queue)
+        self._queue: queue.Queue[_Request[T, R] | None] = queue.Queue(maxsize=max_queue)
         self._name = name
         self._on_batch = on_batch  # e.g. a metrics histogram of items per model call
         self._stats = BatchStats()
@@ -90,14 +90,14 @@ class Batcher(Generic[T, R]):
         items: Sequence[T],
         timeout_s: float | None = None,
         is_active: Callable[[], bool] = lambda: True,
-    ) -> list[Outcome]:
+    ) -> list[Outcome[R]]:
         """Blocks until every item has its outcome. Raises Overloaded, DeadlineExceeded or Unavailable."""
         if not items:
             return []
         if self._stopped.is_set():
             raise Unavailable(f"The {self._name} is shutting down.")
         deadline = None if timeout_s is None else time.monotonic() + timeout_s
-        request: _Request = _Request(items=items, deadline=deadline, is_active=is_active)
+        request: _Request[T, R] = _Request(items=items, deadline=deadline, is_active=is_active)
         try:
             self._queue.put_nowait(request)
         except queue.Full:
@@ -136,7 +136,7 @@ class Batcher(Generic[T, R]):
                 size += len(nxt.items)
             self._run(pending)
 
-    def _run(self, pending: list[_Request]) -> None:
+    def _run(self, pending: list[_Request[T, R]]) -> None:
         now = time.monotonic()
         live = []
         for request in pending:
@@ -152,7 +152,7 @@ class Batcher(Generic[T, R]):
             with self._lock:
                 self._stats.dropped += len(pending) - len(live)
         items = [item for request in live for item in request.items]
-        outcomes: list[Outcome] = []
+        outcomes: list[Outcome[R]] = []
         try:
             for start in range(0, len(items), self.max_batch):
                 chunk = items[start : start + self.max_batch]

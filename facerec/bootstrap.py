@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import NoReturn
+from typing import Any, NoReturn
 
 import grpc
 
@@ -26,7 +26,8 @@ log = logging.getLogger(__name__)
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 BuildServer = Callable[
-    [Health, Sequence[grpc.ServerInterceptor], grpc.ServerCredentials | None], tuple[grpc.Server, int]
+    [Health, Sequence[grpc.ServerInterceptor[Any, Any]], grpc.ServerCredentials | None],
+    tuple[grpc.Server, int],
 ]
 
 
@@ -83,7 +84,7 @@ def run_service(
     except FacerecError as exc:
         _exit(name, exc, 1)
     health = Health([service_name])
-    interceptors: list[grpc.ServerInterceptor] = []
+    interceptors: list[grpc.ServerInterceptor[Any, Any]] = []
     if settings.metrics_port:
         hosting.watch(metrics)
         interceptors.append(metrics.interceptor())

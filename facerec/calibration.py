@@ -19,6 +19,7 @@ import logging
 import math
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, TypeGuard
 
 from facerec.files import atomic_write
 
@@ -64,7 +65,7 @@ def save_calibration(
     path: Path,
     model: str,
     threshold: float,
-    details: dict | None = None,
+    details: dict[str, Any] | None = None,
     identification_threshold: float | None = None,
 ) -> None:
     """Stores the thresholds for `model` (atomically: temp file, then rename), keeping other models' entries."""
@@ -82,7 +83,7 @@ def save_calibration(
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
-def _valid(value: object) -> bool:
+def _valid(value: object) -> TypeGuard[int | float]:
     return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 2
 
 

@@ -10,7 +10,7 @@ from pathlib import Path
 from typing import BinaryIO
 
 
-def atomic_write(path: Path, write: Callable[[BinaryIO], None], mode: int | None = None) -> None:
+def atomic_write(path: Path, write: Callable[[BinaryIO], object], mode: int | None = None) -> None:
     """Writes `path` through write(file): into a temporary file beside it, flushed to disk, then renamed
     over it. mode: the file's permissions (the temporary file is owner-only). Raises OSError; the
     temporary file is removed then."""

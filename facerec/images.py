@@ -67,8 +67,7 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> NDArray[np
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
             image.load()
-            image = ImageOps.exif_transpose(image)
-            return _to_rgb(image)
+            return _to_rgb(ImageOps.exif_transpose(image))
     except (OSError, ValueError, SyntaxError, EOFError, Image.DecompressionBombError) as exc:
         raise InvalidInput("The image could not be decoded: its data is truncated or corrupt.") from exc
 

@@ -116,7 +116,7 @@ def _safe(read: Callable[[], int], what: str) -> Callable[[], float]:
     return value
 
 
-class MetricsInterceptor(grpc.ServerInterceptor):
+class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Counts unary calls by method and final status code, and times them.
 
     Install it OUTSIDE facerec.status.ErrorInterceptor (build_server puts its `interceptors` first,
@@ -127,7 +127,11 @@ class MetricsInterceptor(grpc.ServerInterceptor):
     def __init__(self, metrics: ServiceMetrics) -> None:
         self._metrics = metrics
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         # Streaming calls (health Watch, reflection) are long-lived; their duration says nothing.
         if handler is None or handler.unary_unary is None:
@@ -157,7 +161,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):
 
 
 def _code(context: grpc.ServicerContext, default: grpc.StatusCode) -> grpc.StatusCode:
-    code = context.code()
+    code = context.code()  # type: ignore[attr-defined]  # grpc >= 1.38 has it; grpc-stubs not
     if isinstance(code, grpc.StatusCode):
         return code
     return default

@@ -121,7 +121,7 @@ def bearer(metadata: Iterable[tuple[str, Any]] | None) -> str:
     return ""
 
 
-class TokenAuthInterceptor(grpc.ServerInterceptor):
+class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Lets a call through only with a known bearer token, and a write method only with an `rw` one.
 
     Install it after the metrics interceptor (so denials are counted) and it sits outside
@@ -144,7 +144,11 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
                 role = known_role
         return role
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         method = handler_call_details.method
         if method.startswith(OPEN_PREFIXES):
             return continuation(handler_call_details)
@@ -158,7 +162,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):
         return continuation(handler_call_details)
 
 
-def _denied(exc: errors.FacerecError) -> grpc.RpcMethodHandler:
+def _denied(exc: errors.FacerecError) -> grpc.RpcMethodHandler[Any, Any]:
     # The request is never deserialized: a caller without a token gets no parsing of its payload.
     def deny(request: Any, context: grpc.ServicerContext) -> Any:
         context.abort(status_of(exc), str(exc))
@@ -168,7 +172,7 @@ def _denied(exc: errors.FacerecError) -> grpc.RpcMethodHandler:
 
 def token_interceptor(
     tokens_file: str, tokens: str, write_methods: Iterable[str] = (), prefix: str = ""
-) -> list[grpc.ServerInterceptor]:
+) -> list[grpc.ServerInterceptor[Any, Any]]:
     """[TokenAuthInterceptor] when tokens are configured, else [] (authentication off)."""
     found = load_tokens(tokens_file, tokens, prefix)
     if not found:
@@ -190,7 +194,7 @@ class _Details(_CallDetails, grpc.ClientCallDetails):
     pass
 
 
-class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):
+class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterceptor):  # type: ignore[type-arg]
     """Adds `authorization: Bearer <token>` to every call of a channel (plaintext or TLS alike)."""
 
     def __init__(self, token: str) -> None:
@@ -207,8 +211,18 @@ class BearerToken(grpc.UnaryUnaryClientInterceptor, grpc.UnaryStreamClientInterc
             getattr(details, "compression", None),
         )
 
-    def intercept_unary_unary(self, continuation: Callable, client_call_details, request):
+    def intercept_unary_unary(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
         return continuation(self._with_token(client_call_details), request)
 
-    def intercept_unary_stream(self, continuation: Callable, client_call_details, request):
+    def intercept_unary_stream(
+        self,
+        continuation: Callable[[grpc.ClientCallDetails, Any], Any],
+        client_call_details: grpc.ClientCallDetails,
+        request: Any,
+    ) -> Any:
         return continuation(self._with_token(client_call_details), request)

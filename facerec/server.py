@@ -8,6 +8,7 @@ import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
 from dataclasses import dataclass
+from typing import Any
 
 import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
@@ -50,7 +51,7 @@ def build_server(
     services: Sequence[Service],
     options: ServerOptions,
     health_state: Health,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A server hosting `services` plus health and reflection, bound but not started. Returns (server, port)."""

@@ -57,7 +57,7 @@ def _wrap(
         except errors.FacerecError as exc:
             context.abort(status_of(exc), str(exc))
         except Exception:
-            code = context.code()
+            code = context.code()  # type: ignore[attr-defined]  # grpc >= 1.38 has it; grpc-stubs not
             if code is not None and code != grpc.StatusCode.OK:
                 raise  # the servicer aborted on purpose; grpc already holds the status
             log.exception("unexpected error in %s", name)
@@ -66,10 +66,14 @@ def _wrap(
     return handle
 
 
-class ErrorInterceptor(grpc.ServerInterceptor):
+class ErrorInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """Turns a FacerecError into its status and one-sentence message; anything else into INTERNAL."""
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None or handler.unary_unary is None:
             return handler

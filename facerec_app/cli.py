@@ -7,7 +7,7 @@ import logging
 import os
 import sys
 from collections.abc import Callable, Sequence
-from typing import NoReturn
+from typing import Any, NoReturn
 
 from facerec import assets
 from facerec_app.supervisor import MODULES
@@ -92,7 +92,7 @@ def build_parser() -> argparse.ArgumentParser:
     return parser
 
 
-def _add_client_commands(sub: argparse._SubParsersAction) -> None:
+def _add_client_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """The commands that talk to a gallery, the demo and eval."""
     from facerec_app.commands import add_commands
 

@@ -7,14 +7,21 @@ import json
 import os
 import sys
 from collections import Counter
+from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
+from google.protobuf.message import Message
 
 from facerec.assets import IMAGE_SUFFIXES, labelled_images
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
+
 from facerec_app.rpc import ClientError, connect, describe, read_image
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
@@ -29,7 +36,7 @@ class GalleryClient:
         self._channel = connect(address, token, tls_ca)
         self._stub = gallery_pb2_grpc.GalleryStub(self._channel)
 
-    def call(self, method: str, request):
+    def call(self, method: str, request: Message) -> Any:
         try:
             return getattr(self._stub, method)(request, timeout=TIMEOUT_S)
         except grpc.RpcError as exc:
@@ -40,7 +47,7 @@ class GalleryClient:
 
 
 @contextmanager
-def gallery_client(address: str, token: str = "", tls_ca: str = ""):
+def gallery_client(address: str, token: str = "", tls_ca: str = "") -> Iterator[GalleryClient]:
     client = GalleryClient(address, token, tls_ca)
     try:
         yield client
@@ -48,7 +55,7 @@ def gallery_client(address: str, token: str = "", tls_ca: str = ""):
         client.close()
 
 
-def progress(total: int, desc: str):
+def progress(total: int, desc: str) -> tqdm[Any]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
@@ -76,9 +83,9 @@ def folder_images(folder: Path) -> list[tuple[str, Path]]:
     return pairs
 
 
-def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll") -> Counter:
+def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll") -> Counter[str]:
     """Enrolls each picture under its identity, four at a time. Returns outcome counts; lists problem files."""
-    outcomes: Counter = Counter()
+    outcomes: Counter[str] = Counter()
     problems: list[str] = []
     bar = progress(len(pairs), desc)
 
@@ -124,10 +131,11 @@ def identify_one(
     request = gallery_pb2.IdentifyRequest(
         image=common_pb2.Image(data=read_image(path)), top_k=top_k, threshold=threshold
     )
-    return client.call("Identify", request)
+    reply: gallery_pb2.IdentifyResponse = client.call("Identify", request)
+    return reply
 
 
-def face_dict(face: gallery_pb2.IdentifiedFace) -> dict:
+def face_dict(face: gallery_pb2.IdentifiedFace) -> dict[str, Any]:
     return {
         "identity": face.identity if face.known else None,
         "known": face.known,
@@ -142,7 +150,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     paths = [Path(p) for p in args.images]
     if args.annotate and len(paths) != 1:
         raise ClientError("--annotate takes exactly one picture.")
-    report = []
+    report: list[dict[str, Any]] = []
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         for path in paths:
             reply = identify_one(client, path, args.top_k, args.threshold)
@@ -218,7 +226,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
-    rows = []
+    rows: list[tuple[str, int]] = []
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         token = ""
         while True:
@@ -257,7 +265,7 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
-def add_commands(sub: argparse._SubParsersAction) -> None:
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     def with_gallery(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         p.add_argument(
             "--gallery",

@@ -9,6 +9,7 @@ import time
 from collections import defaultdict
 from contextlib import ExitStack
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 
@@ -77,7 +78,9 @@ def score(client: GalleryClient, pairs: list[tuple[str, Path]], split: str) -> d
     return table
 
 
-def print_table(scores: dict[str, dict[str, list[int]]], train: list, val: list) -> None:
+def print_table(
+    scores: dict[str, dict[str, list[int]]], train: list[tuple[str, Path]], val: list[tuple[str, Path]]
+) -> None:
     out = sys.stdout.write
     out(f"\n{'person':<16} {'train':>14} {'val':>14}\n")
     people = sorted({who for who, _ in train} | {who for who, _ in val})
@@ -102,7 +105,7 @@ def print_table(scores: dict[str, dict[str, list[int]]], train: list, val: list)
         )
 
 
-def verify_pairs(embedding: Embedding, pairs: list[tuple[str, Path]], threshold: float) -> dict:
+def verify_pairs(embedding: Embedding, pairs: list[tuple[str, Path]], threshold: float) -> dict[str, Any]:
     vectors = embedding.embed_images([read_image(p) for _, p in pairs])
     kept = [(who, v) for (who, _), v in zip(pairs, vectors, strict=True) if v is not None]
     labels = [who for who, _ in kept]

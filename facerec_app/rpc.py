@@ -9,6 +9,9 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.v1 import gallery_pb2
+from gallery.ports import ModelInfo
+
 
 class ClientError(Exception):
     """A call failed; the message is one sentence naming the service."""
@@ -43,8 +46,8 @@ def read_image(path: Path) -> bytes:
         raise ClientError(f"Cannot read {path}: {exc.strerror or exc}.") from None
 
 
-def largest(faces: Sequence):
-    """The face with the largest box (anything with .box.width and .box.height)."""
+def largest(faces: Sequence[gallery_pb2.IdentifiedFace]) -> gallery_pb2.IdentifiedFace:
+    """The identified face with the largest box (gallery.ports.largest_face is the gallery's own)."""
     return max(faces, key=lambda f: f.box.width * f.box.height)
 
 
@@ -70,7 +73,7 @@ class Embedding:
         self._detector.close()
         self._embedder.close()
 
-    def model_info(self):  # -> gallery.ports.ModelInfo
+    def model_info(self) -> ModelInfo:
         return self._embedder.model_info()
 
     def embed_images(

@@ -47,7 +47,7 @@ class ServiceProcess:
     """One service child process and the port it announced."""
 
     name: str
-    process: subprocess.Popen
+    process: subprocess.Popen[str]
     output: list[str] = field(default_factory=list)
     port: int = 0
     _ready: threading.Event = field(default_factory=threading.Event)

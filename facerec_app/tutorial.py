@@ -10,6 +10,7 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -18,7 +19,19 @@ from PIL import Image
 from embedding_service.preprocessing import standardize
 
 
-def extract_face(detector, path: Path, size: int = 160) -> NDArray[np.uint8] | None:
+class FaceFinder(Protocol):
+    """What the tutorial asks of its detector: mtcnn.MTCNN."""
+
+    def detect_faces(self, image: NDArray[np.uint8]) -> list[dict[str, Any]]: ...
+
+
+class KerasModel(Protocol):
+    """What the tutorial asks of FaceNet: a Keras model."""
+
+    def predict(self, x: NDArray[np.float32], verbose: int = ...) -> Any: ...
+
+
+def extract_face(detector: FaceFinder, path: Path, size: int = 160) -> NDArray[np.uint8] | None:
     """The first face MTCNN reports, cropped as the tutorial does; None when there is no face."""
     pixels = np.asarray(Image.open(path).convert("RGB"))
     results = detector.detect_faces(pixels)
@@ -30,11 +43,12 @@ def extract_face(detector, path: Path, size: int = 160) -> NDArray[np.uint8] | N
     return np.asarray(Image.fromarray(face).resize((size, size)))
 
 
-def embed(model, faces: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
+def embed(model: KerasModel, faces: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
     """(n, 160, 160, 3) uint8 faces → (n, 128) unit vectors."""
     batch = np.stack([standardize(face) for face in faces])
     vectors = np.asarray(model.predict(batch, verbose=0), dtype=np.float32)
-    return vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    unit: NDArray[np.float32] = vectors / np.linalg.norm(vectors, axis=1, keepdims=True)
+    return unit
 
 
 @dataclass(frozen=True)
@@ -48,7 +62,9 @@ class TutorialResult:
     per_person: dict[str, tuple[float, float]]  # identity → (train accuracy, val accuracy)
 
 
-def run(detector, model, train: list[tuple[str, Path]], val: list[tuple[str, Path]]) -> TutorialResult:
+def run(
+    detector: FaceFinder, model: KerasModel, train: list[tuple[str, Path]], val: list[tuple[str, Path]]
+) -> TutorialResult:
     """Runs the whole recipe: extract, embed, fit a linear SVM on train, score train and val."""
     from sklearn.svm import SVC
 
@@ -67,7 +83,7 @@ def run(detector, model, train: list[tuple[str, Path]], val: list[tuple[str, Pat
     train_pred = svm.predict(train_x)
     val_pred = svm.predict(val_x)
 
-    def accuracy(labels: list[str], predicted: NDArray, who: str | None = None) -> float:
+    def accuracy(labels: list[str], predicted: NDArray[np.str_], who: str | None = None) -> float:
         pairs = [(a, b) for a, b in zip(labels, predicted, strict=True) if who is None or a == who]
         return sum(a == b for a, b in pairs) / len(pairs) if pairs else 0.0
 

@@ -7,7 +7,7 @@ import logging
 import threading
 from collections.abc import Sequence
 from pathlib import Path
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
@@ -100,7 +100,7 @@ class IdentityClassifier:
 
     # -- persistence: plain arrays --------------------------------------------------------------------
 
-    def to_arrays(self) -> dict[str, NDArray[np.generic]]:
+    def to_arrays(self) -> dict[str, Any]:
         """coef (c, d) float64, intercept (c,) float64, classes (c,) unicode, score_scale () float64."""
         if self._coef is None or self._intercept is None:
             raise Precondition("The classifier has not been trained.")
@@ -112,7 +112,7 @@ class IdentityClassifier:
         }
 
     @classmethod
-    def from_arrays(cls, arrays: dict[str, NDArray[np.generic]]) -> IdentityClassifier:
+    def from_arrays(cls, arrays: dict[str, Any]) -> IdentityClassifier:
         coef = np.asarray(arrays["coef"], dtype=np.float64)
         intercept = np.asarray(arrays["intercept"], dtype=np.float64)
         classes = [str(c) for c in np.asarray(arrays["classes"]).tolist()]

@@ -13,8 +13,9 @@ stays down is raised as Unavailable with one sentence naming it.
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
+from typing import TypeVar
 
 import grpc
 import numpy as np
@@ -65,7 +66,13 @@ def _item_error(error: common_pb2.Error) -> errors.FacerecError | None:
     return _CODE_TO_ERROR.get(error.code, errors.InvalidInput)(error.message)
 
 
-def _chunks(items: Sequence, size: int) -> list[Sequence]:
+Item = TypeVar("Item")
+Part = TypeVar("Part")
+Request = TypeVar("Request")
+Reply = TypeVar("Reply")
+
+
+def _chunks(items: Sequence[Item], size: int) -> list[Sequence[Item]]:
     return [items[i : i + size] for i in range(0, len(items), size)]
 
 
@@ -91,14 +98,14 @@ class _Client:
         self._chunk = chunk
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=kind)
 
-    def _call(self, method, request, timeout_s: float):
+    def _call(self, method: Callable[..., Reply], request: Request, timeout_s: float) -> Reply:
         """method(request) with the deadline; a downstream failure becomes the caller's facerec error."""
         try:
             return method(request, timeout=timeout_s)
         except grpc.RpcError as exc:
             raise _translate(exc, self._what) from None
 
-    def _chunked(self, call, items: Sequence) -> list:
+    def _chunked(self, call: Callable[[Sequence[Item]], Part], items: Sequence[Item]) -> list[Part]:
         """call(chunk) for each chunk of items, concurrently when there are several; results in order."""
         chunks = _chunks(items, self._chunk)
         if len(chunks) <= 1:

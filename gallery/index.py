@@ -10,6 +10,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Any
 
 import faiss
 import numpy as np
@@ -112,7 +113,9 @@ class FaceIndex:
         self._ivf_min_size = ivf_min_size
         self._nprobe_setting = nprobe
         self._lock = _RWLock()
-        self._index: faiss.Index = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
+        # Any: faiss's stubs know the base Index only, not the fields of IndexIDMap2 and IndexIVFFlat
+        # (id_map, invlists, nlist, nprobe) this class reads.
+        self._index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(dim))
         self._trained_size = 0
 
     # -- construction -----------------------------------------------------------------------------
@@ -152,11 +155,12 @@ class FaceIndex:
     def _all_items(self) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """Every (id, vector) the index holds, read back from its own storage."""
         if self.kind == "flat":
-            flat = faiss.downcast_index(self._index.index)
-            vectors = faiss.vector_to_array(flat.codes).view(np.float32).reshape(-1, self._dim)
-            return faiss.vector_to_array(self._index.id_map).astype(np.int64), vectors
+            flat: Any = faiss.downcast_index(self._index.index)
+            stored = faiss.vector_to_array(flat.codes).view(np.float32).reshape(-1, self._dim)
+            return faiss.vector_to_array(self._index.id_map).astype(np.int64), stored
         invlists = self._index.invlists
-        ids, vectors = [], []
+        ids: list[NDArray[np.int64]] = []
+        vectors: list[NDArray[np.float32]] = []
         for list_no in range(self._index.nlist):
             size = invlists.list_size(list_no)
             if not size:
@@ -250,15 +254,13 @@ class FaceIndex:
                 ip, ids = index.search(x, k)
                 return _to_distances(ip, ids), ids
             probe = min(nprobe or index.nprobe, index.nlist)
-            ip, ids = index.search(x, k, params=faiss.SearchParametersIVF(nprobe=probe))
+            ip, ids = index.search(x, k, params=_ivf_params(probe))
             dist = _to_distances(ip, ids)
             if exact_beyond is not None and probe < index.nlist:
                 again = np.flatnonzero(dist[:, 0] > exact_beyond)
                 if len(again):
                     # All lists probed: IVFFlat stores raw vectors, so this is exact search.
-                    ip2, ids2 = index.search(
-                        x[again], k, params=faiss.SearchParametersIVF(nprobe=index.nlist)
-                    )
+                    ip2, ids2 = index.search(x[again], k, params=_ivf_params(index.nlist))
                     dist[again], ids[again] = _to_distances(ip2, ids2), ids2
             return dist, ids
 
@@ -383,6 +385,12 @@ class FaceIndex:
         index._index = raw
         index._trained_size = int(meta.get("trained_size", 0))
         return index
+
+
+def _ivf_params(nprobe: int) -> Any:
+    """Search parameters probing `nprobe` lists (faiss's stubs do not know the keyword)."""
+    make: Any = faiss.SearchParametersIVF
+    return make(nprobe=nprobe)
 
 
 def _fsync(path: Path) -> None:

@@ -4,6 +4,7 @@ facerec errors and mapped to status codes by the shared interceptor."""
 from __future__ import annotations
 
 from collections.abc import Sequence
+from typing import Any
 
 import grpc
 
@@ -34,7 +35,9 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def __init__(self, gallery: Gallery) -> None:
         self._gallery = gallery
 
-    def Enroll(self, request, context):
+    def Enroll(
+        self, request: gallery_pb2.EnrollRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.EnrollResponse:
         results = self._gallery.enroll(
             request.identity,
             images=[image.data for image in request.images],
@@ -46,7 +49,9 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             identity=request.identity, results=[_enroll_result(r) for r in results]
         )
 
-    def Identify(self, request, context):
+    def Identify(
+        self, request: gallery_pb2.IdentifyRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.IdentifyResponse:
         query = request.WhichOneof("query")
         if query == "image":
             answer = self._gallery.identify_image(
@@ -70,7 +75,9 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             height=answer.height,
         )
 
-    def Verify(self, request, context):
+    def Verify(
+        self, request: gallery_pb2.VerifyRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.VerifyResponse:
         answer = self._gallery.verify(
             request.image_a.data,
             request.image_b.data,
@@ -86,7 +93,9 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             box_b=_box(answer.box_b),
         )
 
-    def Search(self, request, context):
+    def Search(
+        self, request: gallery_pb2.SearchRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.SearchResponse:
         hits = self._gallery.search(tuple(request.embedding.values), request.embedding.model, request.top_k)
         return gallery_pb2.SearchResponse(
             hits=[
@@ -95,31 +104,43 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             ]
         )
 
-    def ListIdentities(self, request, context):
+    def ListIdentities(
+        self, request: gallery_pb2.ListIdentitiesRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.ListIdentitiesResponse:
         rows, token = self._gallery.list_identities(request.page_size, request.page_token)
         return gallery_pb2.ListIdentitiesResponse(
             identities=[_summary(r) for r in rows], next_page_token=token
         )
 
-    def GetIdentity(self, request, context):
+    def GetIdentity(
+        self, request: gallery_pb2.GetIdentityRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.GetIdentityResponse:
         row, faces = self._gallery.get_identity(request.identity)
         return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=[_face_record(f) for f in faces])
 
-    def RemoveIdentity(self, request, context):
+    def RemoveIdentity(
+        self, request: gallery_pb2.RemoveIdentityRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.RemoveIdentityResponse:
         return gallery_pb2.RemoveIdentityResponse(
             faces_removed=self._gallery.remove_identity(request.identity)
         )
 
-    def RemoveFace(self, request, context):
+    def RemoveFace(
+        self, request: gallery_pb2.RemoveFaceRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.RemoveFaceResponse:
         return gallery_pb2.RemoveFaceResponse(identity=self._gallery.remove_face(request.face_id))
 
-    def Train(self, request, context):
+    def Train(
+        self, request: gallery_pb2.TrainRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.TrainResponse:
         done = self._gallery.train()
         return gallery_pb2.TrainResponse(
             identities=done.identities, faces=done.faces, train_accuracy=done.train_accuracy
         )
 
-    def Stats(self, request, context):
+    def Stats(
+        self, request: gallery_pb2.StatsRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.StatsResponse:
         s = self._gallery.stats()
         return gallery_pb2.StatsResponse(
             identities=s.identities,
@@ -140,7 +161,7 @@ def build_server(
     settings: Settings,
     gallery: Gallery,
     health: Health,
-    interceptors: Sequence[grpc.ServerInterceptor] = (),
+    interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
     """A gRPC server hosting the gallery (plus health and reflection), bound but not started."""
@@ -151,7 +172,7 @@ def build_server(
     return build_grpc_server([service], settings.server_options(), health, interceptors, credentials)
 
 
-def _detect_options(request, field: str) -> DetectorOptions | None:
+def _detect_options(request: Any, field: str) -> DetectorOptions | None:
     if not request.HasField(field):
         return None
     o = getattr(request, field)
@@ -173,7 +194,7 @@ def _landmarks(points: tuple[Point, ...]) -> common_pb2.Landmarks | None:
 
 def _enroll_result(r: EnrollResult) -> gallery_pb2.EnrollResult:
     return gallery_pb2.EnrollResult(
-        outcome=gallery_pb2.EnrollOutcome.Value(r.outcome.value),
+        outcome=r.outcome.value,  # the enum value by name (EnrollOutcome mirrors the proto's names)
         face_id=r.face_id,
         box=_box(r.box),
         error=error_proto(r.error) if r.error is not None else None,

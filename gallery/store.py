@@ -10,6 +10,7 @@ from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -172,7 +173,7 @@ class Store:
     def _vector(self, blob: bytes) -> NDArray[np.float32]:
         return np.frombuffer(blob, dtype="<f4").astype(np.float32)
 
-    def _face_row(self, row: tuple) -> FaceRow:
+    def _face_row(self, row: tuple[Any, ...]) -> FaceRow:
         face_id, identity, blob, model, sha, bx, by, bw, bh, created = row
         box = None if bx is None else (float(bx), float(by), float(bw), float(bh))
         return FaceRow(int(face_id), identity, self._vector(blob), model, sha, box, int(created))
@@ -205,7 +206,7 @@ class Store:
 
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> list[list[int]]:
         """add_faces for several identities in ONE transaction (bulk enroll, one fsync). Returns ids per batch."""
-        rows: list[list[tuple]] = []
+        rows: list[list[tuple[Any, ...]]] = []
         now = _now_ms()
         for identity, faces in batches:
             self._check_identity(identity)
@@ -238,7 +239,7 @@ class Store:
                         " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?)",
                         r,
                     )
-                    ids.append(int(cur.lastrowid))
+                    ids.append(int(cur.lastrowid or 0))  # always set after an INSERT
                 out.append(ids)
             if any(out):
                 self._bump()
@@ -277,7 +278,7 @@ class Store:
             row = self._db.execute("SELECT identity FROM faces WHERE face_id = ?", (int(face_id),)).fetchone()
             if row is None:
                 raise NotFound(f"No face {int(face_id)} in the gallery.")
-            identity = row[0]
+            identity = str(row[0])
             self._db.execute("DELETE FROM faces WHERE face_id = ?", (int(face_id),))
             if (
                 self._db.execute("SELECT 1 FROM faces WHERE identity = ? LIMIT 1", (identity,)).fetchone()
@@ -343,7 +344,9 @@ class Store:
         ids, vectors, _ = self._unpack(rows)
         return ids, vectors
 
-    def _unpack(self, rows: list[tuple]) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]:
+    def _unpack(
+        self, rows: list[tuple[Any, ...]]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]:
         ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32)
         return ids, vectors.reshape(len(rows), self._dim), [r[1] for r in rows]
