@@ -24,9 +24,13 @@ $(STAMP): pyproject.toml
 fetch: setup
 	$(BIN)/facerec fetch
 
+# ruff, then the types (mypy --strict on the packages, pyproject's [tool.mypy]), then the import rule
+# (import-linter's contracts in pyproject: layers, no cycles, no grpc in domain code).
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+	PYTHONPATH=$(CURDIR) $(BIN)/mypy
+	PYTHONPATH=$(CURDIR) $(BIN)/lint-imports
 
 protos: setup
 	$(BIN)/python -m facerec.protogen

@@ -5,13 +5,13 @@ from __future__ import annotations
 import logging
 import time
 import weakref
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from embedding_service.facenet import DIMENSION, MODEL_NAME, KerasModel, build_facenet
+from embedding_service.facenet import DIMENSION, MODEL_NAME, InferFn, KerasModel, build_facenet
 from embedding_service.preprocessing import DESCRIPTION, INPUT_SIZE, prepare_batch
 from facerec.errors import InvalidInput
 from facerec.timings import Timings
@@ -22,7 +22,6 @@ if TYPE_CHECKING:
 log = logging.getLogger(__name__)
 
 # (n, 160, 160, 3) float32 standardized → (n, 128) float32 model output.
-InferFn = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
 
 def rgb_crop(data: bytes, width: int, height: int) -> NDArray[np.uint8]:

@@ -7,7 +7,7 @@ layer, matched by name against the file's `model_weights` group, with every shap
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -19,6 +19,10 @@ log = logging.getLogger(__name__)
 
 MODEL_NAME = "facenet-keras-128"
 DIMENSION = 128
+
+
+# A model call: (n, 160, 160, 3) float32 standardized faces → (n, 128) float32 embeddings.
+InferFn = Callable[[NDArray[np.float32]], NDArray[np.float32]]
 
 
 class KerasModel(Protocol):

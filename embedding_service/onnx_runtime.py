@@ -21,8 +21,7 @@ from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
 
 if TYPE_CHECKING:
     from embedding_service.config import Settings
-    from embedding_service.embedder import InferFn
-    from embedding_service.facenet import KerasModel
+    from embedding_service.facenet import InferFn, KerasModel
 
 log = logging.getLogger(__name__)
 

@@ -16,8 +16,7 @@ import numpy as np
 from facerec import assets
 from facerec.v1 import gallery_pb2
 from facerec_app import evaluation
-from facerec_app.commands import GalleryClient, enroll_pairs, identify_one
-from facerec_app.rpc import Embedding, largest, read_image
+from facerec_app.rpc import Embedding, GalleryClient, enroll_pairs, identify_one, largest, read_image
 from facerec_app.supervisor import local_services
 
 
@@ -62,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
 
 def score(client: GalleryClient, pairs: list[tuple[str, Path]], split: str) -> dict[str, list[int]]:
     """identity → [right, faces found, pictures] for the largest face of each picture."""
-    from facerec_app.commands import progress
+    from facerec_app.rpc import progress
 
     table: dict[str, list[int]] = defaultdict(lambda: [0, 0, 0])
     bar = progress(len(pairs), f"identify {split}")

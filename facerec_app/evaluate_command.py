@@ -13,8 +13,7 @@ import numpy as np
 
 from facerec import assets, calibration
 from facerec_app import evaluation
-from facerec_app.commands import folder_images, progress
-from facerec_app.rpc import ClientError, Embedding, read_image
+from facerec_app.rpc import ClientError, Embedding, folder_images, progress, read_image
 from facerec_app.supervisor import local_services
 
 MODES = ("box", "similarity")

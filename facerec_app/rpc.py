@@ -1,16 +1,27 @@
-"""Client-side helpers for the CLI: channels, one-sentence errors, and embedding pictures through the services."""
+"""Client-side helpers for the CLI, the demo and eval: channels, one-sentence errors, a gallery client,
+enrolling and identifying picture folders, and embedding pictures through the services."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+import sys
+from collections import Counter
+from collections.abc import Iterator, Sequence
+from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import grpc
 import numpy as np
+from google.protobuf.message import Message
 from numpy.typing import NDArray
 
-from facerec.v1 import gallery_pb2
+from facerec.assets import IMAGE_SUFFIXES, labelled_images
+from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.ports import ModelInfo
+
+if TYPE_CHECKING:
+    from tqdm import tqdm
 
 
 class ClientError(Exception):
@@ -91,3 +102,86 @@ class Embedding:
             vector = next(vectors) if crop is not None else None
             out.append(vector if isinstance(vector, np.ndarray) else None)
         return out
+
+
+TIMEOUT_S = 120.0
+
+
+class GalleryClient:
+    """A Gallery stub whose failures become one-sentence ClientErrors."""
+
+    def __init__(self, address: str, token: str = "", tls_ca: str = "") -> None:
+        self.address = address
+        self._channel = connect(address, token, tls_ca)
+        self._stub = gallery_pb2_grpc.GalleryStub(self._channel)
+
+    def call(self, method: str, request: Message) -> Any:
+        try:
+            return getattr(self._stub, method)(request, timeout=TIMEOUT_S)
+        except grpc.RpcError as exc:
+            raise describe(exc, "gallery", self.address) from None
+
+    def close(self) -> None:
+        self._channel.close()
+
+
+@contextmanager
+def gallery_client(address: str, token: str = "", tls_ca: str = "") -> Iterator[GalleryClient]:
+    client = GalleryClient(address, token, tls_ca)
+    try:
+        yield client
+    finally:
+        client.close()
+
+
+def progress(total: int, desc: str) -> tqdm[Any]:
+    from tqdm import tqdm
+
+    return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
+
+
+def folder_images(folder: Path) -> list[tuple[str, Path]]:
+    if not folder.is_dir():
+        raise ClientError(f"{folder} is not a folder (expected one subfolder of pictures per identity).")
+    pairs = labelled_images(folder)
+    if not pairs:
+        raise ClientError(f"{folder} holds no pictures in identity subfolders ({', '.join(IMAGE_SUFFIXES)}).")
+    return pairs
+
+
+def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll") -> Counter[str]:
+    """Enrolls each picture under its identity, four at a time. Returns outcome counts; lists problem files."""
+    outcomes: Counter[str] = Counter()
+    problems: list[str] = []
+    bar = progress(len(pairs), desc)
+
+    def one(pair: tuple[str, Path]) -> tuple[str, Path, gallery_pb2.EnrollResult]:
+        identity, path = pair
+        reply = client.call(
+            "Enroll",
+            gallery_pb2.EnrollRequest(identity=identity, images=[common_pb2.Image(data=read_image(path))]),
+        )
+        return identity, path, reply.results[0]
+
+    with ThreadPoolExecutor(4) as pool:
+        for identity, path, result in pool.map(one, pairs):
+            name = gallery_pb2.EnrollOutcome.Name(result.outcome)
+            outcomes[name] += 1
+            if result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):
+                detail = f" ({result.error.message})" if result.error.message else ""
+                problems.append(f"  {name.lower().replace('_', ' ')}: {identity}/{path.name}{detail}")
+            bar.update(1)
+    bar.close()
+    for line in problems:
+        sys.stderr.write(line + "\n")
+    return outcomes
+
+
+def identify_one(
+    client: GalleryClient, path: Path, top_k: int, threshold: float
+) -> gallery_pb2.IdentifyResponse:
+    request = gallery_pb2.IdentifyRequest(
+        image=common_pb2.Image(data=read_image(path)), top_k=top_k, threshold=threshold
+    )
+    reply: gallery_pb2.IdentifyResponse = client.call("Identify", request)
+    return reply
