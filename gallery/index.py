@@ -17,6 +17,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput
+from facerec.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -319,8 +320,9 @@ class FaceIndex:
         """
         path = Path(path)
         side = self._side_path(path)
+        # faiss writes to a path, so the index has its own temporary file; the side file is a plain
+        # atomic write (facerec.files).
         tmp_index = path.with_name(path.name + ".tmp")
-        tmp_side = side.with_name(side.name + ".tmp")
         with self._lock.read():
             try:
                 faiss.write_index(self._index, str(tmp_index))
@@ -338,9 +340,8 @@ class FaceIndex:
         side.unlink(missing_ok=True)
         _fsync_dir(path.parent)
         os.replace(tmp_index, path)
-        tmp_side.write_text(json.dumps(meta))
-        _fsync(tmp_side)
-        os.replace(tmp_side, side)
+        text = json.dumps(meta)
+        atomic_write(side, lambda f: f.write(text.encode()))
         _fsync_dir(path.parent)
 
     @classmethod
