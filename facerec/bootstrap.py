@@ -11,7 +11,7 @@ import logging
 import sys
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
-from typing import Any, NoReturn
+from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
 
@@ -25,10 +25,11 @@ log = logging.getLogger(__name__)
 
 LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
-BuildServer = Callable[
-    [Health, Sequence[grpc.ServerInterceptor[Any, Any]], grpc.ServerCredentials | None],
-    tuple[grpc.Server, int],
-]
+if TYPE_CHECKING:  # grpc's interceptor is generic only in grpc-stubs, not at run time
+    BuildServer = Callable[
+        [Health, Sequence[grpc.ServerInterceptor[Any, Any]], grpc.ServerCredentials | None],
+        tuple[grpc.Server, int],
+    ]
 
 
 def _nothing() -> None:
