@@ -1,0 +1,1 @@
+"""The HTTP/JSON API and the web page in front of the gallery."""

@@ -1,0 +1,120 @@
+"""Reading a route's input: multipart form fields and files, or a JSON body with pictures in base64.
+
+Every mistake is a GatewayError with one sentence (400, or 413 for a picture over the limit).
+"""
+
+from __future__ import annotations
+
+import base64
+import binascii
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from pydantic import BaseModel, ValidationError
+from starlette.datastructures import FormData, UploadFile
+from starlette.requests import Request
+
+from gateway.errors import invalid, too_large
+
+Model = TypeVar("Model", bound=BaseModel)
+JSON = "application/json"
+MULTIPART = "multipart/form-data"
+
+
+@dataclass(frozen=True)
+class Picture:
+    """One picture of a request: its bytes and a name to report it by (the file name, or its position)."""
+
+    name: str
+    data: bytes
+
+
+def kind(request: Request) -> str:
+    """JSON or MULTIPART; anything else is refused."""
+    content_type = request.headers.get("content-type", "").split(";", 1)[0].strip().lower()
+    if content_type in (JSON, MULTIPART):
+        return content_type
+    raise invalid(
+        "Send pictures as multipart/form-data files or as a JSON body with base64 strings "
+        f"(Content-Type {content_type or 'missing'})."
+    )
+
+
+async def form(request: Request, max_files: int) -> FormData:
+    """The multipart form; starlette spools large files to disk, and refuses more than max_files."""
+    return await request.form(max_files=max_files, max_fields=32)
+
+
+async def json_body(request: Request, model: type[Model]) -> Model:
+    """The body parsed as `model`; a mistake is one sentence naming the field."""
+    try:
+        return model.model_validate_json(await request.body())
+    except ValidationError as exc:
+        raise invalid(validation_sentence(exc.errors())) from None
+
+
+def validation_sentence(errors: list[Any]) -> str:
+    """pydantic's or FastAPI's first validation error as one sentence."""
+    if not errors:
+        return "The request is not valid."
+    first = errors[0]
+    where = ".".join(str(part) for part in first.get("loc", ()) if part != "body")
+    message = str(first.get("msg", "is not valid")).rstrip(".")
+    return f"{where or 'The body'}: {message}." if where else f"The body is not valid: {message}."
+
+
+async def file(value: object, field: str, max_bytes: int) -> Picture:
+    """An uploaded file's bytes, refused (413) over max_bytes before it is read."""
+    if not isinstance(value, UploadFile):
+        raise invalid(f"The field {field} must be a file.")
+    name = value.filename or field
+    if value.size is not None and value.size > max_bytes:
+        raise too_large(f"The picture {name} is larger than {max_bytes} bytes.")
+    return Picture(name, await value.read())
+
+
+async def files(form_data: FormData, field: str, max_bytes: int, required: bool = True) -> list[Picture]:
+    values = form_data.getlist(field)
+    if required and not values:
+        raise invalid(f"Give the picture as the multipart file field {field}.")
+    return [await file(value, field, max_bytes) for value in values]
+
+
+def decoded(text: str, field: str, max_bytes: int) -> Picture:
+    """A base64 picture (a data: URL prefix is accepted), refused (413) over max_bytes."""
+    payload = text.split(",", 1)[1] if text.startswith("data:") else text
+    # base64 holds 3 bytes per 4 characters: refuse a picture over the limit before decoding it.
+    if len(payload) // 4 * 3 > max_bytes + 3:
+        raise too_large(f"The picture {field} is larger than {max_bytes} bytes.")
+    try:
+        data = base64.b64decode(payload, validate=True)
+    except (binascii.Error, ValueError):
+        raise invalid(f"The field {field} is not valid base64.") from None
+    if len(data) > max_bytes:
+        raise too_large(f"The picture {field} is larger than {max_bytes} bytes.")
+    return Picture(field, data)
+
+
+def number(form_data: FormData, field: str, kind_: type[int] | type[float], default: int | float) -> Any:
+    """A numeric form field, or default when absent or empty."""
+    value = form_data.get(field)
+    if value is None or value == "":
+        return default
+    if not isinstance(value, str):
+        raise invalid(f"The field {field} must be a number, not a file.")
+    try:
+        return kind_(value)
+    except ValueError:
+        raise invalid(f"The field {field} must be a number, not {value[:40]!r}.") from None
+
+
+def text(form_data: FormData, field: str) -> str:
+    value = form_data.get(field, "")
+    if not isinstance(value, str):
+        raise invalid(f"The field {field} must be text, not a file.")
+    return value
+
+
+def require(condition: bool, message: str) -> None:
+    if not condition:
+        raise invalid(message)
