@@ -73,8 +73,8 @@ def build_parser() -> argparse.ArgumentParser:
 
     serve = sub.add_parser(
         "serve",
-        help="run the services (all three, or one)",
-        description="Run all three services (default) or one of them. Flags after the name go to that service.",
+        help="run the services (all, or one)",
+        description="Run every service (default) or one of them. Flags after the name go to that service.",
     )
     serve.add_argument("service", nargs="?", default="all", choices=["all", *MODULES])
     serve.add_argument(

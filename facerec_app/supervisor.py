@@ -26,8 +26,13 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 ANNOUNCE = re.compile(r"(\w+) serving on (\S+):(\d+)")
-DEFAULT_PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053}
-MODULES = {"detector": "detector_service", "embedder": "embedding_service", "gallery": "gallery"}
+DEFAULT_PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053, "gateway": 8080}
+MODULES = {
+    "detector": "detector_service",
+    "embedder": "embedding_service",
+    "gallery": "gallery",
+    "gateway": "gateway",
+}
 PR_SET_PDEATHSIG = 1
 
 
@@ -177,8 +182,10 @@ def local_services(
 
 
 def serve_all(argv: Sequence[str]) -> int:
-    """`facerec serve`: all three services until Ctrl-C or SIGTERM; prints where they listen."""
-    parser = argparse.ArgumentParser(prog="facerec serve", description="Run detector, embedder and gallery.")
+    """`facerec serve`: the three services and the HTTP gateway until Ctrl-C or SIGTERM; prints where they listen."""
+    parser = argparse.ArgumentParser(
+        prog="facerec serve", description="Run detector, embedder, gallery and the HTTP gateway."
+    )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     for name, port in DEFAULT_PORTS.items():
         parser.add_argument(f"--{name}-port", type=int, default=port, help=f"default {port}")
@@ -195,16 +202,30 @@ def serve_all(argv: Sequence[str]) -> int:
     ports = {"detector": args.detector_port, "embedder": args.embedder_port, "gallery": args.gallery_port}
     started = time.monotonic()
     with local_services(args.host, ports, store, echo=True) as addresses:
-        sys.stdout.write(
-            f"facerec serving after {time.monotonic() - started:.1f} s\n"
-            f"  detector  {addresses.detector}\n  embedder  {addresses.embedder}\n"
-            f"  gallery   {addresses.gallery}   (store {store})\n"
-            "Ctrl-C to stop.\n"
+        gateway = ServiceProcess.start(
+            "gateway",
+            [
+                *("--host", args.host, "--port", str(args.gateway_port)),
+                *("--gallery", addresses.gallery, "--detector", addresses.detector),
+            ],
+            echo=True,
         )
-        sys.stdout.flush()
-        while not stop.wait(1.0):
-            if dead := addresses.exited():
-                sys.stderr.write(f"facerec: the {dead[0]} exited unexpectedly; stopping the others.\n")
-                return 1
-        sys.stdout.write("stopping\n")
+        try:
+            gateway_port = gateway.wait_ready(60.0)
+            sys.stdout.write(
+                f"facerec serving after {time.monotonic() - started:.1f} s\n"
+                f"  detector  {addresses.detector}\n  embedder  {addresses.embedder}\n"
+                f"  gallery   {addresses.gallery}   (store {store})\n"
+                f"  gateway   http://{args.host}:{gateway_port}   (web page and HTTP API)\n"
+                "Ctrl-C to stop.\n"
+            )
+            sys.stdout.flush()
+            while not stop.wait(1.0):
+                dead = addresses.exited() + (["gateway"] if gateway.process.poll() is not None else [])
+                if dead:
+                    sys.stderr.write(f"facerec: the {dead[0]} exited unexpectedly; stopping the others.\n")
+                    return 1
+            sys.stdout.write("stopping\n")
+        finally:
+            gateway.stop()
     return 0

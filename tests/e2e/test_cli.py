@@ -10,6 +10,7 @@ import subprocess
 import sys
 import threading
 import time
+import urllib.request
 from pathlib import Path
 
 import grpc
@@ -80,6 +81,8 @@ def served(home: Path, tmp_path_factory):
             "0",
             "--gallery-port",
             "0",
+            "--gateway-port",
+            "0",
             "--store",
             str(store),
         ],
@@ -96,15 +99,15 @@ def served(home: Path, tmp_path_factory):
         assert process.stdout is not None
         for line in process.stdout:
             lines.append(line)
-            match = re.match(r"\s+(detector|embedder|gallery)\s+(\S+)", line)
+            match = re.match(r"\s+(detector|embedder|gallery|gateway)\s+(\S+)", line)
             if match:
                 addresses[match.group(1)] = match.group(2)
 
     threading.Thread(target=read, daemon=True).start()
     deadline = time.monotonic() + 300
-    while len(addresses) < 3 and time.monotonic() < deadline and process.poll() is None:
+    while len(addresses) < 4 and time.monotonic() < deadline and process.poll() is None:
         time.sleep(0.2)
-    assert len(addresses) == 3, f"facerec serve did not come up: {''.join(lines)}"
+    assert len(addresses) == 4, f"facerec serve did not come up: {''.join(lines)}"
     yield process, addresses
     if process.poll() is None:
         process.kill()
@@ -132,6 +135,29 @@ def test_identify_json_names_the_person_and_annotate_writes_a_png(served, val_im
     with Image.open(path) as original, Image.open(out) as drawn:
         assert drawn.format == "PNG"
         assert drawn.size == original.size
+
+
+def test_the_gateway_of_facerec_serve_identifies_a_posted_picture(served, val_images) -> None:
+    _, addresses = served
+    identity, path = val_images[0]
+    boundary = "facerec-test-boundary"
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="image"; filename="face.jpg"\r\n'
+            "Content-Type: image/jpeg\r\n\r\n"
+        ).encode()
+        + path.read_bytes()
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    request = urllib.request.Request(
+        f"{addresses['gateway']}/v1/identify",
+        data=body,
+        headers={"Content-Type": f"multipart/form-data; boundary={boundary}"},
+    )
+    with urllib.request.urlopen(request, timeout=120) as answer:
+        reply = json.loads(answer.read())
+    best = max(reply["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])
+    assert best["known"] and best["identity"] == identity
 
 
 def test_verify_two_pictures_of_one_person(served, val_images) -> None:
@@ -223,7 +249,7 @@ def test_bad_use_is_one_sentence_and_nonzero(served, tmp_path: Path) -> None:
 def test_serve_stops_every_child_on_sigterm(served) -> None:
     process, _ = served
     children = children_of(process.pid)
-    assert len(children) == 3
+    assert len(children) == 4
     process.send_signal(signal.SIGTERM)
     assert process.wait(60) == 0
     deadline = time.monotonic() + 10

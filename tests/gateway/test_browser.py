@@ -1,0 +1,179 @@
+"""The web page in a real Chromium (Debian's package, driven by Playwright) against the real services.
+
+Every request the page makes to another host is aborted and recorded: the page and the docs must work
+with nothing from a CDN.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+from collections.abc import Iterator
+from pathlib import Path
+from urllib.parse import urlparse
+
+import pytest
+
+from tests.gateway.conftest import RW_TOKEN, Stack
+from tests.servers import start_service
+
+pytestmark = pytest.mark.model
+
+CHROMIUM = "/usr/bin/chromium"
+FLAGS = [
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
+TIMEOUT_MS = 180_000  # an identify on a loaded 2-core machine, models warm
+
+
+@pytest.fixture(scope="module")
+def browser() -> Iterator[object]:
+    from playwright.sync_api import sync_playwright
+
+    if not Path(CHROMIUM).exists():
+        pytest.fail(f"{CHROMIUM} is missing: `make setup` installs Debian's chromium package.")
+    with sync_playwright() as playwright:
+        browser = playwright.chromium.launch(executable_path=CHROMIUM, args=FLAGS)
+        yield browser
+        browser.close()
+
+
+class Visit:
+    """A page on a fresh browser context, recording every request to another host (and aborting it)."""
+
+    def __init__(self, browser, url: str) -> None:
+        self.context = browser.new_context(viewport={"width": 1280, "height": 900})
+        self.page = self.context.new_page()
+        self.page.set_default_timeout(TIMEOUT_MS)
+        self.elsewhere: list[str] = []
+        own = urlparse(url).netloc
+
+        def route(route) -> None:
+            if urlparse(route.request.url).netloc != own:
+                self.elsewhere.append(route.request.url)
+                route.abort()
+            else:
+                route.continue_()
+
+        self.page.route("**/*", route)
+        self.page.goto(url)
+
+    def close(self) -> None:
+        self.context.close()
+
+
+@pytest.fixture
+def visit(browser) -> Iterator:
+    opened: list[Visit] = []
+
+    def open_(url: str) -> Visit:
+        opened.append(Visit(browser, url))
+        return opened[-1]
+
+    yield open_
+    for v in opened:
+        assert v.elsewhere == [], f"the page asked other hosts: {v.elsewhere}"
+        v.close()
+
+
+def people(images: list[tuple[str, Path]], who: str) -> list[Path]:
+    return [path for person, path in images if person == who]
+
+
+def test_enroll_through_the_page_then_identify_a_val_picture_shows_the_name(
+    stack: Stack, visit, train_images, val_images, tmp_path: Path
+) -> None:
+    v = visit(stack.url)
+    page = v.page
+    page.fill("#enroll-name", "jerry_seinfeld")
+    page.set_input_files("#enroll-files", [str(p) for p in people(train_images, "jerry_seinfeld")[:4]])
+    page.click("#enroll-button")
+    page.wait_for_function("document.querySelectorAll('#enroll-results li').length === 4")
+    outcomes = page.locator("#enroll-results li").all_inner_texts()
+    assert sum("enrolled" in o for o in outcomes) >= 3, outcomes
+    page.wait_for_selector("#identities-list li[data-identity='jerry_seinfeld']")
+
+    page.set_input_files("#identify-file", str(people(val_images, "jerry_seinfeld")[0]))
+    label = page.locator(".face:not(.unknown) span", has_text="jerry_seinfeld")
+    label.first.wait_for()
+    rows = page.locator("#identify-faces tbody tr").all_inner_texts()
+    assert any("jerry_seinfeld" in row for row in rows), rows
+    summary = page.inner_text("#identify-summary")
+    assert "threshold" in summary
+    assert page.locator("#error").is_hidden()
+
+    same = people(val_images, "madonna")[:2]
+    page.set_input_files("#verify-a", str(same[0]))
+    page.set_input_files("#verify-b", str(same[1]))
+    page.click("#verify-button")
+    page.wait_for_selector("#verify-result:has-text('distance')")
+    assert page.inner_text("#verify-result").startswith("Same person")
+
+    shot = tmp_path / "gateway-page.png"
+    page.screenshot(path=str(shot), full_page=True)
+    assert shot.stat().st_size > 10_000
+    if target := os.environ.get("GATEWAY_SCREENSHOT"):
+        shutil.copyfile(shot, target)
+
+
+def test_a_file_that_is_not_a_picture_shows_one_error_sentence(stack: Stack, visit, tmp_path: Path) -> None:
+    notes = tmp_path / "notes.jpg"
+    notes.write_text("these are notes, not a picture")
+    page = visit(stack.url).page
+    page.set_input_files("#identify-file", str(notes))
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    sentence = error.inner_text().strip()
+    assert sentence.endswith(".") and "\n" not in sentence and len(sentence) > 10, sentence
+    assert page.locator(".face").count() == 0
+
+
+def test_a_gallery_that_is_down_shows_one_error_sentence(visit, tmp_path: Path) -> None:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        dead = f"127.0.0.1:{sock.getsockname()[1]}"
+    gateway = start_service("gateway", ["--gallery", dead, "--timeout-s", "5"])
+    try:
+        page = visit(f"http://{gateway.address}").page
+        error = page.locator("#error")
+        error.wait_for(state="visible")
+        assert error.inner_text().strip() == f"The gallery at {dead} is not reachable."
+    finally:
+        gateway.stop()
+
+
+def test_the_page_works_with_tokens_on_and_keeps_the_token_for_the_session(
+    secured: Stack, visit, train_images, val_images
+) -> None:
+    page = visit(secured.url).page
+    error = page.locator("#error")
+    error.wait_for(state="visible")
+    assert "token" in error.inner_text()
+
+    page.fill("#token", RW_TOKEN)
+    page.reload()
+    assert page.input_value("#token") == RW_TOKEN  # sessionStorage survives a reload of the tab
+    page.fill("#enroll-name", "ben_afflek")
+    page.set_input_files("#enroll-files", [str(p) for p in people(train_images, "ben_afflek")[:3]])
+    page.click("#enroll-button")
+    page.wait_for_selector("#identities-list li[data-identity='ben_afflek']")
+    page.set_input_files("#identify-file", str(people(val_images, "ben_afflek")[0]))
+    page.locator(".face:not(.unknown) span", has_text="ben_afflek").first.wait_for()
+    assert page.locator("#error").is_hidden()
+    stored = page.evaluate("sessionStorage.getItem('facerec-token')")
+    assert stored == RW_TOKEN and page.evaluate("localStorage.length") == 0
+
+
+def test_the_docs_page_renders_every_route_without_a_cdn(stack: Stack, visit) -> None:
+    page = visit(f"{stack.url}/docs").page
+    page.wait_for_selector(".opblock")
+    paths = page.locator(".opblock-summary-path").all_inner_texts()
+    assert {"/v1/identify", "/v1/enroll", "/v1/identities", "/healthz"} <= {p.strip() for p in paths}, paths

@@ -1,0 +1,59 @@
+"""The gateway's settings: GATEWAY_* variables, the same values as flags, and refusals in one sentence."""
+
+from __future__ import annotations
+
+import pytest
+
+from facerec.settings import SettingError
+from gateway.__main__ import build_parser
+from gateway.config import Settings
+
+
+def test_defaults_follow_the_gallerys_limits() -> None:
+    settings = Settings.from_env({})
+    assert settings.port == 8080 and settings.gallery == "127.0.0.1:50053"
+    assert settings.max_request_bytes == 64 * 1024 * 1024
+    assert settings.max_image_bytes == 20 * 1024 * 1024
+    assert settings.max_images_per_enroll == 64
+
+
+def test_variables_and_flags_set_the_same_values() -> None:
+    env = {
+        "GATEWAY_PORT": "9000",
+        "GATEWAY_GALLERY": "dns:///gallery:50053",
+        "GATEWAY_TIMEOUT_S": "2.5",
+        "GATEWAY_MAX_IMAGES_PER_ENROLL": "8",
+    }
+    from_env = Settings.from_env(env)
+    assert (from_env.port, from_env.gallery, from_env.timeout_s) == (9000, "dns:///gallery:50053", 2.5)
+    args = build_parser(Settings()).parse_args(
+        [
+            "--port",
+            "9000",
+            "--gallery",
+            "dns:///gallery:50053",
+            "--timeout-s",
+            "2.5",
+            "--max-images-per-enroll",
+            "8",
+        ]
+    )
+    assert Settings(**{k: v for k, v in vars(args).items() if k != "verbose"}) == from_env
+
+
+def test_the_ca_falls_back_to_the_clis_variable() -> None:
+    assert Settings.from_env({"FACEREC_TLS_CA": "/ca.pem"}).tls_ca == "/ca.pem"
+    assert Settings.from_env({"FACEREC_TLS_CA": "/ca.pem", "GATEWAY_TLS_CA": "/g.pem"}).tls_ca == "/g.pem"
+
+
+@pytest.mark.parametrize(
+    ("env", "message"),
+    [
+        ({"GATEWAY_PORT": "http"}, "GATEWAY_PORT must be a whole number"),
+        ({"GATEWAY_TIMEOUT_S": "0"}, "timeout_s must be positive"),
+        ({"GATEWAY_MAX_IMAGE_BYTES": "0"}, "must be at least 1"),
+    ],
+)
+def test_a_wrong_value_is_refused_with_one_sentence(env: dict[str, str], message: str) -> None:
+    with pytest.raises(SettingError, match=message):
+        Settings.from_env(env)

@@ -1,0 +1,95 @@
+"""The REST routes against the real gateway, gallery, detector and embedder, with the real weights."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import httpx
+import pytest
+
+from tests.gateway.conftest import RO_TOKEN, RW_TOKEN, Stack
+
+pytestmark = pytest.mark.model
+
+
+@pytest.fixture(scope="module")
+def http(stack: Stack) -> Iterator[httpx.Client]:
+    with httpx.Client(base_url=stack.url, timeout=180) as client:
+        yield client
+
+
+def pictures(images: list[tuple[str, Path]], who: str, count: int) -> list[Path]:
+    return [path for person, path in images if person == who][:count]
+
+
+def enroll(
+    http: httpx.Client, who: str, paths: list[Path], headers: dict[str, str] | None = None
+) -> httpx.Response:
+    files = [("images", (p.name, p.read_bytes(), "image/jpeg")) for p in paths]
+    return http.post("/v1/enroll", data={"identity": who}, files=files, headers=headers or {})
+
+
+def test_enroll_then_identify_verify_detect_list_get_train_stats_remove(
+    http: httpx.Client, train_images, val_images
+) -> None:
+    for who in ("madonna", "elton_john"):
+        answer = enroll(http, who, pictures(train_images, who, 3))
+        assert answer.status_code == 200, answer.text
+        results = answer.json()["results"]
+        assert len(results) == 3
+        assert all(r["outcome"] in ("ENROLLED", "MULTIPLE_FACES") and r["face_id"] > 0 for r in results)
+
+    val = pictures(val_images, "madonna", 2)
+    answer = http.post("/v1/identify", files={"image": (val[0].name, val[0].read_bytes())})
+    assert answer.status_code == 200, answer.text
+    reply = answer.json()
+    best = max(reply["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])
+    assert best["known"] and best["identity"] == "madonna"
+    assert best["distance"] <= reply["threshold"]
+
+    verified = http.post(
+        "/v1/verify",
+        files={"image_a": ("a.jpg", val[0].read_bytes()), "image_b": ("b.jpg", val[1].read_bytes())},
+    ).json()
+    assert verified["match"] and verified["distance"] <= verified["threshold"]
+
+    detected = http.post("/v1/detect", files={"image": ("a.jpg", val[0].read_bytes())}).json()
+    assert len(detected["images"]) == 1 and detected["images"][0]["faces"]
+
+    names = {p["identity"] for p in http.get("/v1/identities").json()["identities"]}
+    assert {"madonna", "elton_john"} <= names
+    faces = http.get("/v1/identities/elton_john").json()["faces"]
+    assert len(faces) == 3
+    assert http.post("/v1/train").status_code == 200
+    stats = http.get("/v1/stats").json()
+    assert stats["faces"] >= 6 and stats["identities"] >= 2
+
+    assert http.delete(f"/v1/faces/{faces[0]['face_id']}").json() == {"identity": "elton_john"}
+    assert http.delete("/v1/identities/elton_john").json() == {"faces_removed": 2}
+    missing = http.get("/v1/identities/elton_john")
+    assert missing.status_code == 404 and missing.json()["code"] == "NOT_FOUND"
+
+
+def test_a_file_that_is_not_a_picture_is_400_with_the_gallerys_sentence(http: httpx.Client) -> None:
+    answer = http.post("/v1/identify", files={"image": ("notes.jpg", b"these are notes, not a picture")})
+    assert answer.status_code == 400
+    body = answer.json()
+    assert body["code"] == "INVALID_ARGUMENT"
+    assert body["message"].endswith(".") and "\n" not in body["message"]
+    assert http.get("/healthz").status_code == 200  # and the gateway still answers
+
+
+def test_tokens_pass_through_to_a_secured_gallery(secured: Stack, train_images) -> None:
+    with httpx.Client(base_url=secured.url, timeout=180) as http:
+        refused = http.get("/v1/identities")
+        assert refused.status_code == 401 and refused.json()["code"] == "UNAUTHENTICATED"
+        rw = {"Authorization": f"Bearer {RW_TOKEN}"}
+        ro = {"Authorization": f"Bearer {RO_TOKEN}"}
+        paths = pictures(train_images, "mindy_kaling", 2)
+        assert enroll(http, "mindy_kaling", paths, rw).status_code == 200
+        denied = enroll(http, "mindy_kaling", paths, ro)
+        assert denied.status_code == 403 and denied.json()["code"] == "PERMISSION_DENIED"
+        listed = http.get("/v1/identities", headers=ro).json()["identities"]
+        assert "mindy_kaling" in {p["identity"] for p in listed}
+        assert http.get("/healthz").status_code == 200  # health needs no token
