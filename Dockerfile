@@ -56,7 +56,7 @@ ENV DETECTOR_METRICS_PORT=9101 \
     EMBEDDER_METRICS_PORT=9102 \
     GALLERY_METRICS_PORT=9103 \
     FACEREC_HEALTH_PORT=50053
-EXPOSE 50051 50052 50053 9101 9102 9103
+EXPOSE 50051 50052 50053 8080 9101 9102 9103 9104
 
 # The gRPC health of whichever service runs: set FACEREC_HEALTH_PORT to 50051 (detector) or 50052
 # (embedder) when the command is not the default. Loading the models takes up to a minute or two.

@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 
-.PHONY: demo test setup fetch lint protos bench clean
+.PHONY: demo test setup fetch lint protos bench clean browser
 
 demo: fetch
 	$(BIN)/facerec demo
@@ -13,7 +13,12 @@ demo: fetch
 test: fetch lint
 	$(BIN)/pytest -q
 
-setup: $(STAMP)
+setup: $(STAMP) browser
+
+# The gateway's browser tests drive Debian's chromium (Playwright's own browser download is not used).
+browser:
+	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
+		apt-get update -qq && apt-get install -y -qq chromium; }
 
 $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)

@@ -20,6 +20,8 @@ from facerec_app.cli import build_parser
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053}
 METRICS_PORTS = {"detector": 9101, "embedder": 9102, "gallery": 9103}
+GATEWAY_PORT = 8080
+GATEWAY_METRICS_PORT = 9104
 INFERENCE = ("detector", "embedder")
 FACEREC_HOME = "/opt/facerec"
 
@@ -59,7 +61,7 @@ def test_the_cli_has_the_commands_and_services_the_deployment_runs() -> None:
     sub = next(a for a in parser._actions if isinstance(a, argparse._SubParsersAction))
     assert {"serve", "health", "fetch"} <= set(sub.choices)
     service = next(a for a in sub.choices["serve"]._actions if a.dest == "service")
-    assert {"detector", "embedder", "gallery"} <= set(service.choices)
+    assert {"detector", "embedder", "gallery", "gateway"} <= set(service.choices)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "no-such-service"])
 
@@ -164,14 +166,15 @@ def compose() -> dict:
 
 def test_compose_runs_the_three_services_from_one_image(compose) -> None:
     services = compose["services"]
-    assert set(services) == set(PORTS)
+    assert set(services) == {*PORTS, "gateway"}
     assert {s["image"] for s in services.values()} == {"facerec:latest"}
-    for name, service in services.items():
-        check_serve(service["command"], name)
+    for name in PORTS:
+        check_serve(services[name]["command"], name)
 
 
 def test_compose_health_checks_ask_each_service_on_its_own_port(compose) -> None:
-    for name, service in compose["services"].items():
+    for name in PORTS:
+        service = compose["services"][name]
         test = service["healthcheck"]["test"]
         assert test[0] == "CMD" and test[1] == "facerec"
         check_health(test[2:], name)
@@ -187,14 +190,16 @@ def test_compose_inference_services_scale(compose) -> None:
         assert "container_name" not in service
 
 
-def test_compose_publishes_only_the_gallery_grpc_port(compose) -> None:
+def test_compose_publishes_only_the_gallery_grpc_port_and_the_gateway_http_port(compose) -> None:
     published = {name: service.get("ports", []) for name, service in compose["services"].items()}
     assert published == {
         "detector": [],
         "embedder": [],
         "gallery": [f"{PORTS['gallery']}:{PORTS['gallery']}"],
+        "gateway": [f"{GATEWAY_PORT}:{GATEWAY_PORT}"],
     }
-    for name, service in compose["services"].items():
+    for name in PORTS:
+        service = compose["services"][name]
         assert service["environment"][f"{name.upper()}_METRICS_PORT"] == str(METRICS_PORTS[name])
         assert str(METRICS_PORTS[name]) in service["expose"]
 
@@ -215,8 +220,35 @@ def test_compose_volumes_hold_the_store_and_the_weights(compose) -> None:
     gallery = compose["services"]["gallery"]
     store = Path(flag(parse_cli(gallery["command"]).rest, "--store"))
     assert f"gallery-data:{store.parent}" in gallery["volumes"]
-    for service in compose["services"].values():
-        assert f"weights:{FACEREC_HOME}" in service["volumes"]
+    for name in PORTS:  # the gateway loads no model
+        assert f"weights:{FACEREC_HOME}" in compose["services"][name]["volumes"]
+
+
+def test_compose_gateway_serves_http_in_front_of_the_gallery(compose) -> None:
+    gateway = compose["services"]["gateway"]
+    args = parse_cli(gateway["command"])
+    assert (args.command, args.service) == ("serve", "gateway")
+    assert int(flag(args.rest, "--port")) == GATEWAY_PORT
+    env = gateway["environment"]
+    assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
+    assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
+    assert env["GATEWAY_METRICS_PORT"] == str(GATEWAY_METRICS_PORT)
+    assert str(GATEWAY_METRICS_PORT) in gateway["expose"]
+    assert gateway["depends_on"] == {"gallery": {"condition": "service_healthy"}}
+    probe = gateway["healthcheck"]["test"]
+    assert probe[:3] == ["CMD", "python", "-c"]
+    assert f"http://127.0.0.1:{GATEWAY_PORT}/healthz" in probe[3]
+    compile(probe[3], "healthcheck", "exec")  # the probe is Python that parses
+
+
+def test_gateway_flags_in_the_deploy_files_are_the_gateways_own() -> None:
+    from gateway.__main__ import build_parser as gateway_parser
+    from gateway.config import Settings
+
+    assert gateway_parser(Settings()).parse_args(["--port", str(GATEWAY_PORT)]).port == GATEWAY_PORT
+    for variable in ("GATEWAY_GALLERY", "GATEWAY_DETECTOR", "GATEWAY_METRICS_PORT"):
+        field = variable.removeprefix("GATEWAY_").lower()
+        assert field in Settings.__dataclass_fields__, variable
 
 
 # ---------------------------------------------------------------- deploy/k8s
@@ -252,6 +284,8 @@ def test_k8s_has_deployments_headless_services_and_a_gallery_statefulset(k8s) ->
         ("Service", "detector"),
         ("Service", "embedder"),
         ("Service", "gallery"),
+        ("Deployment", "gateway"),
+        ("Service", "gateway"),
     }
     for name in INFERENCE:
         # Headless: DNS answers with every ready pod, which round_robin needs.
@@ -302,3 +336,24 @@ def test_k8s_gallery_keeps_its_store_on_a_claimed_volume_and_finds_the_pods_thro
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["GALLERY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
     assert env["GALLERY_EMBEDDER"] == f"dns:///embedder:{PORTS['embedder']}"
+
+
+def test_k8s_gateway_is_stateless_http_ready_while_the_gallery_answers(k8s) -> None:
+    spec = k8s[("Deployment", "gateway")]["spec"]
+    assert spec["replicas"] >= 2
+    labels = spec["template"]["metadata"]["labels"]
+    assert k8s[("Service", "gateway")]["spec"]["selector"].items() <= labels.items()
+    (c,) = spec["template"]["spec"]["containers"]
+    args = parse_cli(c["args"])
+    assert (args.service, int(flag(args.rest, "--port"))) == ("gateway", GATEWAY_PORT)
+    assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
+        "http": GATEWAY_PORT,
+        "metrics": GATEWAY_METRICS_PORT,
+    }
+    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    # Liveness does not ask the gallery: its outage must not restart every gateway.
+    assert c["livenessProbe"]["tcpSocket"] == {"port": "http"}
+    env = {e["name"]: e["value"] for e in c["env"]}
+    assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
+    assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
+    assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
