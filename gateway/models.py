@@ -7,10 +7,22 @@ far below.
 
 from __future__ import annotations
 
+from typing import Annotated
+
 import grpc
-from pydantic import BaseModel, Field
+import numpy as np
+from pydantic import BaseModel, Field, PlainSerializer
 
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
+
+
+def _shortest(value: float) -> float:
+    # The gallery's numbers are float32: written as doubles they would read 1.059999942779541 for 1.06.
+    return float(str(np.float32(value)))
+
+
+# A float32 of a proto message, written with the fewest digits that read back as the same float32.
+F32 = Annotated[float, PlainSerializer(_shortest, return_type=float)]
 
 
 class ErrorBody(BaseModel):
@@ -23,15 +35,15 @@ class ErrorBody(BaseModel):
 class Box(BaseModel):
     """Pixels of the upright picture, origin top-left."""
 
-    x: float
-    y: float
-    width: float
-    height: float
+    x: F32
+    y: F32
+    width: F32
+    height: F32
 
 
 class Point(BaseModel):
-    x: float
-    y: float
+    x: F32
+    y: F32
 
 
 class Landmarks(BaseModel):
@@ -44,7 +56,7 @@ class Landmarks(BaseModel):
 
 class Candidate(BaseModel):
     identity: str
-    distance: float
+    distance: F32
     face_id: int
 
 
@@ -52,16 +64,16 @@ class IdentifiedFace(BaseModel):
     box: Box | None = Field(description="Unset for an embedding query.")
     identity: str = Field(description="Empty when unknown.")
     known: bool
-    distance: float
-    confidence: float
+    distance: F32
+    confidence: F32
     candidates: list[Candidate]
     landmarks: Landmarks | None
-    detection_confidence: float
+    detection_confidence: F32
 
 
 class IdentifyResponse(BaseModel):
     faces: list[IdentifiedFace]
-    threshold: float
+    threshold: F32
     method: str
     width: int
     height: int
@@ -69,15 +81,15 @@ class IdentifyResponse(BaseModel):
 
 class VerifyResponse(BaseModel):
     match: bool
-    distance: float
-    threshold: float
+    distance: F32
+    threshold: F32
     box_a: Box | None
     box_b: Box | None
 
 
 class DetectedFace(BaseModel):
     box: Box
-    confidence: float
+    confidence: F32
     landmarks: Landmarks
 
 
@@ -112,7 +124,7 @@ class EnrollResponse(BaseModel):
 class SearchHit(BaseModel):
     face_id: int
     identity: str
-    distance: float
+    distance: F32
 
 
 class SearchResponse(BaseModel):
@@ -155,7 +167,7 @@ class RemoveFaceResponse(BaseModel):
 class TrainResponse(BaseModel):
     identities: int
     faces: int
-    train_accuracy: float
+    train_accuracy: F32
 
 
 class StatsResponse(BaseModel):
@@ -165,11 +177,11 @@ class StatsResponse(BaseModel):
     index_detail: str
     index_size: int
     model: str
-    threshold: float
+    threshold: F32
     threshold_source: str
     classifier: str
     classifier_stale: bool
-    identification_threshold: float
+    identification_threshold: F32
 
 
 class Health(BaseModel):

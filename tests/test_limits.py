@@ -24,9 +24,10 @@ from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings as GallerySettings
 from gallery.gallery import Gallery
 from gallery.service import build_server
+from gateway.config import Settings as GatewaySettings
 
 LIMITS = Path(__file__).resolve().parents[1] / "docs" / "limits.md"
-ROW = re.compile(r"^\|[^|]*\| `(DETECTOR|EMBEDDER|GALLERY)_([A-Z_]+)` \| (\d+)", re.MULTILINE)
+ROW = re.compile(r"^\|[^|]*\| `(DETECTOR|EMBEDDER|GALLERY|GATEWAY)_([A-Z_]+)` \| (\d+)", re.MULTILINE)
 
 
 def defaults(tmp: Path) -> dict[str, object]:
@@ -34,6 +35,7 @@ def defaults(tmp: Path) -> dict[str, object]:
         "DETECTOR": DetectorSettings(),
         "EMBEDDER": EmbedderSettings(weights_path=tmp / "w.h5", calibration_path=tmp / "c.json"),
         "GALLERY": GallerySettings(store=tmp / "g.sqlite", calibration_path=tmp / "c.json"),
+        "GATEWAY": GatewaySettings(),
     }
 
 
