@@ -70,7 +70,7 @@ class Upstream:
         return bool(answer.status == health_pb2.HealthCheckResponse.SERVING)
 
     async def close(self) -> None:
-        await self.channel.close()
+        await self.channel.close(None)
 
 
 class Channels:
