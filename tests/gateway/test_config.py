@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+
 import pytest
 
 from facerec.settings import SettingError
@@ -57,3 +60,25 @@ def test_the_ca_falls_back_to_the_clis_variable() -> None:
 def test_a_wrong_value_is_refused_with_one_sentence(env: dict[str, str], message: str) -> None:
     with pytest.raises(SettingError, match=message):
         Settings.from_env(env)
+
+
+@pytest.mark.parametrize(
+    ("args", "sentence"),
+    [
+        (["--tls-ca", "/no/such/ca.pem"], "gateway: Cannot read the CA certificate /no/such/ca.pem"),
+        (["--timeout-s", "-1"], "gateway: timeout_s must be positive."),
+    ],
+)
+def test_a_setting_that_cannot_work_stops_the_gateway_with_one_sentence(
+    args: list[str], sentence: str
+) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "gateway", "--port", "0", *args],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        stdin=subprocess.DEVNULL,
+    )
+    assert done.returncode == 2
+    lines = done.stderr.strip().splitlines()
+    assert len(lines) == 1 and lines[0].startswith(sentence), done.stderr
