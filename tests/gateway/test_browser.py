@@ -6,6 +6,7 @@ with nothing from a CDN.
 
 from __future__ import annotations
 
+import base64
 import os
 import shutil
 from collections.abc import Iterator
@@ -120,6 +121,33 @@ def test_enroll_through_the_page_then_identify_a_val_picture_shows_the_name(
     assert shot.stat().st_size > 10_000
     if target := os.environ.get("GATEWAY_SCREENSHOT"):
         shutil.copyfile(shot, target)
+
+    page.click("#identities-list li[data-identity='jerry_seinfeld'] button")
+    page.wait_for_selector("#identities-list li[data-identity='jerry_seinfeld']", state="detached")
+    page.set_input_files("#identify-file", str(people(val_images, "jerry_seinfeld")[1]))
+    page.locator(".face.unknown span", has_text="unknown").first.wait_for()
+
+
+def test_a_picture_dropped_on_the_page_is_identified(stack: Stack, visit, train_images, val_images) -> None:
+    page = visit(stack.url).page
+    page.fill("#enroll-name", "mindy_kaling")
+    page.set_input_files("#enroll-files", [str(p) for p in people(train_images, "mindy_kaling")[:3]])
+    page.click("#enroll-button")
+    page.wait_for_selector("#identities-list li[data-identity='mindy_kaling']")
+    picture = people(val_images, "mindy_kaling")[0]
+    # What a drag from the desktop delivers: a drop event whose DataTransfer holds the file.
+    page.evaluate(
+        """async ([name, b64]) => {
+            const bytes = Uint8Array.from(atob(b64), (c) => c.charCodeAt(0));
+            const data = new DataTransfer();
+            data.items.add(new File([bytes], name, { type: "image/jpeg" }));
+            const target = document.getElementById("identify-drop");
+            target.dispatchEvent(new DragEvent("dragover", { dataTransfer: data, bubbles: true, cancelable: true }));
+            target.dispatchEvent(new DragEvent("drop", { dataTransfer: data, bubbles: true, cancelable: true }));
+        }""",
+        [picture.name, base64.b64encode(picture.read_bytes()).decode()],
+    )
+    page.locator(".face:not(.unknown) span", has_text="mindy_kaling").first.wait_for()
 
 
 def test_a_file_that_is_not_a_picture_shows_one_error_sentence(stack: Stack, visit, tmp_path: Path) -> None:
