@@ -66,7 +66,7 @@ def grpc_identify(stub: object, data: bytes) -> int:
 @contextmanager
 def started() -> Iterator[tuple[str, str]]:
     """The services and a gateway on free ports, the train set enrolled; yields (gallery, gateway URL)."""
-    from facerec.supervisor import ServiceProcess, local_services
+    from facerec_app.supervisor import ServiceProcess, local_services
 
     home = assets.Assets(assets.facerec_home(os.environ))
     with local_services() as services:

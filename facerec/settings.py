@@ -1,7 +1,7 @@
-"""One recipe for a service's settings: each is a dataclass field declared once, with its help, and
-from that declaration come its environment variable (PREFIX + NAME), its flag (--name-with-dashes),
-its type and its default. ServerSettings is the block every service shares (listening, TLS, tokens,
-metrics, logging); a service subclasses it with its own PREFIX and fields.
+"""One recipe for a service's settings (Recipe): each is a dataclass field declared once, with its help,
+and from that declaration come its environment variable (PREFIX + NAME), its flag (--name-with-dashes),
+its type and its default. ServerSettings is the block every gRPC service shares (listening, TLS,
+tokens, metrics, logging); a service subclasses it with its own PREFIX and fields.
 
 Precedence: flag over environment variable over default. Nothing else reads os.environ.
 """
@@ -127,58 +127,25 @@ def setting(
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
-class ServerSettings:
-    """The settings every service has: where it listens, its server limits, TLS, tokens, metrics, logging.
-
-    A subclass sets PREFIX, adds its own fields with setting(...), may redeclare a field to change its
-    default, and extends check() for values that cannot work.
+class Recipe:
+    """The recipe itself: a frozen dataclass of setting(...) fields read from PREFIX_* variables and
+    flags. ServerSettings adds the gRPC server block; a service that is no gRPC server (the HTTP
+    gateway) subclasses this directly.
     """
 
     PREFIX: ClassVar[str] = ""
-
-    host: str = setting("[::]", "address to listen on")
-    port: int = setting(0, "port to listen on; 0 picks a free one")
-    max_workers: int = setting(16, "gRPC worker threads")
-    grace_s: float = setting(5.0, "seconds running calls may finish in at shutdown")
-    metrics_port: int = setting(0, "Prometheus /metrics port; 0 = none")
-    # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
-    tls_cert: str = setting("", "PEM certificate chain: serve TLS")
-    tls_key: str = setting("", "PEM private key of --tls-cert")
-    tls_client_ca: str = setting("", "require client certificates signed by this CA (mutual TLS)")
-    # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
-    tokens_file: str = setting("", "`token role` per line (role rw or ro): require a bearer token")
-    tokens: str = setting("", "inline tokens, comma-separated `token role` entries", secret=True)
-    verbose: bool = setting(False, "log more", short="-v")
 
     def __post_init__(self) -> None:
         self.check()
 
     def check(self) -> None:
         """Raises SettingError for a value that cannot work."""
-        for name in ("port", "metrics_port"):
-            value = getattr(self, name)
-            if not 0 <= value <= 65535:
-                raise SettingError(f"{self.key(name)} must be between 0 and 65535, not {value}.")
-        if self.max_workers < 1:
-            raise SettingError(f"{self.key('max_workers')} must be at least 1, not {self.max_workers}.")
-        if self.grace_s < 0:
-            raise SettingError(f"{self.key('grace_s')} must not be negative.")
-        self.tls.checked(self.PREFIX)
 
     @classmethod
     def key(cls, field_name: str) -> str:
         """The environment variable of a field: PREFIX + its (declared) name, upper case."""
         meta = {f.name: f.metadata for f in dataclasses.fields(cls)}[field_name]
         return cls.PREFIX + (meta.get("name") or field_name).upper()
-
-    @property
-    def tls(self) -> TlsSettings:
-        return TlsSettings(self.tls_cert, self.tls_key, self.tls_client_ca)
-
-    def server_options(self) -> ServerOptions:
-        return ServerOptions(
-            host=self.host, port=self.port, max_workers=self.max_workers, grace_s=self.grace_s
-        )
 
     @classmethod
     def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:
@@ -199,7 +166,7 @@ class ServerSettings:
         return cls(**values)
 
     @classmethod
-    def parser(cls, defaults: ServerSettings, prog: str, description: str) -> argparse.ArgumentParser:
+    def parser(cls, defaults: Recipe, prog: str, description: str) -> argparse.ArgumentParser:
         """One flag per setting, defaulting to `defaults` (the environment's values)."""
         parser = argparse.ArgumentParser(prog=prog, description=description)
         for f in dataclasses.fields(cls):
@@ -253,6 +220,50 @@ class ServerSettings:
             return cls(**{f.name: getattr(args, f.name) for f in dataclasses.fields(cls)})
         except SettingError as exc:
             parser.error(str(exc))
+
+
+@dataclasses.dataclass(frozen=True, kw_only=True)
+class ServerSettings(Recipe):
+    """What every gRPC service has: where it listens, its server limits, TLS, tokens, metrics, logging.
+
+    A subclass sets PREFIX, adds its own fields with setting(...), may redeclare a field to change its
+    default, and extends check() for values that cannot work.
+    """
+
+    host: str = setting("[::]", "address to listen on")
+    port: int = setting(0, "port to listen on; 0 picks a free one")
+    max_workers: int = setting(16, "gRPC worker threads")
+    grace_s: float = setting(5.0, "seconds running calls may finish in at shutdown")
+    metrics_port: int = setting(0, "Prometheus /metrics port; 0 = none")
+    # TLS (PEM paths): cert and key turn it on; client_ca also requires client certificates.
+    tls_cert: str = setting("", "PEM certificate chain: serve TLS")
+    tls_key: str = setting("", "PEM private key of --tls-cert")
+    tls_client_ca: str = setting("", "require client certificates signed by this CA (mutual TLS)")
+    # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
+    tokens_file: str = setting("", "`token role` per line (role rw or ro): require a bearer token")
+    tokens: str = setting("", "inline tokens, comma-separated `token role` entries", secret=True)
+    verbose: bool = setting(False, "log more", short="-v")
+
+    def check(self) -> None:
+        """Raises SettingError for a value that cannot work."""
+        for name in ("port", "metrics_port"):
+            value = getattr(self, name)
+            if not 0 <= value <= 65535:
+                raise SettingError(f"{self.key(name)} must be between 0 and 65535, not {value}.")
+        if self.max_workers < 1:
+            raise SettingError(f"{self.key('max_workers')} must be at least 1, not {self.max_workers}.")
+        if self.grace_s < 0:
+            raise SettingError(f"{self.key('grace_s')} must not be negative.")
+        self.tls.checked(self.PREFIX)
+
+    @property
+    def tls(self) -> TlsSettings:
+        return TlsSettings(self.tls_cert, self.tls_key, self.tls_client_ca)
+
+    def server_options(self) -> ServerOptions:
+        return ServerOptions(
+            host=self.host, port=self.port, max_workers=self.max_workers, grace_s=self.grace_s
+        )
 
 
 def _flag_bool(text: str) -> bool:

@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import argparse
-import dataclasses
 import logging
 import os
 import socket
@@ -12,6 +10,7 @@ from collections.abc import Sequence
 
 import uvicorn
 
+from facerec.bootstrap import configure_logging
 from facerec.metrics import ServiceMetrics, start_metrics_server
 from facerec.server import announce
 from facerec.settings import SettingError
@@ -19,36 +18,6 @@ from gateway.app import build_app
 from gateway.config import Settings
 
 log = logging.getLogger("gateway")
-
-_HELP = {
-    "host": "interface to listen on",
-    "port": "HTTP port; 0 = any free port",
-    "gallery": "gallery address(es): host:port, dns:///name:port, or a comma list of IP:port",
-    "detector": "detector address(es) for /v1/detect, as --gallery",
-    "timeout_s": "deadline of every call to the gallery or the detector, seconds",
-    "tls_ca": "CA to trust for the gallery and the detector: call them over TLS (default FACEREC_TLS_CA)",
-    "max_request_bytes": "largest request body; larger ones get 413 before they are read",
-    "max_image_bytes": "largest picture (the detector's limit)",
-    "max_images_per_enroll": "pictures per enroll (the gallery's limit)",
-    "max_images_per_detect": "pictures per detect (the detector's limit)",
-    "metrics_port": "Prometheus /metrics port; 0 = none",
-}
-
-
-def build_parser(defaults: Settings) -> argparse.ArgumentParser:
-    """One flag per setting (--timeout-s for timeout_s), defaulting to the GATEWAY_* values."""
-    parser = argparse.ArgumentParser(prog="gateway", description="The facerec HTTP/JSON API and web page.")
-    for f in dataclasses.fields(Settings):
-        default = getattr(defaults, f.name)
-        parser.add_argument(
-            "--" + f.name.replace("_", "-"),
-            dest=f.name,
-            type=type(default),
-            default=default,
-            help=_HELP[f.name] + " (default %(default)s)",
-        )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
-    return parser
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -64,17 +33,8 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 
 def main(argv: Sequence[str] | None = None) -> None:
-    try:
-        defaults = Settings.from_env(os.environ)
-        args = build_parser(defaults).parse_args(argv)
-        settings = Settings(**{f.name: getattr(args, f.name) for f in dataclasses.fields(Settings)})
-    except SettingError as exc:
-        sys.stderr.write(f"gateway: {exc}\n")
-        raise SystemExit(2) from None
-    logging.basicConfig(
-        level=logging.INFO if args.verbose else logging.WARNING,
-        format="%(asctime)s %(levelname)s %(name)s: %(message)s",
-    )
+    settings = Settings.parse(argv, os.environ, "gateway", "The facerec HTTP/JSON API and web page.")
+    configure_logging(settings.verbose)
     try:
         sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
@@ -82,19 +42,19 @@ def main(argv: Sequence[str] | None = None) -> None:
         raise SystemExit(1) from None
     port = sock.getsockname()[1]
     metrics = ServiceMetrics("gateway")
-    if settings.metrics_port:
-        start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
     try:
         app = build_app(settings, metrics, on_ready=lambda: announce("gateway", settings.host, port))
     except SettingError as exc:
         sys.stderr.write(f"gateway: {exc}\n")
         raise SystemExit(2) from None
+    if settings.metrics_port:
+        start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
     log.info("gateway in front of the gallery at %s on port %s", settings.gallery, port)
     config = uvicorn.Config(
         app,
-        log_level="info" if args.verbose else "warning",
-        access_log=args.verbose,
-        timeout_graceful_shutdown=5,
+        log_level="info" if settings.verbose else "warning",
+        access_log=settings.verbose,
+        timeout_graceful_shutdown=int(settings.grace_s),
         lifespan="on",
     )
     uvicorn.Server(config).run(sockets=[sock])

@@ -13,8 +13,8 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facerec.channels import channel_target, service_config
 from facerec.v1 import detector_pb2_grpc, gallery_pb2_grpc
-from gallery.clients import channel_target, service_config
 from gateway.config import Settings
 from gateway.errors import GatewayError, from_rpc
 

@@ -242,13 +242,13 @@ def test_compose_gateway_serves_http_in_front_of_the_gallery(compose) -> None:
 
 
 def test_gateway_flags_in_the_deploy_files_are_the_gateways_own() -> None:
-    from gateway.__main__ import build_parser as gateway_parser
     from gateway.config import Settings
 
-    assert gateway_parser(Settings()).parse_args(["--port", str(GATEWAY_PORT)]).port == GATEWAY_PORT
-    for variable in ("GATEWAY_GALLERY", "GATEWAY_DETECTOR", "GATEWAY_METRICS_PORT"):
-        field = variable.removeprefix("GATEWAY_").lower()
-        assert field in Settings.__dataclass_fields__, variable
+    assert Settings.parse(["--port", str(GATEWAY_PORT)], {}).port == GATEWAY_PORT
+    env = {"GATEWAY_GALLERY": "dns:///gallery:50053", "GATEWAY_DETECTOR": "dns:///detector:50051"}
+    settings = Settings.from_env({**env, "GATEWAY_METRICS_PORT": str(GATEWAY_METRICS_PORT)})
+    assert (settings.gallery, settings.detector) == (env["GATEWAY_GALLERY"], env["GATEWAY_DETECTOR"])
+    assert settings.metrics_port == GATEWAY_METRICS_PORT
 
 
 # ---------------------------------------------------------------- deploy/k8s

@@ -17,7 +17,16 @@ import pytest
 from facerec.server import Health
 
 ROOT = Path(__file__).resolve().parents[1]
-PACKAGES = ("facerec", "facerec_app", "detector_service", "embedding_service", "gallery", "bench", "tests")
+PACKAGES = (
+    "facerec",
+    "facerec_app",
+    "detector_service",
+    "embedding_service",
+    "gallery",
+    "gateway",
+    "bench",
+    "tests",
+)
 
 
 def sources() -> Iterator[tuple[Path, ast.Module]]:

@@ -11,8 +11,8 @@ from dataclasses import dataclass
 
 import pytest
 
-from facerec.supervisor import Addresses, local_services
-from tests.servers import Running, start_service
+from facerec_app.supervisor import Addresses, local_services
+from tests.support.servers import Running, start_service
 
 RW_TOKEN = "gateway-test-rw-token-0123456789"
 RO_TOKEN = "gateway-test-ro-token-0123456789"

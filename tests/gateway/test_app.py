@@ -12,8 +12,9 @@ import grpc
 import httpx
 import pytest
 
-from tests.gateway.fake_gallery import BIG_FACE_ID, FACE, Fake, fake_services
-from tests.servers import Running, start_service
+from tests.support.gateway import BIG_FACE_ID, FACE, Fake, fake_services
+from tests.support.pki import make_pki
+from tests.support.servers import Running, start_service
 
 MAX_REQUEST = 1_000_000
 MAX_IMAGE = 100_000
@@ -318,6 +319,26 @@ def test_a_gallery_that_is_down_is_503_with_one_sentence_and_healthz_says_so() -
             assert health.status_code == 503 and health.json()["code"] == "UNAVAILABLE"
     finally:
         service.stop()
+
+
+def test_tls_towards_the_gallery_with_the_clis_ca_setting(tmp_path_factory: pytest.TempPathFactory) -> None:
+    pki = make_pki(tmp_path_factory.mktemp("pki"))
+    credentials = grpc.ssl_server_credentials([(pki.server_key.read_bytes(), pki.server_cert.read_bytes())])
+    with fake_services(credentials) as (fake, address):
+        # The gallery's certificate names localhost: the gateway must trust the CA given to the CLI.
+        target = address.replace("127.0.0.1", "localhost")
+        plain = start_service("gateway", ["--gallery", target, "--timeout-s", "5"])
+        secure = start_service("gateway", ["--gallery", target], env={"FACEREC_TLS_CA": str(pki.ca)})
+        try:
+            with httpx.Client(timeout=30) as http:
+                answer = http.get(f"http://{secure.address}/v1/stats")
+                assert answer.status_code == 200, answer.text
+                assert fake.last("Stats").request is not None
+                refused = http.get(f"http://{plain.address}/v1/stats")
+                assert refused.status_code == 503 and refused.json()["code"] == "UNAVAILABLE"
+        finally:
+            plain.stop()
+            secure.stop()
 
 
 def test_healthz_is_serving_while_the_gallery_is(http: httpx.Client) -> None:

@@ -16,7 +16,7 @@ from urllib.parse import urlparse
 import pytest
 
 from tests.gateway.conftest import RW_TOKEN, Stack
-from tests.servers import start_service
+from tests.support.servers import start_service
 
 pytestmark = pytest.mark.model
 

@@ -13,7 +13,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
-from facerec.server import Health, ServerOptions, Service, build_server
+from facerec.server import Health, Service, build_server
+from facerec.settings import ServerOptions
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, gallery_pb2, gallery_pb2_grpc
 
 # Larger than 2^32 and than a JavaScript double's 2^53 would round: it must arrive exactly.
@@ -159,8 +160,8 @@ class FakeDetector(detector_pb2_grpc.DetectorServicer):
 
 
 @contextmanager
-def fake_services() -> Iterator[tuple[Fake, str]]:
-    """A fake Gallery and Detector on one real server; yields (fake, "127.0.0.1:PORT")."""
+def fake_services(credentials: grpc.ServerCredentials | None = None) -> Iterator[tuple[Fake, str]]:
+    """A fake Gallery and Detector on one real server (TLS with credentials); yields (fake, "127.0.0.1:PORT")."""
     fake = Fake()
     health = Health(["facerec.v1.Gallery", "facerec.v1.Detector"])
     services = [
@@ -173,7 +174,7 @@ def fake_services() -> Iterator[tuple[Fake, str]]:
             lambda server: detector_pb2_grpc.add_DetectorServicer_to_server(FakeDetector(fake), server),
         ),
     ]
-    server, port = build_server(services, ServerOptions(host="127.0.0.1", port=0), health)
+    server, port = build_server(services, ServerOptions(host="127.0.0.1", port=0), health, (), credentials)
     server.start()
     health.set_serving()
     try:
