@@ -35,20 +35,22 @@ def listening_socket(host: str, port: int) -> socket.socket:
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.parse(argv, os.environ, "gateway", "The facerec HTTP/JSON API and web page.")
     configure_logging(settings.verbose)
+    metrics = ServiceMetrics("gateway")
     try:
+        # The metrics port first: a given port is then taken before the HTTP socket's port 0 is picked,
+        # which could otherwise land on it.
+        if settings.metrics_port:
+            start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
         sock = listening_socket(settings.host, settings.port)
     except OSError as exc:
-        sys.stderr.write(f"gateway: cannot listen on {settings.host}:{settings.port}: {exc.strerror}.\n")
+        sys.stderr.write(f"gateway: cannot listen on {settings.host}: {exc.strerror}.\n")
         raise SystemExit(1) from None
     port = sock.getsockname()[1]
-    metrics = ServiceMetrics("gateway")
     try:
         app = build_app(settings, metrics, on_ready=lambda: announce("gateway", settings.host, port))
     except SettingError as exc:
         sys.stderr.write(f"gateway: {exc}\n")
         raise SystemExit(2) from None
-    if settings.metrics_port:
-        start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
     log.info("gateway in front of the gallery at %s on port %s", settings.gallery, port)
     config = uvicorn.Config(
         app,

@@ -209,19 +209,14 @@ class _Metrics:
             await self.app(scope, receive, send)
             return
         start = time.perf_counter()
-        status = 500
+        recorded = False
 
-        async def watched(message: Message) -> None:
-            nonlocal status
-            if message["type"] == "http.response.start":
-                status = message["status"]
-            await send(message)
-
-        try:
-            await self.app(scope, receive, watched)
-        finally:
-            route = scope.get("route")
-            name = f"{scope['method']} {getattr(route, 'path', scope['path'])}"
+        def record(status: int) -> None:
+            nonlocal recorded
+            recorded = True
+            # The route's template, never the raw path: a label per probed URL would grow without bound.
+            route = getattr(scope.get("route"), "path", "(no route)")
+            name = f"{scope['method']} {route}"
             code_name = scope.get("state", {}).get("grpc_code")
             code = (
                 grpc.StatusCode[code_name]
@@ -229,3 +224,15 @@ class _Metrics:
                 else _CODE_OF_HTTP.get(status, grpc.StatusCode.UNKNOWN)
             )
             self.metrics.record_call(name, code, time.perf_counter() - start)
+
+        async def watched(message: Message) -> None:
+            # Counted before the answer leaves, so a client that reads the metrics next sees its call.
+            if message["type"] == "http.response.start":
+                record(message["status"])
+            await send(message)
+
+        try:
+            await self.app(scope, receive, watched)
+        finally:
+            if not recorded:
+                record(500)

@@ -3,12 +3,20 @@
 from __future__ import annotations
 
 import os
-from pathlib import Path
 
-import pytest
+# Tests serve gRPC in this process (fakes) while they start service processes. With gRPC's fork
+# support on, a child forked then (subprocess with preexec_fn forks, for the parent-death signal) runs
+# gRPC's at-fork handler against pollers it did not inherit, and can die before exec with "epoll_wait
+# error: Bad file descriptor": about one start in eight. The children exec at once and need none of it.
+# Read when grpc is first imported, so it is set before anything imports it.
+os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
-from facerec import assets as assets_mod
-from facerec.tfconfig import quiet_tensorflow
+from pathlib import Path  # noqa: E402
+
+import pytest  # noqa: E402
+
+from facerec import assets as assets_mod  # noqa: E402
+from facerec.tfconfig import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
 

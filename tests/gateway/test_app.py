@@ -438,12 +438,30 @@ def test_an_unknown_route_is_404_json(http: httpx.Client) -> None:
     assert answer.json() == {"code": "NOT_FOUND", "message": "No route GET /v1/nothing."}
 
 
+def scrape(port: int) -> str:
+    return urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
+
+
+def count(text: str, labels: str) -> float:
+    """The value of facerec_requests_total{labels} in a scrape, 0 when absent."""
+    for line in text.splitlines():
+        if line.startswith(f"facerec_requests_total{{{labels}}} "):
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
 def test_metrics_count_calls_by_route_and_code(http: httpx.Client, fake: Fake, metrics_port: int) -> None:
+    no_route = 'code="NOT_FOUND",method="GET (no route)",service="gateway"'
+    missing = 'code="NOT_FOUND",method="GET /v1/identities/{identity:path}",service="gateway"'
+    stats = 'code="OK",method="GET /v1/stats",service="gateway"'
+    before = scrape(metrics_port)
     http.get("/v1/identities/nobody")
     http.get("/v1/stats")
-    text = urllib.request.urlopen(f"http://127.0.0.1:{metrics_port}/metrics", timeout=10).read().decode()
-    assert (
-        'facerec_requests_total{code="NOT_FOUND",method="GET /v1/identities/{identity:path}",service="gateway"}'
-        in text
-    )
-    assert 'facerec_requests_total{code="OK",method="GET /v1/stats",service="gateway"}' in text
+    http.get("/v1/no-such-route-1")
+    http.get("/v1/no-such-route-2")
+    after = scrape(metrics_port)
+    assert count(after, missing) - count(before, missing) == 1
+    assert count(after, stats) - count(before, stats) == 1
+    # Unknown paths share one label, so probing URLs cannot grow the metrics without bound.
+    assert count(after, no_route) - count(before, no_route) == 2
+    assert "no-such-route" not in after
