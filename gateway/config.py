@@ -32,7 +32,7 @@ class Settings(Recipe):
     )
     detector: str = setting("127.0.0.1:50051", "detector address(es) for /v1/detect, as --gallery")
     timeout_s: float = setting(30.0, "deadline of every call to the gallery or the detector, seconds")
-    tls_ca: str = setting("", "CA to trust for the gallery and the detector: call them over TLS")
+    tls_ca: str = setting("", "CA to trust for the gallery and the detector (else FACEREC_TLS_CA): use TLS")
     max_request_bytes: int = setting(
         64 * MiB, "largest request body; larger ones get 413 before they are read"
     )
