@@ -14,11 +14,18 @@ os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
+from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from facerec import assets as assets_mod  # noqa: E402
 from facerec.tfconfig import quiet_tensorflow  # noqa: E402
 
 quiet_tensorflow()
+
+# No example database: a failing example found once would be replayed from .hypothesis/ by every later
+# run in this clone, so one flake became a permanent failure of `make test`. A failure is fixed in the
+# code and pinned with @example instead.
+hypothesis_settings.register_profile("facerec", database=None)
+hypothesis_settings.load_profile("facerec")
 
 
 @pytest.fixture(scope="session")

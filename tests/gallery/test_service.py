@@ -254,6 +254,9 @@ def bad_requests(world: World) -> list[tuple[str, object, grpc.StatusCode]]:
         ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v), threshold=2.5), INVALID),
         ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v), threshold=-0.5), INVALID),
         ("Identify", gallery_pb2.IdentifyRequest(embedding=embedding(v, "arcface-512")), PRECONDITION),
+        # JSON that is no fake picture is undecodable, as a real detector says of bytes like these.
+        ("Identify", gallery_pb2.IdentifyRequest(image=image(b"0")), INVALID),
+        ("Identify", gallery_pb2.IdentifyRequest(image=image(b'{"faces": 3}')), INVALID),
         ("Verify", gallery_pb2.VerifyRequest(), INVALID),
         ("Verify", gallery_pb2.VerifyRequest(image_a=image(portrait(0))), INVALID),
         ("Verify", gallery_pb2.VerifyRequest(image_a=image(portrait(0)), identity="nobody"), NOT_FOUND),

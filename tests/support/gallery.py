@@ -51,6 +51,18 @@ def portrait(index: int, tag: str = "") -> bytes:
     return picture((index, BOX, 0.99), tag=tag)
 
 
+def read_picture(data: bytes) -> list[tuple[int, tuple[float, float, float, float], float]] | None:
+    """The faces of a fake picture, or None when the bytes are not one (undecodable, like a real
+    detector's answer). Any JSON is not enough: b"0" parses to an int, b"[]" to a list."""
+    try:
+        faces = []
+        for i, (x, y, w, h), conf in json.loads(data)["faces"]:
+            faces.append((int(i), (float(x), float(y), float(w), float(h)), float(conf)))
+        return faces
+    except (ValueError, TypeError, KeyError, IndexError):
+        return None
+
+
 class FakeDetector:
     """Reads fake pictures; a crop is a 1x1 pixel that names the vector (the embedder looks it up)."""
 
@@ -66,16 +78,13 @@ class FakeDetector:
         self.calls += 1
         out = []
         for data in images:
-            try:
-                spec = json.loads(data)
-            except ValueError:
+            spec = read_picture(data)
+            if spec is None:
                 out.append(DetectedImage(error=InvalidInput("The image could not be decoded.")))
                 continue
             faces = [
-                DetectedFace(
-                    tuple(box), conf, ((0.0, 0.0),) * 5, np.array([[[i >> 8, i & 255, 7]]], np.uint8)
-                )
-                for i, box, conf in spec["faces"]
+                DetectedFace(box, conf, ((0.0, 0.0),) * 5, np.array([[[i >> 8, i & 255, 7]]], np.uint8))
+                for i, box, conf in spec
             ]
             faces.sort(key=lambda f: -f.confidence)
             out.append(DetectedImage(640, 480, faces))
@@ -104,9 +113,8 @@ class FakeDetectorServicer(detector_pb2_grpc.DetectorServicer):
             raise InvalidInput("min_face_size_px must be at least 12.")
         results = []
         for image in request.images:
-            try:
-                spec = json.loads(image.data)
-            except ValueError:
+            spec = read_picture(image.data)
+            if spec is None:
                 results.append(
                     detector_pb2.ImageResult(
                         error=error_proto(InvalidInput("The image could not be decoded."))
@@ -114,7 +122,7 @@ class FakeDetectorServicer(detector_pb2_grpc.DetectorServicer):
                 )
                 continue
             faces = []
-            for i, (x, y, w, h), conf in sorted(spec["faces"], key=lambda f: -f[2]):
+            for i, (x, y, w, h), conf in sorted(spec, key=lambda f: -f[2]):
                 faces.append(
                     detector_pb2.Face(
                         box=common_pb2.Box(x=x, y=y, width=w, height=h),
