@@ -14,6 +14,7 @@ from facerec.v1 import common_pb2, gallery_pb2
 if TYPE_CHECKING:
     pass
 
+from facerec_app.folders import FOLDER_RULE
 from facerec_app.rpc import ClientError, enroll_pairs, folder_images, gallery_client, identify_one, read_image
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
@@ -233,10 +234,17 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.set_defaults(run=cmd_demo)
 
-    p = sub.add_parser("eval", help="calibrate the threshold on a labelled folder set: ROC, DET, EER, report")
-    p.add_argument("folder", help="one subfolder of pictures per identity (or a folder of such folders)")
+    p = sub.add_parser(
+        "eval",
+        help="calibrate the thresholds on a labelled folder set: ROC, DET, EER, report",
+        description="Embeds every picture of FOLDER, scores all same/different pairs and fits the "
+        "thresholds. " + FOLDER_RULE,
+    )
+    p.add_argument("folder", help="identity folders, or sets of them (see above)")
     p.add_argument(
-        "--out", default="eval-report", help="folder for report.json and roc.png (default eval-report)"
+        "--out",
+        help="folder for report.json and roc.png (default ./eval-report, or FOLDER-eval-report beside "
+        "FOLDER when the current folder lies inside FOLDER)",
     )
     p.add_argument("--target-far", type=float, default=1e-2, help="false-accept rate for the FAR threshold")
     p.add_argument("--save-threshold", action="store_true", help="store the best threshold for the services")

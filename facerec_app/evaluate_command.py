@@ -13,27 +13,37 @@ import numpy as np
 
 from facerec import assets, calibration
 from facerec_app import evaluation
-from facerec_app.rpc import ClientError, Embedding, folder_images, progress, read_image
+from facerec_app.folders import labelled_set
+from facerec_app.rpc import ClientError, Embedding, progress, read_image
 from facerec_app.supervisor import local_services
 
 MODES = ("box", "similarity")
 
 
-def labelled_set(folder: Path) -> list[tuple[str, Path]]:
-    """A folder of identity folders, or a folder of such folders (e.g. train/ and val/), merged by identity."""
-    children = [p for p in folder.iterdir() if p.is_dir()] if folder.is_dir() else []
-    nested = [c for c in children if any(g.is_dir() for g in c.iterdir())]
-    if nested and len(nested) == len(children):
-        return [pair for c in sorted(nested) for pair in folder_images(c)]
-    return folder_images(folder)
+REPORT_NAME = "eval-report"
+
+
+def default_out(folder: Path, cwd: Path) -> Path:
+    """eval-report in the current folder, unless that lies inside the data folder (a later eval would
+    read the report as data): then eval-report beside the data folder."""
+    data = folder.resolve()
+    here = cwd.resolve()
+    if here == data or data in here.parents:
+        return data.parent / f"{data.name}-{REPORT_NAME}"
+    return here / REPORT_NAME
 
 
 def run_eval(args: argparse.Namespace) -> int:
-    pairs = labelled_set(Path(args.folder))
-    if len({who for who, _ in pairs}) < 2:
-        raise ClientError("eval needs pictures of at least two identities.")
+    folder = Path(args.folder)
+    out_dir = Path(args.out) if args.out else default_out(folder, Path.cwd())
+    pairs = labelled_set(folder, skip=out_dir)
+    identities = sorted({who for who, _ in pairs})
+    if len(identities) < 2:
+        raise ClientError(
+            f"eval needs pictures of at least two identities; {folder} holds "
+            f"{', '.join(identities)} (see `facerec eval --help` for which folders count)."
+        )
     images = [read_image(p) for _, p in pairs]
-    out_dir = Path(args.out)
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
         if args.detector and args.embedder:
