@@ -60,12 +60,32 @@ class OneLineParser(argparse.ArgumentParser):
         self.exit(2, f"{self.prog}: {message} (see `{self.prog} --help`).\n")
 
 
+def serve_flags_help() -> str:
+    """The flags of `facerec serve` with every service, for `facerec serve --help`."""
+    from facerec_app.supervisor import serve_parser
+
+    options = serve_parser().format_help().split("options:\n", 1)[1].splitlines()
+    return "flags of all of them (`facerec serve [all] FLAGS`):\n" + "\n".join(
+        line for line in options if "--help" not in line and "show this help" not in line
+    )
+
+
+def package_version() -> str:
+    from importlib.metadata import PackageNotFoundError, version
+
+    try:
+        return version("facerec")
+    except PackageNotFoundError:
+        return "(not installed)"
+
+
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="facerec",
         description="Face recognition as gRPC services: detect (MTCNN), embed (FaceNet), and a gallery.",
     )
-    parser.add_argument("-v", "--verbose", action="store_true", help="log more")
+    parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO), not only problems")
+    parser.add_argument("--version", action="version", version=f"facerec {package_version()}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     fetch = sub.add_parser("fetch", help="download and verify the weights and the 5-celebrity data set")
@@ -74,18 +94,33 @@ def build_parser() -> argparse.ArgumentParser:
     serve = sub.add_parser(
         "serve",
         help="run the services (all, or one)",
-        description="Run every service (default) or one of them. Flags after the name go to that service.",
+        description="Run every service (default) or one of them. Flags after the name go to that service "
+        "(`facerec serve detector --help` lists the detector's).",
+        epilog=serve_flags_help(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
     )
-    serve.add_argument("service", nargs="?", default="all", choices=["all", *MODULES])
     serve.add_argument(
-        "rest", nargs=argparse.REMAINDER, help="the service's own flags (see `--help` after it)"
+        "service",
+        nargs="?",
+        default="all",
+        choices=["all", *MODULES],
+        help="which service to run: all (the default) or one",
+    )
+    serve.add_argument(
+        "rest", nargs=argparse.REMAINDER, help="that service's own flags, or those of all of them below"
     )
     serve.set_defaults(run=cmd_serve)
 
     health = sub.add_parser("health", help="exit 0 when the service at ADDRESS reports SERVING")
-    health.add_argument("address", help="host:port")
-    health.add_argument("--service", default="", help="service name to ask about (default: the server)")
-    health.add_argument("--timeout", type=float, default=3.0, help="seconds")
+    health.add_argument("address", help="the service's host:port")
+    health.add_argument(
+        "--service",
+        default="",
+        help="a gRPC service name such as facerec.v1.Gallery (default: the server as a whole)",
+    )
+    health.add_argument(
+        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)"
+    )
     health.set_defaults(run=cmd_health)
 
     _add_client_commands(sub)

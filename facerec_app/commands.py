@@ -6,6 +6,7 @@ import argparse
 import json
 import os
 import sys
+from collections import Counter
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -15,7 +16,15 @@ if TYPE_CHECKING:
     pass
 
 from facerec_app.folders import FOLDER_RULE
-from facerec_app.rpc import ClientError, enroll_pairs, folder_images, gallery_client, identify_one, read_image
+from facerec_app.rpc import (
+    ABOUT_THE_REQUEST,
+    ClientError,
+    enroll_pairs,
+    folder_images,
+    gallery_client,
+    identify_one,
+    read_image,
+)
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
 
@@ -33,17 +42,49 @@ def box_dict(box: common_pb2.Box) -> dict[str, float]:
     }
 
 
+STORED = ("ENROLLED", "MULTIPLE_FACES", "DUPLICATE")
+
+
+def enroll_summary(outcomes: Counter[str]) -> str:
+    """ "92 enrolled (4 the largest of several faces), 1 no face": stored faces first, then the rest."""
+    stored = sum(outcomes[name] for name in STORED)
+    several = (
+        f" ({outcomes['MULTIPLE_FACES']} the largest of several faces)" if outcomes["MULTIPLE_FACES"] else ""
+    )
+    parts = [f"{stored} enrolled{several}"]
+    if outcomes["DUPLICATE"]:
+        parts[0] += f", {outcomes['DUPLICATE']} of them already enrolled"
+    for name, count in sorted(outcomes.items()):
+        if name not in STORED and count:
+            parts.append(f"{count} {name.lower().replace('_', ' ')}")
+    return ", ".join(parts)
+
+
 def cmd_enroll(args: argparse.Namespace) -> int:
-    pairs = folder_images(Path(args.folder))
+    if args.identity:
+        pairs = [(args.identity, Path(p)) for p in args.paths]
+        missing = [str(p) for _, p in pairs if not p.is_file()]
+        if missing:
+            raise ClientError(f"{missing[0]} is not a picture file (with --identity, give pictures).")
+        what = f"{len(pairs)} pictures of {args.identity}"
+    else:
+        if len(args.paths) != 1:
+            raise ClientError(
+                "Give one folder (one subfolder per identity), or --identity NAME and pictures."
+            )
+        pairs = folder_images(Path(args.paths[0]))
+        what = f"{len(pairs)} pictures of {len({who for who, _ in pairs})} identities"
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         outcomes = enroll_pairs(client, pairs)
-    summary = {name.lower(): count for name, count in sorted(outcomes.items())}
+    stored = sum(outcomes[name] for name in STORED)
     if args.json:
-        write_json({"images": len(pairs), **summary})
+        summary = {name.lower(): count for name, count in sorted(outcomes.items())}
+        write_json({"images": len(pairs), "stored": stored, **summary})
     else:
-        identities = len({who for who, _ in pairs})
-        parts = ", ".join(f"{count} {name.replace('_', ' ')}" for name, count in summary.items())
-        sys.stdout.write(f"{len(pairs)} pictures of {identities} identities: {parts}\n")
+        sys.stdout.write(f"{what}: {enroll_summary(outcomes)}\n")
+    if not stored:
+        sys.stderr.write("facerec: nothing was enrolled (see the reasons above).\n")
+        return 1
     return 0
 
 
@@ -59,13 +100,24 @@ def face_dict(face: gallery_pb2.IdentifiedFace) -> dict[str, Any]:
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
+    """Every picture is answered on its own: a bad one is named on stderr, the others still identified."""
     paths = [Path(p) for p in args.images]
     if args.annotate and len(paths) != 1:
         raise ClientError("--annotate takes exactly one picture.")
     report: list[dict[str, Any]] = []
+    failed = 0
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         for path in paths:
-            reply = identify_one(client, path, args.top_k, args.threshold)
+            try:
+                reply = identify_one(client, path, args.top_k, args.threshold)
+            except ClientError as exc:
+                if exc.code not in ABOUT_THE_REQUEST:
+                    raise  # the gallery is down or refuses us: no later picture would fare better
+                failed += 1
+                message = str(exc) if str(path) in str(exc) else f"{path}: {exc}"
+                sys.stderr.write(f"facerec: {message}\n")
+                report.append({"image": str(path), "error": message})
+                continue
             report.append(
                 {
                     "image": str(path),
@@ -75,24 +127,29 @@ def cmd_identify(args: argparse.Namespace) -> int:
             )
             if args.annotate:
                 save_annotated(path, list(reply.faces), Path(args.annotate))
+            if not args.json:
+                write_identified(report[-1])
     if args.json:
-        write_json(report if len(report) > 1 else report[0])
-        return 0
-    for item in report:
-        if not item["faces"]:
-            sys.stdout.write(f"{item['image']}: no face\n")
-        for face in item["faces"]:
-            b = face["box"]
-            where = f"box {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}x{b['height']:.0f}"
-            if face["known"]:
-                sys.stdout.write(
-                    f"{item['image']}: {face['identity']}  distance {face['distance']:.3f}  {where}\n"
-                )
-            else:
-                nearest = face["candidates"][0] if face["candidates"] else None
-                hint = f" (nearest {nearest['identity']} at {nearest['distance']:.3f})" if nearest else ""
-                sys.stdout.write(f"{item['image']}: unknown{hint}  {where}\n")
-    return 0
+        write_json(report)  # a list, one entry per picture, however many were given
+    return 1 if failed else 0
+
+
+def write_identified(item: dict[str, Any]) -> None:
+    if not item["faces"]:
+        sys.stdout.write(f"{item['image']}: no face\n")
+    for face in item["faces"]:
+        b = face["box"]
+        where = f"box {b['x']:.0f},{b['y']:.0f} {b['width']:.0f}x{b['height']:.0f}"
+        if face.get("not_identifiable"):
+            sys.stdout.write(f"{item['image']}: not identifiable ({face['not_identifiable']})  {where}\n")
+        elif face["known"]:
+            sys.stdout.write(
+                f"{item['image']}: {face['identity']}  distance {face['distance']:.3f}  {where}\n"
+            )
+        else:
+            nearest = face["candidates"][0] if face["candidates"] else None
+            hint = f" (nearest {nearest['identity']} at {nearest['distance']:.3f})" if nearest else ""
+            sys.stdout.write(f"{item['image']}: unknown{hint}  {where}\n")
 
 
 def save_annotated(path: Path, faces: list[gallery_pb2.IdentifiedFace], out: Path) -> None:
@@ -182,7 +239,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         p.add_argument(
             "--gallery",
             default=os.environ.get("FACEREC_GALLERY", DEFAULT_GALLERY),
-            help=f"gallery address (default {DEFAULT_GALLERY})",
+            help=f"gallery address (default FACEREC_GALLERY, else {DEFAULT_GALLERY})",
         )
         p.add_argument("--json", action="store_true", help="print JSON for scripts")
         p.add_argument(
@@ -197,29 +254,41 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         )
         return p
 
-    p = with_gallery(sub.add_parser("enroll", help="enroll a folder: one subfolder of pictures per identity"))
-    p.add_argument("folder")
+    p = with_gallery(
+        sub.add_parser(
+            "enroll",
+            help="enroll a folder (one subfolder of pictures per identity), or pictures of one --identity",
+            description="Enrolls the largest face of each picture. Exits 1 when nothing was stored.",
+        )
+    )
+    p.add_argument(
+        "paths",
+        nargs="+",
+        metavar="PATH",
+        help="a folder with one subfolder of pictures per identity; with --identity, picture files",
+    )
+    p.add_argument("--identity", metavar="NAME", help="enroll the given pictures as this one person")
     p.set_defaults(run=cmd_enroll)
 
     p = with_gallery(sub.add_parser("identify", help="who is on these pictures (every face)"))
-    p.add_argument("images", nargs="+", metavar="IMAGE")
-    p.add_argument("--top-k", type=int, default=3, help="candidates per face (default 3)")
+    p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures; each is answered on its own")
+    p.add_argument("--top-k", type=int, default=3, help="nearest identities listed per face (default 3)")
     p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
     p.add_argument("--annotate", metavar="OUT.png", help="draw boxes, landmarks and names into OUT.png")
     p.set_defaults(run=cmd_identify)
 
     p = with_gallery(sub.add_parser("verify", help="same person? two pictures, or a picture and --identity"))
-    p.add_argument("image_a", metavar="A")
-    p.add_argument("image_b", metavar="B", nargs="?")
-    p.add_argument("--identity", help="compare A against this enrolled identity")
+    p.add_argument("image_a", metavar="A", help="a picture (its largest face is compared)")
+    p.add_argument("image_b", metavar="B", nargs="?", help="a second picture (or give --identity)")
+    p.add_argument("--identity", help="compare A against this enrolled identity's nearest face")
     p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
     p.set_defaults(run=cmd_verify)
 
-    p = with_gallery(sub.add_parser("list", help="the enrolled identities"))
+    p = with_gallery(sub.add_parser("list", help="the enrolled identities and their face counts"))
     p.set_defaults(run=cmd_list)
 
     p = with_gallery(sub.add_parser("remove", help="remove an identity and all its faces"))
-    p.add_argument("identity")
+    p.add_argument("identity", help="the enrolled name, as `facerec list` shows it")
     p.set_defaults(run=cmd_remove)
 
     p = sub.add_parser(
@@ -246,8 +315,24 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="folder for report.json and roc.png (default ./eval-report, or FOLDER-eval-report beside "
         "FOLDER when the current folder lies inside FOLDER)",
     )
-    p.add_argument("--target-far", type=float, default=1e-2, help="false-accept rate for the FAR threshold")
-    p.add_argument("--save-threshold", action="store_true", help="store the best threshold for the services")
-    p.add_argument("--detector", help="a running detector (else eval starts its own services)")
-    p.add_argument("--embedder", help="a running embedder (else eval starts its own services)")
+    p.add_argument(
+        "--target-far",
+        type=float,
+        default=1e-2,
+        help="the false-accept rate at which to report the true-accept rate (default 0.01)",
+    )
+    p.add_argument(
+        "--save-threshold",
+        action="store_true",
+        help="store both thresholds in FACEREC_HOME/calibration.json, where running services read them",
+    )
+    p.add_argument(
+        "--detector",
+        help="a running detector (default FACEREC_DETECTOR, else 127.0.0.1:50051 when `facerec serve` runs "
+        "there; else eval starts its own services)",
+    )
+    p.add_argument(
+        "--embedder",
+        help="a running embedder (default FACEREC_EMBEDDER, else 127.0.0.1:50052, as --detector)",
+    )
     p.set_defaults(run=cmd_eval)

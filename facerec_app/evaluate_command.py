@@ -15,7 +15,7 @@ from facerec import assets, calibration
 from facerec_app import evaluation
 from facerec_app.folders import labelled_set
 from facerec_app.rpc import ClientError, Embedding, progress, read_image
-from facerec_app.supervisor import local_services
+from facerec_app.supervisor import DEFAULT_PORTS, local_services
 
 MODES = ("box", "similarity")
 
@@ -33,6 +33,22 @@ def default_out(folder: Path, cwd: Path) -> Path:
     return here / REPORT_NAME
 
 
+def running_services(detector: str | None, embedder: str | None) -> tuple[str, str]:
+    """The detector and embedder to use: those given, else those of a running `facerec serve`
+    (FACEREC_DETECTOR / FACEREC_EMBEDDER or the default ports) when both answer; ("", "") for none."""
+    if detector and embedder:
+        return detector, embedder
+    from facerec_app.health_check import check
+
+    candidates = (
+        detector or os.environ.get("FACEREC_DETECTOR") or f"127.0.0.1:{DEFAULT_PORTS['detector']}",
+        embedder or os.environ.get("FACEREC_EMBEDDER") or f"127.0.0.1:{DEFAULT_PORTS['embedder']}",
+    )
+    if all(check(address, timeout_s=2.0)[0] for address in candidates):
+        return candidates
+    return "", ""
+
+
 def run_eval(args: argparse.Namespace) -> int:
     folder = Path(args.folder)
     out_dir = Path(args.out) if args.out else default_out(folder, Path.cwd())
@@ -46,10 +62,11 @@ def run_eval(args: argparse.Namespace) -> int:
     images = [read_image(p) for _, p in pairs]
     out_dir.mkdir(parents=True, exist_ok=True)
     with ExitStack() as stack:
-        if args.detector and args.embedder:
-            detector, embedder = args.detector, args.embedder
+        detector, embedder = running_services(args.detector, args.embedder)
+        if detector and embedder:
+            sys.stderr.write(f"using the running detector at {detector} and embedder at {embedder}\n")
         else:
-            sys.stderr.write("starting detector and embedder...\n")
+            sys.stderr.write("no detector and embedder running; starting them...\n")
             addresses = stack.enter_context(local_services())
             detector, embedder = addresses.detector, addresses.embedder
         embedding = Embedding(detector, embedder)

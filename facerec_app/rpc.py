@@ -25,18 +25,30 @@ if TYPE_CHECKING:
 
 
 class ClientError(Exception):
-    """A call failed; the message is one sentence naming the service."""
+    """A call failed; the message is one sentence naming the service. code: the call's status, if any."""
+
+    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+        super().__init__(message)
+        self.code = code
+
+
+# Answers about the request's own content (this picture, this name): the next request may well succeed.
+ABOUT_THE_REQUEST = frozenset(
+    {grpc.StatusCode.INVALID_ARGUMENT, grpc.StatusCode.RESOURCE_EXHAUSTED, grpc.StatusCode.NOT_FOUND}
+)
 
 
 def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
     code = exc.code()
     if code == grpc.StatusCode.UNAVAILABLE:
-        return ClientError(f"The {service} at {address} is not reachable; is `facerec serve` running?")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
-        return ClientError(f"The {service} at {address} did not answer in time.")
-    if code == grpc.StatusCode.UNAUTHENTICATED:
-        return ClientError(f"The {service} at {address} needs a valid token (--token or FACEREC_TOKEN).")
-    return ClientError(f"The {service} answered {code.name}: {exc.details()}")
+        message = f"The {service} at {address} is not reachable; is `facerec serve` running?"
+    elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
+        message = f"The {service} at {address} did not answer in time."
+    elif code == grpc.StatusCode.UNAUTHENTICATED:
+        message = f"The {service} at {address} needs a valid token (--token or FACEREC_TOKEN)."
+    else:
+        message = f"The {service} answered {code.name}: {exc.details()}"
+    return ClientError(message, code)
 
 
 def connect(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
@@ -54,7 +66,9 @@ def read_image(path: Path) -> bytes:
     try:
         return path.read_bytes()
     except OSError as exc:
-        raise ClientError(f"Cannot read {path}: {exc.strerror or exc}.") from None
+        raise ClientError(
+            f"Cannot read {path}: {exc.strerror or exc}.", grpc.StatusCode.INVALID_ARGUMENT
+        ) from None
 
 
 def largest(faces: Sequence[gallery_pb2.IdentifiedFace]) -> gallery_pb2.IdentifiedFace:

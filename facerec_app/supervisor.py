@@ -10,10 +10,12 @@ from __future__ import annotations
 
 import argparse
 import ctypes
+import errno
 import logging
 import os
 import re
 import signal
+import socket
 import subprocess
 import sys
 import tempfile
@@ -98,8 +100,11 @@ class ServiceProcess:
     def wait_ready(self, timeout_s: float) -> int:
         """Blocks until the service announced it is serving; returns its port."""
         if not self._ready.wait(timeout_s) or not self.port:
+            exited = self.process.poll() is not None
             self.stop()
             last = self.output[-1].strip() if self.output else "no output"
+            if exited:
+                raise StartError(f"The {self.name} exited while starting (last output: {last}).")
             raise StartError(f"The {self.name} did not start within {timeout_s:.0f} s (last output: {last}).")
         return self.port
 
@@ -137,6 +142,34 @@ def shared_cores_env(environ: Mapping[str, str], cpus: int | None = None) -> dic
     return {key: value for key, value in wanted.items() if key not in environ}
 
 
+def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
+    """StartError naming the first port (of name → port; 0 = any) that something already listens on,
+    before any service starts: otherwise each child fails on its own, with a traceback each."""
+    for name, port in ports.items():
+        if not port:
+            continue
+        try:
+            family, kind, proto, _, address = socket.getaddrinfo(
+                host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+            )[0]
+        except socket.gaierror:
+            raise StartError(f"Cannot listen on {host}: the host name does not resolve.") from None
+        with socket.socket(family, kind, proto) as probe:
+            # As the servers bind: a connection in TIME_WAIT does not block the port, a listener does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            try:
+                probe.bind(address)
+            except OSError as exc:
+                if exc.errno != errno.EADDRINUSE:
+                    raise StartError(
+                        f"Cannot listen on {host}:{port} for the {name}: {exc.strerror}."
+                    ) from None
+                raise StartError(
+                    f"Port {port} ({name}) is already in use on {host}: is another `facerec serve` running? "
+                    f"Stop it, or choose another port with --{name}-port."
+                ) from None
+
+
 @contextmanager
 def local_services(
     host: str = "127.0.0.1",
@@ -151,6 +184,7 @@ def local_services(
     ports: name → port (0 = any free port). store: the gallery's SQLite file (default: a temporary one).
     """
     ports = {**{name: 0 for name in MODULES}, **(ports or {})}
+    check_ports_free(host, ports)
     extra = extra or {}
     started: list[ServiceProcess] = []
     with tempfile.TemporaryDirectory(prefix="facerec-") as tmp:
@@ -181,18 +215,26 @@ def local_services(
                 service.stop()
 
 
-def serve_all(argv: Sequence[str]) -> int:
-    """`facerec serve`: the three services and the HTTP gateway until Ctrl-C or SIGTERM; prints where they listen."""
+def serve_parser() -> argparse.ArgumentParser:
+    """The flags of `facerec serve` (all the services)."""
     parser = argparse.ArgumentParser(
         prog="facerec serve", description="Run detector, embedder, gallery and the HTTP gateway."
     )
     parser.add_argument("--host", default="127.0.0.1", help="interface to listen on (default 127.0.0.1)")
     for name, port in DEFAULT_PORTS.items():
-        parser.add_argument(f"--{name}-port", type=int, default=port, help=f"default {port}")
+        parser.add_argument(
+            f"--{name}-port", type=int, default=port, help=f"the {name}'s port (default {port}; 0 = any free)"
+        )
     parser.add_argument(
         "--store", default=None, help="gallery SQLite file (default FACEREC_HOME/gallery.sqlite)"
     )
-    args = parser.parse_args(list(argv))
+    return parser
+
+
+def serve_all(argv: Sequence[str]) -> int:
+    """`facerec serve`: the three services and the HTTP gateway until Ctrl-C or SIGTERM; prints where they listen."""
+    args = serve_parser().parse_args(list(argv))
+    check_ports_free(args.host, {name: getattr(args, f"{name}_port") for name in DEFAULT_PORTS})
     from facerec.assets import facerec_home
 
     store = args.store or str(facerec_home(os.environ) / "gallery.sqlite")

@@ -1,0 +1,54 @@
+"""`facerec serve` on ports in use says so in one sentence, before any service starts; a child that
+exits while starting is reported as such, not as a timeout."""
+
+from __future__ import annotations
+
+import os
+import socket
+import subprocess
+import sys
+from collections.abc import Iterator
+
+import pytest
+
+from facerec_app.supervisor import ServiceProcess, StartError, check_ports_free
+
+
+@pytest.fixture
+def taken_port() -> Iterator[int]:
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        yield listener.getsockname()[1]
+
+
+def test_a_port_in_use_is_named_before_anything_starts(taken_port: int) -> None:
+    with pytest.raises(StartError, match=rf"Port {taken_port} \(embedder\) is already in use"):
+        check_ports_free("127.0.0.1", {"detector": 0, "embedder": taken_port})
+    check_ports_free("127.0.0.1", {"detector": 0})  # 0 = any free port: nothing to check
+
+
+def test_serve_on_a_port_in_use_is_one_sentence_and_exit_1(taken_port: int) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "facerec_app.cli", "serve", "--gallery-port", str(taken_port)]
+        + ["--detector-port", "0", "--embedder-port", "0"],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert done.stderr.strip().splitlines() == [
+        f"facerec: Port {taken_port} (gallery) is already in use on 127.0.0.1: is another `facerec serve` "
+        "running? Stop it, or choose another port with --gallery-port."
+    ]
+    assert done.stdout == ""
+
+
+def test_a_child_that_exits_while_starting_is_not_reported_as_slow() -> None:
+    child = ServiceProcess.start("json.tool", ["/no/such/file.json"])
+    with pytest.raises(
+        StartError, match=r"The json.tool exited while starting \(last output: .*No such file"
+    ):
+        child.wait_ready(120.0)
