@@ -89,7 +89,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
 
 
 def face_dict(face: gallery_pb2.IdentifiedFace) -> dict[str, Any]:
-    return {
+    out: dict[str, Any] = {
         "identity": face.identity if face.known else None,
         "known": face.known,
         "distance": round(face.distance, 4),
@@ -97,6 +97,9 @@ def face_dict(face: gallery_pb2.IdentifiedFace) -> dict[str, Any]:
         "box": box_dict(face.box),
         "candidates": [{"identity": c.identity, "distance": round(c.distance, 4)} for c in face.candidates],
     }
+    if face.not_identifiable:
+        out["not_identifiable"] = face.not_identifiable_reason
+    return out
 
 
 def cmd_identify(args: argparse.Namespace) -> int:
@@ -180,12 +183,17 @@ def cmd_verify(args: argparse.Namespace) -> int:
         request.image_b.data = read_image(Path(args.image_b))
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         reply = client.call("Verify", request)
+    for label, count in (("A", reply.faces_a), ("B", reply.faces_b)):
+        if count > 1:
+            sys.stderr.write(f"note: {label} holds {count} faces; its largest was compared.\n")
     if args.json:
         write_json(
             {
                 "match": reply.match,
                 "distance": round(reply.distance, 4),
                 "threshold": round(reply.threshold, 4),
+                "faces_a": reply.faces_a,
+                "faces_b": reply.faces_b,
             }
         )
     else:

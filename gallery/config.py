@@ -59,6 +59,12 @@ class Settings(ServerSettings):
     max_embeddings_per_enroll: int = setting(1000, "embeddings one Enroll call may carry")
     enroll_min_confidence: float = setting(0.0, "faces detected below this confidence are not enrolled")
     enroll_min_face_px: float = setting(0.0, "faces smaller than this (shorter side) are not enrolled")
+    identify_min_face_px: float = setting(
+        20.0, "faces smaller than this (shorter side) are answered not identifiable, not compared"
+    )
+    identify_min_confidence: float = setting(
+        0.8, "faces detected below this confidence are answered not identifiable, not compared"
+    )
     max_concurrent_rpcs: int = setting(64, "calls in progress; beyond it RESOURCE_EXHAUSTED")
     max_message_bytes: int = setting(64 * MiB, "largest gRPC message")
     # Save the index this often when the store changed (0 = only at shutdown): a start after a crash
@@ -91,6 +97,10 @@ class Settings(ServerSettings):
             raise SettingError("ivf_min_size must be positive and nprobe not negative.")
         if self.downstream_timeout_s <= 0:
             raise SettingError("downstream_timeout_s must be positive.")
+        if self.identify_min_face_px < 0 or not 0 <= self.identify_min_confidence <= 1:
+            raise SettingError(
+                "identify_min_face_px must not be negative and identify_min_confidence must lie in [0, 1]."
+            )
         if self.index_checkpoint_s < 0:
             raise SettingError("index_checkpoint_s must not be negative (0 saves only at shutdown).")
         if min(self.detect_images_per_call, self.embed_faces_per_call, self.max_images_per_enroll) < 1:
@@ -118,6 +128,8 @@ class Settings(ServerSettings):
             nprobe=self.nprobe or None,
             enroll_min_confidence=self.enroll_min_confidence,
             enroll_min_face_px=self.enroll_min_face_px,
+            identify_min_face_px=self.identify_min_face_px,
+            identify_min_confidence=self.identify_min_confidence,
             max_images_per_request=self.max_images_per_enroll,
             max_embeddings_per_request=self.max_embeddings_per_enroll,
             detect_options=DetectorOptions(),

@@ -32,7 +32,7 @@ from gallery.classifier import StoreClassifier
 from gallery.enrolment import Enrolment
 from gallery.index import FaceIndex
 from gallery.options import GalleryOptions
-from gallery.ports import DetectorOptions, Embedded, FaceDetector, FaceEmbedder, largest_face
+from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, FaceEmbedder, largest_face
 from gallery.results import (
     NEAREST,
     SVM,
@@ -41,6 +41,7 @@ from gallery.results import (
     GalleryStats,
     Identification,
     IdentifiedFace,
+    NotIdentifiable,
     SearchHit,
     Training,
     Verification,
@@ -214,37 +215,64 @@ class Gallery:
             return Identification(
                 [], t, self._method(self._store.counts()[0]), detected.width, detected.height
             )
-        clock = time.perf_counter()
-        embedded = self._embed([f.crop for f in detected.faces], timeout_s)
-        embed_s = time.perf_counter() - clock
-        vectors = []
-        for vector in embedded.vectors:
-            if isinstance(vector, FacerecError):
-                raise vector
-            vectors.append(vector)
-        clock = time.perf_counter()
-        method, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
+        refused = [self._unidentifiable(f) for f in detected.faces]
+        comparable = [f for f, why in zip(detected.faces, refused, strict=True) if why is None]
+        method = self._method(self._store.counts()[0])
+        answers: list[IdentifiedFace] = []
+        embed_s = search_s = 0.0
+        if comparable:
+            clock = time.perf_counter()
+            embedded = self._embed([f.crop for f in comparable], timeout_s)
+            embed_s = time.perf_counter() - clock
+            vectors = []
+            for vector in embedded.vectors:
+                if isinstance(vector, FacerecError):
+                    raise vector
+                vectors.append(vector)
+            clock = time.perf_counter()
+            method, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
+            search_s = time.perf_counter() - clock
         self.timings.add(
             identify_images=1,
-            identify_faces=len(vectors),
+            identify_faces=len(comparable),
             detect_call_s=detect_s,
             embed_call_s=embed_s,
-            search_s=time.perf_counter() - clock,
+            search_s=search_s,
         )
-        faces = [
-            IdentifiedFace(
-                a.identity,
-                a.known,
-                a.distance,
-                a.confidence,
-                a.candidates,
-                box=f.box,
-                landmarks=f.landmarks,
-                detection_confidence=f.confidence,
+        answered = iter(answers)
+        faces = []
+        for f, why in zip(detected.faces, refused, strict=True):
+            a = next(answered) if why is None else IdentifiedFace("", False, 0.0, 0.0, [])
+            faces.append(
+                IdentifiedFace(
+                    a.identity,
+                    a.known,
+                    a.distance,
+                    a.confidence,
+                    a.candidates,
+                    box=f.box,
+                    landmarks=f.landmarks,
+                    detection_confidence=f.confidence,
+                    not_identifiable=why[0] if why else None,
+                    reason=why[1] if why else "",
+                )
             )
-            for a, f in zip(answers, detected.faces, strict=True)
-        ]
         return Identification(faces, t, method, detected.width, detected.height)
+
+    def _unidentifiable(self, face: DetectedFace) -> tuple[NotIdentifiable, str] | None:
+        """Why this face is not to be compared with the gallery, or None when it may be."""
+        side = min(face.box[2], face.box[3])
+        if side < self.options.identify_min_face_px:
+            return NotIdentifiable.FACE_TOO_SMALL, (
+                f"The face is {face.box[2]:.0f}x{face.box[3]:.0f} px, smaller than the "
+                f"{self.options.identify_min_face_px:.0f} px needed to identify it reliably."
+            )
+        if face.confidence < self.options.identify_min_confidence:
+            return NotIdentifiable.DETECTION_TOO_UNSURE, (
+                f"The detector is {face.confidence:.0%} sure this is a face, less than the "
+                f"{self.options.identify_min_confidence:.0%} needed to identify it."
+            )
+        return None
 
     def identify_embedding(
         self, values: Sequence[float], model: str = "", top_k: int = 0, threshold: float = 0.0
@@ -372,7 +400,12 @@ class Gallery:
                 raise type(image.error)(f"{label}: {image.error}")
             if not image.faces:
                 raise InvalidInput(f"No face was found on {label}.")
-            faces.append(largest_face(image.faces))
+            largest = largest_face(image.faces)
+            why = self._unidentifiable(largest)
+            if why is not None:
+                raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}")
+            faces.append(largest)
+        counts = [len(image.faces) for image in detected]
         embedded = self._embed([f.crop for f in faces], timeout_s)
         vectors = []
         for vector in embedded.vectors:
@@ -383,9 +416,9 @@ class Gallery:
             distance = self._distance_to_identity(vectors[0], identity)
             if not np.isfinite(distance):
                 raise NotFound(f"No identity {identity!r} is enrolled.")
-            return Verification(distance <= t, distance, t, faces[0].box)
+            return Verification(distance <= t, distance, t, faces[0].box, faces_a=counts[0])
         distance = float(np.linalg.norm(vectors[0].astype(np.float64) - vectors[1].astype(np.float64)))
-        return Verification(distance <= t, distance, t, faces[0].box, faces[1].box)
+        return Verification(distance <= t, distance, t, faces[0].box, faces[1].box, counts[0], counts[1])
 
     def search(self, values: Sequence[float], model: str = "", top_k: int = 0) -> list[SearchHit]:
         """The top_k nearest enrolled faces to an embedding, nearest first."""

@@ -22,6 +22,11 @@ class GalleryOptions:
     dimension: int = 128
     enroll_min_confidence: float = 0.0
     enroll_min_face_px: float = 0.0
+    # Faces below these floors are not identified (Identify) or compared (Verify): their embeddings are
+    # unreliable. 20 px is MTCNN's own smallest face; the 5-celebrity pictures' faces of interest all
+    # pass both, the 17-18 px background faces some of them hold do not.
+    identify_min_face_px: float = 20.0
+    identify_min_confidence: float = 0.8
     max_images_per_request: int = 64
     max_embeddings_per_request: int = 1000
     detect_options: DetectorOptions = field(default_factory=DetectorOptions)

@@ -42,6 +42,13 @@ class Candidate:
     face_id: int
 
 
+class NotIdentifiable(enum.Enum):
+    """Why a detected face was not compared with the gallery (names as in the proto's enum)."""
+
+    FACE_TOO_SMALL = "FACE_TOO_SMALL"
+    DETECTION_TOO_UNSURE = "DETECTION_TOO_UNSURE"
+
+
 @dataclass(frozen=True)
 class IdentifiedFace:
     identity: str  # "" when unknown
@@ -52,6 +59,8 @@ class IdentifiedFace:
     box: BoxXYWH | None = None
     landmarks: tuple[Point, ...] = ()
     detection_confidence: float = 0.0
+    not_identifiable: NotIdentifiable | None = None  # set: not compared at all, for `reason`
+    reason: str = ""
 
 
 @dataclass(frozen=True)
@@ -70,6 +79,8 @@ class Verification:
     threshold: float
     box_a: BoxXYWH | None = None
     box_b: BoxXYWH | None = None
+    faces_a: int = 0  # faces found on each picture: with several, the largest was compared
+    faces_b: int = 0
 
 
 @dataclass(frozen=True)

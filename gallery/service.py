@@ -91,6 +91,8 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             threshold=answer.threshold,
             box_a=_box(answer.box_a),
             box_b=_box(answer.box_b),
+            faces_a=answer.faces_a,
+            faces_b=answer.faces_b,
         )
 
     def Search(
@@ -216,6 +218,10 @@ def _identified(f: IdentifiedFace) -> gallery_pb2.IdentifiedFace:
         candidates=[_candidate(c) for c in f.candidates],
         landmarks=_landmarks(f.landmarks),
         detection_confidence=f.detection_confidence,
+        not_identifiable=gallery_pb2.NotIdentifiable.Value(f.not_identifiable.value)
+        if f.not_identifiable
+        else gallery_pb2.NOT_IDENTIFIABLE_UNSPECIFIED,
+        not_identifiable_reason=f.reason,
     )
 
 

@@ -27,7 +27,9 @@ from gallery.service import build_server
 from gateway.config import Settings as GatewaySettings
 
 LIMITS = Path(__file__).resolve().parents[1] / "docs" / "limits.md"
-ROW = re.compile(r"^\|[^|]*\| `(DETECTOR|EMBEDDER|GALLERY|GATEWAY)_([A-Z_]+)` \| (\d+)", re.MULTILINE)
+ROW = re.compile(
+    r"^\|[^|]*\| `(DETECTOR|EMBEDDER|GALLERY|GATEWAY)_([A-Z_]+)` \| (\d+(?:\.\d+)?) ", re.MULTILINE
+)
 
 
 def defaults(tmp: Path) -> dict[str, object]:
@@ -47,7 +49,7 @@ def test_the_limits_table_names_real_settings_with_their_defaults(tmp_path: Path
     for service, name, default in rows:
         field = name.lower()
         assert field in {f.name for f in fields(type(settings[service]))}, f"{service}_{name}"
-        assert getattr(settings[service], field) == int(default), f"{service}_{name}"
+        assert getattr(settings[service], field) == float(default), f"{service}_{name}"
     # The fixed limits the table states.
     assert (validation.MAX_IDENTITY_CHARS, validation.MAX_TOP_K, validation.MAX_PAGE_SIZE) == (128, 100, 1000)
     assert (MIN_SIDE_PX, security.MIN_TOKEN_CHARS) == (12, 16)

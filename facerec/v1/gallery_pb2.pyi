@@ -18,6 +18,12 @@ class EnrollOutcome(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
     DUPLICATE: _ClassVar[EnrollOutcome]
     REJECTED_QUALITY: _ClassVar[EnrollOutcome]
     INVALID: _ClassVar[EnrollOutcome]
+
+class NotIdentifiable(int, metaclass=_enum_type_wrapper.EnumTypeWrapper):
+    __slots__ = ()
+    NOT_IDENTIFIABLE_UNSPECIFIED: _ClassVar[NotIdentifiable]
+    FACE_TOO_SMALL: _ClassVar[NotIdentifiable]
+    DETECTION_TOO_UNSURE: _ClassVar[NotIdentifiable]
 ENROLL_OUTCOME_UNSPECIFIED: EnrollOutcome
 ENROLLED: EnrollOutcome
 NO_FACE: EnrollOutcome
@@ -25,6 +31,9 @@ MULTIPLE_FACES: EnrollOutcome
 DUPLICATE: EnrollOutcome
 REJECTED_QUALITY: EnrollOutcome
 INVALID: EnrollOutcome
+NOT_IDENTIFIABLE_UNSPECIFIED: NotIdentifiable
+FACE_TOO_SMALL: NotIdentifiable
+DETECTION_TOO_UNSURE: NotIdentifiable
 
 class EnrollRequest(_message.Message):
     __slots__ = ("identity", "images", "embeddings", "detect_options")
@@ -85,7 +94,7 @@ class Candidate(_message.Message):
     def __init__(self, identity: _Optional[str] = ..., distance: _Optional[float] = ..., face_id: _Optional[int] = ...) -> None: ...
 
 class IdentifiedFace(_message.Message):
-    __slots__ = ("box", "identity", "known", "distance", "confidence", "candidates", "landmarks", "detection_confidence")
+    __slots__ = ("box", "identity", "known", "distance", "confidence", "candidates", "landmarks", "detection_confidence", "not_identifiable", "not_identifiable_reason")
     BOX_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     KNOWN_FIELD_NUMBER: _ClassVar[int]
@@ -94,6 +103,8 @@ class IdentifiedFace(_message.Message):
     CANDIDATES_FIELD_NUMBER: _ClassVar[int]
     LANDMARKS_FIELD_NUMBER: _ClassVar[int]
     DETECTION_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    NOT_IDENTIFIABLE_FIELD_NUMBER: _ClassVar[int]
+    NOT_IDENTIFIABLE_REASON_FIELD_NUMBER: _ClassVar[int]
     box: _common_pb2.Box
     identity: str
     known: bool
@@ -102,7 +113,9 @@ class IdentifiedFace(_message.Message):
     candidates: _containers.RepeatedCompositeFieldContainer[Candidate]
     landmarks: _common_pb2.Landmarks
     detection_confidence: float
-    def __init__(self, box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., identity: _Optional[str] = ..., known: _Optional[bool] = ..., distance: _Optional[float] = ..., confidence: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., detection_confidence: _Optional[float] = ...) -> None: ...
+    not_identifiable: NotIdentifiable
+    not_identifiable_reason: str
+    def __init__(self, box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., identity: _Optional[str] = ..., known: _Optional[bool] = ..., distance: _Optional[float] = ..., confidence: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., detection_confidence: _Optional[float] = ..., not_identifiable: _Optional[_Union[NotIdentifiable, str]] = ..., not_identifiable_reason: _Optional[str] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
     __slots__ = ("faces", "threshold", "method", "width", "height")
@@ -131,18 +144,22 @@ class VerifyRequest(_message.Message):
     def __init__(self, image_a: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., image_b: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., identity: _Optional[str] = ..., threshold: _Optional[float] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("match", "distance", "threshold", "box_a", "box_b")
+    __slots__ = ("match", "distance", "threshold", "box_a", "box_b", "faces_a", "faces_b")
     MATCH_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     BOX_A_FIELD_NUMBER: _ClassVar[int]
     BOX_B_FIELD_NUMBER: _ClassVar[int]
+    FACES_A_FIELD_NUMBER: _ClassVar[int]
+    FACES_B_FIELD_NUMBER: _ClassVar[int]
     match: bool
     distance: float
     threshold: float
     box_a: _common_pb2.Box
     box_b: _common_pb2.Box
-    def __init__(self, match: _Optional[bool] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., box_a: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., box_b: _Optional[_Union[_common_pb2.Box, _Mapping]] = ...) -> None: ...
+    faces_a: int
+    faces_b: int
+    def __init__(self, match: _Optional[bool] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., box_a: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., box_b: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., faces_a: _Optional[int] = ..., faces_b: _Optional[int] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("embedding", "top_k")

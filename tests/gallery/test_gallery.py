@@ -14,7 +14,8 @@ from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
 from gallery.gallery import Gallery
 from gallery.options import GalleryOptions
-from gallery.results import NEAREST, SVM, EnrollOutcome
+from gallery.ports import Embedded
+from gallery.results import NEAREST, SVM, EnrollOutcome, NotIdentifiable
 from tests.support.gallery import BOX, DIM, MODEL, FakeDetector, FakeEmbedder, World, picture, portrait
 
 
@@ -191,6 +192,63 @@ def test_identify_a_picture_answers_every_face(tmp_path: Path, world: World) -> 
         g.identify_image(b"not a picture")
     with pytest.raises(InvalidInput):
         g.identify_image(b"")
+
+
+class CountingEmbedder(FakeEmbedder):
+    """Records how many crops each call embeds."""
+
+    def __init__(self, world: World) -> None:
+        super().__init__(world)
+        self.calls: list[int] = []
+
+    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
+        self.calls.append(len(crops))
+        return super().embed(crops, timeout_s)
+
+
+def test_faces_below_the_floors_are_not_identifiable_with_the_reason(tmp_path: Path, world: World) -> None:
+    embedder = CountingEmbedder(world)
+    options = GalleryOptions(identify_min_face_px=20.0, identify_min_confidence=0.8)
+    g = Gallery.open(tmp_path / "g.sqlite", MODEL, FakeDetector(), embedder, options)
+    enroll_people(g, world, world.names[:2])
+    embedder.calls.clear()
+    subject = (world.val["person-0"][0], (100.0, 80.0, 90.0, 110.0), 0.999)
+    # A passer-by far behind: person-1's own face, yet too small to name (18x25 px, as in the report).
+    passer_by = (world.val["person-1"][0], (400.0, 30.0, 18.0, 25.0), 0.99)
+    unsure = (world.val["person-1"][1], (300.0, 40.0, 40.0, 50.0), 0.7)
+    answer = g.identify_image(picture(subject, passer_by, unsure))
+    first, second, third = answer.faces
+    assert (first.identity, first.known, first.not_identifiable) == ("person-0", True, None)
+    assert (second.identity, second.known, second.candidates, second.box) == ("", False, [], passer_by[1])
+    assert second.not_identifiable is NotIdentifiable.FACE_TOO_SMALL
+    assert second.reason == "The face is 18x25 px, smaller than the 20 px needed to identify it reliably."
+    assert third.not_identifiable is NotIdentifiable.DETECTION_TOO_UNSURE
+    assert third.reason == "The detector is 70% sure this is a face, less than the 80% needed to identify it."
+    assert embedder.calls == [1]  # only the identifiable face was embedded
+    only_small = g.identify_image(picture(passer_by))
+    assert [f.not_identifiable for f in only_small.faces] == [NotIdentifiable.FACE_TOO_SMALL]
+    assert embedder.calls == [1]
+    # Floors of 0 compare every face the detector returns.
+    lenient = open_gallery(tmp_path / "lenient", world, identify_min_face_px=0.0, identify_min_confidence=0.0)
+    enroll_people(lenient, world, world.names[:2])
+    assert [f.identity for f in lenient.identify_image(picture(passer_by)).faces] == ["person-1"]
+
+
+def test_verify_compares_the_largest_face_says_how_many_and_refuses_a_tiny_one(
+    tmp_path: Path, world: World
+) -> None:
+    g = open_gallery(tmp_path, world)
+    a0, a1 = world.val["person-0"][:2]
+    group = picture(
+        (a0, (10.0, 10.0, 120.0, 150.0), 0.99), (world.val["person-3"][0], (300.0, 20.0, 40.0, 50.0), 0.999)
+    )
+    answer = g.verify(group, portrait(a1))
+    assert answer.match and (answer.faces_a, answer.faces_b) == (2, 1) and answer.box_a == (10, 10, 120, 150)
+    tiny = picture((a0, (10.0, 10.0, 18.0, 25.0), 0.99))
+    with pytest.raises(
+        InvalidInput, match=r"^image_b's largest face cannot be compared: The face is 18x25 px"
+    ):
+        g.verify(portrait(a1), tiny)
 
 
 def test_identify_on_an_empty_gallery_is_unknown_without_candidates(tmp_path: Path, world: World) -> None:

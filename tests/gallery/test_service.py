@@ -170,11 +170,27 @@ def test_identify_names_a_known_face_and_leaves_a_stranger_unknown(enrolled, wor
 
 def test_verify_against_an_identity_and_between_two_pictures(enrolled, world: World) -> None:
     stub, _ = enrolled
+    with_passer_by = stub.Identify(
+        gallery_pb2.IdentifyRequest(
+            image=image(
+                picture(
+                    (world.val["person-1"][0], (10.0, 20.0, 100.0, 120.0), 0.99),
+                    (world.val["person-0"][0], (400.0, 30.0, 18.0, 25.0), 0.98),
+                )
+            )
+        ),
+        timeout=10,
+    )
+    named, tiny = with_passer_by.faces
+    assert named.identity == "person-1" and named.not_identifiable == gallery_pb2.NOT_IDENTIFIABLE_UNSPECIFIED
+    assert (tiny.identity, tiny.known, tiny.not_identifiable) == ("", False, gallery_pb2.FACE_TOO_SMALL)
+    assert tiny.not_identifiable_reason.startswith("The face is 18x25 px") and tiny.box.width == 18
+
     same = stub.Verify(
         gallery_pb2.VerifyRequest(image_a=image(portrait(world.val["person-0"][0])), identity="person-0"),
         timeout=10,
     )
-    assert same.match and not same.HasField("box_b")
+    assert same.match and not same.HasField("box_b") and same.faces_a == 1
     differ = stub.Verify(
         gallery_pb2.VerifyRequest(
             image_a=image(portrait(world.val["person-0"][0])),
