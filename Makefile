@@ -1,19 +1,38 @@
 # The two commands: `make demo` and `make test`. Both set everything up from a fresh clone.
 SHELL := /bin/bash
-PYTHON ?= python3
 VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
+NODE_EXAMPLE := examples/node
 
-.PHONY: demo test setup fetch lint protos bench clean browser
+# The Pythons facerec supports (requires-python in pyproject.toml; TensorFlow 2.21 has wheels for both).
+SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))
+# The first supported interpreter on PATH (a pyenv shim of a version that is not selected fails the
+# check and is skipped); `make PYTHON=/path/to/python3.12` chooses one.
+PYTHON ?= $(firstword $(foreach p,python3.12 python3.11 python3,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED)' >/dev/null 2>&1 && echo $(p))))
+
+.PHONY: demo test setup venv-check node-example browser fetch lint protos bench clean print-python
 
 demo: fetch
 	$(BIN)/facerec demo
 
-test: fetch lint
+test: fetch lint node-example
 	$(BIN)/pytest -q
 
-setup: $(STAMP) browser
+setup: venv-check $(STAMP) browser
+
+# A .venv made by an interpreter facerec does not support (or by another one than PYTHON=... asks for,
+# or whose interpreter is gone) is rebuilt, instead of failing the install again and again.
+venv-check:
+	@if [ -e $(VENV) ]; then \
+	  why=""; \
+	  if ! $(BIN)/python -c '$(SUPPORTED)' >/dev/null 2>&1; then \
+	    why="it was made by $$($(BIN)/python --version 2>/dev/null || echo 'an interpreter that is gone'), which facerec does not support"; \
+	  elif [ "$(origin PYTHON)" != file ] && [ "$$($(BIN)/python -c 'import sys; print(sys.version_info[:2])')" != "$$($(PYTHON) -c 'import sys; print(sys.version_info[:2])')" ]; then \
+	    why="it was made by $$($(BIN)/python --version 2>&1), not by PYTHON=$(PYTHON)"; \
+	  fi; \
+	  if [ -n "$$why" ]; then echo "make: rebuilding $(VENV): $$why."; rm -rf $(VENV); fi; \
+	fi
 
 # The gateway's browser tests drive Debian's chromium (Playwright's own browser download is not used).
 browser:
@@ -21,10 +40,25 @@ browser:
 		apt-get update -qq && apt-get install -y -qq chromium; }
 
 $(STAMP): pyproject.toml
+	@test -n "$(PYTHON)" || { echo "make: no Python 3.11 or 3.12 found on PATH; install one, or run make PYTHON=/path/to/python3.12." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	touch $(STAMP)
+
+print-python:
+	@echo $(PYTHON)
+
+# The README's Node.js example runs in the tests against real services: node and its two gRPC packages.
+node-example: $(NODE_EXAMPLE)/node_modules/.installed-stamp
+
+$(NODE_EXAMPLE)/node_modules/.installed-stamp: $(NODE_EXAMPLE)/package.json $(NODE_EXAMPLE)/package-lock.json
+	@command -v npm >/dev/null || { \
+	  if [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null; then \
+	    apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq nodejs npm >/dev/null; \
+	  else echo "make: the tests need Node.js 18+ and npm (for the README's Node.js example); install them." >&2; exit 1; fi; }
+	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
 
 fetch: setup
 	$(BIN)/facerec fetch
@@ -41,4 +75,4 @@ protos: setup
 	$(BIN)/python -m facerec.protogen
 
 clean:
-	rm -rf $(VENV) .pytest_cache
+	rm -rf $(VENV) .pytest_cache $(NODE_EXAMPLE)/node_modules
