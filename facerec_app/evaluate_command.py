@@ -115,7 +115,8 @@ def run_eval(args: argparse.Namespace) -> int:
             f"{r.identification.known_accepted:.1%} of known faces, rejects "
             f"{r.identification.strangers_rejected:.1%} of strangers\n"
         )
-    out(f"report: {out_dir / 'report.json'}  plot: {out_dir / 'roc.png'}\n")
+    shown = Path(os.path.relpath(out_dir))  # short, and what the user can paste from here
+    out(f"report: {shown / 'report.json'}  plot: {shown / 'roc.png'}\n")
     if args.save_threshold:
         path = assets.Assets(assets.facerec_home(os.environ)).threshold_file
         calibration.save_calibration(

@@ -181,7 +181,9 @@ def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str
         for identity, path, result in pool.map(one, pairs):
             name = gallery_pb2.EnrollOutcome.Name(result.outcome)
             outcomes[name] += 1
-            if result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):
+            if result.outcome == gallery_pb2.MULTIPLE_FACES:
+                problems.append(f"  several faces, the largest enrolled: {identity}/{path.name}")
+            elif result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):
                 detail = f" ({result.error.message})" if result.error.message else ""
                 problems.append(f"  {name.lower().replace('_', ' ')}: {identity}/{path.name}{detail}")
             bar.update(1)

@@ -28,6 +28,11 @@ from dataclasses import dataclass, field
 log = logging.getLogger(__name__)
 
 ANNOUNCE = re.compile(r"(\w+) serving on (\S+):(\d+)")
+# TensorFlow's C++ start-up chatter (abseil's INFO and WARNING lines, written before any Python logging
+# is set up, so TF_CPP_MIN_LOG_LEVEL does not silence them): kept for error messages, not echoed.
+FRAMEWORK_NOISE = re.compile(
+    r"^(WARNING: All log messages before absl::InitializeLog\(\) is called|[IW]\d{4} [\d:.]+\s+\d+ \S+:\d+\] )"
+)
 DEFAULT_PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053, "gateway": 8080}
 MODULES = {
     "detector": "detector_service",
@@ -88,8 +93,10 @@ class ServiceProcess:
             if match and not self._ready.is_set():
                 self.port = int(match.group(3))
                 self._ready.set()
-            elif echo:
+            elif echo and not FRAMEWORK_NOISE.match(line):
                 sys.stderr.write(f"[{self.name}] {line}")
+        # The output ends when the process does: reap it first, so wait_ready sees that it exited.
+        self.process.wait()
         self._ready.set()
 
     @property

@@ -11,7 +11,7 @@ from collections.abc import Iterator
 
 import pytest
 
-from facerec_app.supervisor import ServiceProcess, StartError, check_ports_free
+from facerec_app.supervisor import FRAMEWORK_NOISE, ServiceProcess, StartError, check_ports_free
 
 
 @pytest.fixture
@@ -52,3 +52,17 @@ def test_a_child_that_exits_while_starting_is_not_reported_as_slow() -> None:
         StartError, match=r"The json.tool exited while starting \(last output: .*No such file"
     ):
         child.wait_ready(120.0)
+
+
+def test_tensorflow_start_up_chatter_is_not_echoed_but_real_messages_are() -> None:
+    noise = [
+        "WARNING: All log messages before absl::InitializeLog() is called are written to STDERR\n",
+        "I0000 00:00:1796111037.766767   30522 port.cc:153] oneDNN custom operations are on. You may see ...\n",
+        "W0000 00:00:1796111037.766767   30522 cpu_feature_guard.cc:210] This TensorFlow binary is optimized\n",
+    ]
+    kept = [
+        "E0000 00:00:1796111037.766767   30522 cuda_executor.cc:1] a real error\n",
+        "2026-12-01 07:44:10,604 INFO __main__: warmed up; serving\n",
+        "OSError: [Errno 98] Address already in use\n",
+    ]
+    assert [bool(FRAMEWORK_NOISE.match(line)) for line in noise + kept] == [True] * 3 + [False] * 3

@@ -1,0 +1,160 @@
+"""The README, followed as a new user would: `facerec serve`, the tour's commands run exactly as written
+(from inside a copy of the data folder) with the output the README shows, the Node.js example against
+the same real services, and afterwards eval of that folder still works (the tour once left its report
+there and broke every later eval and `make test`)."""
+
+from __future__ import annotations
+
+import os
+import re
+import shutil
+import subprocess
+import sys
+import threading
+from collections.abc import Iterator
+from pathlib import Path
+
+import pytest
+
+from facerec_app.folders import labelled_set
+from tests import readme
+
+pytestmark = pytest.mark.model
+ROOT = Path(__file__).resolve().parents[2]
+NODE_MODULES = ROOT / "examples" / "node" / "node_modules"
+
+
+@pytest.fixture(scope="module")
+def home(tmp_path_factory, fetched_assets) -> Path:
+    """A FACEREC_HOME of its own (the tour saves a calibration and a store there) sharing the weights."""
+    path = tmp_path_factory.mktemp("home")
+    (path / "models").symlink_to(fetched_assets.home / "models")
+    return path
+
+
+@pytest.fixture(scope="module")
+def data(tmp_path_factory, fetched_assets) -> Path:
+    """A copy of the 5-celebrity folder: the tour runs inside it and must leave it readable by eval."""
+    target = tmp_path_factory.mktemp("data") / fetched_assets.dataset.name
+    shutil.copytree(fetched_assets.dataset, target)
+    return target
+
+
+@pytest.fixture(scope="module")
+def served(home: Path) -> Iterator[tuple[dict[str, str], list[str]]]:
+    """`facerec serve` on free ports with the default store under FACEREC_HOME; yields (addresses, output)."""
+    process = subprocess.Popen(
+        [sys.executable, "-m", "facerec_app.cli", "serve"]
+        + ["--detector-port", "0", "--embedder-port", "0", "--gallery-port", "0"],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        stdin=subprocess.DEVNULL,
+        text=True,
+        env={**os.environ, "FACEREC_HOME": str(home), "PYTHONUNBUFFERED": "1"},
+    )
+    addresses: dict[str, str] = {}
+    lines: list[str] = []
+    ready = threading.Event()
+
+    def read() -> None:
+        assert process.stdout is not None
+        for line in process.stdout:
+            lines.append(line)
+            match = re.match(r"\s+(detector|embedder|gallery)\s+(\S+)", line)
+            if match:
+                addresses[match.group(1)] = match.group(2)
+            if line.startswith("Ctrl-C to stop."):
+                ready.set()
+        ready.set()
+
+    threading.Thread(target=read, daemon=True).start()
+    ready.wait(300)
+    assert len(addresses) == 3, f"facerec serve did not come up: {''.join(lines)}"
+    yield addresses, lines
+    process.terminate()
+    process.wait(60)
+
+
+def run(line: str, cwd: Path, env: dict[str, str]) -> str:
+    """A README command line through bash, `facerec` being this environment's; stdout and stderr together."""
+    done = subprocess.run(
+        ["bash", "-c", line],
+        cwd=cwd,
+        capture_output=False,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        timeout=900,
+        stdin=subprocess.DEVNULL,
+    )
+    return done.stdout
+
+
+def user_env(home: Path, addresses: dict[str, str]) -> dict[str, str]:
+    return {
+        **os.environ,
+        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "FACEREC_HOME": str(home),
+        "FACEREC_GALLERY": addresses["gallery"],
+        "FACEREC_DETECTOR": addresses["detector"],
+        "FACEREC_EMBEDDER": addresses["embedder"],
+    }
+
+
+def test_serve_prints_what_the_readme_shows(served, home: Path) -> None:
+    _, lines = served
+    (shown,) = [
+        c for c in readme.console_commands(readme.section("A five-minute tour")) if c.line == "facerec serve"
+    ]
+    printed = "".join(lines[: next(i for i, x in enumerate(lines) if x.startswith("Ctrl-C")) + 1])
+    assert readme.shape(printed.replace(str(home), "~/.cache/facerec")) == readme.shape(shown.output)
+    assert "tensorflow" not in printed.lower() and "oneDNN" not in printed  # no framework log lines
+
+
+def test_the_tour_runs_as_written_and_leaves_the_data_folder_readable(served, home: Path, data: Path) -> None:
+    addresses, _ = served
+    env = user_env(home, addresses)
+    before = labelled_set(data)
+    tour = [
+        c for c in readme.console_commands(readme.section("A five-minute tour")) if c.line != "facerec serve"
+    ]
+    assert len(tour) >= 12
+    for command in tour:
+        printed = run(command.line, data, env).replace(str(home), "~/.cache/facerec")
+        assert readme.shape(printed) == readme.shape(command.output), f"$ {command.line}\n{printed}"
+    assert (data / "madonna.png").is_file()  # --annotate wrote where the README says
+    # The report went beside the data folder, and the folder reads as before: a second eval works.
+    assert (data.parent / f"{data.name}-eval-report" / "report.json").is_file()
+    assert labelled_set(data) == before
+    again = run("facerec eval . --out ../second-report", data, env)
+    assert "open-set identification" in again and "Traceback" not in again, again
+
+
+def test_the_readme_node_example_runs_against_real_services(served, home: Path, data: Path, tmp_path) -> None:
+    addresses, _ = served
+    assert NODE_MODULES.is_dir(), "run `make node-example` (part of `make test`) to install the packages"
+    (snippet,) = readme.blocks("js", readme.section("Calling facerec from another language"))
+    (tmp_path / "readme.js").write_text(snippet)
+    (tmp_path / "protos").symlink_to(ROOT / "protos")
+    shutil.copy(
+        data / "val" / "madonna" / "httpcdnfuncheapcomwpcontentuploadsVOGUEjpg.jpg", tmp_path / "face.jpg"
+    )
+    from PIL import Image
+
+    Image.new("RGB", (64, 64), (120, 120, 120)).save(tmp_path / "wall.png")
+    env = {**user_env(home, addresses), "NODE_PATH": str(NODE_MODULES)}
+    enrolled = run("facerec enroll train", data, env)  # the tour may have removed some: enroll is idempotent
+    assert "Traceback" not in enrolled
+    named = subprocess.run(
+        ["node", "readme.js"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert named.returncode == 0, named.stderr
+    (line,) = named.stdout.splitlines()
+    who, distance, nearest, *candidates = line.split(" ")
+    assert (who, nearest) == ("madonna", "nearest:") and 0 <= float(distance) < 1.06
+    assert len(" ".join(candidates).split(", ")) == 3  # top_k: 3 reached the gallery (its default is 5)
+    empty = subprocess.run(
+        ["node", "readme.js", "wall.png"], cwd=tmp_path, env=env, capture_output=True, text=True, timeout=120
+    )
+    assert (empty.returncode, empty.stdout, empty.stderr) == (0, "no face\n", "")
