@@ -45,6 +45,12 @@ def box_dict(box: common_pb2.Box) -> dict[str, float]:
 STORED = ("ENROLLED", "MULTIPLE_FACES", "DUPLICATE")
 
 
+def count(n: int, noun: str) -> str:
+    """ "1 picture", "2 pictures", "1 identity", "5 identities"."""
+    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
+    return f"{n} {noun if n == 1 else plural}"
+
+
 def enroll_summary(outcomes: Counter[str]) -> str:
     """ "92 enrolled (4 the largest of several faces), 1 no face": stored faces first, then the rest."""
     stored = sum(outcomes[name] for name in STORED)
@@ -66,14 +72,14 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         missing = [str(p) for _, p in pairs if not p.is_file()]
         if missing:
             raise ClientError(f"{missing[0]} is not a picture file (with --identity, give pictures).")
-        what = f"{len(pairs)} pictures of {args.identity}"
+        what = f"{count(len(pairs), 'picture')} of {args.identity}"
     else:
         if len(args.paths) != 1:
             raise ClientError(
                 "Give one folder (one subfolder per identity), or --identity NAME and pictures."
             )
         pairs = folder_images(Path(args.paths[0]))
-        what = f"{len(pairs)} pictures of {len({who for who, _ in pairs})} identities"
+        what = f"{count(len(pairs), 'picture')} of {count(len({who for who, _ in pairs}), 'identity')}"
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         outcomes = enroll_pairs(client, pairs)
     stored = sum(outcomes[name] for name in STORED)

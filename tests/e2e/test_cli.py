@@ -129,7 +129,7 @@ def test_identify_json_names_the_person_and_annotate_writes_a_png(served, val_im
     out = tmp_path / "annotated.png"
     done = facerec("identify", str(path), "--gallery", addresses["gallery"], "--json", "--annotate", str(out))
     assert done.returncode == 0, done.stderr
-    reply = json.loads(done.stdout)
+    (reply,) = json.loads(done.stdout)  # a list, one entry per picture, even for one
     best = max(reply["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])
     assert best["known"] and best["identity"] == identity
     with Image.open(path) as original, Image.open(out) as drawn:
@@ -244,6 +244,26 @@ def test_bad_use_is_one_sentence_and_nonzero(served, tmp_path: Path) -> None:
         lines = done.stderr.strip().splitlines()
         assert len(lines) == 1 and lines[0].startswith("facerec"), (args, done.stderr)
         assert "Traceback" not in done.stderr
+
+
+def test_a_bad_picture_is_named_and_the_others_answered_and_nothing_enrolled_is_exit_1(
+    served, val_images, tmp_path: Path
+) -> None:
+    _, addresses = served
+    bad = tmp_path / "people" / "ann" / "scan.jpg"
+    bad.parent.mkdir(parents=True)
+    bad.write_text("not a picture")
+    good = val_images[0][1]
+    done = facerec("identify", str(bad), str(good), "--gallery", addresses["gallery"], "--json")
+    assert done.returncode == 1
+    assert done.stderr.startswith(f"facerec: {bad}: The gallery answered INVALID_ARGUMENT:"), done.stderr
+    first, second = json.loads(done.stdout)
+    assert first["image"] == str(bad) and "error" in first
+    assert second["faces"] and second["faces"][0]["known"]
+    enrolled = facerec("enroll", str(tmp_path / "people"), "--gallery", addresses["gallery"])
+    assert enrolled.returncode == 1
+    assert enrolled.stdout == "1 picture of 1 identity: 0 enrolled, 1 invalid\n"
+    assert enrolled.stderr.splitlines()[-1] == "facerec: nothing was enrolled (see the reasons above)."
 
 
 def test_serve_stops_every_child_on_sigterm(served) -> None:

@@ -4,8 +4,8 @@ from __future__ import annotations
 
 import numpy as np
 
-from facerec.annotate import annotate, line_px, overlaps, place_labels, text_px
 from facerec.v1 import common_pb2, gallery_pb2
+from facerec_app.annotate import annotate, line_px, overlaps, place_labels, text_px
 
 
 def face(
