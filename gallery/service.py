@@ -218,9 +218,8 @@ def _identified(f: IdentifiedFace) -> gallery_pb2.IdentifiedFace:
         candidates=[_candidate(c) for c in f.candidates],
         landmarks=_landmarks(f.landmarks),
         detection_confidence=f.detection_confidence,
-        not_identifiable=gallery_pb2.NotIdentifiable.Value(f.not_identifiable.value)
-        if f.not_identifiable
-        else gallery_pb2.NOT_IDENTIFIABLE_UNSPECIFIED,
+        # by name (NotIdentifiable mirrors the proto's names)
+        not_identifiable=f.not_identifiable.value if f.not_identifiable else "NOT_IDENTIFIABLE_UNSPECIFIED",
         not_identifiable_reason=f.reason,
     )
 
