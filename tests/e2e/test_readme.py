@@ -97,10 +97,21 @@ def run(line: str, cwd: Path, env: dict[str, str]) -> str:
     return done.stdout
 
 
-def user_env(home: Path, addresses: dict[str, str]) -> dict[str, str]:
+@pytest.fixture(scope="module")
+def bin_dir(tmp_path_factory) -> Path:
+    """A `facerec` command running this checkout's CLI with this interpreter, as the installed console
+    script does (an install made before a move of the CLI would run the old one)."""
+    folder = tmp_path_factory.mktemp("bin")
+    script = folder / "facerec"
+    script.write_text(f'#!/bin/sh\nexec "{sys.executable}" -m facerec_app.cli "$@"\n')
+    script.chmod(0o755)
+    return folder
+
+
+def user_env(home: Path, addresses: dict[str, str], bin_dir: Path) -> dict[str, str]:
     return {
         **os.environ,
-        "PATH": f"{Path(sys.executable).parent}{os.pathsep}{os.environ['PATH']}",
+        "PATH": f"{bin_dir}{os.pathsep}{os.environ['PATH']}",
         "FACEREC_HOME": str(home),
         "FACEREC_GALLERY": addresses["gallery"],
         "FACEREC_DETECTOR": addresses["detector"],
@@ -119,9 +130,11 @@ def test_serve_prints_what_the_readme_shows_and_no_framework_chatter(served, hom
     assert not any("oneDNN" in line or "absl::InitializeLog" in line for line in err), err
 
 
-def test_the_tour_runs_as_written_and_leaves_the_data_folder_readable(served, home: Path, data: Path) -> None:
+def test_the_tour_runs_as_written_and_leaves_the_data_folder_readable(
+    served, home: Path, data: Path, bin_dir: Path
+) -> None:
     addresses, _, _ = served
-    env = user_env(home, addresses)
+    env = user_env(home, addresses, bin_dir)
     before = labelled_set(data)
     tour = [
         c for c in readme.console_commands(readme.section("A five-minute tour")) if c.line != "facerec serve"
@@ -138,7 +151,9 @@ def test_the_tour_runs_as_written_and_leaves_the_data_folder_readable(served, ho
     assert "open-set identification" in again and "Traceback" not in again, again
 
 
-def test_the_readme_node_example_runs_against_real_services(served, home: Path, data: Path, tmp_path) -> None:
+def test_the_readme_node_example_runs_against_real_services(
+    served, home: Path, data: Path, bin_dir: Path, tmp_path: Path
+) -> None:
     addresses, _, _ = served
     assert shutil.which("node"), "`make test` installs Node.js (the README's example is tested)"
     assert NODE_MODULES.is_dir(), "run `make node-example` (part of `make test`) to install the packages"
@@ -151,7 +166,7 @@ def test_the_readme_node_example_runs_against_real_services(served, home: Path, 
     from PIL import Image
 
     Image.new("RGB", (64, 64), (120, 120, 120)).save(tmp_path / "wall.png")
-    env = {**user_env(home, addresses), "NODE_PATH": str(NODE_MODULES)}
+    env = {**user_env(home, addresses, bin_dir), "NODE_PATH": str(NODE_MODULES)}
     enrolled = run("facerec enroll train", data, env)  # the tour may have removed some: enroll is idempotent
     assert "Traceback" not in enrolled
     named = subprocess.run(
