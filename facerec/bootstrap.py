@@ -18,7 +18,7 @@ import grpc
 from facerec import security
 from facerec.errors import FacerecError
 from facerec.metrics import ServiceMetrics, start_metrics_server
-from facerec.server import Health, announce, serve_until_signalled
+from facerec.server import Health, PortInUse, announce, check_port_free, serve_until_signalled
 from facerec.settings import ServerSettings
 
 log = logging.getLogger(__name__)
@@ -78,11 +78,14 @@ def run_service(
             settings.tokens_file, settings.tokens, write_methods, settings.PREFIX
         )
         credentials = security.server_credentials(settings.tls, settings.PREFIX)
+        # Before the model loads: a second copy of a service fails in a second, in one sentence.
+        check_port_free(settings.host, settings.port)
+        check_port_free(settings.host, settings.metrics_port)
         metrics = ServiceMetrics(name)
         hosting = build(metrics)
     except ValueError as exc:  # SettingError too
         _exit(name, exc, 2)
-    except FacerecError as exc:
+    except (FacerecError, OSError) as exc:  # OSError: the port (PortInUse) or the store's folder
         _exit(name, exc, 1)
     health = Health([service_name])
     interceptors: list[grpc.ServerInterceptor[Any, Any]] = []
@@ -92,7 +95,10 @@ def run_service(
         start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
     interceptors += auth  # inside metrics, so refused calls are counted too
     try:
-        server, port = hosting.build_server(health, interceptors, credentials)
+        try:
+            server, port = hosting.build_server(health, interceptors, credentials)
+        except PortInUse as exc:
+            _exit(name, exc, 1)
         server.start()
         hosting.warm_up()
         health.set_serving()

@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import errno
 import logging
 import signal
+import socket
 import threading
 from collections.abc import Callable, Sequence
 from concurrent import futures
@@ -18,6 +20,29 @@ from facerec.settings import ServerOptions
 from facerec.status import ErrorInterceptor
 
 log = logging.getLogger(__name__)
+
+
+class PortInUse(OSError):
+    """Something already listens on the address a server was to listen on; the message is one sentence."""
+
+
+def check_port_free(host: str, port: int) -> None:
+    """PortInUse when something already listens on host:port (0 = any free port: nothing to check), so
+    that mistake is one sentence before anything loads, not gRPC's traceback after the model did. Any
+    other trouble with the address is left for the server's own bind to report."""
+    if not port:
+        return
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            # As the servers bind: a connection in TIME_WAIT does not block the port, a listener does.
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            probe.bind(address)
+    except OSError as exc:  # socket.gaierror is one too
+        if exc.errno == errno.EADDRINUSE:
+            raise PortInUse(f"Port {port} is already in use on {host}.") from None
 
 
 @dataclass(frozen=True)
@@ -79,10 +104,15 @@ def build_server(
     names = [s.name for s in services] + [health.SERVICE_NAME, reflection.SERVICE_NAME]
     reflection.enable_server_reflection(names, server)
     address = f"{options.host}:{options.port}"
-    if credentials is None:
-        port = server.add_insecure_port(address)
-    else:
-        port = server.add_secure_port(address, credentials)
+    try:
+        if credentials is None:
+            port = server.add_insecure_port(address)
+        else:
+            port = server.add_secure_port(address, credentials)
+    except RuntimeError:  # grpc's "Failed to bind": taken since check_port_free, or not this machine's
+        raise PortInUse(
+            f"Cannot listen on {address}: the port is in use or the address is not this host's."
+        ) from None
     if port == 0:
         raise OSError(f"could not bind {address}")
     return server, port

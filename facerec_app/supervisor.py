@@ -10,12 +10,10 @@ from __future__ import annotations
 
 import argparse
 import ctypes
-import errno
 import logging
 import os
 import re
 import signal
-import socket
 import subprocess
 import sys
 import tempfile
@@ -152,29 +150,16 @@ def shared_cores_env(environ: Mapping[str, str], cpus: int | None = None) -> dic
 def check_ports_free(host: str, ports: Mapping[str, int]) -> None:
     """StartError naming the first port (of name → port; 0 = any) that something already listens on,
     before any service starts: otherwise each child fails on its own, with a traceback each."""
+    from facerec.server import PortInUse, check_port_free
+
     for name, port in ports.items():
-        if not port:
-            continue
         try:
-            family, kind, proto, _, address = socket.getaddrinfo(
-                host.strip("[]"), port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
-            )[0]
-        except socket.gaierror:
-            raise StartError(f"Cannot listen on {host}: the host name does not resolve.") from None
-        with socket.socket(family, kind, proto) as probe:
-            # As the servers bind: a connection in TIME_WAIT does not block the port, a listener does.
-            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
-            try:
-                probe.bind(address)
-            except OSError as exc:
-                if exc.errno != errno.EADDRINUSE:
-                    raise StartError(
-                        f"Cannot listen on {host}:{port} for the {name}: {exc.strerror}."
-                    ) from None
-                raise StartError(
-                    f"Port {port} ({name}) is already in use on {host}: is another `facerec serve` running? "
-                    f"Stop it, or choose another port with --{name}-port."
-                ) from None
+            check_port_free(host, port)
+        except PortInUse:
+            raise StartError(
+                f"Port {port} ({name}) is already in use on {host}: is another `facerec serve` running? "
+                f"Stop it, or choose another port with --{name}-port."
+            ) from None
 
 
 @contextmanager

@@ -62,3 +62,18 @@ def test_too_large_a_message_is_resource_exhausted_and_server_goes_on(served) ->
         stub.Detect(detector_pb2.DetectRequest(images=[{"data": b"x" * 4096}]), timeout=5)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert len(stub.Detect(detector_pb2.DetectRequest(images=[{"data": b"x"}]), timeout=5).results) == 1
+
+
+def test_check_port_free_names_a_port_something_listens_on() -> None:
+    import socket
+
+    from facerec.server import PortInUse, check_port_free
+
+    with socket.socket() as listener:
+        listener.bind(("127.0.0.1", 0))
+        listener.listen()
+        port = listener.getsockname()[1]
+        with pytest.raises(PortInUse, match=rf"^Port {port} is already in use on 127.0.0.1\.$"):
+            check_port_free("127.0.0.1", port)
+    check_port_free("127.0.0.1", port)  # closed again: free
+    check_port_free("127.0.0.1", 0)  # any free port: nothing to check

@@ -66,3 +66,17 @@ def test_tensorflow_start_up_chatter_is_not_echoed_but_real_messages_are() -> No
         "OSError: [Errno 98] Address already in use\n",
     ]
     assert [bool(FRAMEWORK_NOISE.match(line)) for line in noise + kept] == [True] * 3 + [False] * 3
+
+
+@pytest.mark.parametrize("service", ["detector", "embedder", "gallery"])
+def test_one_service_on_a_port_in_use_says_so_before_loading_anything(taken_port: int, service: str) -> None:
+    done = subprocess.run(
+        [sys.executable, "-m", "facerec_app.cli", "serve", service, "--host", "127.0.0.1"]
+        + ["--port", str(taken_port)],
+        capture_output=True,
+        text=True,
+        stdin=subprocess.DEVNULL,
+        timeout=120,
+    )
+    assert (done.returncode, done.stdout) == (1, "")
+    assert done.stderr == f"{service}: Port {taken_port} is already in use on 127.0.0.1.\n"
