@@ -46,7 +46,7 @@ def served(home: Path) -> Iterator[tuple[dict[str, str], list[str], list[str]]]:
     stdout lines, stderr lines)."""
     process = subprocess.Popen(
         [sys.executable, "-m", "facerec_app.cli", "serve"]
-        + ["--detector-port", "0", "--embedder-port", "0", "--gallery-port", "0"],
+        + ["--detector-port", "0", "--embedder-port", "0", "--gallery-port", "0", "--gateway-port", "0"],
         stdout=subprocess.PIPE,
         stderr=subprocess.PIPE,
         stdin=subprocess.DEVNULL,
@@ -62,7 +62,7 @@ def served(home: Path) -> Iterator[tuple[dict[str, str], list[str], list[str]]]:
         assert process.stdout is not None
         for line in process.stdout:
             out.append(line)
-            match = re.match(r"\s+(detector|embedder|gallery)\s+(\S+)", line)
+            match = re.match(r"\s+(detector|embedder|gallery|gateway)\s+(\S+)", line)
             if match:
                 addresses[match.group(1)] = match.group(2)
             if line.startswith("Ctrl-C to stop."):
@@ -76,7 +76,7 @@ def served(home: Path) -> Iterator[tuple[dict[str, str], list[str], list[str]]]:
     threading.Thread(target=read_out, daemon=True).start()
     threading.Thread(target=read_err, daemon=True).start()
     ready.wait(300)
-    assert len(addresses) == 3, f"facerec serve did not come up: {''.join(out + err)}"
+    assert len(addresses) == 4, f"facerec serve did not come up: {''.join(out + err)}"
     yield addresses, out, err
     process.terminate()
     process.wait(60)
@@ -126,7 +126,9 @@ def test_serve_prints_what_the_readme_shows_and_no_framework_chatter(served, hom
     printed = "".join(out).replace(str(home), "~/.cache/facerec")
     assert readme.shape(printed) == readme.shape(shown.output)
     # The services' own log lines are echoed with their name; TensorFlow's C++ start-up lines are not.
-    assert all(line.startswith(("[detector] ", "[embedder] ", "[gallery] ")) for line in err), err
+    assert all(line.startswith(("[detector] ", "[embedder] ", "[gallery] ", "[gateway] ")) for line in err), (
+        err
+    )
     assert not any("oneDNN" in line or "absl::InitializeLog" in line for line in err), err
 
 
