@@ -34,7 +34,8 @@ def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
         warm_up=batcher.warm_up,
         watch=lambda m: m.watch_queue(batcher.queue_depth),
         close=batcher.close,
-        ready=f"embedder ready: {embedder.name} on {embedder.runtime}, max batch {batcher.max_batch}",
+        ready=f"embedder ready: {embedder.name} ({embedder.precision}) on {embedder.runtime}, "
+        f"max batch {batcher.max_batch}",
     )
 
 

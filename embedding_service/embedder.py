@@ -52,14 +52,17 @@ class Embedder:
     Not thread-safe: one thread (the batcher's worker) calls embed_prepared.
     """
 
-    name = MODEL_NAME
     dimension = DIMENSION
     input_size = INPUT_SIZE
     preprocessing = DESCRIPTION
 
-    def __init__(self, infer: InferFn, runtime: str) -> None:
+    def __init__(self, infer: InferFn, runtime: str, precision: str = "fp32") -> None:
         self._infer = infer
         self.runtime = runtime
+        self.precision = precision
+        # Vectors of another precision must not mix with fp32 ones in a gallery: the name tells them
+        # apart (a gallery holds one model's vectors), and calibration.json keeps thresholds per name.
+        self.name = model_name(precision)
         # Seconds in preprocessing and in the model, faces and model calls, since start; logged at exit.
         self.timings = Timings()
         weakref.finalize(self, self.timings.log, log)
@@ -69,13 +72,14 @@ class Embedder:
         """Builds FaceNet from settings.weights_path and wraps it in the runtime settings.runtime names.
 
         onnxruntime with a cached export of these weights builds no Keras model and imports no TensorFlow.
+        settings.precision int8 (onnxruntime only) serves the guarded int8 model when there is one, else fp32.
         """
         if settings.runtime == "onnxruntime":
             from embedding_service.onnx_runtime import cached_infer
 
             infer = cached_infer(settings)
             if infer is not None:
-                return cls(infer, "onnxruntime")
+                return cls._with_precision(infer, settings)
         from facerec.tfconfig import pin_threads, quiet_tensorflow
 
         quiet_tensorflow()
@@ -84,8 +88,20 @@ class Embedder:
         if settings.runtime == "onnxruntime":
             from embedding_service.onnx_runtime import onnx_infer
 
-            return cls(onnx_infer(model, settings), "onnxruntime")
+            return cls._with_precision(onnx_infer(model, settings), settings)
+        if settings.precision != "fp32":
+            log.warning("int8 FaceNet needs the onnxruntime runtime; serving fp32 on %s", settings.runtime)
         return cls.from_keras(model)
+
+    @classmethod
+    def _with_precision(cls, fp32: InferFn, settings: Settings) -> Embedder:
+        if settings.precision == "int8":
+            from embedding_service.onnx_runtime import int8_infer
+
+            int8 = int8_infer(settings)
+            if int8 is not None:
+                return cls(int8, "onnxruntime", "int8")
+        return cls(fp32, "onnxruntime")
 
     @classmethod
     def from_keras(cls, model: KerasModel) -> Embedder:
@@ -116,6 +132,11 @@ class Embedder:
     def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:
         """crops: (h, w, 3) uint8 RGB each → (n, 128) float32 unit vectors, in order."""
         return self.embed_prepared(self.prepare(crops))
+
+
+def model_name(precision: str) -> str:
+    """The name vectors of this precision go by: "facenet-keras-128" (fp32) or "facenet-keras-128-int8"."""
+    return MODEL_NAME if precision == "fp32" else f"{MODEL_NAME}-{precision}"
 
 
 def keras_infer(model: KerasModel) -> InferFn:

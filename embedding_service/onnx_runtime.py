@@ -50,6 +50,21 @@ def cached_infer(settings: Settings) -> InferFn | None:
     return _infer_fn(session)
 
 
+def int8_infer(settings: Settings) -> InferFn | None:
+    """The guarded int8 model quantized from the cached export (embedding_service.quantize), or None."""
+    from embedding_service.quantize import int8_model
+
+    data = int8_model(
+        cache_path(settings.weights_path),
+        sha256_of(settings.weights_path),
+        settings.intra_threads,
+        settings.inter_threads,
+    )
+    if data is None:
+        return None
+    return _infer_fn(cpu_session(data, settings.intra_threads, settings.inter_threads))
+
+
 def onnx_infer(model: KerasModel, settings: Settings) -> InferFn:
     """An onnxruntime session for `model` (its weights loaded), from the cache when it matches settings.weights_path, else
     exported, checked against Keras and cached."""

@@ -96,6 +96,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             faces_embedded=stats.items,
             max_batch=self._batcher.max_batch,
             runtime=embedder.runtime,
+            precision=embedder.precision,
         )
 
     def _crop_of(self, face: embedding_pb2.FaceInput) -> NDArray[np.uint8]:

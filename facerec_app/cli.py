@@ -29,7 +29,12 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         fetched = assets.fetch(home)
     except assets.FetchError as exc:
         raise CliError(str(exc), exit_code=1) from None
-    sys.stdout.write(f"weights  {fetched.facenet_h5} (sha256 ok)\ndata     {fetched.dataset}\n")
+    from facerec_app.calibration_crops import ensure_calibration_set
+
+    calibration = ensure_calibration_set(fetched)
+    sys.stdout.write(
+        f"weights  {fetched.facenet_h5} (sha256 ok)\ndata     {fetched.dataset}\nint8 calibration crops {calibration}\n"
+    )
     return 0
 
 

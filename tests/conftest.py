@@ -30,8 +30,13 @@ hypothesis_settings.load_profile("facerec")
 
 @pytest.fixture(scope="session")
 def fetched_assets() -> assets_mod.Assets:
-    """The real weights and 5-celebrity data (fetched by `make test` before pytest; fetched here otherwise)."""
-    return assets_mod.fetch(assets_mod.facerec_home(os.environ))
+    """The real weights, the 5-celebrity data and the int8 calibration crops (made by `make test`'s
+    `facerec fetch` before pytest; made here otherwise)."""
+    from facerec_app.calibration_crops import ensure_calibration_set
+
+    fetched = assets_mod.fetch(assets_mod.facerec_home(os.environ))
+    ensure_calibration_set(fetched)
+    return fetched
 
 
 @pytest.fixture(scope="session")

@@ -42,7 +42,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold")
+    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold", "precision")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -54,6 +54,7 @@ class ModelInfo(_message.Message):
     MAX_BATCH_FIELD_NUMBER: _ClassVar[int]
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     IDENTIFICATION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    PRECISION_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     input_size: int
@@ -65,4 +66,5 @@ class ModelInfo(_message.Message):
     max_batch: int
     runtime: str
     identification_threshold: float
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ...) -> None: ...
+    precision: str
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ..., precision: _Optional[str] = ...) -> None: ...

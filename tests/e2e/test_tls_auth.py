@@ -252,7 +252,7 @@ def test_real_detector_and_embedder_with_mutual_tls_and_tokens(
                 reply = stub.Enroll(enroll, timeout=120)
                 assert reply.results[0].outcome == gallery_pb2.ENROLLED, reply
                 stats = stub.Stats(gallery_pb2.StatsRequest(), timeout=5)
-                assert (stats.faces, stats.model) == (1, "facenet-keras-128")
+                assert (stats.faces, stats.model) == (1, "facenet-keras-128-int8")
         finally:
             assert gallery.stop() == 0
     finally:

@@ -9,6 +9,7 @@ import numpy as np
 import pytest
 
 from embedding_service.config import Settings
+from embedding_service.embedder import model_name
 from embedding_service.service import SERVICE_NAME
 from facerec.assets import Assets
 from facerec.settings import SettingError
@@ -24,6 +25,11 @@ def test_defaults_come_from_facerec_home(tmp_path: Path) -> None:
     assert settings.calibration_path == Assets(tmp_path).threshold_file
     assert (settings.max_batch, settings.max_faces_per_request, settings.batching) == (32, 64, True)
     assert (settings.intra_threads, settings.inter_threads, settings.runtime) == (2, 1, "onnxruntime")
+    assert settings.precision == "int8"
+    assert parse_settings(["--precision", "fp32"], {"FACEREC_HOME": str(tmp_path)}).precision == "fp32"
+    assert (
+        Settings.from_env({"FACEREC_HOME": str(tmp_path), "EMBEDDER_PRECISION": "fp32"}).precision == "fp32"
+    )
 
 
 def test_environment_then_flags_override(tmp_path: Path) -> None:
@@ -53,7 +59,12 @@ def test_environment_then_flags_override(tmp_path: Path) -> None:
 
 @pytest.mark.parametrize(
     "env",
-    [{"EMBEDDER_MAX_BATCH": "many"}, {"EMBEDDER_MAX_BATCH": "0"}, {"EMBEDDER_RUNTIME": "pytorch"}],
+    [
+        {"EMBEDDER_MAX_BATCH": "many"},
+        {"EMBEDDER_MAX_BATCH": "0"},
+        {"EMBEDDER_RUNTIME": "pytorch"},
+        {"EMBEDDER_PRECISION": "int4"},
+    ],
 )
 def test_bad_settings_are_refused(env: dict[str, str]) -> None:
     with pytest.raises(SettingError):
@@ -67,8 +78,14 @@ def test_a_bad_flag_exits_with_usage() -> None:
 
 
 @pytest.mark.model
-def test_the_process_serves_after_warm_up(fetched_assets: Assets, real_embedder, real_crops) -> None:
-    with running("embedding_service", ["--max-delay-ms", "5"]) as service:
+@pytest.mark.parametrize("precision", ["int8", "fp32"])
+def test_the_process_serves_after_warm_up(
+    fetched_assets: Assets, real_embedder, real_crops, precision: str
+) -> None:
+    """int8 (the default, built from the calibration set `facerec fetch` makes) is near the Keras model;
+    fp32 equals it."""
+    args = ["--max-delay-ms", "5"] + (["--precision", "fp32"] if precision == "fp32" else [])
+    with running("embedding_service", args) as service:
         assert check(service.address, SERVICE_NAME)[0]
         with grpc.insecure_channel(service.address) as channel:
             stub = embedding_pb2_grpc.EmbedderStub(channel)
@@ -77,9 +94,14 @@ def test_the_process_serves_after_warm_up(fetched_assets: Assets, real_embedder,
             )
             info = stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=10)
         assert service.stop() == 0
-    assert np.abs(vectors_of(response) - real_embedder.embed(real_crops[:4])).max() <= 1e-5
-    assert (info.name, info.max_batch, info.model_calls, info.faces_embedded) == (
-        "facenet-keras-128",
+    expected = real_embedder.embed(real_crops[:4])
+    if precision == "fp32":
+        assert np.abs(vectors_of(response) - expected).max() <= 1e-5
+    else:
+        assert np.sum(vectors_of(response) * expected, axis=1).min() >= 0.995
+    assert (info.name, info.precision, info.max_batch, info.model_calls, info.faces_embedded) == (
+        model_name(precision),
+        precision,
         32,
         1,
         4,
