@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import dataclasses
+import hashlib
 import json
 import logging
 from pathlib import Path
@@ -13,6 +14,7 @@ import pytest
 from embedding_service.config import Settings
 from embedding_service.embedder import Embedder, model_name
 from embedding_service.onnx_runtime import cache_path, cached_infer
+from embedding_service.preprocessing import prepare_batch
 from embedding_service.quantize import (
     CalibrationSet,
     cache_paths,
@@ -21,7 +23,6 @@ from embedding_service.quantize import (
     int8_model,
     quantize,
 )
-from embedding_service.preprocessing import prepare_batch
 from facerec.assets import sha256_of
 from facerec.onnx import cpu_session
 
@@ -109,7 +110,7 @@ def test_int8_is_the_default_close_to_fp32_and_cached(
     record = json.loads(record_path.read_text())
     assert record["accepted"] and record["min_cosine"] >= 0.995
     assert record["accuracy_int8"] >= record["accuracy_fp32"] - 0.005
-    assert record["int8_sha256"] == __import__("hashlib").sha256(int8_path.read_bytes()).hexdigest()
+    assert record["int8_sha256"] == hashlib.sha256(int8_path.read_bytes()).hexdigest()
     # The next start reads the cache: no second quantization.
     assert build(home, refuse_to_quantize) == int8_path.read_bytes()
 
