@@ -17,6 +17,7 @@ from numpy.typing import NDArray
 from detector_service import alignment
 from detector_service.onnx_nets import Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import SCALE_FACTOR, build_scales
+from detector_service.resize import area_resize
 from facerec.errors import InvalidInput
 from facerec.timings import Timings
 
@@ -216,17 +217,15 @@ class Detector:
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on each group of same-size pictures: mtcnn's own results."""
         from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
-        from mtcnn.utils.images import scale_images
 
         by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
         for index, image in enumerate(normalized):
             by_shape[image.shape].append(index)
         found = []
         for shape, indices in by_shape.items():
-            stack = np.stack([normalized[i] for i in indices])
             ids = np.asarray(indices, dtype=np.float64)
             for scale in build_scales(shape[1], shape[0], min_face_size_px, SCALE_FACTOR):
-                reg, prob = self._pnet(np.asarray(scale_images(stack, scale)))
+                reg, prob = self._pnet(np.stack([area_resize(normalized[i], scale) for i in indices]))
                 boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
                 boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
                 boxes = smart_nms_from_bboxes(
@@ -240,9 +239,7 @@ class Detector:
         self, normalized: list[NDArray[np.float32]], min_face_size_px: float
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on every picture, padded to the level's largest (see pad_sizes)."""
-        import tensorflow as tf
         from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
-        from mtcnn.utils.images import scale_images
 
         pyramids = [
             build_scales(im.shape[1], im.shape[0], min_face_size_px, SCALE_FACTOR) for im in normalized
@@ -254,16 +251,16 @@ class Detector:
             # Each picture is shrunk on its own (as mtcnn would), then the level's pictures are padded at
             # the bottom and right into one tensor: P-Net is convolutional, so a picture's output cells
             # do not see the padding, except the last row/column where its pooling window is cut short.
-            scaled = [scale_images(normalized[i][None], scale)[0] for i in indices]
+            scaled = [area_resize(normalized[i], scale) for i in indices]
             height = max(int(x.shape[0]) for x in scaled)
             width = max(int(x.shape[1]) for x in scaled)
             if len(scaled) == 1:
                 stack = scaled[0][None]
             else:
-                stack = tf.stack(
-                    [tf.pad(x, [[0, height - x.shape[0]], [0, width - x.shape[1]], [0, 0]]) for x in scaled]
+                stack = np.stack(
+                    [np.pad(x, [[0, height - x.shape[0]], [0, width - x.shape[1]], [0, 0]]) for x in scaled]
                 )
-            reg, prob = self._pnet(np.asarray(stack))
+            reg, prob = self._pnet(stack)
             prob = np.array(prob)
             for row, x in enumerate(scaled):
                 prob[row, _pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
