@@ -3,6 +3,7 @@
     .venv/bin/python -m bench.embedder              # 3 s per row (about a minute and a half)
     .venv/bin/python -m bench.embedder --full       # 15 s per row, and 16 clients too
     .venv/bin/python -m bench.embedder --runtime onnxruntime
+    .venv/bin/python -m bench.embedder --precision-only  # int8 beside fp32 and the CPU's fp32 limit
 
 Prints faces/s, ms per face, p50/p99 latency per request and the achieved GFLOP/s per row, beside
 the baseline measured in the same run on the same faces: model.predict on 32 faces. Servers run in
@@ -120,6 +121,41 @@ def _clients(
     return faces[0], elapsed, latencies
 
 
+def precision_table(base, crops: list[np.ndarray], seconds: float) -> str:  # base: embedding_service Settings
+    """FaceNet on onnxruntime in fp32 and in int8 (the service's guarded model), model alone, at 1 and 2
+    threads and batch 1 and 8, beside the fp32 limit of the cores used (their share of the CPU's fp32
+    peak / FaceNet's GFLOP a face): int8 is measured against what no fp32 runtime can beat."""
+    from embedding_service.embedder import Embedder
+    from embedding_service.preprocessing import prepare_batch
+
+    cores = os.cpu_count() or 1
+    lines = [
+        f"FaceNet model alone on onnxruntime, {seconds:.0f} s per row, same crops; "
+        f"fp32 limit = {PEAK_GFLOPS:.0f} GFLOP/s peak on {cores} cores / {GFLOP_PER_FACE} GFLOP a face = "
+        f"{cores * 1000 * GFLOP_PER_FACE / PEAK_GFLOPS:.1f} ms/face a core\n",
+        f"{'precision':<10}{'threads':>8}{'batch':>6}{'faces/s':>9}{'ms/face':>9}{'× fp32':>8}{'× limit':>9}\n",
+    ]
+    fp32_rate: dict[tuple[int, int], float] = {}
+    for threads in (1, 2):
+        for precision in ("fp32", "int8"):
+            embedder = Embedder.load(dataclasses.replace(base, precision=precision, intra_threads=threads))
+            if embedder.precision != precision:
+                lines.append(f"{precision:<10} not available (see the embedder's warning)\n")
+                continue
+            for size in (1, 8):
+                x = prepare_batch(crops[:size])
+                embedder.embed_prepared(x)
+                faces, took, _ = _loop_for(seconds, lambda x=x, e=embedder: len(e.embed_prepared(x)))
+                rate = faces / took
+                limit = PEAK_GFLOPS * min(threads, cores) / cores / GFLOP_PER_FACE
+                fp32_rate.setdefault((threads, size), rate)
+                lines.append(
+                    f"{precision:<10}{threads:>8}{size:>6}{rate:>9.1f}{1000 / rate:>9.1f}"
+                    f"{rate / fp32_rate[(threads, size)]:>8.2f}{rate / limit:>9.2f}\n"
+                )
+    return "".join(lines)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--full", action="store_true", help="15 s per row and 16 clients (default 3 s)")
@@ -127,6 +163,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument("--clients", default=None, help="comma-separated client counts (default 1,8,16,32)")
     parser.add_argument("--runtime", choices=("tensorflow", "onnxruntime"), default="tensorflow")
     parser.add_argument("--max-delay-ms", type=float, default=3.0)
+    parser.add_argument(
+        "--precision-only", action="store_true", help="only FaceNet int8 vs fp32 on onnxruntime, model alone"
+    )
     args = parser.parse_args(argv)
     seconds = args.seconds or (15.0 if args.full else 3.0)
     client_counts = [int(c) for c in (args.clients or "1,8,16,32").split(",")]
@@ -148,6 +187,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     settings = dataclasses.replace(
         base, host="127.0.0.1", port=0, runtime=args.runtime, max_delay_ms=args.max_delay_ms, max_queue=512
     )
+    if args.precision_only:
+        sys.stdout.write(precision_table(base, _crops(64), seconds))
+        return 0
     model = build_facenet(settings.weights_path)
     if args.runtime == "onnxruntime":
         from embedding_service.onnx_runtime import onnx_infer
