@@ -164,6 +164,7 @@ def main(argv: Sequence[str] | None = None) -> int:
                 images = [common_pb2.Image(data=p.read_bytes()) for i, p in train if i == identity]
                 stub.Enroll(gallery_pb2.EnrollRequest(identity=identity, images=images), timeout=300)
             stub.Train(gallery_pb2.TrainRequest(), timeout=120)
+            model = stub.Stats(gallery_pb2.StatsRequest(), timeout=10).model
         work = [(identity, path.read_bytes()) for identity, path in pairs]
         identify_run(addresses.gallery, work[:8], 2)  # warm the channels and the batchers' first shapes
         before_all = {name: scrape(port) for name, port in ports.items()}
@@ -178,7 +179,8 @@ def main(argv: Sequence[str] | None = None) -> int:
     logged = {name: _timings(p.output) for name, p in processes.items()}
 
     n = len(work) * args.repeat
-    out(f"\ncold start (local_services, as `facerec serve`): {cold_start_s:.1f} s to all three SERVING\n\n")
+    out(f"\ncold start (local_services, as `facerec serve`): {cold_start_s:.1f} s to all three SERVING\n")
+    out(f"model: {model} (EMBEDDER_PRECISION picks int8, the default, or fp32)\n\n")
     out(f"{'what':<44}{'images/s':>9}{'p50 ms':>9}{'p99 ms':>9}{'right':>8}{'(b)/(a)':>9}\n")
     out(f"{'design.md: tutorial recipe':<44}{DESIGN_TUTORIAL_IPS:>9.2f}\n")
     if not args.skip_tutorial:
