@@ -30,7 +30,10 @@ def area_resize(image: NDArray[np.float32], scale: float) -> NDArray[np.float32]
     rows, row_weights = _area_taps(image.shape[0], height)
     cols, col_weights = _area_taps(image.shape[1], width)
     tall = np.einsum("ot,otwc->owc", row_weights, image[rows])
-    return np.einsum("pt,optc->opc", col_weights, tall[:, cols]).astype(np.float32, copy=False)
+    out: NDArray[np.float32] = np.einsum("pt,optc->opc", col_weights, tall[:, cols]).astype(
+        np.float32, copy=False
+    )
+    return out
 
 
 @functools.lru_cache(maxsize=256)

@@ -41,7 +41,9 @@ class Settings(ServerSettings):
     # FaceNet on onnxruntime (exported once, checked against Keras at export): ~1.6x faster than TensorFlow.
     runtime: str = setting("onnxruntime", "inference runtime", choices=RUNTIMES)
     # int8 (onnxruntime, guarded against fp32 when built: embedding_service.quantize) ~3x faster than fp32.
-    precision: str = setting("int8", "FaceNet's arithmetic: int8 (guarded, else fp32) or fp32", choices=PRECISIONS)
+    precision: str = setting(
+        "int8", "FaceNet's arithmetic: int8 (guarded, else fp32) or fp32", choices=PRECISIONS
+    )
 
     @classmethod
     def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:

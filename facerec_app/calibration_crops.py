@@ -40,6 +40,8 @@ def build_calibration_set(assets: Assets) -> CalibrationSet:
             if not faces:
                 continue
             largest = max(faces, key=lambda d: d.box.width * d.box.height)
+            if largest.crop is None:  # asked for above; a detector without crops is not this one
+                raise RuntimeError("the detector returned a face without its crop")
             crops.append(largest.crop)
             labels.append(identity)
             held_out.append(split == HELD_OUT_SPLIT)

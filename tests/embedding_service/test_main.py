@@ -26,7 +26,7 @@ def test_defaults_come_from_facerec_home(tmp_path: Path) -> None:
     assert (settings.max_batch, settings.max_faces_per_request, settings.batching) == (32, 64, True)
     assert (settings.intra_threads, settings.inter_threads, settings.runtime) == (2, 1, "onnxruntime")
     assert settings.precision == "int8"
-    assert parse_settings(["--precision", "fp32"], {"FACEREC_HOME": str(tmp_path)}).precision == "fp32"
+    assert Settings.parse(["--precision", "fp32"], {"FACEREC_HOME": str(tmp_path)}).precision == "fp32"
     assert (
         Settings.from_env({"FACEREC_HOME": str(tmp_path), "EMBEDDER_PRECISION": "fp32"}).precision == "fp32"
     )

@@ -13,9 +13,10 @@ from facerec.calibration import CalibrationSource, save_calibration
 from facerec.errors import Precondition
 from facerec.v1 import embedding_pb2
 from gallery.clients import EmbedderClient
-from gallery.gallery import Gallery, Outcome
+from gallery.gallery import Gallery
+from gallery.results import EnrollOutcome
 from gallery.store import NewFace, Store
-from tests.embedding_service.support import FakeInfer, crop_input, make_settings, serve
+from tests.support.embedding import FakeInfer, crop_input, make_settings, serve
 
 FP32, INT8 = model_name("fp32"), model_name("int8")
 
@@ -63,7 +64,7 @@ def test_a_gallery_of_fp32_vectors_refuses_int8_ones(tmp_path: Path) -> None:
         gallery = Gallery.open(store_path, FP32, detector=None, embedder=client)  # type: ignore[arg-type]
         values = [float(v) for v in embedded.vectors[0]]
         results = gallery.enroll("bob", embeddings=[(values, embedded.model)])
-        assert results[0].outcome == Outcome.INVALID and isinstance(results[0].error, Precondition)
+        assert results[0].outcome == EnrollOutcome.INVALID and isinstance(results[0].error, Precondition)
         with pytest.raises(Precondition):
             gallery.search(values, model=embedded.model)
         with pytest.raises(Precondition, match="serves model 'facenet-keras-128-int8'"):
@@ -97,3 +98,17 @@ def test_calibration_set_round_trip_and_damage(tmp_path: Path) -> None:
         CalibrationSet.load(tmp_path / "missing.npz")
     with pytest.raises(CalibrationSetError):
         CalibrationSet(made.crops, made.labels, np.zeros(4, dtype=bool))
+
+
+def test_the_guards_pair_accuracy_is_the_evals() -> None:
+    from embedding_service.quantize import best_balanced_accuracy
+    from facerec_app.evaluation import all_pairs, best_balanced_threshold, curve
+
+    rng = np.random.default_rng(11)
+    labels = np.array([f"p{i % 5}" for i in range(40)])
+    centres = rng.standard_normal((5, 16))
+    vectors = centres[[i % 5 for i in range(40)]] + 0.9 * rng.standard_normal((40, 16))
+    vectors = (vectors / np.linalg.norm(vectors, axis=1, keepdims=True)).astype(np.float32)
+    expected = best_balanced_threshold(curve(all_pairs(vectors, list(labels))))[1]
+    assert 0.6 < expected < 1.0
+    assert best_balanced_accuracy(vectors, labels) == pytest.approx(expected, abs=1e-12)

@@ -98,7 +98,9 @@ def test_int8_is_the_default_close_to_fp32_and_cached(
 ) -> None:
     int8 = Embedder.load(dataclasses.replace(home, precision="int8"))
     fp32 = Embedder.load(dataclasses.replace(home, precision="fp32"))
-    assert Settings(home.weights_path, home.calibration_path).precision == "int8"
+    assert (
+        Settings(weights_path=home.weights_path, calibration_path=home.calibration_path).precision == "int8"
+    )
     assert (int8.precision, int8.name) == ("int8", "facenet-keras-128-int8")
     assert (fp32.precision, fp32.name) == ("fp32", "facenet-keras-128")
     held_out = list(calibration_set.crops[calibration_set.held_out])
