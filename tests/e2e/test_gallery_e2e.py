@@ -15,6 +15,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
+from embedding_service.embedder import model_name
 from facerec.server import Health
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.clients import DetectorClient, EmbedderClient
@@ -26,7 +27,8 @@ from tests.support.servers import Running, start_service
 
 pytestmark = pytest.mark.model
 
-MODEL = "facenet-keras-128"
+# The real embedder serves its default precision, int8 (the calibration crops come with fetched_assets).
+MODEL = model_name("int8")
 
 
 def image(path_or_bytes: Path | bytes) -> common_pb2.Image:
