@@ -19,7 +19,8 @@ from gallery.ports import DetectorOptions
 
 DEFAULT_PORT = 50053
 # The model the gallery assumes when the embedder cannot be asked at start (it is checked on every embed).
-DEFAULT_MODEL = "facenet-keras-128"
+# The embedder's default precision is int8 (EMBEDDER_PRECISION), whose vectors go by this name.
+DEFAULT_MODEL = "facenet-keras-128-int8"
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
