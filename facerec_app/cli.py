@@ -29,12 +29,11 @@ def cmd_fetch(args: argparse.Namespace) -> int:
         fetched = assets.fetch(home)
     except assets.FetchError as exc:
         raise CliError(str(exc), exit_code=1) from None
-    from facerec_app.calibration_crops import ensure_calibration_set
+    sys.stdout.write(f"weights  {fetched.facenet_h5} (sha256 ok)\ndata     {fetched.dataset}\n")
+    if args.calibration:
+        from facerec_app.calibration_crops import ensure_calibration_set
 
-    calibration = ensure_calibration_set(fetched)
-    sys.stdout.write(
-        f"weights  {fetched.facenet_h5} (sha256 ok)\ndata     {fetched.dataset}\nint8 calibration crops {calibration}\n"
-    )
+        sys.stdout.write(f"int8 calibration crops {ensure_calibration_set(fetched)}\n")
     return 0
 
 
@@ -94,6 +93,12 @@ def build_parser() -> argparse.ArgumentParser:
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", required=True)
 
     fetch = sub.add_parser("fetch", help="download and verify the weights and the 5-celebrity data set")
+    fetch.add_argument(
+        "--no-calibration",
+        dest="calibration",
+        action="store_false",
+        help="skip cutting the int8 calibration crops (they need the detector installed)",
+    )
     fetch.set_defaults(run=cmd_fetch)
 
     serve = sub.add_parser(

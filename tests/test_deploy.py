@@ -110,14 +110,18 @@ def test_dockerfile_installs_the_project_on_python_311_slim() -> None:
 
 def test_dockerfile_fetches_and_verifies_the_weights_into_opt_facerec() -> None:
     steps = dockerfile()
-    # The weights stage downloads them; the final stage copies them and runs fetch again, which checks the hash.
-    fetches = [i for i, (word, rest) in enumerate(steps) if word == "RUN" and rest == "facerec fetch"]
-    assert len(fetches) == 2
+    # The weights stage downloads them; the final stage copies them and runs fetch again, which checks the
+    # hash and (the detector being installed there) cuts the int8 calibration crops.
+    fetches = [
+        i for i, (word, rest) in enumerate(steps) if word == "RUN" and rest.startswith("facerec fetch")
+    ]
+    assert [steps[i][1] for i in fetches] == ["facerec fetch --no-calibration", "facerec fetch"]
     for i in fetches:
         assert env_of(steps[:i]).get("FACEREC_HOME") == FACEREC_HOME
     assert ("COPY", f"--from=weights {FACEREC_HOME} {FACEREC_HOME}") in final_stage()
     assert env_of(final_stage())["FACEREC_HOME"] == FACEREC_HOME
     assert parse_cli(["fetch"]).command == "fetch"
+    assert parse_cli(["fetch"]).calibration and not parse_cli(["fetch", "--no-calibration"]).calibration
 
 
 def test_dockerfile_runs_as_a_non_root_user() -> None:
