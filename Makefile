@@ -11,12 +11,14 @@ SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12)
 # check and is skipped); `make PYTHON=/path/to/python3.12` chooses one.
 PYTHON ?= $(firstword $(foreach p,python3.12 python3.11 python3,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED)' >/dev/null 2>&1 && echo $(p))))
 
-.PHONY: demo test setup venv-check node-example browser fetch lint protos bench clean print-python
+.PHONY: demo test setup venv-check node-example browser fetch lint protos bench clean print-python postgres
+# The PostgreSQL server the tests start throwaway clusters of (Debian's package; only when missing).
+PG_BIN ?= /usr/lib/postgresql/15/bin
 
 demo: fetch
 	$(BIN)/facerec demo
 
-test: fetch lint node-example
+test: fetch lint node-example postgres
 	$(BIN)/pytest -q
 
 setup: venv-check $(STAMP) browser
@@ -38,6 +40,14 @@ venv-check:
 browser:
 	@command -v chromium >/dev/null || { export DEBIAN_FRONTEND=noninteractive; \
 		apt-get update -qq && apt-get install -y -qq chromium; }
+
+postgres:
+	@if [ ! -x $(PG_BIN)/initdb ]; then \
+		echo "installing PostgreSQL 15 server binaries (postgresql-15)"; \
+		if [ "$$(id -u)" = 0 ]; then SUDO=; else SUDO=sudo; fi; \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get update -q && \
+		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15; \
+	fi
 
 $(STAMP): pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.11 or 3.12 found on PATH; install one, or run make PYTHON=/path/to/python3.12." >&2; exit 1; }

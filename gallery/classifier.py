@@ -14,7 +14,6 @@ from numpy.typing import NDArray
 from sklearn.svm import LinearSVC
 
 from facerec.errors import FacerecError, InvalidInput, Precondition
-from facerec.files import atomic_write
 
 log = logging.getLogger(__name__)
 
@@ -134,25 +133,34 @@ class IdentityClassifier:
 
 
 class EnrolledFaces(Protocol):
-    """What a StoreClassifier reads of the store (gallery.store.Store)."""
+    """What a StoreClassifier reads of the store, and where it keeps the fit (gallery.stores.GalleryStore):
+    beside a SQLite file, inside a PostgreSQL database, so every replica serves the same fit."""
 
     def version(self) -> int: ...
 
     def embeddings(self) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]: ...
 
+    def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None: ...
+
+    def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None: ...
+
 
 class StoreClassifier:
-    """The SVM of a store: fit on all its faces at a store version, saved beside it (atomically, with
-    that version), loaded at start when the version still matches, and refit lazily once the store
-    has changed. Thread-safe."""
+    """The SVM of a store: fit on all its faces at a store version, kept by the store (with that
+    version), adopted at start or from another replica when the version still matches, and refit
+    lazily once the store has changed. Thread-safe."""
 
-    def __init__(self, faces: EnrolledFaces, path: Path | None = None) -> None:
+    def __init__(self, faces: EnrolledFaces) -> None:
         self._faces = faces
-        self._path = path
         self._lock = threading.Lock()
         self._classifier: IdentityClassifier | None = None
         self._version = -1
         self._load()
+
+    @property
+    def version(self) -> int:
+        """The store version the classifier was fit at; -1 when there is none."""
+        return self._version if self._classifier is not None else -1
 
     def stale(self) -> bool:
         """No classifier, or one fit before the store's latest change."""
@@ -163,10 +171,17 @@ class StoreClassifier:
         with self._lock:
             return self._fit_locked()
 
+    def adopt(self) -> bool:
+        """Serves the fit the store keeps (another replica's Train) when it is current; True when adopted."""
+        with self._lock:
+            return self._load()
+
     def fresh(self) -> IdentityClassifier | None:
         """The classifier for the store as it is now (refit if it changed), or None when it cannot be fit."""
         with self._lock:
             if self._classifier is None or self._version != self._faces.version():
+                if self._load():
+                    return self._classifier
                 try:
                     self._fit_locked()
                 except Precondition:
@@ -186,29 +201,23 @@ class StoreClassifier:
             len(set(labels)),
             accuracy,
         )
-        self._save(classifier, version)
+        try:
+            self._faces.save_classifier(classifier.to_arrays(), version)
+        except FacerecError as exc:  # the store is down: the fit still serves this process
+            log.warning("could not keep the SVM in the store: %s", exc)
         return accuracy
 
-    def _save(self, classifier: IdentityClassifier, version: int) -> None:
-        if self._path is None:
-            return
-        arrays = classifier.to_arrays()
+    def _load(self) -> bool:
+        saved = self._faces.load_classifier()
+        if saved is None:
+            return False
+        version, arrays = saved
+        if version != self._faces.version():
+            return False  # stale: refit lazily on the next identification
         try:
-            atomic_write(self._path, lambda f: np.savez(f, store_version=np.int64(version), **arrays))
-        except OSError as exc:
-            log.warning("could not save the SVM to %s: %s", self._path, exc)
-
-    def _load(self) -> None:
-        path = self._path
-        if path is None or not path.is_file():
-            return
-        try:
-            with np.load(path, allow_pickle=False) as saved:
-                arrays = {name: saved[name] for name in saved.files}
-            version = int(arrays.pop("store_version"))
-            if version != self._faces.version():
-                return  # stale: refit lazily on the next identification
-            self._classifier = IdentityClassifier.from_arrays(arrays)
-            self._version = version
-        except (OSError, ValueError, KeyError, FacerecError) as exc:
-            log.warning("ignoring the unreadable saved SVM %s: %s", path, exc)
+            classifier = IdentityClassifier.from_arrays(arrays)
+        except (ValueError, KeyError, FacerecError) as exc:
+            log.warning("ignoring the unreadable saved SVM: %s", exc)
+            return False
+        self._classifier, self._version = classifier, version
+        return True

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import io
 import logging
+import os
 import sqlite3
+import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
@@ -77,6 +80,34 @@ class IdentityRow:
 
 def _now_ms() -> int:
     return time.time_ns() // 1_000_000
+
+
+def embedding_bytes(embedding: NDArray[np.float32], dim: int) -> bytes:
+    """The stored form of an embedding: dim little-endian float32s. InvalidInput for a wrong shape or NaN."""
+    vec = np.asarray(embedding)
+    if vec.shape != (dim,):
+        raise InvalidInput(f"An embedding must have {dim} values, not shape {vec.shape}.")
+    if not np.issubdtype(vec.dtype, np.floating):
+        raise InvalidInput("An embedding must hold floating-point values.")
+    vec = vec.astype("<f4", copy=False)
+    if not np.all(np.isfinite(vec)):
+        raise InvalidInput("An embedding holds NaN or infinite values.")
+    return vec.tobytes()
+
+
+def classifier_bytes(arrays: dict[str, NDArray[Any]], store_version: int) -> bytes:
+    """A fitted classifier's arrays and the store version it was fit at, as one .npz (no pickles)."""
+    out = io.BytesIO()
+    named: dict[str, Any] = {"store_version": np.int64(store_version), **arrays}
+    np.savez(out, **named)
+    return out.getvalue()
+
+
+def classifier_from_bytes(data: bytes) -> tuple[int, dict[str, NDArray[Any]]]:
+    """classifier_bytes read back: (store version, arrays). ValueError/KeyError when unreadable."""
+    with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+        arrays = {name: saved[name] for name in saved.files}
+    return int(arrays.pop("store_version")), arrays
 
 
 class Store:
@@ -160,15 +191,7 @@ class Store:
         self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
 
     def _blob(self, embedding: NDArray[np.float32]) -> bytes:
-        vec = np.asarray(embedding)
-        if vec.shape != (self._dim,):
-            raise InvalidInput(f"An embedding must have {self._dim} values, not shape {vec.shape}.")
-        if not np.issubdtype(vec.dtype, np.floating):
-            raise InvalidInput("An embedding must hold floating-point values.")
-        vec = vec.astype("<f4", copy=False)
-        if not np.all(np.isfinite(vec)):
-            raise InvalidInput("An embedding holds NaN or infinite values.")
-        return vec.tobytes()
+        return embedding_bytes(embedding, self._dim)
 
     def _vector(self, blob: bytes) -> NDArray[np.float32]:
         return np.frombuffer(blob, dtype="<f4").astype(np.float32)
@@ -196,6 +219,14 @@ class Store:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def location(self) -> str:
+        """Where the store lives, safe to log."""
+        return str(self._path)
+
+    # One process owns a SQLite store: there are no other writers whose changes to follow.
+    shared = False
 
     def add_faces(self, identity: str, faces: Sequence[NewFace]) -> list[int]:
         """Store faces for an identity (created if new) in one transaction, durably committed on return.
@@ -244,6 +275,32 @@ class Store:
             if any(out):
                 self._bump()
         return out
+
+    def import_faces(self, identities: Sequence[IdentityRow], faces: Sequence[FaceRow]) -> None:
+        """Copies identities and faces from another store as they are (ids, pictures' sha256, boxes,
+        times) in one transaction: `facerec migrate`. The ids must be new here."""
+        with self._lock, self._transaction():
+            self._db.executemany(
+                "INSERT OR IGNORE INTO identities(name, created_at_ms) VALUES (?, ?)",
+                [(row.identity, row.created_at_ms) for row in identities],
+            )
+            self._db.executemany(
+                "INSERT INTO faces(face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
+                " created_at_ms) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
+                [
+                    (
+                        f.face_id,
+                        f.identity,
+                        self._blob(f.embedding),
+                        self._model,
+                        f.image_sha256,
+                        *(f.box if f.box is not None else (None, None, None, None)),
+                        f.created_at_ms,
+                    )
+                    for f in faces
+                ],
+            )
+            self._bump()
 
     def find_face_by_image(self, identity: str, image_sha256: str) -> int | None:
         """The id of this identity's face enrolled from the picture with this sha256, if any."""
@@ -351,6 +408,28 @@ class Store:
         vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32)
         return ids, vectors.reshape(len(rows), self._dim), [r[1] for r in rows]
 
+    def face_ids(self) -> NDArray[np.int64]:
+        """Every face id, ascending."""
+        with self._lock:
+            rows = self._db.execute("SELECT face_id FROM faces ORDER BY face_id").fetchall()
+        return np.array([r[0] for r in rows], dtype=np.int64)
+
+    def faces_by_id(
+        self, face_ids: Sequence[int]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]:
+        """The faces among these ids that still exist, in face_id order (as embeddings())."""
+        wanted = sorted({int(i) for i in face_ids})
+        rows: list[tuple[Any, ...]] = []
+        with self._lock:
+            for start in range(0, len(wanted), _IN_CHUNK):
+                chunk = wanted[start : start + _IN_CHUNK]
+                marks = ",".join("?" * len(chunk))
+                rows += self._db.execute(
+                    f"SELECT face_id, identity, embedding FROM faces WHERE face_id IN ({marks})", chunk
+                ).fetchall()
+        rows.sort(key=lambda r: r[0])
+        return self._unpack(rows)
+
     def identities_of(self, face_ids: Sequence[int]) -> dict[int, str]:
         """face id -> identity for the ids that exist (unknown ids are left out)."""
         wanted = sorted({int(i) for i in face_ids if int(i) >= 0})
@@ -386,6 +465,36 @@ class Store:
         if not ok:
             log.error("integrity_check of %s failed: %s", self._path, rows[:10])
         return ok
+
+    # -- the fitted classifier, kept beside the store so a restart serves it without a refit ---------
+
+    @property
+    def classifier_path(self) -> Path:
+        return self._path.with_name(self._path.name + ".svm.npz")
+
+    def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
+        """Keeps a fitted classifier (fsynced, replaced atomically); a failure to write is logged, not raised."""
+        path = self.classifier_path
+        try:
+            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".svm-", suffix=".npz")
+            with os.fdopen(fd, "wb") as f:
+                f.write(classifier_bytes(arrays, store_version))
+                f.flush()
+                os.fsync(f.fileno())
+            os.replace(tmp, path)
+        except OSError as exc:
+            log.warning("could not save the SVM to %s: %s", path, exc)
+
+    def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None:
+        """The kept classifier: (store version it was fit at, arrays), or None when none is readable."""
+        path = self.classifier_path
+        if not path.is_file():
+            return None
+        try:
+            return classifier_from_bytes(path.read_bytes())
+        except (OSError, ValueError, KeyError) as exc:
+            log.warning("ignoring the unreadable saved SVM %s: %s", path, exc)
+            return None
 
     def close(self) -> None:
         with self._lock:

@@ -68,3 +68,50 @@ def mtcnn_model():
 
     pin_threads(2, 1)
     return MTCNN()
+
+
+@pytest.fixture(scope="session")
+def postgres_cluster():
+    """One throwaway PostgreSQL 15 cluster for the session (tests take a database each: `postgres_url`)."""
+    from tests.support.engines import PostgresCluster
+
+    cluster = PostgresCluster()
+    yield cluster
+    cluster.close()
+
+
+@pytest.fixture
+def postgres_url(postgres_cluster) -> str:
+    """The URL of a fresh, empty database on the session's PostgreSQL cluster."""
+    return postgres_cluster.new_database()
+
+
+@pytest.fixture(params=["sqlite", "postgresql"])
+def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
+    """Where a gallery keeps its store, once per store backend: a SQLite file, then a PostgreSQL database."""
+    if request.param == "sqlite":
+        return str(tmp_path / "g.sqlite")
+    return request.getfixturevalue("postgres_url")
+
+
+@pytest.fixture(scope="session")
+def milvus_server():
+    """One milvus-lite server for the session (tests take a collection each: `milvus_settings`)."""
+    from tests.support.engines import MilvusLiteServer
+
+    server = MilvusLiteServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture
+def milvus_settings(milvus_server):
+    """A fresh collection on the session's milvus-lite server; FLAT (exact): milvus-lite's filtered
+    HNSW searches returned fewer hits than asked."""
+    import uuid
+
+    from gallery.index_milvus import MilvusSettings
+
+    return MilvusSettings(
+        milvus_server.uri, collection="t_" + uuid.uuid4().hex[:12], index_type="FLAT", timeout_s=5.0
+    )

@@ -1,4 +1,4 @@
-"""The SQLite store: durability across reopen, one model per gallery, lookups, removals, versions, threads."""
+"""The stores (SQLite, and PostgreSQL on a real server): durability across reopen, one model per gallery, lookups, removals, versions, threads."""
 
 from __future__ import annotations
 
@@ -15,6 +15,7 @@ import pytest
 
 from facerec.errors import InvalidInput, NotFound, Precondition
 from gallery.store import NewFace, Store
+from gallery.stores import GalleryStore, open_store
 
 MODEL = "facenet-keras-128"
 
@@ -30,21 +31,27 @@ def db_path(tmp_path: Path) -> Path:
 
 
 @pytest.fixture
-def store(db_path: Path):
-    s = Store(db_path, MODEL)
+def where(store_location: str) -> str:
+    """Each test below taking it runs on both stores: a SQLite file and a PostgreSQL database."""
+    return store_location
+
+
+@pytest.fixture
+def store(where: str):
+    s = open_store(where, MODEL)
     yield s
     s.close()
 
 
-def test_everything_survives_reopen_bit_exact(db_path: Path) -> None:
+def test_everything_survives_reopen_bit_exact(where: str) -> None:
     vectors = unit_vectors(5)
-    with Store(db_path, MODEL) as s:
+    with open_store(where, MODEL) as s:
         ids_a = s.add_faces(
             "alice", [NewFace(vectors[0], "sha-a0", (1.5, 2.0, 30.0, 40.0)), NewFace(vectors[1])]
         )
         ids_b = s.add_faces("bob", [NewFace(v) for v in vectors[2:]])
         version = s.version()
-    with Store(db_path, MODEL) as again:
+    with open_store(where, MODEL) as again:
         ids, got, identities = again.embeddings()
         assert ids.tolist() == ids_a + ids_b
         assert identities == ["alice", "alice", "bob", "bob", "bob"]
@@ -68,35 +75,36 @@ def test_embedding_is_a_float32_blob_of_dim_times_4_bytes(db_path: Path) -> None
     assert isinstance(blob, bytes) and len(blob) == 128 * 4
 
 
-def test_wal_mode_and_full_sync(store: Store, db_path: Path) -> None:
-    assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-    assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
+def test_wal_mode_and_full_sync(db_path: Path) -> None:
+    with Store(db_path, MODEL) as store:
+        assert store._db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
+        assert store._db.execute("PRAGMA synchronous").fetchone()[0] == 2  # FULL
 
 
-def test_other_model_is_refused(db_path: Path) -> None:
-    with Store(db_path, MODEL) as s:
+def test_other_model_is_refused(where: str) -> None:
+    with open_store(where, MODEL) as s:
         s.add_faces("alice", [NewFace(unit_vectors(1)[0])])
     with pytest.raises(Precondition):
-        Store(db_path, "arcface-512")
+        open_store(where, "arcface-512")
     # The refusal changed nothing: the original model still opens and sees its face.
-    with Store(db_path, MODEL) as s:
+    with open_store(where, MODEL) as s:
         assert s.counts() == (1, 1)
 
 
-def test_empty_gallery_adopts_a_new_model(db_path: Path) -> None:
-    Store(db_path, MODEL).close()
-    with Store(db_path, "other-model") as s:
+def test_empty_gallery_adopts_a_new_model(where: str) -> None:
+    open_store(where, MODEL).close()
+    with open_store(where, "other-model") as s:
         assert s.model == "other-model"
         s.add_faces("alice", [NewFace(unit_vectors(1)[0])])
     with pytest.raises(Precondition):
-        Store(db_path, MODEL)
+        open_store(where, MODEL)
 
 
 @pytest.mark.parametrize(
     "bad",
     [np.zeros(127, np.float32), np.zeros((1, 128), np.float32), np.full(128, np.nan, np.float32)],
 )
-def test_bad_embeddings_are_invalid_and_nothing_is_stored(store: Store, bad: np.ndarray) -> None:
+def test_bad_embeddings_are_invalid_and_nothing_is_stored(store: GalleryStore, bad: np.ndarray) -> None:
     good = unit_vectors(1)[0]
     with pytest.raises(InvalidInput):
         store.add_faces("alice", [NewFace(good), NewFace(bad)])
@@ -104,12 +112,12 @@ def test_bad_embeddings_are_invalid_and_nothing_is_stored(store: Store, bad: np.
     assert store.version() == 0
 
 
-def test_empty_identity_is_invalid(store: Store) -> None:
+def test_empty_identity_is_invalid(store: GalleryStore) -> None:
     with pytest.raises(InvalidInput):
         store.add_faces("", [NewFace(unit_vectors(1)[0])])
 
 
-def test_duplicate_lookup_by_sha(store: Store) -> None:
+def test_duplicate_lookup_by_sha(store: GalleryStore) -> None:
     v = unit_vectors(2)
     (a,) = store.add_faces("alice", [NewFace(v[0], "sha-1")])
     store.add_faces("bob", [NewFace(v[1], "sha-2")])
@@ -119,7 +127,7 @@ def test_duplicate_lookup_by_sha(store: Store) -> None:
     assert store.find_face_by_image("alice", "") is None
 
 
-def test_remove_identity_and_face(store: Store) -> None:
+def test_remove_identity_and_face(store: GalleryStore) -> None:
     v = unit_vectors(4)
     ids_a = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
     (b,) = store.add_faces("bob", [NewFace(v[2])])
@@ -141,7 +149,7 @@ def test_remove_identity_and_face(store: Store) -> None:
     assert c > b
 
 
-def test_remove_one_of_several_faces_keeps_the_identity(store: Store) -> None:
+def test_remove_one_of_several_faces_keeps_the_identity(store: GalleryStore) -> None:
     v = unit_vectors(2)
     a0, a1 = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
     assert store.remove_face(a0) == "alice"
@@ -151,7 +159,7 @@ def test_remove_one_of_several_faces_keeps_the_identity(store: Store) -> None:
     assert ids.tolist() == [a1] and vectors.tobytes() == v[1].tobytes()
 
 
-def test_version_bumps_on_every_change_only(store: Store) -> None:
+def test_version_bumps_on_every_change_only(store: GalleryStore) -> None:
     v = unit_vectors(3)
     seen = [store.version()]
     (a,) = store.add_faces("alice", [NewFace(v[0])])
@@ -172,7 +180,7 @@ def test_version_bumps_on_every_change_only(store: Store) -> None:
     assert store.version() == seen[-1]
 
 
-def test_list_pagination(store: Store) -> None:
+def test_list_pagination(store: GalleryStore) -> None:
     v = unit_vectors(1)[0]
     names = [f"person-{i:03d}" for i in range(25)]
     for name in reversed(names):
@@ -187,7 +195,7 @@ def test_list_pagination(store: Store) -> None:
     assert store.list_identities(limit=0) == []
 
 
-def test_identities_of(store: Store) -> None:
+def test_identities_of(store: GalleryStore) -> None:
     v = unit_vectors(3)
     a = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
     (b,) = store.add_faces("bob", [NewFace(v[2])])
@@ -195,7 +203,7 @@ def test_identities_of(store: Store) -> None:
     assert store.identities_of([]) == {}
 
 
-def test_identities_of_many_ids(store: Store) -> None:
+def test_identities_of_many_ids(store: GalleryStore) -> None:
     v = unit_vectors(1)[0]
     ids = store.add_many([(f"p{i}", [NewFace(v)]) for i in range(2500)])
     flat = [i for batch in ids for i in batch]
@@ -203,11 +211,11 @@ def test_identities_of_many_ids(store: Store) -> None:
     assert len(got) == 2500 and got[flat[1234]] == "p1234"
 
 
-def test_concurrent_add_faces_from_threads(db_path: Path) -> None:
+def test_concurrent_add_faces_from_threads(where: str) -> None:
     v = unit_vectors(8)
     results: dict[int, list[int]] = {}
     errors: list[BaseException] = []
-    with Store(db_path, MODEL) as s:
+    with open_store(where, MODEL) as s:
 
         def enroll(worker: int) -> None:
             try:
@@ -231,7 +239,7 @@ def test_concurrent_add_faces_from_threads(db_path: Path) -> None:
         assert s.counts() == (8 * 4, 320)
         assert s.version() == 8 * 20
         assert s.integrity_check()
-    with Store(db_path, MODEL) as again:
+    with open_store(where, MODEL) as again:
         ids, vectors, identities = again.embeddings()
         assert sorted(all_ids) == ids.tolist()
         by_id = dict(zip(ids.tolist(), identities, strict=True))
@@ -259,9 +267,10 @@ def test_integrity_check_reports_corruption(db_path: Path) -> None:
 _ENROLL_FOREVER = """
 import sys
 import numpy as np
-from gallery.store import NewFace, Store
+from gallery.store import NewFace
+from gallery.stores import open_store
 
-store = Store(sys.argv[1], sys.argv[2])
+store = open_store(sys.argv[1], sys.argv[2])
 rng = np.random.default_rng(int(sys.argv[3]))
 i = 0
 while True:
@@ -274,13 +283,13 @@ while True:
 """
 
 
-def test_acknowledged_faces_survive_kill_9(db_path: Path) -> None:
+def test_acknowledged_faces_survive_kill_9(where: str) -> None:
     root = Path(__file__).resolve().parents[2]
     rng = np.random.default_rng(7)
     acknowledged: dict[int, str] = {}
     for run in range(10):
         child = subprocess.Popen(
-            [sys.executable, "-c", _ENROLL_FOREVER, str(db_path), MODEL, str(run)],
+            [sys.executable, "-c", _ENROLL_FOREVER, where, MODEL, str(run)],
             cwd=root,
             env={**os.environ, "PYTHONPATH": str(root)},
             stdout=subprocess.PIPE,
@@ -296,6 +305,6 @@ def test_acknowledged_faces_survive_kill_9(db_path: Path) -> None:
                 face_id, identity = line.split()
                 acknowledged[int(face_id)] = identity
         child.wait()
-        with Store(db_path, MODEL) as s:
+        with open_store(where, MODEL) as s:
             assert s.integrity_check()
             assert s.identities_of(list(acknowledged)) == acknowledged
