@@ -14,10 +14,12 @@ from numpy.typing import NDArray
 from facerec.errors import FacerecError, InvalidInput
 from gallery import validation
 from gallery.index import FaceIndex
+from gallery.index_milvus import MilvusIndex
 from gallery.options import GalleryOptions
 from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, largest_face
 from gallery.results import EnrollOutcome, EnrollResult
-from gallery.store import NewFace, Store
+from gallery.store import NewFace
+from gallery.stores import GalleryStore
 
 Embed = Callable[[list[NDArray[np.uint8]], float | None], Embedded]
 
@@ -37,8 +39,8 @@ class Enrolment:
 
     def __init__(
         self,
-        store: Store,
-        index: FaceIndex,
+        store: GalleryStore,
+        index: FaceIndex | MilvusIndex,
         detector: FaceDetector,
         embed: Embed,
         write_lock: threading.Lock,
@@ -50,6 +52,10 @@ class Enrolment:
         self._embed = embed
         self._write = write_lock
         self.options = options
+
+    def use_index(self, index: FaceIndex | MilvusIndex) -> None:
+        """Writes go to this index from now on (the gallery rebuilt its own)."""
+        self._index = index
 
     def enroll(
         self,

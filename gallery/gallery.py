@@ -4,7 +4,10 @@ The store is the truth. The FAISS index and the SVM are derived from it: the ind
 right after each store commit (under one write lock) and built from the store at start unless a
 saved index of the same store version exists; the SVM (gallery.classifier.StoreClassifier) is refit
 by `train` and lazily whenever the store's version differs from the one it was fit at, and saved as
-plain arrays beside the store. Enrolment's bookkeeping is gallery/enrolment.py; the answers are
+plain arrays by the store (beside a SQLite file, inside PostgreSQL, so every replica serves it).
+With a shared (PostgreSQL) store, each replica follows the store's change log (gallery/changes.py);
+with a Milvus index, the replicas share it and a reconciler keeps it level (gallery/reconcile.py).
+Enrolment's bookkeeping is gallery/enrolment.py; the answers are
 gallery/results.py.
 
 Identification is open-set: the SVM's (or, with one identity or more than svm_max_identities,
@@ -28,11 +31,14 @@ from facerec.calibration import Calibration
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
 from facerec.timings import Timings
 from gallery import validation
+from gallery.changes import ChangeFollower
 from gallery.classifier import StoreClassifier
 from gallery.enrolment import Enrolment
 from gallery.index import FaceIndex
+from gallery.index_milvus import MilvusIndex, MilvusSettings
 from gallery.options import GalleryOptions
 from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, FaceEmbedder, largest_face
+from gallery.reconcile import Reconciler
 from gallery.results import (
     NEAREST,
     SVM,
@@ -46,7 +52,8 @@ from gallery.results import (
     Training,
     Verification,
 )
-from gallery.store import FaceRow, IdentityRow, Store
+from gallery.store import FaceRow, IdentityRow
+from gallery.stores import GalleryStore, open_store
 
 log = logging.getLogger(__name__)
 
@@ -66,13 +73,12 @@ class Gallery:
 
     def __init__(
         self,
-        store: Store,
-        index: FaceIndex,
+        store: GalleryStore,
+        index: FaceIndex | MilvusIndex,
         detector: FaceDetector,
         embedder: FaceEmbedder,
         options: GalleryOptions = DEFAULT_OPTIONS,
         index_path: Path | None = None,
-        classifier_path: Path | None = None,
         calibration: Callable[[], Calibration] | None = None,
     ) -> None:
         """calibration: when given, the current thresholds, asked at every request, so thresholds saved by
@@ -88,7 +94,10 @@ class Gallery:
         # Store commit + index update happen under this lock, so the two never disagree for long and
         # a duplicate check and its insert are one step.
         self._write = threading.Lock()
-        self._classifier = StoreClassifier(store, classifier_path)
+        self._classifier = StoreClassifier(store)
+        self._follower: ChangeFollower | None = None
+        self._reconciler: Reconciler | None = None
+        self._closed = False
         self._enrolment = Enrolment(store, index, detector, self._embed, self._write, options)
         # Identify's seconds per step since start (logged by close): calls to the detector and the
         # embedder as the gallery waits for them, and the index search plus the classifier.
@@ -97,27 +106,45 @@ class Gallery:
     @classmethod
     def open(
         cls,
-        store_path: Path,
+        store_location: str | Path,
         model: str,
         detector: FaceDetector,
         embedder: FaceEmbedder,
         options: GalleryOptions = DEFAULT_OPTIONS,
         calibration: Callable[[], Calibration] | None = None,
+        password_file: str = "",
+        milvus: MilvusSettings | None = None,
+        reconcile_s: float = 30.0,
     ) -> Gallery:
-        """Opens (or creates) the store for `model`, then loads its saved index when it matches the
-        store's version, else builds the index from the store."""
-        store_path = Path(store_path)
-        store_path.parent.mkdir(parents=True, exist_ok=True)
-        store = Store(store_path, model, dim=options.dimension)
-        index_path, classifier_path = sidecar_paths(store_path)
+        """Opens (or creates) the store for `model`: a SQLite path or a postgresql:// URL. Then loads a
+        SQLite store's saved index when it matches the store's version, else builds the index from the
+        store. A shared (PostgreSQL) store's changes by other replicas are followed from then on.
+        With `milvus`, the index is that shared collection instead, reconciled with the store every
+        reconcile_s (gallery/reconcile.py)."""
+        store = open_store(store_location, model, options.dimension, password_file)
+        # Read before the embeddings: changes committed meanwhile are replayed by the follower (idempotent).
         version = store.version()
-        index = FaceIndex.load(
-            index_path,
-            version,
-            dim=options.dimension,
-            ivf_min_size=options.ivf_min_size,
-            nprobe=options.nprobe,
-        )
+        if milvus is not None:
+            try:
+                shared = MilvusIndex(milvus, model, options.dimension, store.identities_of)
+            except BaseException:
+                store.close()
+                raise
+            gallery = cls(store, shared, detector, embedder, options, None, calibration)
+            gallery._reconciler = Reconciler(store, shared, reconcile_s)
+            gallery._reconciler.start()
+            gallery._start_following(version)
+            return gallery
+        index_path = None if store.shared else sidecar_paths(Path(store_location).expanduser())[0]
+        index = None
+        if index_path is not None:
+            index = FaceIndex.load(
+                index_path,
+                version,
+                dim=options.dimension,
+                ivf_min_size=options.ivf_min_size,
+                nprobe=options.nprobe,
+            )
         loaded = index is not None
         if index is None:
             ids, vectors, _ = store.embeddings()
@@ -127,10 +154,16 @@ class Gallery:
             log.info("built the %s index from the store: %s faces", index.kind, index.ntotal)
         else:
             log.info("loaded the saved %s index: %s faces", index.kind, index.ntotal)
-        gallery = cls(store, index, detector, embedder, options, index_path, classifier_path, calibration)
+        gallery = cls(store, index, detector, embedder, options, index_path, calibration)
         if loaded:
             gallery._saved_version = version
+        gallery._start_following(version)
         return gallery
+
+    def _start_following(self, version: int) -> None:
+        if self._store.shared:
+            self._follower = ChangeFollower(self, self._store, version, self.options.follow_poll_s)  # type: ignore[arg-type]
+            self._follower.start()
 
     @property
     def model(self) -> str:
@@ -171,11 +204,64 @@ class Gallery:
             return True
 
     def close(self) -> None:
-        """Saves the index with the store's version (a later start loads it instead of rebuilding)."""
+        """Saves the index with the store's version (a later start loads it instead of rebuilding).
+        Closing again does nothing."""
+        if self._closed:
+            return
+        self._closed = True
         self.timings.log(log)
+        if self._follower is not None:
+            self._follower.stop()
+        if self._reconciler is not None:
+            self._reconciler.stop()
         self.checkpoint()
         with self._write:
             self._store.close()
+            if isinstance(self._index, MilvusIndex):
+                self._index.close()
+
+    # --- following a shared store's changes -----------------------------------------------------------
+
+    @property
+    def classifier_version(self) -> int:
+        """The store version this replica's SVM was fit at; -1 when it has none."""
+        return self._classifier.version
+
+    def follow(
+        self, face_ids: Sequence[int], present_ids: NDArray[np.int64], vectors: NDArray[np.float32]
+    ) -> None:
+        """Brings the index level with the store for face_ids, of which present_ids (with vectors (n, dim))
+        are the ones the store still holds. Idempotent: replaying this replica's own changes is harmless.
+        A shared index (Milvus) was written by the replica that made the change: nothing to do."""
+        if self._index.shared:
+            return
+        with self._write:
+            self._index.remove([int(i) for i in face_ids])
+            if len(present_ids):
+                self._index.add(present_ids, vectors)
+
+    def adopt_classifier(self) -> bool:
+        """Serves the classifier another replica trained, when it is current; True when adopted."""
+        return self._classifier.adopt()
+
+    def rebuild_index(self) -> int:
+        """Rebuilds the index from the store (a replica that missed changes); returns the version it mirrors.
+        A shared index is the reconciler's to repair: left as it is."""
+        version = self._store.version()
+        if self._index.shared:
+            return version
+        ids, vectors, _ = self._store.embeddings()
+        index = FaceIndex.build(
+            ids,
+            vectors,
+            dim=self.options.dimension,
+            ivf_min_size=self.options.ivf_min_size,
+            nprobe=self.options.nprobe,
+        )
+        with self._write:
+            self._index = index
+            self._enrolment.use_index(index)
+        return version
 
     # --- enrolment ---------------------------------------------------------------------------------
 

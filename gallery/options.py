@@ -30,3 +30,5 @@ class GalleryOptions:
     max_images_per_request: int = 64
     max_embeddings_per_request: int = 1000
     detect_options: DetectorOptions = field(default_factory=DetectorOptions)
+    # With a shared store, how long a replica waits for a change notification before it looks anyway.
+    follow_poll_s: float = 0.5

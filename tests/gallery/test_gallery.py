@@ -3,7 +3,8 @@ outcomes, open-set identification (SVM and nearest neighbour), verification, rem
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -13,6 +14,7 @@ from numpy.typing import NDArray
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
 from gallery.gallery import Gallery
+from gallery.index_milvus import MilvusSettings
 from gallery.options import GalleryOptions
 from gallery.ports import Embedded
 from gallery.results import NEAREST, SVM, EnrollOutcome, NotIdentifiable
@@ -24,10 +26,53 @@ def world() -> World:
     return World()
 
 
-def open_gallery(path: Path, world: World, **options: object) -> Gallery:
-    return Gallery.open(
-        path / "g.sqlite", MODEL, FakeDetector(), FakeEmbedder(world), GalleryOptions(**options)
+_opened: list[Gallery] = []
+
+
+@pytest.fixture(autouse=True)
+def _close_galleries() -> Iterator[None]:
+    """Closes the galleries a test opened (a PostgreSQL gallery holds connections and a follower thread)."""
+    yield
+    while _opened:
+        _opened.pop().close()
+
+
+@dataclass(frozen=True)
+class Backend:
+    """Where a gallery keeps its store and its index."""
+
+    store: str
+    milvus: MilvusSettings | None = None
+
+
+@pytest.fixture(params=["faiss", "milvus"])
+def where(request: pytest.FixtureRequest, store_location: str) -> Backend:
+    """Each test below taking it runs on every store x index: SQLite or PostgreSQL, FAISS or Milvus
+    (a collection on a real milvus-lite server)."""
+    if request.param == "faiss":
+        return Backend(store_location)
+    return Backend(store_location, request.getfixturevalue("milvus_settings"))
+
+
+def open_gallery(
+    where: Backend | Path,
+    world: World,
+    detector: FakeDetector | None = None,
+    embedder: FakeEmbedder | None = None,
+    **options: object,
+) -> Gallery:
+    """A gallery on `where`: a backend, or a folder for a SQLite file g.sqlite in it."""
+    backend = where if isinstance(where, Backend) else Backend(str(where / "g.sqlite"))
+    gallery = Gallery.open(
+        backend.store,
+        MODEL,
+        detector or FakeDetector(),
+        embedder or FakeEmbedder(world),
+        GalleryOptions(**options),  # type: ignore[arg-type]
+        milvus=backend.milvus,
     )
+    _opened.append(gallery)
+    return gallery
 
 
 def enroll_people(gallery: Gallery, world: World, names: Sequence[str]) -> None:
@@ -47,8 +92,8 @@ def brute_force_candidates(
     return sorted(best.items(), key=lambda kv: kv[1])
 
 
-def test_enroll_reports_an_outcome_per_picture_and_embedding(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_enroll_reports_an_outcome_per_picture_and_embedding(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     a = world.train["person-0"]
     small, large = (a[1], (0.0, 0.0, 20.0, 20.0), 0.999), (a[2], (50.0, 50.0, 100.0, 100.0), 0.98)
     results = g.enroll(
@@ -80,8 +125,8 @@ def test_enroll_reports_an_outcome_per_picture_and_embedding(tmp_path: Path, wor
     assert g.stats().faces == 3
 
 
-def test_enroll_needs_a_valid_identity_and_something_to_enroll(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world, max_images_per_request=3)
+def test_enroll_needs_a_valid_identity_and_something_to_enroll(where: Backend, world: World) -> None:
+    g = open_gallery(where, world, max_images_per_request=3)
     for name in ("", "x" * 10_000, "bad\x07name"):
         with pytest.raises(InvalidInput):
             g.enroll(name, [portrait(0)])
@@ -92,8 +137,8 @@ def test_enroll_needs_a_valid_identity_and_something_to_enroll(tmp_path: Path, w
     assert g.stats().faces == 0
 
 
-def test_svm_identifies_known_people_and_calls_a_stranger_unknown(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_svm_identifies_known_people_and_calls_a_stranger_unknown(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     known, stranger = world.names[:4], world.names[4]
     enroll_people(g, world, known)
     for name in world.names:
@@ -118,8 +163,8 @@ def test_svm_identifies_known_people_and_calls_a_stranger_unknown(tmp_path: Path
                 assert 0 < face.confidence <= 1
 
 
-def test_the_svm_answer_stands_only_within_the_threshold(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_the_svm_answer_stands_only_within_the_threshold(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     enroll_people(g, world, world.names[:3])
     query = world.vectors[world.val["person-1"][0]]
     assert g.identify_embedding(query.tolist()).faces[0].identity == "person-1"
@@ -135,8 +180,8 @@ def test_the_svm_answer_stands_only_within_the_threshold(tmp_path: Path, world: 
             g.identify_embedding(query.tolist(), top_k=bad)
 
 
-def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world, svm_max_identities=2)
+def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(where: Backend, world: World) -> None:
+    g = open_gallery(where, world, svm_max_identities=2)
     enroll_people(g, world, ["person-0"])
     own = g.identify_embedding(world.vectors[world.val["person-0"][0]].tolist())
     other = g.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
@@ -152,8 +197,8 @@ def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(tmp_path: Path, 
         assert answer.method == NEAREST and answer.faces[0].identity == name
 
 
-def test_svm_is_refit_lazily_and_by_train(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_svm_is_refit_lazily_and_by_train(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     enroll_people(g, world, ["person-0"])
     with pytest.raises(Precondition):
         g.train()
@@ -171,8 +216,8 @@ def test_svm_is_refit_lazily_and_by_train(tmp_path: Path, world: World) -> None:
     assert not g.stats().classifier_stale
 
 
-def test_identify_a_picture_answers_every_face(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_identify_a_picture_answers_every_face(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     enroll_people(g, world, world.names[:2])
     known = (world.val["person-1"][0], (300.0, 40.0, 80.0, 90.0), 0.97)
     stranger = (world.val["person-4"][0], (10.0, 40.0, 60.0, 70.0), 0.999)
@@ -251,15 +296,15 @@ def test_verify_compares_the_largest_face_says_how_many_and_refuses_a_tiny_one(
         g.verify(portrait(a1), tiny)
 
 
-def test_identify_on_an_empty_gallery_is_unknown_without_candidates(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_identify_on_an_empty_gallery_is_unknown_without_candidates(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     (face,) = g.identify_embedding(world.vectors[0].tolist()).faces
     assert (face.identity, face.known, face.candidates) == ("", False, [])
     assert g.search(world.vectors[0].tolist()) == []
 
 
-def test_verify_pictures_and_identities(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_verify_pictures_and_identities(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     enroll_people(g, world, ["person-0"])
     a0, a1 = world.val["person-0"][:2]
     b0 = world.val["person-2"][0]
@@ -288,8 +333,8 @@ def test_verify_pictures_and_identities(tmp_path: Path, world: World) -> None:
             g.verify(**kwargs)
 
 
-def test_removed_identities_and_faces_are_never_returned(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_removed_identities_and_faces_are_never_returned(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     enroll_people(g, world, world.names[:3])
     assert g.remove_identity("person-1") == 8
     query = world.vectors[world.val["person-1"][0]].tolist()
@@ -315,8 +360,8 @@ def test_removed_identities_and_faces_are_never_returned(tmp_path: Path, world: 
     assert g.stats().faces == g.stats().index_size == 15
 
 
-def test_identities_are_listed_in_pages_by_name(tmp_path: Path, world: World) -> None:
-    g = open_gallery(tmp_path, world)
+def test_identities_are_listed_in_pages_by_name(where: Backend, world: World) -> None:
+    g = open_gallery(where, world)
     for name in reversed(world.names):
         g.enroll(name, [portrait(world.train[name][0])])
     seen, token, pages = [], "", 0
@@ -332,27 +377,29 @@ def test_identities_are_listed_in_pages_by_name(tmp_path: Path, world: World) ->
 
 
 def test_restart_loads_the_saved_index_and_svm_or_rebuilds_after_a_crash(
-    tmp_path: Path, world: World
+    where: Backend, world: World
 ) -> None:
-    g = open_gallery(tmp_path, world)
+    g = open_gallery(where, world)
     enroll_people(g, world, world.names[:3])
     g.train()
     g.close()
-    assert (tmp_path / "g.sqlite.faiss").is_file() and (tmp_path / "g.sqlite.svm.npz").is_file()
+    if where.milvus is None and not where.store.startswith("postgresql://"):
+        # A SQLite gallery keeps its FAISS index and SVM beside the file (PostgreSQL keeps the SVM inside).
+        assert Path(where.store + ".faiss").is_file() and Path(where.store + ".svm.npz").is_file()
 
-    reopened = open_gallery(tmp_path, world)
+    reopened = open_gallery(where, world)
     stats = reopened.stats()
     assert (stats.faces, stats.index_size, stats.classifier_stale) == (24, 24, False)
     enroll_people(reopened, world, world.names[3:4])  # then "crash": no close, the saved index is stale
-    crashed = open_gallery(tmp_path, world)
+    crashed = open_gallery(where, world)
     stats = crashed.stats()
     assert (stats.identities, stats.faces, stats.index_size, stats.classifier_stale) == (4, 32, 32, True)
     answer = crashed.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
     assert answer.faces[0].identity == "person-3"
 
 
-def test_another_model_is_refused(tmp_path: Path, world: World) -> None:
-    g = Gallery.open(tmp_path / "g.sqlite", MODEL, FakeDetector(), FakeEmbedder(world, "other-model"))
+def test_another_model_is_refused(where: Backend, world: World) -> None:
+    g = open_gallery(where, world, embedder=FakeEmbedder(world, "other-model"))
     with pytest.raises(Precondition):
         g.enroll("person-0", [portrait(0)])
     results = g.enroll("person-0", embeddings=[(world.vectors[0].tolist(), "other-model")])
@@ -362,9 +409,9 @@ def test_another_model_is_refused(tmp_path: Path, world: World) -> None:
     assert g.stats().faces == 0
 
 
-def test_a_downstream_outage_stores_nothing_and_passes_through(tmp_path: Path, world: World) -> None:
+def test_a_downstream_outage_stores_nothing_and_passes_through(where: Backend, world: World) -> None:
     detector = FakeDetector()
-    g = Gallery.open(tmp_path / "g.sqlite", MODEL, detector, FakeEmbedder(world))
+    g = open_gallery(where, world, detector=detector)
     detector.down = True
     with pytest.raises(Unavailable):
         g.enroll("person-0", [portrait(0)], embeddings=[(world.vectors[1].tolist(), "")])

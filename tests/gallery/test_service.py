@@ -366,7 +366,7 @@ def test_settings_from_env_and_flags_agree(tmp_path: Path) -> None:
     }
     settings = Settings.from_env(env)
     assert (
-        settings.store == tmp_path / "gallery.sqlite"
+        settings.store == str(tmp_path / "gallery.sqlite")
         and settings.calibration_path == tmp_path / "calibration.json"
     )
     assert (settings.detector, settings.threshold, settings.port) == ("dns:///detector:50051", 0.9, 50053)
