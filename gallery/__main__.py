@@ -66,7 +66,17 @@ def _build(settings: Settings) -> Hosting:
         )
 
     options = settings.gallery_options(calibration().threshold, calibration().source)
-    gallery = Gallery.open(settings.store, model, detector, embedder, options, calibration)
+    gallery = Gallery.open(
+        settings.store,
+        model,
+        detector,
+        embedder,
+        options,
+        calibration,
+        settings.store_password_file,
+        settings.milvus(),
+        settings.index_reconcile_s,
+    )
     stop_checkpoints = threading.Event()
 
     def start_checkpoints() -> None:

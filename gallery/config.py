@@ -14,8 +14,10 @@ from typing import Any, ClassVar
 
 from facerec.assets import Assets, facerec_home
 from facerec.settings import MiB, ServerOptions, ServerSettings, SettingError, setting
+from gallery.index_milvus import MilvusSettings
 from gallery.options import GalleryOptions
 from gallery.ports import DetectorOptions
+from gallery.stores import is_postgres
 
 DEFAULT_PORT = 50053
 # The model the gallery assumes when the embedder cannot be asked at start (it is checked on every embed).
@@ -35,7 +37,21 @@ class Settings(ServerSettings):
 
     PREFIX: ClassVar[str] = "GALLERY_"
 
-    store: Path = setting(help="SQLite file of the gallery (default FACEREC_HOME/gallery.sqlite)")
+    store: str = setting(
+        help="SQLite file of the gallery (default FACEREC_HOME/gallery.sqlite), or a PostgreSQL URL "
+        "postgresql://user@host:5432/db shared by any number of gallery replicas"
+    )
+    store_password_file: str = setting("", "file holding the PostgreSQL password (instead of the URL)")
+    index: str = setting("faiss", "faiss (in this process) or a Milvus URI such as http://milvus:19530")
+    index_token: str = setting("", "Milvus token (user:password or an API key)", secret=True)
+    index_token_file: str = setting("", "file holding the Milvus token")
+    index_tls_ca: str = setting("", "CA certificate (PEM) to trust for an https:// Milvus")
+    index_collection: str = setting("facerec_faces", "the Milvus collection of the gallery's faces")
+    index_type: str = setting(
+        "AUTOINDEX", "Milvus vector index type (AUTOINDEX lets Milvus choose; FLAT is exact)"
+    )
+    # A Milvus index is brought level with the store this often (and soon after a missed write).
+    index_reconcile_s: float = setting(30.0, "bring the Milvus index level with the store this often (s)")
     calibration_path: Path = setting(
         help="calibration.json holding the model's threshold (default FACEREC_HOME/calibration.json)",
         name="calibration",
@@ -84,7 +100,7 @@ class Settings(ServerSettings):
     def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:
         """The store defaults to FACEREC_HOME/gallery.sqlite, the calibration to FACEREC_HOME's."""
         assets = Assets(facerec_home(environ))
-        return {"store": assets.home / "gallery.sqlite", "calibration_path": assets.threshold_file}
+        return {"store": str(assets.home / "gallery.sqlite"), "calibration_path": assets.threshold_file}
 
     def check(self) -> None:
         super().check()
@@ -106,12 +122,40 @@ class Settings(ServerSettings):
             raise SettingError("index_checkpoint_s must not be negative (0 saves only at shutdown).")
         if min(self.detect_images_per_call, self.embed_faces_per_call, self.max_images_per_enroll) < 1:
             raise SettingError("Per-call and per-request limits must be at least 1.")
+        if not self.store:
+            raise SettingError("GALLERY_STORE must name a SQLite file or a postgresql:// URL.")
+        if self.store_password_file and not is_postgres(self.store):
+            raise SettingError("GALLERY_STORE_PASSWORD_FILE needs a postgresql:// GALLERY_STORE.")
+        if self.index != "faiss" and not self.index.startswith(("http://", "https://")):
+            raise SettingError(
+                f"GALLERY_INDEX must be faiss or a Milvus URI (http://host:19530), not {self.index!r}."
+            )
+        if self.index_reconcile_s <= 0:
+            raise SettingError("index_reconcile_s must be positive.")
         if not self.detector or not self.embedder:
             raise SettingError("The detector and embedder addresses must not be empty.")
         if bool(self.downstream_tls_cert) != bool(self.downstream_tls_key):
             raise SettingError("GALLERY_DOWNSTREAM_TLS_CERT and GALLERY_DOWNSTREAM_TLS_KEY go together.")
         if self.downstream_tls_cert and not self.downstream_tls_ca:
             raise SettingError("GALLERY_DOWNSTREAM_TLS_CERT needs GALLERY_DOWNSTREAM_TLS_CA.")
+
+    def milvus(self) -> MilvusSettings | None:
+        """The shared index's settings; None for FAISS. The token file, when set, is read now."""
+        if self.index == "faiss":
+            return None
+        token = self.index_token
+        if self.index_token_file:
+            try:
+                token = Path(self.index_token_file).read_text().strip()
+            except OSError as exc:
+                raise SettingError(f"GALLERY_INDEX_TOKEN_FILE cannot be read ({exc.strerror}).") from None
+        return MilvusSettings(
+            self.index,
+            token=token,
+            collection=self.index_collection,
+            index_type=self.index_type,
+            tls_ca=self.index_tls_ca,
+        )
 
     def server_options(self) -> ServerOptions:
         return dataclasses.replace(

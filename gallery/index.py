@@ -107,6 +107,9 @@ class FaceIndex:
     seconds at 1M). Thread-safe: searches run concurrently, add/remove exclusively.
     """
 
+    # Each process holds its own FAISS index (Milvus is the shared one).
+    shared = False
+
     def __init__(self, dim: int = 128, ivf_min_size: int = 50_000, nprobe: int | None = None) -> None:
         if dim <= 0:
             raise InvalidInput("The index dimension must be positive.")

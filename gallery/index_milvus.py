@@ -1,0 +1,262 @@
+"""The gallery's index in Milvus, shared by every replica: an adapter over the network (like clients.py),
+behind the same interface as the in-process FAISS index (gallery/index.py).
+
+The collection holds face_id (primary key), identity, model and the embedding. The store stays the
+truth: the gallery writes Milvus after each store commit, and a reconciler (gallery/reconcile.py) brings
+the collection level with the store after a crash or an outage. Searches use the inner product on unit
+vectors, turned into euclidean distances as FAISS's are. A Milvus that cannot be reached makes searches
+raise Unavailable (one sentence); writes it misses are left to the reconciler.
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+from typing import Any, TypeVar
+
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec.errors import InvalidInput, Unavailable
+
+log = logging.getLogger(__name__)
+
+T = TypeVar("T")
+
+# Rows per write and per page when listing every id: well below Milvus's 64 MiB message limit at d=128.
+_BATCH = 4096
+# How long a count of the collection is reused (other replicas' writes show in it after this long).
+COUNT_TTL_S = 1.0
+
+
+@dataclass(frozen=True)
+class MilvusSettings:
+    """Where the shared index lives. uri http(s)://host:19530 (https = TLS); token "user:password" or an
+    API key; index_type as Milvus names it (AUTOINDEX lets Milvus choose; FLAT is exact)."""
+
+    uri: str
+    token: str = ""
+    collection: str = "facerec_faces"
+    index_type: str = "AUTOINDEX"
+    timeout_s: float = 10.0
+    tls_ca: str = ""
+
+    def __post_init__(self) -> None:
+        if not self.uri.startswith(("http://", "https://", "tcp://")):
+            raise InvalidInput(f"The Milvus URI must start with http:// or https://, not {self.uri!r}.")
+
+
+def _distance(ip: float) -> float:
+    # Unit vectors: |a - b|^2 = 2 - 2 a.b; clipped because rounding can push a.b past 1.
+    return float(np.sqrt(max(0.0, 2.0 - 2.0 * ip)))
+
+
+class MilvusIndex:
+    """FaceIndex's interface over a Milvus collection. identities_of maps face ids to identities (the
+    store's), so writes carry the identity without the gallery passing it."""
+
+    kind = "milvus"
+    shared = True
+
+    def __init__(
+        self,
+        settings: MilvusSettings,
+        model: str,
+        dim: int,
+        identities_of: Callable[[Sequence[int]], dict[int, str]],
+    ) -> None:
+        # Imported here: pymilvus (and the grpc under it) loads only for a gallery configured for Milvus.
+        from pymilvus import MilvusClient
+
+        self._settings = settings
+        self._model = model
+        self._dim = dim
+        self._identities_of = identities_of
+        self._lock = threading.Lock()
+        self.missed_writes = 0  # writes that failed since the last reconciliation
+        self._count = (0, -COUNT_TTL_S)  # (faces, when counted): see ntotal
+        extra: dict[str, Any] = {"server_pem_path": settings.tls_ca} if settings.tls_ca else {}
+        try:
+            self._client = MilvusClient(
+                uri=settings.uri, token=settings.token, timeout=settings.timeout_s, **extra
+            )
+            self._ensure_collection()
+        except Exception as exc:
+            raise self._unavailable(exc) from None
+
+    def _unavailable(self, exc: BaseException) -> Unavailable:
+        log.warning("Milvus at %s: %s", self._settings.uri, exc)
+        return Unavailable(f"The Milvus index at {self._settings.uri} cannot be reached.")
+
+    def _call(self, work: Callable[[], T]) -> T:
+        """Runs one Milvus call; a collection left released (Milvus restarted) is loaded and the call
+        retried once. Anything else is Unavailable."""
+        for attempt in (0, 1):
+            try:
+                return work()
+            except Exception as exc:
+                released = "released" in str(exc) or "not loaded" in str(exc)
+                if attempt == 0 and released:
+                    try:
+                        self._client.load_collection(self._settings.collection)
+                        continue
+                    except Exception as again:
+                        raise self._unavailable(again) from None
+                raise self._unavailable(exc) from None
+        raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
+
+    def _ensure_collection(self) -> None:
+        from pymilvus import DataType
+
+        name = self._settings.collection
+        if self._client.has_collection(name):
+            self._client.load_collection(name)
+            return
+        schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
+        schema.add_field("face_id", DataType.INT64, is_primary=True)
+        schema.add_field("identity", DataType.VARCHAR, max_length=1024)
+        schema.add_field("model", DataType.VARCHAR, max_length=256)
+        schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self._dim)
+        params = self._client.prepare_index_params()
+        params.add_index(field_name="embedding", index_type=self._settings.index_type, metric_type="IP")
+        # Strong: a search sees every write acknowledged before it, from any replica.
+        self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
+        log.info("created the Milvus collection %s (%s, inner product)", name, self._settings.index_type)
+
+    def describe_index(self) -> dict[str, Any]:
+        """What Milvus reports about the vector index (its type may differ from the one asked for)."""
+        return dict(self._client.describe_index(self._settings.collection, "embedding"))
+
+    # -- changes ----------------------------------------------------------------------------------
+
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Writes faces (ids (n,), unit vectors (n, dim)); an unreachable Milvus is left to the reconciler."""
+        i = np.asarray(ids, dtype=np.int64).reshape(-1)
+        x = np.asarray(vectors, dtype=np.float32).reshape(len(i), self._dim) if len(i) else vectors
+        if not len(i):
+            return
+        try:
+            owners = self._identities_of(i.tolist())
+            rows = [
+                {"face_id": int(f), "identity": owners[int(f)], "model": self._model, "embedding": v.tolist()}
+                for f, v in zip(i, x, strict=True)
+                if int(f) in owners  # removed from the store meanwhile: nothing to write
+            ]
+            for start in range(0, len(rows), _BATCH):
+                batch = rows[start : start + _BATCH]
+                self._call(partial(self._client.upsert, self._settings.collection, batch))
+            self._recount()
+        except Exception as exc:
+            self.missed_writes += 1
+            log.warning("Milvus write of %s faces missed (the reconciler will redo it): %s", len(i), exc)
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Deletes these ids; returns how many were asked (Milvus does not say how many existed)."""
+        wanted = sorted({int(i) for i in ids})
+        if not wanted:
+            return 0
+        try:
+            for start in range(0, len(wanted), _BATCH):
+                batch = wanted[start : start + _BATCH]
+                self._call(partial(self._client.delete, self._settings.collection, ids=batch))
+            self._recount()
+        except Exception as exc:
+            self.missed_writes += 1
+            log.warning(
+                "Milvus delete of %s faces missed (the reconciler will redo it): %s", len(wanted), exc
+            )
+        return len(wanted)
+
+    # -- queries ----------------------------------------------------------------------------------
+
+    def search(
+        self,
+        xq: NDArray[np.float32],
+        k: int,
+        exact_beyond: float | None = None,
+        nprobe: int | None = None,
+    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The k nearest faces of each query, as FaceIndex.search: D (m, k) float32 euclidean distances
+        ascending, I (m, k) int64 face ids, padded with +inf / -1. exact_beyond and nprobe are Milvus's
+        business here (its index parameters), accepted for the interface."""
+        if k < 1:
+            raise InvalidInput("k must be at least 1.")
+        x = np.asarray(xq, dtype=np.float32)
+        if x.ndim != 2 or x.shape[1] != self._dim:
+            raise InvalidInput(f"Queries must be (m, {self._dim}) float32, not {x.shape}.")
+        hits = self._call(
+            lambda: self._client.search(
+                self._settings.collection,
+                data=x.tolist(),
+                limit=int(k),
+                anns_field="embedding",
+                search_params={"metric_type": "IP"},
+                output_fields=["face_id"],
+            )
+        )
+        dist = np.full((len(x), k), np.inf, dtype=np.float32)
+        ids = np.full((len(x), k), -1, dtype=np.int64)
+        for row, found in enumerate(hits):
+            for col, hit in enumerate(list(found)[:k]):
+                ids[row, col] = int(hit["face_id"] if "face_id" in hit else hit["id"])
+                dist[row, col] = _distance(float(hit["distance"]))
+        order = np.argsort(dist, axis=1, kind="stable")
+        return np.take_along_axis(dist, order, 1), np.take_along_axis(ids, order, 1)
+
+    def all_ids(self) -> NDArray[np.int64]:
+        """Every face id in the collection, ascending (paged, so millions do not make one message)."""
+
+        def page_through() -> list[int]:
+            iterator = self._client.query_iterator(
+                self._settings.collection, batch_size=_BATCH, filter="", output_fields=["face_id"]
+            )
+            out: list[int] = []
+            try:
+                while batch := iterator.next():
+                    out.extend(int(r["face_id"]) for r in batch)
+            finally:
+                iterator.close()
+            return out
+
+        return np.array(sorted(self._call(page_through)), dtype=np.int64)
+
+    # -- description ------------------------------------------------------------------------------
+
+    @property
+    def ntotal(self) -> int:
+        """Faces in the collection, counted at most every COUNT_TTL_S (a count scans the collection; the
+        gallery asks at every Identify). Unavailable when Milvus cannot be reached."""
+        with self._lock:
+            value, at = self._count
+            if time.monotonic() - at < COUNT_TTL_S:
+                return value
+        rows = self._call(lambda: self._client.query(self._settings.collection, output_fields=["count(*)"]))
+        value = int(rows[0]["count(*)"])
+        with self._lock:
+            self._count = (value, time.monotonic())
+        return value
+
+    def _recount(self) -> None:
+        with self._lock:
+            self._count = (0, -COUNT_TTL_S)
+
+    @property
+    def dim(self) -> int:
+        return self._dim
+
+    @property
+    def detail(self) -> str:
+        return f"collection={self._settings.collection} at {self._settings.uri}"
+
+    def save(self, path: object, store_version: int) -> None:
+        """Nothing to save: Milvus keeps the collection itself."""
+
+    def close(self) -> None:
+        try:
+            self._client.close()
+        except Exception as exc:  # closing a dead connection: nothing left to do
+            log.debug("closing the Milvus client: %s", exc)
