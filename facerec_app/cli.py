@@ -133,6 +133,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.set_defaults(run=cmd_health)
 
+    from facerec_app.migrate_command import add_migrate_command
+
+    add_migrate_command(sub)
     _add_client_commands(sub)
     return parser
 
