@@ -2,6 +2,7 @@
 
     .venv/bin/python -m bench.gallery_scale                      # 10k and 100k (about 2 minutes)
     .venv/bin/python -m bench.gallery_scale --sizes 1000000      # 1M: ~3 GB of memory, several minutes
+    .venv/bin/python -m bench.gallery_scale --engines            # SQLite vs PostgreSQL vs Milvus, replicas
 
 Two kinds of gallery, d=128, unit vectors:
   (a) face-like: a 28-d Gaussian latent through a fixed random 28x128 matrix, normalized, plus small noise;
@@ -306,12 +307,35 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--workdir", default=None, help="where the SQLite file and index go (default: a temp dir)"
     )
+    parser.add_argument(
+        "--engines",
+        action="store_true",
+        help="store x index backends and replicas (bench/gallery_engines.py)",
+    )
+    parser.add_argument("--engine-faces", type=int, default=10_000, help="faces in the --engines galleries")
+    parser.add_argument(
+        "--postgres", default="", help="--engines: this PostgreSQL database, else a throwaway one"
+    )
+    parser.add_argument("--milvus", default="", help="--engines: this Milvus URI, else a milvus-lite server")
+    parser.add_argument("--lag-trials", type=int, default=50, help="--engines: enrolls timed across replicas")
+    parser.add_argument(
+        "--replica-clients", type=int, default=8, help="--engines: closed-loop Identify clients"
+    )
+    parser.add_argument(
+        "--replica-seconds", type=float, default=10.0, help="--engines: seconds per replica count"
+    )
     parser.add_argument("--restart-probe", nargs=3, metavar=("MODE", "DB", "INDEX"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     faiss.omp_set_num_threads(args.threads)
     if args.restart_probe:
         mode, db, index_path = args.restart_probe
         restart_probe(db, index_path, mode, args.threads)
+        return
+    if args.engines:
+        from bench.gallery_engines import run as run_engines
+
+        with tempfile.TemporaryDirectory(dir=args.workdir) as tmp:
+            run_engines(args, face_like, Path(tmp))
         return
     args.sweep = [int(s) for s in args.sweep.split(",")]
     out(

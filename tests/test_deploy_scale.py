@@ -1,0 +1,128 @@
+"""The scale-out deployment files (docker-compose.scale.yml, deploy/k8s/scale) agree with each other and
+with the gallery's settings: replicas on one PostgreSQL and one Milvus, reached through DNS.
+
+No Docker engine or cluster is needed: the files are parsed, every command is parsed by the CLI, and
+the gallery's environment is read by its own Settings.from_env.
+"""
+
+from __future__ import annotations
+
+import argparse
+import shlex
+from pathlib import Path
+
+import psycopg
+import pytest
+import yaml
+
+from facerec_app.cli import build_parser
+from gallery.config import Settings
+
+ROOT = Path(__file__).resolve().parents[1]
+
+
+def parse_cli(argv: list[str]) -> argparse.Namespace:
+    try:
+        return build_parser().parse_args(argv)
+    except SystemExit:
+        pytest.fail(f"`facerec {shlex.join(argv)}` is not a valid facerec command")
+
+
+def gallery_settings(env: dict[str, str]) -> Settings:
+    """The settings a gallery replica starts with from this environment (fails on an unknown value)."""
+    return Settings.from_env({**env, "FACEREC_HOME": "/opt/facerec"})
+
+
+@pytest.fixture(scope="module")
+def compose() -> dict:
+    return yaml.safe_load((ROOT / "docker-compose.scale.yml").read_text())
+
+
+def test_compose_runs_postgres_milvus_standalone_and_three_gallery_replicas(compose) -> None:
+    services = compose["services"]
+    assert set(services) == {"postgres", "etcd", "minio", "milvus", "detector", "embedder", "gallery"}
+    assert services["gallery"]["deploy"]["replicas"] == 3
+    assert parse_cli(services["gallery"]["command"]).service == "gallery"
+    # Milvus standalone runs on etcd and MinIO, and waits for them.
+    milvus = services["milvus"]
+    assert milvus["environment"]["ETCD_ENDPOINTS"] == "etcd:2379"
+    assert milvus["environment"]["MINIO_ADDRESS"] == "minio:9000"
+    assert set(milvus["depends_on"]) == {"etcd", "minio"}
+    assert {"19530", "9091"} <= set(milvus["expose"])
+
+
+def test_compose_replicas_share_the_store_and_the_index_by_settings(compose) -> None:
+    services = compose["services"]
+    gallery = services["gallery"]
+    settings = gallery_settings(gallery["environment"])
+    info = psycopg.conninfo.conninfo_to_dict(settings.store)
+    postgres = services["postgres"]["environment"]
+    assert (info["host"], int(info["port"]), info["user"], info["dbname"]) == (
+        "postgres",
+        5432,
+        postgres["POSTGRES_USER"],
+        postgres["POSTGRES_DB"],
+    )
+    assert "password" not in info  # from the secret, never in the URL
+    secret = "/run/secrets/postgres-password"
+    assert settings.store_password_file == secret == postgres["POSTGRES_PASSWORD_FILE"]
+    assert (
+        "postgres-password" in gallery["secrets"] and "postgres-password" in services["postgres"]["secrets"]
+    )
+    milvus = settings.milvus()
+    assert milvus is not None and milvus.uri == "http://milvus:19530"
+    assert set(gallery["depends_on"]) == {"postgres", "milvus", "detector", "embedder"}
+    assert all(d["condition"] == "service_healthy" for d in gallery["depends_on"].values())
+    # No store volume: the replicas are stateless.
+    assert gallery["volumes"] == ["weights:/opt/facerec"]
+
+
+def test_compose_publishes_one_host_port_per_gallery_replica(compose) -> None:
+    (ports,) = compose["services"]["gallery"]["ports"]
+    host, container = ports.split(":")
+    first, last = (int(p) for p in host.split("-"))
+    assert last - first + 1 == compose["services"]["gallery"]["deploy"]["replicas"]
+    assert container == "50053"
+
+
+@pytest.fixture(scope="module")
+def k8s() -> dict[tuple[str, str], dict]:
+    docs = {}
+    for path in sorted((ROOT / "deploy" / "k8s" / "scale").glob("*.yaml")):
+        for doc in yaml.safe_load_all(path.read_text()):
+            docs[(doc["kind"], doc["metadata"]["name"])] = doc
+    return docs
+
+
+def test_k8s_gallery_is_a_deployment_of_replicas_behind_a_headless_service(k8s) -> None:
+    assert set(k8s) == {
+        ("StatefulSet", "postgres"),
+        ("Service", "postgres"),
+        ("Deployment", "gallery"),
+        ("Service", "gallery"),
+    }
+    deployment = k8s[("Deployment", "gallery")]["spec"]
+    assert deployment["replicas"] >= 2
+    assert k8s[("Service", "gallery")]["spec"]["clusterIP"] == "None"  # DNS returns every replica
+    (c,) = deployment["template"]["spec"]["containers"]
+    assert parse_cli(c["args"]).service == "gallery"
+    for probe in ("startupProbe", "readinessProbe", "livenessProbe"):
+        assert c[probe]["grpc"] == {"port": 50053}
+
+
+def test_k8s_replicas_find_postgres_through_its_service_with_the_password_from_a_secret(k8s) -> None:
+    (c,) = k8s[("Deployment", "gallery")]["spec"]["template"]["spec"]["containers"]
+    settings = gallery_settings({e["name"]: e["value"] for e in c["env"]})
+    info = psycopg.conninfo.conninfo_to_dict(settings.store)
+    service = k8s[("Service", "postgres")]["spec"]
+    assert info["host"] == "postgres" and int(info["port"]) == service["ports"][0]["port"]
+    (pg,) = k8s[("StatefulSet", "postgres")]["spec"]["template"]["spec"]["containers"]
+    pg_env = {e["name"]: e["value"] for e in pg["env"]}
+    assert (info["user"], info["dbname"]) == (pg_env["POSTGRES_USER"], pg_env["POSTGRES_DB"])
+    mount = next(m for m in c["volumeMounts"] if m["name"] == "postgres-password")
+    assert Path(settings.store_password_file).parent == Path(mount["mountPath"])
+    volumes = k8s[("Deployment", "gallery")]["spec"]["template"]["spec"]["volumes"]
+    pg_volumes = k8s[("StatefulSet", "postgres")]["spec"]["template"]["spec"]["volumes"]
+    assert volumes[0]["secret"] == pg_volumes[0]["secret"] == {"secretName": "facerec-postgres"}
+    milvus = settings.milvus()
+    assert milvus is not None and milvus.uri == "http://milvus:19530"  # the Helm chart's Service
