@@ -16,6 +16,7 @@ from embedding_service.config import Settings
 from embedding_service.embedder import rgb_crop
 from facerec import server as server_mod
 from facerec.calibration import CalibrationSource
+from facerec.calibration_proto import point_proto
 from facerec.errors import FacerecError, InvalidInput, Overloaded
 from facerec.images import ImageLimits, decode_image
 from facerec.status import error_proto
@@ -92,6 +93,11 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             threshold=calibration.threshold,
             threshold_source=calibration.source,
             identification_threshold=calibration.identification_threshold,
+            operating_points=[point_proto(p) for p in calibration.points],
+            operating_point=calibration.operating_point,
+            identification_point=point_proto(calibration.identification)
+            if calibration.identification
+            else None,
             model_calls=stats.calls,
             faces_embedded=stats.items,
             max_batch=self._batcher.max_batch,

@@ -1,15 +1,20 @@
-"""The verification threshold: the calibrated one written by `facerec eval --save-threshold`, else the default.
+"""The decision thresholds: the operating points written by `facerec eval --save-threshold`, else the shipped ones.
 
-Distances are euclidean between unit vectors (0..2). The default is the calibration of the
-default model (facenet-keras-128, box alignment) by `facerec eval` on all 118 5-celebrity
-pictures: best balanced accuracy at 1.204 (97.5% balanced, 98.7% of 6786 pairs right, EER 3.0%,
-97.2% balanced accuracy when each person is held out of the fit), shipped rounded to 1.20.
+Distances are euclidean between unit vectors (0..2). A verification threshold is an operating point:
+the largest distance whose false-accept rate (FAR) on a calibration set stays at or below a target
+by its one-sided 95% Clopper–Pearson upper bound, with the true-accept rate (TAR) there. The shipped
+points are `facerec eval` on the 117 faces of the 118 5-celebrity pictures (facenet-keras-128, box
+alignment, chosen over similarity alignment by held-out identities; 5453 different-person and 1333
+same-person pairs). Those pairs support FAR 1e-2 and 1e-3 (the bound needs about 3/FAR impostor
+pairs: 2995 for 1e-3), not 1e-4 (29956). Verify's default is far_1e-3: 1.0906, 1 false accept of
+5453 (<= 0.087% at 95%), TAR 88.3%; the former best-accuracy 1.204 accepted 24 (0.44%). Five people
+are a starting point, not a guarantee for a deployment's population: see the README.
 
 Open-set identification has its own threshold: a query's *nearest* enrolled face (a minimum over
-many faces) lies closer than a typical pair, so the pair threshold lets strangers in. On the same
-118 pictures, the nearest other face of the same person versus the nearest face of anyone else is
-best split at 1.056 (99.1% of known faces accepted, 100% of strangers rejected; at 1.20 only 77.8%
-of strangers are rejected), shipped rounded to 1.06.
+many faces) lies closer than a typical pair, so a pair threshold lets strangers in. It is fitted
+on each face's nearest other face of the same person against its nearest face of anyone else (the
+person held out): at FAR 1e-3 by the same bound when there are enough strangers (2995), else at the
+best balanced split; on the 118 pictures that is the split, 1.056, shipped rounded to 1.06.
 """
 
 from __future__ import annotations
@@ -17,7 +22,8 @@ from __future__ import annotations
 import json
 import logging
 import math
-from dataclasses import dataclass
+from collections.abc import Sequence
+from dataclasses import asdict, dataclass, field
 from pathlib import Path
 from typing import Any, TypeGuard
 
@@ -25,39 +31,127 @@ from facerec.files import atomic_write
 
 log = logging.getLogger(__name__)
 
-DEFAULT_THRESHOLD = 1.20
+IDENTIFICATION = "identification"  # the name of Identify's open-set point
+
+
+@dataclass(frozen=True)
+class OperatingPoint:
+    """A threshold and what it did on the set it was fitted on.
+
+    far: false accepts / impostor (different-person) pairs at or below threshold; far_upper: its
+    one-sided 95% Clopper–Pearson upper bound; tar: true accepts / genuine (same-person) pairs.
+    """
+
+    name: str
+    threshold: float
+    far: float
+    far_upper: float
+    tar: float
+    genuine_pairs: int
+    impostor_pairs: int
+
+    def as_dict(self) -> dict[str, float | int | str]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, data: object) -> OperatingPoint | None:
+        """The point a calibration file holds, or None when the entry is malformed."""
+        if not isinstance(data, dict) or not isinstance(data.get("name"), str) or not data["name"]:
+            return None
+        if not _valid(data.get("threshold")):
+            return None
+        try:
+            return cls(
+                name=data["name"],
+                threshold=float(data["threshold"]),
+                far=float(data.get("far", math.nan)),
+                far_upper=float(data.get("far_upper", math.nan)),
+                tar=float(data.get("tar", math.nan)),
+                genuine_pairs=int(data.get("genuine_pairs", 0)),
+                impostor_pairs=int(data.get("impostor_pairs", 0)),
+            )
+        except (TypeError, ValueError):
+            return None
+
+
+# `facerec eval` on the 5-celebrity set, box alignment (see the module docstring and the README).
+# Thresholds are rounded down to 4 decimals (each lies midway in a gap between distances), rates to 5.
+DEFAULT_POINTS: tuple[OperatingPoint, ...] = (
+    OperatingPoint("far_1e-2", 1.2180, 0.00770, 0.00995, 0.95574, 1333, 5453),
+    OperatingPoint("far_1e-3", 1.0906, 0.00018, 0.00087, 0.88297, 1333, 5453),
+    OperatingPoint("eer", 1.2675, 0.03008, 0.03416, 0.96999, 1333, 5453),
+    OperatingPoint("best_accuracy", 1.2039, 0.00440, 0.00618, 0.95349, 1333, 5453),
+)
+DEFAULT_OPERATING_POINT = "far_1e-3"
+DEFAULT_THRESHOLD = next(p.threshold for p in DEFAULT_POINTS if p.name == DEFAULT_OPERATING_POINT)
 DEFAULT_IDENTIFICATION_THRESHOLD = 1.06
+# Its rates as measured at the fitted split, 1.056: no stranger of 117 accepted (<= 2.5% at 95%).
+DEFAULT_IDENTIFICATION_POINT = OperatingPoint(IDENTIFICATION, 1.06, 0.0, 0.02528, 0.99145, 117, 117)
 
 
 @dataclass(frozen=True)
 class Calibration:
-    """threshold: euclidean distance on unit vectors at or below which two faces match (Verify).
-    identification_threshold: how near a face's nearest enrolled face must be to name it (Identify)."""
+    """threshold: euclidean distance on unit vectors at or below which two faces match (Verify), the
+    threshold of the point named operating_point ("" when none is named: an older calibration file or
+    an override). identification_threshold: how near a face's nearest enrolled face must be to name
+    it (Identify). points: every verification point, for requests that name one."""
 
     threshold: float
-    source: str  # "calibrated" or "default"
+    source: str  # "calibrated", "default" or "override"
     model: str = ""
     identification_threshold: float = DEFAULT_IDENTIFICATION_THRESHOLD
+    operating_point: str = ""
+    points: tuple[OperatingPoint, ...] = ()
+    identification: OperatingPoint | None = field(default=None)
+
+    def point(self, name: str) -> OperatingPoint | None:
+        return next((p for p in self.points if p.name == name), None)
+
+
+def default_calibration(model: str = "") -> Calibration:
+    """The shipped thresholds and points (fitted for the default model)."""
+    return Calibration(
+        DEFAULT_THRESHOLD,
+        "default",
+        model,
+        DEFAULT_IDENTIFICATION_THRESHOLD,
+        DEFAULT_OPERATING_POINT,
+        DEFAULT_POINTS,
+        DEFAULT_IDENTIFICATION_POINT,
+    )
 
 
 def load_calibration(path: Path, model: str) -> Calibration:
-    """The threshold saved for `model` at path, or the default when there is none (or it is unreadable)."""
+    """The calibration saved for `model` at path, or the default when there is none (or it is unreadable).
+
+    Files written before operating points existed hold only `threshold` (and maybe
+    `identification_threshold`): they load with those thresholds and no named points.
+    """
     try:
         data = json.loads(path.read_text())
     except FileNotFoundError:
-        return Calibration(DEFAULT_THRESHOLD, "default", model)
+        return default_calibration(model)
     except (OSError, ValueError) as exc:
         log.warning("ignoring unreadable calibration %s: %s", path, exc)
-        return Calibration(DEFAULT_THRESHOLD, "default", model)
-    entry = data.get("models", {}).get(model)
+        return default_calibration(model)
+    models = data.get("models") if isinstance(data, dict) else None
+    entry = models.get(model) if isinstance(models, dict) else None
     if not isinstance(entry, dict) or not _valid(entry.get("threshold")):
-        return Calibration(DEFAULT_THRESHOLD, "default", model)
+        return default_calibration(model)
     identification = entry.get("identification_threshold")
+    raw_points = entry.get("points")
+    parsed = (OperatingPoint.from_dict(d) for d in (raw_points if isinstance(raw_points, list) else []))
+    points = tuple(p for p in parsed if p is not None)
+    name = entry.get("operating_point", "")
+    chosen = next((p for p in points if p.name == name), None)
     return Calibration(
-        float(entry["threshold"]),
+        chosen.threshold if chosen else float(entry["threshold"]),
         "calibrated",
         model,
         float(identification) if _valid(identification) else DEFAULT_IDENTIFICATION_THRESHOLD,
+        chosen.name if chosen else "",
+        points,
+        OperatingPoint.from_dict(entry.get("identification_point")),
     )
 
 
@@ -67,18 +161,33 @@ def save_calibration(
     threshold: float,
     details: dict[str, Any] | None = None,
     identification_threshold: float | None = None,
+    points: Sequence[OperatingPoint] = (),
+    operating_point: str = "",
+    identification: OperatingPoint | None = None,
 ) -> None:
-    """Stores the thresholds for `model` (atomically: temp file, then rename), keeping other models' entries."""
+    """Stores the thresholds and points for `model` (atomically: temp file, then rename), keeping other
+    models' entries. operating_point names the point whose threshold is `threshold` ("" for none)."""
     for value in (threshold, identification_threshold if identification_threshold is not None else threshold):
         if not _valid(value):
             raise ValueError(f"a threshold must lie in (0, 2], not {value}")
+    for point in points:
+        if not _valid(point.threshold):
+            raise ValueError(f"point {point.name}: a threshold must lie in (0, 2], not {point.threshold}")
+    if operating_point and not any(p.name == operating_point for p in points):
+        raise ValueError(f"operating point {operating_point!r} is not among the points saved")
+    entry: dict[str, object] = {"threshold": float(threshold), **(details or {})}
     if identification_threshold is not None:
-        details = {**(details or {}), "identification_threshold": float(identification_threshold)}
+        entry["identification_threshold"] = float(identification_threshold)
+    if points:
+        entry["points"] = [p.as_dict() for p in points]
+        entry["operating_point"] = operating_point
+    if identification is not None:
+        entry["identification_point"] = identification.as_dict()
     try:
         data = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         data = {}
-    data.setdefault("models", {})[model] = {"threshold": float(threshold), **(details or {})}
+    data.setdefault("models", {})[model] = entry
     text = json.dumps(data, indent=2, sort_keys=True)
     atomic_write(path, lambda f: f.write(text.encode()))
 
@@ -95,7 +204,7 @@ class CalibrationSource:
         self._path = path
         self._model = model
         self._stamp: tuple[int, int] | None = None
-        self._current = Calibration(DEFAULT_THRESHOLD, "default", model)
+        self._current = default_calibration(model)
 
     def current(self) -> Calibration:
         try:

@@ -118,7 +118,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         for path in paths:
             try:
-                reply = identify_one(client, path, args.top_k, args.threshold)
+                reply = identify_one(client, path, args.top_k, args.threshold, args.operating_point)
             except ClientError as exc:
                 if exc.code not in ABOUT_THE_REQUEST:
                     raise  # the gallery is down or refuses us: no later picture would fare better
@@ -131,6 +131,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
                 {
                     "image": str(path),
                     "threshold": round(reply.threshold, 4),
+                    "operating_point": reply.operating_point,
                     "faces": [face_dict(f) for f in reply.faces],
                 }
             )
@@ -183,6 +184,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     request = gallery_pb2.VerifyRequest(
         image_a=common_pb2.Image(data=read_image(Path(args.image_a))),
         threshold=args.threshold,
+        operating_point=args.operating_point,
         identity=args.identity or "",
     )
     if args.image_b:
@@ -200,11 +202,15 @@ def cmd_verify(args: argparse.Namespace) -> int:
                 "threshold": round(reply.threshold, 4),
                 "faces_a": reply.faces_a,
                 "faces_b": reply.faces_b,
+                "operating_point": reply.operating_point,
             }
         )
     else:
         verdict = "same person" if reply.match else "different people"
-        sys.stdout.write(f"{verdict}: distance {reply.distance:.3f} (threshold {reply.threshold:.3f})\n")
+        point = f" at {reply.operating_point}" if reply.operating_point else ""
+        sys.stdout.write(
+            f"{verdict}: distance {reply.distance:.3f} (threshold {reply.threshold:.3f}{point})\n"
+        )
     return 0 if reply.match else 3
 
 
@@ -288,6 +294,12 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures; each is answered on its own")
     p.add_argument("--top-k", type=int, default=3, help="nearest identities listed per face (default 3)")
     p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
+    p.add_argument(
+        "--operating-point",
+        default="",
+        metavar="NAME",
+        help="a calibrated point instead of a threshold, e.g. far_1e-3 (default: the gallery's identification point)",
+    )
     p.add_argument("--annotate", metavar="OUT.png", help="draw boxes, landmarks and names into OUT.png")
     p.set_defaults(run=cmd_identify)
 
@@ -296,6 +308,12 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument("image_b", metavar="B", nargs="?", help="a second picture (or give --identity)")
     p.add_argument("--identity", help="compare A against this enrolled identity's nearest face")
     p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
+    p.add_argument(
+        "--operating-point",
+        default="",
+        metavar="NAME",
+        help="a calibrated point instead of a threshold: far_1e-2, far_1e-3, eer, ... (default: the gallery's)",
+    )
     p.set_defaults(run=cmd_verify)
 
     p = with_gallery(sub.add_parser("list", help="the enrolled identities and their face counts"))
@@ -319,26 +337,42 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
 
     p = sub.add_parser(
         "eval",
-        help="calibrate the thresholds on a labelled folder set: ROC, DET, EER, report",
-        description="Embeds every picture of FOLDER, scores all same/different pairs and fits the "
-        "thresholds. " + FOLDER_RULE,
+        help="calibrate the thresholds on a labelled folder or a gallery's enrolled faces: operating points, ROC, DET",
+        description="Embeds every picture of FOLDER (or reads the enrolled faces of --gallery), scores all "
+        "same/different pairs and fits the operating points. " + FOLDER_RULE,
     )
-    p.add_argument("folder", help="identity folders, or sets of them (see above)")
+    p.add_argument("folder", nargs="?", help="identity folders, or sets of them (see above)")
+    p.add_argument(
+        "--gallery",
+        metavar="HOST:PORT",
+        help="calibrate on a running gallery's enrolled faces instead of a folder",
+    )
+    p.add_argument(
+        "--max-faces",
+        type=int,
+        default=4000,
+        help="with --gallery: at most this many faces, drawn at random (all their pairs are held in memory)",
+    )
+    p.add_argument(
+        "--token",
+        default=os.environ.get("FACEREC_TOKEN", ""),
+        help="with --gallery: bearer token (default FACEREC_TOKEN)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        default=os.environ.get("FACEREC_TLS_CA", ""),
+        help="with --gallery: CA certificate to trust (default FACEREC_TLS_CA)",
+    )
     p.add_argument(
         "--out",
         help="folder for report.json and roc.png (default ./eval-report, or FOLDER-eval-report beside "
         "FOLDER when the current folder lies inside FOLDER)",
     )
     p.add_argument(
-        "--target-far",
-        type=float,
-        default=1e-2,
-        help="the false-accept rate at which to report the true-accept rate (default 0.01)",
-    )
-    p.add_argument(
         "--save-threshold",
         action="store_true",
-        help="store both thresholds in FACEREC_HOME/calibration.json, where running services read them",
+        help="store every operating point in FACEREC_HOME/calibration.json, where running services read "
+        "them; the default is far_1e-3 where the pairs support it",
     )
     p.add_argument(
         "--detector",

@@ -42,7 +42,8 @@ def run_demo(args: argparse.Namespace) -> int:
         scores = {split: score(client, pairs, split) for split, pairs in (("train", train), ("val", val))}
         embedding = Embedding(detector, embedder)
         stack.callback(embedding.close)
-        threshold = embedding.model_info().threshold
+        stats = client.call("Stats", gallery_pb2.StatsRequest())  # the thresholds the gallery decides with
+        threshold = stats.threshold
         verification = verify_pairs(embedding, val, threshold)
     print_table(scores, train, val)
     out = sys.stdout.write
@@ -52,11 +53,24 @@ def run_demo(args: argparse.Namespace) -> int:
         f"{trained.train_accuracy:.1%} over {trained.identities} identities\n"
     )
     out(
-        f"verification on {verification['pairs']} val pairs at threshold {threshold:.3f}: "
+        f"verification on {verification['pairs']} val pairs at {operating_point_text(stats)}: "
         f"{verification['accuracy']:.1%} right ({verification['same_right']}/{verification['same']} same, "
         f"{verification['different_right']}/{verification['different']} different)\n"
     )
     return 0
+
+
+def operating_point_text(stats: gallery_pb2.StatsResponse) -> str:
+    """The gallery's verification point as the demo states it: name, threshold, and its FAR and TAR
+    on the set it was calibrated on."""
+    point = next((p for p in stats.operating_points if p.name == stats.operating_point), None)
+    if point is None:
+        return f"threshold {stats.threshold:.3f} ({stats.threshold_source}, no named operating point)"
+    return (
+        f"{point.name} (threshold {point.threshold:.3f}; on its {point.impostor_pairs} calibration "
+        f"different-person pairs FAR {point.far:.2%}, <= {point.far_upper:.2%} at 95%, and TAR "
+        f"{point.tar:.1%} of {point.genuine_pairs} same-person pairs)"
+    )
 
 
 def score(client: GalleryClient, pairs: list[tuple[str, Path]], split: str) -> dict[str, list[int]]:

@@ -1,13 +1,23 @@
-"""Verification metrics over labelled embeddings: pair distances, ROC/DET, EER, TAR@FAR, thresholds. Pure numpy."""
+"""Verification metrics over labelled embeddings: pair distances, ROC/DET, EER, operating points at a
+target false-accept rate with Clopper–Pearson bounds, held-out checks. Pure numpy (and scipy's beta)."""
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
+from scipy.stats import beta
+
+from facerec.calibration import IDENTIFICATION, OperatingPoint
+
+CONFIDENCE = 0.95
+FAR_TARGETS = (1e-2, 1e-3, 1e-4)
+# The criterion for the default verification point and the alignment mode.
+DEFAULT_TARGET_FAR = 1e-3
 
 
 @dataclass(frozen=True)
@@ -57,11 +67,79 @@ def best_balanced_threshold(c: Curve) -> tuple[float, float]:
     return float(c.threshold[i]), float(balanced[i])
 
 
-def threshold_at_far(c: Curve, target_far: float) -> tuple[float, float]:
-    """The largest threshold whose FAR stays at or below target_far, and the TAR there."""
-    ok = np.nonzero(c.far <= target_far)[0]
-    i = int(ok[-1]) if len(ok) else 0
-    return float(c.threshold[i]), float(c.tar[i])
+def far_upper_bound(false_accepts: int, impostors: int, confidence: float = CONFIDENCE) -> float:
+    """One-sided Clopper–Pearson upper bound of a false-accept rate seen as false_accepts of impostors.
+
+    With no false accepts it is 1 - (1 - confidence)^(1/impostors), about 3/impostors at 95%.
+    """
+    if impostors <= 0 or false_accepts >= impostors:
+        return 1.0
+    return float(beta.ppf(confidence, false_accepts + 1, impostors - false_accepts))
+
+
+def impostors_needed(target_far: float, confidence: float = CONFIDENCE) -> int:
+    """The fewest impostor pairs whose upper bound can reach target_far at all (with no false accept)."""
+    return math.ceil(math.log(1.0 - confidence) / math.log1p(-target_far))
+
+
+def point_name(target_far: float) -> str:
+    """far_1e-3 for 0.001: the name requests and calibration.json use."""
+    mantissa, exponent = f"{target_far:.0e}".split("e")
+    return f"far_{mantissa}e{int(exponent)}"
+
+
+@dataclass(frozen=True)
+class Unsupported:
+    """A target the impostor pairs cannot support: even no false accept would not bound the FAR below it."""
+
+    name: str
+    target_far: float
+    impostor_pairs: int
+    needed: int
+
+
+def point_at(pairs: Pairs, threshold: float, name: str) -> OperatingPoint:
+    """What a given threshold does on the pairs."""
+    match = pairs.distance <= threshold
+    impostors = int((~pairs.same).sum())
+    genuine = int(pairs.same.sum())
+    false_accepts = int((match & ~pairs.same).sum())
+    return OperatingPoint(
+        name=name,
+        threshold=float(threshold),
+        far=false_accepts / max(impostors, 1),
+        far_upper=far_upper_bound(false_accepts, impostors),
+        tar=float((match & pairs.same).sum()) / max(genuine, 1),
+        genuine_pairs=genuine,
+        impostor_pairs=impostors,
+    )
+
+
+def fit_at_far(pairs: Pairs, target_far: float, name: str = "") -> OperatingPoint | Unsupported:
+    """The largest threshold whose FAR upper bound stays at or below target_far, or Unsupported.
+
+    The bound grows with the false accepts k, so the answer admits the most k whose bound is within
+    the target, and sits halfway between the distance below the (k+1)-th impostor distance and it.
+    """
+    name = name or point_name(target_far)
+    impostor = np.sort(pairs.distance[~pairs.same])
+    n = len(impostor)
+    needed = impostors_needed(target_far)
+    if n < needed:
+        return Unsupported(name, target_far, n, needed)
+    lo, hi = 0, n  # far_upper_bound(lo, n) <= target_far holds; find the largest such k
+    while lo < hi:
+        mid = (lo + hi + 1) // 2
+        if far_upper_bound(mid, n) <= target_far:
+            lo = mid
+        else:
+            hi = mid - 1
+    if lo >= n:
+        return point_at(pairs, 2.0, name)
+    c = curve(pairs)
+    counts = np.searchsorted(impostor, c.threshold, side="right")
+    i = int(np.nonzero(counts <= lo)[0][-1])
+    return point_at(pairs, float(c.threshold[i]), name)
 
 
 def equal_error_rate(c: Curve) -> tuple[float, float]:
@@ -87,19 +165,77 @@ def _subset(pairs: Pairs, keep: NDArray[np.bool_]) -> Pairs:
     return Pairs(pairs.distance[keep], pairs.same[keep], pairs.left[keep], pairs.right[keep])
 
 
-def held_out_by_identity(pairs: Pairs, labels: Sequence[str]) -> dict[str, dict[str, float]]:
-    """For each identity: the threshold fitted on pairs without it, scored on the pairs with it.
+def held_out_by_identity(
+    pairs: Pairs, labels: Sequence[str], target_far: float = DEFAULT_TARGET_FAR, max_folds: int = 10
+) -> dict[str, dict[str, float | int | None]]:
+    """For each identity (or, beyond max_folds identities, each of max_folds groups of them): thresholds
+    fitted on pairs without it, scored on the pairs with it.
 
-    This says whether a threshold holds on a person it was not fitted to.
+    This says whether a threshold holds on people it was not fitted to: the best balanced one
+    (balanced_accuracy) and the one at target_far by its bound (accepted of genuine pairs, false
+    accepts of impostor pairs; None where the remaining impostor pairs cannot support the target).
+    Groups keep a gallery of thousands of people to max_folds fits instead of one per person.
     """
     names = np.asarray(labels)
-    out = {}
-    for who in sorted(set(labels)):
-        involved = (names[pairs.left] == who) | (names[pairs.right] == who)
-        fitted, _ = best_balanced_threshold(curve(_subset(pairs, ~involved)))
+    people = sorted(set(labels))
+    if len(people) <= max_folds:
+        folds = {who: [who] for who in people}
+    else:
+        folds = {
+            f"fold {i + 1} of {max_folds} ({len(people[i::max_folds])} identities)": people[i::max_folds]
+            for i in range(max_folds)
+        }
+    out: dict[str, dict[str, float | int | None]] = {}
+    for who, group in folds.items():
+        involved = np.isin(names[pairs.left], group) | np.isin(names[pairs.right], group)
+        rest = _subset(pairs, ~involved)
+        fitted, _ = best_balanced_threshold(curve(rest))
         held = _subset(pairs, involved)
-        out[who] = {"threshold": fitted, "balanced_accuracy": balanced_accuracy_at(held, fitted)}
+        at_far = fit_at_far(rest, target_far)
+        row: dict[str, float | int | None] = {
+            "threshold": fitted,
+            "balanced_accuracy": balanced_accuracy_at(held, fitted),
+            "far_threshold": None,
+            "genuine": int(held.same.sum()),
+            "impostors": int((~held.same).sum()),
+            "accepted": None,
+            "false_accepts": None,
+        }
+        if isinstance(at_far, OperatingPoint):
+            match = held.distance <= at_far.threshold
+            row["far_threshold"] = at_far.threshold
+            row["accepted"] = int((match & held.same).sum())
+            row["false_accepts"] = int((match & ~held.same).sum())
+        out[who] = row
     return out
+
+
+@dataclass(frozen=True)
+class HeldOut:
+    """TAR and FAR at target_far pooled over identities, each scored by a threshold fitted without it."""
+
+    target_far: float
+    tar: float
+    far: float
+    genuine: int  # genuine pairs of the identities whose fit was supported
+    impostors: int
+    unsupported: list[str]  # identities whose remaining impostor pairs could not support the target
+
+
+def pooled_held_out(held_out: dict[str, dict[str, float | int | None]], target_far: float) -> HeldOut:
+    scored = {who: row for who, row in held_out.items() if row["accepted"] is not None}
+    genuine = sum(int(row["genuine"] or 0) for row in scored.values())
+    impostors = sum(int(row["impostors"] or 0) for row in scored.values())
+    accepted = sum(int(row["accepted"] or 0) for row in scored.values())
+    false_accepts = sum(int(row["false_accepts"] or 0) for row in scored.values())
+    return HeldOut(
+        target_far,
+        accepted / genuine if genuine else 0.0,
+        false_accepts / impostors if impostors else 0.0,
+        genuine,
+        impostors,
+        sorted(set(held_out) - set(scored)),
+    )
 
 
 @dataclass(frozen=True)
@@ -108,13 +244,16 @@ class OpenSet:
 
     genuine: for each face, its distance to the nearest *other* face of the same person (what a known
     person's query sees). stranger: its distance to the nearest face of anyone else (what the query
-    sees when that person is not enrolled). The nearest of many faces is closer than a typical pair,
-    so this threshold sits below the pairwise verification threshold.
+    sees when that person is not enrolled: the person is held out). The nearest of many faces is closer
+    than a typical pair, so this threshold sits below the pairwise verification threshold. It is fitted
+    at DEFAULT_TARGET_FAR by its bound when the strangers support it, else at the best balanced split.
     """
 
     threshold: float
     known_accepted: float  # share of genuine nearest distances <= threshold
     strangers_rejected: float  # share of stranger nearest distances > threshold
+    chosen_by: str  # "far_1e-3" or "best balanced split (too few strangers for far_1e-3)"
+    point: OperatingPoint  # the same, as a point: far = strangers accepted, with its bound
 
 
 def open_set(vectors: NDArray[np.float32], labels: Sequence[str]) -> OpenSet:
@@ -127,21 +266,34 @@ def open_set(vectors: NDArray[np.float32], labels: Sequence[str]) -> OpenSet:
     genuine = np.where(same, d, np.inf).min(axis=1)
     stranger = np.where(same, np.inf, d).min(axis=1)
     genuine = genuine[np.isfinite(genuine)]
-    c = curve(
-        Pairs(
-            np.concatenate([genuine, stranger]),
-            np.concatenate([np.ones(len(genuine), bool), np.zeros(len(stranger), bool)]),
-            np.zeros(len(genuine) + len(stranger), np.int64),
-            np.zeros(len(genuine) + len(stranger), np.int64),
-        )
+    nearest = Pairs(
+        np.concatenate([genuine, stranger]),
+        np.concatenate([np.ones(len(genuine), bool), np.zeros(len(stranger), bool)]),
+        np.zeros(len(genuine) + len(stranger), np.int64),
+        np.zeros(len(genuine) + len(stranger), np.int64),
     )
-    threshold, _ = best_balanced_threshold(c)
-    return OpenSet(threshold, float(np.mean(genuine <= threshold)), float(np.mean(stranger > threshold)))
+    fitted = fit_at_far(nearest, DEFAULT_TARGET_FAR, IDENTIFICATION)
+    if isinstance(fitted, OperatingPoint):
+        point, chosen_by = fitted, point_name(DEFAULT_TARGET_FAR)
+    else:
+        threshold, _ = best_balanced_threshold(curve(nearest))
+        point = point_at(nearest, threshold, IDENTIFICATION)
+        chosen_by = (
+            f"best balanced split: {len(stranger)} strangers, {fitted.needed} needed for "
+            f"{point_name(DEFAULT_TARGET_FAR)}"
+        )
+    return OpenSet(
+        point.threshold,
+        float(np.mean(genuine <= point.threshold)),
+        float(np.mean(stranger > point.threshold)),
+        chosen_by,
+        point,
+    )
 
 
 @dataclass(frozen=True)
 class Report:
-    """The figures `facerec eval` reports for one alignment mode."""
+    """The figures `facerec eval` reports for one alignment mode (or one gallery)."""
 
     images: int
     faces: int
@@ -153,44 +305,70 @@ class Report:
     accuracy_at_best: float
     eer: float
     eer_threshold: float
-    tar_at_far: dict[str, float]  # "1e-02" → TAR, only where the different pairs allow it
-    threshold_at_target_far: float
-    target_far: float
-    held_out: dict[str, dict[str, float]]
+    points: list[OperatingPoint]  # far_1e-2, far_1e-3, ... where supported, then eer, best_accuracy
+    unsupported: list[Unsupported]  # FAR targets the impostor pairs cannot support
+    operating_point: str  # the default: far_1e-3, else the strictest supported target, else best_accuracy
+    held_out: dict[str, dict[str, float | int | None]]
+    held_out_at_far: HeldOut
     identification: OpenSet
+    notes: list[str] = field(default_factory=list)
 
     def as_dict(self) -> dict[str, Any]:
         return asdict(self)
 
+    def point(self, name: str) -> OperatingPoint:
+        return next(p for p in self.points if p.name == name)
 
-def report(
-    vectors: NDArray[np.float32], labels: Sequence[str], images: int, target_far: float = 1e-2
-) -> tuple[Report, Curve]:
+
+def default_point(points: Sequence[OperatingPoint]) -> str:
+    """DEFAULT_TARGET_FAR's point when supported, else the strictest supported FAR point, else best accuracy."""
+    names = {p.name for p in points}
+    if point_name(DEFAULT_TARGET_FAR) in names:
+        return point_name(DEFAULT_TARGET_FAR)
+    for target in sorted(FAR_TARGETS):
+        if point_name(target) in names:
+            return point_name(target)
+    return "best_accuracy"
+
+
+def report(vectors: NDArray[np.float32], labels: Sequence[str], images: int) -> tuple[Report, Curve]:
     pairs = all_pairs(vectors, labels)
     c = curve(pairs)
     best, balanced = best_balanced_threshold(c)
     eer, eer_t = equal_error_rate(c)
-    different = int((~pairs.same).sum())
-    tar_at = {}
-    for far in (1e-2, 1e-3):
-        if different * far >= 10:  # at least ten false accepts' worth of pairs to estimate a rate
-            tar_at[f"{far:.0e}"] = threshold_at_far(c, far)[1]
-    target_t, _ = threshold_at_far(c, target_far)
+    points: list[OperatingPoint] = []
+    unsupported: list[Unsupported] = []
+    for target in FAR_TARGETS:
+        fitted = fit_at_far(pairs, target)
+        if isinstance(fitted, OperatingPoint):
+            points.append(fitted)
+        else:
+            unsupported.append(fitted)
+    points += [point_at(pairs, eer_t, "eer"), point_at(pairs, best, "best_accuracy")]
+    chosen = default_point(points)
+    notes = []
+    if chosen != point_name(DEFAULT_TARGET_FAR):
+        notes.append(
+            f"too few different-person pairs for {point_name(DEFAULT_TARGET_FAR)}; the default is {chosen}"
+        )
+    held = held_out_by_identity(pairs, labels)
     result = Report(
         images=images,
         faces=len(labels),
         identities=len(set(labels)),
         same_pairs=int(pairs.same.sum()),
-        different_pairs=different,
+        different_pairs=int((~pairs.same).sum()),
         best_threshold=best,
         best_balanced_accuracy=balanced,
         accuracy_at_best=accuracy_at(pairs, best),
         eer=eer,
         eer_threshold=eer_t,
-        tar_at_far=tar_at,
-        threshold_at_target_far=target_t,
-        target_far=target_far,
-        held_out=held_out_by_identity(pairs, labels),
+        points=points,
+        unsupported=unsupported,
+        operating_point=chosen,
+        held_out=held,
+        held_out_at_far=pooled_held_out(held, DEFAULT_TARGET_FAR),
         identification=open_set(vectors, labels),
+        notes=notes,
     )
     return result, c

@@ -194,10 +194,13 @@ def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str
 
 
 def identify_one(
-    client: GalleryClient, path: Path, top_k: int, threshold: float
+    client: GalleryClient, path: Path, top_k: int, threshold: float, operating_point: str = ""
 ) -> gallery_pb2.IdentifyResponse:
     request = gallery_pb2.IdentifyRequest(
-        image=common_pb2.Image(data=read_image(path)), top_k=top_k, threshold=threshold
+        image=common_pb2.Image(data=read_image(path)),
+        top_k=top_k,
+        threshold=threshold,
+        operating_point=operating_point,
     )
     reply: gallery_pb2.IdentifyResponse = client.call("Identify", request)
     return reply

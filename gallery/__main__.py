@@ -62,6 +62,8 @@ def _build(settings: Settings) -> Hosting:
             current,
             threshold=settings.threshold or current.threshold,
             source="override" if settings.threshold else current.source,
+            # an overridden threshold is no calibrated point; the points stay nameable
+            operating_point="" if settings.threshold else current.operating_point,
             identification_threshold=settings.identification_threshold or current.identification_threshold,
         )
 

@@ -29,7 +29,8 @@ DEFAULT_MODEL = "facenet-keras-128-int8"
 class Settings(ServerSettings):
     """How the gallery listens, where its store and the two services are, and how it decides.
 
-    threshold 0 = Verify's calibrated threshold for the model (FACEREC_HOME/calibration.json), else 1.20;
+    threshold 0 = Verify's calibrated threshold for the model (FACEREC_HOME/calibration.json), else the
+    shipped far_1e-3 point (1.0906);
     identification_threshold 0 = Identify's calibrated one, else 1.06.
     model "" = ask the embedder at start (DEFAULT_MODEL when it is down then).
     metrics_port 0 = no metrics endpoint.
@@ -62,7 +63,9 @@ class Settings(ServerSettings):
     )
     embedder: str = setting("127.0.0.1:50052", "embedder address(es), as --detector")
     model: str = setting("", "the embedding model's name; empty = ask the embedder at start")
-    threshold: float = setting(0.0, "verification threshold in (0, 2]; 0 = calibrated, else 1.20")
+    threshold: float = setting(
+        0.0, "verification threshold in (0, 2]; 0 = the calibrated operating point, else far_1e-3 (1.0906)"
+    )
     identification_threshold: float = setting(
         0.0, "Identify's (open-set) threshold in (0, 2]; 0 = calibrated, else 1.06"
     )

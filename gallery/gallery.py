@@ -27,7 +27,7 @@ from pathlib import Path
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.calibration import Calibration
+from facerec.calibration import IDENTIFICATION, Calibration
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
 from facerec.timings import Timings
 from gallery import validation
@@ -171,19 +171,40 @@ class Gallery:
 
     @property
     def threshold(self) -> float:
-        return self._threshold()[0]
+        return self._current().threshold
 
     @property
     def identification_threshold(self) -> float:
-        if self._calibration is not None:
-            return self._calibration().identification_threshold
-        return self.options.identification_threshold
+        return self._current().identification_threshold
 
-    def _threshold(self) -> tuple[float, str]:
+    def _current(self) -> Calibration:
         if self._calibration is not None:
-            current = self._calibration()
-            return current.threshold, current.source
-        return self.options.threshold, self.options.threshold_source
+            return self._calibration()
+        o = self.options
+        return Calibration(
+            o.threshold,
+            o.threshold_source,
+            self.model,
+            o.identification_threshold,
+            o.operating_point,
+            o.operating_points,
+        )
+
+    def _decision(self, threshold: float, operating_point: str, identify: bool) -> tuple[float, str]:
+        """The threshold a request asked for (a distance, a point's name, or neither: the default) and
+        the name of its point ("" for a distance the request gave)."""
+        current = self._current()
+        if threshold and operating_point:
+            raise InvalidInput("Give a threshold or an operating point, not both.")
+        if operating_point:
+            return validation.operating_point(operating_point, current, identify)
+        if identify:
+            return validation.threshold(threshold, current.identification_threshold), (
+                "" if threshold else IDENTIFICATION
+            )
+        return validation.threshold(
+            threshold, current.threshold
+        ), "" if threshold else current.operating_point
 
     def checkpoint(self) -> bool:
         """Saves the index with the store's version when the store changed since the last save, so a
@@ -286,10 +307,11 @@ class Gallery:
         threshold: float = 0.0,
         options: DetectorOptions | None = None,
         timeout_s: float | None = None,
+        operating_point: str = "",
     ) -> Identification:
         """Identifies every face on the picture, by descending detection confidence."""
         k = validation.top_k(top_k)
-        t = validation.threshold(threshold, self.identification_threshold)
+        t, point = self._decision(threshold, operating_point, identify=True)
         if not image:
             raise InvalidInput("No image to identify: give an image or an embedding.")
         clock = time.perf_counter()
@@ -299,7 +321,7 @@ class Gallery:
             raise detected.error
         if not detected.faces:
             return Identification(
-                [], t, self._method(self._store.counts()[0]), detected.width, detected.height
+                [], t, self._method(self._store.counts()[0]), detected.width, detected.height, point
             )
         refused = [self._unidentifiable(f) for f in detected.faces]
         comparable = [f for f, why in zip(detected.faces, refused, strict=True) if why is None]
@@ -343,7 +365,7 @@ class Gallery:
                     reason=why[1] if why else "",
                 )
             )
-        return Identification(faces, t, method, detected.width, detected.height)
+        return Identification(faces, t, method, detected.width, detected.height, point)
 
     def _unidentifiable(self, face: DetectedFace) -> tuple[NotIdentifiable, str] | None:
         """Why this face is not to be compared with the gallery, or None when it may be."""
@@ -361,14 +383,19 @@ class Gallery:
         return None
 
     def identify_embedding(
-        self, values: Sequence[float], model: str = "", top_k: int = 0, threshold: float = 0.0
+        self,
+        values: Sequence[float],
+        model: str = "",
+        top_k: int = 0,
+        threshold: float = 0.0,
+        operating_point: str = "",
     ) -> Identification:
         """Identifies one face given as an embedding of the gallery's model."""
         k = validation.top_k(top_k)
-        t = validation.threshold(threshold, self.identification_threshold)
+        t, point = self._decision(threshold, operating_point, identify=True)
         vector = validation.embedding(values, self.options.dimension, model, self.model)
         method, answers = self._classify(vector[None, :], k, t)
-        return Identification(answers, t, method)
+        return Identification(answers, t, method, operating_point=point)
 
     def _method(self, identities: int) -> str:
         return SVM if 2 <= identities <= self.options.svm_max_identities else NEAREST
@@ -462,10 +489,11 @@ class Gallery:
         identity: str = "",
         threshold: float = 0.0,
         timeout_s: float | None = None,
+        operating_point: str = "",
     ) -> Verification:
         """Same person? The largest face of image_a against image_b's largest face, or against the
         identity's nearest enrolled face."""
-        t = validation.threshold(threshold, self.threshold)
+        t, point = self._decision(threshold, operating_point, identify=False)
         if not image_a:
             raise InvalidInput(
                 "image_a is missing: Verify compares image_a with image_b or with an identity."
@@ -502,9 +530,20 @@ class Gallery:
             distance = self._distance_to_identity(vectors[0], identity)
             if not np.isfinite(distance):
                 raise NotFound(f"No identity {identity!r} is enrolled.")
-            return Verification(distance <= t, distance, t, faces[0].box, faces_a=counts[0])
+            return Verification(
+                distance <= t, distance, t, faces[0].box, faces_a=counts[0], operating_point=point
+            )
         distance = float(np.linalg.norm(vectors[0].astype(np.float64) - vectors[1].astype(np.float64)))
-        return Verification(distance <= t, distance, t, faces[0].box, faces[1].box, counts[0], counts[1])
+        return Verification(
+            distance <= t,
+            distance,
+            t,
+            faces[0].box,
+            faces[1].box,
+            counts[0],
+            counts[1],
+            operating_point=point,
+        )
 
     def search(self, values: Sequence[float], model: str = "", top_k: int = 0) -> list[SearchHit]:
         """The top_k nearest enrolled faces to an embedding, nearest first."""
@@ -535,6 +574,11 @@ class Gallery:
     def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
         return self._store.get_identity(validation.identity(identity))
 
+    def face_embeddings(self, identity: str) -> dict[int, NDArray[np.float32]]:
+        """face id → unit (d,) embedding of each of the identity's faces (for calibrating on them)."""
+        ids, vectors = self._store.embeddings_of(validation.identity(identity))
+        return {int(i): v for i, v in zip(ids, vectors, strict=True)}
+
     def remove_identity(self, identity: str) -> int:
         """Removes the identity and its faces (store, then index); returns how many faces went."""
         name = validation.identity(identity)
@@ -555,7 +599,7 @@ class Gallery:
     def stats(self) -> GalleryStats:
         identities, faces = self._store.counts()
         method = self._method(identities)
-        threshold, source = self._threshold()
+        current = self._current()
         stale = method == SVM and self._classifier.stale()
         return GalleryStats(
             identities=identities,
@@ -564,11 +608,14 @@ class Gallery:
             index_detail=self._index.detail,
             index_size=self._index.ntotal,
             model=self.model,
-            threshold=threshold,
-            threshold_source=source,
+            threshold=current.threshold,
+            threshold_source=current.source,
             classifier=method,
             classifier_stale=stale,
-            identification_threshold=self.identification_threshold,
+            identification_threshold=current.identification_threshold,
+            operating_point=current.operating_point,
+            operating_points=current.points,
+            identification_point=current.identification,
         )
 
     def _embed(self, crops: list[NDArray[np.uint8]], timeout_s: float | None) -> Embedded:

@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD, DEFAULT_THRESHOLD
+from facerec.calibration import (
+    DEFAULT_IDENTIFICATION_THRESHOLD,
+    DEFAULT_OPERATING_POINT,
+    DEFAULT_POINTS,
+    DEFAULT_THRESHOLD,
+    OperatingPoint,
+)
 from gallery.ports import DetectorOptions
 
 
@@ -14,6 +20,9 @@ class GalleryOptions:
 
     threshold: float = DEFAULT_THRESHOLD
     threshold_source: str = "default"
+    # The named points requests may ask for, and the one `threshold` is (facerec.calibration).
+    operating_points: tuple[OperatingPoint, ...] = DEFAULT_POINTS
+    operating_point: str = DEFAULT_OPERATING_POINT
     # Identify's default: the nearest of many faces lies closer than a typical pair (facerec.calibration).
     identification_threshold: float = DEFAULT_IDENTIFICATION_THRESHOLD
     svm_max_identities: int = 1000

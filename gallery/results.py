@@ -5,6 +5,7 @@ from __future__ import annotations
 import enum
 from dataclasses import dataclass
 
+from facerec.calibration import OperatingPoint
 from facerec.errors import FacerecError
 from gallery.ports import BoxXYWH, Point
 
@@ -70,6 +71,7 @@ class Identification:
     method: str  # "svm" or "nearest-neighbour"
     width: int = 0
     height: int = 0
+    operating_point: str = ""  # the point `threshold` belongs to; "" for a threshold the request gave
 
 
 @dataclass(frozen=True)
@@ -81,6 +83,7 @@ class Verification:
     box_b: BoxXYWH | None = None
     faces_a: int = 0  # faces found on each picture: with several, the largest was compared
     faces_b: int = 0
+    operating_point: str = ""  # the point `threshold` belongs to; "" for a threshold the request gave
 
 
 @dataclass(frozen=True)
@@ -110,3 +113,6 @@ class GalleryStats:
     classifier: str
     classifier_stale: bool
     identification_threshold: float
+    operating_point: str = ""
+    operating_points: tuple[OperatingPoint, ...] = ()
+    identification_point: OperatingPoint | None = None

@@ -8,6 +8,7 @@ from typing import Any
 
 import grpc
 
+from facerec.calibration_proto import point_proto
 from facerec.errors import InvalidInput
 from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
@@ -60,10 +61,15 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
                 request.threshold,
                 _detect_options(request, "detect_options"),
                 context.time_remaining(),
+                request.operating_point,
             )
         elif query == "embedding":
             answer = self._gallery.identify_embedding(
-                tuple(request.embedding.values), request.embedding.model, request.top_k, request.threshold
+                tuple(request.embedding.values),
+                request.embedding.model,
+                request.top_k,
+                request.threshold,
+                request.operating_point,
             )
         else:
             raise InvalidInput("Nothing to identify: give an image or an embedding.")
@@ -73,6 +79,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             method=answer.method,
             width=answer.width,
             height=answer.height,
+            operating_point=answer.operating_point,
         )
 
     def Verify(
@@ -84,6 +91,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             request.identity,
             request.threshold,
             context.time_remaining(),
+            request.operating_point,
         )
         return gallery_pb2.VerifyResponse(
             match=answer.match,
@@ -93,6 +101,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             box_b=_box(answer.box_b),
             faces_a=answer.faces_a,
             faces_b=answer.faces_b,
+            operating_point=answer.operating_point,
         )
 
     def Search(
@@ -118,7 +127,16 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
         self, request: gallery_pb2.GetIdentityRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.GetIdentityResponse:
         row, faces = self._gallery.get_identity(request.identity)
-        return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=[_face_record(f) for f in faces])
+        records = [_face_record(f) for f in faces]
+        if request.include_embeddings:
+            vectors = self._gallery.face_embeddings(request.identity)
+            for record in records:
+                vector = vectors.get(record.face_id)
+                if vector is not None:  # a face removed between the two reads has none
+                    record.embedding.CopyFrom(
+                        common_pb2.Embedding(values=vector.tolist(), model=record.model)
+                    )
+        return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=records)
 
     def RemoveIdentity(
         self, request: gallery_pb2.RemoveIdentityRequest, context: grpc.ServicerContext
@@ -156,6 +174,9 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             identification_threshold=s.identification_threshold,
             classifier=s.classifier,
             classifier_stale=s.classifier_stale,
+            operating_points=[point_proto(p) for p in s.operating_points],
+            operating_point=s.operating_point,
+            identification_point=point_proto(s.identification_point) if s.identification_point else None,
         )
 
 

@@ -19,6 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
+from facerec.calibration import IDENTIFICATION, Calibration
 from facerec.errors import InvalidInput, Precondition
 
 MAX_IDENTITY_CHARS = 128
@@ -79,6 +80,23 @@ def threshold(value: float, default: float) -> float:
     if not (math.isfinite(value) and 0 < value <= MAX_THRESHOLD):
         raise InvalidInput(f"The threshold must lie in (0, 2] (0 for the gallery's default), not {value}.")
     return float(value)
+
+
+def operating_point(name: str, calibration: Calibration, identify: bool) -> tuple[float, str]:
+    """The threshold of a named operating point and its name. Identify may also name its open-set
+    default ("identification"). InvalidInput for a name the calibration does not hold."""
+    if identify and name == IDENTIFICATION:
+        return calibration.identification_threshold, name
+    point = calibration.point(name)
+    if point is None:
+        known = [p.name for p in calibration.points] + ([IDENTIFICATION] if identify else [])
+        shown = name if len(name) <= 64 else name[:64] + "..."
+        names = (
+            ", ".join(known)
+            or "none (its calibration file predates them: rerun facerec eval --save-threshold)"
+        )
+        raise InvalidInput(f"Unknown operating point {shown!r}; this gallery knows {names}.")
+    return point.threshold, point.name
 
 
 def page_size(value: int) -> int:

@@ -77,6 +77,7 @@ class IdentifyResponse(BaseModel):
     method: str
     width: int
     height: int
+    operating_point: str = Field(description="The point `threshold` belongs to; empty for a request's own.")
 
 
 class VerifyResponse(BaseModel):
@@ -85,6 +86,19 @@ class VerifyResponse(BaseModel):
     threshold: F32
     box_a: Box | None
     box_b: Box | None
+    operating_point: str = Field(description="The point `threshold` belongs to; empty for a request's own.")
+
+
+class OperatingPoint(BaseModel):
+    """A calibrated threshold and what it did on its calibration set (see the README)."""
+
+    name: str
+    threshold: F32
+    far: F32
+    far_upper: F32 = Field(description="One-sided 95% upper bound of far.")
+    tar: F32
+    genuine_pairs: int
+    impostor_pairs: int
 
 
 class DetectedFace(BaseModel):
@@ -182,6 +196,8 @@ class StatsResponse(BaseModel):
     classifier: str
     classifier_stale: bool
     identification_threshold: F32
+    operating_point: str
+    operating_points: list[OperatingPoint]
 
 
 class Health(BaseModel):
@@ -199,6 +215,7 @@ class IdentifyJson(BaseModel):
     embedding: list[float] = Field(default_factory=list, description="Instead of a picture: 128 floats.")
     top_k: int = Field(0, description="Candidates per face, 1..100; 0 = 5.")
     threshold: float = Field(0.0, description="In (0, 2]; 0 = the gallery's identification threshold.")
+    operating_point: str = Field("", description="Or a named point from /v1/stats, e.g. far_1e-3.")
 
 
 class VerifyJson(BaseModel):
@@ -208,6 +225,7 @@ class VerifyJson(BaseModel):
     image_b: str = Field("", description="base64; or leave empty and give identity.")
     identity: str = ""
     threshold: float = 0.0
+    operating_point: str = Field("", description="Or a named point from /v1/stats, e.g. far_1e-2.")
 
 
 class DetectJson(BaseModel):
@@ -283,6 +301,7 @@ def identify_response(r: gallery_pb2.IdentifyResponse) -> IdentifyResponse:
         method=r.method,
         width=r.width,
         height=r.height,
+        operating_point=r.operating_point,
     )
 
 
@@ -293,6 +312,7 @@ def verify_response(r: gallery_pb2.VerifyResponse) -> VerifyResponse:
         threshold=r.threshold,
         box_a=box(r.box_a, r.HasField("box_a")),
         box_b=box(r.box_b, r.HasField("box_b")),
+        operating_point=r.operating_point,
     )
 
 
@@ -352,4 +372,17 @@ def stats_response(r: gallery_pb2.StatsResponse) -> StatsResponse:
         classifier=r.classifier,
         classifier_stale=r.classifier_stale,
         identification_threshold=r.identification_threshold,
+        operating_point=r.operating_point,
+        operating_points=[
+            OperatingPoint(
+                name=p.name,
+                threshold=p.threshold,
+                far=p.far,
+                far_upper=p.far_upper,
+                tar=p.tar,
+                genuine_pairs=p.genuine_pairs,
+                impostor_pairs=p.impostor_pairs,
+            )
+            for p in r.operating_points
+        ],
     )

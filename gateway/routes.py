@@ -89,7 +89,10 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         "/identify",
         response_model=models.IdentifyResponse,
         summary="Who is on this picture: every face, named or unknown",
-        openapi_extra=_body(models.IdentifyJson, {"image": _FILE, "top_k": _INT, "threshold": _FLOAT}),
+        openapi_extra=_body(
+            models.IdentifyJson,
+            {"image": _FILE, "top_k": _INT, "threshold": _FLOAT, "operating_point": _TEXT},
+        ),
     )
     async def identify(request: Request, auth: Auth) -> models.IdentifyResponse:
         if kind(request) == MULTIPART:
@@ -99,10 +102,13 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
                 image=common_pb2.Image(data=picture.data),
                 top_k=number(data, "top_k", int, 0),
                 threshold=number(data, "threshold", float, 0.0),
+                operating_point=text(data, "operating_point"),
             )
         else:
             body = await json_body(request, models.IdentifyJson)
-            message = gallery_pb2.IdentifyRequest(top_k=body.top_k, threshold=body.threshold)
+            message = gallery_pb2.IdentifyRequest(
+                top_k=body.top_k, threshold=body.threshold, operating_point=body.operating_point
+            )
             if body.image:
                 message.image.data = decoded(body.image, "image", max_bytes).data
             elif body.embedding:
@@ -117,7 +123,13 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         summary="Same person? Two pictures, or a picture and an enrolled identity",
         openapi_extra=_body(
             models.VerifyJson,
-            {"image_a": _FILE, "image_b": _FILE, "identity": _TEXT, "threshold": _FLOAT},
+            {
+                "image_a": _FILE,
+                "image_b": _FILE,
+                "identity": _TEXT,
+                "threshold": _FLOAT,
+                "operating_point": _TEXT,
+            },
         ),
     )
     async def verify(request: Request, auth: Auth) -> models.VerifyResponse:
@@ -126,15 +138,19 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             a = await file(data.get("image_a"), "image_a", max_bytes)
             b = await file(data["image_b"], "image_b", max_bytes) if data.get("image_b") else None
             identity, threshold = text(data, "identity"), number(data, "threshold", float, 0.0)
+            point = text(data, "operating_point")
         else:
             body = await json_body(request, models.VerifyJson)
             a = decoded(body.image_a, "image_a", max_bytes)
             b = decoded(body.image_b, "image_b", max_bytes) if body.image_b else None
-            identity, threshold = body.identity, body.threshold
+            identity, threshold, point = body.identity, body.threshold, body.operating_point
         if b is None and not identity:
             raise invalid("Give image_b or an identity to compare image_a with.")
         message = gallery_pb2.VerifyRequest(
-            image_a=common_pb2.Image(data=a.data), identity=identity, threshold=threshold
+            image_a=common_pb2.Image(data=a.data),
+            identity=identity,
+            threshold=threshold,
+            operating_point=point,
         )
         if b is not None:
             message.image_b.data = b.data

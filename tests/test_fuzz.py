@@ -230,6 +230,10 @@ embeddings = st.builds(
     st.sampled_from(["", MODEL, "other-model"]),
 )
 int32 = st.integers(-(2**31), 2**31 - 1)
+operating_points = st.one_of(
+    st.sampled_from(["", "far_1e-2", "far_1e-3", "eer", "identification", "far_1e-4"]),
+    st.text(st.characters(exclude_categories=("Cs",)), max_size=300),
+)
 images = st.builds(
     common_pb2.Image, data=st.one_of(st.binary(max_size=64), st.builds(portrait, st.integers(0, 40)))
 )
@@ -244,10 +248,14 @@ requests = st.one_of(
         st.lists(images, max_size=2),
     ),
     st.builds(
-        lambda e, k, t: ("Identify", gallery_pb2.IdentifyRequest(embedding=e, top_k=k, threshold=t)),
+        lambda e, k, t, p: (
+            "Identify",
+            gallery_pb2.IdentifyRequest(embedding=e, top_k=k, threshold=t, operating_point=p),
+        ),
         embeddings,
         int32,
         floats,
+        operating_points,
     ),
     st.builds(
         lambda i, k, t: ("Identify", gallery_pb2.IdentifyRequest(image=i, top_k=k, threshold=t)),
@@ -257,10 +265,14 @@ requests = st.one_of(
     ),
     st.builds(lambda e, k: ("Search", gallery_pb2.SearchRequest(embedding=e, top_k=k)), embeddings, int32),
     st.builds(
-        lambda a, n, t: ("Verify", gallery_pb2.VerifyRequest(image_a=a, identity=n, threshold=t)),
+        lambda a, n, t, p: (
+            "Verify",
+            gallery_pb2.VerifyRequest(image_a=a, identity=n, threshold=t, operating_point=p),
+        ),
         images,
         names,
         floats,
+        operating_points,
     ),
     st.builds(
         lambda size, token: (

@@ -71,3 +71,21 @@ class Error(_message.Message):
     code: int
     message: str
     def __init__(self, code: _Optional[int] = ..., message: _Optional[str] = ...) -> None: ...
+
+class OperatingPoint(_message.Message):
+    __slots__ = ("name", "threshold", "far", "far_upper", "tar", "genuine_pairs", "impostor_pairs")
+    NAME_FIELD_NUMBER: _ClassVar[int]
+    THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    FAR_FIELD_NUMBER: _ClassVar[int]
+    FAR_UPPER_FIELD_NUMBER: _ClassVar[int]
+    TAR_FIELD_NUMBER: _ClassVar[int]
+    GENUINE_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    IMPOSTOR_PAIRS_FIELD_NUMBER: _ClassVar[int]
+    name: str
+    threshold: float
+    far: float
+    far_upper: float
+    tar: float
+    genuine_pairs: int
+    impostor_pairs: int
+    def __init__(self, name: _Optional[str] = ..., threshold: _Optional[float] = ..., far: _Optional[float] = ..., far_upper: _Optional[float] = ..., tar: _Optional[float] = ..., genuine_pairs: _Optional[int] = ..., impostor_pairs: _Optional[int] = ...) -> None: ...

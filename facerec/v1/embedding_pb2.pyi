@@ -42,7 +42,7 @@ class GetModelInfoRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold", "precision")
+    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold", "precision", "operating_points", "operating_point", "identification_point")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -55,6 +55,9 @@ class ModelInfo(_message.Message):
     RUNTIME_FIELD_NUMBER: _ClassVar[int]
     IDENTIFICATION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     PRECISION_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINTS_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFICATION_POINT_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     input_size: int
@@ -67,4 +70,7 @@ class ModelInfo(_message.Message):
     runtime: str
     identification_threshold: float
     precision: str
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ..., precision: _Optional[str] = ...) -> None: ...
+    operating_points: _containers.RepeatedCompositeFieldContainer[_common_pb2.OperatingPoint]
+    operating_point: str
+    identification_point: _common_pb2.OperatingPoint
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ..., precision: _Optional[str] = ..., operating_points: _Optional[_Iterable[_Union[_common_pb2.OperatingPoint, _Mapping]]] = ..., operating_point: _Optional[str] = ..., identification_point: _Optional[_Union[_common_pb2.OperatingPoint, _Mapping]] = ...) -> None: ...

@@ -70,18 +70,20 @@ class EnrollResponse(_message.Message):
     def __init__(self, identity: _Optional[str] = ..., results: _Optional[_Iterable[_Union[EnrollResult, _Mapping]]] = ...) -> None: ...
 
 class IdentifyRequest(_message.Message):
-    __slots__ = ("image", "embedding", "top_k", "threshold", "detect_options")
+    __slots__ = ("image", "embedding", "top_k", "threshold", "detect_options", "operating_point")
     IMAGE_FIELD_NUMBER: _ClassVar[int]
     EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     TOP_K_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     DETECT_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
     image: _common_pb2.Image
     embedding: _common_pb2.Embedding
     top_k: int
     threshold: float
     detect_options: _detector_pb2.DetectOptions
-    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ..., detect_options: _Optional[_Union[_detector_pb2.DetectOptions, _Mapping]] = ...) -> None: ...
+    operating_point: str
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., top_k: _Optional[int] = ..., threshold: _Optional[float] = ..., detect_options: _Optional[_Union[_detector_pb2.DetectOptions, _Mapping]] = ..., operating_point: _Optional[str] = ...) -> None: ...
 
 class Candidate(_message.Message):
     __slots__ = ("identity", "distance", "face_id")
@@ -118,33 +120,37 @@ class IdentifiedFace(_message.Message):
     def __init__(self, box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., identity: _Optional[str] = ..., known: _Optional[bool] = ..., distance: _Optional[float] = ..., confidence: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., detection_confidence: _Optional[float] = ..., not_identifiable: _Optional[_Union[NotIdentifiable, str]] = ..., not_identifiable_reason: _Optional[str] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
-    __slots__ = ("faces", "threshold", "method", "width", "height")
+    __slots__ = ("faces", "threshold", "method", "width", "height", "operating_point")
     FACES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[IdentifiedFace]
     threshold: float
     method: str
     width: int
     height: int
-    def __init__(self, faces: _Optional[_Iterable[_Union[IdentifiedFace, _Mapping]]] = ..., threshold: _Optional[float] = ..., method: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ...) -> None: ...
+    operating_point: str
+    def __init__(self, faces: _Optional[_Iterable[_Union[IdentifiedFace, _Mapping]]] = ..., threshold: _Optional[float] = ..., method: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., operating_point: _Optional[str] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
-    __slots__ = ("image_a", "image_b", "identity", "threshold")
+    __slots__ = ("image_a", "image_b", "identity", "threshold", "operating_point")
     IMAGE_A_FIELD_NUMBER: _ClassVar[int]
     IMAGE_B_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
     image_a: _common_pb2.Image
     image_b: _common_pb2.Image
     identity: str
     threshold: float
-    def __init__(self, image_a: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., image_b: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., identity: _Optional[str] = ..., threshold: _Optional[float] = ...) -> None: ...
+    operating_point: str
+    def __init__(self, image_a: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., image_b: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., identity: _Optional[str] = ..., threshold: _Optional[float] = ..., operating_point: _Optional[str] = ...) -> None: ...
 
 class VerifyResponse(_message.Message):
-    __slots__ = ("match", "distance", "threshold", "box_a", "box_b", "faces_a", "faces_b")
+    __slots__ = ("match", "distance", "threshold", "box_a", "box_b", "faces_a", "faces_b", "operating_point")
     MATCH_FIELD_NUMBER: _ClassVar[int]
     DISTANCE_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
@@ -152,6 +158,7 @@ class VerifyResponse(_message.Message):
     BOX_B_FIELD_NUMBER: _ClassVar[int]
     FACES_A_FIELD_NUMBER: _ClassVar[int]
     FACES_B_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
     match: bool
     distance: float
     threshold: float
@@ -159,7 +166,8 @@ class VerifyResponse(_message.Message):
     box_b: _common_pb2.Box
     faces_a: int
     faces_b: int
-    def __init__(self, match: _Optional[bool] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., box_a: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., box_b: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., faces_a: _Optional[int] = ..., faces_b: _Optional[int] = ...) -> None: ...
+    operating_point: str
+    def __init__(self, match: _Optional[bool] = ..., distance: _Optional[float] = ..., threshold: _Optional[float] = ..., box_a: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., box_b: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., faces_a: _Optional[int] = ..., faces_b: _Optional[int] = ..., operating_point: _Optional[str] = ...) -> None: ...
 
 class SearchRequest(_message.Message):
     __slots__ = ("embedding", "top_k")
@@ -212,26 +220,30 @@ class ListIdentitiesResponse(_message.Message):
     def __init__(self, identities: _Optional[_Iterable[_Union[IdentitySummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetIdentityRequest(_message.Message):
-    __slots__ = ("identity",)
+    __slots__ = ("identity", "include_embeddings")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
+    INCLUDE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     identity: str
-    def __init__(self, identity: _Optional[str] = ...) -> None: ...
+    include_embeddings: bool
+    def __init__(self, identity: _Optional[str] = ..., include_embeddings: _Optional[bool] = ...) -> None: ...
 
 class FaceRecord(_message.Message):
-    __slots__ = ("face_id", "identity", "box", "image_sha256", "created_at_ms", "model")
+    __slots__ = ("face_id", "identity", "box", "image_sha256", "created_at_ms", "model", "embedding")
     FACE_ID_FIELD_NUMBER: _ClassVar[int]
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     IMAGE_SHA256_FIELD_NUMBER: _ClassVar[int]
     CREATED_AT_MS_FIELD_NUMBER: _ClassVar[int]
     MODEL_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
     face_id: int
     identity: str
     box: _common_pb2.Box
     image_sha256: str
     created_at_ms: int
     model: str
-    def __init__(self, face_id: _Optional[int] = ..., identity: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., image_sha256: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
+    embedding: _common_pb2.Embedding
+    def __init__(self, face_id: _Optional[int] = ..., identity: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., image_sha256: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., model: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ...) -> None: ...
 
 class GetIdentityResponse(_message.Message):
     __slots__ = ("identity", "faces")
@@ -284,7 +296,7 @@ class StatsRequest(_message.Message):
     def __init__(self) -> None: ...
 
 class StatsResponse(_message.Message):
-    __slots__ = ("identities", "faces", "index_kind", "index_detail", "index_size", "model", "threshold", "threshold_source", "classifier", "classifier_stale", "identification_threshold")
+    __slots__ = ("identities", "faces", "index_kind", "index_detail", "index_size", "model", "threshold", "threshold_source", "classifier", "classifier_stale", "identification_threshold", "operating_points", "operating_point", "identification_point")
     IDENTITIES_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
     INDEX_KIND_FIELD_NUMBER: _ClassVar[int]
@@ -296,6 +308,9 @@ class StatsResponse(_message.Message):
     CLASSIFIER_FIELD_NUMBER: _ClassVar[int]
     CLASSIFIER_STALE_FIELD_NUMBER: _ClassVar[int]
     IDENTIFICATION_THRESHOLD_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINTS_FIELD_NUMBER: _ClassVar[int]
+    OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFICATION_POINT_FIELD_NUMBER: _ClassVar[int]
     identities: int
     faces: int
     index_kind: str
@@ -307,4 +322,7 @@ class StatsResponse(_message.Message):
     classifier: str
     classifier_stale: bool
     identification_threshold: float
-    def __init__(self, identities: _Optional[int] = ..., faces: _Optional[int] = ..., index_kind: _Optional[str] = ..., index_detail: _Optional[str] = ..., index_size: _Optional[int] = ..., model: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., classifier: _Optional[str] = ..., classifier_stale: _Optional[bool] = ..., identification_threshold: _Optional[float] = ...) -> None: ...
+    operating_points: _containers.RepeatedCompositeFieldContainer[_common_pb2.OperatingPoint]
+    operating_point: str
+    identification_point: _common_pb2.OperatingPoint
+    def __init__(self, identities: _Optional[int] = ..., faces: _Optional[int] = ..., index_kind: _Optional[str] = ..., index_detail: _Optional[str] = ..., index_size: _Optional[int] = ..., model: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., classifier: _Optional[str] = ..., classifier_stale: _Optional[bool] = ..., identification_threshold: _Optional[float] = ..., operating_points: _Optional[_Iterable[_Union[_common_pb2.OperatingPoint, _Mapping]]] = ..., operating_point: _Optional[str] = ..., identification_point: _Optional[_Union[_common_pb2.OperatingPoint, _Mapping]] = ...) -> None: ...

@@ -125,7 +125,7 @@ class GalleryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def GetIdentity(self, request, context):
-        """NOT_FOUND for an unknown identity.
+        """NOT_FOUND for an unknown identity. With include_embeddings, also each face's embedding.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -153,7 +153,7 @@ class GalleryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def Stats(self, request, context):
-        """Counts, index kind, model, threshold.
+        """Counts, index kind, model, thresholds and operating points.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')

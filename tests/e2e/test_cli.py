@@ -11,6 +11,7 @@ import sys
 import threading
 import time
 import urllib.request
+from collections.abc import Iterator
 from pathlib import Path
 
 import grpc
@@ -163,9 +164,20 @@ def test_the_gateway_of_facerec_serve_identifies_a_posted_picture(served, val_im
 def test_verify_two_pictures_of_one_person(served, val_images) -> None:
     _, addresses = served
     same = [p for who, p in val_images if who == "madonna"]
+    # These two lie 1.12 apart: beyond the default far_1e-3 (1.09, TAR 88%), within far_1e-2 (1.22).
     done = facerec("verify", str(same[0]), str(same[1]), "--gallery", addresses["gallery"])
+    assert done.returncode == 3 and "(threshold 1.091 at far_1e-3)" in done.stdout, done.stderr
+    done = facerec(
+        "verify",
+        str(same[0]),
+        str(same[1]),
+        "--gallery",
+        addresses["gallery"],
+        "--operating-point",
+        "far_1e-2",
+    )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("same person")
+    assert done.stdout.startswith("same person") and "(threshold 1.218 at far_1e-2)" in done.stdout
 
 
 def test_eval_writes_report_and_plot_and_saved_threshold_is_used(
@@ -187,26 +199,115 @@ def test_eval_writes_report_and_plot_and_saved_threshold_is_used(
     )
     assert done.returncode == 0, done.stderr
     report = json.loads((out / "report.json").read_text())
-    best = report["modes"]["box"]["best_threshold"]
-    assert 0 < best < 2
-    assert set(report["modes"]) == {"box", "similarity"}
+    assert set(report["modes"]) == {"box", "similarity"} and report["chosen_mode"] in report["modes"]
+    chosen = report["modes"][report["chosen_mode"]]
+    points = {p["name"]: p for p in chosen["points"]}
+    # 5453 different-person pairs support FAR 1e-2 and 1e-3 by their upper bound, not 1e-4.
+    assert report["operating_point"] == "far_1e-3" and points["far_1e-3"]["far_upper"] <= 1e-3
+    assert set(points) == {"far_1e-2", "far_1e-3", "eer", "best_accuracy"}
+    assert [u["name"] for u in chosen["unsupported"]] == ["far_1e-4"]
+    assert "far_1e-4       too few different-person pairs" in done.stdout
+    default = points["far_1e-3"]["threshold"]
+    assert 0 < default < points["far_1e-2"]["threshold"] < 2
     with Image.open(out / "roc.png") as plot:
         assert plot.format == "PNG"
-    saved = json.loads((home / "calibration.json").read_text())["models"][report["model"]]["threshold"]
-    assert saved == pytest.approx(best)
+    saved = json.loads((home / "calibration.json").read_text())["models"][report["model"]]
+    assert saved["threshold"] == pytest.approx(default) and saved["operating_point"] == "far_1e-3"
+    assert [p["name"] for p in saved["points"]] == [p["name"] for p in chosen["points"]]
     with grpc.insecure_channel(addresses["embedder"]) as channel:
         info = embedding_pb2_grpc.EmbedderStub(channel).GetModelInfo(
             embedding_pb2.GetModelInfoRequest(), timeout=30
         )
-    assert info.threshold == pytest.approx(best, abs=1e-6)
-    assert info.threshold_source == "calibrated"
+    assert info.threshold == pytest.approx(default, abs=1e-6)
+    assert (info.threshold_source, info.operating_point) == ("calibrated", "far_1e-3")
     a, b = (p.read_bytes() for _, p in val_images[:2])
     with grpc.insecure_channel(addresses["gallery"]) as channel:
-        reply = gallery_pb2_grpc.GalleryStub(channel).Verify(
-            gallery_pb2.VerifyRequest(image_a=common_pb2.Image(data=a), image_b=common_pb2.Image(data=b)),
-            timeout=60,
-        )
-    assert reply.threshold == pytest.approx(best, abs=1e-6)
+        stub = gallery_pb2_grpc.GalleryStub(channel)
+        pair = {"image_a": common_pb2.Image(data=a), "image_b": common_pb2.Image(data=b)}
+        reply = stub.Verify(gallery_pb2.VerifyRequest(**pair), timeout=60)
+        loose = stub.Verify(gallery_pb2.VerifyRequest(**pair, operating_point="far_1e-2"), timeout=60)
+    assert (reply.threshold, reply.operating_point) == (pytest.approx(default, abs=1e-6), "far_1e-3")
+    assert loose.threshold == pytest.approx(points["far_1e-2"]["threshold"], abs=1e-6)
+    assert loose.distance == pytest.approx(reply.distance)
+
+
+@pytest.fixture()
+def calibration_kept(home: Path) -> Iterator[Path]:
+    """The module's calibration file, put back after the test (the demo test reads it later)."""
+    path = home / "calibration.json"
+    before = path.read_bytes() if path.exists() else None
+    yield path
+    if before is None:
+        path.unlink(missing_ok=True)
+    else:
+        path.write_bytes(before)
+
+
+def test_eval_calibrates_on_the_enrolled_faces_of_a_running_gallery(
+    served, home, tmp_path, calibration_kept: Path
+) -> None:
+    _, addresses = served
+    with grpc.insecure_channel(addresses["gallery"]) as channel:
+        stats = gallery_pb2_grpc.GalleryStub(channel).Stats(gallery_pb2.StatsRequest(), timeout=30)
+    out = tmp_path / "report"
+    done = facerec(
+        "eval",
+        "--gallery",
+        addresses["gallery"],
+        "--out",
+        str(out),
+        "--save-threshold",
+        env={"FACEREC_HOME": str(home)},
+    )
+    assert done.returncode == 0, done.stderr
+    report = json.loads((out / "report.json").read_text())
+    mode = report["modes"]["gallery"]
+    assert (mode["faces"], mode["identities"]) == (stats.faces, stats.identities)
+    assert mode["same_pairs"] + mode["different_pairs"] == stats.faces * (stats.faces - 1) // 2
+    named = {p["name"] for p in mode["points"]} | {u["name"] for u in mode["unsupported"]}
+    assert {"far_1e-2", "far_1e-3", "far_1e-4", "eer", "best_accuracy"} <= named
+    saved = json.loads(calibration_kept.read_text())["models"][report["model"]]
+    assert saved["source"] == f"gallery {addresses['gallery']}"
+    assert saved["operating_point"] == report["operating_point"]
+    with grpc.insecure_channel(addresses["gallery"]) as channel:
+        now = gallery_pb2_grpc.GalleryStub(channel).Stats(gallery_pb2.StatsRequest(), timeout=30)
+    assert now.operating_point == report["operating_point"]
+    assert now.threshold == pytest.approx(report["recommended_threshold"], abs=1e-6)
+    sampled = facerec("eval", "--gallery", addresses["gallery"], "--out", str(out), "--max-faces", "40")
+    assert sampled.returncode == 0, sampled.stderr
+    assert f"calibrating on 40 of {stats.faces} enrolled faces" in sampled.stderr
+    assert json.loads((out / "report.json").read_text())["modes"]["gallery"]["faces"] == 40
+
+
+def test_verify_names_an_operating_point_and_an_unknown_one_is_one_sentence(served, val_images) -> None:
+    _, addresses = served
+    same = [p for who, p in val_images if who == "madonna"]
+    done = facerec(
+        "verify",
+        str(same[0]),
+        str(same[1]),
+        "--gallery",
+        addresses["gallery"],
+        "--operating-point",
+        "eer",
+        "--json",
+    )
+    assert done.returncode in (0, 3), done.stderr
+    assert json.loads(done.stdout)["operating_point"] == "eer"
+    done = facerec(
+        "verify",
+        str(same[0]),
+        str(same[1]),
+        "--gallery",
+        addresses["gallery"],
+        "--operating-point",
+        "far_1e-9",
+    )
+    assert done.returncode == 1
+    assert done.stderr.startswith(
+        "facerec: The gallery answered INVALID_ARGUMENT: Unknown operating point 'far_1e-9'"
+    )
+    assert len(done.stderr.strip().splitlines()) == 1
 
 
 def test_list_and_remove(served) -> None:
@@ -282,4 +383,8 @@ def test_demo_prints_val_accuracy_of_100_percent(home) -> None:
     done = facerec("demo", env={"FACEREC_HOME": str(home)}, timeout=900)
     assert done.returncode == 0, done.stderr[-3000:]
     assert "val accuracy: 100.0%" in done.stdout, done.stdout
-    assert re.search(r"verification on \d+ val pairs", done.stdout)
+    assert re.search(
+        r"verification on \d+ val pairs at far_1e-3 \(threshold 1\.\d+; on its \d+ calibration different-person "
+        r"pairs FAR \d+\.\d+%, <= \d+\.\d+% at 95%, and TAR \d+\.\d+% of \d+ same-person pairs\)",
+        done.stdout,
+    ), done.stdout

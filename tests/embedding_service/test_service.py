@@ -12,7 +12,7 @@ import pytest
 
 from embedding_service.embedder import Embedder
 from embedding_service.preprocessing import DESCRIPTION, prepare_batch
-from facerec.calibration import DEFAULT_THRESHOLD, save_calibration
+from facerec.calibration import DEFAULT_THRESHOLD, OperatingPoint, save_calibration
 from facerec.images import encode_png
 from facerec.v1 import common_pb2, embedding_pb2
 from tests.support.embedding import (
@@ -187,6 +187,10 @@ def test_model_info_names_the_model_and_counts_calls(
     assert before.preprocessing == DESCRIPTION
     assert before.threshold == pytest.approx(DEFAULT_THRESHOLD)
     assert before.threshold_source == "default"
+    assert [p.name for p in before.operating_points] == ["far_1e-2", "far_1e-3", "eer", "best_accuracy"]
+    assert before.operating_point == "far_1e-3"
+    assert before.operating_points[1].threshold == pytest.approx(DEFAULT_THRESHOLD)
+    assert before.operating_points[1].far_upper <= 1e-3
     assert (before.model_calls, before.faces_embedded) == (0, 0)
     assert (after.model_calls, after.faces_embedded) == (1, 3)
     assert after.max_batch == 8 and after.runtime == "fake"
@@ -200,6 +204,32 @@ def test_model_info_reports_the_calibrated_threshold(tmp_path: Path, fake_embedd
         info = served.stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=10)
     assert info.threshold == pytest.approx(0.93)
     assert info.threshold_source == "calibrated"
+    assert (len(info.operating_points), info.operating_point) == (0, "")  # saved without points
+
+
+def test_model_info_lists_the_saved_operating_points(tmp_path: Path, fake_embedder: Embedder) -> None:
+    settings = make_settings(tmp_path)
+    points = (
+        OperatingPoint("far_1e-2", 1.2, 0.008, 0.0099, 0.95, 1333, 5453),
+        OperatingPoint("far_1e-3", 1.09, 0.0002, 0.00087, 0.88, 1333, 5453),
+    )
+    save_calibration(
+        settings.calibration_path,
+        "facenet-keras-128",
+        1.09,
+        points=points,
+        operating_point="far_1e-3",
+        identification=OperatingPoint("identification", 1.05, 0.0, 0.025, 0.99, 117, 117),
+    )
+    with serve(settings, fake_embedder) as served:
+        info = served.stub.GetModelInfo(embedding_pb2.GetModelInfoRequest(), timeout=10)
+    assert [(p.name, round(p.threshold, 4), p.impostor_pairs) for p in info.operating_points] == [
+        ("far_1e-2", 1.2, 5453),
+        ("far_1e-3", 1.09, 5453),
+    ]
+    assert (info.operating_point, round(info.threshold, 4)) == ("far_1e-3", 1.09)
+    assert info.operating_points[1].far_upper == pytest.approx(0.00087)
+    assert info.identification_point.tar == pytest.approx(0.99)
 
 
 def test_batching_off_reports_max_batch_one(

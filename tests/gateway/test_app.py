@@ -141,11 +141,15 @@ def test_verify_two_pictures_and_a_picture_against_an_identity(http: httpx.Clien
         "threshold": pytest.approx(1.2),
         "box_a": {"x": 10, "y": 20, "width": 30, "height": 40},
         "box_b": None,
+        "operating_point": "far_1e-3",
     }
     assert fake.last("Verify").request.image_b.data == FACE + b"b"
-    answer = http.post("/v1/verify", json={"image_a": b64(FACE), "identity": "ada"})
-    assert answer.status_code == 200
-    assert fake.last("Verify").request.identity == "ada"
+    answer = http.post("/v1/verify", json={"image_a": b64(FACE), "identity": "ada", "operating_point": "eer"})
+    assert answer.status_code == 200 and answer.json()["operating_point"] == "eer"
+    assert (fake.last("Verify").request.identity, fake.last("Verify").request.operating_point) == (
+        "ada",
+        "eer",
+    )
     missing = http.post("/v1/verify", json={"image_a": b64(FACE)})
     assert missing.status_code == 400
     assert missing.json()["message"] == "Give image_b or an identity to compare image_a with."

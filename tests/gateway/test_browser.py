@@ -109,9 +109,11 @@ def test_enroll_through_the_page_then_identify_a_val_picture_shows_the_name(
     assert "threshold" in summary
     assert page.locator("#error").is_hidden()
 
-    same = people(val_images, "madonna")[:2]
+    # Madonna's first and third val pictures lie 0.69 apart, well within the default far_1e-3 (1.09);
+    # her first two lie 1.12 apart, which that point rejects (its TAR on the calibration set is 88%).
+    same = people(val_images, "madonna")
     page.set_input_files("#verify-a", str(same[0]))
-    page.set_input_files("#verify-b", str(same[1]))
+    page.set_input_files("#verify-b", str(same[2]))
     page.click("#verify-button")
     page.wait_for_selector("#verify-result:has-text('distance')")
     assert page.inner_text("#verify-result").startswith("Same person")

@@ -48,11 +48,14 @@ def test_enroll_then_identify_verify_detect_list_get_train_stats_remove(
     assert best["known"] and best["identity"] == "madonna"
     assert best["distance"] <= reply["threshold"]
 
-    verified = http.post(
-        "/v1/verify",
-        files={"image_a": ("a.jpg", val[0].read_bytes()), "image_b": ("b.jpg", val[1].read_bytes())},
-    ).json()
-    assert verified["match"] and verified["distance"] <= verified["threshold"]
+    pair = {"image_a": ("a.jpg", val[0].read_bytes()), "image_b": ("b.jpg", val[1].read_bytes())}
+    verified = http.post("/v1/verify", files=pair).json()
+    # These two lie 1.12 apart: beyond the default far_1e-3 (1.09), within far_1e-2 (1.22).
+    assert verified["operating_point"] == "far_1e-3"
+    assert verified["match"] == (verified["distance"] <= verified["threshold"])
+    loose = http.post("/v1/verify", files=pair, data={"operating_point": "far_1e-2"}).json()
+    assert loose["match"] and loose["operating_point"] == "far_1e-2"
+    assert loose["distance"] <= loose["threshold"]
 
     detected = http.post("/v1/detect", files={"image": ("a.jpg", val[0].read_bytes())}).json()
     assert len(detected["images"]) == 1 and detected["images"][0]["faces"]
@@ -64,6 +67,7 @@ def test_enroll_then_identify_verify_detect_list_get_train_stats_remove(
     assert http.post("/v1/train").status_code == 200
     stats = http.get("/v1/stats").json()
     assert stats["faces"] >= 6 and stats["identities"] >= 2
+    assert "far_1e-3" in {p["name"] for p in stats["operating_points"]}
 
     assert http.delete(f"/v1/faces/{faces[0]['face_id']}").json() == {"identity": "elton_john"}
     assert http.delete("/v1/identities/elton_john").json() == {"faces_removed": 2}

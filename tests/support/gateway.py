@@ -95,7 +95,13 @@ class FakeGallery(gallery_pb2_grpc.GalleryServicer):
 
     def Verify(self, request, context):
         self.fake.seen("Verify", request, context)
-        return gallery_pb2.VerifyResponse(match=True, distance=0.4, threshold=1.2, box_a=_box())
+        return gallery_pb2.VerifyResponse(
+            match=True,
+            distance=0.4,
+            threshold=1.2,
+            box_a=_box(),
+            operating_point=request.operating_point or "far_1e-3",
+        )
 
     def Search(self, request, context):
         self.fake.seen("Search", request, context)
