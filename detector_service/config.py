@@ -29,6 +29,12 @@ class Settings(ServerSettings):
     max_batch: int = setting(8, "pictures per model call")
     max_delay_ms: float = setting(5.0, "wait this long for a batch to fill")
     default_min_face_size_px: int = setting(20, "smallest face looked for when a request says 0")
+    max_working_side_px: int = setting(
+        1600, "pictures are searched at most this large (longer side); larger ones shrunk, boxes mapped back"
+    )
+    max_pixels_in_flight: int = setting(
+        80_000_000, "decoded pixels all calls may hold at once; a call that would pass it is refused"
+    )
     intra_op_threads: int = setting(2, "model intra-op threads")
     inter_op_threads: int = setting(1, "model inter-op threads")
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
@@ -55,6 +61,8 @@ class Settings(ServerSettings):
             "intra_op_threads",
             "inter_op_threads",
             "max_concurrent_rpcs",
+            "max_working_side_px",
+            "max_pixels_in_flight",
         ):
             if getattr(self, name) < 1:
                 raise SettingError(f"{self.key(name)} must be at least 1, not {getattr(self, name)}.")

@@ -5,18 +5,19 @@ from __future__ import annotations
 import enum
 import logging
 import time
-from collections import defaultdict
 from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from detector_service import alignment
+from detector_service.nms import smart_nms
 from detector_service.onnx_nets import Nets, keras_models, keras_nets, onnx_nets
-from detector_service.pyramid import SCALE_FACTOR, build_scales
+from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
 from detector_service.resize import area_resize
 from facerec.errors import InvalidInput
 from facerec.timings import Timings
@@ -31,6 +32,18 @@ SMALLEST_MIN_FACE_SIZE_PX = 12
 # mtcnn 1.0.0's stage defaults (the tutorial's settings).
 THRESHOLD_PNET, THRESHOLD_RNET, THRESHOLD_ONET = 0.6, 0.7, 0.8
 NMS_PNET_SCALE, NMS_PNET_ALL, NMS_RNET, NMS_ONET = 0.5, 0.7, 0.7, 0.7
+# A picture is searched at most this large (longer side): a larger one is shrunk first, and its boxes and
+# landmarks are mapped back and its crops cut from the original. P-Net's feature maps grow with the
+# pixels of each pyramid level (a 6300x6300 picture took 5.7 GB at full size), so this bounds the
+# memory of one picture; faces below min_face_size_px x (side / this) original pixels are not found.
+MAX_WORKING_SIDE_PX = 1600
+# Pixels of one P-Net call at a pyramid level: pictures of one size are stacked up to this many.
+MAX_PNET_CALL_PX = MAX_WORKING_SIDE_PX * MAX_WORKING_SIDE_PX
+# Candidates per picture kept after each of P-Net and R-Net (the most confident): a picture of many
+# faces (256 on 3200x3200) otherwise sends tens of thousands of 24- and 48-px patches to the next net.
+# Normal pictures hold a few hundred P-Net candidates, so they are not cut.
+MAX_RNET_CANDIDATES = 4000
+MAX_ONET_CANDIDATES = 1000
 
 
 class Alignment(enum.Enum):
@@ -108,9 +121,12 @@ class Detector:
     Not thread-safe: one thread (the batcher's worker) owns it.
     """
 
-    def __init__(self, nets: Nets | Any, pad_sizes: bool = False) -> None:
+    def __init__(
+        self, nets: Nets | Any, pad_sizes: bool = False, max_working_side_px: int = MAX_WORKING_SIDE_PX
+    ) -> None:
         """nets: the three networks (detector_service.onnx_nets.Nets), or an mtcnn.MTCNN whose Keras
-        models are called as they are."""
+        models are called as they are. max_working_side_px: see MAX_WORKING_SIDE_PX."""
+        self._max_side = max_working_side_px
         # pad_sizes: pictures of different sizes share P-Net calls (padded); much faster on mixed
         # batches, but P-Net's border cells and float order change, so a few boxes move a few pixels.
         self._pad_sizes = pad_sizes
@@ -126,10 +142,11 @@ class Detector:
         """mtcnn's networks on settings.runtime: onnxruntime (exported once, then cached under
         settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights)."""
         pad = bool(settings and settings.pad_sizes)
+        side = settings.max_working_side_px if settings else MAX_WORKING_SIDE_PX
         if settings is None or settings.runtime == "tensorflow":
-            return cls(keras_nets(keras_models()), pad_sizes=pad)
+            return cls(keras_nets(keras_models()), pad_sizes=pad, max_working_side_px=side)
         nets = onnx_nets(Path(settings.models_dir), settings.intra_op_threads, settings.inter_op_threads)
-        return cls(nets, pad_sizes=pad)
+        return cls(nets, pad_sizes=pad, max_working_side_px=side)
 
     def detect(
         self, images: Sequence[NDArray[np.uint8]], options: DetectOptions = DetectOptions()
@@ -163,18 +180,25 @@ class Detector:
             clock = now
 
         self.timings.add(pictures=len(images), model_calls=1)
-        normalized = [_normalize(image) for image in images]
-        candidates = self._pnet_stage(normalized, min_face_size_px)
+        working = [_working_picture(image, self._max_side) for image in images]
+        # P-Net's window is 12 px: a shrunk picture cannot look for faces smaller than that.
+        min_faces = [max(float(PNET_CELL_PX), min_face_size_px * ratio) for _, ratio in working]
+        normalized = [_normalize(picture) for picture, _ in working]
+        del working
+        candidates = self._pnet_stage(normalized, min_faces)
         lap("pnet_s")
         if len(candidates):
-            candidates = self._rnet_stage(normalized, candidates)
+            candidates = self._rnet_stage(normalized, _most_confident(candidates, MAX_RNET_CANDIDATES))
         lap("rnet_s")
         if len(candidates):
-            candidates = self._onet_stage(normalized, candidates)
+            candidates = self._onet_stage(normalized, _most_confident(candidates, MAX_ONET_CANDIDATES))
         lap("onet_s")
+        del normalized
         result: list[NDArray[np.float64]] = [np.empty((0, 16)) for _ in images]
         if not len(candidates):
             return result
+        for index, image in enumerate(images):
+            _to_original(candidates, index, image.shape, self._max_side)
         shapes = np.array([image.shape for image in images])
         candidates = limit_bboxes(candidates, images_shapes=shapes, limit_landmarks=False)
         for index in range(len(images)):
@@ -190,17 +214,16 @@ class Detector:
         self.timings.clear()
 
     def _pnet_stage(
-        self, normalized: list[NDArray[np.float32]], min_face_size_px: float
+        self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> NDArray[np.float64]:
         from mtcnn.utils.bboxes import (
             resize_to_square,
-            smart_nms_from_bboxes,
         )
 
         if self._pad_sizes:
-            found = self._pnet_padded(normalized, min_face_size_px)
+            found = self._pnet_padded(normalized, min_faces)
         else:
-            found = self._pnet_grouped(normalized, min_face_size_px)
+            found = self._pnet_grouped(normalized, min_faces)
         if not found:
             return np.empty((0, 6))
         boxes = np.concatenate(found, axis=0)
@@ -208,41 +231,48 @@ class Detector:
             return boxes
         # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
         boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
-        boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
+        boxes = smart_nms(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
         squared: NDArray[np.float64] = resize_to_square(boxes)
         return squared
 
     def _pnet_grouped(
-        self, normalized: list[NDArray[np.float32]], min_face_size_px: float
+        self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> list[NDArray[np.float64]]:
-        """P-Net once per pyramid level on each group of same-size pictures: mtcnn's own results."""
-        from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
+        """P-Net once per pyramid level on each group of same-size pictures (at most MAX_PNET_CALL_PX
+        pixels a call): mtcnn's own results."""
+        from mtcnn.utils.bboxes import generate_bounding_box, upscale_bboxes
 
-        by_shape: dict[tuple[int, ...], list[int]] = defaultdict(list)
+        groups: list[list[int]] = []
+        open_group: dict[tuple[tuple[int, ...], float], list[int]] = {}
         for index, image in enumerate(normalized):
-            by_shape[image.shape].append(index)
+            key = (image.shape, min_faces[index])
+            per_call = max(1, MAX_PNET_CALL_PX // (image.shape[0] * image.shape[1]))
+            if key not in open_group or len(open_group[key]) >= per_call:
+                open_group[key] = []
+                groups.append(open_group[key])
+            open_group[key].append(index)
         found = []
-        for shape, indices in by_shape.items():
+        for indices in groups:
+            shape, min_face_size_px = normalized[indices[0]].shape, min_faces[indices[0]]
             ids = np.asarray(indices, dtype=np.float64)
             for scale in build_scales(shape[1], shape[0], min_face_size_px, SCALE_FACTOR):
                 reg, prob = self._pnet(np.stack([area_resize(normalized[i], scale) for i in indices]))
                 boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
                 boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
-                boxes = smart_nms_from_bboxes(
-                    boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False
-                )
+                boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
                 boxes[:, 0] = ids[boxes[:, 0].astype(int)]
                 found.append(boxes)
         return found
 
     def _pnet_padded(
-        self, normalized: list[NDArray[np.float32]], min_face_size_px: float
+        self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on every picture, padded to the level's largest (see pad_sizes)."""
-        from mtcnn.utils.bboxes import generate_bounding_box, smart_nms_from_bboxes, upscale_bboxes
+        from mtcnn.utils.bboxes import generate_bounding_box, upscale_bboxes
 
         pyramids = [
-            build_scales(im.shape[1], im.shape[0], min_face_size_px, SCALE_FACTOR) for im in normalized
+            build_scales(im.shape[1], im.shape[0], face, SCALE_FACTOR)
+            for im, face in zip(normalized, min_faces, strict=True)
         ]
         found = []
         for level in range(max((len(p) for p in pyramids), default=0)):
@@ -267,7 +297,7 @@ class Detector:
                 prob[row, :, _pnet_cells(int(x.shape[1])) :, 1] = 0.0
             boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
             boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
-            boxes = smart_nms_from_bboxes(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
+            boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
             boxes[:, 0] = np.asarray(indices, dtype=np.float64)[boxes[:, 0].astype(int)]
             found.append(boxes)
         return found
@@ -280,7 +310,6 @@ class Detector:
             pick_matches,
             replace_confidence,
             resize_to_square,
-            smart_nms_from_bboxes,
         )
 
         boxes, patches = _patches(normalized, boxes, 24)
@@ -290,14 +319,14 @@ class Detector:
         boxes = pick_matches(boxes, score_threshold=THRESHOLD_RNET)
         if not len(boxes):
             return boxes
-        boxes = smart_nms_from_bboxes(boxes, threshold=NMS_RNET, method="union", initial_sort=True)
+        boxes = smart_nms(boxes, threshold=NMS_RNET, method="union", initial_sort=True)
         squared: NDArray[np.float64] = resize_to_square(boxes)
         return squared
 
     def _onet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, replace_confidence, smart_nms_from_bboxes
+        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, replace_confidence
         from mtcnn.utils.landmarks import adjust_landmarks
 
         boxes, patches = _patches(normalized, boxes, 48)
@@ -309,10 +338,7 @@ class Detector:
         boxes = pick_matches(boxes, scores_column=5, score_threshold=THRESHOLD_ONET)
         if not len(boxes):
             return boxes
-        kept: NDArray[np.float64] = smart_nms_from_bboxes(
-            boxes, threshold=NMS_ONET, method="min", initial_sort=True
-        )
-        return kept
+        return smart_nms(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
 
 
 class _Eager:
@@ -328,6 +354,43 @@ class _Eager:
 def _pnet_cells(side: int) -> int:
     """P-Net's output cells along a side of `side` input pixels: conv 3, pool 2 ('same'), conv 3, conv 3."""
     return -(-(side - 2) // 2) - 4
+
+
+def _working_picture(image: NDArray[np.uint8], max_side_px: int) -> tuple[NDArray[np.uint8], float]:
+    """The picture shrunk so its longer side is at most max_side_px, and the ratio (working / original)."""
+    height, width = image.shape[:2]
+    ratio = min(1.0, max_side_px / max(height, width))
+    if ratio >= 1.0:
+        return image, 1.0
+    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    # INTER_AREA averages the pixels each output pixel covers: no aliasing when shrinking a lot.
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), ratio
+
+
+def _to_original(rows: NDArray[np.float64], index: int, shape: tuple[int, ...], max_side_px: int) -> None:
+    """Maps the boxes and landmarks of picture `index` (mtcnn rows, in place) from its working picture back."""
+    height, width = shape[:2]
+    ratio = min(1.0, max_side_px / max(height, width))
+    if ratio >= 1.0:
+        return
+    mine = rows[:, 0] == index
+    # The working picture's sides were rounded: scale x and y by their own exact ratios.
+    sx = width / max(1, round(width * ratio))
+    sy = height / max(1, round(height * ratio))
+    rows[np.ix_(mine, [1, 3, 6, 7, 8, 9, 10])] *= sx
+    rows[np.ix_(mine, [2, 4, 11, 12, 13, 14, 15])] *= sy
+
+
+def _most_confident(boxes: NDArray[np.float64], per_picture: int) -> NDArray[np.float64]:
+    """At most per_picture candidates of each picture (column 0), the most confident (column 5)."""
+    ids, counts = np.unique(boxes[:, 0], return_counts=True)
+    if counts.max(initial=0) <= per_picture:
+        return boxes
+    keep = []
+    for picture in ids:
+        mine = np.flatnonzero(boxes[:, 0] == picture)
+        keep.append(mine[np.argsort(-boxes[mine, 5], kind="stable")[:per_picture]])
+    return boxes[np.sort(np.concatenate(keep))]
 
 
 def _normalize(image: NDArray[np.uint8]) -> NDArray[np.float32]:

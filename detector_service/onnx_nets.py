@@ -94,7 +94,10 @@ def onnx_nets(
     if len(data) < len(cached):
         log.info("exporting mtcnn %s's networks to ONNX (opset %d); once", mtcnn_version(), OPSET)
         data = export_all(models(), paths)
-    sessions = {name: cpu_session(blob, intra_threads, inter_threads) for name, blob in data.items()}
+    # No arena: P-Net's input size follows each picture, and an arena would keep the largest one's memory.
+    sessions = {
+        name: cpu_session(blob, intra_threads, inter_threads, arena=False) for name, blob in data.items()
+    }
     pnet, rnet, onet = (_infer_fn(sessions[name]) for name in NET_NAMES)
     return Nets(pnet, rnet, onet, runtime="onnxruntime")
 

@@ -13,8 +13,9 @@ from numpy.typing import NDArray
 from detector_service.config import Settings
 from detector_service.detector import Alignment, Detection, DetectOptions
 from facerec.batching import Outcome
+from facerec.budget import Budget
 from facerec.errors import FacerecError, InvalidInput
-from facerec.images import decode_image
+from facerec.images import decode_image, header_pixels
 from facerec.server import Health, Service, build_server
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
@@ -53,6 +54,9 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
         self._detector = detector
         self._settings = settings
         self._limits = settings.image_limits
+        # Decoded pictures are the one cost that grows with the callers (3 bytes a pixel, plus the
+        # decoder's copy): bounding their sum bounds the service's memory whatever the calls hold.
+        self._pixels = Budget(settings.max_pixels_in_flight, "pixels in the detector at once")
 
     def Detect(
         self, request: detector_pb2.DetectRequest, context: grpc.ServicerContext
@@ -65,6 +69,20 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 f"The request has {count} images, over the limit of {self._settings.max_images_per_request}."
             )
         options = self._options(request.options)
+        with self._pixels.take(sum(self._pixels_to_decode(image.data) for image in request.images)):
+            return self._detect(request, options, context)
+
+    def _pixels_to_decode(self, data: bytes) -> int:
+        """The pixels decode_image will hold for this picture: 0 for one it refuses before decoding."""
+        if len(data) > self._limits.max_bytes:
+            return 0
+        pixels = header_pixels(data)
+        return pixels if pixels <= self._limits.max_pixels else 0
+
+    def _detect(
+        self, request: detector_pb2.DetectRequest, options: DetectOptions, context: grpc.ServicerContext
+    ) -> detector_pb2.DetectResponse:
+        count = len(request.images)
         results = [detector_pb2.ImageResult() for _ in range(count)]
         pictures, where = [], []
         for index, image in enumerate(request.images):

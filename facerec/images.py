@@ -72,6 +72,19 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> NDArray[np
         raise InvalidInput("The image could not be decoded: its data is truncated or corrupt.") from exc
 
 
+def header_pixels(data: bytes) -> int:
+    """width x height read from the image's header without decoding it; 0 when the header is unreadable
+    (decode_image then says why)."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
+                width, height = image.size
+    except Exception:  # any unreadable header: decode_image reports it with its own sentence
+        return 0
+    return width * height
+
+
 def encode_png(rgb: NDArray[np.uint8]) -> bytes:
     """(h, w, 3) uint8 RGB → PNG bytes."""
     out = io.BytesIO()

@@ -18,11 +18,18 @@ class OnnxExportError(RuntimeError):
     """A network could not be exported, or its export does not match Keras; nothing is cached."""
 
 
-def cpu_session(data: bytes, intra_threads: int, inter_threads: int) -> Any:  # onnxruntime.InferenceSession
-    """A CPU session on a serialized model, sequential, fully optimized, with sleeping (not spinning) pools."""
+def cpu_session(
+    data: bytes, intra_threads: int, inter_threads: int, arena: bool = True
+) -> Any:  # onnxruntime.InferenceSession
+    """A CPU session on a serialized model, sequential, fully optimized, with sleeping (not spinning) pools.
+
+    arena=False: every run's buffers go back to the allocator when it ends, instead of onnxruntime's arena
+    keeping the largest run's memory for good (for inputs whose size varies per call, such as P-Net's).
+    """
     import onnxruntime as ort
 
     options = ort.SessionOptions()
+    options.enable_cpu_mem_arena = arena
     options.intra_op_num_threads = intra_threads
     options.inter_op_num_threads = inter_threads
     options.execution_mode = ort.ExecutionMode.ORT_SEQUENTIAL

@@ -1,0 +1,41 @@
+"""A shared allowance of units (pixels, calls) taken without waiting: a bulkhead that refuses at once when spent."""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Iterator
+from contextlib import contextmanager
+
+from facerec.errors import Overloaded
+
+
+class Budget:
+    """At most `limit` units held at once by all callers. take() never waits: a caller that would pass the
+    limit is refused (Overloaded) at once, so a stuck consumer cannot make the callers pile up behind it."""
+
+    def __init__(self, limit: int, what: str) -> None:
+        """what: the sentence's subject for a refusal, e.g. "calls waiting on the detector"."""
+        self.limit = limit
+        self._what = what
+        self._held = 0
+        self._lock = threading.Lock()
+
+    @property
+    def held(self) -> int:
+        return self._held
+
+    @contextmanager
+    def take(self, units: int = 1) -> Iterator[None]:
+        """Holds `units` for the block; raises Overloaded when they would pass the limit."""
+        with self._lock:
+            if self._held + units > self.limit:
+                raise Overloaded(
+                    f"Too many {self._what} ({self._held} held of {self.limit}, {units} more asked); "
+                    "try again later."
+                )
+            self._held += units
+        try:
+            yield
+        finally:
+            with self._lock:
+                self._held -= units

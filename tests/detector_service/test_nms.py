@@ -1,0 +1,31 @@
+"""The tiled non-maximum suppression answers exactly as mtcnn's full-matrix one."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+from mtcnn.utils.bboxes import smart_nms_from_bboxes
+
+from detector_service import nms
+
+
+@pytest.mark.parametrize("method", ["union", "min"])
+@pytest.mark.parametrize("initial_sort", [True, False])
+def test_tiled_nms_keeps_exactly_the_boxes_mtcnn_keeps(
+    method: str, initial_sort: bool, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(nms, "BLOCK", 64)  # several tiles per picture, partial ones at the edges
+    rng = np.random.default_rng(7)
+    for _ in range(10):
+        n = int(rng.integers(1, 500))
+        corner = rng.uniform(0, 300, (n, 2))
+        boxes = np.column_stack(
+            [rng.integers(0, 3, n), corner, corner + rng.uniform(5, 80, (n, 2)), rng.uniform(0, 1, n)]
+        )
+        ours = nms.smart_nms(boxes, 0.5, method, initial_sort)
+        theirs = smart_nms_from_bboxes(boxes, 0.5, method=method, initial_sort=initial_sort)
+        assert np.array_equal(ours, theirs)
+
+
+def test_no_boxes_gives_an_empty_array() -> None:
+    assert nms.smart_nms(np.empty((0, 6)), 0.5).shape == (0, 6)
