@@ -46,25 +46,37 @@ def _family(address: str) -> str:
     return "ipv4" if ip.version == 4 else "ipv6"
 
 
-def service_config(service: str, attempts: int = 4) -> str:
-    """round_robin over every address, and gRPC-level retries of UNAVAILABLE with exponential backoff."""
-    return json.dumps(
-        {
-            "loadBalancingConfig": [{"round_robin": {}}],
-            "methodConfig": [
-                {
-                    "name": [{"service": service}],
-                    "retryPolicy": {
-                        "maxAttempts": attempts,
-                        "initialBackoff": "0.1s",
-                        "maxBackoff": "1s",
-                        "backoffMultiplier": 2,
-                        "retryableStatusCodes": ["UNAVAILABLE"],
-                    },
-                }
-            ],
+ATTEMPTS = 4
+INITIAL_BACKOFF_S = 0.1
+MAX_BACKOFF_S = 1.0
+# gRPC's own reconnect backoff grows to 120 s by default: after a replica restarts, the channel would
+# keep calling it down for seconds more. These cap it low (the services are near, and few).
+RECONNECT_BACKOFF_MS = {"initial": 100, "min": 100, "max": 1000}
+# How gRPC says a call never reached a server: no connection could be made to any address.
+_NOT_SENT = ("failed to connect", "connection refused", "dns resolution failed", "name resolution")
+
+
+def service_config(service: str, attempts: int = ATTEMPTS) -> str:
+    """round_robin over every address; with attempts > 1, gRPC-level retries of UNAVAILABLE with
+    exponential backoff (any UNAVAILABLE, also a replica dying mid-call)."""
+    method: dict[str, object] = {"name": [{"service": service}]}
+    if attempts > 1:
+        method["retryPolicy"] = {
+            "maxAttempts": attempts,
+            "initialBackoff": f"{INITIAL_BACKOFF_S}s",
+            "maxBackoff": f"{MAX_BACKOFF_S:g}s",
+            "backoffMultiplier": 2,
+            "retryableStatusCodes": ["UNAVAILABLE"],
         }
-    )
+    return json.dumps({"loadBalancingConfig": [{"round_robin": {}}], "methodConfig": [method]})
+
+
+def never_sent(exc: grpc.RpcError) -> bool:
+    """Whether a failed call never reached a server (no connection), so sending it elsewhere is safe."""
+    if not isinstance(exc, grpc.Call) or exc.code() != grpc.StatusCode.UNAVAILABLE:
+        return False
+    detail = (exc.details() or "").lower()
+    return any(marker in detail for marker in _NOT_SENT)
 
 
 def open_channel(
@@ -73,8 +85,10 @@ def open_channel(
     max_message_bytes: int = 64 * MiB,
     credentials: grpc.ChannelCredentials | None = None,
     token: str = "",
+    attempts: int = ATTEMPTS,
 ) -> grpc.Channel:
     """A channel to `addresses`: TLS with `credentials`, and `token` sent as a bearer token when set.
+    attempts: with `service`, gRPC's own retries of UNAVAILABLE (1 = none beyond its transparent ones).
 
     With `service` (its full name, e.g. "facerec.v1.Detector") the channel spreads calls over every
     address with round_robin, retries UNAVAILABLE, and carries messages up to max_message_bytes; without
@@ -83,8 +97,11 @@ def open_channel(
     options: list[tuple[str, str | int]] = []
     if service:
         options = [
-            ("grpc.service_config", service_config(service)),
+            ("grpc.service_config", service_config(service, attempts)),
             ("grpc.enable_retries", 1),
+            ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS["initial"]),
+            ("grpc.min_reconnect_backoff_ms", RECONNECT_BACKOFF_MS["min"]),
+            ("grpc.max_reconnect_backoff_ms", RECONNECT_BACKOFF_MS["max"]),
             ("grpc.max_receive_message_length", max_message_bytes),
             ("grpc.max_send_message_length", max_message_bytes),
             # A request larger than this buffer is never retried once sent.

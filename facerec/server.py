@@ -18,6 +18,7 @@ from grpc_reflection.v1alpha import reflection
 
 from facerec.settings import ServerOptions
 from facerec.status import ErrorInterceptor
+from facerec.streams import StreamLimit
 
 log = logging.getLogger(__name__)
 
@@ -81,8 +82,11 @@ def build_server(
 ) -> tuple[grpc.Server, int]:
     """A server hosting `services` plus health and reflection, bound but not started. Returns (server, port)."""
     server = grpc.server(
-        futures.ThreadPoolExecutor(max_workers=options.max_workers, thread_name_prefix="grpc"),
-        interceptors=[*interceptors, ErrorInterceptor()],
+        # The streams' threads come on top of the unary calls' workers: open streams cannot take those.
+        futures.ThreadPoolExecutor(
+            max_workers=options.max_workers + options.max_streams, thread_name_prefix="grpc"
+        ),
+        interceptors=[StreamLimit(options.max_streams), *interceptors, ErrorInterceptor()],
         options=[
             ("grpc.max_receive_message_length", options.max_message_bytes),
             ("grpc.max_send_message_length", options.max_message_bytes),

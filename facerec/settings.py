@@ -30,6 +30,8 @@ class ServerOptions:
     host: str = "[::]"
     port: int = 0
     max_workers: int = 16
+    # Streams (health Watch, reflection) open at once, on threads of their own (facerec.streams).
+    max_streams: int = 8
     max_concurrent_rpcs: int = 64
     max_message_bytes: int = 64 * MiB
     grace_s: float = 5.0

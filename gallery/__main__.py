@@ -42,6 +42,7 @@ def _build(settings: Settings) -> Hosting:
         max_message_bytes=settings.max_message_bytes,
         credentials=downstream,
         token=settings.downstream_token,
+        max_waiting=settings.max_calls_per_downstream,
     )
     embedder = EmbedderClient(
         settings.embedder,
@@ -50,6 +51,7 @@ def _build(settings: Settings) -> Hosting:
         max_message_bytes=settings.max_message_bytes,
         credentials=downstream,
         token=settings.downstream_token,
+        max_waiting=settings.max_calls_per_downstream,
     )
     model = settings.model or _model_of(embedder)
     # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;

@@ -3,16 +3,23 @@
 One channel per service (facerec.channels.open_channel), with the `round_robin` load-balancing
 policy over every address the target resolves to, so replicas share the load with no proxy.
 
-Every call has a deadline (the caller's remaining time, capped by the client's own). UNAVAILABLE is
-retried by gRPC itself (service config retryPolicy: 4 attempts, 0.1 s backoff doubling to 1 s), also
-when a replica dies in the middle of a call: gRPC keeps each request until the answer starts, up to
-max_message_bytes (its default, 256 KiB, would leave a batch of face crops unretried). A service that
-stays down is raised as Unavailable with one sentence naming it.
+Every call has a deadline (the caller's remaining time, capped by the client's own). For the embedder,
+UNAVAILABLE is retried by gRPC itself (service config retryPolicy: 4 attempts, 0.1 s backoff doubling
+to 1 s), also when a replica dies in the middle of a call: gRPC keeps each request until the answer
+starts, up to max_message_bytes (its default, 256 KiB, would leave a batch of face crops unretried).
+The embedder's inputs are bounded 160x160 crops, so a replica that dies mid-call died of something else.
+
+A picture, though, can be what kills a detector replica (a poison request), and retrying it would take
+down every replica in turn. So a Detect call is retried only when it never reached a replica (no
+connection could be made: gRPC's transparent retries, then up to 4 attempts with the same backoff);
+one that a replica took and died on is answered Unavailable, naming that, and goes nowhere else.
+A service that stays down is raised as Unavailable with one sentence naming it.
 """
 
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from typing import TypeVar
@@ -22,7 +29,8 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec import errors
-from facerec.channels import open_channel
+from facerec.budget import Budget
+from facerec.channels import ATTEMPTS, INITIAL_BACKOFF_S, MAX_BACKOFF_S, never_sent, open_channel
 from facerec.settings import MiB
 from facerec.status import STATUS
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
@@ -90,20 +98,58 @@ class _Client:
         max_message_bytes: int,
         credentials: grpc.ChannelCredentials | None,
         token: str,
+        retry_after_sending: bool = True,
+        max_waiting: int = 32,
     ) -> None:
+        """retry_after_sending=False: a call a replica took and died on is not sent to another.
+        max_waiting: the gallery's calls that may wait on this service at once; more are refused at once
+        (Overloaded), so a hung service holds at most that many of the gallery's workers."""
         self.addresses = addresses
         self._what = f"{kind} at {addresses}"
-        self._channel = open_channel(addresses, service, max_message_bytes, credentials, token)
+        self._retry_after_sending = retry_after_sending
+        self.waiting = Budget(max_waiting, f"calls waiting on the {self._what}")
+        self._channel = open_channel(
+            addresses,
+            service,
+            max_message_bytes,
+            credentials,
+            token,
+            attempts=ATTEMPTS if retry_after_sending else 1,
+        )
         self._timeout_s = timeout_s
         self._chunk = chunk
         self._pool = ThreadPoolExecutor(concurrency, thread_name_prefix=kind)
 
     def _call(self, method: Callable[..., Reply], request: Request, timeout_s: float) -> Reply:
         """method(request) with the deadline; a downstream failure becomes the caller's facerec error."""
-        try:
-            return method(request, timeout=timeout_s)
-        except grpc.RpcError as exc:
-            raise _translate(exc, self._what) from None
+        if self._retry_after_sending:
+            try:
+                return method(request, timeout=timeout_s)
+            except grpc.RpcError as exc:
+                raise _translate(exc, self._what) from None
+        deadline = time.monotonic() + timeout_s
+        backoff = INITIAL_BACKOFF_S
+        attempt = 1
+        while True:
+            try:
+                return method(request, timeout=max(0.001, deadline - time.monotonic()))
+            except grpc.RpcError as exc:
+                if not never_sent(exc):
+                    if isinstance(exc, grpc.Call) and exc.code() == grpc.StatusCode.UNAVAILABLE:
+                        log.warning(
+                            "the %s failed during a call (%s); not retried", self._what, exc.details()
+                        )
+                        raise errors.Unavailable(
+                            f"The {self._what} failed while handling this request; it is not sent to "
+                            "another replica, since the request itself may have caused the failure."
+                        ) from None
+                    raise _translate(exc, self._what) from None
+                if attempt == ATTEMPTS or time.monotonic() + backoff >= deadline:
+                    raise _translate(exc, self._what) from None
+            # Backoff between attempts that reached no replica (a restart in progress).
+            time.sleep(backoff)
+            backoff = min(MAX_BACKOFF_S, backoff * 2)
+            attempt += 1
 
     def _chunked(self, call: Callable[[Sequence[Item]], Part], items: Sequence[Item]) -> list[Part]:
         """call(chunk) for each chunk of items, concurrently when there are several; results in order."""
@@ -130,6 +176,7 @@ class DetectorClient(_Client):
         max_message_bytes: int = 64 * MiB,
         credentials: grpc.ChannelCredentials | None = None,
         token: str = "",
+        max_waiting: int = 32,
     ) -> None:
         super().__init__(
             "detector",
@@ -141,6 +188,8 @@ class DetectorClient(_Client):
             max_message_bytes,
             credentials,
             token,
+            retry_after_sending=False,
+            max_waiting=max_waiting,
         )
         self._stub = detector_pb2_grpc.DetectorStub(self._channel)
 
@@ -163,7 +212,8 @@ class DetectorClient(_Client):
             response = self._call(self._stub.Detect, request, deadline)
             return [_image(result) for result in response.results]
 
-        return [image for part in self._chunked(call, images) for image in part]
+        with self.waiting.take():
+            return [image for part in self._chunked(call, images) for image in part]
 
 
 def _image(result: detector_pb2.ImageResult) -> DetectedImage:
@@ -198,6 +248,7 @@ class EmbedderClient(_Client):
         max_message_bytes: int = 64 * MiB,
         credentials: grpc.ChannelCredentials | None = None,
         token: str = "",
+        max_waiting: int = 32,
     ) -> None:
         super().__init__(
             "embedder",
@@ -209,6 +260,7 @@ class EmbedderClient(_Client):
             max_message_bytes,
             credentials,
             token,
+            max_waiting=max_waiting,
         )
         self._stub = embedding_pb2_grpc.EmbedderStub(self._channel)
 
@@ -230,20 +282,30 @@ class EmbedderClient(_Client):
             vectors: list[NDArray[np.float32] | errors.FacerecError] = []
             for result in response.results:
                 error = _item_error(result.error)
-                vectors.append(
-                    error if error is not None else np.asarray(result.embedding.values, np.float32)
-                )
+                if error is not None:
+                    vectors.append(error)
+                    continue
+                vector = np.asarray(result.embedding.values, np.float32)
+                if not np.isfinite(vector).all():
+                    # The embedder's fault, not the caller's: never INVALID_ARGUMENT, never OK with NaN.
+                    log.error("the %s returned an embedding with non-finite values", self._what)
+                    raise errors.ModelFault(
+                        f"The {self._what} returned an embedding with non-finite values; its model is faulty."
+                    )
+                vectors.append(vector)
             return Embedded(response.model, vectors)
 
-        parts = self._chunked(call, crops)
+        with self.waiting.take():
+            parts = self._chunked(call, crops)
         if not parts:
             return Embedded("", [])
         return Embedded(parts[0].model, [v for part in parts for v in part.vectors])
 
     def model_info(self, timeout_s: float | None = None) -> ModelInfo:
-        info = self._call(
-            self._stub.GetModelInfo,
-            embedding_pb2.GetModelInfoRequest(),
-            _deadline(timeout_s, self._timeout_s),
-        )
+        with self.waiting.take():
+            info = self._call(
+                self._stub.GetModelInfo,
+                embedding_pb2.GetModelInfoRequest(),
+                _deadline(timeout_s, self._timeout_s),
+            )
         return ModelInfo(info.name, info.dimension, info.threshold, info.threshold_source)

@@ -85,6 +85,12 @@ class Settings(ServerSettings):
     identify_min_confidence: float = setting(
         0.8, "faces detected below this confidence are answered not identifiable, not compared"
     )
+    # A hung detector or embedder holds at most this many calls; the rest (Stats, health...) keep answering.
+    max_calls_per_downstream: int = setting(
+        24, "calls waiting on each of the detector and the embedder; more are refused at once"
+    )
+    # As many threads as calls in progress: no accepted call waits for a thread.
+    max_workers: int = setting(64, "gRPC worker threads")
     max_concurrent_rpcs: int = setting(64, "calls in progress; beyond it RESOURCE_EXHAUSTED")
     max_message_bytes: int = setting(64 * MiB, "largest gRPC message")
     # Save the index this often when the store changed (0 = only at shutdown): a start after a crash
@@ -115,6 +121,8 @@ class Settings(ServerSettings):
             raise SettingError("svm_max_identities must be at least 2.")
         if self.ivf_min_size < 1 or self.nprobe < 0:
             raise SettingError("ivf_min_size must be positive and nprobe not negative.")
+        if self.max_calls_per_downstream < 1:
+            raise SettingError("max_calls_per_downstream must be at least 1.")
         if self.downstream_timeout_s <= 0:
             raise SettingError("downstream_timeout_s must be positive.")
         if self.identify_min_face_px < 0 or not 0 <= self.identify_min_confidence <= 1:

@@ -503,7 +503,7 @@ class Gallery:
         if not identity and not image_b:
             raise InvalidInput("Nothing to compare image_a with: give image_b or an identity.")
         if identity:
-            validation.identity(identity)
+            identity = validation.identity(identity)
             if not self._store.has_identity(identity):
                 raise NotFound(f"No identity {identity!r} is enrolled.")
         pictures = [image_a, image_b] if image_b else [image_a]

@@ -199,7 +199,10 @@ def _detect_options(request: Any, field: str) -> DetectorOptions | None:
     if not request.HasField(field):
         return None
     o = getattr(request, field)
-    return DetectorOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT.get(o.alignment, ""))
+    if o.alignment not in _ALIGNMENT:
+        # Refused here, as the detector would: passing it on as "" would silently use box alignment.
+        raise InvalidInput(f"Unknown alignment {o.alignment}; use ALIGNMENT_BOX or ALIGNMENT_SIMILARITY.")
+    return DetectorOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT[o.alignment])
 
 
 def _box(box: BoxXYWH | None) -> common_pb2.Box | None:

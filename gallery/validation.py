@@ -31,7 +31,9 @@ MAX_THRESHOLD = 2.0
 
 
 def identity(name: str) -> str:
-    """An identity name: 1..128 characters, none of them a control character. Returned unchanged."""
+    """An identity name: 1..128 characters, none of them a control character. Returned in Unicode NFC, so
+    "José" typed as one é or as e + combining acute is one identity."""
+    name = unicodedata.normalize("NFC", name)
     if not name:
         raise InvalidInput("The identity is empty; give a name of 1 to 128 characters.")
     if len(name) > MAX_IDENTITY_CHARS:
