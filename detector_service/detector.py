@@ -16,10 +16,10 @@ from numpy.typing import NDArray
 
 from detector_service import alignment
 from detector_service.nms import smart_nms
-from detector_service.onnx_nets import Nets, keras_models, keras_nets, onnx_nets
+from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
 from detector_service.resize import area_resize
-from facerec.errors import InvalidInput
+from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
 
 if TYPE_CHECKING:
@@ -133,7 +133,11 @@ class Detector:
         if not isinstance(nets, Nets):
             nets = keras_nets(keras_models(nets))
         self.runtime = nets.runtime
-        self._pnet, self._rnet, self._onet = nets.pnet, nets.rnet, nets.onet
+        self._pnet, self._rnet, self._onet = (
+            _checked(nets.pnet, "P-Net"),
+            _checked(nets.rnet, "R-Net"),
+            _checked(nets.onet, "O-Net"),
+        )
         # Seconds spent per stage and pictures seen, since start (read by timing_report).
         self.timings = Timings()
 
@@ -339,6 +343,20 @@ class Detector:
         if not len(boxes):
             return boxes
         return smart_nms(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
+
+
+def _checked(net: NetFn, name: str) -> NetFn:
+    """The network, raising ModelFault when it gives NaN or infinite values (a damaged model, not a bad
+    picture: pixels are normalized to [-1, 1] before they reach it)."""
+
+    def run(batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
+        outputs = net(batch)
+        if not all(np.isfinite(np.asarray(out)).all() for out in outputs):
+            log.error("mtcnn's %s gave non-finite values", name)
+            raise ModelFault(f"The detector's {name} gave non-finite values; the server's model is faulty.")
+        return outputs
+
+    return run
 
 
 class _Eager:

@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
+from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, read_model, save_model
 
 log = logging.getLogger(__name__)
 
@@ -152,9 +152,9 @@ def check_against_keras(infer: NetFn, model: Any, name: str, n: int = 3) -> floa
 
 def _read_cached(path: Path) -> bytes | None:
     """The cached model when it is there and was exported from this mtcnn version, else None."""
-    if not path.is_file():
+    data = read_model(path)
+    if data is None:
         return None
-    data = path.read_bytes()
     try:
         import onnx
 

@@ -24,8 +24,11 @@ def main(argv: Sequence[str] | None = None) -> None:
 def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
     from embedding_service.batcher import EmbeddingBatcher
     from embedding_service.embedder import Embedder
+    from facerec.calibration import load_calibration
 
     embedder = Embedder.load(settings)
+    # A calibration file that is not one stops the start here, in one sentence (exit 2), not later.
+    load_calibration(settings.calibration_path, embedder.name)
     batcher = EmbeddingBatcher.from_settings(embedder, settings, on_batch=metrics.observe_batch)
     return Hosting(
         build_server=lambda health, interceptors, credentials: build_server(

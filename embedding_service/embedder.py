@@ -13,7 +13,7 @@ from numpy.typing import NDArray
 
 from embedding_service.facenet import DIMENSION, MODEL_NAME, InferFn, KerasModel, build_facenet
 from embedding_service.preprocessing import DESCRIPTION, INPUT_SIZE, prepare_batch
-from facerec.errors import InvalidInput
+from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
 
 if TYPE_CHECKING:
@@ -127,6 +127,9 @@ class Embedder:
         self.timings.add(infer_s=time.perf_counter() - start, faces=len(batch), model_calls=1)
         if out.shape != (len(batch), self.dimension):
             raise RuntimeError(f"the model gave shape {out.shape} for a batch of {len(batch)}")
+        if not np.isfinite(out).all():
+            log.error("the embedding model gave non-finite values for a batch of %s faces", len(batch))
+            raise ModelFault("The embedding model gave non-finite values; the server's model is faulty.")
         return unit_rows(out)
 
     def embed(self, crops: Sequence[NDArray[np.uint8]]) -> NDArray[np.float32]:

@@ -17,7 +17,7 @@ from numpy.typing import NDArray
 
 from embedding_service.preprocessing import INPUT_SIZE
 from facerec.assets import sha256_of
-from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, save_model
+from facerec.onnx import MAX_ABS_DIFF, OnnxExportError, cpu_session, read_model, save_model
 
 if TYPE_CHECKING:
     from embedding_service.config import Settings
@@ -38,10 +38,11 @@ def cache_path(weights_path: Path) -> Path:
 def cached_infer(settings: Settings) -> InferFn | None:
     """An onnxruntime session of the cached export when it was made from settings.weights_path, else None."""
     path = cache_path(settings.weights_path)
-    if not path.is_file():
+    data = read_model(path)
+    if data is None:
         return None
     try:
-        session = cpu_session(path.read_bytes(), settings.intra_threads, settings.inter_threads)
+        session = cpu_session(data, settings.intra_threads, settings.inter_threads)
     except Exception as exc:  # onnxruntime raises its own unexported exception types
         log.warning("ignoring unreadable ONNX cache %s: %s", path, exc)
         return None

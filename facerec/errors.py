@@ -31,6 +31,10 @@ class DeadlineExceeded(FacerecError):
     """The caller's deadline passed before the work could be done."""
 
 
+class ModelFault(FacerecError):
+    """The server's own model gave unusable output (NaN or infinite values): a server fault, not the caller's."""
+
+
 class Unauthenticated(FacerecError):
     """No token, or an unknown one."""
 

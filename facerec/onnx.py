@@ -6,7 +6,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from facerec.files import atomic_write
+from facerec.integrity import DamagedFile, read_checked, write_checked
 
 log = logging.getLogger(__name__)
 
@@ -41,10 +41,22 @@ def cpu_session(
 
 
 def save_model(path: Path, data: bytes) -> None:
-    """Caches an exported model atomically (temp file, rename), so replicas exporting at once never read
-    half a file. A failure only logs: the model is exported again at the next start."""
+    """Caches an exported model atomically with its checksum (facerec.integrity), so replicas exporting at
+    once never read half a file and a damaged one is exported again. A failure only logs: the model is
+    exported again at the next start."""
     try:
-        # Readable by all: other replicas' users read the cache too.
-        atomic_write(path, lambda f: f.write(data), mode=0o644)
+        write_checked(path, data)
     except OSError as exc:
         log.warning("could not cache %s (%s); it will be exported again next start", path, exc)
+
+
+def read_model(path: Path) -> bytes | None:
+    """The cached export at path when it matches its checksum; None (logged) when absent or damaged."""
+    try:
+        return read_checked(path)
+    except DamagedFile as exc:
+        log.warning("%s It will be exported again.", exc)
+        return None
+    except OSError as exc:
+        log.warning("cannot read the cached model %s (%s); it will be exported again.", path, exc)
+        return None

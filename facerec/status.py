@@ -19,6 +19,8 @@ STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
     errors.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
+    # Another replica, or this one restarted (its exports re-checked), can serve: retrying is right.
+    errors.ModelFault: grpc.StatusCode.UNAVAILABLE,
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,

@@ -18,6 +18,7 @@ from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput
 from facerec.files import atomic_write
+from facerec.integrity import sha256_file
 
 log = logging.getLogger(__name__)
 
@@ -326,26 +327,32 @@ class FaceIndex:
         # faiss writes to a path, so the index has its own temporary file; the side file is a plain
         # atomic write (facerec.files).
         tmp_index = path.with_name(path.name + ".tmp")
-        with self._lock.read():
-            try:
-                faiss.write_index(self._index, str(tmp_index))
-            except RuntimeError as exc:  # faiss reports I/O failures (disk full, no such folder) this way
-                raise OSError(f"cannot write the index to {tmp_index}: {exc}") from exc
-            meta = {
-                "store_version": int(store_version),
-                "dim": self._dim,
-                "kind": self.kind,
-                "ntotal": self.ntotal,
-                "trained_size": self._trained_size,
-                "index_bytes": tmp_index.stat().st_size,
-            }
-        _fsync(tmp_index)
-        side.unlink(missing_ok=True)
-        _fsync_dir(path.parent)
-        os.replace(tmp_index, path)
-        text = json.dumps(meta)
-        atomic_write(side, lambda f: f.write(text.encode()))
-        _fsync_dir(path.parent)
+        try:
+            with self._lock.read():
+                try:
+                    faiss.write_index(self._index, str(tmp_index))
+                except RuntimeError as exc:  # faiss reports I/O failures (disk full, no folder) this way
+                    raise OSError(f"cannot write the index to {tmp_index}: {exc}") from exc
+                meta = {
+                    "store_version": int(store_version),
+                    "dim": self._dim,
+                    "kind": self.kind,
+                    "ntotal": self.ntotal,
+                    "trained_size": self._trained_size,
+                    "index_bytes": tmp_index.stat().st_size,
+                    # Checked at load: a file of the right size with garbled bytes is rebuilt, not used.
+                    "sha256": sha256_file(tmp_index),
+                }
+            _fsync(tmp_index)
+            side.unlink(missing_ok=True)
+            _fsync_dir(path.parent)
+            os.replace(tmp_index, path)
+            text = json.dumps(meta)
+            atomic_write(side, lambda f: f.write(text.encode()))
+            _fsync_dir(path.parent)
+        finally:
+            # After a failure (a full disk) no partial temporary file stays behind.
+            tmp_index.unlink(missing_ok=True)
 
     @classmethod
     def load(
@@ -362,6 +369,8 @@ class FaceIndex:
         side = cls._side_path(path)
         try:
             meta = json.loads(side.read_text())
+            if not isinstance(meta, dict):
+                raise ValueError(f"the side file {side} holds {type(meta).__name__}, not an object")
             if int(meta["store_version"]) != int(store_version):
                 log.info(
                     "index at %s is for store version %s, not %s", path, meta["store_version"], store_version
@@ -370,10 +379,15 @@ class FaceIndex:
             if int(meta["dim"]) != dim or path.stat().st_size != int(meta["index_bytes"]):
                 log.warning("index at %s does not match its side file; ignoring it", path)
                 return None
+            if sha256_file(path) != meta.get("sha256"):
+                log.warning(
+                    "index at %s does not match its checksum (damaged or unchecked); rebuilding", path
+                )
+                return None
             raw = faiss.read_index(str(path))
         except FileNotFoundError:
             return None
-        except (OSError, ValueError, KeyError, RuntimeError) as exc:
+        except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
             log.warning("cannot load the index at %s (%s); it will be rebuilt", path, exc)
             return None
         index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe)

@@ -10,7 +10,7 @@ import tempfile
 import threading
 import time
 from collections.abc import Iterator, Sequence
-from contextlib import contextmanager
+from contextlib import contextmanager, suppress
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -18,7 +18,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.errors import InvalidInput, NotFound, Precondition
+from facerec.errors import InvalidInput, NotFound, Overloaded, Precondition
 
 log = logging.getLogger(__name__)
 
@@ -172,10 +172,15 @@ class Store:
         self._db.execute("BEGIN IMMEDIATE")
         try:
             yield
-        except BaseException:
-            self._db.execute("ROLLBACK")
+            self._db.execute("COMMIT")
+        except BaseException as exc:
+            # SQLite may have rolled back already (a failed COMMIT); then ROLLBACK has nothing to undo.
+            with suppress(sqlite3.Error):
+                self._db.execute("ROLLBACK")
+            if isinstance(exc, sqlite3.OperationalError) and exc.sqlite_errorcode == sqlite3.SQLITE_FULL:
+                log.error("the store's disk is full: %s", exc)
+                raise Overloaded("The store's disk is full; nothing of this request was stored.") from None
             raise
-        self._db.execute("COMMIT")
 
     def _meta(self, key: str) -> str | None:
         row = self._db.execute("SELECT value FROM meta WHERE key = ?", (key,)).fetchone()
