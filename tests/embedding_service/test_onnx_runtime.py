@@ -45,6 +45,22 @@ def test_onnx_vectors_equal_keras_and_the_export_is_cached(
         onnx_runtime.onnx_infer(facenet_model, settings)
 
 
+def test_an_export_that_fails_its_checksum_is_not_used(tmp_path: Path) -> None:
+    from embedding_service.config import Settings
+    from facerec.integrity import write_checked
+
+    weights = tmp_path / "facenet_keras.h5"
+    weights.write_bytes(b"weights")
+    write_checked(onnx_runtime.cache_path(weights), b"an export" * 100)
+    path = onnx_runtime.cache_path(weights)
+    data = bytearray(path.read_bytes())
+    data[10] ^= 0x04
+    path.write_bytes(bytes(data))
+    settings = Settings.from_env({"EMBEDDER_WEIGHTS": str(weights)})
+    # None: onnx_infer then exports again from Keras instead of running a damaged model.
+    assert onnx_runtime.cached_infer(settings) is None
+
+
 def test_an_unreadable_cache_has_no_source(tmp_path: Path) -> None:
     path = tmp_path / "facenet.onnx"
     path.write_bytes(b"not an onnx model")
