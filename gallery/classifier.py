@@ -6,6 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -138,6 +139,8 @@ class EnrolledFaces(Protocol):
 
     def version(self) -> int: ...
 
+    def counts(self) -> tuple[int, int]: ...
+
     def embeddings(self) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]: ...
 
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None: ...
@@ -148,13 +151,22 @@ class EnrolledFaces(Protocol):
 class StoreClassifier:
     """The SVM of a store: fit on all its faces at a store version, kept by the store (with that
     version), adopted at start or from another replica when the version still matches, and refit
-    lazily once the store has changed. Thread-safe."""
+    once the store has changed. Thread-safe.
 
-    def __init__(self, faces: EnrolledFaces) -> None:
+    Up to inline_refit_max_faces faces a stale SVM is refit on the request (tens of milliseconds); beyond,
+    in the background while the previous SVM (or, when there is none, the nearest neighbour) answers: at
+    20,000 faces a refit takes seconds, and every Identify after an Enroll used to wait for it.
+    """
+
+    def __init__(self, faces: EnrolledFaces, inline_refit_max_faces: int = 2000) -> None:
         self._faces = faces
+        self._inline_max = inline_refit_max_faces
         self._lock = threading.Lock()
         self._classifier: IdentityClassifier | None = None
         self._version = -1
+        # One background refit at a time; a change during it causes the next one.
+        self._refitter = ThreadPoolExecutor(1, thread_name_prefix="svm-refit")
+        self._refitting: Future[None] | None = None
         self._load()
 
     @property
@@ -167,45 +179,91 @@ class StoreClassifier:
         return self._classifier is None or self._version != self._faces.version()
 
     def fit(self) -> float:
-        """Refits now; returns the training accuracy. Precondition with fewer than two identities."""
-        with self._lock:
-            return self._fit_locked()
+        """Refits now; returns the training accuracy. Precondition with fewer than two identities.
+        The fit runs outside the lock: identifications keep answering with the previous SVM meanwhile."""
+        classifier, version, accuracy = self._fit()
+        self._install(classifier, version)
+        return accuracy
 
     def adopt(self) -> bool:
         """Serves the fit the store keeps (another replica's Train) when it is current; True when adopted."""
         with self._lock:
             return self._load()
 
-    def fresh(self) -> IdentityClassifier | None:
-        """The classifier for the store as it is now (refit if it changed), or None when it cannot be fit."""
-        with self._lock:
-            if self._classifier is None or self._version != self._faces.version():
-                if self._load():
-                    return self._classifier
-                try:
-                    self._fit_locked()
-                except Precondition:
-                    return None  # identities were removed meanwhile: fewer than two left
-            return self._classifier
+    def current(self) -> tuple[IdentityClassifier | None, bool]:
+        """The SVM to answer with now, and whether it is stale (being refit in the background).
 
-    def _fit_locked(self) -> float:
+        A current fit kept by the store is adopted; small stores are refit here; larger ones start a
+        background refit and get the previous SVM (None when there is none yet, or when fewer than two
+        identities are left)."""
+        with self._lock:
+            if self._classifier is not None and self._version == self._faces.version():
+                return self._classifier, False
+            if self._load():
+                return self._classifier, False
+            if self._faces.counts()[1] <= self._inline_max:
+                try:
+                    classifier, version, _ = self._fit()
+                except Precondition:
+                    return None, False  # identities were removed meanwhile: fewer than two left
+                self._classifier, self._version = classifier, version
+                self._save(classifier, version)
+                return classifier, False
+            if self._refitting is None or self._refitting.done():
+                self._refitting = self._refitter.submit(self._refit_in_background)
+            return self._classifier, True
+
+    def fresh(self) -> IdentityClassifier | None:
+        """The SVM to answer with now (see current)."""
+        return self.current()[0]
+
+    def wait_for_refit(self, timeout_s: float | None = None) -> None:
+        """Blocks until a background refit in progress has ended."""
+        refitting = self._refitting
+        if refitting is not None:
+            wait([refitting], timeout_s)
+
+    def close(self) -> None:
+        """Lets a background refit end (it reads the store) and stops the refit thread."""
+        self._refitter.shutdown(wait=True, cancel_futures=True)
+
+    def _refit_in_background(self) -> None:
+        try:
+            classifier, version, _ = self._fit()
+        except Precondition:
+            return
+        except Exception:
+            log.exception("the background SVM refit failed; the previous SVM keeps answering")
+            return
+        self._install(classifier, version)
+
+    def _install(self, classifier: IdentityClassifier, version: int) -> None:
+        with self._lock:
+            if version < self._version:
+                return  # a newer fit got there first
+            self._classifier, self._version = classifier, version
+        self._save(classifier, version)
+
+    def _fit(self) -> tuple[IdentityClassifier, int, float]:
+        """A new SVM on every enrolled face, the store version it was fit at, and its training accuracy."""
         # The version is read first: a change during the fit then just causes another refit later.
         version = self._faces.version()
         _, vectors, labels = self._faces.embeddings()
         classifier = IdentityClassifier()
         accuracy = classifier.fit(vectors, labels)
-        self._classifier, self._version = classifier, version
         log.info(
             "SVM fit on %s faces of %s identities: train accuracy %.3f",
             len(labels),
             len(set(labels)),
             accuracy,
         )
+        return classifier, version, accuracy
+
+    def _save(self, classifier: IdentityClassifier, version: int) -> None:
         try:
             self._faces.save_classifier(classifier.to_arrays(), version)
         except FacerecError as exc:  # the store is down: the fit still serves this process
             log.warning("could not keep the SVM in the store: %s", exc)
-        return accuracy
 
     def _load(self) -> bool:
         saved = self._faces.load_classifier()
@@ -213,7 +271,7 @@ class StoreClassifier:
             return False
         version, arrays = saved
         if version != self._faces.version():
-            return False  # stale: refit lazily on the next identification
+            return False  # stale: refit on the next identification
         try:
             classifier = IdentityClassifier.from_arrays(arrays)
         except (ValueError, KeyError, FacerecError) as exc:

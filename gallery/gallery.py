@@ -94,7 +94,7 @@ class Gallery:
         # Store commit + index update happen under this lock, so the two never disagree for long and
         # a duplicate check and its insert are one step.
         self._write = threading.Lock()
-        self._classifier = StoreClassifier(store)
+        self._classifier = StoreClassifier(store, options.svm_inline_refit_max_faces)
         self._follower: ChangeFollower | None = None
         self._reconciler: Reconciler | None = None
         self._closed = False
@@ -235,6 +235,7 @@ class Gallery:
             self._follower.stop()
         if self._reconciler is not None:
             self._reconciler.stop()
+        self._classifier.close()
         self.checkpoint()
         with self._write:
             self._store.close()
@@ -328,6 +329,7 @@ class Gallery:
         method = self._method(self._store.counts()[0])
         answers: list[IdentifiedFace] = []
         embed_s = search_s = 0.0
+        stale = False
         if comparable:
             clock = time.perf_counter()
             embedded = self._embed([f.crop for f in comparable], timeout_s)
@@ -338,7 +340,7 @@ class Gallery:
                     raise vector
                 vectors.append(vector)
             clock = time.perf_counter()
-            method, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
+            method, stale, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
             search_s = time.perf_counter() - clock
         self.timings.add(
             identify_images=1,
@@ -365,7 +367,9 @@ class Gallery:
                     reason=why[1] if why else "",
                 )
             )
-        return Identification(faces, t, method, detected.width, detected.height, point)
+        return Identification(
+            faces, t, method, detected.width, detected.height, point, classifier_stale=stale
+        )
 
     def _unidentifiable(self, face: DetectedFace) -> tuple[NotIdentifiable, str] | None:
         """Why this face is not to be compared with the gallery, or None when it may be."""
@@ -394,20 +398,22 @@ class Gallery:
         k = validation.top_k(top_k)
         t, point = self._decision(threshold, operating_point, identify=True)
         vector = validation.embedding(values, self.options.dimension, model, self.model)
-        method, answers = self._classify(vector[None, :], k, t)
-        return Identification(answers, t, method, operating_point=point)
+        method, stale, answers = self._classify(vector[None, :], k, t)
+        return Identification(answers, t, method, operating_point=point, classifier_stale=stale)
 
     def _method(self, identities: int) -> str:
         return SVM if 2 <= identities <= self.options.svm_max_identities else NEAREST
 
-    def _classify(self, xq: NDArray[np.float32], k: int, t: float) -> tuple[str, list[IdentifiedFace]]:
-        """xq: (m, d) unit vectors. Returns the method used and one answer per row."""
+    def _classify(self, xq: NDArray[np.float32], k: int, t: float) -> tuple[str, bool, list[IdentifiedFace]]:
+        """xq: (m, d) unit vectors. Returns the method used, whether the SVM is being refit in the
+        background (the previous one, or the nearest neighbour, answered), and one answer per row."""
         method = self._method(self._store.counts()[0])
         candidates = self._candidates(xq, k, t)
         labels: list[str] = []
         confidences: NDArray[np.float32] = np.zeros(len(xq), dtype=np.float32)
+        stale = False
         if method == SVM:
-            classifier = self._classifier.fresh()
+            classifier, stale = self._classifier.current()
             if classifier is None:
                 method = NEAREST
             else:
@@ -430,7 +436,7 @@ class Gallery:
                 answers.append(IdentifiedFace(label, True, float(distance), confidence, near[:k]))
             else:
                 answers.append(IdentifiedFace("", False, near[0].distance, 0.0, near[:k]))
-        return method, answers
+        return method, stale, answers
 
     def _candidates(self, xq: NDArray[np.float32], k: int, t: float) -> list[list[Candidate]]:
         """Per row of xq, the nearest identities (best face each), nearest first, at least k when the

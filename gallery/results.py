@@ -72,6 +72,9 @@ class Identification:
     width: int = 0
     height: int = 0
     operating_point: str = ""  # the point `threshold` belongs to; "" for a threshold the request gave
+    # The SVM is being refit in the background after a change: the answer came from the previous SVM
+    # (method svm) or, when there was none, from the nearest neighbour.
+    classifier_stale: bool = False
 
 
 @dataclass(frozen=True)

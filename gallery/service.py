@@ -77,6 +77,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             faces=[_identified(f) for f in answer.faces],
             threshold=answer.threshold,
             method=answer.method,
+            classifier_stale=answer.classifier_stale,
             width=answer.width,
             height=answer.height,
             operating_point=answer.operating_point,

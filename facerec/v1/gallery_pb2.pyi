@@ -120,20 +120,22 @@ class IdentifiedFace(_message.Message):
     def __init__(self, box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., identity: _Optional[str] = ..., known: _Optional[bool] = ..., distance: _Optional[float] = ..., confidence: _Optional[float] = ..., candidates: _Optional[_Iterable[_Union[Candidate, _Mapping]]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., detection_confidence: _Optional[float] = ..., not_identifiable: _Optional[_Union[NotIdentifiable, str]] = ..., not_identifiable_reason: _Optional[str] = ...) -> None: ...
 
 class IdentifyResponse(_message.Message):
-    __slots__ = ("faces", "threshold", "method", "width", "height", "operating_point")
+    __slots__ = ("faces", "threshold", "method", "width", "height", "operating_point", "classifier_stale")
     FACES_FIELD_NUMBER: _ClassVar[int]
     THRESHOLD_FIELD_NUMBER: _ClassVar[int]
     METHOD_FIELD_NUMBER: _ClassVar[int]
     WIDTH_FIELD_NUMBER: _ClassVar[int]
     HEIGHT_FIELD_NUMBER: _ClassVar[int]
     OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
+    CLASSIFIER_STALE_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[IdentifiedFace]
     threshold: float
     method: str
     width: int
     height: int
     operating_point: str
-    def __init__(self, faces: _Optional[_Iterable[_Union[IdentifiedFace, _Mapping]]] = ..., threshold: _Optional[float] = ..., method: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., operating_point: _Optional[str] = ...) -> None: ...
+    classifier_stale: bool
+    def __init__(self, faces: _Optional[_Iterable[_Union[IdentifiedFace, _Mapping]]] = ..., threshold: _Optional[float] = ..., method: _Optional[str] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., operating_point: _Optional[str] = ..., classifier_stale: _Optional[bool] = ...) -> None: ...
 
 class VerifyRequest(_message.Message):
     __slots__ = ("image_a", "image_b", "identity", "threshold", "operating_point")

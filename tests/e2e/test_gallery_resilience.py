@@ -4,6 +4,7 @@ a bounded share of the gallery, and idle streams cannot take the workers unary c
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -197,3 +198,64 @@ def test_an_unknown_alignment_is_refused_by_the_gallery_itself(tmp_path: Path) -
     finally:
         service.stop()
         answering.kill()
+
+
+def wait_until_fresh(stub: gallery_pb2_grpc.GalleryStub) -> None:
+    """Polls Stats until the background refit has ended (a bound on polling, not a timing)."""
+    for _ in range(3000):
+        if not stub.Stats(gallery_pb2.StatsRequest(), metadata=AUTH, timeout=30).classifier_stale:
+            return
+        time.sleep(0.1)
+    pytest.fail("the background SVM refit did not end")
+
+
+def test_the_svm_is_refit_in_the_background_while_identify_answers_and_says_so(
+    tmp_path: Path, hung_detector: FakeDetector
+) -> None:
+    # 200 identities x 100 faces: a refit takes seconds, which every Identify after an Enroll used to wait.
+    rng = np.random.default_rng(7)
+    centres = rng.normal(size=(200, 128))
+    service = gallery(tmp_path, hung_detector.address)
+    try:
+        with grpc.insecure_channel(service.address) as channel:
+            stub = gallery_pb2_grpc.GalleryStub(channel)
+            for person, centre in enumerate(centres):
+                vectors = centre + 0.3 * rng.normal(size=(100, 128))
+                stub.Enroll(
+                    gallery_pb2.EnrollRequest(
+                        identity=f"person-{person:03d}",
+                        embeddings=[common_pb2.Embedding(values=v.tolist()) for v in vectors],
+                    ),
+                    metadata=AUTH,
+                    timeout=120,
+                )
+
+            def identify(person: int) -> gallery_pb2.IdentifyResponse:
+                query = common_pb2.Embedding(values=(centres[person] + 0.3 * rng.normal(size=128)).tolist())
+                return stub.Identify(gallery_pb2.IdentifyRequest(embedding=query), metadata=AUTH, timeout=60)
+
+            # No SVM yet: the nearest neighbour answers while the first fit runs.
+            first = identify(3)
+            assert (first.method, first.classifier_stale) == ("nearest-neighbour", True)
+            assert first.faces[0].identity == "person-003"
+            wait_until_fresh(stub)
+            fresh = identify(4)
+            assert (fresh.method, fresh.classifier_stale) == ("svm", False)
+            assert fresh.faces[0].identity == "person-004"
+
+            stub.Enroll(
+                gallery_pb2.EnrollRequest(
+                    identity="person-000", embeddings=[common_pb2.Embedding(values=centres[0].tolist())]
+                ),
+                metadata=AUTH,
+                timeout=60,
+            )
+            # After a change, the previous SVM answers at once, and says so, while the refit runs.
+            with ThreadPoolExecutor(8) as pool:
+                answers = list(pool.map(identify, range(10, 18)))
+            assert all((a.method, a.classifier_stale) == ("svm", True) for a in answers)
+            assert [a.faces[0].identity for a in answers] == [f"person-{p:03d}" for p in range(10, 18)]
+            wait_until_fresh(stub)
+            assert identify(20).classifier_stale is False
+    finally:
+        service.stop()
