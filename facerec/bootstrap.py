@@ -58,8 +58,11 @@ class Hosting:
     ready: str = "serving"
 
 
-def configure_logging(verbose: bool) -> None:
-    logging.basicConfig(level=logging.INFO if verbose else logging.WARNING, format=LOG_FORMAT)
+def configure_logging(verbose: bool, level: str = "") -> None:
+    """The root logger at `level` (PREFIX_LOG_LEVEL) when set, else INFO with -v, else WARNING. Forced:
+    `facerec serve gallery -v` runs the service in the CLI's process, which configured logging first."""
+    chosen = logging.getLevelName(level.upper()) if level else (logging.INFO if verbose else logging.WARNING)
+    logging.basicConfig(level=chosen, format=LOG_FORMAT, force=True)
 
 
 def run_service(
@@ -71,7 +74,7 @@ def run_service(
 ) -> None:
     """Runs one service until SIGTERM/SIGINT. A setting that cannot work exits 2 and a service that
     cannot start (its store, its model) exits 1, each with one sentence on stderr."""
-    configure_logging(settings.verbose)
+    configure_logging(settings.verbose, settings.log_level)
     try:
         # TLS files and tokens are read before the model loads, so a wrong path fails in a second.
         auth = security.token_interceptor(

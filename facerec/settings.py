@@ -23,6 +23,8 @@ class SettingError(ValueError):
     """A setting has a value of the wrong kind; the message names the variable."""
 
 
+LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
     """How a gRPC server listens. max_concurrent_rpcs bounds the queue: beyond it, RESOURCE_EXHAUSTED."""
@@ -244,7 +246,8 @@ class ServerSettings(Recipe):
     # Bearer tokens (`token role` per line, or comma-separated inline): either turns authentication on.
     tokens_file: str = setting("", "`token role` per line (role rw or ro): require a bearer token")
     tokens: str = setting("", "inline tokens, comma-separated `token role` entries", secret=True)
-    verbose: bool = setting(False, "log more", short="-v")
+    verbose: bool = setting(False, "log more (INFO)", short="-v")
+    log_level: str = setting("", "DEBUG, INFO, WARNING or ERROR; empty = WARNING (INFO with -v)")
 
     def check(self) -> None:
         """Raises SettingError for a value that cannot work."""
@@ -256,6 +259,10 @@ class ServerSettings(Recipe):
             raise SettingError(f"{self.key('max_workers')} must be at least 1, not {self.max_workers}.")
         if self.grace_s < 0:
             raise SettingError(f"{self.key('grace_s')} must not be negative.")
+        if self.log_level.upper() not in ("", *LOG_LEVELS):
+            raise SettingError(
+                f"{self.key('log_level')} must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}."
+            )
         self.tls.checked(self.PREFIX)
 
     @property

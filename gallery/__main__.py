@@ -53,6 +53,13 @@ def _build(settings: Settings) -> Hosting:
         token=settings.downstream_token,
         max_waiting=settings.max_calls_per_downstream,
     )
+    log.debug(
+        "detector %s, embedder %s, at most %s calls waiting on each, downstream deadline %.1f s",
+        settings.detector,
+        settings.embedder,
+        settings.max_calls_per_downstream,
+        settings.downstream_timeout_s,
+    )
     model = settings.model or _model_of(embedder)
     # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;
     # a threshold given as a setting overrides the calibrated one.
