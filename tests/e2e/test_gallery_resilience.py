@@ -259,3 +259,31 @@ def test_the_svm_is_refit_in_the_background_while_identify_answers_and_says_so(
             assert identify(20).classifier_stale is False
     finally:
         service.stop()
+
+
+def test_after_a_downstream_restart_the_gallery_answers_within_a_few_attempts(tmp_path: Path) -> None:
+    """gRPC's reconnect backoff grows to 120 s by default: after 10 s down, the next connection attempt
+    came up to 6 s after the restart. Capped at 1 s, calls 0.2 s apart get through in a few."""
+    first = FakeDetector("answer")
+    port = first.port
+    service = gallery(tmp_path, first.address)
+    try:
+        with grpc.insecure_channel(service.address) as channel:
+            stub = gallery_pb2_grpc.GalleryStub(channel)
+            assert list(identify_picture(stub).faces) == []
+            first.kill()
+            for _ in range(20):  # 10 s down, with calls that keep the channel reconnecting
+                assert code_of(lambda: identify_picture(stub, 10)) == grpc.StatusCode.UNAVAILABLE
+                time.sleep(0.5)
+            second = FakeDetector("answer", port)
+            try:
+                attempts = 1
+                while code_of(lambda: identify_picture(stub, 10)) != grpc.StatusCode.OK and attempts < 50:
+                    attempts += 1
+                    time.sleep(0.2)
+                assert second.calls >= 1
+                assert attempts <= 12
+            finally:
+                second.kill()
+    finally:
+        service.stop()
