@@ -361,3 +361,10 @@ def test_k8s_gateway_is_stateless_http_ready_while_the_gallery_answers(k8s) -> N
     assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
     assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
     assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
+
+
+def test_the_detectors_memory_limit_is_the_bound_docs_limits_states(k8s, compose) -> None:
+    # tests/e2e/test_detector_memory.py holds a real detector's peak to this bound.
+    assert container(k8s, "detector")["resources"]["limits"]["memory"] == "3Gi"
+    assert compose["services"]["detector"]["deploy"]["resources"]["limits"]["memory"] == "3G"
+    assert "| A detector replica in all | 3 GiB" in (ROOT / "docs" / "limits.md").read_text()

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import logging
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
 import grpc
@@ -24,6 +25,10 @@ log = logging.getLogger(__name__)
 MiB = 1024 * 1024
 # docs/limits.md: one call's pictures add at most this much to the detector's resident memory.
 PEAK_PER_CALL_MIB = 1024
+# docs/limits.md: all calls at once add at most this much (the deploy limit, 3 GiB, holds idle + this).
+PEAK_PER_SERVICE_MIB = 2048
+# deploy/k8s/detector.yaml and docker-compose.yml: a detector replica's memory limit.
+DEPLOY_LIMIT_MIB = 3072
 
 
 def peak_rss_mib(pid: int) -> float:
@@ -118,3 +123,30 @@ def test_a_3200px_jpeg_of_256_faces_finds_them_within_the_per_call_bound(detecto
     assert len(tiles) >= 200
     assert all(f.crop.width == 160 and f.crop.height == 160 for f in result.faces)
     assert np.all([0 <= f.box.x and f.box.x + f.box.width <= 3200 for f in result.faces])
+
+
+def test_concurrent_large_calls_stay_within_the_per_service_bound(detector, train_images) -> None:
+    """Six large calls at once: the decoded-pixel budget (80 M) takes two 40 M-pixel pictures at a time and
+    refuses the rest at once; the service's peak stays within its bound, and it keeps answering."""
+    pid = detector.process.pid
+    grey = grey_png(6300)
+    faces = faces_jpeg([p for _, p in train_images], per_side=16, tile=200)
+    before = rss_mib(pid)
+    reset_peak(pid)
+
+    def call(data: bytes) -> grpc.StatusCode:
+        try:
+            detect(detector.address, data)
+        except grpc.RpcError as exc:
+            return exc.code()
+        return grpc.StatusCode.OK
+
+    with ThreadPoolExecutor(6) as pool:
+        codes = list(pool.map(call, [grey, grey, grey, grey, faces, faces]))
+    peak = peak_rss_mib(pid)
+    log.warning("6 concurrent large calls: %s; RSS before %.0f MiB, peak %.0f MiB", codes, before, peak)
+    assert set(codes) <= {grpc.StatusCode.OK, grpc.StatusCode.RESOURCE_EXHAUSTED}
+    assert codes.count(grpc.StatusCode.OK) >= 2
+    assert peak - before < PEAK_PER_SERVICE_MIB
+    assert peak < DEPLOY_LIMIT_MIB
+    assert detect(detector.address, grey_png(64)).width == 64
