@@ -382,7 +382,8 @@ def _working_picture(image: NDArray[np.uint8], max_side_px: int) -> tuple[NDArra
         return image, 1.0
     size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
     # INTER_AREA averages the pixels each output pixel covers: no aliasing when shrinking a lot.
-    return cv2.resize(image, size, interpolation=cv2.INTER_AREA), ratio
+    shrunk: NDArray[np.uint8] = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+    return shrunk, ratio
 
 
 def _to_original(rows: NDArray[np.float64], index: int, shape: tuple[int, ...], max_side_px: int) -> None:

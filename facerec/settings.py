@@ -25,6 +25,7 @@ class SettingError(ValueError):
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 
+
 @dataclasses.dataclass(frozen=True)
 class ServerOptions:
     """How a gRPC server listens. max_concurrent_rpcs bounds the queue: beyond it, RESOURCE_EXHAUSTED."""

@@ -10,12 +10,13 @@ max_streams at once (RESOURCE_EXHAUSTED), so open streams can never take a threa
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 import grpc
 
 
-class StreamLimit(grpc.ServerInterceptor):
+class StreamLimit(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """At most max_streams streaming calls (request or response streams) open at once; more are refused."""
 
     def __init__(self, max_streams: int) -> None:
@@ -27,7 +28,11 @@ class StreamLimit(grpc.ServerInterceptor):
     def open(self) -> int:
         return self._open
 
-    def intercept_service(self, continuation, handler_call_details):  # type: ignore[override]
+    def intercept_service(
+        self,
+        continuation: Callable[[grpc.HandlerCallDetails], grpc.RpcMethodHandler[Any, Any] | None],
+        handler_call_details: grpc.HandlerCallDetails,
+    ) -> grpc.RpcMethodHandler[Any, Any] | None:
         handler = continuation(handler_call_details)
         if handler is None or not (handler.request_streaming or handler.response_streaming):
             return handler

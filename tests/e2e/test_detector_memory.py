@@ -17,7 +17,7 @@ import pytest
 from PIL import Image
 
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
-from tests.servers import running
+from tests.support.servers import running
 
 pytestmark = pytest.mark.model
 

@@ -11,10 +11,10 @@ import grpc
 import numpy as np
 import pytest
 
-from facerec.supervisor import ServiceProcess
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
-from tests.e2e.fake_detector import FakeDetector
-from tests.servers import start_service
+from facerec_app.supervisor import ServiceProcess
+from tests.support.fake_detector import FakeDetector
+from tests.support.servers import start_service
 
 NO_EMBEDDER = "127.0.0.1:9"
 
@@ -122,7 +122,7 @@ def test_facerec_serve_gallery_takes_its_own_verbose_flag_and_a_log_level_settin
         *("--store", str(tmp_path / "g.sqlite"), "--calibration", str(tmp_path / "none.json")),
         *("--detector", detector.address, "--embedder", NO_EMBEDDER),
     ]
-    service = ServiceProcess.start("facerec.cli", [*args, *([flag] if flag else [])], env)
+    service = ServiceProcess.start("facerec_app.cli", [*args, *([flag] if flag else [])], env)
     try:
         service.wait_ready(120)
     finally:

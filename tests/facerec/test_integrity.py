@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 
-from facerec.integrity import DamagedFile, checksum_path, read_checked, write_atomic, write_checked
+from facerec.files import atomic_write
+from facerec.integrity import DamagedFile, checksum_path, read_checked, write_checked
 
 
 def test_a_written_file_reads_back_and_a_flipped_bit_is_refused(tmp_path: Path) -> None:
@@ -47,7 +48,7 @@ def tiny_disk(tmp_path: Path) -> Iterator[Path]:
 def test_a_full_disk_raises_enospc_and_leaves_no_temporary_file(tiny_disk: Path) -> None:
     write_checked(tiny_disk / "small", b"x" * 1000)
     with pytest.raises(OSError) as full:
-        write_atomic(tiny_disk / "large", b"x" * 200_000)
+        atomic_write(tiny_disk / "large", lambda f: f.write(b"x" * 200_000))
     assert full.value.errno == errno.ENOSPC
     assert sorted(p.name for p in tiny_disk.iterdir()) == ["small", "small.sha256"]
     assert read_checked(tiny_disk / "small") == b"x" * 1000
