@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery.gallery import SVM, Gallery, GalleryOptions, sidecar_paths
+from gallery.gallery import Gallery, sidecar_paths
+from gallery.options import GalleryOptions
+from gallery.results import SVM
 
 MODEL = "facenet-keras-128"
 PEOPLE = [f"person-{i}" for i in range(5)]

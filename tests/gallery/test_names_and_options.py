@@ -8,7 +8,9 @@ from pathlib import Path
 import numpy as np
 
 from gallery import validation
-from gallery.gallery import Gallery, GalleryOptions, Outcome
+from gallery.gallery import Gallery
+from gallery.options import GalleryOptions
+from gallery.results import EnrollOutcome
 
 MODEL = "facenet-keras-128"
 
@@ -24,7 +26,7 @@ def test_nfc_and_nfd_forms_of_a_name_are_one_identity(tmp_path: Path) -> None:
     for name in (NFC, NFD):
         vector = rng.normal(size=128)
         results = g.enroll(name, embeddings=[((vector / np.linalg.norm(vector)).tolist(), MODEL)])
-        assert [r.outcome for r in results] == [Outcome.ENROLLED]
+        assert [r.outcome for r in results] == [EnrollOutcome.ENROLLED]
     rows, _ = g.list_identities()
     assert [(r.identity, r.face_count) for r in rows] == [(NFC, 2)]
     assert g.get_identity(NFD)[0].identity == NFC
