@@ -18,7 +18,7 @@ from embedding_service.embedder import Embedder
 from facerec.errors import ModelFault
 from facerec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 from gallery.clients import EmbedderClient
-from tests.embedding_service.support import crop_input, make_settings, serve
+from tests.support.embedding import crop_input, make_settings, serve
 
 
 def nan_model(batch: NDArray[np.float32]) -> NDArray[np.float32]:
