@@ -1,4 +1,5 @@
-"""The saved index, its side file and the saved SVM are derived: damaged ones are rebuilt, never used."""
+"""The saved index and its side file are derived: damaged ones are rebuilt, never used (the SVM is kept in
+the store itself)."""
 
 from __future__ import annotations
 
@@ -10,7 +11,6 @@ import pytest
 
 from gallery.gallery import Gallery, sidecar_paths
 from gallery.options import GalleryOptions
-from gallery.results import SVM
 
 MODEL = "facenet-keras-128"
 PEOPLE = [f"person-{i}" for i in range(5)]
@@ -40,8 +40,8 @@ def saved(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
         g.enroll(name, embeddings=[(v.tolist(), MODEL) for v in vectors])
     g.train()
     g.close()
-    index_path, svm_path = sidecar_paths(tmp_path / "g.sqlite")
-    assert index_path.is_file() and svm_path.is_file()
+    index_path, _ = sidecar_paths(tmp_path / "g.sqlite")
+    assert index_path.is_file()
     return tmp_path, faces
 
 
@@ -96,26 +96,4 @@ def test_a_side_file_that_is_not_an_object_makes_a_rebuild(saved, content: str) 
     index_path.with_name(index_path.name + ".json").write_text(content)
     g = open_gallery(path)
     assert all_named_right(g, faces)
-    g.close()
-
-
-@pytest.mark.parametrize("damage", ["truncated", "empty", "bit-flipped", "no checksum"])
-def test_a_damaged_saved_svm_is_refit_at_start(saved, damage: str, caplog) -> None:
-    path, faces = saved
-    _, svm_path = sidecar_paths(path / "g.sqlite")
-    data = svm_path.read_bytes()
-    if damage == "truncated":
-        svm_path.write_bytes(data[: len(data) // 2])
-    elif damage == "empty":
-        svm_path.write_bytes(b"")
-    elif damage == "bit-flipped":
-        flip_bytes(svm_path, len(data) // 3, 10)
-    else:
-        svm_path.with_name(svm_path.name + ".sha256").unlink()
-    with caplog.at_level(logging.WARNING):
-        g = open_gallery(path)
-    assert "ignoring the saved SVM" in caplog.text
-    assert g.stats().classifier_stale
-    assert all_named_right(g, faces)
-    assert g.identify_embedding(faces["person-0"][0].tolist()).method == SVM
     g.close()
