@@ -99,6 +99,7 @@ def test_a_bad_calibration_file_stops_the_start_with_one_sentence_naming_it(
             sys.executable,
             *("-m", "gallery", "--host", "127.0.0.1", "--port", "0"),
             *("--store", str(tmp_path / "g.sqlite"), "--calibration", str(calibration)),
+            *("--model", "facenet-keras-128"),
             *("--detector", detector.address, "--embedder", NO_EMBEDDER),
         ],
         capture_output=True,
