@@ -63,7 +63,6 @@ def _build(settings: Settings) -> Hosting:
     model = settings.model or _model_of(embedder)
     # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;
     # a threshold given as a setting overrides the calibrated one.
-    # A file that is not a calibration raises CalibrationError (a ValueError): the start stops (exit 2).
     source = CalibrationSource(settings.calibration_path, model)
 
     def calibration() -> Calibration:
