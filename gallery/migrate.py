@@ -12,7 +12,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from facerec.errors import FacerecError, Precondition
+from facerec.errors import Precondition
 from gallery.store import FaceRow, IdentityRow
 from gallery.stores import GalleryStore
 
@@ -22,7 +22,7 @@ log = logging.getLogger(__name__)
 _IDENTITIES_PER_BATCH = 500
 
 
-class MigrationMismatch(FacerecError):
+class MigrationMismatch(Precondition):
     """The copy does not match its source (counts or sampled embeddings)."""
 
 
