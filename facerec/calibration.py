@@ -33,6 +33,14 @@ log = logging.getLogger(__name__)
 
 IDENTIFICATION = "identification"  # the name of Identify's open-set point
 
+# Euclidean distance sqrt(2) between unit vectors is cosine similarity 0: unrelated faces. A threshold
+# at or past it calls any two faces the same person (2.0 in a file once matched two strangers at 1.337).
+MAX_THRESHOLD = math.sqrt(2)
+
+
+class CalibrationFileError(ValueError):
+    """calibration.json exists but cannot be used; the message is one sentence naming the file."""
+
 
 @dataclass(frozen=True)
 class OperatingPoint:
@@ -76,6 +84,7 @@ class OperatingPoint:
 
 # `facerec eval` on the 5-celebrity set, box alignment (see the module docstring and the README).
 # Thresholds are rounded down to 4 decimals (each lies midway in a gap between distances), rates to 5.
+# These are fp32 FaceNet's ("facenet-keras-128"), and the fallback for a model with no points of its own.
 DEFAULT_POINTS: tuple[OperatingPoint, ...] = (
     OperatingPoint("far_1e-2", 1.2180, 0.00770, 0.00995, 0.95574, 1333, 5453),
     OperatingPoint("far_1e-3", 1.0906, 0.00018, 0.00087, 0.88297, 1333, 5453),
@@ -87,6 +96,23 @@ DEFAULT_THRESHOLD = next(p.threshold for p in DEFAULT_POINTS if p.name == DEFAUL
 DEFAULT_IDENTIFICATION_THRESHOLD = 1.06
 # Its rates as measured at the fitted split, 1.056: no stranger of 117 accepted (<= 2.5% at 95%).
 DEFAULT_IDENTIFICATION_POINT = OperatingPoint(IDENTIFICATION, 1.06, 0.0, 0.02528, 0.99145, 117, 117)
+
+# int8 FaceNet (the embedder's default precision) moves distances a little, so it ships its own points:
+# the same `facerec eval` run with EMBEDDER_PRECISION=int8 (far_1e-3 at 1.0734 against fp32's 1.0906,
+# the same single false accept of 5453; identification's best balanced split at 1.0552).
+INT8_POINTS: tuple[OperatingPoint, ...] = (
+    OperatingPoint("far_1e-2", 1.2133, 0.00770, 0.00995, 0.95199, 1333, 5453),
+    OperatingPoint("far_1e-3", 1.0733, 0.00018, 0.00087, 0.86872, 1333, 5453),
+    OperatingPoint("eer", 1.2661, 0.03008, 0.03416, 0.96999, 1333, 5453),
+    OperatingPoint("best_accuracy", 1.2344, 0.01577, 0.01884, 0.96174, 1333, 5453),
+)
+INT8_IDENTIFICATION_POINT = OperatingPoint(IDENTIFICATION, 1.0552, 0.0, 0.02528, 0.99145, 117, 117)
+
+# Model names as the embedder reports them (the ground cannot import the embedder to ask).
+SHIPPED: dict[str, tuple[tuple[OperatingPoint, ...], OperatingPoint]] = {
+    "facenet-keras-128": (DEFAULT_POINTS, DEFAULT_IDENTIFICATION_POINT),
+    "facenet-keras-128-int8": (INT8_POINTS, INT8_IDENTIFICATION_POINT),
+}
 
 
 @dataclass(frozen=True)
@@ -109,48 +135,76 @@ class Calibration:
 
 
 def default_calibration(model: str = "") -> Calibration:
-    """The shipped thresholds and points (fitted for the default model)."""
+    """The shipped thresholds and points: the model's own when it has shipped ones, else fp32's."""
+    points, identification = SHIPPED.get(model, (DEFAULT_POINTS, DEFAULT_IDENTIFICATION_POINT))
+    chosen = next(p for p in points if p.name == DEFAULT_OPERATING_POINT)
     return Calibration(
-        DEFAULT_THRESHOLD,
+        chosen.threshold,
         "default",
         model,
-        DEFAULT_IDENTIFICATION_THRESHOLD,
+        identification.threshold,
         DEFAULT_OPERATING_POINT,
-        DEFAULT_POINTS,
-        DEFAULT_IDENTIFICATION_POINT,
+        points,
+        identification,
     )
 
 
 def load_calibration(path: Path, model: str) -> Calibration:
-    """The calibration saved for `model` at path, or the default when there is none (or it is unreadable).
+    """The calibration saved for `model` at path, or the default when there is none for it.
 
     Files written before operating points existed hold only `threshold` (and maybe
-    `identification_threshold`): they load with those thresholds and no named points.
+    `identification_threshold`): they load with those thresholds and no named points. A file that is
+    there but unusable (not JSON, not the expected object, a threshold outside (0, sqrt 2)) raises
+    CalibrationFileError: a service must not run on thresholds other than the ones its operator saved.
     """
     try:
-        data = json.loads(path.read_text())
+        text = path.read_text()
     except FileNotFoundError:
         return default_calibration(model)
-    except (OSError, ValueError) as exc:
-        log.warning("ignoring unreadable calibration %s: %s", path, exc)
+    except OSError as exc:
+        raise CalibrationFileError(f"The calibration file {path} cannot be read ({exc.strerror}).") from None
+    try:
+        data = json.loads(text)
+    except ValueError:
+        raise CalibrationFileError(f"The calibration file {path} is not valid JSON.") from None
+    models = data.get("models", {}) if isinstance(data, dict) else None
+    if not isinstance(models, dict):
+        raise CalibrationFileError(
+            f'The calibration file {path} must be a JSON object with a "models" object in it.'
+        )
+    entry = models.get(model)
+    if entry is None:
         return default_calibration(model)
-    models = data.get("models") if isinstance(data, dict) else None
-    entry = models.get(model) if isinstance(models, dict) else None
     if not isinstance(entry, dict) or not _valid(entry.get("threshold")):
-        return default_calibration(model)
-    identification = entry.get("identification_threshold")
+        raise CalibrationFileError(
+            f"The calibration file {path} holds no usable threshold for {model} "
+            f"(a number above 0 and below {MAX_THRESHOLD:.4f} is needed)."
+        )
+    identification = entry.get(
+        "identification_threshold", default_calibration(model).identification_threshold
+    )
+    if not _valid(identification):
+        raise CalibrationFileError(
+            f"The calibration file {path} holds an identification threshold for {model} outside "
+            f"(0, {MAX_THRESHOLD:.4f})."
+        )
     raw_points = entry.get("points")
-    parsed = (OperatingPoint.from_dict(d) for d in (raw_points if isinstance(raw_points, list) else []))
-    points = tuple(p for p in parsed if p is not None)
+    points: list[OperatingPoint] = []
+    for raw in raw_points if isinstance(raw_points, list) else []:
+        point = OperatingPoint.from_dict(raw)
+        if point is None:
+            log.warning("calibration %s: skipping a malformed operating point for %s", path, model)
+        else:
+            points.append(point)
     name = entry.get("operating_point", "")
     chosen = next((p for p in points if p.name == name), None)
     return Calibration(
         chosen.threshold if chosen else float(entry["threshold"]),
         "calibrated",
         model,
-        float(identification) if _valid(identification) else DEFAULT_IDENTIFICATION_THRESHOLD,
+        float(identification),
         chosen.name if chosen else "",
-        points,
+        tuple(points),
         OperatingPoint.from_dict(entry.get("identification_point")),
     )
 
@@ -169,10 +223,12 @@ def save_calibration(
     models' entries. operating_point names the point whose threshold is `threshold` ("" for none)."""
     for value in (threshold, identification_threshold if identification_threshold is not None else threshold):
         if not _valid(value):
-            raise ValueError(f"a threshold must lie in (0, 2], not {value}")
+            raise ValueError(f"a threshold must lie in (0, {MAX_THRESHOLD:.4f}), not {value}")
     for point in points:
         if not _valid(point.threshold):
-            raise ValueError(f"point {point.name}: a threshold must lie in (0, 2], not {point.threshold}")
+            raise ValueError(
+                f"point {point.name}: a threshold must lie in (0, {MAX_THRESHOLD:.4f}), not {point.threshold}"
+            )
     if operating_point and not any(p.name == operating_point for p in points):
         raise ValueError(f"operating point {operating_point!r} is not among the points saved")
     entry: dict[str, object] = {"threshold": float(threshold), **(details or {})}
@@ -187,32 +243,50 @@ def save_calibration(
         data = json.loads(path.read_text())
     except (FileNotFoundError, ValueError):
         data = {}
-    data.setdefault("models", {})[model] = entry
+    if not isinstance(data, dict) or not isinstance(data.get("models"), dict):
+        data = {"models": {}}  # an unusable file is replaced: saving is how an operator repairs it
+    data["models"][model] = entry
     text = json.dumps(data, indent=2, sort_keys=True)
     atomic_write(path, lambda f: f.write(text.encode()))
 
 
 def _valid(value: object) -> TypeGuard[int | float]:
-    return isinstance(value, int | float) and math.isfinite(value) and 0 < value <= 2
+    return (
+        isinstance(value, int | float)
+        and not isinstance(value, bool)
+        and math.isfinite(value)
+        and 0 < value < MAX_THRESHOLD
+    )
 
 
 class CalibrationSource:
     """The current calibration for a model, re-read when the file changes, so `eval --save-threshold`
-    takes effect in running services without a restart."""
+    takes effect in running services without a restart.
+
+    The first read raises CalibrationFileError for an unusable file, so a service refuses to start on
+    it; a file damaged later is logged and the last good calibration kept (a running service never
+    answers INTERNAL for it, nor falls back silently to other thresholds)."""
 
     def __init__(self, path: Path, model: str) -> None:
         self._path = path
         self._model = model
         self._stamp: tuple[int, int] | None = None
         self._current = default_calibration(model)
+        self._read_once = False
 
     def current(self) -> Calibration:
         try:
             stat = self._path.stat()
-            stamp = (stat.st_mtime_ns, stat.st_size)
+            stamp: tuple[int, int] | None = (stat.st_mtime_ns, stat.st_size)
         except OSError:
             stamp = None
-        if stamp != self._stamp:
-            self._current = load_calibration(self._path, self._model)
+        if stamp != self._stamp or not self._read_once:
+            try:
+                self._current = load_calibration(self._path, self._model)
+            except CalibrationFileError as exc:
+                if not self._read_once:
+                    raise
+                log.warning("%s Keeping the thresholds read before.", exc)
             self._stamp = stamp
+            self._read_once = True
         return self._current

@@ -62,7 +62,8 @@ def _build(settings: Settings) -> Hosting:
     )
     model = settings.model or _model_of(embedder)
     # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;
-    # a threshold given as a setting overrides the calibrated one.
+    # a threshold given as a setting overrides the calibrated one. An unusable file raises
+    # CalibrationFileError (a ValueError) at the first read below: the start stops (exit 2), in one sentence.
     source = CalibrationSource(settings.calibration_path, model)
 
     def calibration() -> Calibration:

@@ -1,8 +1,9 @@
-"""A real gallery process and its files: a full disk, and its log settings."""
+"""A real gallery process and its files: a full disk, a bad calibration file, and its log settings."""
 
 from __future__ import annotations
 
 import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -83,6 +84,32 @@ def test_a_full_disk_is_resource_exhausted_and_nothing_acknowledged_is_lost(
     finally:
         gallery.stop()
     assert not [p.name for p in small_disk.iterdir() if ".tmp" in p.name]
+
+
+@pytest.mark.parametrize(
+    "content", ["[]", '{"models": {"facenet-keras-128": {"threshold": 2.0}}}', "{broken"]
+)
+def test_a_bad_calibration_file_stops_the_start_with_one_sentence_naming_it(
+    tmp_path: Path, detector: FakeDetector, content: str
+) -> None:
+    calibration = tmp_path / "calibration.json"
+    calibration.write_text(content)
+    run = subprocess.run(
+        [
+            sys.executable,
+            *("-m", "gallery", "--host", "127.0.0.1", "--port", "0"),
+            *("--store", str(tmp_path / "g.sqlite"), "--calibration", str(calibration)),
+            *("--model", "facenet-keras-128"),
+            *("--detector", detector.address, "--embedder", NO_EMBEDDER),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert run.returncode == 2
+    lines = [line for line in run.stderr.splitlines() if line.startswith("gallery: ")]
+    assert len(lines) == 1 and str(calibration) in lines[0]
+    assert "Traceback" not in run.stderr
 
 
 @pytest.mark.parametrize(

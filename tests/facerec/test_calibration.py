@@ -11,6 +11,8 @@ from facerec.calibration import (
     DEFAULT_OPERATING_POINT,
     DEFAULT_POINTS,
     DEFAULT_THRESHOLD,
+    MAX_THRESHOLD,
+    CalibrationFileError,
     CalibrationSource,
     OperatingPoint,
     default_calibration,
@@ -30,12 +32,59 @@ def test_default_until_saved_then_calibrated(tmp_path: Path) -> None:
     assert load_calibration(path, "other-model").source == "default"
 
 
-def test_invalid_thresholds_are_refused_and_garbage_is_ignored(tmp_path: Path) -> None:
+def test_invalid_thresholds_are_refused_on_save(tmp_path: Path) -> None:
     path = tmp_path / "calibration.json"
-    with pytest.raises(ValueError):
-        save_calibration(path, "m", 2.5)
-    path.write_text("{not json")
+    for bad in (2.5, 2.0, MAX_THRESHOLD, 0.0, float("nan")):
+        with pytest.raises(ValueError):
+            save_calibration(path, "m", bad)
+    assert not path.exists()
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        "{not json",
+        "[]",
+        "null",
+        '{"models": []}',
+        '{"models": {"m": []}}',
+        '{"models": {"m": {"threshold": 2.0}}}',
+        '{"models": {"m": {"threshold": "1.1"}}}',
+        '{"models": {"m": {"threshold": true}}}',
+        '{"models": {"m": {"threshold": 1.1, "identification_threshold": 1.5}}}',
+    ],
+)
+def test_an_unusable_file_is_refused_with_one_sentence_naming_it(tmp_path: Path, content: str) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text(content)
+    with pytest.raises(CalibrationFileError) as refused:
+        load_calibration(path, "m")
+    message = str(refused.value)
+    assert str(path) in message and message.endswith(".") and "\n" not in message
+    with pytest.raises(CalibrationFileError):
+        CalibrationSource(path, "m").current()
+
+
+def test_another_models_entry_leaves_this_model_on_the_default(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text('{"models": {"other": {"threshold": 1.1}}}')
     assert load_calibration(path, "m").source == "default"
+
+
+def test_a_file_damaged_while_running_keeps_the_last_good_calibration(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    save_calibration(path, "m", 1.1, identification_threshold=1.02)
+    source = CalibrationSource(path, "m")
+    assert source.current().threshold == pytest.approx(1.1)
+    path.write_text("[]")
+    kept = source.current()
+    assert (kept.threshold, kept.identification_threshold, kept.source) == (
+        pytest.approx(1.1),
+        pytest.approx(1.02),
+        "calibrated",
+    )
+    save_calibration(path, "m", 1.05)
+    assert source.current().threshold == pytest.approx(1.05)
 
 
 def test_identification_threshold_is_saved_beside_the_pair_threshold(tmp_path: Path) -> None:
@@ -133,3 +182,21 @@ def test_the_shipped_default_is_the_far_1e_3_point() -> None:
     assert default.threshold == point.threshold == DEFAULT_THRESHOLD
     assert point.far_upper <= 1e-3
     assert {p.name for p in DEFAULT_POINTS} == {"far_1e-2", "far_1e-3", "eer", "best_accuracy"}
+
+
+def test_saving_over_an_unusable_file_repairs_it(tmp_path: Path) -> None:
+    path = tmp_path / "calibration.json"
+    path.write_text("[]")
+    save_calibration(path, "m", 1.1)
+    assert load_calibration(path, "m").threshold == pytest.approx(1.1)
+
+
+def test_int8_ships_its_own_points_and_an_unknown_model_gets_fp32s() -> None:
+    int8 = default_calibration("facenet-keras-128-int8")
+    fp32 = default_calibration("facenet-keras-128")
+    assert int8.threshold == pytest.approx(1.0733) and int8.operating_point == "far_1e-3"
+    assert int8.identification_threshold == pytest.approx(1.0552)
+    assert fp32.threshold == DEFAULT_THRESHOLD == default_calibration("another-model").threshold
+    assert [p.name for p in int8.points] == [p.name for p in fp32.points]
+    far = int8.point("far_1e-3")
+    assert far is not None and far.far_upper <= 1e-3
