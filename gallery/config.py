@@ -30,8 +30,8 @@ class Settings(ServerSettings):
     """How the gallery listens, where its store and the two services are, and how it decides.
 
     threshold 0 = Verify's calibrated threshold for the model (FACEREC_HOME/calibration.json), else the
-    shipped far_1e-3 point (1.0906);
-    identification_threshold 0 = Identify's calibrated one, else 1.06.
+    model's shipped far_1e-3 point (1.0733 for int8, 1.0906 for fp32);
+    identification_threshold 0 = Identify's calibrated one, else the shipped one (1.0552 int8, 1.06 fp32).
     model "" = ask the embedder at start (DEFAULT_MODEL when it is down then).
     metrics_port 0 = no metrics endpoint.
     """
@@ -64,10 +64,11 @@ class Settings(ServerSettings):
     embedder: str = setting("127.0.0.1:50052", "embedder address(es), as --detector")
     model: str = setting("", "the embedding model's name; empty = ask the embedder at start")
     threshold: float = setting(
-        0.0, "verification threshold in (0, 2]; 0 = the calibrated operating point, else far_1e-3 (1.0906)"
+        0.0,
+        "verification threshold in (0, 2]; 0 = the calibrated operating point, else the model's shipped far_1e-3",
     )
     identification_threshold: float = setting(
-        0.0, "Identify's (open-set) threshold in (0, 2]; 0 = calibrated, else 1.06"
+        0.0, "Identify's (open-set) threshold in (0, 2]; 0 = calibrated, else the model's shipped one"
     )
     svm_max_identities: int = setting(1000, "above this many identities, identification is nearest-neighbour")
     ivf_min_size: int = setting(50_000, "faces from which the index is IVF instead of exact")
