@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from PIL import Image
 
-from tests.support.memory import BOUND, enroll_and_train, identify_calls, rss_mib
+from facerec_app.soak import BOUND, enroll_and_train, identify_calls, rss_mib
 from tests.support.servers import start_service
 
 pytestmark = pytest.mark.model

@@ -1,8 +1,5 @@
-"""Resident memory of service processes and the Identify load that drives them, for the leak test.
-
-bench/memory.py runs the long form of the same measurement; the two are kept apart so that no test
-imports the bench.
-"""
+"""Resident memory of service processes and the Identify load that drives them: one home for the
+leak test (tests/e2e/test_memory.py) and its long form (bench/memory.py)."""
 
 from __future__ import annotations
 
