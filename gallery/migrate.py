@@ -22,10 +22,6 @@ log = logging.getLogger(__name__)
 _IDENTITIES_PER_BATCH = 500
 
 
-class MigrationMismatch(Precondition):
-    """The copy does not match its source (counts or sampled embeddings)."""
-
-
 @dataclass(frozen=True)
 class Migration:
     identities: int
@@ -66,7 +62,7 @@ def migrate(
         log.info("copied identities up to %r", after)
 
     if dest.counts() != source.counts():
-        raise MigrationMismatch(
+        raise Precondition(
             f"The copy holds {dest.counts()} identities and faces; the source {source.counts()}."
         )
     ids = source.face_ids()
@@ -75,7 +71,7 @@ def migrate(
     want_ids, want, want_names = source.faces_by_id(picked)
     got_ids, got, got_names = dest.faces_by_id(picked)
     if want_ids.tolist() != got_ids.tolist() or want_names != got_names or want.tobytes() != got.tobytes():
-        raise MigrationMismatch("Sampled faces differ between the source and the copy.")
+        raise Precondition("Sampled faces differ between the source and the copy.")
 
     copied = False
     saved = source.load_classifier()
