@@ -25,7 +25,7 @@ import grpc
 
 from facerec import errors
 from facerec.settings import SettingError, TlsSettings
-from facerec.status import status_of
+from facerec.status import abort
 
 log = logging.getLogger(__name__)
 
@@ -165,7 +165,7 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  #
 def _denied(exc: errors.FacerecError) -> grpc.RpcMethodHandler[Any, Any]:
     # The request is never deserialized: a caller without a token gets no parsing of its payload.
     def deny(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(status_of(exc), str(exc))
+        abort(context, exc)
 
     return grpc.unary_unary_rpc_method_handler(deny)
 
