@@ -13,8 +13,10 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from facerec.errors import FacerecError
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
+from facerec.status import abort
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, gallery_pb2, gallery_pb2_grpc
 
 # Larger than 2^32 and than a JavaScript double's 2^53 would round: it must arrive exactly.
@@ -35,7 +37,7 @@ class Fake:
     """What the fake saw and how it should answer."""
 
     calls: list[Call] = field(default_factory=list)
-    failures: dict[str, tuple[grpc.StatusCode, str]] = field(default_factory=dict)
+    failures: dict[str, tuple[grpc.StatusCode, str] | FacerecError] = field(default_factory=dict)
     hold: set[str] = field(default_factory=set)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -46,7 +48,10 @@ class Fake:
             # Held until the test releases it, after the caller's deadline has passed.
             self.released.wait(60)
         if method in self.failures:
-            code, message = self.failures[method]
+            failure = self.failures[method]
+            if isinstance(failure, FacerecError):
+                abort(context, failure)  # as a facerec server fails: with the reason in the details
+            code, message = failure
             context.abort(code, message)
 
     def last(self, method: str) -> Call:
