@@ -81,7 +81,6 @@ class Settings(Recipe):
         if self.grace_s < 0:
             raise SettingError(f"{self.key('grace_s')} must not be negative.")
 
-    @classmethod
     def host_names(self) -> frozenset[str]:
         """The Host names served (without port): the loopback names and allowed_hosts."""
         extra = {h.strip().lower() for h in self.allowed_hosts.split(",") if h.strip()}

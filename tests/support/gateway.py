@@ -174,7 +174,8 @@ class FakeDetector(detector_pb2_grpc.DetectorServicer):
 def fake_services(credentials: grpc.ServerCredentials | None = None) -> Iterator[tuple[Fake, str]]:
     """A fake Gallery and Detector on one real server (TLS with credentials); yields (fake, "127.0.0.1:PORT")."""
     fake = Fake()
-    health = Health(["facerec.v1.Gallery", "facerec.v1.Detector"])
+    # The embedder's name too: the gateway's /readyz asks all three (one fake server stands for them).
+    health = Health(["facerec.v1.Gallery", "facerec.v1.Detector", "facerec.v1.Embedder"])
     services = [
         Service(
             "facerec.v1.Gallery",
