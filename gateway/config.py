@@ -43,6 +43,11 @@ class Settings(Recipe):
     )
     max_image_bytes: int = setting(20 * MiB, "largest picture (the detector's limit)")
     max_images_per_enroll: int = setting(64, "pictures per enroll (the gallery's limit)")
+    enroll_part_bytes: int = setting(
+        8 * MiB,
+        "pictures per Enroll call to the gallery, in bytes: the gateway holds a part about four times over "
+        "(read, in the message, serialized, in gRPC's buffers), so a part bounds its memory",
+    )
     max_images_per_detect: int = setting(16, "pictures per detect (the detector's limit)")
     allowed_hosts: str = setting(
         "", "Host names (comma list) served besides the loopback ones; * = any (DNS rebinding guard)"
@@ -67,6 +72,8 @@ class Settings(Recipe):
             < 1
         ):
             raise SettingError("The request, image and enroll limits must be at least 1.")
+        if self.enroll_part_bytes < 1:
+            raise SettingError(f"{self.key('enroll_part_bytes')} must be at least 1.")
         if self.max_images_per_detect < 1:
             raise SettingError(f"{self.key('max_images_per_detect')} must be at least 1.")
         if not self.gallery:

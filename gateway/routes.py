@@ -11,6 +11,7 @@ from typing import Annotated, Any
 from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 
 from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
@@ -18,8 +19,9 @@ from gateway import models
 from gateway.config import Settings
 from gateway.contract import answer, to_json
 from gateway.errors import body as error_body
-from gateway.errors import invalid
+from gateway.errors import invalid, too_large
 from gateway.requests import (
+    IMAGE,
     JSON,
     MULTIPART,
     Picture,
@@ -207,35 +209,43 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         openapi_extra=_body(models.EnrollJson, {"identity": _TEXT, "images": _FILES}),
     )
     async def enroll(request: Request, auth: Auth) -> Any:
+        """Pictures go to the gallery in parts of at most enroll_part_bytes (one picture at least), read
+        from the spooled upload only when their part is sent: the gateway holds one part at a time, not
+        the whole request (the gallery serves a part as it would a request of its own)."""
         embeddings: list[list[float]] = []
-        pictures: list[Picture | dict[str, Any]] = []
+        pictures: list[Picture | UploadFile | dict[str, Any]] = []
         if kind(request) == MULTIPART:
             data = await form(request, max_files)
             identity = text(data, "identity")
             uploads = data.getlist("images") + data.getlist("image")
             _check_count(len(uploads), settings.max_images_per_enroll)
-            for i, upload in enumerate(uploads):
-                pictures.append(await _enroll_file(upload, i, max_bytes))
+            pictures = [_enroll_upload(upload, i, max_bytes) for i, upload in enumerate(uploads)]
         else:
             body = await json_body(request, models.EnrollJson)
             identity, embeddings = body.identity, body.embeddings
             _check_count(len(body.images), settings.max_images_per_enroll)
             pictures = [_enroll_base64(p, i, max_bytes) for i, p in enumerate(body.images)]
             del body  # the base64 text: only the decoded pictures are kept while the gallery works
-        sent = [p for p in pictures if isinstance(p, Picture)]
+        results: list[dict[str, Any] | None] = [p if isinstance(p, dict) else None for p in pictures]
+        sent = [(i, p) for i, p in enumerate(pictures) if not isinstance(p, dict)]
         if not sent and not embeddings and pictures:
-            return {"identity": identity, "results": [p for p in pictures if not isinstance(p, Picture)]}
-        message = gallery_pb2.EnrollRequest(
-            identity=identity,
-            images=[common_pb2.Image(data=p.data) for p in sent],
-            embeddings=[common_pb2.Embedding(values=e) for e in embeddings],
-        )
-        del sent
-        reply = await channels.gallery.call("Enroll", message, auth)
-        answers = iter(reply.results)
-        results = [to_json(next(answers), filename=p.name) if isinstance(p, Picture) else p for p in pictures]
-        results += [to_json(r, filename=f"embeddings[{i}]") for i, r in enumerate(answers)]
-        return {"identity": reply.identity, "results": results}
+            return {"identity": identity, "results": results}
+        answered = identity
+        tail: list[dict[str, Any]] = []
+        for part_index, part in enumerate(_parts(sent, settings.enroll_part_bytes) or [[]]):
+            message = gallery_pb2.EnrollRequest(identity=identity)
+            for _, picture in part:
+                message.images.add(data=await _bytes(picture))
+            if part_index == 0:  # the embeddings once, with the first part
+                message.embeddings.extend(common_pb2.Embedding(values=e) for e in embeddings)
+            reply = await channels.gallery.call("Enroll", message, auth)
+            del message
+            answered = reply.identity
+            answers = iter(reply.results)
+            for (index, picture), result in zip(part, answers, strict=False):
+                results[index] = to_json(result, filename=_name(picture, index))
+            tail += [to_json(r, filename=f"embeddings[{i}]") for i, r in enumerate(answers)]
+        return {"identity": answered, "results": [*results, *tail]}
 
     @router.post(
         "/search",
@@ -319,12 +329,42 @@ def _check_count(count: int, limit: int) -> None:
         raise invalid(f"At most {limit} pictures per enroll, not {count}.")
 
 
-async def _enroll_file(upload: object, index: int, max_bytes: int) -> Picture | dict[str, Any]:
-    """The picture to send, or its INVALID outcome when it is over the limit (the others are still enrolled)."""
-    try:
-        return await file(upload, f"images[{index}]", max_bytes)
-    except FacerecError as exc:
-        return _refused(exc, getattr(upload, "filename", None) or f"images[{index}]")
+def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | dict[str, Any]:
+    """The upload to send (still unread), or its INVALID outcome when it is not a file or over the limit
+    (the others are still enrolled)."""
+    name = getattr(upload, "filename", None) or f"images[{index}]"
+    if not isinstance(upload, UploadFile):
+        return _refused(invalid(f"The field images[{index}] must be a file."), name)
+    if upload.size is not None and upload.size > max_bytes:
+        return _refused(too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE), name)
+    return upload
+
+
+def _size(picture: Picture | UploadFile) -> int:
+    return len(picture.data) if isinstance(picture, Picture) else picture.size or 0
+
+
+def _parts(
+    pictures: list[tuple[int, Picture | UploadFile]], limit: int
+) -> list[list[tuple[int, Picture | UploadFile]]]:
+    """Consecutive pictures in parts of at most `limit` bytes, each with one picture at least."""
+    parts: list[list[tuple[int, Picture | UploadFile]]] = []
+    held = 0
+    for item in pictures:
+        if not parts or held + _size(item[1]) > limit:
+            parts.append([])
+            held = 0
+        parts[-1].append(item)
+        held += _size(item[1])
+    return parts
+
+
+async def _bytes(picture: Picture | UploadFile) -> bytes:
+    return picture.data if isinstance(picture, Picture) else await picture.read()
+
+
+def _name(picture: Picture | UploadFile, index: int) -> str:
+    return picture.name if isinstance(picture, Picture) else picture.filename or f"images[{index}]"
 
 
 def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | dict[str, Any]:

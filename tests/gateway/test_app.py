@@ -49,6 +49,7 @@ def gateway(upstream: tuple[Fake, str], metrics_port: int) -> Iterator[Running]:
             *("--gallery", address, "--detector", address, "--timeout-s", "2"),
             *("--max-request-bytes", str(MAX_REQUEST), "--max-image-bytes", str(MAX_IMAGE)),
             *("--max-images-per-enroll", "4", "--metrics-port", str(metrics_port)),
+            *("--enroll-part-bytes", str(MAX_IMAGE)),
         ],
     )
     yield service
@@ -198,6 +199,20 @@ def test_enroll_several_pictures_reports_each_picture_by_name(http: httpx.Client
     assert body["results"][1]["error"]["code"] == "RESOURCE_EXHAUSTED"
     # The picture over the limit never travels to the gallery; the others do, in order.
     assert [i.data for i in fake.last("Enroll").request.images] == [FACE + b"1", b"no face"]
+
+
+def test_a_large_enroll_goes_to_the_gallery_in_parts_and_answers_in_picture_order(
+    http: httpx.Client, fake: Fake
+) -> None:
+    before = len([c for c in fake.calls if c.method == "Enroll"])
+    sizes = [60_000, 60_000, 10, 30_000]  # parts of at most MAX_IMAGE bytes: [0], [1, 2, 3]
+    files = [("images", (f"{i}.jpg", FACE + bytes(size), "image/jpeg")) for i, size in enumerate(sizes)]
+    answer = http.post("/v1/enroll", data={"identity": "ada"}, files=files)
+    assert answer.status_code == 200, answer.text
+    assert [r["filename"] for r in answer.json()["results"]] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    calls = [c for c in fake.calls if c.method == "Enroll"][before:]
+    assert [len(c.request.images) for c in calls] == [1, 3]
+    assert [len(image.data) for c in calls for image in c.request.images] == [len(FACE) + s for s in sizes]
 
 
 def test_enroll_base64_pictures_and_embeddings(http: httpx.Client, fake: Fake) -> None:
