@@ -2,15 +2,14 @@
 
 from __future__ import annotations
 
-import io
 from collections.abc import Iterator
 from pathlib import Path
 
 import httpx
 import pytest
-from PIL import Image
 
 from tests.gateway.conftest import RO_TOKEN, RW_TOKEN, Stack
+from tests.support.gateway import seventeen_pixel_face
 
 pytestmark = pytest.mark.model
 
@@ -102,20 +101,8 @@ def test_tokens_pass_through_to_a_secured_gallery(secured: Stack, train_images) 
 
 
 def test_a_17_pixel_face_is_answered_not_identifiable_with_its_reason(http: httpx.Client, val_images) -> None:
-    # A real picture shrunk until its face's shorter side is about 17 px (the gallery's floor is 20),
-    # on a plain canvas: the detector still finds the face, and the gallery must not compare it.
-    path = pictures(val_images, "madonna", 1)[0]
-    found = http.post("/v1/detect", files={"image": (path.name, path.read_bytes())}).json()
-    box = max(found["images"][0]["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])["box"]
-    scale = 17.0 / min(box["width"], box["height"])
-    original = Image.open(path).convert("RGB")
-    small = original.resize((round(original.width * scale), round(original.height * scale)), Image.LANCZOS)
-    canvas = Image.new("RGB", (max(small.width, 120), max(small.height, 120)), (128, 128, 128))
-    canvas.paste(small, (0, 0))
-    buffer = io.BytesIO()
-    canvas.save(buffer, format="PNG")
-
-    answer = http.post("/v1/identify", files={"image": ("small.png", buffer.getvalue())})
+    small = seventeen_pixel_face(http, pictures(val_images, "madonna", 1)[0])
+    answer = http.post("/v1/identify", files={"image": ("small.png", small)})
     assert answer.status_code == 200, answer.text
     faces = answer.json()["faces"]
     assert faces, "the detector should still find the shrunk face"

@@ -10,14 +10,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
+import httpx
 
 from facerec.errors import FacerecError
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
 from facerec.status import abort
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, gallery_pb2, gallery_pb2_grpc
+from tests.support.images import shrunk
 
 # Larger than 2^32 and than a JavaScript double's 2^53 would round: it must arrive exactly.
 BIG_FACE_ID = 2**62 + 7
@@ -194,3 +197,11 @@ def fake_services(credentials: grpc.ServerCredentials | None = None) -> Iterator
     finally:
         fake.released.set()
         server.stop(0).wait()
+
+
+def seventeen_pixel_face(http: httpx.Client, path: Path) -> bytes:
+    """The picture shrunk until its largest face's shorter side is about 17 px (the gallery's floor is
+    20), on a plain canvas, as PNG: the detector (asked through the gateway at http) still finds it."""
+    found = http.post("/v1/detect", files={"image": (path.name, path.read_bytes())}).json()
+    box = max(found["images"][0]["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])["box"]
+    return shrunk(path, 17.0 / min(box["width"], box["height"]))
