@@ -83,6 +83,7 @@ def test_a_file_that_is_not_a_picture_is_400_with_the_gallerys_sentence(http: ht
     assert body["code"] == "INVALID_ARGUMENT"
     assert body["message"].endswith(".") and "\n" not in body["message"]
     assert http.get("/healthz").status_code == 200  # and the gateway still answers
+    assert http.get("/readyz").json() == {"status": "SERVING"}  # the three real services answer
 
 
 def test_tokens_pass_through_to_a_secured_gallery(secured: Stack, train_images) -> None:
