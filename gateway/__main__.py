@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import os
 import socket
@@ -20,6 +21,7 @@ from facerec.server import announce
 from facerec.settings import SettingError
 from gateway.app import build_app
 from gateway.config import Settings
+from gateway.guard import SECURITY_HEADERS
 
 log = logging.getLogger("gateway")
 
@@ -54,6 +56,30 @@ class HeaderDeadline(H11Protocol):
         if self._header_timer is not None:
             self._header_timer.cancel()
         super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (a bad request line, headers over
+        MAX_HEADER_BYTES), as the JSON error every other failure answers, with the security headers."""
+        body = json.dumps(
+            {
+                "code": "INVALID_ARGUMENT",
+                "message": "The request is not valid HTTP/1.1.",
+                "reason": "INVALID_ARGUMENT",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *SECURITY_HEADERS,
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
 
     def _arm(self) -> None:
         if self._header_timer is not None:

@@ -291,3 +291,15 @@ def test_a_connection_that_trickles_its_headers_is_closed(gateway: Running, http
 def test_readyz_says_ready_when_the_three_services_answer(http: httpx.Client) -> None:
     answer = http.get("/readyz")
     assert answer.status_code == 200 and answer.json() == {"status": "SERVING"}
+
+
+def test_a_request_http_cannot_parse_is_400_json(gateway: Running, http: httpx.Client) -> None:
+    # Headers still unfinished past the 32 KiB h11 buffers, and a request line that is not HTTP.
+    for head in (
+        b"GET /healthz HTTP/1.1\r\nHost: 127.0.0.1\r\nX-Big: " + b"a" * 40_000,
+        b"NOT HTTP AT ALL\r\n\r\n",
+    ):
+        status, headers, body = raw(gateway, head)
+        assert status == 400 and body["code"] == "INVALID_ARGUMENT"
+        assert headers["x-content-type-options"] == "nosniff"
+    assert http.get("/healthz").status_code == 200
