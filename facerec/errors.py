@@ -1,43 +1,126 @@
-"""The facerec error family. Pure: domain code raises these; facerec.status maps them to gRPC codes."""
+"""The facerec error family. Pure: domain code raises these; facerec.status maps them to gRPC codes.
+
+Every class has a stable machine-readable reason (sent as a google.rpc.ErrorInfo beside the status, and
+in the gateway's JSON), so a program tells "too large, ever" from "busy now" without reading the words.
+A raiser may name a finer reason of the same class (`InvalidInput(..., reason=Reason.NO_FACE)`).
+"""
 
 from __future__ import annotations
 
+from enum import StrEnum
+
+
+class Reason(StrEnum):
+    """The stable reasons (google.rpc.ErrorInfo.reason, domain "facerec"). Add freely, never rename."""
+
+    INVALID_ARGUMENT = "INVALID_ARGUMENT"
+    NO_FACE = "NO_FACE"
+    NOT_FOUND = "NOT_FOUND"
+    FAILED_PRECONDITION = "FAILED_PRECONDITION"
+    MODEL_MISMATCH = "MODEL_MISMATCH"
+    REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
+    IMAGE_TOO_LARGE = "IMAGE_TOO_LARGE"
+    BUSY = "BUSY"
+    UNAVAILABLE = "UNAVAILABLE"
+    MODEL_FAULT = "MODEL_FAULT"
+    DEADLINE_EXCEEDED = "DEADLINE_EXCEEDED"
+    UNAUTHENTICATED = "UNAUTHENTICATED"
+    PERMISSION_DENIED = "PERMISSION_DENIED"
+    INTERNAL = "INTERNAL"
+    # The HTTP gateway's own refusals.
+    HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
+    CROSS_SITE = "CROSS_SITE"
+    REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+
 
 class FacerecError(Exception):
-    """Base of every error a client should see. The message is one sentence, safe to send."""
+    """Base of every error a client should see. The message is one sentence, safe to send.
+
+    reason: the class's own unless the raiser names a finer one (one of the class's `reasons`).
+    retry_after_s: set where retrying later helps (busy, unavailable); None = retrying will not help.
+    """
+
+    reasons: tuple[Reason, ...] = (Reason.INTERNAL,)
+    retry_after_s: float | None = None
+
+    def __init__(
+        self, message: str = "", *, reason: str | None = None, retry_after_s: float | None = None
+    ) -> None:
+        super().__init__(message)
+        # A str, not only a Reason: a newer server may send a reason this client does not know yet.
+        self.reason: str = reason or self.reasons[0]
+        if retry_after_s is not None:
+            self.retry_after_s = retry_after_s
 
 
 class InvalidInput(FacerecError):
     """The request holds something unusable: an undecodable image, a NaN embedding, an empty identity."""
 
+    reasons = (Reason.INVALID_ARGUMENT, Reason.NO_FACE, Reason.HOST_NOT_ALLOWED)
+
 
 class NotFound(FacerecError):
     """An identity or face id that is not in the gallery."""
+
+    reasons = (Reason.NOT_FOUND,)
 
 
 class Precondition(FacerecError):
     """The request is valid but the system is not in a state to serve it (e.g. SVM with one identity)."""
 
+    reasons = (Reason.FAILED_PRECONDITION, Reason.MODEL_MISMATCH)
+
+
+class TooLarge(FacerecError):
+    """The request, or a picture in it, is over a limit by itself: it will never be served; send less."""
+
+    reasons = (Reason.REQUEST_TOO_LARGE, Reason.IMAGE_TOO_LARGE)
+
 
 class Overloaded(FacerecError):
-    """Too large a request or image, or a full queue: try again later or send less."""
+    """Busy now (a full queue, a spent budget): the same request may succeed later."""
+
+    reasons = (Reason.BUSY,)
+    retry_after_s = 1.0
+
+
+# The name that says what it means; Overloaded stays for the code that raises it.
+Busy = Overloaded
 
 
 class Unavailable(FacerecError):
     """A downstream service cannot be reached."""
 
+    reasons = (Reason.UNAVAILABLE,)
+    retry_after_s = 1.0
+
 
 class DeadlineExceeded(FacerecError):
     """The caller's deadline passed before the work could be done."""
+
+    reasons = (Reason.DEADLINE_EXCEEDED, Reason.REQUEST_TIMEOUT)
 
 
 class ModelFault(FacerecError):
     """The server's own model gave unusable output (NaN or infinite values): a server fault, not the caller's."""
 
+    reasons = (Reason.MODEL_FAULT,)
+    retry_after_s = 1.0
+
 
 class Unauthenticated(FacerecError):
     """No token, or an unknown one."""
 
+    reasons = (Reason.UNAUTHENTICATED,)
+
 
 class PermissionDenied(FacerecError):
     """A valid token that may not call this method."""
+
+    reasons = (Reason.PERMISSION_DENIED, Reason.CROSS_SITE)
+
+
+class Internal(FacerecError):
+    """A server failed in a way that is not the caller's doing (its log holds the details)."""
+
+    reasons = (Reason.INTERNAL,)

@@ -8,8 +8,9 @@ DETECTOR_, EMBEDDER_ or GALLERY_):
   PREFIX + TOKENS_FILE         require `authorization: Bearer <token>`; one `token role` per line
   PREFIX + TOKENS              the same entries inline, separated by commas or newlines
 
-A role is `rw` (every method) or `ro` (every method but the ones that change the gallery). Health and
-reflection stay open to anyone, so probes and grpcurl's discovery work without a token.
+A role is `rw` (every method) or `ro` (every method but the ones that change the gallery, and but
+reading stored embeddings: biometric templates). Health and reflection stay open to anyone, so probes
+and grpcurl's discovery work without a token. docs/limits.md has the table of who may do what.
 """
 
 from __future__ import annotations
@@ -25,7 +26,7 @@ import grpc
 
 from facerec import errors
 from facerec.settings import SettingError, TlsSettings
-from facerec.status import status_of
+from facerec.status import abort
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +130,20 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  #
     facerec.status maps Unauthenticated and PermissionDenied to.
     """
 
-    def __init__(self, tokens: Mapping[str, str], write_methods: Iterable[str] = ()) -> None:
+    def __init__(
+        self,
+        tokens: Mapping[str, str],
+        write_methods: Iterable[str] | Mapping[str, Callable[[Any], bool] | None] = (),
+    ) -> None:
+        """write_methods: the methods that need an `rw` token; as a mapping, a method's predicate (of its
+        request, raw bytes or message) says which of its requests do (GetIdentity with embeddings: reading
+        biometric templates needs more than read-only), None that all do."""
         if not tokens:
             raise ValueError("TokenAuthInterceptor needs at least one token.")
         self._tokens = [(token.encode(), role) for token, role in tokens.items()]
-        self._write = frozenset(write_methods)
+        self._write: dict[str, Callable[[Any], bool] | None] = (
+            dict(write_methods) if isinstance(write_methods, Mapping) else dict.fromkeys(write_methods)
+        )
 
     def role_of(self, token: str) -> str | None:
         """The role of `token`, or None. Compares with every known token in constant time."""
@@ -158,20 +168,52 @@ class TokenAuthInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  #
                 errors.Unauthenticated("A valid token is required: send `authorization: Bearer <token>`.")
             )
         if role != "rw" and method in self._write:
-            return _denied(errors.PermissionDenied(f"A read-only token may not call {method.lstrip('/')}."))
+            denied = errors.PermissionDenied(f"A read-only token may not call {method.lstrip('/')}.")
+            predicate = self._write[method]
+            if predicate is None:
+                return _denied(denied)
+            handler = continuation(handler_call_details)
+            return handler if handler is None else _checked(handler, predicate, denied)
         return continuation(handler_call_details)
 
 
 def _denied(exc: errors.FacerecError) -> grpc.RpcMethodHandler[Any, Any]:
     # The request is never deserialized: a caller without a token gets no parsing of its payload.
     def deny(request: Any, context: grpc.ServicerContext) -> Any:
-        context.abort(status_of(exc), str(exc))
+        abort(context, exc)
 
     return grpc.unary_unary_rpc_method_handler(deny)
 
 
+def _checked(
+    handler: grpc.RpcMethodHandler[Any, Any], needs_rw: Callable[[Any], bool], denied: errors.FacerecError
+) -> grpc.RpcMethodHandler[Any, Any]:
+    """The handler, refusing (denied) the requests for which needs_rw is true."""
+    inner = handler.unary_unary
+    if inner is None:
+        return handler
+
+    def check(request: Any, context: grpc.ServicerContext) -> Any:
+        try:
+            refused = needs_rw(request)
+        except Exception:  # an unreadable request: the servicer answers it (INVALID_ARGUMENT)
+            refused = False
+        if refused:
+            abort(context, denied)
+        return inner(request, context)
+
+    return grpc.unary_unary_rpc_method_handler(
+        check,
+        request_deserializer=handler.request_deserializer,
+        response_serializer=handler.response_serializer,
+    )
+
+
 def token_interceptor(
-    tokens_file: str, tokens: str, write_methods: Iterable[str] = (), prefix: str = ""
+    tokens_file: str,
+    tokens: str,
+    write_methods: Iterable[str] | Mapping[str, Callable[[Any], bool] | None] = (),
+    prefix: str = "",
 ) -> list[grpc.ServerInterceptor[Any, Any]]:
     """[TokenAuthInterceptor] when tokens are configured, else [] (authentication off)."""
     found = load_tokens(tokens_file, tokens, prefix)

@@ -1,4 +1,9 @@
-"""The one mapping from facerec errors to gRPC status codes, and the interceptor that applies it."""
+"""The one mapping from facerec errors to gRPC status codes, and the interceptor that applies it.
+
+Every status a server sends for a FacerecError carries rich details (google.rpc.Status in the
+`grpc-status-details-bin` trailer): an ErrorInfo with the error's stable reason, and a RetryInfo where
+retrying later helps. facerec.remote reads them back on the client side.
+"""
 
 from __future__ import annotations
 
@@ -7,6 +12,9 @@ from collections.abc import Callable
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2, duration_pb2
+from google.rpc import error_details_pb2, status_pb2
+from grpc_status import rpc_status
 
 from facerec import errors
 from facerec.v1 import common_pb2
@@ -17,6 +25,8 @@ STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
+    # "Too large, ever" and "busy now" share the code; the ErrorInfo reason tells them apart.
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     # Another replica, or this one restarted (its exports re-checked), can serve: retrying is right.
@@ -24,7 +34,10 @@ STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Internal: grpc.StatusCode.INTERNAL,
 }
+# ErrorInfo.domain of every reason facerec sends.
+DOMAIN = "facerec"
 
 
 def status_of(exc: errors.FacerecError) -> grpc.StatusCode:
@@ -35,9 +48,30 @@ def status_of(exc: errors.FacerecError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
+def rich_status(exc: errors.FacerecError) -> grpc.Status:
+    """The status for `exc`: its code, its sentence, and the details (ErrorInfo, RetryInfo when set)."""
+    info = any_pb2.Any()
+    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))
+    details = [info]
+    if exc.retry_after_s is not None:
+        retry = any_pb2.Any()
+        delay = duration_pb2.Duration()
+        delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
+        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
+        details.append(retry)
+    status = status_pb2.Status(code=status_of(exc).value[0], message=str(exc), details=details)
+    answer: grpc.Status = rpc_status.to_status(status)
+    return answer
+
+
+def abort(context: grpc.ServicerContext, exc: errors.FacerecError) -> None:
+    """Ends the call with exc's status, sentence and details (raises, as context.abort does)."""
+    context.abort_with_status(rich_status(exc))
+
+
 def error_proto(exc: errors.FacerecError) -> common_pb2.Error:
     """A per-item error for a response that answers the other items normally."""
-    return common_pb2.Error(code=status_of(exc).value[0], message=str(exc))
+    return common_pb2.Error(code=status_of(exc).value[0], message=str(exc), reason=exc.reason)
 
 
 def _wrap(
@@ -57,13 +91,13 @@ def _wrap(
                     ) from None
             return method(request, context)
         except errors.FacerecError as exc:
-            context.abort(status_of(exc), str(exc))
+            abort(context, exc)
         except Exception:
             code = context.code()  # type: ignore[attr-defined]  # grpc >= 1.38 has it; grpc-stubs not
             if code is not None and code != grpc.StatusCode.OK:
                 raise  # the servicer aborted on purpose; grpc already holds the status
             log.exception("unexpected error in %s", name)
-            context.abort(grpc.StatusCode.INTERNAL, "Internal error; the server has logged the details.")
+            abort(context, errors.Internal("Internal error; the server has logged the details."))
 
     return handle
 

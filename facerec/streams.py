@@ -15,6 +15,9 @@ from typing import Any
 
 import grpc
 
+from facerec.errors import Overloaded
+from facerec.status import abort
+
 
 class StreamLimit(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
     """At most max_streams streaming calls (request or response streams) open at once; more are refused."""
@@ -63,9 +66,11 @@ class StreamLimit(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic 
                     refused = False
                     self._open += 1
             if refused:
-                context.abort(
-                    grpc.StatusCode.RESOURCE_EXHAUSTED,
-                    f"{self.max_streams} streams are open on this server, its limit; try again later.",
+                abort(
+                    context,
+                    Overloaded(
+                        f"{self.max_streams} streams are open on this server, its limit; try again later."
+                    ),
                 )
             released = threading.Event()
 

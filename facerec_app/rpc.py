@@ -16,7 +16,9 @@ import numpy as np
 from google.protobuf.message import Message
 from numpy.typing import NDArray
 
+from facerec import remote
 from facerec.assets import IMAGE_SUFFIXES, labelled_images
+from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.ports import ModelInfo
 
@@ -25,11 +27,15 @@ if TYPE_CHECKING:
 
 
 class ClientError(Exception):
-    """A call failed; the message is one sentence naming the service. code: the call's status, if any."""
+    """A call failed; the message is one sentence naming the service. code: the call's status, if any;
+    error: the service's answer as the facerec error it stands for (its class and reason), if any."""
 
-    def __init__(self, message: str, code: grpc.StatusCode | None = None) -> None:
+    def __init__(
+        self, message: str, code: grpc.StatusCode | None = None, error: FacerecError | None = None
+    ) -> None:
         super().__init__(message)
         self.code = code
+        self.error = error
 
 
 # Answers about the request's own content (this picture, this name): the next request may well succeed.
@@ -39,7 +45,8 @@ ABOUT_THE_REQUEST = frozenset(
 
 
 def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
-    code = exc.code()
+    code = remote.code_of(exc)
+    error = remote.error_from_rpc(exc, f"the {service} at {address}")
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"The {service} at {address} is not reachable; is `facerec serve` running?"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -47,8 +54,8 @@ def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
     elif code == grpc.StatusCode.UNAUTHENTICATED:
         message = f"The {service} at {address} needs a valid token (--token or FACEREC_TOKEN)."
     else:
-        message = f"The {service} answered {code.name}: {exc.details()}"
-    return ClientError(message, code)
+        message = f"The {service} answered {code.name}: {error}"
+    return ClientError(message, code, error)
 
 
 def connect(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:

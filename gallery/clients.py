@@ -28,17 +28,15 @@ import grpc
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec import errors
+from facerec import errors, remote
 from facerec.budget import Budget
 from facerec.channels import ATTEMPTS, INITIAL_BACKOFF_S, MAX_BACKOFF_S, never_sent, open_channel
 from facerec.settings import MiB
-from facerec.status import STATUS
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
 from gallery.ports import DetectedFace, DetectedImage, DetectorOptions, Embedded, ModelInfo
 
 log = logging.getLogger(__name__)
 
-_CODE_TO_ERROR: dict[int, type[errors.FacerecError]] = {code.value[0]: cls for cls, code in STATUS.items()}
 _ALIGNMENT = {
     "": detector_pb2.ALIGNMENT_UNSPECIFIED,
     "box": detector_pb2.ALIGNMENT_BOX,
@@ -51,27 +49,24 @@ def _deadline(timeout_s: float | None, cap_s: float) -> float:
 
 
 def _translate(exc: grpc.RpcError, what: str) -> errors.FacerecError:
-    """A downstream failure as the facerec error the gallery's caller should see."""
-    code = exc.code() if isinstance(exc, grpc.Call) else grpc.StatusCode.UNKNOWN
-    detail = (exc.details() if isinstance(exc, grpc.Call) else "") or ""
-    if code == grpc.StatusCode.UNAVAILABLE:
-        return errors.Unavailable(f"The {what} is unavailable.")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED:
+    """A downstream failure as the facerec error the gallery's caller should see (facerec.remote reads
+    it): the service's complaint about the request itself (its class, sentence and reason) passes on; a
+    service that is down, slow or answers something the caller cannot act on is the gallery's own
+    Unavailable or DeadlineExceeded, naming the service."""
+    error = remote.error_from_rpc(exc, f"the {what}")
+    if isinstance(error, errors.InvalidInput | errors.TooLarge | errors.Overloaded | errors.ModelFault):
+        return error
+    if isinstance(error, errors.DeadlineExceeded):
         return errors.DeadlineExceeded(f"The {what} did not answer in time.")
-    if code == grpc.StatusCode.INVALID_ARGUMENT:
-        return errors.InvalidInput(detail or f"The {what} refused the request.")
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED:
-        return errors.Overloaded(f"The {what} is overloaded or the request is too large: {detail}")
-    if code == grpc.StatusCode.CANCELLED:
-        return errors.DeadlineExceeded(f"The call to the {what} was cancelled.")
-    log.warning("the %s answered %s: %s", what, code, detail)
-    return errors.Unavailable(f"The {what} failed ({code.name}).")
+    code = remote.code_of(exc)
+    if not isinstance(error, errors.Unavailable):
+        log.warning("the %s answered %s: %s", what, code, error)
+        return errors.Unavailable(f"The {what} failed ({code.name}).")
+    return errors.Unavailable(f"The {what} is unavailable.")
 
 
 def _item_error(error: common_pb2.Error) -> errors.FacerecError | None:
-    if error.code == 0:
-        return None
-    return _CODE_TO_ERROR.get(error.code, errors.InvalidInput)(error.message)
+    return None if error.code == 0 else remote.error_of_item(error)
 
 
 Item = TypeVar("Item")

@@ -3,7 +3,7 @@ facerec errors and mapped to status codes by the shared interceptor."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from typing import Any
 
 import grpc
@@ -21,10 +21,20 @@ from gallery.results import Candidate, EnrollResult, IdentifiedFace
 from gallery.store import FaceRow, IdentityRow
 
 SERVICE_NAME = "facerec.v1.Gallery"
-# The methods that change the gallery: a read-only token may not call them.
-WRITE_METHODS = frozenset(
-    f"/{SERVICE_NAME}/{name}" for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")
-)
+
+
+def _reads_templates(request: bytes | gallery_pb2.GetIdentityRequest) -> bool:
+    if isinstance(request, bytes):
+        request = gallery_pb2.GetIdentityRequest.FromString(request)
+    return request.include_embeddings
+
+
+# The methods that change the gallery, and GetIdentity asking for the stored embeddings (biometric
+# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor).
+WRITE_METHODS: dict[str, Callable[[Any], bool] | None] = {
+    **{f"/{SERVICE_NAME}/{name}": None for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")},
+    f"/{SERVICE_NAME}/GetIdentity": _reads_templates,
+}
 _ALIGNMENT = {
     detector_pb2.ALIGNMENT_UNSPECIFIED: "",
     detector_pb2.ALIGNMENT_BOX: "box",

@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+import asyncio
+import json
 import logging
 import os
 import socket
 import sys
 from collections.abc import Sequence
+from typing import Any
 
+import h11
 import uvicorn
+from uvicorn.protocols.http.h11_impl import H11Protocol
 
 from facerec.bootstrap import configure_logging
 from facerec.metrics import ServiceMetrics, start_metrics_server
@@ -16,8 +21,82 @@ from facerec.server import announce
 from facerec.settings import SettingError
 from gateway.app import build_app
 from gateway.config import Settings
+from gateway.guard import SECURITY_HEADERS
 
 log = logging.getLogger("gateway")
+
+
+# Largest request line and headers: h11 refuses more (431) rather than buffering them.
+MAX_HEADER_BYTES = 32 * 1024
+
+
+class HeaderDeadline(H11Protocol):
+    """uvicorn's h11 protocol with a deadline for a request's headers: a connection that has not sent
+    them within header_timeout_s of opening (or of its previous answer) is closed, so connections that
+    trickle their headers in cannot be held open for ever (uvicorn has no such limit of its own)."""
+
+    header_timeout_s = 10.0
+
+    def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
+        super().connection_made(transport)
+        self._header_timer: asyncio.TimerHandle | None = None
+        self._arm()
+
+    def on_response_complete(self) -> None:
+        super().on_response_complete()
+        self._arm()
+
+    def handle_events(self) -> None:
+        super().handle_events()
+        if self.conn.their_state is not h11.IDLE and self._header_timer is not None:
+            self._header_timer.cancel()  # the headers are in
+            self._header_timer = None
+
+    def connection_lost(self, exc: Exception | None) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        super().connection_lost(exc)
+
+    def send_400_response(self, msg: str) -> None:
+        """uvicorn's answer to a request h11 cannot parse (a bad request line, headers over
+        MAX_HEADER_BYTES), as the JSON error every other failure answers, with the security headers."""
+        body = json.dumps(
+            {
+                "code": "INVALID_ARGUMENT",
+                "message": "The request is not valid HTTP/1.1.",
+                "reason": "INVALID_ARGUMENT",
+            }
+        ).encode()
+        headers = [
+            (b"content-type", b"application/json"),
+            (b"content-length", str(len(body)).encode()),
+            (b"connection", b"close"),
+            *SECURITY_HEADERS,
+        ]
+        for event in (
+            h11.Response(status_code=400, headers=headers),
+            h11.Data(data=body),
+            h11.EndOfMessage(),
+        ):
+            self.transport.write(self.conn.send(event) or b"")
+        self.transport.close()
+
+    def _arm(self) -> None:
+        if self._header_timer is not None:
+            self._header_timer.cancel()
+        self._header_timer = self.loop.call_later(self.header_timeout_s, self._headers_late)
+
+    def _headers_late(self) -> None:
+        self._header_timer = None
+        if self.conn.their_state is h11.IDLE and not self.transport.is_closing():
+            log.info("closing a connection that sent no complete headers in %g s", self.header_timeout_s)
+            self.transport.close()
+
+
+def protocol(header_timeout_s: float) -> type[H11Protocol]:
+    """HeaderDeadline with this deadline (uvicorn builds the protocol from a class)."""
+    attributes: dict[str, Any] = {"header_timeout_s": header_timeout_s}
+    return type("HeaderDeadlineProtocol", (HeaderDeadline,), attributes)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:
@@ -58,6 +137,11 @@ def main(argv: Sequence[str] | None = None) -> None:
         access_log=settings.verbose,
         timeout_graceful_shutdown=int(settings.grace_s),
         lifespan="on",
+        http=protocol(settings.header_timeout_s),
+        h11_max_incomplete_event_size=MAX_HEADER_BYTES,
+        # An idle keep-alive connection is closed after this; one that sends part of a request next is
+        # closed by the header deadline.
+        timeout_keep_alive=5,
     )
     uvicorn.Server(config).run(sockets=[sock])
 

@@ -17,17 +17,19 @@ from typing import Any
 import grpc
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
-from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import FileResponse, HTMLResponse, JSONResponse
+from fastapi.responses import FileResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from starlette.exceptions import HTTPException
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
+from facerec import errors
 from facerec.metrics import ServiceMetrics
-from facerec.security import channel_credentials
+from facerec.security import channel_credentials, load_tokens
+from facerec.status import status_of
 from gateway import models
 from gateway.config import Settings
-from gateway.errors import HTTP_STATUS, GatewayError, too_large
+from gateway.errors import HTTP_STATUS, body, headers, http_status
+from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
 from gateway.requests import validation_sentence
 from gateway.routes import build_router
 from gateway.upstream import Channels
@@ -35,7 +37,6 @@ from gateway.upstream import Channels
 log = logging.getLogger(__name__)
 
 STATIC = Path(__file__).parent / "static"
-HEALTH_TIMEOUT_S = 3.0
 _CODE_OF_HTTP = {status: code for code, status in reversed(HTTP_STATUS.items())}
 
 
@@ -44,9 +45,10 @@ def build_app(
     metrics: ServiceMetrics | None = None,
     on_ready: Callable[[], None] | None = None,
 ) -> FastAPI:
-    """The application. Reads the TLS CA now (a wrong path fails before serving); the channels are
-    opened at start-up, in the server's event loop, and on_ready is called once they are."""
+    """The application. Reads the TLS CA and the tokens now (a wrong path fails before serving); the
+    channels are opened at start-up, in the server's event loop, and on_ready is called once they are."""
     credentials = channel_credentials(settings.tls_ca)
+    tokens = load_tokens(settings.tokens_file, settings.tokens, Settings.PREFIX)
     metrics = metrics or ServiceMetrics("gateway")
     channels = Channels(settings, credentials)
 
@@ -68,33 +70,58 @@ def build_app(
         redoc_url=None,
         lifespan=lifespan,
     )
-    app.add_middleware(_BodyLimit, max_bytes=settings.max_request_bytes)
+    # The last added runs first: headers on every answer, then Host, site, token, and body limits,
+    # all before a route reads a byte of the body.
+    app.add_middleware(
+        BodyLimit,
+        max_bytes=settings.max_request_bytes,
+        max_json_bytes=settings.max_json_bytes,
+        timeout_s=settings.body_timeout_s,
+    )
+    app.add_middleware(Authentication, tokens=tokens)
+    app.add_middleware(CrossSite, origins=settings.origins())
+    app.add_middleware(HostCheck, names=settings.host_names())
     app.add_middleware(_Metrics, metrics=metrics)
+    app.add_middleware(SecurityHeaders)
     _errors(app)
     app.include_router(build_router(settings, channels))
 
-    @app.get("/healthz", response_model=models.Health, responses={503: {"model": models.ErrorBody}})
+    @app.get("/healthz", response_model=models.Health, tags=["health"], operation_id="Healthz")
     async def healthz() -> Any:
-        """SERVING while the gallery answers its gRPC health check."""
-        if await channels.gallery.serving(min(HEALTH_TIMEOUT_S, settings.timeout_s)):
-            return models.Health(status="SERVING", gallery=settings.gallery)
-        raise GatewayError(grpc.StatusCode.UNAVAILABLE, f"The gallery at {settings.gallery} is not serving.")
+        """Alive: the gateway answers. Says nothing of the services behind it (see /readyz)."""
+        return models.Health(status="SERVING")
 
-    # The docs page loads Swagger UI from files installed with the gateway: nothing from a CDN.
+    @app.get(
+        "/readyz",
+        response_model=models.Health,
+        responses={503: {"model": models.ErrorBody}},
+        tags=["health"],
+        operation_id="Readyz",
+    )
+    async def readyz() -> Any:
+        """Ready: the gallery, the detector and the embedder each answer their health check within
+        a short deadline. Names the services that do not, never their addresses."""
+        timeout_s = min(settings.ready_timeout_s, settings.timeout_s)
+        answers = await channels.serving(timeout_s)
+        down = [name for name, serving in answers.items() if not serving]
+        if down:
+            raise errors.Unavailable(f"Not serving: {', '.join(down)}.")
+        return models.Health(status="SERVING")
+
+    # The docs page loads Swagger UI from files installed with the gateway (nothing from a CDN), and
+    # starts it from a file rather than an inline script, which the page's CSP forbids.
     docs_assets = resources.files("fastapi_offline") / "static"
     app.mount("/docs-assets", StaticFiles(directory=str(docs_assets)), name="docs-assets")
 
     @app.get("/docs", include_in_schema=False)
-    async def docs() -> HTMLResponse:
-        return get_swagger_ui_html(
-            openapi_url="/openapi.json",
-            title="facerec API",
-            swagger_js_url="/docs-assets/swagger-ui-bundle.js",
-            swagger_css_url="/docs-assets/swagger-ui.css",
-            swagger_favicon_url="/docs-assets/favicon.png",
-        )
+    async def docs() -> FileResponse:
+        return FileResponse(STATIC / "docs.html")
 
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
+
+    @app.get("/favicon.ico", include_in_schema=False)
+    async def favicon() -> FileResponse:
+        return FileResponse(STATIC / "favicon.svg", media_type="image/svg+xml")
 
     @app.get("/", include_in_schema=False)
     async def page() -> FileResponse:
@@ -103,97 +130,38 @@ def build_app(
     return app
 
 
-def _error_response(error: GatewayError, request: Request | None = None) -> JSONResponse:
+def _error_response(error: errors.FacerecError, request: Request | None = None) -> JSONResponse:
     if request is not None:
-        request.state.grpc_code = error.code.name
-    headers = {"WWW-Authenticate": "Bearer"} if error.code == grpc.StatusCode.UNAUTHENTICATED else None
-    return JSONResponse(error.body(), status_code=error.http_status, headers=headers)
+        request.state.grpc_code = status_of(error).name
+    return JSONResponse(body(error), status_code=http_status(error), headers=headers(error))
 
 
 def _errors(app: FastAPI) -> None:
-    """Every error answers {"code", "message"}: the gateway's own, the framework's and the gallery's."""
+    """Every error answers {"code", "message", "reason"}: the gateway's own, the framework's and the
+    services'."""
 
-    @app.exception_handler(GatewayError)
-    async def gateway_error(request: Request, exc: GatewayError) -> JSONResponse:
+    @app.exception_handler(errors.FacerecError)
+    async def facerec_error(request: Request, exc: errors.FacerecError) -> JSONResponse:
         return _error_response(exc, request)
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(
-            GatewayError(grpc.StatusCode.INVALID_ARGUMENT, validation_sentence(list(exc.errors()))), request
-        )
+        return _error_response(errors.InvalidInput(validation_sentence(list(exc.errors()))), request)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
-        code = _CODE_OF_HTTP.get(exc.status_code, grpc.StatusCode.UNKNOWN)
-        if exc.status_code == 404:
-            message = f"No route {request.method} {request.url.path}."
-        elif exc.status_code == 405:
+        if exc.status_code == 405:
+            request.state.grpc_code = "UNIMPLEMENTED"
             message = f"{request.url.path} does not answer {request.method}."
-            code = grpc.StatusCode.UNIMPLEMENTED
+            answer = {"code": "UNIMPLEMENTED", "message": message, "reason": "METHOD_NOT_ALLOWED"}
+            return JSONResponse(answer, status_code=405)
+        if exc.status_code == 404:
+            error: errors.FacerecError = errors.NotFound(f"No route {request.method} {request.url.path}.")
         else:
-            message = str(exc.detail).rstrip(".") + "."
-        response = _error_response(GatewayError(code, message), request)
+            error = errors.InvalidInput(str(exc.detail).rstrip(".") + ".")
+        response = _error_response(error, request)
         response.status_code = exc.status_code
         return response
-
-
-class _TooLarge(Exception):
-    pass
-
-
-class _BodyLimit:
-    """Refuses a body over max_bytes with 413: at once from Content-Length, before reading any of it,
-    or (chunked bodies) as soon as the bytes read pass the limit."""
-
-    def __init__(self, app: ASGIApp, max_bytes: int) -> None:
-        self.app = app
-        self.max_bytes = max_bytes
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        error = too_large(f"The request is larger than the limit of {self.max_bytes} bytes.")
-        length = dict(scope["headers"]).get(b"content-length", b"")
-        if length.isdigit() and int(length) > self.max_bytes:
-            await _send_error(scope, send, error)
-            return
-        seen = 0
-        started = False
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            if message["type"] == "http.request":
-                seen += len(message.get("body", b""))
-                if seen > self.max_bytes:
-                    raise _TooLarge
-            return message
-
-        async def watched(message: Message) -> None:
-            nonlocal started
-            started = started or message["type"] == "http.response.start"
-            await send(message)
-
-        try:
-            await self.app(scope, counted, watched)
-        except _TooLarge:
-            if started:
-                raise
-            await _send_error(scope, send, error)
-
-
-async def _send_error(scope: Scope, send: Send, error: GatewayError) -> None:
-    scope.setdefault("state", {})["grpc_code"] = error.code.name
-    # The client may still be sending the body it announced; closing tells it to stop.
-    response = _error_response(error)
-    response.headers["Connection"] = "close"
-    await response(scope, _no_body, send)
-
-
-async def _no_body() -> Message:
-    return {"type": "http.disconnect"}
 
 
 class _Metrics:

@@ -1,13 +1,21 @@
-"""The one mapping from gRPC status codes to HTTP statuses, and the error every route answers with.
+"""The one mapping from facerec errors to HTTP statuses, and the JSON body every error answers with.
 
-The body of every error is JSON `{"code": "NOT_FOUND", "message": "<one sentence>"}`: the gRPC code's
-name and the gallery's own sentence, or the gateway's where the failure is its own (the gallery cannot
-be reached, the deadline passed, a limit was hit).
+The gateway raises the ground's errors (facerec.errors) and reads the gallery's and the detector's
+answers with the ground's inverse of the status table (facerec.remote), so a reason the services send
+reaches the HTTP caller as it was sent. The body of every error is JSON
+`{"code": "NOT_FOUND", "message": "<one sentence>", "reason": "NOT_FOUND"}`: the gRPC code's name, the
+service's own sentence (or the gateway's, where the failure is its own), and the stable reason; busy and
+unavailable answers carry `Retry-After`.
 """
 
 from __future__ import annotations
 
+import math
+
 import grpc
+
+from facerec import errors, remote
+from facerec.status import status_of
 
 HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.OK: 200,
@@ -28,68 +36,56 @@ HTTP_STATUS: dict[grpc.StatusCode, int] = {
     grpc.StatusCode.DATA_LOSS: 500,
     grpc.StatusCode.UNAUTHENTICATED: 401,
 }
-# RESOURCE_EXHAUSTED means two things in the gallery: a full queue (429: try again later) and a
-# message or picture over a limit (413: send less). The second is told apart by its sentence.
-TOO_LARGE = 413
-_TOO_LARGE_WORDS = ("too large", "larger than", "exceeds")
+
+# By class, not by code: RESOURCE_EXHAUSTED is 413 when too large (send less, ever) and 429 when busy.
+HTTP_OF_ERROR: dict[type[errors.FacerecError], int] = {
+    errors.InvalidInput: 400,
+    errors.Unauthenticated: 401,
+    errors.PermissionDenied: 403,
+    errors.NotFound: 404,
+    errors.Precondition: 409,
+    errors.TooLarge: 413,
+    errors.Overloaded: 429,
+    errors.Internal: 500,
+    errors.Unavailable: 503,
+    errors.ModelFault: 503,
+    errors.DeadlineExceeded: 504,
+}
 
 
-class GatewayError(Exception):
-    """An answer other than success: the gRPC code it stands for and one sentence for the caller."""
-
-    def __init__(self, code: grpc.StatusCode, message: str, too_large: bool = False) -> None:
-        super().__init__(message)
-        self.code = code
-        self.message = message
-        self.too_large = too_large
-
-    @property
-    def http_status(self) -> int:
-        return http_status(self.code, self.message, self.too_large)
-
-    def body(self) -> dict[str, str]:
-        return {"code": self.code.name, "message": self.message}
+def http_status(exc: errors.FacerecError) -> int:
+    """The HTTP status of a facerec error (its nearest mapped class)."""
+    if exc.reason == errors.Reason.REQUEST_TIMEOUT:
+        return 408  # the client's own slowness, not a service's
+    for cls in type(exc).__mro__:
+        if cls in HTTP_OF_ERROR:
+            return HTTP_OF_ERROR[cls]
+    return 500
 
 
-def http_status(code: grpc.StatusCode, message: str = "", too_large: bool = False) -> int:
-    """The HTTP status for a gRPC status code (and, for RESOURCE_EXHAUSTED, whether it was about size)."""
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and (
-        too_large or any(word in message.lower() for word in _TOO_LARGE_WORDS)
-    ):
-        return TOO_LARGE
-    return HTTP_STATUS[code]
+def body(exc: errors.FacerecError) -> dict[str, str]:
+    return {"code": status_of(exc).name, "message": str(exc), "reason": exc.reason}
 
 
-def too_large(message: str) -> GatewayError:
+def headers(exc: errors.FacerecError) -> dict[str, str]:
+    """Retry-After where retrying later helps; WWW-Authenticate where a token is wanted."""
+    found: dict[str, str] = {}
+    if exc.retry_after_s is not None:
+        found["Retry-After"] = str(max(1, math.ceil(exc.retry_after_s)))
+    if isinstance(exc, errors.Unauthenticated):
+        found["WWW-Authenticate"] = "Bearer"
+    return found
+
+
+def too_large(message: str, reason: errors.Reason = errors.Reason.REQUEST_TOO_LARGE) -> errors.TooLarge:
     """A request or picture over a limit: 413."""
-    return GatewayError(grpc.StatusCode.RESOURCE_EXHAUSTED, message, too_large=True)
+    return errors.TooLarge(message, reason=reason)
 
 
-def invalid(message: str) -> GatewayError:
-    return GatewayError(grpc.StatusCode.INVALID_ARGUMENT, message)
+def invalid(message: str) -> errors.InvalidInput:
+    return errors.InvalidInput(message)
 
 
-def from_rpc(exc: grpc.RpcError, what: str, timeout_s: float) -> GatewayError:
-    """A failed call to `what` ("the gallery at HOST:PORT") as the caller's error, in one sentence.
-
-    The services' own messages are one sentence ending with a period and are passed on as they are;
-    gRPC's transport messages ("failed to connect to all addresses; ...") are replaced by one.
-    """
-    code = exc.code() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else grpc.StatusCode.UNKNOWN
-    details = (exc.details() if isinstance(exc, grpc.aio.AioRpcError | grpc.Call) else "") or ""
-    ours = details.endswith(".") and details[:1].isupper()
-    if code == grpc.StatusCode.UNAVAILABLE and not ours:
-        return GatewayError(code, f"{_capital(what)} is not reachable.")
-    if code == grpc.StatusCode.DEADLINE_EXCEEDED and not ours:
-        return GatewayError(code, f"{_capital(what)} did not answer within {timeout_s:g} s.")
-    if code == grpc.StatusCode.RESOURCE_EXHAUSTED and not ours:
-        return too_large(f"The request is larger than {what} accepts.")
-    if code == grpc.StatusCode.CANCELLED:
-        return GatewayError(code, "The call was cancelled.")
-    if not ours:
-        return GatewayError(code, f"{_capital(what)} failed ({code.name}).")
-    return GatewayError(code, details)
-
-
-def _capital(text: str) -> str:
-    return text[:1].upper() + text[1:]
+def from_rpc(exc: BaseException, what: str, timeout_s: float) -> errors.FacerecError:
+    """A failed call to `what` ("the gallery at HOST:PORT") as the caller's error, in one sentence."""
+    return remote.error_from_rpc(exc, what, timeout_s)

@@ -8,15 +8,20 @@ from __future__ import annotations
 
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, Query, Request
+from fastapi import APIRouter, Depends, Path, Query, Request
 from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
+from starlette.datastructures import UploadFile
 
+from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
 from gateway import models
 from gateway.config import Settings
-from gateway.errors import GatewayError, invalid
+from gateway.contract import answer, to_json
+from gateway.errors import body as error_body
+from gateway.errors import invalid, too_large
 from gateway.requests import (
+    IMAGE,
     JSON,
     MULTIPART,
     Picture,
@@ -32,7 +37,9 @@ from gateway.requests import (
 from gateway.upstream import Channels
 
 # Documents the scheme (the docs page's Authorize button); the header itself is passed on as it came.
-_bearer = HTTPBearer(auto_error=False, description="A gallery token, when the gallery requires one.")
+_bearer = HTTPBearer(
+    auto_error=False, description="A token, when the gateway or the gallery requires one (docs/limits.md)."
+)
 
 
 def authorization(
@@ -46,13 +53,14 @@ Auth = Annotated[str, Depends(authorization)]
 _ERRORS: dict[int | str, dict[str, Any]] = {
     status: {"model": models.ErrorBody, "description": description}
     for status, description in (
-        (400, "INVALID_ARGUMENT: a bad picture or field"),
-        (401, "UNAUTHENTICATED: a token is required"),
-        (403, "PERMISSION_DENIED: a read-only token"),
+        (400, "INVALID_ARGUMENT: a bad picture or field, a number out of range, a Host not served"),
+        (401, "UNAUTHENTICATED: a token is required, or the Authorization header cannot be used"),
+        (403, "PERMISSION_DENIED: a read-only token, or an unsafe method from another site"),
         (404, "NOT_FOUND"),
+        (408, "DEADLINE_EXCEEDED (REQUEST_TIMEOUT): the body did not arrive in time"),
         (409, "FAILED_PRECONDITION"),
-        (413, "the request or a picture is over the limit"),
-        (429, "RESOURCE_EXHAUSTED: the gallery is busy"),
+        (413, "RESOURCE_EXHAUSTED (REQUEST_TOO_LARGE, IMAGE_TOO_LARGE): over a limit, ever; send less"),
+        (429, "RESOURCE_EXHAUSTED (BUSY): try again after Retry-After"),
         (503, "UNAVAILABLE: the gallery or a service behind it is down"),
         (504, "DEADLINE_EXCEEDED"),
     )
@@ -94,14 +102,14 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             {"image": _FILE, "top_k": _INT, "threshold": _FLOAT, "operating_point": _TEXT},
         ),
     )
-    async def identify(request: Request, auth: Auth) -> models.IdentifyResponse:
+    async def identify(request: Request, auth: Auth) -> Any:
         if kind(request) == MULTIPART:
             data = await form(request, max_files)
             picture = await file(data.get("image"), "image", max_bytes)
             message = gallery_pb2.IdentifyRequest(
                 image=common_pb2.Image(data=picture.data),
-                top_k=number(data, "top_k", int, 0),
-                threshold=number(data, "threshold", float, 0.0),
+                top_k=number(data, "top_k", int, 0, high=100),
+                threshold=number(data, "threshold", float, 0.0, high=2.0),
                 operating_point=text(data, "operating_point"),
             )
         else:
@@ -115,7 +123,8 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
                 message.embedding.values.extend(body.embedding)
             else:
                 raise invalid("Give image (base64) or embedding.")
-        return models.identify_response(await channels.gallery.call("Identify", message, auth))
+            del body  # the base64 text, while the gallery works
+        return answer(await channels.gallery.call("Identify", message, auth))
 
     @router.post(
         "/verify",
@@ -132,18 +141,19 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             },
         ),
     )
-    async def verify(request: Request, auth: Auth) -> models.VerifyResponse:
+    async def verify(request: Request, auth: Auth) -> Any:
         if kind(request) == MULTIPART:
             data = await form(request, max_files)
             a = await file(data.get("image_a"), "image_a", max_bytes)
             b = await file(data["image_b"], "image_b", max_bytes) if data.get("image_b") else None
-            identity, threshold = text(data, "identity"), number(data, "threshold", float, 0.0)
+            identity, threshold = text(data, "identity"), number(data, "threshold", float, 0.0, high=2.0)
             point = text(data, "operating_point")
         else:
             body = await json_body(request, models.VerifyJson)
             a = decoded(body.image_a, "image_a", max_bytes)
             b = decoded(body.image_b, "image_b", max_bytes) if body.image_b else None
             identity, threshold, point = body.identity, body.threshold, body.operating_point
+            del body
         if b is None and not identity:
             raise invalid("Give image_b or an identity to compare image_a with.")
         message = gallery_pb2.VerifyRequest(
@@ -154,7 +164,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         )
         if b is not None:
             message.image_b.data = b.data
-        return models.verify_response(await channels.gallery.call("Verify", message, auth))
+        return answer(await channels.gallery.call("Verify", message, auth))
 
     @router.post(
         "/detect",
@@ -165,7 +175,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             {"images": _FILES, "min_face_size_px": _INT, "min_confidence": _FLOAT, "max_faces": _INT},
         ),
     )
-    async def detect(request: Request, auth: Auth) -> models.DetectResponse:
+    async def detect(request: Request, auth: Auth) -> Any:
         if kind(request) == MULTIPART:
             data = await form(request, max_files)
             pictures = await files(data, "images", max_bytes, required=False) or await files(
@@ -173,7 +183,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             )
             options = detector_pb2.DetectOptions(
                 min_face_size_px=number(data, "min_face_size_px", int, 0),
-                min_confidence=number(data, "min_confidence", float, 0.0),
+                min_confidence=number(data, "min_confidence", float, 0.0, high=1.0),
                 max_faces=number(data, "max_faces", int, 0),
             )
         else:
@@ -184,12 +194,13 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
                 min_confidence=body.min_confidence,
                 max_faces=body.max_faces,
             )
+            del body
         if not pictures or len(pictures) > settings.max_images_per_detect:
             raise invalid(f"Give 1 to {settings.max_images_per_detect} pictures to detect faces on.")
         message = detector_pb2.DetectRequest(
             images=[common_pb2.Image(data=p.data) for p in pictures], options=options
         )
-        return models.detect_response(await channels.detector.call("Detect", message, auth))
+        return answer(await channels.detector.call("Detect", message, auth))
 
     @router.post(
         "/enroll",
@@ -197,55 +208,57 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         summary="Add pictures of one person; each picture gets its own outcome",
         openapi_extra=_body(models.EnrollJson, {"identity": _TEXT, "images": _FILES}),
     )
-    async def enroll(request: Request, auth: Auth) -> models.EnrollResponse:
+    async def enroll(request: Request, auth: Auth) -> Any:
+        """Pictures go to the gallery in parts of at most enroll_part_bytes (one picture at least), read
+        from the spooled upload only when their part is sent: the gateway holds one part at a time, not
+        the whole request (the gallery serves a part as it would a request of its own)."""
         embeddings: list[list[float]] = []
+        pictures: list[Picture | UploadFile | dict[str, Any]] = []
         if kind(request) == MULTIPART:
             data = await form(request, max_files)
             identity = text(data, "identity")
             uploads = data.getlist("images") + data.getlist("image")
             _check_count(len(uploads), settings.max_images_per_enroll)
-            pictures: list[Picture | models.EnrollResult] = []
-            for i, upload in enumerate(uploads):
-                pictures.append(await _enroll_file(upload, i, max_bytes))
+            pictures = [_enroll_upload(upload, i, max_bytes) for i, upload in enumerate(uploads)]
         else:
             body = await json_body(request, models.EnrollJson)
             identity, embeddings = body.identity, body.embeddings
             _check_count(len(body.images), settings.max_images_per_enroll)
             pictures = [_enroll_base64(p, i, max_bytes) for i, p in enumerate(body.images)]
-        sent = [p for p in pictures if isinstance(p, Picture)]
+            del body  # the base64 text: only the decoded pictures are kept while the gallery works
+        results: list[dict[str, Any] | None] = [p if isinstance(p, dict) else None for p in pictures]
+        sent = [(i, p) for i, p in enumerate(pictures) if not isinstance(p, dict)]
         if not sent and not embeddings and pictures:
-            return models.EnrollResponse(
-                identity=identity, results=[p for p in pictures if not isinstance(p, Picture)]
-            )
-        message = gallery_pb2.EnrollRequest(
-            identity=identity,
-            images=[common_pb2.Image(data=p.data) for p in sent],
-            embeddings=[common_pb2.Embedding(values=e) for e in embeddings],
-        )
-        reply = await channels.gallery.call("Enroll", message, auth)
-        answers = iter(reply.results)
-        results = [
-            models.enroll_result(next(answers), p.name) if isinstance(p, Picture) else p for p in pictures
-        ]
-        results += [models.enroll_result(r, f"embeddings[{i}]") for i, r in enumerate(answers)]
-        return models.EnrollResponse(identity=reply.identity, results=results)
+            return {"identity": identity, "results": results}
+        answered = identity
+        tail: list[dict[str, Any]] = []
+        for part_index, part in enumerate(_parts(sent, settings.enroll_part_bytes) or [[]]):
+            message = gallery_pb2.EnrollRequest(identity=identity)
+            for _, picture in part:
+                message.images.add(data=await _bytes(picture))
+            if part_index == 0:  # the embeddings once, with the first part
+                message.embeddings.extend(common_pb2.Embedding(values=e) for e in embeddings)
+            reply = await channels.gallery.call("Enroll", message, auth)
+            del message
+            answered = reply.identity
+            answers = iter(reply.results)
+            for (index, picture), result in zip(part, answers, strict=False):
+                results[index] = to_json(result, filename=_name(picture, index))
+            tail += [to_json(r, filename=f"embeddings[{i}]") for i, r in enumerate(answers)]
+        return {"identity": answered, "results": [*results, *tail]}
 
     @router.post(
         "/search",
         response_model=models.SearchResponse,
         summary="The nearest enrolled faces to an embedding",
+        openapi_extra=_body(models.SearchJson, {}),
     )
-    async def search(body: models.SearchJson, auth: Auth) -> models.SearchResponse:
+    async def search(request: Request, auth: Auth) -> Any:
+        body = await json_body(request, models.SearchJson)
         message = gallery_pb2.SearchRequest(
             embedding=common_pb2.Embedding(values=body.embedding), top_k=body.top_k
         )
-        reply = await channels.gallery.call("Search", message, auth)
-        return models.SearchResponse(
-            hits=[
-                models.SearchHit(face_id=h.face_id, identity=h.identity, distance=h.distance)
-                for h in reply.hits
-            ]
-        )
+        return answer(await channels.gallery.call("Search", message, auth))
 
     @router.get(
         "/identities",
@@ -254,61 +267,59 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     )
     async def list_identities(
         auth: Auth,
-        page_size: Annotated[int, Query(description="1..1000; 0 = 100")] = 0,
-        page_token: Annotated[str, Query(description="next_page_token of the previous page")] = "",
-    ) -> models.ListIdentitiesResponse:
+        page_size: Annotated[int, Query(ge=0, le=1000, description="1..1000; 0 = 100")] = 0,
+        page_token: Annotated[
+            str, Query(max_length=1024, description="next_page_token of the previous page")
+        ] = "",
+    ) -> Any:
         message = gallery_pb2.ListIdentitiesRequest(page_size=page_size, page_token=page_token)
-        reply = await channels.gallery.call("ListIdentities", message, auth)
-        return models.ListIdentitiesResponse(
-            identities=[models.summary(s) for s in reply.identities], next_page_token=reply.next_page_token
-        )
+        return answer(await channels.gallery.call("ListIdentities", message, auth))
 
     @router.get(
         "/identities/{identity:path}",
         response_model=models.GetIdentityResponse,
-        summary="One identity and its faces",
+        summary="One identity and its faces (with their embeddings for an rw token)",
     )
-    async def get_identity(identity: str, auth: Auth) -> models.GetIdentityResponse:
-        reply = await channels.gallery.call(
-            "GetIdentity", gallery_pb2.GetIdentityRequest(identity=identity), auth
-        )
-        return models.GetIdentityResponse(
-            identity=models.summary(reply.identity), faces=[models.face_record(f) for f in reply.faces]
-        )
+    async def get_identity(
+        identity: str,
+        auth: Auth,
+        include_embeddings: Annotated[
+            bool, Query(description="Also each face's embedding (a biometric template): needs an rw token.")
+        ] = False,
+    ) -> Any:
+        message = gallery_pb2.GetIdentityRequest(identity=identity, include_embeddings=include_embeddings)
+        return answer(await channels.gallery.call("GetIdentity", message, auth))
 
     @router.delete(
         "/identities/{identity:path}",
         response_model=models.RemoveIdentityResponse,
         summary="Remove an identity and all its faces",
     )
-    async def remove_identity(identity: str, auth: Auth) -> models.RemoveIdentityResponse:
+    async def remove_identity(identity: str, auth: Auth) -> Any:
         message = gallery_pb2.RemoveIdentityRequest(identity=identity)
-        reply = await channels.gallery.call("RemoveIdentity", message, auth)
-        return models.RemoveIdentityResponse(faces_removed=reply.faces_removed)
+        return answer(await channels.gallery.call("RemoveIdentity", message, auth))
 
     @router.delete(
         "/faces/{face_id}",
         response_model=models.RemoveFaceResponse,
         summary="Remove one face",
     )
-    async def remove_face(face_id: int, auth: Auth) -> models.RemoveFaceResponse:
-        reply = await channels.gallery.call(
-            "RemoveFace", gallery_pb2.RemoveFaceRequest(face_id=face_id), auth
-        )
-        return models.RemoveFaceResponse(identity=reply.identity)
+    async def remove_face(
+        face_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="A face id from enroll or get.")],
+        auth: Auth,
+    ) -> Any:
+        message = gallery_pb2.RemoveFaceRequest(face_id=face_id)
+        return answer(await channels.gallery.call("RemoveFace", message, auth))
 
     @router.post(
         "/train", response_model=models.TrainResponse, summary="Refit the SVM on every enrolled face"
     )
-    async def train(auth: Auth) -> models.TrainResponse:
-        reply = await channels.gallery.call("Train", gallery_pb2.TrainRequest(), auth)
-        return models.TrainResponse(
-            identities=reply.identities, faces=reply.faces, train_accuracy=reply.train_accuracy
-        )
+    async def train(auth: Auth) -> Any:
+        return answer(await channels.gallery.call("Train", gallery_pb2.TrainRequest(), auth))
 
     @router.get("/stats", response_model=models.StatsResponse, summary="Counts, index, model and thresholds")
-    async def stats(auth: Auth) -> models.StatsResponse:
-        return models.stats_response(await channels.gallery.call("Stats", gallery_pb2.StatsRequest(), auth))
+    async def stats(auth: Auth) -> Any:
+        return answer(await channels.gallery.call("Stats", gallery_pb2.StatsRequest(), auth))
 
     return router
 
@@ -318,27 +329,53 @@ def _check_count(count: int, limit: int) -> None:
         raise invalid(f"At most {limit} pictures per enroll, not {count}.")
 
 
-async def _enroll_file(upload: object, index: int, max_bytes: int) -> Picture | models.EnrollResult:
-    """The picture to send, or its INVALID outcome when it is over the limit (the others are still enrolled)."""
-    try:
-        return await file(upload, f"images[{index}]", max_bytes)
-    except GatewayError as exc:
-        return _refused(exc, getattr(upload, "filename", None) or f"images[{index}]")
+def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | dict[str, Any]:
+    """The upload to send (still unread), or its INVALID outcome when it is not a file or over the limit
+    (the others are still enrolled)."""
+    name = getattr(upload, "filename", None) or f"images[{index}]"
+    if not isinstance(upload, UploadFile):
+        return _refused(invalid(f"The field images[{index}] must be a file."), name)
+    if upload.size is not None and upload.size > max_bytes:
+        return _refused(too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE), name)
+    return upload
 
 
-def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | models.EnrollResult:
+def _size(picture: Picture | UploadFile) -> int:
+    return len(picture.data) if isinstance(picture, Picture) else picture.size or 0
+
+
+def _parts(
+    pictures: list[tuple[int, Picture | UploadFile]], limit: int
+) -> list[list[tuple[int, Picture | UploadFile]]]:
+    """Consecutive pictures in parts of at most `limit` bytes, each with one picture at least."""
+    parts: list[list[tuple[int, Picture | UploadFile]]] = []
+    held = 0
+    for item in pictures:
+        if not parts or held + _size(item[1]) > limit:
+            parts.append([])
+            held = 0
+        parts[-1].append(item)
+        held += _size(item[1])
+    return parts
+
+
+async def _bytes(picture: Picture | UploadFile) -> bytes:
+    return picture.data if isinstance(picture, Picture) else await picture.read()
+
+
+def _name(picture: Picture | UploadFile, index: int) -> str:
+    return picture.name if isinstance(picture, Picture) else picture.filename or f"images[{index}]"
+
+
+def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | dict[str, Any]:
     try:
         return decoded(text_, f"images[{index}]", max_bytes)
-    except GatewayError as exc:
+    except FacerecError as exc:
         return _refused(exc, f"images[{index}]")
 
 
-def _refused(exc: GatewayError, name: str) -> models.EnrollResult:
-    return models.EnrollResult(
-        outcome="INVALID",
-        face_id=0,
-        box=None,
-        error=models.ErrorBody(**exc.body()),
-        faces_found=0,
-        filename=name,
-    )
+def _refused(exc: FacerecError, name: str) -> dict[str, Any]:
+    """An EnrollResult (JSON) for a picture the gateway refused itself."""
+    result = to_json(gallery_pb2.EnrollResult(outcome=gallery_pb2.INVALID), filename=name)
+    result["error"] = error_body(exc)
+    return result

@@ -8,15 +8,17 @@ gallery, not the gateway, decides who may do what.
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec.channels import channel_target, service_config
-from facerec.v1 import detector_pb2_grpc, gallery_pb2_grpc
+from facerec.errors import Unavailable
+from facerec.v1 import detector_pb2_grpc, embedding_pb2_grpc, gallery_pb2_grpc
 from gateway.config import Settings
-from gateway.errors import GatewayError, from_rpc
+from gateway.errors import from_rpc
 
 
 class Upstream:
@@ -52,7 +54,8 @@ class Upstream:
         self._health = health_pb2_grpc.HealthStub(self.channel)
 
     async def call(self, method: str, request: Any, authorization: str = "") -> Any:
-        """The RPC `method` with the deadline and the caller's authorization; failures as GatewayError."""
+        """The RPC `method` with the deadline and the caller's authorization; failures as facerec errors
+        (facerec.remote: the service's class, sentence and reason)."""
         metadata = (("authorization", authorization),) if authorization else None
         try:
             return await getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=metadata)
@@ -82,6 +85,7 @@ class Channels:
         self._credentials = credentials
         self._gallery: Upstream | None = None
         self._detector: Upstream | None = None
+        self._embedder: Upstream | None = None
 
     def open(self) -> None:
         s = self._settings
@@ -103,6 +107,26 @@ class Channels:
             s.max_request_bytes,
             self._credentials,
         )
+        # Asked only for its health (/readyz): the gallery alone calls the embedder.
+        self._embedder = Upstream(
+            "embedder",
+            "facerec.v1.Embedder",
+            embedding_pb2_grpc.EmbedderStub,
+            s.embedder,
+            s.timeout_s,
+            s.max_request_bytes,
+            self._credentials,
+        )
+
+    async def serving(self, timeout_s: float) -> dict[str, bool]:
+        """Whether each service answers SERVING within timeout_s, asked all at once."""
+        upstreams = {
+            "gallery": self.gallery,
+            "detector": self.detector,
+            "embedder": self._opened(self._embedder),
+        }
+        answers = await asyncio.gather(*(u.serving(timeout_s) for u in upstreams.values()))
+        return dict(zip(upstreams, answers, strict=True))
 
     @property
     def gallery(self) -> Upstream:
@@ -115,10 +139,10 @@ class Channels:
     @staticmethod
     def _opened(upstream: Upstream | None) -> Upstream:
         if upstream is None:
-            raise GatewayError(grpc.StatusCode.UNAVAILABLE, "The gateway is starting.")
+            raise Unavailable("The gateway is starting.")
         return upstream
 
     async def close(self) -> None:
-        for upstream in (self._gallery, self._detector):
+        for upstream in (self._gallery, self._detector, self._embedder):
             if upstream is not None:
                 await upstream.close()

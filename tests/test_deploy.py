@@ -236,12 +236,13 @@ def test_compose_gateway_serves_http_in_front_of_the_gallery(compose) -> None:
     env = gateway["environment"]
     assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
     assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
+    assert env["GATEWAY_EMBEDDER"] == f"dns:///embedder:{PORTS['embedder']}"  # asked by /readyz
     assert env["GATEWAY_METRICS_PORT"] == str(GATEWAY_METRICS_PORT)
     assert str(GATEWAY_METRICS_PORT) in gateway["expose"]
     assert gateway["depends_on"] == {"gallery": {"condition": "service_healthy"}}
     probe = gateway["healthcheck"]["test"]
     assert probe[:3] == ["CMD", "python", "-c"]
-    assert f"http://127.0.0.1:{GATEWAY_PORT}/healthz" in probe[3]
+    assert f"http://127.0.0.1:{GATEWAY_PORT}/readyz" in probe[3]
     compile(probe[3], "healthcheck", "exec")  # the probe is Python that parses
 
 
@@ -354,12 +355,13 @@ def test_k8s_gateway_is_stateless_http_ready_while_the_gallery_answers(k8s) -> N
         "http": GATEWAY_PORT,
         "metrics": GATEWAY_METRICS_PORT,
     }
-    assert c["readinessProbe"]["httpGet"] == {"path": "/healthz", "port": "http"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/readyz", "port": "http"}
     # Liveness does not ask the gallery: its outage must not restart every gateway.
     assert c["livenessProbe"]["tcpSocket"] == {"port": "http"}
     env = {e["name"]: e["value"] for e in c["env"]}
     assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
     assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
+    assert env["GATEWAY_EMBEDDER"] == f"dns:///embedder:{PORTS['embedder']}"  # asked by /readyz
     assert spec["template"]["spec"]["securityContext"]["runAsNonRoot"] is True
 
 

@@ -78,10 +78,12 @@ async function identify(file) {
   const rows = $("identify-faces").querySelector("tbody");
   rows.replaceChildren();
   answer.faces.forEach((face, i) => {
-    const name = face.known ? face.identity : "unknown";
+    // A face too small or too unsure to compare was never compared: not "unknown", and no distance.
+    const unidentifiable = face.not_identifiable && face.not_identifiable !== "NOT_IDENTIFIABLE_UNSPECIFIED";
+    const name = unidentifiable ? "not identifiable" : face.known ? face.identity : "unknown";
     // Boxes are in pixels of the upright picture: as percentages they follow the image's shown size.
     const box = document.createElement("div");
-    box.className = face.known ? "face" : "face unknown";
+    box.className = face.known ? "face" : unidentifiable ? "face unknown unidentifiable" : "face unknown";
     box.style.left = `${(100 * face.box.x) / answer.width}%`;
     box.style.top = `${(100 * face.box.y) / answer.height}%`;
     box.style.width = `${(100 * face.box.width) / answer.width}%`;
@@ -94,15 +96,17 @@ async function identify(file) {
     row.className = "face-row";
     cell(row, String(i + 1));
     cell(row, name);
-    cell(row, face.distance.toFixed(3));
+    cell(row, unidentifiable ? "—" : face.distance.toFixed(3));
     cell(row, answer.threshold.toFixed(3));
+    cell(row, unidentifiable ? face.not_identifiable_reason : "");
     rows.appendChild(row);
   });
   const count = answer.faces.length;
   $("identify-summary").textContent =
     count === 0
       ? "No face found on this picture."
-      : `${count} face${count > 1 ? "s" : ""}; threshold ${answer.threshold.toFixed(3)} (${answer.method}).`;
+      : `${count} face${count > 1 ? "s" : ""}; threshold ${answer.threshold.toFixed(3)} (${answer.method})` +
+        (answer.classifier_stale ? "; the classifier is being refit, the distance gate answers meanwhile." : ".");
   figure.hidden = false;
   $("identify-faces").hidden = count === 0;
 }
@@ -203,7 +207,8 @@ async function verify(event) {
   result.className = answer.match ? "match" : "nomatch";
   result.textContent =
     `${answer.match ? "Same person" : "Different people"}: distance ${answer.distance.toFixed(3)}, ` +
-    `threshold ${answer.threshold.toFixed(3)}.`;
+    `threshold ${answer.threshold.toFixed(3)}.` +
+    (answer.faces_a > 1 || answer.faces_b > 1 ? " Where a picture held several faces, its largest was compared." : "");
 }
 
 // ---------------------------------------------------------------- start

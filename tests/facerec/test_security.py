@@ -40,6 +40,12 @@ class TinyGallery(gallery_pb2_grpc.GalleryServicer):
     def Train(self, request, context):
         return gallery_pb2.TrainResponse()
 
+    def GetIdentity(self, request, context):
+        face = gallery_pb2.FaceRecord(face_id=1, identity=request.identity)
+        if request.include_embeddings:
+            face.embedding.values.extend([0.5, 0.5])
+        return gallery_pb2.GetIdentityResponse(faces=[face])
+
 
 @dataclass
 class Served:
@@ -206,3 +212,19 @@ def test_the_role_check_compares_every_token() -> None:
     assert security.bearer([("authorization", f"Bearer  {RW} ")]) == RW
     assert security.bearer([("authorization", f"Basic {RW}")]) == ""
     assert security.bearer(None) == ""
+
+
+def test_reading_stored_embeddings_needs_an_rw_token(serve) -> None:
+    served = serve(tokens=f"{RW} rw,{RO} ro")
+    templates = gallery_pb2.GetIdentityRequest(identity="ada", include_embeddings=True)
+    plain = gallery_pb2.GetIdentityRequest(identity="ada")
+    with open_channel(served.target, token=RO) as ro, open_channel(served.target, token=RW) as rw:
+        with pytest.raises(grpc.RpcError) as info:
+            gallery_pb2_grpc.GalleryStub(ro).GetIdentity(templates, timeout=5)
+        assert info.value.code() == grpc.StatusCode.PERMISSION_DENIED
+        # The same token reads the identity without the templates, and an rw token reads them.
+        assert (
+            not gallery_pb2_grpc.GalleryStub(ro).GetIdentity(plain, timeout=5).faces[0].HasField("embedding")
+        )
+        answer = gallery_pb2_grpc.GalleryStub(rw).GetIdentity(templates, timeout=5)
+        assert list(answer.faces[0].embedding.values) == [0.5, 0.5]

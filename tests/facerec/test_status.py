@@ -6,9 +6,10 @@ import grpc
 import pytest
 
 from facerec import errors
+from facerec.remote import error_from_rpc, error_of_item
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
-from facerec.status import STATUS, error_proto, status_of
+from facerec.status import STATUS, error_proto, rich_status, status_of
 from facerec.v1 import detector_pb2, detector_pb2_grpc
 
 
@@ -19,16 +20,42 @@ def all_subclasses(cls: type) -> set[type]:
     return found
 
 
-def test_every_error_class_has_a_status() -> None:
-    for cls in all_subclasses(errors.FacerecError):
-        assert status_of(cls("x")) != grpc.StatusCode.INTERNAL, f"{cls.__name__} has no status"
+def test_every_error_class_has_a_status_and_a_reason() -> None:
     assert set(STATUS) == all_subclasses(errors.FacerecError)
+    for cls in all_subclasses(errors.FacerecError):
+        if cls is not errors.Internal:
+            assert status_of(cls("x")) != grpc.StatusCode.INTERNAL, f"{cls.__name__} has no status"
+        assert cls.reasons and all(isinstance(r, errors.Reason) for r in cls.reasons), cls
+        assert cls("x").reason == cls.reasons[0]
+    # A reason names one class: the client side reads the class back from it.
+    reasons = [r for cls in STATUS for r in cls.reasons]
+    assert len(reasons) == len(set(reasons))
+
+
+def test_every_status_a_server_sends_carries_its_reason_and_retry_info_where_retrying_helps() -> None:
+    for cls in STATUS:
+        for reason in cls.reasons:
+            status = rich_status(cls("One sentence.", reason=reason))
+            failed = grpc.aio.AioRpcError(
+                status.code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata), status.details
+            )
+            back = error_from_rpc(failed, "the service")
+            assert type(back) is cls and back.reason == reason and str(back) == "One sentence."
+            assert (back.retry_after_s is not None) == (cls.retry_after_s is not None), cls
+
+
+def test_overloaded_is_busy_and_too_large_is_its_own_class() -> None:
+    assert errors.Busy is errors.Overloaded and errors.Overloaded("x").reason == "BUSY"
+    assert not issubclass(errors.TooLarge, errors.Overloaded)
 
 
 def test_error_proto_carries_code_number_and_message() -> None:
     proto = error_proto(errors.InvalidInput("The image is empty."))
     assert proto.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] == 3
     assert proto.message == "The image is empty."
+    assert proto.reason == "INVALID_ARGUMENT"
+    big = error_of_item(error_proto(errors.TooLarge("Too big.", reason=errors.Reason.IMAGE_TOO_LARGE)))
+    assert isinstance(big, errors.TooLarge) and big.reason == "IMAGE_TOO_LARGE"
 
 
 class Raising(detector_pb2_grpc.DetectorServicer):
@@ -66,6 +93,10 @@ def test_mapped_error_reaches_the_client_and_server_keeps_answering(stub) -> Non
         call(stub, "missing")
     assert info.value.code() == grpc.StatusCode.NOT_FOUND
     assert info.value.details() == "No identity named bob."
+    # The reason travels in the status's details, and the client side reads the class back from it.
+    back = error_from_rpc(info.value, "the detector")
+    assert isinstance(back, errors.NotFound) and back.reason == "NOT_FOUND"
+    assert str(back) == "No identity named bob."
     assert call(stub, "ok").results[0].width == 1
 
 

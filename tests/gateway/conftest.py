@@ -31,7 +31,10 @@ class Stack:
 @pytest.fixture(scope="session")
 def stack(fetched_assets) -> Iterator[Stack]:
     with local_services() as services:
-        gateway = start_service("gateway", ["--gallery", services.gallery, "--detector", services.detector])
+        gateway = start_service(
+            "gateway",
+            ["--gallery", services.gallery, "--detector", services.detector, "--embedder", services.embedder],
+        )
         try:
             yield Stack(services, gateway)
         finally:
@@ -51,7 +54,11 @@ def secured(stack: Stack, tmp_path_factory) -> Iterator[Stack]:
     )
     try:
         gateway = start_service(
-            "gateway", ["--gallery", gallery.address, "--detector", stack.services.detector]
+            "gateway",
+            [
+                *("--gallery", gallery.address, "--detector", stack.services.detector),
+                *("--embedder", stack.services.embedder),
+            ],
         )
         try:
             yield Stack(Addresses(stack.services.detector, stack.services.embedder, gallery.address), gateway)

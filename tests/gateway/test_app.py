@@ -12,6 +12,8 @@ import grpc
 import httpx
 import pytest
 
+from facerec import errors
+from facerec.status import STATUS
 from tests.support.gateway import BIG_FACE_ID, FACE, Fake, fake_services
 from tests.support.pki import make_pki
 from tests.support.servers import Running, start_service
@@ -47,6 +49,7 @@ def gateway(upstream: tuple[Fake, str], metrics_port: int) -> Iterator[Running]:
             *("--gallery", address, "--detector", address, "--timeout-s", "2"),
             *("--max-request-bytes", str(MAX_REQUEST), "--max-image-bytes", str(MAX_IMAGE)),
             *("--max-images-per-enroll", "4", "--metrics-port", str(metrics_port)),
+            *("--enroll-part-bytes", str(MAX_IMAGE)),
         ],
     )
     yield service
@@ -141,6 +144,8 @@ def test_verify_two_pictures_and_a_picture_against_an_identity(http: httpx.Clien
         "threshold": pytest.approx(1.2),
         "box_a": {"x": 10, "y": 20, "width": 30, "height": 40},
         "box_b": None,
+        "faces_a": 0,
+        "faces_b": 0,
         "operating_point": "far_1e-3",
     }
     assert fake.last("Verify").request.image_b.data == FACE + b"b"
@@ -196,6 +201,20 @@ def test_enroll_several_pictures_reports_each_picture_by_name(http: httpx.Client
     assert [i.data for i in fake.last("Enroll").request.images] == [FACE + b"1", b"no face"]
 
 
+def test_a_large_enroll_goes_to_the_gallery_in_parts_and_answers_in_picture_order(
+    http: httpx.Client, fake: Fake
+) -> None:
+    before = len([c for c in fake.calls if c.method == "Enroll"])
+    sizes = [60_000, 60_000, 10, 30_000]  # parts of at most MAX_IMAGE bytes: [0], [1, 2, 3]
+    files = [("images", (f"{i}.jpg", FACE + bytes(size), "image/jpeg")) for i, size in enumerate(sizes)]
+    answer = http.post("/v1/enroll", data={"identity": "ada"}, files=files)
+    assert answer.status_code == 200, answer.text
+    assert [r["filename"] for r in answer.json()["results"]] == ["0.jpg", "1.jpg", "2.jpg", "3.jpg"]
+    calls = [c for c in fake.calls if c.method == "Enroll"][before:]
+    assert [len(c.request.images) for c in calls] == [1, 3]
+    assert [len(image.data) for c in calls for image in c.request.images] == [len(FACE) + s for s in sizes]
+
+
 def test_enroll_base64_pictures_and_embeddings(http: httpx.Client, fake: Fake) -> None:
     answer = http.post(
         "/v1/enroll", json={"identity": "grace", "images": [b64(FACE)], "embeddings": [[0.1] * 128]}
@@ -233,7 +252,11 @@ def test_get_remove_identity_remove_face_train_stats_search(http: httpx.Client, 
     assert got.status_code == 200 and got.json()["faces"][0]["face_id"] == BIG_FACE_ID
     missing = http.get("/v1/identities/nobody")
     assert missing.status_code == 404
-    assert missing.json() == {"code": "NOT_FOUND", "message": "No identity named 'nobody'."}
+    assert missing.json() == {
+        "code": "NOT_FOUND",
+        "message": "No identity named 'nobody'.",
+        "reason": "NOT_FOUND",
+    }
     assert http.delete("/v1/identities/ada").json() == {"faces_removed": 2}
     assert fake.last("RemoveIdentity").request.identity == "ada"
     assert http.delete(f"/v1/faces/{BIG_FACE_ID}").json() == {"identity": "ada"}
@@ -248,34 +271,49 @@ def test_get_remove_identity_remove_face_train_stats_search(http: httpx.Client, 
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
+    ("error", "status"),
     [
-        (grpc.StatusCode.INVALID_ARGUMENT, 400),
-        (grpc.StatusCode.UNAUTHENTICATED, 401),
-        (grpc.StatusCode.PERMISSION_DENIED, 403),
-        (grpc.StatusCode.NOT_FOUND, 404),
-        (grpc.StatusCode.FAILED_PRECONDITION, 409),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-        (grpc.StatusCode.UNAVAILABLE, 503),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (errors.InvalidInput, 400),
+        (errors.Unauthenticated, 401),
+        (errors.PermissionDenied, 403),
+        (errors.NotFound, 404),
+        (errors.Precondition, 409),
+        (errors.TooLarge, 413),
+        (errors.Overloaded, 429),
+        (errors.Unavailable, 503),
+        (errors.DeadlineExceeded, 504),
     ],
 )
 def test_the_gallerys_status_becomes_its_http_status_with_the_gallerys_sentence(
-    http: httpx.Client, fake: Fake, code: grpc.StatusCode, status: int
+    http: httpx.Client, fake: Fake, error: type[errors.FacerecError], status: int
 ) -> None:
+    code = STATUS[error]
     sentence = f"The gallery says {code.name.lower()}."
-    fake.failures["Train"] = (code, sentence)
+    fake.failures["Train"] = error(sentence)
     answer = http.post("/v1/train")
     assert answer.status_code == status
-    assert answer.json() == {"code": code.name, "message": sentence}
+    assert answer.json() == {"code": code.name, "message": sentence, "reason": error.reasons[0]}
+    # Retry-After exactly where retrying later helps (busy, unavailable), never on "too large".
+    assert ("retry-after" in answer.headers) == (error in (errors.Overloaded, errors.Unavailable))
     fake.failures.clear()
     assert http.post("/v1/train").status_code == 200  # and the gateway goes on answering
 
 
 def test_a_message_over_the_gallerys_size_limit_is_413(http: httpx.Client, fake: Fake) -> None:
-    fake.failures["Identify"] = (grpc.StatusCode.RESOURCE_EXHAUSTED, "Image 0 is too large (30 MiB).")
+    fake.failures["Identify"] = errors.TooLarge(
+        "Image 0 is too large (30 MiB).", reason=errors.Reason.IMAGE_TOO_LARGE
+    )
     answer = http.post("/v1/identify", json={"image": b64(FACE)})
     assert answer.status_code == 413 and answer.json()["code"] == "RESOURCE_EXHAUSTED"
+    assert answer.json()["reason"] == "IMAGE_TOO_LARGE" and "retry-after" not in answer.headers
+
+
+def test_a_busy_gallery_is_429_with_retry_after_whatever_its_words(http: httpx.Client, fake: Fake) -> None:
+    # Words that once meant "too large" to the gateway: the reason decides now, not the sentence.
+    fake.failures["Identify"] = errors.Overloaded("The request is too large for the queue right now.")
+    answer = http.post("/v1/identify", json={"image": b64(FACE)})
+    assert answer.status_code == 429 and answer.json()["reason"] == "BUSY"
+    assert answer.headers["retry-after"] == "1"
 
 
 def test_the_callers_bearer_token_reaches_the_gallery_as_metadata(http: httpx.Client, fake: Fake) -> None:
@@ -293,19 +331,18 @@ def test_unauthenticated_asks_for_a_bearer_token(http: httpx.Client, fake: Fake)
     assert answer.status_code == 401 and answer.headers["www-authenticate"] == "Bearer"
 
 
-def test_a_gallery_that_does_not_answer_in_time_is_504(http: httpx.Client, fake: Fake) -> None:
+def test_a_gallery_that_does_not_answer_in_time_is_504(
+    http: httpx.Client, fake: Fake, upstream: tuple[Fake, str]
+) -> None:
     fake.hold.add("Stats")
     answer = http.get("/v1/stats")
     fake.released.set()
     assert answer.status_code == 504
     assert answer.json() == {
         "code": "DEADLINE_EXCEEDED",
-        "message": f"The gallery at {fake_address(fake, http)} did not answer within 2 s.",
+        "message": f"The gallery at {upstream[1]} did not answer within 2 s.",
+        "reason": "DEADLINE_EXCEEDED",
     }
-
-
-def fake_address(fake: Fake, http: httpx.Client) -> str:
-    return http.get("/healthz").json()["gallery"]
 
 
 def test_a_gallery_that_is_down_is_503_with_one_sentence_and_healthz_says_so() -> None:
@@ -318,9 +355,13 @@ def test_a_gallery_that_is_down_is_503_with_one_sentence_and_healthz_says_so() -
             assert answer.json() == {
                 "code": "UNAVAILABLE",
                 "message": f"The gallery at {dead} is not reachable.",
+                "reason": "UNAVAILABLE",
             }
-            health = http.get("/healthz")
-            assert health.status_code == 503 and health.json()["code"] == "UNAVAILABLE"
+            # Alive, not ready; and neither answer shows where the services are.
+            assert http.get("/healthz").json() == {"status": "SERVING"}
+            ready = http.get("/readyz")
+            assert ready.status_code == 503 and ready.json()["code"] == "UNAVAILABLE"
+            assert "gallery" in ready.json()["message"] and dead not in ready.text
     finally:
         service.stop()
 
@@ -369,7 +410,7 @@ def test_a_body_announced_over_the_limit_is_refused_before_any_of_it_is_sent(
 ) -> None:
     before = len(fake.calls)
     head = (
-        b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/identify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         + b"Content-Length: %d\r\n\r\n" % (MAX_REQUEST + 1)
     )
     # No byte of the body is sent: the answer can only come from the Content-Length alone.
@@ -378,6 +419,7 @@ def test_a_body_announced_over_the_limit_is_refused_before_any_of_it_is_sent(
     assert body == {
         "code": "RESOURCE_EXHAUSTED",
         "message": f"The request is larger than the limit of {MAX_REQUEST} bytes.",
+        "reason": "REQUEST_TOO_LARGE",
     }
     assert len(fake.calls) == before
 
@@ -385,7 +427,7 @@ def test_a_body_announced_over_the_limit_is_refused_before_any_of_it_is_sent(
 def test_a_chunked_body_is_refused_once_it_passes_the_limit(gateway: Running, fake: Fake) -> None:
     before = len(fake.calls)
     head = (
-        b"POST /v1/identify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\n"
+        b"POST /v1/identify HTTP/1.1\r\nHost: 127.0.0.1\r\nContent-Type: application/json\r\n"
         b"Transfer-Encoding: chunked\r\n\r\n"
     )
     # One chunk over the limit and no last chunk: the answer comes before the body ends.
@@ -439,7 +481,11 @@ def test_docs_and_the_page_load_nothing_from_another_host(http: httpx.Client) ->
 def test_an_unknown_route_is_404_json(http: httpx.Client) -> None:
     answer = http.get("/v1/nothing")
     assert answer.status_code == 404
-    assert answer.json() == {"code": "NOT_FOUND", "message": "No route GET /v1/nothing."}
+    assert answer.json() == {
+        "code": "NOT_FOUND",
+        "message": "No route GET /v1/nothing.",
+        "reason": "NOT_FOUND",
+    }
 
 
 def scrape(port: int) -> str:

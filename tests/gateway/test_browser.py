@@ -13,9 +13,11 @@ from collections.abc import Iterator
 from pathlib import Path
 from urllib.parse import urlparse
 
+import httpx
 import pytest
 
 from tests.gateway.conftest import RW_TOKEN, Stack
+from tests.support.gateway import seventeen_pixel_face
 from tests.support.servers import start_service
 
 pytestmark = pytest.mark.model
@@ -53,7 +55,15 @@ class Visit:
         self.page = self.context.new_page()
         self.page.set_default_timeout(TIMEOUT_MS)
         self.elsewhere: list[str] = []
+        # Every request that answered 404, and every policy violation the console reports.
+        self.missing: list[str] = []
+        self.violations: list[str] = []
         own = urlparse(url).netloc
+        self.page.on("response", lambda r: self.missing.append(r.url) if r.status == 404 else None)
+        self.page.on(
+            "console",
+            lambda m: self.violations.append(m.text) if "Content Security Policy" in m.text else None,
+        )
 
         def route(route) -> None:
             if urlparse(route.request.url).netloc != own:
@@ -80,6 +90,8 @@ def visit(browser) -> Iterator:
     yield open_
     for v in opened:
         assert v.elsewhere == [], f"the page asked other hosts: {v.elsewhere}"
+        assert v.missing == [], f"requests answered 404: {v.missing}"
+        assert v.violations == [], f"the security policy blocked: {v.violations}"
         v.close()
 
 
@@ -95,7 +107,8 @@ def test_enroll_through_the_page_then_identify_a_val_picture_shows_the_name(
     page.fill("#enroll-name", "jerry_seinfeld")
     page.set_input_files("#enroll-files", [str(p) for p in people(train_images, "jerry_seinfeld")[:4]])
     page.click("#enroll-button")
-    page.wait_for_function("document.querySelectorAll('#enroll-results li').length === 4")
+    # A locator, not wait_for_function: the page's CSP forbids the eval that one would run.
+    page.locator("#enroll-results li").nth(3).wait_for()
     outcomes = page.locator("#enroll-results li").all_inner_texts()
     assert sum("enrolled" in o for o in outcomes) >= 3, outcomes
     page.wait_for_selector("#identities-list li[data-identity='jerry_seinfeld']")
@@ -200,6 +213,30 @@ def test_the_page_works_with_tokens_on_and_keeps_the_token_for_the_session(
     assert page.locator("#error").is_hidden()
     stored = page.evaluate("sessionStorage.getItem('facerec-token')")
     assert stored == RW_TOKEN and page.evaluate("localStorage.length") == 0
+
+
+def test_the_page_says_what_it_is_and_loads_its_icon_with_no_request_missing(stack: Stack, visit) -> None:
+    v = visit(stack.url)
+    page = v.page
+    page.wait_for_load_state("networkidle")
+    assert "face recognition" in page.title()
+    assert "face recognition" in page.inner_text("h1")
+    icon = page.evaluate("document.querySelector('link[rel=icon]').href")
+    assert page.request.get(icon).status == 200
+    assert v.missing == []  # the favicon included: Chromium asks for it on every load
+
+
+def test_a_face_too_small_shows_not_identifiable_with_its_reason(
+    stack: Stack, visit, val_images, tmp_path
+) -> None:
+    with httpx.Client(base_url=stack.url, timeout=180) as http:
+        small = tmp_path / "small.png"
+        small.write_bytes(seventeen_pixel_face(http, people(val_images, "madonna")[0]))
+    page = visit(stack.url).page
+    page.set_input_files("#identify-file", str(small))
+    page.locator(".face.unidentifiable span", has_text="not identifiable").first.wait_for()
+    row = page.locator("#identify-faces tbody tr").first.inner_text()
+    assert "not identifiable" in row and "The face is " in row and "px" in row, row
 
 
 def test_the_docs_page_renders_every_route_without_a_cdn(stack: Stack, visit) -> None:

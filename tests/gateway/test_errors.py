@@ -1,12 +1,14 @@
-"""The gRPC status → HTTP mapping is complete and says what the issue lists; transport messages become sentences."""
+"""The error → HTTP mapping is complete and says what the issue lists; reasons, not words, tell 413 from
+429; transport messages become sentences."""
 
 from __future__ import annotations
 
 import grpc
 import pytest
 
-from facerec.status import STATUS
-from gateway.errors import HTTP_STATUS, from_rpc, http_status
+from facerec import errors
+from facerec.status import STATUS, rich_status, status_of
+from gateway.errors import HTTP_OF_ERROR, HTTP_STATUS, body, from_rpc, headers, http_status
 
 
 def test_every_grpc_status_code_has_an_http_status() -> None:
@@ -14,35 +16,57 @@ def test_every_grpc_status_code_has_an_http_status() -> None:
 
 
 def test_every_facerec_error_has_an_http_status_that_is_an_error() -> None:
-    for code in STATUS.values():
-        assert 400 <= http_status(code) < 600, code
+    assert set(HTTP_OF_ERROR) == set(STATUS)
+    for cls in STATUS:
+        assert 400 <= http_status(cls("x")) < 600, cls
 
 
 @pytest.mark.parametrize(
-    ("code", "status"),
+    ("error", "status"),
     [
-        (grpc.StatusCode.INVALID_ARGUMENT, 400),
-        (grpc.StatusCode.UNAUTHENTICATED, 401),
-        (grpc.StatusCode.PERMISSION_DENIED, 403),
-        (grpc.StatusCode.NOT_FOUND, 404),
-        (grpc.StatusCode.FAILED_PRECONDITION, 409),
-        (grpc.StatusCode.RESOURCE_EXHAUSTED, 429),
-        (grpc.StatusCode.UNAVAILABLE, 503),
-        (grpc.StatusCode.DEADLINE_EXCEEDED, 504),
+        (errors.InvalidInput, 400),
+        (errors.Unauthenticated, 401),
+        (errors.PermissionDenied, 403),
+        (errors.NotFound, 404),
+        (errors.Precondition, 409),
+        (errors.TooLarge, 413),
+        (errors.Overloaded, 429),
+        (errors.Unavailable, 503),
+        (errors.DeadlineExceeded, 504),
     ],
 )
-def test_the_mapping_the_api_promises(code: grpc.StatusCode, status: int) -> None:
-    assert http_status(code, "The queue is full; try again later.") == status
+def test_the_mapping_the_api_promises(error: type[errors.FacerecError], status: int) -> None:
+    # The status a service sends for the error, read back as the gateway reads it.
+    back = from_rpc(Failed.rich(error("The service says so.")), "the gallery", 3.0)
+    assert type(back) is error and http_status(back) == status
 
 
-def test_resource_exhausted_about_size_is_413() -> None:
-    assert http_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "Image 0 is too large (30 MiB).") == 413
-    assert http_status(grpc.StatusCode.RESOURCE_EXHAUSTED, "x", too_large=True) == 413
+def test_too_large_is_413_for_ever_and_busy_is_429_with_retry_after_whatever_the_words() -> None:
+    # The same words both times: only the reason the server sent decides.
+    words = "Image 0 is too large; try again later."
+    large = from_rpc(Failed.rich(errors.TooLarge(words, reason=errors.Reason.IMAGE_TOO_LARGE)), "g", 3.0)
+    busy = from_rpc(Failed.rich(errors.Overloaded(words)), "g", 3.0)
+    assert isinstance(large, errors.TooLarge) and http_status(large) == 413
+    assert body(large) == {"code": "RESOURCE_EXHAUSTED", "message": words, "reason": "IMAGE_TOO_LARGE"}
+    assert "Retry-After" not in headers(large)
+    assert isinstance(busy, errors.Overloaded) and http_status(busy) == 429
+    assert body(busy)["reason"] == "BUSY" and headers(busy)["Retry-After"] == "1"
+
+
+def test_grpcs_own_message_size_refusal_is_413_not_a_retry() -> None:
+    error = from_rpc(Failed(grpc.StatusCode.RESOURCE_EXHAUSTED, "Received message larger than max"), "g", 1)
+    assert http_status(error) == 413 and error.reason == "REQUEST_TOO_LARGE"
 
 
 class Failed(grpc.aio.AioRpcError):
-    def __init__(self, code: grpc.StatusCode, details: str) -> None:
-        super().__init__(code, grpc.aio.Metadata(), grpc.aio.Metadata(), details)
+    def __init__(self, code: grpc.StatusCode, details: str, trailer: grpc.aio.Metadata | None = None) -> None:
+        super().__init__(code, grpc.aio.Metadata(), trailer or grpc.aio.Metadata(), details)
+
+    @classmethod
+    def rich(cls, exc: errors.FacerecError) -> Failed:
+        """The call as a facerec server fails it: code, sentence and details."""
+        status = rich_status(exc)
+        return cls(status.code, status.details, grpc.aio.Metadata(*status.trailing_metadata))
 
 
 @pytest.mark.parametrize(
@@ -74,4 +98,4 @@ class Failed(grpc.aio.AioRpcError):
 )
 def test_a_failed_call_is_one_sentence(code: grpc.StatusCode, details: str, sentence: str) -> None:
     error = from_rpc(Failed(code, details), "the gallery at g:1", 3.0)
-    assert error.code == code and error.message == sentence
+    assert status_of(error) == code and str(error) == sentence

@@ -9,6 +9,7 @@ import httpx
 import pytest
 
 from tests.gateway.conftest import RO_TOKEN, RW_TOKEN, Stack
+from tests.support.gateway import seventeen_pixel_face
 
 pytestmark = pytest.mark.model
 
@@ -82,6 +83,7 @@ def test_a_file_that_is_not_a_picture_is_400_with_the_gallerys_sentence(http: ht
     assert body["code"] == "INVALID_ARGUMENT"
     assert body["message"].endswith(".") and "\n" not in body["message"]
     assert http.get("/healthz").status_code == 200  # and the gateway still answers
+    assert http.get("/readyz").json() == {"status": "SERVING"}  # the three real services answer
 
 
 def test_tokens_pass_through_to_a_secured_gallery(secured: Stack, train_images) -> None:
@@ -97,3 +99,17 @@ def test_tokens_pass_through_to_a_secured_gallery(secured: Stack, train_images) 
         listed = http.get("/v1/identities", headers=ro).json()["identities"]
         assert "mindy_kaling" in {p["identity"] for p in listed}
         assert http.get("/healthz").status_code == 200  # health needs no token
+
+
+def test_a_17_pixel_face_is_answered_not_identifiable_with_its_reason(http: httpx.Client, val_images) -> None:
+    small = seventeen_pixel_face(http, pictures(val_images, "madonna", 1)[0])
+    answer = http.post("/v1/identify", files={"image": ("small.png", small)})
+    assert answer.status_code == 200, answer.text
+    faces = answer.json()["faces"]
+    assert faces, "the detector should still find the shrunk face"
+    face = faces[0]
+    assert face["not_identifiable"] == "FACE_TOO_SMALL"
+    assert (
+        face["not_identifiable_reason"].startswith("The face is ") and "px" in face["not_identifiable_reason"]
+    )
+    assert (face["identity"], face["known"], face["candidates"]) == ("", False, [])

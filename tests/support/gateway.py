@@ -10,12 +10,17 @@ import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import grpc
+import httpx
 
+from facerec.errors import FacerecError
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
+from facerec.status import abort
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, gallery_pb2, gallery_pb2_grpc
+from tests.support.images import shrunk
 
 # Larger than 2^32 and than a JavaScript double's 2^53 would round: it must arrive exactly.
 BIG_FACE_ID = 2**62 + 7
@@ -35,7 +40,7 @@ class Fake:
     """What the fake saw and how it should answer."""
 
     calls: list[Call] = field(default_factory=list)
-    failures: dict[str, tuple[grpc.StatusCode, str]] = field(default_factory=dict)
+    failures: dict[str, tuple[grpc.StatusCode, str] | FacerecError] = field(default_factory=dict)
     hold: set[str] = field(default_factory=set)
     released: threading.Event = field(default_factory=threading.Event)
 
@@ -46,7 +51,10 @@ class Fake:
             # Held until the test releases it, after the caller's deadline has passed.
             self.released.wait(60)
         if method in self.failures:
-            code, message = self.failures[method]
+            failure = self.failures[method]
+            if isinstance(failure, FacerecError):
+                abort(context, failure)  # as a facerec server fails: with the reason in the details
+            code, message = failure
             context.abort(code, message)
 
     def last(self, method: str) -> Call:
@@ -169,7 +177,8 @@ class FakeDetector(detector_pb2_grpc.DetectorServicer):
 def fake_services(credentials: grpc.ServerCredentials | None = None) -> Iterator[tuple[Fake, str]]:
     """A fake Gallery and Detector on one real server (TLS with credentials); yields (fake, "127.0.0.1:PORT")."""
     fake = Fake()
-    health = Health(["facerec.v1.Gallery", "facerec.v1.Detector"])
+    # The embedder's name too: the gateway's /readyz asks all three (one fake server stands for them).
+    health = Health(["facerec.v1.Gallery", "facerec.v1.Detector", "facerec.v1.Embedder"])
     services = [
         Service(
             "facerec.v1.Gallery",
@@ -188,3 +197,11 @@ def fake_services(credentials: grpc.ServerCredentials | None = None) -> Iterator
     finally:
         fake.released.set()
         server.stop(0).wait()
+
+
+def seventeen_pixel_face(http: httpx.Client, path: Path) -> bytes:
+    """The picture shrunk until its largest face's shorter side is about 17 px (the gallery's floor is
+    20), on a plain canvas, as PNG: the detector (asked through the gateway at http) still finds it."""
+    found = http.post("/v1/detect", files={"image": (path.name, path.read_bytes())}).json()
+    box = max(found["images"][0]["faces"], key=lambda f: f["box"]["width"] * f["box"]["height"])["box"]
+    return shrunk(path, 17.0 / min(box["width"], box["height"]))

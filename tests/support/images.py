@@ -5,6 +5,7 @@ from __future__ import annotations
 import io
 import struct
 import zlib
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -34,3 +35,17 @@ def png_header_only(width: int, height: int) -> bytes:
 
 def noise(height: int = 64, width: int = 80, seed: int = 7) -> NDArray[np.uint8]:
     return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
+
+
+def shrunk(path: str | Path, scale: float, min_canvas_px: int = 120) -> bytes:
+    """The picture at `path` scaled by `scale` (a face of side s becomes s * scale px), on a plain grey
+    canvas at least min_canvas_px on each side, as PNG: a small face with room around it."""
+    original = Image.open(path).convert("RGB")
+    small = original.resize((round(original.width * scale), round(original.height * scale)), Image.LANCZOS)
+    canvas = Image.new(
+        "RGB", (max(small.width, min_canvas_px), max(small.height, min_canvas_px)), (128, 128, 128)
+    )
+    canvas.paste(small, (0, 0))
+    out = io.BytesIO()
+    canvas.save(out, format="PNG")
+    return out.getvalue()

@@ -1,0 +1,149 @@
+"""The HTTP answers, generated from the contract: a pydantic model per proto message and the
+message → JSON translation, both walked from the same descriptors, so a field added to a proto is in the
+gateway's JSON and its OpenAPI schema without a line written here.
+
+JSON names are the proto field names (snake_case). Where the HTTP face differs from a message on
+purpose it says so below (SHAPES): a field's JSON name, or a field the gateway adds. int64 fields are
+JSON numbers (not the strings of the canonical proto JSON mapping): face ids stay below 2^53, where a
+JavaScript double is exact. float fields are written with the fewest digits that read back as the same
+float32. Enums are their value names. An unset message field is null.
+"""
+
+from __future__ import annotations
+
+import base64
+from dataclasses import dataclass, field
+from typing import Annotated, Any, Literal
+
+import grpc
+import numpy as np
+
+# Descriptors are typed Any: the C (upb) and Python descriptor classes are two types to mypy.
+from google.protobuf.descriptor import FieldDescriptor
+from google.protobuf.message import Message
+from pydantic import BaseModel, Field, PlainSerializer, create_model
+
+from facerec.v1 import common_pb2
+
+
+def _shortest(value: float) -> float:
+    # The services' numbers are float32: written as doubles they would read 1.059999942779541 for 1.06.
+    return float(str(np.float32(value)))
+
+
+# A float32 of a proto message, written with the fewest digits that read back as the same float32.
+F32 = Annotated[float, PlainSerializer(_shortest, return_type=float)]
+
+
+class ErrorBody(BaseModel):
+    """Every error, and a per-item error inside an answer: the gRPC status code's name, one sentence,
+    and the stable reason (README: the table of reasons)."""
+
+    code: str = Field(examples=["NOT_FOUND"])
+    message: str = Field(examples=["No identity named 'ada'."])
+    reason: str = Field("", examples=["NOT_FOUND"])
+
+
+@dataclass(frozen=True)
+class Shape:
+    """How the HTTP face of one message differs from the message: renamed fields, added fields."""
+
+    renames: dict[str, str] = field(default_factory=dict)
+    extra: dict[str, Any] = field(default_factory=dict)
+
+
+SHAPES: dict[str, Shape] = {
+    # The HTTP API named the detector's per-picture results `images` before it was generated.
+    "facerec.v1.DetectResponse": Shape(renames={"results": "images"}),
+    "facerec.v1.EnrollResult": Shape(
+        extra={"filename": (str, Field("", description="The picture's file name (multipart), or its index."))}
+    ),
+}
+# Messages answered in a shape of the gateway's own: facerec.v1.Error's code number becomes its name.
+OVERRIDES: dict[str, type[BaseModel]] = {common_pb2.Error.DESCRIPTOR.full_name: ErrorBody}
+
+_SCALARS: dict[int, Any] = {
+    FieldDescriptor.TYPE_DOUBLE: float,
+    FieldDescriptor.TYPE_FLOAT: F32,
+    FieldDescriptor.TYPE_BOOL: bool,
+    FieldDescriptor.TYPE_STRING: str,
+    FieldDescriptor.TYPE_BYTES: str,  # base64
+}
+_models: dict[str, type[BaseModel]] = {}
+
+
+def json_name(descriptor: Any, proto_field: Any) -> str:
+    """The JSON name of a message's field."""
+    name: str = proto_field.name
+    return SHAPES.get(descriptor.full_name, Shape()).renames.get(name, name)
+
+
+def model_of(descriptor: Any) -> type[BaseModel]:
+    """The pydantic model of a message (built once), every field of it included."""
+    name = descriptor.full_name
+    if name in OVERRIDES:
+        return OVERRIDES[name]
+    if name not in _models:
+        fields: dict[str, Any] = {}
+        for f in descriptor.fields:
+            kind = _type_of(f)
+            if f.is_repeated:
+                fields[json_name(descriptor, f)] = (list[kind], ...)  # type: ignore[valid-type]
+            elif f.type == FieldDescriptor.TYPE_MESSAGE:
+                fields[json_name(descriptor, f)] = (kind | None, None)
+            else:
+                fields[json_name(descriptor, f)] = (kind, ...)
+        fields.update(SHAPES.get(name, Shape()).extra)
+        _models[name] = create_model(descriptor.name, __doc__=f"The {name} message.", **fields)
+    return _models[name]
+
+
+def _type_of(f: Any) -> Any:
+    if f.type == FieldDescriptor.TYPE_MESSAGE:
+        return model_of(f.message_type)
+    if f.type == FieldDescriptor.TYPE_ENUM:
+        return Literal[tuple(v.name for v in f.enum_type.values)]
+    return _SCALARS.get(f.type, int)
+
+
+def to_json(message: Message, **extra: Any) -> dict[str, Any]:
+    """The message as its model's JSON (see the module's rules), with the gateway's extra fields."""
+    descriptor: Any = message.DESCRIPTOR
+    if descriptor.full_name in OVERRIDES:
+        overridden: dict[str, Any] = _override(message)
+        return overridden
+    out: dict[str, Any] = {}
+    for f in descriptor.fields:
+        value = getattr(message, f.name)
+        if f.is_repeated:
+            out[json_name(descriptor, f)] = [_value(f, v) for v in value]
+        elif f.type == FieldDescriptor.TYPE_MESSAGE and not message.HasField(f.name):
+            out[json_name(descriptor, f)] = None
+        else:
+            out[json_name(descriptor, f)] = _value(f, value)
+    out.update(extra)
+    return out
+
+
+def _value(f: Any, value: Any) -> Any:
+    if f.type == FieldDescriptor.TYPE_MESSAGE:
+        return to_json(value)
+    if f.type == FieldDescriptor.TYPE_ENUM:
+        return f.enum_type.values_by_number[value].name
+    if f.type == FieldDescriptor.TYPE_BYTES:
+        return base64.b64encode(value).decode("ascii")
+    return value
+
+
+def _override(message: Message) -> Any:
+    if isinstance(message, common_pb2.Error):
+        if message.code == 0:
+            return None
+        name = next((c.name for c in grpc.StatusCode if c.value[0] == message.code), "UNKNOWN")
+        return {"code": name, "message": message.message, "reason": message.reason}
+    raise TypeError(f"no override for {message.DESCRIPTOR.full_name}")
+
+
+def answer(message: Message, **extra: Any) -> BaseModel:
+    """The model instance of a message (what a route returns)."""
+    return model_of(message.DESCRIPTOR).model_validate(to_json(message, **extra))
