@@ -23,6 +23,10 @@ class Overloaded(FacerecError):
     """Too large a request or image, or a full queue: try again later or send less."""
 
 
+class TooLarge(Overloaded):
+    """A request or picture over a limit by itself: sending it again never helps; send less."""
+
+
 class Unavailable(FacerecError):
     """A downstream service cannot be reached."""
 

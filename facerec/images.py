@@ -1,6 +1,8 @@
 """Image decoding, in one place for every service: bytes in, upright (h, w, 3) uint8 RGB out.
 
-Limits are checked before pixels are decoded: a 20000x20000 PNG header is refused from its header.
+Limits are checked before pixels are decoded: a 20000x20000 PNG header is refused from its header, and so
+is a picture that declares far more pixels than its bytes can carry (a few hundred bytes of JPEG that claim
+6000x6000 decode as a grey 36-megapixel picture: the decoder fills what the data lacks).
 """
 
 from __future__ import annotations
@@ -13,7 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageOps, UnidentifiedImageError
 
-from facerec.errors import InvalidInput, Overloaded
+from facerec.errors import InvalidInput, TooLarge
 
 FORMATS = ("JPEG", "PNG", "WEBP", "BMP")  # Pillow >= 13 reads MPO with its JPEG plugin
 # The smallest window MTCNN's P-Net can look at; a smaller picture cannot hold a detectable face.
@@ -32,37 +34,23 @@ class ImageLimits:
     max_bytes: int = 20 * 1024 * 1024
     max_pixels: int = 40_000_000
     min_side_px: int = MIN_SIDE_PX
+    # Decoding costs by the declared pixels, not by the bytes sent. Beyond a few megapixels (cheap to
+    # decode whatever they hold) a picture may declare at most this many pixels per byte: a flat grey
+    # picture, about the most compressible honest one, carries 170 (JPEG) to 560 (lossy WebP) per byte,
+    # real photos under 50; a lying header carries tens of thousands.
+    max_pixels_per_byte: int = 1024
+    pixels_free_of_ratio: int = 4_000_000
 
 
 def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> NDArray[np.uint8]:
     """Decodes JPEG, PNG (8/16 bit, grey, palette, RGBA), WebP or BMP with its EXIF orientation applied.
 
     Returns (h, w, 3) uint8 RGB of the upright picture; transparency is composited over white.
-    Raises InvalidInput for empty, undecodable, unsupported or too small images and Overloaded
-    for images over the byte or pixel limit.
+    Raises InvalidInput for empty, undecodable, unsupported or too small images and for a header that
+    declares more pixels than the bytes may (ImageLimits.max_pixels_per_byte), and TooLarge for images
+    over the byte or pixel limit.
     """
-    if not data:
-        raise InvalidInput("The image is empty (0 bytes).")
-    if len(data) > limits.max_bytes:
-        raise Overloaded(f"The image is {len(data)} bytes, over the limit of {limits.max_bytes} bytes.")
-    try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            image = Image.open(io.BytesIO(data), formats=FORMATS)
-    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
-        raise InvalidInput(
-            "The image could not be decoded: it is not a JPEG, PNG, WebP or BMP file."
-        ) from exc
-    width, height = image.size
-    if width * height > limits.max_pixels:
-        raise Overloaded(
-            f"The image is {width}x{height} pixels, over the limit of {limits.max_pixels} pixels."
-        )
-    if min(width, height) < limits.min_side_px:
-        raise InvalidInput(
-            f"The image is {width}x{height} pixels; faces can only be found on at least "
-            f"{limits.min_side_px}x{limits.min_side_px}."
-        )
+    image = _open_checked(data, limits)
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
@@ -72,17 +60,52 @@ def decode_image(data: bytes, limits: ImageLimits = ImageLimits()) -> NDArray[np
         raise InvalidInput("The image could not be decoded: its data is truncated or corrupt.") from exc
 
 
-def header_pixels(data: bytes) -> int:
-    """width x height read from the image's header without decoding it; 0 when the header is unreadable
-    (decode_image then says why)."""
+def pixels_to_decode(data: bytes, limits: ImageLimits = ImageLimits()) -> int:
+    """The pixels decode_image(data, limits) will hold, read from the header without decoding: 0 for a
+    picture it refuses before decoding (decode_image then says why)."""
+    try:
+        with _open_checked(data, limits) as image:
+            width, height = image.size
+    except Exception:  # refused or unreadable: decode_image reports it with its own sentence
+        return 0
+    return width * height
+
+
+def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
+    """The opened (not yet decoded) picture once its bytes and its header's size pass the limits."""
+    if not data:
+        raise InvalidInput("The image is empty (0 bytes).")
+    if len(data) > limits.max_bytes:
+        raise TooLarge(f"The image is too large: {len(data)} bytes, over the limit of {limits.max_bytes}.")
     try:
         with warnings.catch_warnings():
             warnings.simplefilter("ignore")
-            with Image.open(io.BytesIO(data), formats=FORMATS) as image:
-                width, height = image.size
-    except Exception:  # any unreadable header: decode_image reports it with its own sentence
-        return 0
-    return width * height
+            image = Image.open(io.BytesIO(data), formats=FORMATS)
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError) as exc:
+        raise InvalidInput(
+            "The image could not be decoded: it is not a JPEG, PNG, WebP or BMP file."
+        ) from exc
+    width, height = image.size
+    pixels = width * height
+    if pixels > limits.max_pixels:
+        image.close()
+        raise TooLarge(
+            f"The image is too large: {width}x{height} pixels, over the limit of {limits.max_pixels}."
+        )
+    if pixels > max(limits.pixels_free_of_ratio, limits.max_pixels_per_byte * len(data)):
+        image.close()
+        raise InvalidInput(
+            f"The image declares {width}x{height} pixels in only {len(data)} bytes; beyond "
+            f"{limits.pixels_free_of_ratio} pixels a picture may declare at most "
+            f"{limits.max_pixels_per_byte} pixels per byte."
+        )
+    if min(width, height) < limits.min_side_px:
+        image.close()
+        raise InvalidInput(
+            f"The image is {width}x{height} pixels; faces can only be found on at least "
+            f"{limits.min_side_px}x{limits.min_side_px}."
+        )
+    return image
 
 
 def encode_png(rgb: NDArray[np.uint8]) -> bytes:

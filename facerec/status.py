@@ -17,6 +17,7 @@ STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
     errors.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
+    errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,  # before Overloaded: a code's last class wins when read back
     errors.Overloaded: grpc.StatusCode.RESOURCE_EXHAUSTED,
     errors.Unavailable: grpc.StatusCode.UNAVAILABLE,
     # Another replica, or this one restarted (its exports re-checked), can serve: retrying is right.

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from facerec.errors import InvalidInput, Overloaded
-from facerec.images import ImageLimits, decode_image
-from tests.support.images import encode, noise, png_header_only
+from facerec.errors import InvalidInput, TooLarge
+from facerec.images import ImageLimits, decode_image, pixels_to_decode
+from tests.support.images import encode, lying_jpeg, noise, png_header_only
 
 RGB = noise(40, 56)
 
@@ -83,12 +83,41 @@ def test_one_pixel_is_invalid_input() -> None:
 
 
 def test_huge_header_is_refused_before_decoding() -> None:
-    with pytest.raises(Overloaded, match="20000x20000"):
+    with pytest.raises(TooLarge, match="too large: 20000x20000"):
         decode_image(png_header_only(20000, 20000))
 
 
 def test_byte_limit() -> None:
     data = encode(RGB, "PNG")
-    with pytest.raises(Overloaded):
+    with pytest.raises(TooLarge, match="too large"):
         decode_image(data, ImageLimits(max_bytes=len(data) - 1))
     assert decode_image(data, ImageLimits(max_bytes=len(data))).shape == (40, 56, 3)
+
+
+def test_a_jpeg_whose_header_declares_more_than_its_bytes_can_carry_is_refused_before_decoding() -> None:
+    """632 bytes declaring 6000x6000: libjpeg would fill the rest and hand over 36 megapixels."""
+    lie = lying_jpeg(6000, 6000)
+    with pytest.raises(InvalidInput, match="declares 6000x6000 pixels in only"):
+        decode_image(lie)
+    assert pixels_to_decode(lie) == 0
+
+
+def test_a_lying_header_within_the_ratio_free_size_is_decoded_as_before() -> None:
+    assert decode_image(lying_jpeg(2000, 1500)).shape == (1500, 2000, 3)
+    assert pixels_to_decode(lying_jpeg(2000, 1500)) == 3_000_000
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_flat_honest_pictures_past_the_ratio_free_size_still_decode(fmt: str) -> None:
+    """A flat grey picture is about the most compressible honest one (170 to 560 pixels a byte)."""
+    out = io.BytesIO()
+    Image.new("RGB", (2600, 2000), (128, 128, 128)).save(out, format=fmt)
+    assert decode_image(out.getvalue()).shape == (2000, 2600, 3)
+    assert pixels_to_decode(out.getvalue()) == 5_200_000
+
+
+def test_the_ratio_is_a_limit_of_its_own() -> None:
+    data = encode(noise(40, 56), "PNG")
+    assert decode_image(data, ImageLimits(max_pixels_per_byte=1, pixels_free_of_ratio=40 * 56)).shape[0] == 40
+    with pytest.raises(InvalidInput, match="at most 0 pixels per byte"):
+        decode_image(data, ImageLimits(max_pixels_per_byte=0, pixels_free_of_ratio=40 * 56 - 1))
