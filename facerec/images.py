@@ -8,6 +8,7 @@ is a picture that declares far more pixels than its bytes can carry (a few hundr
 from __future__ import annotations
 
 import io
+import re
 import warnings
 from dataclasses import dataclass
 
@@ -35,9 +36,10 @@ class ImageLimits:
     max_pixels: int = 40_000_000
     min_side_px: int = MIN_SIDE_PX
     # Decoding costs by the declared pixels, not by the bytes sent. Beyond a few megapixels (cheap to
-    # decode whatever they hold) a picture may declare at most this many pixels per byte: a flat grey
-    # picture, about the most compressible honest one, carries 170 (JPEG) to 560 (lossy WebP) per byte,
-    # real photos under 50; a lying header carries tens of thousands.
+    # decode whatever they hold) a picture may declare at most this many pixels per byte of its pixel
+    # data (pixel_data_bytes: comments and metadata do not count, so padding a lie buys nothing): a flat
+    # grey picture, about the most compressible honest one, carries 170 (JPEG) to 560 (lossy WebP) per
+    # byte, real photos under 50; a lying header carries tens of thousands.
     max_pixels_per_byte: int = 1024
     pixels_free_of_ratio: int = 4_000_000
 
@@ -92,13 +94,15 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
         raise TooLarge(
             f"The image is too large: {width}x{height} pixels, over the limit of {limits.max_pixels}."
         )
-    if pixels > max(limits.pixels_free_of_ratio, limits.max_pixels_per_byte * len(data)):
-        image.close()
-        raise InvalidInput(
-            f"The image declares {width}x{height} pixels in only {len(data)} bytes; beyond "
-            f"{limits.pixels_free_of_ratio} pixels a picture may declare at most "
-            f"{limits.max_pixels_per_byte} pixels per byte."
-        )
+    if pixels > limits.pixels_free_of_ratio:
+        carried = pixel_data_bytes(data, image.format)
+        if pixels > limits.max_pixels_per_byte * carried:
+            image.close()
+            raise InvalidInput(
+                f"The image declares {width}x{height} pixels in only {carried} bytes of pixel data; beyond "
+                f"{limits.pixels_free_of_ratio} pixels a picture may declare at most "
+                f"{limits.max_pixels_per_byte} pixels per byte."
+            )
     if min(width, height) < limits.min_side_px:
         image.close()
         raise InvalidInput(
@@ -106,6 +110,52 @@ def _open_checked(data: bytes, limits: ImageLimits) -> Image.Image:
             f"{limits.min_side_px}x{limits.min_side_px}."
         )
     return image
+
+
+# In a JPEG's entropy-coded data 0xFF is followed by 0x00 (stuffing), a restart marker or more 0xFF (fill);
+# any other byte after it starts the next marker segment.
+_JPEG_MARKER = re.compile(rb"\xff(?![\x00\xd0-\xd7\xff])")
+
+
+def pixel_data_bytes(data: bytes, image_format: str | None) -> int:
+    """The bytes of `data` that can carry pixels: a JPEG's entropy-coded scans, a PNG's IDAT chunks, the
+    whole of any other format. Comments, metadata and bytes after the end do not count."""
+    if image_format in ("JPEG", "MPO"):
+        return _jpeg_scan_bytes(data)
+    if image_format == "PNG":
+        return _png_idat_bytes(data)
+    return len(data)
+
+
+def _jpeg_scan_bytes(data: bytes) -> int:
+    total, pos = 0, 2  # after SOI
+    while pos + 2 <= len(data) and data[pos] == 0xFF:
+        marker = data[pos + 1]
+        if marker == 0xD9:  # EOI
+            break
+        if marker == 0xFF or marker == 0x01 or 0xD0 <= marker <= 0xD7:  # fill, TEM, RSTn: no length
+            pos += 1 if marker == 0xFF else 2
+            continue
+        pos += 2 + int.from_bytes(data[pos + 2 : pos + 4], "big")
+        if marker == 0xDA:  # SOS: its entropy-coded data runs to the next marker
+            found = _JPEG_MARKER.search(data, pos)
+            end = found.start() if found else len(data)
+            total += max(0, end - pos)
+            pos = end
+    return total
+
+
+def _png_idat_bytes(data: bytes) -> int:
+    total, pos = 0, 8  # after the signature; each chunk: length (4), type (4), data, crc (4)
+    while pos + 8 <= len(data):
+        length = int.from_bytes(data[pos : pos + 4], "big")
+        kind = data[pos + 4 : pos + 8]
+        if kind == b"IDAT":
+            total += min(length, len(data) - pos - 8)  # a length field can lie too
+        elif kind == b"IEND":
+            break
+        pos += 12 + length
+    return total
 
 
 def encode_png(rgb: NDArray[np.uint8]) -> bytes:

@@ -3,6 +3,8 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
@@ -100,6 +102,21 @@ def test_a_jpeg_whose_header_declares_more_than_its_bytes_can_carry_is_refused_b
     with pytest.raises(InvalidInput, match="declares 6000x6000 pixels in only"):
         decode_image(lie)
     assert pixels_to_decode(lie) == 0
+
+
+def test_padding_a_lying_header_with_comments_and_metadata_buys_no_pixels() -> None:
+    """50 kB of JPEG comment or PNG text beside a few bytes of pixel data: still refused."""
+    comment = b"x" * 50_000
+    jpeg = lying_jpeg(6000, 6000)
+    padded_jpeg = jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
+    padded_png = png_header_only(6000, 6000)
+    text = b"Comment\0" + comment
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    padded_png = padded_png[:33] + chunk + padded_png[33:]  # after the signature and IHDR
+    for padded in (padded_jpeg, padded_png, padded_jpeg + comment):
+        assert len(padded) > 50_000
+        with pytest.raises(InvalidInput, match="6000x6000 pixels in only"):
+            decode_image(padded)
 
 
 def test_a_lying_header_within_the_ratio_free_size_is_decoded_as_before() -> None:
