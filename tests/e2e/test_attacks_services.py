@@ -43,8 +43,8 @@ AUTH = [("authorization", f"Bearer {TOKEN}")]
 # docs/limits.md, "Attacks on the services": what each attack may add to a service's memory at most.
 LYING_HEADER_PEAK_MIB = 64
 GZIP_BOMB_PEAK_MIB = 32
-EMBED_BURST_PEAK_MIB = 512
-EMBED_BURST_KEPT_MIB = 128
+EMBED_BURST_PEAK_MIB = 256
+EMBED_BURST_KEPT_MIB = 48
 MADE_UP_METHODS_METRICS_GROWTH_BYTES = 8 * 1024
 
 
