@@ -51,7 +51,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         self._calibration = calibration
         self._max_faces = max_faces_per_request
         self._max_bytes = max_request_bytes
-        # A face is at most max_face_pixels, so the ratio rule of facerec.images never applies here.
+        # Beyond 1 MP a face also obeys the pixels-per-byte rule of facerec.images (a lying header).
         self._image_limits = ImageLimits(max_bytes=max_request_bytes, max_pixels=max_face_pixels)
         self._max_request_pixels = max_request_pixels
         self._pixels = Budget(max_pixels_in_flight, "pixels of encoded faces being decoded at once")
