@@ -14,8 +14,8 @@ from detector_service.config import Settings
 from detector_service.detector import Alignment, Detection, DetectOptions
 from facerec.batching import Outcome
 from facerec.budget import Budget
-from facerec.errors import FacerecError, InvalidInput
-from facerec.images import decode_image, header_pixels
+from facerec.errors import FacerecError, InvalidInput, TooLarge
+from facerec.images import decode_image, pixels_to_decode
 from facerec.server import Health, Service, build_server
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
@@ -69,25 +69,31 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 f"The request has {count} images, over the limit of {self._settings.max_images_per_request}."
             )
         options = self._options(request.options)
-        with self._pixels.take(sum(self._pixels_to_decode(image.data) for image in request.images)):
-            return self._detect(request, options, context)
-
-    def _pixels_to_decode(self, data: bytes) -> int:
-        """The pixels decode_image will hold for this picture: 0 for one it refuses before decoding."""
-        if len(data) > self._limits.max_bytes:
-            return 0
-        pixels = header_pixels(data)
-        return pixels if pixels <= self._limits.max_pixels else 0
+        results = [detector_pb2.ImageResult() for _ in range(count)]
+        pixels = [pixels_to_decode(image.data, self._limits) for image in request.images]
+        # Pictures that fit the budget one by one but not all together are served part after part (a
+        # part's pixels are freed before the next is decoded), so such a request is never refused for ever.
+        for part in self._pixels.parts(pixels):
+            try:
+                with self._pixels.take(sum(pixels[i] for i in part)):
+                    self._detect(request, part, options, context, results)
+            except TooLarge as exc:  # a single picture over the whole budget: its own answer, never "retry"
+                results[part[0]].error.CopyFrom(error_proto(exc))
+        return detector_pb2.DetectResponse(results=results)
 
     def _detect(
-        self, request: detector_pb2.DetectRequest, options: DetectOptions, context: grpc.ServicerContext
-    ) -> detector_pb2.DetectResponse:
-        count = len(request.images)
-        results = [detector_pb2.ImageResult() for _ in range(count)]
+        self,
+        request: detector_pb2.DetectRequest,
+        part: Sequence[int],
+        options: DetectOptions,
+        context: grpc.ServicerContext,
+        results: list[detector_pb2.ImageResult],
+    ) -> None:
+        """Decodes and searches the pictures at the indices `part`, filling their results."""
         pictures, where = [], []
-        for index, image in enumerate(request.images):
+        for index in part:
             try:
-                picture = decode_image(image.data, self._limits)
+                picture = decode_image(request.images[index].data, self._limits)
             except FacerecError as exc:
                 results[index].error.CopyFrom(error_proto(exc))
                 continue
@@ -102,7 +108,6 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                     results[index].width = results[index].height = 0
                 else:
                     results[index].faces.extend(face_proto(d) for d in outcome)
-        return detector_pb2.DetectResponse(results=results)
 
     def _options(self, options: detector_pb2.DetectOptions) -> DetectOptions:
         if options.alignment not in _ALIGNMENT:

@@ -35,6 +35,13 @@ class Settings(ServerSettings):
     max_request_bytes: int = setting(16 * MiB, "largest request")
     # An encoded face is decoded to pixels: a small PNG can hold a huge flat picture, so bound its area.
     max_face_pixels: int = setting(4_000_000, "largest decoded encoded face (width x height)")
+    # Decoding costs by the pixels: bound what one call may ask for, and what all calls decode at once.
+    max_request_pixels: int = setting(
+        32_000_000, "decoded pixels of all encoded faces in one Embed call; beyond it RESOURCE_EXHAUSTED"
+    )
+    max_pixels_in_flight: int = setting(
+        16_000_000, "pixels of encoded faces being decoded by all calls at once; beyond it RESOURCE_EXHAUSTED"
+    )
     max_workers: int = setting(32, "gRPC worker threads")
     intra_threads: int = setting(2, "model intra-op threads (0 lets TensorFlow choose)")
     inter_threads: int = setting(1, "model inter-op threads (0 lets TensorFlow choose)")
@@ -60,6 +67,11 @@ class Settings(ServerSettings):
         if min(self.max_queue, self.max_faces_per_request, self.max_request_bytes, self.max_face_pixels) < 1:
             raise SettingError(
                 "max_queue, max_faces_per_request, max_request_bytes and max_face_pixels must be positive."
+            )
+        if min(self.max_request_pixels, self.max_pixels_in_flight) < self.max_face_pixels:
+            raise SettingError(
+                f"{self.key('max_request_pixels')} and {self.key('max_pixels_in_flight')} must be at least "
+                f"{self.key('max_face_pixels')} ({self.max_face_pixels}), or no face of that size could pass."
             )
         if self.intra_threads < 0 or self.inter_threads < 0:
             raise SettingError("TensorFlow thread counts must not be negative (0 lets TensorFlow choose).")

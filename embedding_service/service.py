@@ -14,11 +14,14 @@ from numpy.typing import NDArray
 from embedding_service.batcher import EmbeddingBatcher
 from embedding_service.config import Settings
 from embedding_service.embedder import rgb_crop
+from embedding_service.preprocessing import resize_crop
 from facerec import server as server_mod
+from facerec.budget import Budget
 from facerec.calibration import CalibrationSource
 from facerec.calibration_proto import point_proto
-from facerec.errors import FacerecError, InvalidInput, Overloaded
-from facerec.images import ImageLimits, decode_image
+from facerec.errors import FacerecError, InvalidInput, TooLarge
+from facerec.heap import release_free_memory
+from facerec.images import ImageLimits, decode_image, pixels_to_decode
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
 
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 SERVICE_NAME = embedding_pb2.DESCRIPTOR.services_by_name["Embedder"].full_name
 # Room for the protobuf framing around the face bytes, so the byte limit is ours to report.
 MESSAGE_OVERHEAD_BYTES = 1024 * 1024
+# After a call that decoded this many pixels, the freed decoder buffers are given back to the OS.
+RELEASE_AFTER_PIXELS = 1_000_000
 
 
 class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
@@ -39,12 +44,17 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         max_faces_per_request: int = 64,
         max_request_bytes: int = 16 * 1024 * 1024,
         max_face_pixels: int = 4_000_000,
+        max_request_pixels: int = 32_000_000,
+        max_pixels_in_flight: int = 16_000_000,
     ) -> None:
         self._batcher = batcher
         self._calibration = calibration
         self._max_faces = max_faces_per_request
         self._max_bytes = max_request_bytes
+        # Beyond 1 MP a face also obeys the pixels-per-byte rule of facerec.images (a lying header).
         self._image_limits = ImageLimits(max_bytes=max_request_bytes, max_pixels=max_face_pixels)
+        self._max_request_pixels = max_request_pixels
+        self._pixels = Budget(max_pixels_in_flight, "pixels of encoded faces being decoded at once")
 
     def Embed(
         self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
@@ -58,17 +68,36 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             )
         size = sum(len(face.crop.rgb) + len(face.encoded.data) for face in faces)
         if size > self._max_bytes:
-            raise Overloaded(f"The faces hold {size} bytes, over the limit of {self._max_bytes} per request.")
+            raise TooLarge(
+                f"The faces are too large: {size} bytes, over the limit of {self._max_bytes} per request."
+            )
+        pixels = [
+            pixels_to_decode(face.encoded.data, self._image_limits) if face.HasField("encoded") else 0
+            for face in faces
+        ]
+        if sum(pixels) > self._max_request_pixels:
+            raise TooLarge(
+                f"The faces are too large: their images declare {sum(pixels)} pixels, over the limit of "
+                f"{self._max_request_pixels} per request."
+            )
 
         results = [embedding_pb2.EmbedResult() for _ in faces]
         crops: list[NDArray[np.uint8]] = []
         positions: list[int] = []
-        for i, face in enumerate(faces):
-            try:
-                crops.append(self._crop_of(face))
-                positions.append(i)
-            except FacerecError as exc:
-                results[i].error.CopyFrom(error_proto(exc))
+        try:
+            for i, face in enumerate(faces):
+                # Encoded faces are decoded one at a time and shrunk to the model's input at once, so a
+                # call holds one decoded picture; the budget bounds them all (a few bytes of PNG can be
+                # 4 MP). When it is spent the whole call is refused at once (Overloaded: try again).
+                with self._pixels.take(pixels[i]):
+                    try:
+                        crops.append(self._crop_of(face))
+                        positions.append(i)
+                    except FacerecError as exc:
+                        results[i].error.CopyFrom(error_proto(exc))
+        finally:
+            if sum(pixels) >= RELEASE_AFTER_PIXELS:
+                release_free_memory()
 
         outcomes = self._batcher.embed(crops, timeout_s=context.time_remaining(), is_active=context.is_active)
         model = self._batcher.embedder.name
@@ -106,12 +135,15 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         )
 
     def _crop_of(self, face: embedding_pb2.FaceInput) -> NDArray[np.uint8]:
+        """The face as (h, w, 3) RGB; an encoded one already shrunk to the model's input."""
         kind = face.WhichOneof("input")
         if kind == "crop":
             return rgb_crop(face.crop.rgb, face.crop.width, face.crop.height)
-        if kind == "encoded":
-            return decode_image(face.encoded.data, self._image_limits)
-        raise InvalidInput("The face has neither a crop nor an encoded image.")
+        if kind != "encoded":
+            raise InvalidInput("The face has neither a crop nor an encoded image.")
+        picture = decode_image(face.encoded.data, self._image_limits)
+        # The same resize the batcher's prepare() does, done now so that only the small crop is kept.
+        return resize_crop(picture, self._batcher.embedder.input_size)
 
 
 def build_server(
@@ -131,6 +163,8 @@ def build_server(
         max_faces_per_request=settings.max_faces_per_request,
         max_request_bytes=settings.max_request_bytes,
         max_face_pixels=settings.max_face_pixels,
+        max_request_pixels=settings.max_request_pixels,
+        max_pixels_in_flight=settings.max_pixels_in_flight,
     )
     options = dataclasses.replace(
         settings.server_options(),

@@ -14,10 +14,11 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Any, NoReturn
 
 import grpc
+from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 
 from facerec import security
 from facerec.errors import FacerecError
-from facerec.metrics import ServiceMetrics, start_metrics_server
+from facerec.metrics import ServiceMetrics, hosted_methods, start_metrics_server
 from facerec.server import Health, PortInUse, announce, check_port_free, serve_until_signalled
 from facerec.settings import ServerSettings
 
@@ -94,7 +95,7 @@ def run_service(
     interceptors: list[grpc.ServerInterceptor[Any, Any]] = []
     if settings.metrics_port:
         hosting.watch(metrics)
-        interceptors.append(metrics.interceptor())
+        interceptors.append(metrics.interceptor(hosted_methods([service_name, HEALTH_SERVICE_NAME])))
         start_metrics_server(settings.metrics_port, metrics.registry, settings.host)
     interceptors += auth  # inside metrics, so refused calls are counted too
     try:

@@ -6,6 +6,8 @@ the tests, never collide) and serves them over HTTP on its own port (`start_metr
 Names (every series also carries `service`):
   facerec_requests_total{method,code}      RPCs finished, by final gRPC status code
   facerec_request_seconds{method}          RPC latency (histogram)
+    (`method` is one the server hosts, or "unknown" for every other name a caller made up: labels
+    stay bounded whatever is called)
   facerec_batch_size                       items (images or face crops) per model call (histogram)
   facerec_queue_depth                      requests waiting in the batcher's queue
   facerec_gallery_faces, facerec_gallery_identities   enrolled faces and identities (gallery only)
@@ -16,10 +18,11 @@ from __future__ import annotations
 import logging
 import math
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Collection, Iterable
 from typing import Any, TypeVar
 
 import grpc
+from google.protobuf import descriptor_pool
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
 
 log = logging.getLogger(__name__)
@@ -27,6 +30,8 @@ log = logging.getLogger(__name__)
 # Inference RPCs run from a few ms (a health check, one crop) to seconds (a batch of large pictures).
 LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0)
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
+# The one label of every method a server does not host: each made-up name would otherwise add series.
+UNKNOWN_METHOD = "unknown"
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -66,9 +71,10 @@ class ServiceMetrics:
         )
         self._gallery_watched = False
 
-    def interceptor(self) -> MetricsInterceptor:
-        """The server interceptor that counts and times every unary call; pass it to build_server."""
-        return MetricsInterceptor(self)
+    def interceptor(self, methods: Collection[str]) -> MetricsInterceptor:
+        """The server interceptor that counts and times every unary call; pass it to build_server.
+        methods: the server's own ("package.Service/Method", e.g. from hosted_methods)."""
+        return MetricsInterceptor(self, methods)
 
     def record_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
         self._requests.labels(self.service, method, code.name).inc()
@@ -116,16 +122,27 @@ def _safe(read: Callable[[], int], what: str) -> Callable[[], float]:
     return value
 
 
+def hosted_methods(service_names: Iterable[str]) -> frozenset[str]:
+    """Every method ("package.Service/Method") of the named services, from the protobuf descriptors
+    their generated modules registered (import those first)."""
+    pool = descriptor_pool.Default()
+    return frozenset(
+        f"{name}/{method.name}" for name in service_names for method in pool.FindServiceByName(name).methods
+    )
+
+
 class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    """Counts unary calls by method and final status code, and times them.
+    """Counts unary calls by method and final status code, and times them. A method not in `methods`
+    (the server's own) is counted as "unknown", so callers cannot add series by making names up.
 
     Install it OUTSIDE facerec.status.ErrorInterceptor (build_server puts its `interceptors` first,
     so outside): a FacerecError has then already become context.abort(code), and this sees that code
     on the context when the abort exception passes through.
     """
 
-    def __init__(self, metrics: ServiceMetrics) -> None:
+    def __init__(self, metrics: ServiceMetrics, methods: Collection[str]) -> None:
         self._metrics = metrics
+        self._methods = frozenset(methods)
 
     def intercept_service(
         self,
@@ -137,6 +154,8 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # g
         if handler is None or handler.unary_unary is None:
             return handler
         method = handler_call_details.method.lstrip("/")
+        if method not in self._methods:
+            method = UNKNOWN_METHOD
         inner = handler.unary_unary
         metrics = self._metrics
 

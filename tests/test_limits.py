@@ -16,7 +16,7 @@ import pytest
 from detector_service.config import Settings as DetectorSettings
 from embedding_service.config import Settings as EmbedderSettings
 from facerec import security
-from facerec.images import MIN_SIDE_PX
+from facerec.images import MIN_SIDE_PX, ImageLimits
 from facerec.server import Health
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery import validation
@@ -53,6 +53,7 @@ def test_the_limits_table_names_real_settings_with_their_defaults(tmp_path: Path
     # The fixed limits the table states.
     assert (validation.MAX_IDENTITY_CHARS, validation.MAX_TOP_K, validation.MAX_PAGE_SIZE) == (128, 100, 1000)
     assert (MIN_SIDE_PX, security.MIN_TOKEN_CHARS) == (12, 16)
+    assert (ImageLimits().max_pixels_per_byte, ImageLimits().pixels_free_of_ratio) == (1024, 1_000_000)
     # The security settings the last table names exist on every service.
     for prefix in ("DETECTOR", "EMBEDDER", "GALLERY"):
         for field in ("tls_cert", "tls_key", "tls_client_ca", "tokens_file", "tokens"):

@@ -3,14 +3,16 @@
 from __future__ import annotations
 
 import io
+import struct
+import zlib
 
 import numpy as np
 import pytest
 from PIL import Image
 
-from facerec.errors import InvalidInput, Overloaded
-from facerec.images import ImageLimits, decode_image
-from tests.support.images import encode, noise, png_header_only
+from facerec.errors import InvalidInput, TooLarge
+from facerec.images import ImageLimits, decode_image, pixels_to_decode
+from tests.support.images import encode, lying_jpeg, noise, png_header_only
 
 RGB = noise(40, 56)
 
@@ -83,12 +85,57 @@ def test_one_pixel_is_invalid_input() -> None:
 
 
 def test_huge_header_is_refused_before_decoding() -> None:
-    with pytest.raises(Overloaded, match="20000x20000"):
+    with pytest.raises(TooLarge, match="too large: 20000x20000"):
         decode_image(png_header_only(20000, 20000))
 
 
 def test_byte_limit() -> None:
     data = encode(RGB, "PNG")
-    with pytest.raises(Overloaded):
+    with pytest.raises(TooLarge, match="too large"):
         decode_image(data, ImageLimits(max_bytes=len(data) - 1))
     assert decode_image(data, ImageLimits(max_bytes=len(data))).shape == (40, 56, 3)
+
+
+def test_a_jpeg_whose_header_declares_more_than_its_bytes_can_carry_is_refused_before_decoding() -> None:
+    """632 bytes declaring 6000x6000: libjpeg would fill the rest and hand over 36 megapixels."""
+    lie = lying_jpeg(6000, 6000)
+    with pytest.raises(InvalidInput, match="declares 6000x6000 pixels in only"):
+        decode_image(lie)
+    assert pixels_to_decode(lie) == 0
+
+
+def test_padding_a_lying_header_with_comments_and_metadata_buys_no_pixels() -> None:
+    """50 kB of JPEG comment or PNG text beside a few bytes of pixel data: still refused."""
+    comment = b"x" * 50_000
+    jpeg = lying_jpeg(6000, 6000)
+    padded_jpeg = jpeg[:2] + b"\xff\xfe" + struct.pack(">H", len(comment) + 2) + comment + jpeg[2:]
+    padded_png = png_header_only(6000, 6000)
+    text = b"Comment\0" + comment
+    chunk = struct.pack(">I", len(text)) + b"tEXt" + text + struct.pack(">I", zlib.crc32(b"tEXt" + text))
+    padded_png = padded_png[:33] + chunk + padded_png[33:]  # after the signature and IHDR
+    for padded in (padded_jpeg, padded_png, padded_jpeg + comment):
+        assert len(padded) > 50_000
+        with pytest.raises(InvalidInput, match="6000x6000 pixels in only"):
+            decode_image(padded)
+
+
+def test_a_lying_header_within_the_ratio_free_size_is_decoded_as_before() -> None:
+    assert decode_image(lying_jpeg(1000, 1000)).shape == (1000, 1000, 3)
+    assert pixels_to_decode(lying_jpeg(1000, 1000)) == 1_000_000
+    assert pixels_to_decode(lying_jpeg(1000, 1001)) == 0
+
+
+@pytest.mark.parametrize("fmt", ["JPEG", "PNG", "WEBP"])
+def test_flat_honest_pictures_past_the_ratio_free_size_still_decode(fmt: str) -> None:
+    """A flat grey picture is about the most compressible honest one (170 to 560 pixels a byte)."""
+    out = io.BytesIO()
+    Image.new("RGB", (2600, 2000), (128, 128, 128)).save(out, format=fmt)
+    assert decode_image(out.getvalue()).shape == (2000, 2600, 3)
+    assert pixels_to_decode(out.getvalue()) == 5_200_000
+
+
+def test_the_ratio_is_a_limit_of_its_own() -> None:
+    data = encode(noise(40, 56), "PNG")
+    assert decode_image(data, ImageLimits(max_pixels_per_byte=1, pixels_free_of_ratio=40 * 56)).shape[0] == 40
+    with pytest.raises(InvalidInput, match="at most 0 pixels per byte"):
+        decode_image(data, ImageLimits(max_pixels_per_byte=0, pixels_free_of_ratio=40 * 56 - 1))

@@ -18,7 +18,7 @@ from detector_service.service import build_detector_server
 from facerec.server import Health
 from facerec.settings import SettingError
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
-from tests.support.images import encode, noise, png_header_only
+from tests.support.images import encode, lying_jpeg, noise, png_header_only
 
 GOOD = encode(noise(48, 64), "PNG")
 
@@ -230,3 +230,44 @@ def test_settings_from_env_and_flags() -> None:
         Settings.from_env({"DETECTOR_MAX_QUEUE": "0"})
     with pytest.raises(SettingError):
         Settings.from_env({"DETECTOR_MAX_QUEUE": "many"})
+
+
+def test_pictures_that_fit_the_pixel_budget_one_by_one_are_served_in_parts() -> None:
+    """Four pictures of 3072 pixels against a budget of 8000 in flight: together they never fit, so the
+    call was told "try again later" for ever; now they are searched two at a time, one call answering."""
+    s = Served(replace(SETTINGS, max_pixels_in_flight=8000))
+    try:
+        reply = s.detect(GOOD, GOOD, GOOD, GOOD)
+        assert [(r.error.code, r.width, len(r.faces)) for r in reply.results] == [(0, 64, 1)] * 4
+        assert [size for size, _ in s.fake.calls] == [2, 2]
+        assert_still_answers(s)  # every part gave its pixels back
+    finally:
+        s.close()
+
+
+def test_a_picture_over_the_whole_pixel_budget_is_too_large_not_busy_and_the_others_are_served() -> None:
+    s = Served(replace(SETTINGS, max_pixels_in_flight=3000))
+    try:
+        small = encode(noise(40, 40), "PNG")
+        reply = s.detect(small, GOOD, small)
+        assert [r.error.code for r in reply.results] == [0, grpc.StatusCode.RESOURCE_EXHAUSTED.value[0], 0]
+        assert (
+            "too large" in reply.results[1].error.message
+            and "try again" not in reply.results[1].error.message
+        )
+        assert [len(r.faces) for r in reply.results] == [1, 0, 1]
+    finally:
+        s.close()
+
+
+def test_a_header_that_declares_more_pixels_than_its_bytes_can_carry_is_refused_before_decoding(
+    served: Served,
+) -> None:
+    lie = lying_jpeg(6000, 6000)
+    assert len(lie) < 1000
+    reply = served.detect(lie, GOOD)
+    assert reply.results[0].error.code == grpc.StatusCode.INVALID_ARGUMENT.value[0]
+    assert "6000x6000" in reply.results[0].error.message
+    assert (reply.results[0].width, len(reply.results[0].faces)) == (0, 0)
+    assert [size for size, _ in served.fake.calls] == [1]  # the model saw only the good picture
+    assert_still_answers(served)

@@ -14,6 +14,7 @@ from embedding_service.embedder import Embedder
 from embedding_service.preprocessing import DESCRIPTION, prepare_batch
 from facerec.calibration import DEFAULT_THRESHOLD, OperatingPoint, save_calibration
 from facerec.images import encode_png
+from facerec.settings import SettingError
 from facerec.v1 import common_pb2, embedding_pb2
 from tests.support.embedding import (
     FakeInfer,
@@ -244,3 +245,39 @@ def test_batching_off_reports_max_batch_one(
     assert info.max_batch == 1
     assert (info.model_calls, info.faces_embedded) == (3, 3)
     assert fake_infer.batch_sizes == [1, 1, 1]
+
+
+def test_encoded_faces_over_the_request_pixel_budget_are_too_large_for_the_call(
+    tmp_path: Path, fake_embedder: Embedder, fake_infer: FakeInfer
+) -> None:
+    """Three 100x100 PNGs (30000 pixels) against a budget of 25000 per request: the call is refused before
+    any is decoded, with "too large" (never "try again"), and the server goes on."""
+    faces = [encoded_input(encode_png(np.full((100, 100, 3), i, dtype=np.uint8))) for i in range(3)]
+    settings = make_settings(tmp_path, max_face_pixels=10_000, max_request_pixels=25_000)
+    with serve(settings, fake_embedder) as served:
+        with pytest.raises(grpc.RpcError) as caught:
+            served.stub.Embed(embedding_pb2.EmbedRequest(faces=faces), timeout=10)
+        assert caught.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
+        assert "too large" in (caught.value.details() or "")
+        assert "30000 pixels" in (caught.value.details() or "")
+        assert fake_infer.batch_sizes == []
+        assert len(served.stub.Embed(embedding_pb2.EmbedRequest(faces=faces[:2]), timeout=10).results) == 2
+        assert_still_answers(served.stub)
+
+
+def test_encoded_faces_that_fit_the_in_flight_budget_one_by_one_are_all_served(
+    tmp_path: Path, fake_embedder: Embedder
+) -> None:
+    """Each face is decoded (and shrunk) alone, so a budget of one face's pixels serves a call of eight."""
+    crops = [np.random.default_rng(i).integers(0, 256, size=(90, 100, 3), dtype=np.uint8) for i in range(8)]
+    faces = [encoded_input(encode_png(crop)) for crop in crops]
+    settings = make_settings(tmp_path, max_face_pixels=9_000, max_pixels_in_flight=9_000)
+    with serve(settings, fake_embedder) as served:
+        response = served.stub.Embed(embedding_pb2.EmbedRequest(faces=faces), timeout=10)
+    assert not any(r.HasField("error") for r in response.results)
+    np.testing.assert_allclose(vectors_of(response), fake_embedder.embed(crops), atol=1e-6)
+
+
+def test_pixel_budgets_smaller_than_one_face_are_refused_at_start(tmp_path: Path) -> None:
+    with pytest.raises(SettingError, match="EMBEDDER_MAX_PIXELS_IN_FLIGHT"):
+        make_settings(tmp_path, max_face_pixels=10_000, max_pixels_in_flight=9_999)

@@ -14,7 +14,14 @@ from prometheus_client.parser import text_string_to_metric_families
 
 from facerec import errors
 from facerec.batching import Batcher
-from facerec.metrics import MetricsInterceptor, ServiceMetrics, start_metrics_server
+from facerec.metrics import (
+    UNKNOWN_METHOD,
+    MetricsInterceptor,
+    ServiceMetrics,
+    hosted_methods,
+    start_metrics_server,
+)
+from facerec.security import token_interceptor
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
@@ -60,7 +67,9 @@ def served() -> Iterator[tuple[grpc.Channel, int]]:
         [service],
         ServerOptions(host="127.0.0.1", port=0, max_workers=4),
         health,
-        interceptors=[MetricsInterceptor(metrics)],
+        interceptors=[
+            MetricsInterceptor(metrics, hosted_methods(["facerec.v1.Detector", "grpc.health.v1.Health"]))
+        ],
     )
     server.start()
     health.set_serving()
@@ -159,3 +168,51 @@ def test_each_service_has_its_own_registry() -> None:
     a.observe_batch(3)
     assert a.registry.get_sample_value("facerec_batch_size_count", {"service": "detector"}) == 1
     assert b.registry.get_sample_value("facerec_batch_size_count", {"service": "detector"}) is None
+
+
+def test_made_up_method_names_share_one_label_whatever_their_number() -> None:
+    """With tokens on, the token check answers any method name (UNAUTHENTICATED) inside the metrics
+    interceptor: each made-up name once added its own series, without bound."""
+    metrics = ServiceMetrics("detector", CollectorRegistry())
+    health = Health(["facerec.v1.Detector"])
+    service = Service(
+        "facerec.v1.Detector", lambda s: detector_pb2_grpc.add_DetectorServicer_to_server(FakeDetector(), s)
+    )
+    methods = hosted_methods(["facerec.v1.Detector", "grpc.health.v1.Health"])
+    server, port = build_server(
+        [service],
+        ServerOptions(host="127.0.0.1", port=0, max_workers=4),
+        health,
+        interceptors=[
+            MetricsInterceptor(metrics, methods),
+            *token_interceptor("", "0123456789abcdef-token rw"),
+        ],
+    )
+    server.start()
+    metrics_port = start_metrics_server(0, metrics.registry, host="127.0.0.1")
+    try:
+        with grpc.insecure_channel(f"127.0.0.1:{port}") as channel:
+            for i in range(300):
+                with pytest.raises(grpc.RpcError) as caught:
+                    channel.unary_unary(f"/made.Up{i}/Method{i}")(b"", timeout=5)
+                assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+            with pytest.raises(grpc.RpcError) as caught:
+                detector_pb2_grpc.DetectorStub(channel).Detect(detector_pb2.DetectRequest(), timeout=5)
+            assert caught.value.code() == grpc.StatusCode.UNAUTHENTICATED
+        samples = scrape(metrics_port)
+    finally:
+        server.stop(0).wait()
+    labelled = {dict(labels).get("method") for (_name, labels) in samples} - {None}
+    assert labelled == {UNKNOWN_METHOD, DETECT}
+    total = "facerec_requests_total"
+    assert value(samples, total, service="detector", method=UNKNOWN_METHOD, code="UNAUTHENTICATED") == 300
+    assert value(samples, total, service="detector", method=DETECT, code="UNAUTHENTICATED") == 1
+
+
+def test_hosted_methods_are_read_from_the_service_descriptors() -> None:
+    assert hosted_methods(["facerec.v1.Detector", "grpc.health.v1.Health"]) == {
+        DETECT,
+        "grpc.health.v1.Health/Check",
+        "grpc.health.v1.Health/List",
+        "grpc.health.v1.Health/Watch",
+    }

@@ -9,7 +9,7 @@ from grpc_reflection.v1alpha import reflection_pb2, reflection_pb2_grpc
 
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
-from facerec.v1 import detector_pb2, detector_pb2_grpc
+from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 
 
 class Echo(detector_pb2_grpc.DetectorServicer):
@@ -62,6 +62,22 @@ def test_too_large_a_message_is_resource_exhausted_and_server_goes_on(served) ->
         stub.Detect(detector_pb2.DetectRequest(images=[{"data": b"x" * 4096}]), timeout=5)
     assert info.value.code() == grpc.StatusCode.RESOURCE_EXHAUSTED
     assert len(stub.Detect(detector_pb2.DetectRequest(images=[{"data": b"x"}]), timeout=5).results) == 1
+
+
+def test_a_compressed_request_is_refused_before_it_is_inflated_and_the_server_goes_on(served) -> None:
+    """A compressed request, large once inflated (a 1 KiB gzip bomb of 1 MiB) or small, is refused before
+    it is inflated, so a call costs what it sends; the same call uncompressed is served."""
+    _, channel = served
+    stub = detector_pb2_grpc.DetectorStub(channel)
+    bomb = detector_pb2.DetectRequest(images=[common_pb2.Image(data=bytes(1 << 20))])
+    assert len(bomb.SerializeToString()) > 1024
+    for request in (bomb, detector_pb2.DetectRequest(images=[common_pb2.Image(data=b"x")])):
+        with pytest.raises(grpc.RpcError) as caught:
+            stub.Detect(request, timeout=5, compression=grpc.Compression.Gzip)
+        assert caught.value.code() == grpc.StatusCode.UNIMPLEMENTED
+        assert "gzip" in (caught.value.details() or "")
+    reply = stub.Detect(detector_pb2.DetectRequest(images=[common_pb2.Image(data=b"x")]), timeout=5)
+    assert len(reply.results) == 1
 
 
 def test_check_port_free_names_a_port_something_listens_on() -> None:

@@ -33,6 +33,17 @@ def png_header_only(width: int, height: int) -> bytes:
     )
 
 
+def lying_jpeg(width: int, height: int) -> bytes:
+    """A valid 16x16 JPEG whose frame header is rewritten to declare width x height: a few hundred bytes
+    that libjpeg decodes to a full-size (grey) picture, filling what the data lacks."""
+    out = io.BytesIO()
+    Image.new("RGB", (16, 16), (90, 120, 200)).save(out, format="JPEG")
+    data = bytearray(out.getvalue())
+    frame = data.index(b"\xff\xc0")  # SOF0: marker, length (2), precision (1), height, width
+    struct.pack_into(">HH", data, frame + 5, height, width)
+    return bytes(data)
+
+
 def noise(height: int = 64, width: int = 80, seed: int = 7) -> NDArray[np.uint8]:
     return np.random.default_rng(seed).integers(0, 256, size=(height, width, 3), dtype=np.uint8)
 
