@@ -88,10 +88,6 @@ class Overloaded(FacerecError):
 Busy = Overloaded
 
 
-class TooLarge(Overloaded):
-    """A request or picture over a limit by itself: sending it again never helps; send less."""
-
-
 class Unavailable(FacerecError):
     """A downstream service cannot be reached."""
 
