@@ -121,15 +121,20 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=cmd_serve)
 
-    health = sub.add_parser("health", help="exit 0 when the service at ADDRESS reports SERVING")
-    health.add_argument("address", help="the service's host:port")
+    health = sub.add_parser("health", help="exit 0 when the service at HOST:PORT reports SERVING")
+    health.add_argument("address", metavar="HOST:PORT", help="the service's host and port")
     health.add_argument(
         "--service",
+        metavar="SERVICE",
         default="",
         help="a gRPC service name such as facerec.v1.Gallery (default: the server as a whole)",
     )
     health.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)"
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=3.0,
+        help="seconds to wait for the answer (default 3)",
     )
     health.set_defaults(run=cmd_health)
 
@@ -137,7 +142,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_migrate_command(sub)
     _add_client_commands(sub)
+    in_newcomer_order(sub)
     return parser
+
+
+# `facerec --help` lists the commands in the order a newcomer uses them: set up, run, try, use, tune, operate.
+NEWCOMER_ORDER = (
+    "fetch",
+    "serve",
+    "demo",
+    "enroll",
+    "identify",
+    "verify",
+    "list",
+    "remove",
+    "remove-face",
+    "eval",
+    "health",
+    "migrate",
+)
+
+
+def in_newcomer_order(sub: argparse._SubParsersAction[Any]) -> None:
+    """Reorders the help's command list (argparse shows them as added; they are added by module)."""
+    actions = sub._choices_actions
+    rank = {name: i for i, name in enumerate(NEWCOMER_ORDER)}
+    actions.sort(key=lambda action: rank.get(action.dest, len(rank)))
 
 
 def _add_client_commands(sub: argparse._SubParsersAction[Any]) -> None:
