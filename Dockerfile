@@ -53,9 +53,15 @@ USER 10001:10001
 WORKDIR /var/lib/facerec
 
 # Each service serves Prometheus metrics on its own port (0 = off outside the image).
+# Run by hand, every service listens on loopback only; a container's loopback is its own, so inside the
+# image they listen on every interface (compose and the manifests also pass --host 0.0.0.0 explicitly).
 ENV DETECTOR_METRICS_PORT=9101 \
     EMBEDDER_METRICS_PORT=9102 \
     GALLERY_METRICS_PORT=9103 \
+    DETECTOR_HOST=0.0.0.0 \
+    EMBEDDER_HOST=0.0.0.0 \
+    GALLERY_HOST=0.0.0.0 \
+    GATEWAY_HOST=0.0.0.0 \
     FACEREC_HEALTH_PORT=50053
 EXPOSE 50051 50052 50053 8080 9101 9102 9103 9104
 
@@ -66,4 +72,4 @@ HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
     CMD facerec health "127.0.0.1:${FACEREC_HEALTH_PORT}" --timeout 3 || exit 1
 
 ENTRYPOINT ["facerec"]
-CMD ["serve", "gallery", "--store", "/var/lib/facerec/gallery.sqlite"]
+CMD ["serve", "gallery", "--host", "0.0.0.0", "--port", "50053", "--store", "/var/lib/facerec/gallery.sqlite"]

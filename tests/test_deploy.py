@@ -40,11 +40,13 @@ def flag(argv: list[str], name: str) -> str:
 
 
 def check_serve(argv: list[str], service: str) -> None:
-    """argv runs `facerec serve <service> --port <its port>`."""
+    """argv runs `facerec serve <service> --host 0.0.0.0 --port <its port>`: a container's loopback is its
+    own, and the services listen on loopback unless told otherwise."""
     args = parse_cli(argv)
     assert args.command == "serve"
     assert args.service == service
     assert int(flag(args.rest, "--port")) == PORTS[service]
+    assert flag(args.rest, "--host") == "0.0.0.0"
 
 
 def check_health(argv: list[str], service: str) -> None:
@@ -64,6 +66,28 @@ def test_the_cli_has_the_commands_and_services_the_deployment_runs() -> None:
     assert {"detector", "embedder", "gallery", "gateway"} <= set(service.choices)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "no-such-service"])
+
+
+def test_every_listener_binds_loopback_unless_told_otherwise() -> None:
+    from detector_service.config import Settings as DetectorSettings
+    from embedding_service.config import Settings as EmbedderSettings
+    from facerec.settings import ServerOptions
+    from facerec_app.supervisor import serve_parser
+    from gallery.config import Settings as GallerySettings
+    from gateway.config import Settings as GatewaySettings
+
+    # The metrics servers listen on their service's host (facerec.bootstrap, gateway.__main__).
+    hosts = {
+        "detector": DetectorSettings.from_env({}).host,
+        "embedder": EmbedderSettings.from_env({}).host,
+        "gallery": GallerySettings.from_env({"FACEREC_HOME": "/nonexistent"}).host,
+        "gateway": GatewaySettings.from_env({}).host,
+        "server options": ServerOptions().host,
+        "facerec serve": serve_parser().parse_args([]).host,
+    }
+    assert hosts == dict.fromkeys(hosts, "127.0.0.1")
+    assert DetectorSettings.from_env({"DETECTOR_HOST": "0.0.0.0"}).host == "0.0.0.0"
+    assert GatewaySettings.from_env({"GATEWAY_HOST": "0.0.0.0"}).host == "0.0.0.0"
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -148,9 +172,11 @@ def test_dockerfile_entrypoint_is_the_cli_and_the_default_command_is_the_gallery
     entrypoint = [json.loads(rest) for word, rest in steps if word == "ENTRYPOINT"]
     cmd = [json.loads(rest) for word, rest in steps if word == "CMD"]
     assert entrypoint == [["facerec"]]
-    args = parse_cli(cmd[0])
-    assert (args.command, args.service) == ("serve", "gallery")
+    check_serve(cmd[0], "gallery")
     env = env_of(steps)
+    # `docker run facerec serve detector` without --host listens on every interface of its container too.
+    for service in ("detector", "embedder", "gallery", "gateway"):
+        assert env[f"{service.upper()}_HOST"] == "0.0.0.0"
     for service, port in METRICS_PORTS.items():
         assert env[f"{service.upper()}_METRICS_PORT"] == str(port)
 
@@ -233,6 +259,7 @@ def test_compose_gateway_serves_http_in_front_of_the_gallery(compose) -> None:
     args = parse_cli(gateway["command"])
     assert (args.command, args.service) == ("serve", "gateway")
     assert int(flag(args.rest, "--port")) == GATEWAY_PORT
+    assert flag(args.rest, "--host") == "0.0.0.0"
     env = gateway["environment"]
     assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
     assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
@@ -350,6 +377,7 @@ def test_k8s_gateway_is_stateless_http_ready_while_the_gallery_answers(k8s) -> N
     (c,) = spec["template"]["spec"]["containers"]
     args = parse_cli(c["args"])
     assert (args.service, int(flag(args.rest, "--port"))) == ("gateway", GATEWAY_PORT)
+    assert flag(args.rest, "--host") == "0.0.0.0"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
         "http": GATEWAY_PORT,
         "metrics": GATEWAY_METRICS_PORT,

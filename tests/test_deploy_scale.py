@@ -77,6 +77,24 @@ def test_compose_replicas_share_the_store_and_the_index_by_settings(compose) -> 
     assert gallery["volumes"] == ["weights:/opt/facerec"]
 
 
+def test_every_service_of_the_facerec_image_listens_on_every_interface_of_its_container(compose, k8s) -> None:
+    commands = {
+        f"compose {name}": service["command"]
+        for name, service in compose["services"].items()
+        if service.get("image") == "facerec:latest" and "serve" in service["command"]
+    }
+    for (kind, name), doc in k8s.items():
+        if kind in ("Deployment", "StatefulSet"):
+            for c in doc["spec"]["template"]["spec"]["containers"]:
+                if c["image"] == "facerec:latest":
+                    commands[f"k8s {name}"] = c["args"]
+    assert {"compose gallery", "compose detector", "compose embedder", "k8s gallery"} <= set(commands)
+    for where, argv in commands.items():
+        args = parse_cli(argv)
+        assert args.command == "serve", where
+        assert args.rest[args.rest.index("--host") + 1] == "0.0.0.0", where
+
+
 def test_compose_publishes_one_host_port_per_gallery_replica(compose) -> None:
     (ports,) = compose["services"]["gallery"]["ports"]
     host, container = ports.split(":")
