@@ -50,8 +50,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from facerec_app.health_check import check
+    from facerec_app.health_check import check, check_running
 
+    if args.address is None:  # a container's HEALTHCHECK: whichever service runs beside it
+        serving, detail = check_running(args.timeout)
+        sys.stdout.write(f"{detail}\n")
+        return 0 if serving else 1
     serving, detail = check(args.address, args.service, args.timeout)
     sys.stdout.write(f"{args.address} {detail}\n")
     return 0 if serving else 1
@@ -121,8 +125,17 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=cmd_serve)
 
-    health = sub.add_parser("health", help="exit 0 when the service at HOST:PORT reports SERVING")
-    health.add_argument("address", metavar="HOST:PORT", help="the service's host and port")
+    health = sub.add_parser(
+        "health",
+        help="exit 0 when the service at HOST:PORT reports SERVING (no HOST:PORT: the one running here)",
+    )
+    health.add_argument(
+        "address",
+        metavar="HOST:PORT",
+        nargs="?",
+        help="the service's host and port; without it, the `facerec serve` process running on this "
+        "machine (a container's own service: gRPC health, or the gateway's /healthz)",
+    )
     health.add_argument(
         "--service",
         metavar="SERVICE",
