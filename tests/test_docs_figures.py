@@ -207,3 +207,12 @@ def test_figures_quoted_from_bench_results_are_the_ones_it_holds(
         figures = (min(figures, key=value), max(figures, key=value))
     for shown, result in zip(text.groups(), figures, strict=True):
         assert quotes(shown, value(result)), (document, shown, result)
+
+
+def test_every_calibration_example_names_the_model_the_embedder_runs_by_default() -> None:
+    from embedding_service.config import Settings
+    from embedding_service.embedder import model_name
+
+    default = model_name(Settings.from_env({}).precision)
+    saved = re.findall(r"saved thresholds for (\S+) to", (ROOT / "README.md").read_text())
+    assert len(saved) >= 2 and set(saved) == {default}
