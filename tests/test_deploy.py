@@ -410,3 +410,40 @@ def test_the_detectors_memory_limit_is_the_bound_docs_limits_states(k8s, compose
     assert container(k8s, "detector")["resources"]["limits"]["memory"] == "3Gi"
     assert compose["services"]["detector"]["deploy"]["resources"]["limits"]["memory"] == "3G"
     assert "| A detector replica in all | 3 GiB" in (ROOT / "docs" / "limits.md").read_text()
+
+
+# ---------------------------------------------------------------- docs/deploy-machines.md
+
+
+def test_the_several_machines_recipe_uses_real_settings_and_flags() -> None:
+    """Every variable and `facerec serve` command of docs/deploy-machines.md is one the services take
+    (tests/e2e/test_machines.py runs the recipe itself on loopback addresses)."""
+    import dataclasses
+
+    from detector_service.config import Settings as DetectorSettings
+    from embedding_service.config import Settings as EmbedderSettings
+    from gallery.config import Settings as GallerySettings
+    from gateway.config import Settings as GatewaySettings
+
+    text = (ROOT / "docs" / "deploy-machines.md").read_text()
+    known = {
+        f"{cls.PREFIX}{f.name.upper()}"
+        for cls in (DetectorSettings, EmbedderSettings, GallerySettings, GatewaySettings)
+        for f in dataclasses.fields(cls)
+    }
+    used = set(re.findall(r"\b((?:DETECTOR|EMBEDDER|GALLERY|GATEWAY)_[A-Z_]+)=", text))
+    assert len(used) >= 10 and used <= known, used - known
+    commands = re.findall(r"facerec serve (\w+)((?: [^\n\\]+| \\\n)+)", text)
+    assert {service for service, _ in commands} == {"detector", "embedder", "gallery", "gateway"}
+    settings = {
+        "detector": DetectorSettings,
+        "embedder": EmbedderSettings,
+        "gallery": GallerySettings,
+        "gateway": GatewaySettings,
+    }
+    for service, rest in commands:
+        args = parse_cli(["serve", service, *shlex.split(rest.replace("\\\n", " "))])
+        assert flag(args.rest, "--host") not in ("0.0.0.0", "[::]"), service
+        # The service's own parser takes every flag (an unknown one exits).
+        parsed = settings[service].parse(args.rest, {"FACEREC_HOME": "/nonexistent"})
+        assert parsed.host == flag(args.rest, "--host")
