@@ -188,3 +188,17 @@ def test_help_lists_commands_in_the_order_a_newcomer_uses_them(capsys) -> None:
     assert listed[:3] == ["fetch", "serve", "demo"]
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(commands.choices) == set(NEWCOMER_ORDER)
+
+
+@pytest.mark.timeout(120)
+def test_identify_names_a_fifo_given_as_a_picture_and_answers_the_others(
+    gallery, tmp_path: Path, capsys, monkeypatch
+) -> None:
+    _, address = gallery
+    people(tmp_path, {"me.jpg": b"face"})
+    os.mkfifo(tmp_path / "pipe.jpg")  # opened for reading, it would wait for a writer forever
+    monkeypatch.chdir(tmp_path)
+    code, out, err = run(capsys, "identify", "pipe.jpg", "me.jpg", "--gallery", address)
+    assert code == 1
+    assert err == "facerec: pipe.jpg is not a regular file.\n"
+    assert out == "me.jpg: no face\n"

@@ -85,6 +85,9 @@ class FakeGallery(gallery_pb2_grpc.GalleryServicer):
                 del self.faces[i]
         return gallery_pb2.RemoveIdentityResponse(faces_removed=len(gone))
 
+    def Identify(self, request, context):  # noqa: N802
+        return gallery_pb2.IdentifyResponse(threshold=1.0)
+
     def Verify(self, request, context):  # noqa: N802
         for label, image in (("image_a", request.image_a), ("image_b", request.image_b)):
             if image.data.startswith(b"no face"):
