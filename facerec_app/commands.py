@@ -176,7 +176,7 @@ def save_annotated(path: Path, faces: list[gallery_pb2.IdentifiedFace], out: Pat
 def named_pictures(message: str, names: dict[str, str]) -> str:
     """The gallery's message with its field names (image_a, image_b) replaced by the paths the user typed."""
     for field, path in names.items():
-        message = re.sub(rf"\b{field}\b", path, message)
+        message = re.sub(rf"\b{field}\b", path.replace("\\", "\\\\"), message)  # a path's \ stays a \
     return message
 
 
