@@ -1,6 +1,7 @@
 # syntax=docker/dockerfile:1
-# One image for the three services; the command picks which one runs:
-#   docker run facerec serve detector | serve embedder | serve gallery --store PATH
+# One image for every service (the detector, the embedder, the gallery and the HTTP gateway) and the
+# facerec CLI; the command picks which one runs (the default: the gallery):
+#   docker run facerec serve detector | serve embedder | serve gallery --store PATH | serve gateway
 # The FaceNet weights are fetched and hash-checked at build time into FACEREC_HOME=/opt/facerec,
 # so a container starts without network access and never downloads anything.
 
@@ -53,17 +54,24 @@ USER 10001:10001
 WORKDIR /var/lib/facerec
 
 # Each service serves Prometheus metrics on its own port (0 = off outside the image).
+# Run by hand, every service listens on loopback only; a container's loopback is its own, so inside the
+# image they listen on every interface (compose and the manifests also pass --host 0.0.0.0 explicitly).
 ENV DETECTOR_METRICS_PORT=9101 \
     EMBEDDER_METRICS_PORT=9102 \
     GALLERY_METRICS_PORT=9103 \
-    FACEREC_HEALTH_PORT=50053
+    DETECTOR_HOST=0.0.0.0 \
+    EMBEDDER_HOST=0.0.0.0 \
+    GALLERY_HOST=0.0.0.0 \
+    GATEWAY_HOST=0.0.0.0
 EXPOSE 50051 50052 50053 8080 9101 9102 9103 9104
 
-# The gRPC health of whichever service runs: set FACEREC_HEALTH_PORT to 50051 (detector) or 50052
-# (embedder) when the command is not the default. Loading the models takes up to a minute or two.
+# The health of whichever service the container runs: `facerec health` with no address finds the
+# `facerec serve SERVICE` process and asks it on its own port (--port, else its *_PORT variable, else
+# its default): gRPC health for the detector, the embedder and the gallery, GET /healthz for the
+# gateway. Loading the models takes up to a minute or two.
 # `|| exit 1`: Docker reserves exit code 2, which the CLI uses for usage errors.
 HEALTHCHECK --interval=15s --timeout=5s --start-period=120s --retries=3 \
-    CMD facerec health "127.0.0.1:${FACEREC_HEALTH_PORT}" --timeout 3 || exit 1
+    CMD facerec health --timeout 3 || exit 1
 
 ENTRYPOINT ["facerec"]
-CMD ["serve", "gallery", "--store", "/var/lib/facerec/gallery.sqlite"]
+CMD ["serve", "gallery", "--host", "0.0.0.0", "--port", "50053", "--store", "/var/lib/facerec/gallery.sqlite"]

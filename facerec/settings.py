@@ -30,7 +30,7 @@ LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
 class ServerOptions:
     """How a gRPC server listens. max_concurrent_rpcs bounds the queue: beyond it, RESOURCE_EXHAUSTED."""
 
-    host: str = "[::]"
+    host: str = "127.0.0.1"
     port: int = 0
     max_workers: int = 16
     # Streams (health Watch, reflection) open at once, on threads of their own (facerec.streams).
@@ -235,7 +235,7 @@ class ServerSettings(Recipe):
     default, and extends check() for values that cannot work.
     """
 
-    host: str = setting("[::]", "address to listen on")
+    host: str = setting("127.0.0.1", "address to listen on (0.0.0.0 or [::] for every interface)")
     port: int = setting(0, "port to listen on; 0 picks a free one")
     max_workers: int = setting(16, "gRPC worker threads")
     grace_s: float = setting(5.0, "seconds running calls may finish in at shutdown")

@@ -50,8 +50,12 @@ def cmd_serve(args: argparse.Namespace) -> int:
 
 
 def cmd_health(args: argparse.Namespace) -> int:
-    from facerec_app.health_check import check
+    from facerec_app.health_check import check, check_running
 
+    if args.address is None:  # a container's HEALTHCHECK: whichever service runs beside it
+        serving, detail = check_running(args.timeout)
+        sys.stdout.write(f"{detail}\n")
+        return 0 if serving else 1
     serving, detail = check(args.address, args.service, args.timeout)
     sys.stdout.write(f"{args.address} {detail}\n")
     return 0 if serving else 1
@@ -121,15 +125,29 @@ def build_parser() -> argparse.ArgumentParser:
     )
     serve.set_defaults(run=cmd_serve)
 
-    health = sub.add_parser("health", help="exit 0 when the service at ADDRESS reports SERVING")
-    health.add_argument("address", help="the service's host:port")
+    health = sub.add_parser(
+        "health",
+        help="exit 0 when the service at HOST:PORT reports SERVING (no HOST:PORT: the one running here)",
+    )
+    health.add_argument(
+        "address",
+        metavar="HOST:PORT",
+        nargs="?",
+        help="the service's host and port; without it, the `facerec serve` process running on this "
+        "machine (a container's own service: gRPC health, or the gateway's /healthz)",
+    )
     health.add_argument(
         "--service",
+        metavar="SERVICE",
         default="",
         help="a gRPC service name such as facerec.v1.Gallery (default: the server as a whole)",
     )
     health.add_argument(
-        "--timeout", type=float, default=3.0, help="seconds to wait for the answer (default 3)"
+        "--timeout",
+        metavar="SECONDS",
+        type=float,
+        default=3.0,
+        help="seconds to wait for the answer (default 3)",
     )
     health.set_defaults(run=cmd_health)
 
@@ -137,7 +155,32 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_migrate_command(sub)
     _add_client_commands(sub)
+    in_newcomer_order(sub)
     return parser
+
+
+# `facerec --help` lists the commands in the order a newcomer uses them: set up, run, try, use, tune, operate.
+NEWCOMER_ORDER = (
+    "fetch",
+    "serve",
+    "demo",
+    "enroll",
+    "identify",
+    "verify",
+    "list",
+    "remove",
+    "remove-face",
+    "eval",
+    "health",
+    "migrate",
+)
+
+
+def in_newcomer_order(sub: argparse._SubParsersAction[Any]) -> None:
+    """Reorders the help's command list (argparse shows them as added; they are added by module)."""
+    actions = sub._choices_actions
+    rank = {name: i for i, name in enumerate(NEWCOMER_ORDER)}
+    actions.sort(key=lambda action: rank.get(action.dest, len(rank)))
 
 
 def _add_client_commands(sub: argparse._SubParsersAction[Any]) -> None:

@@ -5,28 +5,31 @@ from __future__ import annotations
 import argparse
 import json
 import os
+import re
 import sys
-from collections import Counter
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import Any
 
 from facerec.v1 import common_pb2, gallery_pb2
-
-if TYPE_CHECKING:
-    pass
-
-from facerec_app.folders import FOLDER_RULE
+from facerec_app.enrolment import count, enroll_pairs, failures, summary
+from facerec_app.folders import FOLDER_RULE, Skipped, walk
 from facerec_app.rpc import (
     ABOUT_THE_REQUEST,
     ClientError,
-    enroll_pairs,
-    folder_images,
     gallery_client,
     identify_one,
     read_image,
 )
 
 DEFAULT_GALLERY = "127.0.0.1:50053"
+
+
+def required_name(name: str, what: str) -> str:
+    """A name as given, refused when empty or blank: the gallery would refuse it, or store a name no one
+    can type back."""
+    if not name.strip():
+        raise ClientError(f"{what} needs a name that is not empty or blank.")
+    return name
 
 
 def write_json(data: object) -> None:
@@ -42,54 +45,50 @@ def box_dict(box: common_pb2.Box) -> dict[str, float]:
     }
 
 
-STORED = ("ENROLLED", "MULTIPLE_FACES", "DUPLICATE")
-
-
-def count(n: int, noun: str) -> str:
-    """ "1 picture", "2 pictures", "1 identity", "5 identities"."""
-    plural = noun[:-1] + "ies" if noun.endswith("y") else noun + "s"
-    return f"{n} {noun if n == 1 else plural}"
-
-
-def enroll_summary(outcomes: Counter[str]) -> str:
-    """ "92 enrolled (4 the largest of several faces), 1 no face": stored faces first, then the rest."""
-    stored = sum(outcomes[name] for name in STORED)
-    several = (
-        f" ({outcomes['MULTIPLE_FACES']} the largest of several faces)" if outcomes["MULTIPLE_FACES"] else ""
-    )
-    parts = [f"{stored} enrolled{several}"]
-    if outcomes["DUPLICATE"]:
-        parts[0] += f", {outcomes['DUPLICATE']} of them already enrolled"
-    for name, count in sorted(outcomes.items()):
-        if name not in STORED and count:
-            parts.append(f"{count} {name.lower().replace('_', ' ')}")
-    return ", ".join(parts)
-
-
 def cmd_enroll(args: argparse.Namespace) -> int:
-    if args.identity:
-        pairs = [(args.identity, Path(p)) for p in args.paths]
+    """The summary always comes, with the pictures that failed; exit 1 when any failed or none was stored."""
+    skipped: list[Skipped] = []
+    if args.identity is not None:
+        identity = required_name(args.identity, "--identity")
+        pairs = [(identity, Path(p)) for p in args.paths]
         missing = [str(p) for _, p in pairs if not p.is_file()]
         if missing:
             raise ClientError(f"{missing[0]} is not a picture file (with --identity, give pictures).")
-        what = f"{count(len(pairs), 'picture')} of {args.identity}"
+        what = f"{count(len(pairs), 'picture')} of {identity}"
     else:
         if len(args.paths) != 1:
             raise ClientError(
                 "Give one folder (one subfolder per identity), or --identity NAME and pictures."
             )
-        pairs = folder_images(Path(args.paths[0]))
+        found = walk(Path(args.paths[0]), follow_symlinks=args.follow_symlinks)
+        pairs, skipped = found.pairs, found.skipped
         what = f"{count(len(pairs), 'picture')} of {count(len({who for who, _ in pairs}), 'identity')}"
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        outcomes = enroll_pairs(client, pairs)
-    stored = sum(outcomes[name] for name in STORED)
+        report = enroll_pairs(client, pairs)
+    failed = failures(report, skipped)
     if args.json:
-        summary = {name.lower(): count for name, count in sorted(outcomes.items())}
-        write_json({"images": len(pairs), "stored": stored, **summary})
+        counts = {name.lower(): n for name, n in sorted(report.outcomes.items())}
+        write_json(
+            {
+                "images": len(pairs),
+                "stored": report.stored,
+                **counts,
+                "failed": [{"path": str(f.path), "reason": f.reason} for f in failed],
+                "not_sent": report.not_sent,
+            }
+        )
     else:
-        sys.stdout.write(f"{what}: {enroll_summary(outcomes)}\n")
-    if not stored:
+        sys.stdout.write(f"{what}: {summary(report, skipped)}\n")
+    for failure in failed:
+        sys.stderr.write(f"facerec: {failure.path}: {failure.reason}\n")
+    if report.stopped is not None:
+        sys.stderr.write(f"facerec: {report.stopped} {count(report.not_sent, 'picture')} not sent.\n")
+        return 1
+    if not report.stored:
         sys.stderr.write("facerec: nothing was enrolled (see the reasons above).\n")
+        return 1
+    if failed:
+        sys.stderr.write(f"facerec: {count(len(failed), 'picture')} failed (listed above).\n")
         return 1
     return 0
 
@@ -174,26 +173,38 @@ def save_annotated(path: Path, faces: list[gallery_pb2.IdentifiedFace], out: Pat
     annotate(rgb, faces).save(out, format="PNG")
 
 
+def named_pictures(message: str, names: dict[str, str]) -> str:
+    """The gallery's message with its field names (image_a, image_b) replaced by the paths the user typed."""
+    for field, path in names.items():
+        message = re.sub(rf"\b{field}\b", path.replace("\\", "\\\\"), message)  # a path's \ stays a \
+    return message
+
+
 def cmd_verify(args: argparse.Namespace) -> int:
-    if args.identity and args.image_b:
+    if args.identity is not None and args.image_b:
         raise ClientError("Give a second picture or --identity, not both.")
-    if not args.identity and not args.image_b:
+    if args.identity is None and not args.image_b:
         raise ClientError(
             "Give a second picture, or --identity NAME to compare against an enrolled identity."
         )
+    identity = required_name(args.identity, "--identity") if args.identity is not None else ""
     request = gallery_pb2.VerifyRequest(
         image_a=common_pb2.Image(data=read_image(Path(args.image_a))),
         threshold=args.threshold,
         operating_point=args.operating_point,
-        identity=args.identity or "",
+        identity=identity,
     )
     if args.image_b:
         request.image_b.data = read_image(Path(args.image_b))
+    names = {"image_a": args.image_a, **({"image_b": args.image_b} if args.image_b else {})}
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        reply = client.call("Verify", request)
-    for label, count in (("A", reply.faces_a), ("B", reply.faces_b)):
-        if count > 1:
-            sys.stderr.write(f"note: {label} holds {count} faces; its largest was compared.\n")
+        try:
+            reply = client.call("Verify", request)
+        except ClientError as exc:
+            raise ClientError(named_pictures(str(exc), names), exc.code) from None
+    for path, faces in ((args.image_a, reply.faces_a), (args.image_b, reply.faces_b)):
+        if faces > 1:
+            sys.stderr.write(f"note: {path} holds {count(faces, 'face')}; its largest was compared.\n")
     if args.json:
         write_json(
             {
@@ -215,7 +226,9 @@ def cmd_verify(args: argparse.Namespace) -> int:
 
 
 def cmd_list(args: argparse.Namespace) -> int:
+    """Identities and face counts; with --faces, each identity's face ids (what remove-face takes)."""
     rows: list[tuple[str, int]] = []
+    face_ids: dict[str, list[int]] = {}
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         token = ""
         while True:
@@ -226,20 +239,57 @@ def cmd_list(args: argparse.Namespace) -> int:
             token = reply.next_page_token
             if not token:
                 break
+        if args.faces:
+            for name, _ in rows:
+                got = client.call("GetIdentity", gallery_pb2.GetIdentityRequest(identity=name))
+                face_ids[name] = sorted(f.face_id for f in got.faces)
     if args.json:
-        write_json([{"identity": name, "faces": count} for name, count in rows])
+        write_json(
+            [
+                {"identity": name, "faces": n, **({"face_ids": face_ids[name]} if args.faces else {})}
+                for name, n in rows
+            ]
+        )
     else:
-        for name, count in rows:
-            sys.stdout.write(f"{name}\t{count} faces\n")
-        sys.stdout.write(f"{len(rows)} identities\n")
+        for name, n in rows:
+            ids = f"\tface ids {' '.join(map(str, face_ids[name]))}" if args.faces else ""
+            sys.stdout.write(f"{name}\t{count(n, 'face')}{ids}\n")
+        sys.stdout.write(f"{count(len(rows), 'identity')}\n")
     return 0
 
 
 def cmd_remove(args: argparse.Namespace) -> int:
+    identity = required_name(args.identity, "remove")
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        reply = client.call("RemoveIdentity", gallery_pb2.RemoveIdentityRequest(identity=args.identity))
-    sys.stdout.write(f"removed {args.identity} ({reply.faces_removed} faces)\n")
+        reply = client.call("RemoveIdentity", gallery_pb2.RemoveIdentityRequest(identity=identity))
+    if args.json:
+        write_json({"identity": identity, "faces_removed": reply.faces_removed})
+    else:
+        sys.stdout.write(f"removed {identity} ({count(reply.faces_removed, 'face')})\n")
     return 0
+
+
+def cmd_remove_face(args: argparse.Namespace) -> int:
+    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+        reply = client.call("RemoveFace", gallery_pb2.RemoveFaceRequest(face_id=args.face_id))
+    if args.json:
+        write_json({"face_id": args.face_id, "identity": reply.identity})
+    else:
+        sys.stdout.write(f"removed face {args.face_id} of {reply.identity}\n")
+    return 0
+
+
+def face_id(text: str) -> int:
+    """A face id as `facerec list --faces` shows it: a positive whole number."""
+    try:
+        value = int(text)
+    except ValueError:
+        raise argparse.ArgumentTypeError(
+            f"{text!r} is not a face id (a whole number from `facerec list --faces`)"
+        ) from None
+    if not 0 < value < 2**63:
+        raise argparse.ArgumentTypeError(f"{text} is not a face id (face ids are positive)")
+    return value
 
 
 def cmd_demo(args: argparse.Namespace) -> int:
@@ -254,84 +304,128 @@ def cmd_eval(args: argparse.Namespace) -> int:
     return run_eval(args)
 
 
-def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
-    def with_gallery(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-        p.add_argument(
-            "--gallery",
-            default=os.environ.get("FACEREC_GALLERY", DEFAULT_GALLERY),
-            help=f"gallery address (default FACEREC_GALLERY, else {DEFAULT_GALLERY})",
-        )
-        p.add_argument("--json", action="store_true", help="print JSON for scripts")
-        p.add_argument(
-            "--token",
-            default=os.environ.get("FACEREC_TOKEN", ""),
-            help="bearer token for a gallery that requires one (default FACEREC_TOKEN)",
-        )
-        p.add_argument(
-            "--tls-ca",
-            default=os.environ.get("FACEREC_TLS_CA", ""),
-            help="CA certificate (PEM) to trust: talk TLS to the gallery (default FACEREC_TLS_CA)",
-        )
-        return p
+# One metavar per kind of value, in every command (tests/facerec_app/test_cli_help.py holds them to it).
+ADDRESS, NAME, PICTURE, FOLDER, POINT = "HOST:PORT", "NAME", "PICTURE", "FOLDER", "POINT"
 
-    p = with_gallery(
+
+def add_gallery_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
+    """--gallery, --json, --token, --tls-ca: the same flags, words and defaults in every command."""
+    p.add_argument(
+        "--gallery",
+        metavar=ADDRESS,
+        default=os.environ.get("FACEREC_GALLERY", DEFAULT_GALLERY),
+        help=f"gallery address (default FACEREC_GALLERY, else {DEFAULT_GALLERY})",
+    )
+    p.add_argument("--json", action="store_true", help="print JSON for scripts")
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=os.environ.get("FACEREC_TOKEN", ""),
+        help="bearer token for a gallery that requires one (default FACEREC_TOKEN)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        metavar="CA.pem",
+        default=os.environ.get("FACEREC_TLS_CA", ""),
+        help="CA certificate (PEM) to trust: talk TLS to the gallery (default FACEREC_TLS_CA)",
+    )
+    return p
+
+
+def add_decision_flags(p: argparse.ArgumentParser, examples: str) -> None:
+    p.add_argument(
+        "--threshold",
+        metavar="DISTANCE",
+        type=float,
+        default=0.0,
+        help="distance threshold (default: the gallery's)",
+    )
+    p.add_argument(
+        "--operating-point",
+        default="",
+        metavar=POINT,
+        help=f"a calibrated point instead of a threshold, {examples}",
+    )
+
+
+def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
+    p = add_gallery_flags(
         sub.add_parser(
             "enroll",
             help="enroll a folder (one subfolder of pictures per identity), or pictures of one --identity",
-            description="Enrolls the largest face of each picture. Exits 1 when nothing was stored.",
+            description="Enrolls the largest face of each picture. " + FOLDER_RULE + " The summary lists "
+            "every picture that failed; exits 1 when any failed or nothing was stored.",
         )
     )
     p.add_argument(
         "paths",
         nargs="+",
         metavar="PATH",
-        help="a folder with one subfolder of pictures per identity; with --identity, picture files",
+        help="a FOLDER with one subfolder of pictures per identity; with --identity, PICTURE files",
     )
-    p.add_argument("--identity", metavar="NAME", help="enroll the given pictures as this one person")
+    p.add_argument("--identity", metavar=NAME, help="enroll the given pictures as this one person")
+    p.add_argument(
+        "--follow-symlinks",
+        action="store_true",
+        help="also read symlinks that point outside the folder (by default they are listed and skipped)",
+    )
     p.set_defaults(run=cmd_enroll)
 
-    p = with_gallery(sub.add_parser("identify", help="who is on these pictures (every face)"))
-    p.add_argument("images", nargs="+", metavar="IMAGE", help="pictures; each is answered on its own")
-    p.add_argument("--top-k", type=int, default=3, help="nearest identities listed per face (default 3)")
-    p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
+    p = add_gallery_flags(sub.add_parser("identify", help="who is on these pictures (every face)"))
+    p.add_argument("images", nargs="+", metavar=PICTURE, help="pictures; each is answered on its own")
     p.add_argument(
-        "--operating-point",
-        default="",
-        metavar="NAME",
-        help="a calibrated point instead of a threshold, e.g. far_1e-3 (default: the gallery's identification point)",
+        "--top-k", metavar="N", type=int, default=3, help="nearest identities listed per face (default 3)"
     )
+    add_decision_flags(p, "e.g. far_1e-3 (default: the gallery's identification point)")
     p.add_argument("--annotate", metavar="OUT.png", help="draw boxes, landmarks and names into OUT.png")
     p.set_defaults(run=cmd_identify)
 
-    p = with_gallery(sub.add_parser("verify", help="same person? two pictures, or a picture and --identity"))
-    p.add_argument("image_a", metavar="A", help="a picture (its largest face is compared)")
-    p.add_argument("image_b", metavar="B", nargs="?", help="a second picture (or give --identity)")
-    p.add_argument("--identity", help="compare A against this enrolled identity's nearest face")
-    p.add_argument("--threshold", type=float, default=0.0, help="distance threshold (default: the gallery's)")
-    p.add_argument(
-        "--operating-point",
-        default="",
-        metavar="NAME",
-        help="a calibrated point instead of a threshold: far_1e-2, far_1e-3, eer, ... (default: the gallery's)",
+    p = add_gallery_flags(
+        sub.add_parser("verify", help="same person? two pictures, or a picture and --identity")
     )
+    p.add_argument("image_a", metavar=PICTURE, help="a picture (its largest face is compared)")
+    p.add_argument("image_b", metavar=f"{PICTURE}_B", nargs="?", help="a second picture (or give --identity)")
+    p.add_argument(
+        "--identity", metavar=NAME, help="compare PICTURE against this enrolled identity's nearest face"
+    )
+    add_decision_flags(p, "far_1e-2, far_1e-3, eer, ... (default: the gallery's)")
     p.set_defaults(run=cmd_verify)
 
-    p = with_gallery(sub.add_parser("list", help="the enrolled identities and their face counts"))
+    p = add_gallery_flags(
+        sub.add_parser("list", help="the enrolled identities and their face counts (--faces: face ids)")
+    )
+    p.add_argument(
+        "--faces", action="store_true", help="also list each identity's face ids, which remove-face takes"
+    )
     p.set_defaults(run=cmd_list)
 
-    p = with_gallery(sub.add_parser("remove", help="remove an identity and all its faces"))
-    p.add_argument("identity", help="the enrolled name, as `facerec list` shows it")
+    p = add_gallery_flags(sub.add_parser("remove", help="remove an identity and all its faces"))
+    p.add_argument("identity", metavar=NAME, help="the enrolled name, as `facerec list` shows it")
     p.set_defaults(run=cmd_remove)
+
+    p = add_gallery_flags(sub.add_parser("remove-face", help="remove one face of an identity, by its id"))
+    p.add_argument(
+        "face_id", metavar="FACE_ID", type=face_id, help="the face's id, as `facerec list --faces` shows it"
+    )
+    p.set_defaults(run=cmd_remove_face)
 
     p = sub.add_parser(
         "demo", help="the main job: enroll the 5-celebrity train set, identify val, print the table"
     )
-    p.add_argument("--gallery", help="use a running gallery (else the demo starts its own services)")
     p.add_argument(
-        "--detector", default="127.0.0.1:50051", help="with --gallery: the detector, for verification pairs"
+        "--gallery", metavar=ADDRESS, help="use a running gallery (else the demo starts its own services)"
     )
     p.add_argument(
-        "--embedder", default="127.0.0.1:50052", help="with --gallery: the embedder, for verification pairs"
+        "--detector",
+        metavar=ADDRESS,
+        default="127.0.0.1:50051",
+        help="with --gallery: the detector, for verification pairs",
+    )
+    p.add_argument(
+        "--embedder",
+        metavar=ADDRESS,
+        default="127.0.0.1:50052",
+        help="with --gallery: the embedder, for verification pairs",
     )
     p.set_defaults(run=cmd_demo)
 
@@ -341,30 +435,34 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         description="Embeds every picture of FOLDER (or reads the enrolled faces of --gallery), scores all "
         "same/different pairs and fits the operating points. " + FOLDER_RULE,
     )
-    p.add_argument("folder", nargs="?", help="identity folders, or sets of them (see above)")
+    p.add_argument("folder", nargs="?", metavar=FOLDER, help="identity folders, or sets of them (see above)")
     p.add_argument(
         "--gallery",
-        metavar="HOST:PORT",
+        metavar=ADDRESS,
         help="calibrate on a running gallery's enrolled faces instead of a folder",
     )
     p.add_argument(
         "--max-faces",
+        metavar="N",
         type=int,
         default=4000,
         help="with --gallery: at most this many faces, drawn at random (all their pairs are held in memory)",
     )
     p.add_argument(
         "--token",
+        metavar="TOKEN",
         default=os.environ.get("FACEREC_TOKEN", ""),
         help="with --gallery: bearer token (default FACEREC_TOKEN)",
     )
     p.add_argument(
         "--tls-ca",
+        metavar="CA.pem",
         default=os.environ.get("FACEREC_TLS_CA", ""),
         help="with --gallery: CA certificate to trust (default FACEREC_TLS_CA)",
     )
     p.add_argument(
         "--out",
+        metavar=FOLDER,
         help="folder for report.json and roc.png (default ./eval-report, or FOLDER-eval-report beside "
         "FOLDER when the current folder lies inside FOLDER)",
     )
@@ -376,11 +474,13 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     )
     p.add_argument(
         "--detector",
+        metavar=ADDRESS,
         help="a running detector (default FACEREC_DETECTOR, else 127.0.0.1:50051 when `facerec serve` runs "
         "there; else eval starts its own services)",
     )
     p.add_argument(
         "--embedder",
+        metavar=ADDRESS,
         help="a running embedder (default FACEREC_EMBEDDER, else 127.0.0.1:50052, as --detector)",
     )
     p.set_defaults(run=cmd_eval)

@@ -16,7 +16,8 @@ import numpy as np
 from facerec import assets
 from facerec.v1 import gallery_pb2
 from facerec_app import evaluation
-from facerec_app.rpc import Embedding, GalleryClient, enroll_pairs, identify_one, largest, read_image
+from facerec_app.enrolment import enroll_pairs
+from facerec_app.rpc import Embedding, GalleryClient, identify_one, largest, read_image
 from facerec_app.supervisor import local_services
 
 
@@ -36,7 +37,7 @@ def run_demo(args: argparse.Namespace) -> int:
         client = GalleryClient(gallery_address)
         stack.callback(client.close)
         started = time.monotonic()
-        outcomes = enroll_pairs(client, train, desc="enroll train")
+        outcomes = enroll_pairs(client, train, desc="enroll train").outcomes
         enrolled_s = time.monotonic() - started
         trained = client.call("Train", gallery_pb2.TrainRequest())
         scores = {split: score(client, pairs, split) for split, pairs in (("train", train), ("val", val))}

@@ -17,7 +17,7 @@ from facerec import assets, calibration
 from facerec.calibration import OperatingPoint
 from facerec.v1 import gallery_pb2
 from facerec_app import evaluation
-from facerec_app.folders import labelled_set
+from facerec_app.folders import walk
 from facerec_app.rpc import ClientError, Embedding, gallery_client, progress, read_image
 from facerec_app.supervisor import DEFAULT_PORTS, local_services
 
@@ -124,7 +124,10 @@ def folder_reports(
 ) -> tuple[str, dict[str, tuple[evaluation.Report, evaluation.Curve]]]:
     """Every picture of the folder embedded in each alignment mode, and each mode's report."""
     folder = Path(args.folder)
-    pairs = labelled_set(folder, skip=out_dir)
+    found = walk(folder, skip=out_dir)
+    for skipped in found.skipped:
+        sys.stderr.write(f"skipped {skipped.path}: {skipped.reason}\n")
+    pairs = found.pairs
     identities = sorted({who for who, _ in pairs})
     if len(identities) < 2:
         raise ClientError(

@@ -14,19 +14,26 @@ def add_migrate_command(sub: argparse._SubParsersAction[Any]) -> None:
         description="Copy identities, faces (same ids, bit-exact embeddings) and the trained SVM from SOURCE "
         "to DEST, then compare counts and a sample of embeddings. Stop the galleries using either first.",
     )
-    migrate.add_argument("source", help="SQLite file or postgresql://user@host:port/db")
-    migrate.add_argument("dest", help="SQLite file or postgresql://user@host:port/db")
-    migrate.add_argument("--model", default="", help="the embedding model (default: the source's)")
-    migrate.add_argument("--overwrite", "--force", action="store_true", help="replace a non-empty DEST")
-    migrate.add_argument("--sample", type=int, default=1000, help="faces compared bit for bit after the copy")
+    migrate.add_argument("source", metavar="SOURCE", help="SQLite file or postgresql://user@host:port/db")
+    migrate.add_argument("dest", metavar="DEST", help="SQLite file or postgresql://user@host:port/db")
     migrate.add_argument(
-        "--source-password-file", default="", help="file holding SOURCE's PostgreSQL password"
+        "--model", metavar="MODEL", default="", help="the embedding model (default: the source's)"
     )
-    migrate.add_argument("--dest-password-file", default="", help="file holding DEST's PostgreSQL password")
+    migrate.add_argument("--overwrite", "--force", action="store_true", help="replace a non-empty DEST")
+    migrate.add_argument(
+        "--sample", metavar="N", type=int, default=1000, help="faces compared bit for bit after the copy"
+    )
+    migrate.add_argument(
+        "--source-password-file", metavar="FILE", default="", help="file holding SOURCE's PostgreSQL password"
+    )
+    migrate.add_argument(
+        "--dest-password-file", metavar="FILE", default="", help="file holding DEST's PostgreSQL password"
+    )
     migrate.set_defaults(run=cmd_migrate)
 
 
 def cmd_migrate(args: argparse.Namespace) -> int:
+    from facerec_app.enrolment import count
     from gallery.migrate import migrate
     from gallery.stores import open_store, stored_model
 
@@ -37,7 +44,8 @@ def cmd_migrate(args: argparse.Namespace) -> int:
     ):
         done = migrate(source, dest, overwrite=args.overwrite, sample=args.sample)
         sys.stdout.write(
-            f"copied {done.identities} identities, {done.faces} faces from {source.location} to {dest.location}; "
+            f"copied {count(done.identities, 'identity')}, {count(done.faces, 'face')} "
+            f"from {source.location} to {dest.location}; "
             f"{done.sampled} sampled embeddings identical; "
             f"SVM {'copied' if done.classifier_copied else 'not copied (none current: Train after)'}\n"
         )

@@ -3,10 +3,10 @@ enrolling and identifying picture folders, and embedding pictures through the se
 
 from __future__ import annotations
 
+import os
+import stat
 import sys
-from collections import Counter
 from collections.abc import Iterator, Sequence
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -17,7 +17,6 @@ from google.protobuf.message import Message
 from numpy.typing import NDArray
 
 from facerec import remote
-from facerec.assets import IMAGE_SUFFIXES, labelled_images
 from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.ports import ModelInfo
@@ -70,8 +69,14 @@ def connect(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
 
 
 def read_image(path: Path) -> bytes:
+    """The bytes of a regular file. Opened without blocking and checked before reading: a FIFO given as
+    a picture would otherwise wait for a writer forever."""
     try:
-        return path.read_bytes()
+        fd = os.open(path, os.O_RDONLY | os.O_NONBLOCK)
+        with os.fdopen(fd, "rb") as file:
+            if not stat.S_ISREG(os.fstat(file.fileno()).st_mode):
+                raise ClientError(f"{path} is not a regular file.", grpc.StatusCode.INVALID_ARGUMENT)
+            return file.read()
     except OSError as exc:
         raise ClientError(
             f"Cannot read {path}: {exc.strerror or exc}.", grpc.StatusCode.INVALID_ARGUMENT
@@ -159,45 +164,6 @@ def progress(total: int, desc: str) -> tqdm[Any]:
     from tqdm import tqdm
 
     return tqdm(total=total, desc=desc, unit="img", file=sys.stderr, disable=None, leave=False)
-
-
-def folder_images(folder: Path) -> list[tuple[str, Path]]:
-    if not folder.is_dir():
-        raise ClientError(f"{folder} is not a folder (expected one subfolder of pictures per identity).")
-    pairs = labelled_images(folder)
-    if not pairs:
-        raise ClientError(f"{folder} holds no pictures in identity subfolders ({', '.join(IMAGE_SUFFIXES)}).")
-    return pairs
-
-
-def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll") -> Counter[str]:
-    """Enrolls each picture under its identity, four at a time. Returns outcome counts; lists problem files."""
-    outcomes: Counter[str] = Counter()
-    problems: list[str] = []
-    bar = progress(len(pairs), desc)
-
-    def one(pair: tuple[str, Path]) -> tuple[str, Path, gallery_pb2.EnrollResult]:
-        identity, path = pair
-        reply = client.call(
-            "Enroll",
-            gallery_pb2.EnrollRequest(identity=identity, images=[common_pb2.Image(data=read_image(path))]),
-        )
-        return identity, path, reply.results[0]
-
-    with ThreadPoolExecutor(4) as pool:
-        for identity, path, result in pool.map(one, pairs):
-            name = gallery_pb2.EnrollOutcome.Name(result.outcome)
-            outcomes[name] += 1
-            if result.outcome == gallery_pb2.MULTIPLE_FACES:
-                problems.append(f"  several faces, the largest enrolled: {identity}/{path.name}")
-            elif result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):
-                detail = f" ({result.error.message})" if result.error.message else ""
-                problems.append(f"  {name.lower().replace('_', ' ')}: {identity}/{path.name}{detail}")
-            bar.update(1)
-    bar.close()
-    for line in problems:
-        sys.stderr.write(line + "\n")
-    return outcomes
 
 
 def identify_one(

@@ -61,6 +61,7 @@ class ServiceProcess:
     output: list[str] = field(default_factory=list)
     port: int = 0
     _ready: threading.Event = field(default_factory=threading.Event)
+    _drained: threading.Event = field(default_factory=threading.Event)
 
     @classmethod
     def start(
@@ -96,6 +97,7 @@ class ServiceProcess:
         # The output ends when the process does: reap it first, so wait_ready sees that it exited.
         self.process.wait()
         self._ready.set()
+        self._drained.set()
 
     @property
     def address(self) -> str:
@@ -121,6 +123,9 @@ class ServiceProcess:
             except subprocess.TimeoutExpired:
                 self.process.kill()
                 self.process.wait(5)
+        # The process has exited, but its last lines may still be in the pipe: let the reader take them,
+        # so `output` is complete once stop returns (a bound: a grandchild may hold the pipe open).
+        self._drained.wait(5)
         return self.process.returncode
 
 

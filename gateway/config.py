@@ -25,7 +25,7 @@ class Settings(Recipe):
 
     PREFIX: ClassVar[str] = "GATEWAY_"
 
-    host: str = setting("0.0.0.0", "interface to listen on")
+    host: str = setting("127.0.0.1", "interface to listen on (0.0.0.0 for every interface)")
     port: int = setting(DEFAULT_PORT, "HTTP port; 0 picks a free one")
     gallery: str = setting(
         "127.0.0.1:50053", "gallery address(es): host:port, dns:///name:port, or a comma list of IP:port"

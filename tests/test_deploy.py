@@ -40,11 +40,13 @@ def flag(argv: list[str], name: str) -> str:
 
 
 def check_serve(argv: list[str], service: str) -> None:
-    """argv runs `facerec serve <service> --port <its port>`."""
+    """argv runs `facerec serve <service> --host 0.0.0.0 --port <its port>`: a container's loopback is its
+    own, and the services listen on loopback unless told otherwise."""
     args = parse_cli(argv)
     assert args.command == "serve"
     assert args.service == service
     assert int(flag(args.rest, "--port")) == PORTS[service]
+    assert flag(args.rest, "--host") == "0.0.0.0"
 
 
 def check_health(argv: list[str], service: str) -> None:
@@ -64,6 +66,28 @@ def test_the_cli_has_the_commands_and_services_the_deployment_runs() -> None:
     assert {"detector", "embedder", "gallery", "gateway"} <= set(service.choices)
     with pytest.raises(SystemExit):
         build_parser().parse_args(["serve", "no-such-service"])
+
+
+def test_every_listener_binds_loopback_unless_told_otherwise() -> None:
+    from detector_service.config import Settings as DetectorSettings
+    from embedding_service.config import Settings as EmbedderSettings
+    from facerec.settings import ServerOptions
+    from facerec_app.supervisor import serve_parser
+    from gallery.config import Settings as GallerySettings
+    from gateway.config import Settings as GatewaySettings
+
+    # The metrics servers listen on their service's host (facerec.bootstrap, gateway.__main__).
+    hosts = {
+        "detector": DetectorSettings.from_env({}).host,
+        "embedder": EmbedderSettings.from_env({}).host,
+        "gallery": GallerySettings.from_env({"FACEREC_HOME": "/nonexistent"}).host,
+        "gateway": GatewaySettings.from_env({}).host,
+        "server options": ServerOptions().host,
+        "facerec serve": serve_parser().parse_args([]).host,
+    }
+    assert hosts == dict.fromkeys(hosts, "127.0.0.1")
+    assert DetectorSettings.from_env({"DETECTOR_HOST": "0.0.0.0"}).host == "0.0.0.0"
+    assert GatewaySettings.from_env({"GATEWAY_HOST": "0.0.0.0"}).host == "0.0.0.0"
 
 
 # ---------------------------------------------------------------- Dockerfile
@@ -132,15 +156,29 @@ def test_dockerfile_runs_as_a_non_root_user() -> None:
     assert any(f"--uid {user}" in rest for word, rest in final_stage() if word == "RUN")
 
 
-def test_dockerfile_healthcheck_asks_the_running_service() -> None:
+def test_dockerfile_healthcheck_asks_whichever_service_the_container_runs() -> None:
     checks = [rest for word, rest in final_stage() if word == "HEALTHCHECK"]
     assert len(checks) == 1
     options, _, command = checks[0].partition(" CMD ")
     assert "--start-period=" in options
-    env = env_of(final_stage())
-    argv = shlex.split(command.split("||")[0].replace("${FACEREC_HEALTH_PORT}", env["FACEREC_HEALTH_PORT"]))
+    argv = shlex.split(command.split("||")[0])
     assert argv[0] == "facerec"
-    check_health(argv[1:], "gallery")  # the default command's service
+    args = parse_cli(argv[1:])
+    # No address: `facerec health` finds the `facerec serve` process (tests/facerec_app/test_health_check.py).
+    assert (args.command, args.address) == ("health", None)
+    assert "FACEREC_HEALTH_PORT" not in env_of(final_stage())
+
+
+def test_dockerfile_header_names_every_service_the_image_runs() -> None:
+    header = []
+    for line in (ROOT / "Dockerfile").read_text().splitlines():
+        if line.startswith("FROM"):
+            break
+        header.append(line)
+    text = " ".join(header)
+    for service in ("detector", "embedder", "gallery", "gateway"):
+        assert f"serve {service}" in text, service
+    assert "three services" not in text
 
 
 def test_dockerfile_entrypoint_is_the_cli_and_the_default_command_is_the_gallery() -> None:
@@ -148,9 +186,11 @@ def test_dockerfile_entrypoint_is_the_cli_and_the_default_command_is_the_gallery
     entrypoint = [json.loads(rest) for word, rest in steps if word == "ENTRYPOINT"]
     cmd = [json.loads(rest) for word, rest in steps if word == "CMD"]
     assert entrypoint == [["facerec"]]
-    args = parse_cli(cmd[0])
-    assert (args.command, args.service) == ("serve", "gallery")
+    check_serve(cmd[0], "gallery")
     env = env_of(steps)
+    # `docker run facerec serve detector` without --host listens on every interface of its container too.
+    for service in ("detector", "embedder", "gallery", "gateway"):
+        assert env[f"{service.upper()}_HOST"] == "0.0.0.0"
     for service, port in METRICS_PORTS.items():
         assert env[f"{service.upper()}_METRICS_PORT"] == str(port)
 
@@ -233,6 +273,7 @@ def test_compose_gateway_serves_http_in_front_of_the_gallery(compose) -> None:
     args = parse_cli(gateway["command"])
     assert (args.command, args.service) == ("serve", "gateway")
     assert int(flag(args.rest, "--port")) == GATEWAY_PORT
+    assert flag(args.rest, "--host") == "0.0.0.0"
     env = gateway["environment"]
     assert env["GATEWAY_GALLERY"] == f"dns:///gallery:{PORTS['gallery']}"
     assert env["GATEWAY_DETECTOR"] == f"dns:///detector:{PORTS['detector']}"
@@ -351,6 +392,7 @@ def test_k8s_gateway_is_stateless_http_ready_while_the_gallery_answers(k8s) -> N
     (c,) = spec["template"]["spec"]["containers"]
     args = parse_cli(c["args"])
     assert (args.service, int(flag(args.rest, "--port"))) == ("gateway", GATEWAY_PORT)
+    assert flag(args.rest, "--host") == "0.0.0.0"
     assert {p["name"]: p["containerPort"] for p in c["ports"]} == {
         "http": GATEWAY_PORT,
         "metrics": GATEWAY_METRICS_PORT,
@@ -370,3 +412,40 @@ def test_the_detectors_memory_limit_is_the_bound_docs_limits_states(k8s, compose
     assert container(k8s, "detector")["resources"]["limits"]["memory"] == "3Gi"
     assert compose["services"]["detector"]["deploy"]["resources"]["limits"]["memory"] == "3G"
     assert "| A detector replica in all | 3 GiB" in (ROOT / "docs" / "limits.md").read_text()
+
+
+# ---------------------------------------------------------------- docs/deploy-machines.md
+
+
+def test_the_several_machines_recipe_uses_real_settings_and_flags() -> None:
+    """Every variable and `facerec serve` command of docs/deploy-machines.md is one the services take
+    (tests/e2e/test_machines.py runs the recipe itself on loopback addresses)."""
+    import dataclasses
+
+    from detector_service.config import Settings as DetectorSettings
+    from embedding_service.config import Settings as EmbedderSettings
+    from gallery.config import Settings as GallerySettings
+    from gateway.config import Settings as GatewaySettings
+
+    text = (ROOT / "docs" / "deploy-machines.md").read_text()
+    known = {
+        f"{cls.PREFIX}{f.name.upper()}"
+        for cls in (DetectorSettings, EmbedderSettings, GallerySettings, GatewaySettings)
+        for f in dataclasses.fields(cls)
+    }
+    used = set(re.findall(r"\b((?:DETECTOR|EMBEDDER|GALLERY|GATEWAY)_[A-Z_]+)=", text))
+    assert len(used) >= 10 and used <= known, used - known
+    commands = re.findall(r"facerec serve (\w+)((?: [^\n\\]+| \\\n)+)", text)
+    assert {service for service, _ in commands} == {"detector", "embedder", "gallery", "gateway"}
+    settings = {
+        "detector": DetectorSettings,
+        "embedder": EmbedderSettings,
+        "gallery": GallerySettings,
+        "gateway": GatewaySettings,
+    }
+    for service, rest in commands:
+        args = parse_cli(["serve", service, *shlex.split(rest.replace("\\\n", " "))])
+        assert flag(args.rest, "--host") not in ("0.0.0.0", "[::]"), service
+        # The service's own parser takes every flag (an unknown one exits).
+        parsed = settings[service].parse(args.rest, {"FACEREC_HOME": "/nonexistent"})
+        assert parsed.host == flag(args.rest, "--host")

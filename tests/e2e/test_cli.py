@@ -322,8 +322,23 @@ def test_list_and_remove(served) -> None:
     }
     done = facerec("remove", "elton_john", "--gallery", addresses["gallery"])
     assert done.returncode == 0, done.stderr
+    assert re.fullmatch(r"removed elton_john \(\d+ faces\)\n", done.stdout)
     listed = json.loads(facerec("list", "--gallery", addresses["gallery"], "--json").stdout)
     assert "elton_john" not in {row["identity"] for row in listed}
+    # One face, by the id `list --faces` shows.
+    faces = {
+        row["identity"]: row
+        for row in json.loads(facerec("list", "--faces", "--json", "--gallery", addresses["gallery"]).stdout)
+    }
+    madonna = faces["madonna"]
+    assert len(madonna["face_ids"]) == madonna["faces"] > 1
+    done = facerec("remove-face", str(madonna["face_ids"][0]), "--gallery", addresses["gallery"])
+    assert (done.returncode, done.stdout) == (0, f"removed face {madonna['face_ids'][0]} of madonna\n")
+    faces = {
+        row["identity"]: row
+        for row in json.loads(facerec("list", "--faces", "--json", "--gallery", addresses["gallery"]).stdout)
+    }
+    assert faces["madonna"]["face_ids"] == madonna["face_ids"][1:]
 
 
 def test_bad_use_is_one_sentence_and_nonzero(served, tmp_path: Path) -> None:
@@ -361,9 +376,18 @@ def test_a_bad_picture_is_named_and_the_others_answered_and_nothing_enrolled_is_
     first, second = json.loads(done.stdout)
     assert first["image"] == str(bad) and "error" in first
     assert second["faces"] and second["faces"][0]["known"]
-    enrolled = facerec("enroll", str(tmp_path / "people"), "--gallery", addresses["gallery"])
+    # A FIFO (which would block a read forever) and a dangling link beside it: listed, skipped, no hang.
+    os.mkfifo(bad.parent / "pipe.jpg")
+    (bad.parent / "gone.jpg").symlink_to(bad.parent / "deleted.jpg")
+    enrolled = facerec("enroll", str(tmp_path / "people"), "--gallery", addresses["gallery"], timeout=120)
     assert enrolled.returncode == 1
-    assert enrolled.stdout == "1 picture of 1 identity: 0 enrolled, 1 invalid\n"
+    assert enrolled.stdout == "1 picture of 1 identity: 0 enrolled, 3 failed\n"
+    listed = enrolled.stderr.splitlines()[-4:-1]
+    assert listed[:2] == [
+        f"facerec: {bad.parent / 'gone.jpg'}: a symlink to nothing (its target is missing)",
+        f"facerec: {bad.parent / 'pipe.jpg'}: not a regular file (a FIFO)",
+    ]
+    assert listed[2].startswith(f"facerec: {bad}: ") and "decode" in listed[2], listed
     assert enrolled.stderr.splitlines()[-1] == "facerec: nothing was enrolled (see the reasons above)."
 
 

@@ -67,3 +67,42 @@ def test_serve_help_shows_serves_own_flags_and_version_is_there() -> None:
     version = subprocess.run([*run, "--version"], capture_output=True, text=True, timeout=60)
     assert version.returncode == 0 and version.stdout == f"facerec {package_version()}\n"
     assert re.fullmatch(r"\d+\.\d+\.\d+", package_version())
+
+
+# The one metavar of each kind of value, in every command.
+METAVARS = {
+    "gallery": "HOST:PORT",
+    "detector": "HOST:PORT",
+    "embedder": "HOST:PORT",
+    "address": "HOST:PORT",
+    "identity": "NAME",
+    "token": "TOKEN",
+    "tls_ca": "CA.pem",
+    "images": "PICTURE",
+    "image_a": "PICTURE",
+    "folder": "FOLDER",
+    "out": "FOLDER",
+    "operating_point": "POINT",
+    "threshold": "DISTANCE",
+    "top_k": "N",
+    "max_faces": "N",
+    "sample": "N",
+    "face_id": "FACE_ID",
+}
+
+
+def test_every_command_names_the_same_kind_of_value_with_the_same_metavar() -> None:
+    found = actions(build_parser(), "facerec")
+    takes_value = [
+        (where, a) for where, a in found if a.nargs != 0 and not isinstance(a, argparse._SubParsersAction)
+    ]
+    assert len(takes_value) > 30
+    for where, action in takes_value:
+        if where == "facerec serve" and action.dest == "rest":
+            continue  # the services' own flags, listed by their own parsers
+        # Never argparse's fallback (the dest in capitals): every value says what kind it is.
+        assert action.metavar is not None or action.choices is not None, (where, action.dest)
+        if action.dest in METAVARS:
+            assert action.metavar == METAVARS[action.dest], (where, action.dest, action.metavar)
+    usage = {where: a.metavar for where, a in takes_value if a.dest in ("gallery", "identity")}
+    assert set(usage.values()) == {"HOST:PORT", "NAME"}

@@ -9,6 +9,8 @@ import os
 import subprocess
 import sys
 import threading
+import time
+from collections.abc import Sequence
 from concurrent import futures
 from pathlib import Path
 
@@ -68,6 +70,24 @@ class FakeDetector:
     def kill(self) -> None:
         self.process.kill()
         self.process.wait(10)
+
+
+def first_to_exit(fakes: Sequence[FakeDetector], timeout_s: float = 60.0) -> FakeDetector | None:
+    """The first of `fakes` whose process has exited, waited for with a bound; None if none did in timeout_s.
+
+    A replica that dies on a call closes its socket before the kernel marks it exited: a caller sees the
+    call fail a moment before `poll()` can tell, so a check right after the failure races that exit.
+    """
+    deadline = time.monotonic() + timeout_s
+    while True:
+        for fake in fakes:
+            try:
+                fake.process.wait(timeout=0.05)
+            except subprocess.TimeoutExpired:
+                continue
+            return fake
+        if time.monotonic() >= deadline:
+            return None
 
 
 def main() -> None:

@@ -4,6 +4,7 @@ certificate for localhost/127.0.0.1, a client certificate, and a second CA nobod
 from __future__ import annotations
 
 import subprocess
+from collections.abc import Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -45,12 +46,14 @@ def _leaf(folder: Path, name: str, ca: str, extensions: str) -> None:
     )  # fmt: skip
 
 
-def make_pki(folder: Path) -> Pki:
-    """A throwaway CA with server and client certificates in `folder` (about 0.1 s with EC keys)."""
+def make_pki(folder: Path, server_ips: Sequence[str] = ("127.0.0.1",)) -> Pki:
+    """A throwaway CA with server and client certificates in `folder` (about 0.1 s with EC keys); the
+    server certificate names localhost and `server_ips`."""
     folder.mkdir(parents=True, exist_ok=True)
     _ca(folder, "ca")
     _ca(folder, "rogue-ca")
-    _leaf(folder, "server", "ca", "subjectAltName=DNS:localhost,IP:127.0.0.1\nextendedKeyUsage=serverAuth")
+    names = ",".join(["DNS:localhost", *(f"IP:{ip}" for ip in server_ips)])
+    _leaf(folder, "server", "ca", f"subjectAltName={names}\nextendedKeyUsage=serverAuth")
     _leaf(folder, "client", "ca", "extendedKeyUsage=clientAuth")
     _leaf(folder, "rogue", "rogue-ca", "extendedKeyUsage=clientAuth")
     return Pki(
