@@ -153,7 +153,30 @@ def precision_table(base, crops: list[np.ndarray], seconds: float) -> str:  # ba
                     f"{precision:<10}{threads:>8}{size:>6}{rate:>9.1f}{1000 / rate:>9.1f}"
                     f"{rate / fp32_rate[(threads, size)]:>8.2f}{rate / limit:>9.2f}\n"
                 )
+    lines.append(guard_line(base))
     return "".join(lines)
+
+
+def guard_line(base) -> str:  # base: embedding_service Settings
+    """What the int8 guard measured when it built the model: cosine to fp32 on held-out and augmented crops."""
+    import json
+
+    from embedding_service.quantize import cache_paths
+
+    try:
+        record = json.loads(cache_paths(base.weights_path.parent)[1].read_text())
+    except (OSError, ValueError):
+        return "int8 guard: no record\n"
+    groups = [
+        f"{name} min {g['min']:.4f} p1 {g['p1']:.4f} mean {g['mean']:.4f} (n={g['n']})"
+        for name, g in (("held-out", record.get("held_out")), ("augmented", record.get("augmented")))
+        if isinstance(g, dict)
+    ]
+    return (
+        f"int8 guard ({record.get('recipe', {}).get('method', '?')}, built in {record.get('build_s', '?')} s): "
+        f"cosine to fp32 {'; '.join(groups)}; pair accuracy {100 * record.get('accuracy_int8', 0):.2f}% "
+        f"(fp32 {100 * record.get('accuracy_fp32', 0):.2f}%)\n"
+    )
 
 
 def main(argv: Sequence[str] | None = None) -> int:

@@ -30,8 +30,8 @@ class Settings(ServerSettings):
     """How the gallery listens, where its store and the two services are, and how it decides.
 
     threshold 0 = Verify's calibrated threshold for the model (FACEREC_HOME/calibration.json), else the
-    model's shipped far_1e-3 point (1.0733 for int8, 1.0906 for fp32);
-    identification_threshold 0 = Identify's calibrated one, else the shipped one (1.0552 int8, 1.06 fp32).
+    model's shipped far_1e-3 point (1.0756 for int8, 1.0906 for fp32);
+    identification_threshold 0 = Identify's calibrated one, else the shipped one (1.0596 int8, 1.06 fp32).
     model "" = ask the embedder at start (DEFAULT_MODEL when it is down then).
     metrics_port 0 = no metrics endpoint.
     """

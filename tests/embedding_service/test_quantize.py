@@ -16,6 +16,8 @@ from embedding_service.embedder import Embedder, model_name
 from embedding_service.onnx_runtime import cache_path, cached_infer
 from embedding_service.preprocessing import prepare_batch
 from embedding_service.quantize import (
+    MIN_COSINE,
+    RECIPE,
     CalibrationSet,
     cache_paths,
     embed_all,
@@ -31,8 +33,8 @@ pytestmark = pytest.mark.model
 
 @pytest.fixture(scope="module")
 def calibration_set(fetched_assets) -> CalibrationSet:
-    """The crops `facerec fetch` builds: the detector's largest face of each train (calibrate) and val
-    (held out) picture."""
+    """The crops `facerec fetch` builds: the detector's faces of every picture the project has, split into
+    calibration and held-out ones."""
     from facerec_app.calibration_crops import build_calibration_set
 
     return build_calibration_set(fetched_assets)
@@ -48,28 +50,45 @@ def shared_settings(fetched_assets) -> Settings:
     return settings
 
 
-@pytest.fixture()
-def home(tmp_path: Path, shared_settings: Settings, calibration_set: CalibrationSet) -> Settings:
+def own_models(folder: Path, shared_settings: Settings, calibration_set: CalibrationSet) -> Settings:
     """A models folder of its own (the int8 cache and its record land there) sharing the weights and export."""
-    models = tmp_path / "models"
+    models = folder / "models"
     models.mkdir()
     (models / "facenet_keras.h5").symlink_to(shared_settings.weights_path)
     (models / "facenet.onnx").symlink_to(cache_path(shared_settings.weights_path))
     calibration_set.save(models / "facenet-calibration.npz")
     return dataclasses.replace(
-        shared_settings, weights_path=models / "facenet_keras.h5", calibration_path=tmp_path / "c.json"
+        shared_settings, weights_path=models / "facenet_keras.h5", calibration_path=folder / "c.json"
     )
 
 
+@pytest.fixture()
+def home(tmp_path: Path, shared_settings: Settings, calibration_set: CalibrationSet) -> Settings:
+    return own_models(tmp_path, shared_settings, calibration_set)
+
+
 @pytest.fixture(scope="module")
-def int8_bytes(shared_settings: Settings, calibration_set: CalibrationSet) -> bytes:
-    calibration = prepare_batch(list(calibration_set.crops[~calibration_set.held_out]))
-    return quantize(cache_path(shared_settings.weights_path).read_bytes(), calibration)
+def built(tmp_path_factory, shared_settings: Settings, calibration_set: CalibrationSet) -> Settings:
+    """A models folder where the int8 model was built once by the default path (as the embedder's first
+    start does): quantized with the shipped recipe, guarded, cached."""
+    settings = own_models(tmp_path_factory.mktemp("built"), shared_settings, calibration_set)
+    assert build(settings, None) is not None
+    return settings
 
 
-def build(settings: Settings, quantizer) -> bytes | None:
+@pytest.fixture(scope="module")
+def int8_bytes(built: Settings) -> bytes:
+    return cache_paths(built.weights_path.parent)[0].read_bytes()
+
+
+def build(settings: Settings, quantizer, recipe=RECIPE) -> bytes | None:
     return int8_model(
-        cache_path(settings.weights_path), sha256_of(settings.weights_path), 1, 1, quantizer=quantizer
+        cache_path(settings.weights_path),
+        sha256_of(settings.weights_path),
+        1,
+        1,
+        quantizer=quantizer,
+        recipe=recipe,
     )
 
 
@@ -94,27 +113,61 @@ def damaged(model: bytes) -> bytes:
 
 
 def test_int8_is_the_default_close_to_fp32_and_cached(
-    home: Settings, calibration_set: CalibrationSet, int8_bytes: bytes
+    built: Settings, calibration_set: CalibrationSet
 ) -> None:
-    int8 = Embedder.load(dataclasses.replace(home, precision="int8"))
-    fp32 = Embedder.load(dataclasses.replace(home, precision="fp32"))
+    int8 = Embedder.load(dataclasses.replace(built, precision="int8"))
+    fp32 = Embedder.load(dataclasses.replace(built, precision="fp32"))
     assert (
-        Settings(weights_path=home.weights_path, calibration_path=home.calibration_path).precision == "int8"
+        Settings(weights_path=built.weights_path, calibration_path=built.calibration_path).precision == "int8"
     )
     assert (int8.precision, int8.name) == ("int8", "facenet-keras-128-int8")
     assert (fp32.precision, fp32.name) == ("fp32", "facenet-keras-128")
     held_out = list(calibration_set.crops[calibration_set.held_out])
     cosine = np.sum(int8.embed(held_out) * fp32.embed(held_out), axis=1)
-    assert cosine.min() >= 0.995
+    assert cosine.min() >= MIN_COSINE
     assert np.abs(int8.embed(held_out) - fp32.embed(held_out)).max() > 1e-4  # really another model
 
-    int8_path, record_path, _ = cache_paths(home.weights_path.parent)
+    int8_path, record_path, _ = cache_paths(built.weights_path.parent)
     record = json.loads(record_path.read_text())
-    assert record["accepted"] and record["min_cosine"] >= 0.995
-    assert record["accuracy_int8"] >= record["accuracy_fp32"] - 0.005
+    assert record["accepted"] and record["recipe_sha256"] == RECIPE.sha256()
     assert record["int8_sha256"] == hashlib.sha256(int8_path.read_bytes()).hexdigest()
     # The next start reads the cache: no second quantization.
-    assert build(home, refuse_to_quantize) == int8_path.read_bytes()
+    assert build(built, refuse_to_quantize) == int8_path.read_bytes()
+
+
+def test_the_guard_holds_on_held_out_and_augmented_crops(
+    built: Settings, calibration_set: CalibrationSet
+) -> None:
+    """Held out: whole pictures and a whole person that calibration never saw; augmented: those crops
+    mirrored, relit, blurred, rescaled, compressed, greyed, tilted. Every cosine to fp32 ≥ 0.995, and
+    pair accuracy within half a point of fp32's."""
+    record = json.loads(cache_paths(built.weights_path.parent)[1].read_text())
+    held_out, augmented = record["held_out"], record["augmented"]
+    assert held_out["n"] == int(calibration_set.held_out.sum()) >= 40
+    assert augmented["n"] == RECIPE.check_copies * held_out["n"]
+    for stats in (held_out, augmented):
+        assert stats["min"] >= MIN_COSINE and stats["min"] <= stats["p1"] <= stats["mean"] <= 1.0
+    assert record["min_cosine"] == min(held_out["min"], augmented["min"])
+    assert record["accuracy_int8"] >= record["accuracy_fp32"] - 0.005
+
+
+def test_a_changed_recipe_quantizes_again(home: Settings, int8_bytes: bytes) -> None:
+    calls: list[int] = []
+
+    def counting(fp32: bytes, calibration: np.ndarray) -> bytes:
+        calls.append(len(calibration))
+        return int8_bytes
+
+    assert build(home, counting) == int8_bytes
+    assert build(home, refuse_to_quantize) == int8_bytes
+    other = dataclasses.replace(RECIPE, copies=RECIPE.copies + 1)
+    assert build(home, counting, other) == int8_bytes
+    kept = int((~home_set(home).held_out).sum())
+    assert calls == [kept * (1 + RECIPE.copies), kept * (2 + RECIPE.copies)]
+
+
+def home_set(settings: Settings) -> CalibrationSet:
+    return CalibrationSet.load(cache_paths(settings.weights_path.parent)[2])
 
 
 def test_a_damaged_cache_file_is_quantized_again(home: Settings, int8_bytes: bytes) -> None:
