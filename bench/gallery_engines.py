@@ -26,10 +26,11 @@ import numpy as np
 from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from facerec_app.supervisor import ServiceProcess
+from gallery.backend import open_gallery
 from gallery.gallery import Gallery, GalleryOptions
 from gallery.index_milvus import MilvusSettings
 from gallery.ports import DetectedImage, DetectOptions, Embedded, ModelInfo
-from gallery.store import NewFace
+from gallery.rows import NewFace
 from gallery.stores import open_store
 
 MODEL = "synthetic-128"
@@ -65,7 +66,7 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _open(store: str, milvus: MilvusSettings | None) -> Gallery:
     # svm_max_identities=1: nearest-neighbour identification, the large-gallery path (no SVM fit).
-    return Gallery.open(
+    return open_gallery(
         store, MODEL, _NoInference(), _NoInference(), GalleryOptions(svm_max_identities=2), milvus=milvus
     )
 

@@ -30,7 +30,8 @@ import faiss
 import numpy as np
 
 from gallery.index import FaceIndex
-from gallery.store import NewFace, Store
+from gallery.rows import NewFace
+from gallery.store import Store
 
 DIM = 128
 LATENT = 28

@@ -17,7 +17,7 @@ from facerec.settings import SettingError
 from gateway.app import build_app
 from gateway.config import Settings
 
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 
 
 def listening_socket(host: str, port: int) -> socket.socket:

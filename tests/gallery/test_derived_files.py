@@ -9,7 +9,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from gallery.gallery import Gallery, sidecar_paths
+from gallery.backend import open_gallery, sidecar_paths
+from gallery.gallery import Gallery
 from gallery.options import GalleryOptions
 
 MODEL = "facenet-keras-128"
@@ -35,7 +36,7 @@ def saved(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     rng = np.random.default_rng(7)
     centres = unit(rng.normal(size=(5, 128)))
     faces = {name: unit(centres[i] + 0.15 * rng.normal(size=(6, 128))) for i, name in enumerate(PEOPLE)}
-    g = open_gallery(tmp_path)
+    g = gallery_in(tmp_path)
     for name, vectors in faces.items():
         g.enroll(name, embeddings=[(v.tolist(), MODEL) for v in vectors])
     g.train()
@@ -45,8 +46,8 @@ def saved(tmp_path: Path) -> tuple[Path, dict[str, np.ndarray]]:
     return tmp_path, faces
 
 
-def open_gallery(path: Path) -> Gallery:
-    return Gallery.open(path / "g.sqlite", MODEL, _Unused(), _Unused(), GalleryOptions())
+def gallery_in(path: Path) -> Gallery:
+    return open_gallery(path / "g.sqlite", MODEL, _Unused(), _Unused(), GalleryOptions())
 
 
 def all_named_right(g: Gallery, faces: dict[str, np.ndarray]) -> bool:
@@ -68,7 +69,7 @@ def test_an_index_with_garbled_vector_bytes_is_rebuilt_not_used(saved, caplog) -
     flip_bytes(index_path, size // 2, 64)  # inside the vectors: same size, garbled values
     assert index_path.stat().st_size == size
     with caplog.at_level(logging.INFO):
-        g = open_gallery(path)
+        g = gallery_in(path)
     assert "does not match its checksum" in caplog.text
     assert "built the" in caplog.text
     assert all_named_right(g, faces)
@@ -84,7 +85,7 @@ def test_an_index_with_a_reversed_id_map_is_rebuilt_not_used(saved) -> None:
     ids = faiss.vector_to_array(raw.id_map)
     faiss.copy_array_to_vector(ids[::-1].copy(), raw.id_map)
     faiss.write_index(raw, str(index_path))
-    g = open_gallery(path)
+    g = gallery_in(path)
     assert all_named_right(g, faces)
     g.close()
 
@@ -94,6 +95,6 @@ def test_a_side_file_that_is_not_an_object_makes_a_rebuild(saved, content: str) 
     path, faces = saved
     index_path, _ = sidecar_paths(path / "g.sqlite")
     index_path.with_name(index_path.name + ".json").write_text(content)
-    g = open_gallery(path)
+    g = gallery_in(path)
     assert all_named_right(g, faces)
     g.close()
