@@ -438,10 +438,6 @@ class Store:
 
     # -- the fitted classifier, kept beside the store so a restart serves it without a refit ---------
 
-    @property
-    def classifier_path(self) -> Path:
-        return self._classifier.path
-
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
         """Keeps a fitted classifier (fsynced, replaced atomically); a failure to write is logged, not raised."""
         self._classifier.save(arrays, store_version)

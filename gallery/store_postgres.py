@@ -70,8 +70,12 @@ class PostgresStore:
         self._model = model
         self._session = Session(url, password, connect_timeout_s)
         self._run = self._session.run
-        self._run(migrate, write=True)
-        self._run(self._adopt_model, write=True)
+        try:
+            self._run(migrate, write=True)
+            self._run(self._adopt_model, write=True)
+        except BaseException:
+            self._session.close()  # a refused store (another model, a newer schema) leaves no connection
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------
 

@@ -5,8 +5,12 @@ backend (SQLite + flat FAISS): each storage port has its own contract test on ev
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -14,10 +18,10 @@ from numpy.typing import NDArray
 
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
-from gallery.backend import open_gallery
+from gallery.backend import Backend, BackendSettings, open_backend, open_gallery
 from gallery.gallery import Gallery
 from gallery.options import GalleryOptions
-from gallery.ports import Embedded
+from gallery.ports import Embedded, FaceStore, KeptClassifier, VectorIndex
 from gallery.results import NEAREST, SVM, EnrollOutcome, NotIdentifiable
 from tests.support.gallery import (
     BOX,
@@ -373,3 +377,66 @@ def test_a_downstream_outage_stores_nothing_and_passes_through(tmp_path: Path, w
     assert g.stats().faces == 0
     detector.down = False
     assert g.enroll("person-0", [portrait(0)])[0].outcome == EnrollOutcome.ENROLLED
+
+
+class CountingStore:
+    """A store that counts the calls made to it (each a round trip on a networked store)."""
+
+    def __init__(self, store: FaceStore) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+@dataclass
+class CountedStorage:
+    """The storage of a gallery whose store calls are counted."""
+
+    backend: Backend
+    store: CountingStore
+
+    @property
+    def index(self) -> VectorIndex:
+        return self.backend.index
+
+    @property
+    def write_lock(self) -> threading.Lock:
+        return self.backend.write_lock
+
+    def watch_classifier(self, classifier: KeptClassifier) -> None:
+        self.backend.watch_classifier(classifier)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def test_an_identify_reads_the_store_state_once_and_never_a_stale_svms_arrays(
+    tmp_path: Path, world: World
+) -> None:
+    backend = open_backend(BackendSettings(str(tmp_path / "g.sqlite"), MODEL))
+    storage = CountedStorage(backend, CountingStore(backend.store))
+    g = Gallery(storage, FakeDetector(), FakeEmbedder(world))  # type: ignore[arg-type]
+    _opened.append(g)
+    enroll_people(g, world, world.names[:3])
+    g.train()  # kept by the store at this version
+    g.enroll("person-3", [portrait(world.train["person-3"][0])])  # the kept SVM is stale now
+    storage.store.calls.clear()
+    answer = g.identify_image(portrait(world.val["person-1"][0]))
+    assert answer.method == SVM and answer.faces[0].identity == "person-1"
+    calls = storage.store.calls
+    # One read of version, counts and the kept SVM's version; the stale SVM's arrays are never loaded
+    # (a refit on the request reads the faces).
+    assert (calls["state"], calls["counts"], calls["load_classifier"]) == (1, 0, 0)
+    calls.clear()
+    g.identify_embedding(world.vectors[world.val["person-0"][0]].tolist())
+    assert calls["state"] == 1 and set(calls) <= {"state", "identities_of"}

@@ -361,10 +361,11 @@ def test_acknowledged_faces_survive_kill_9(where: str) -> None:
             face_id, identity = child.stdout.readline().split()
             acknowledged[int(face_id)] = identity
         child.send_signal(signal.SIGKILL)
-        for line in child.stdout:  # acknowledgements already in the pipe count too
-            if line.strip():
-                face_id, identity = line.split()
-                acknowledged[int(face_id)] = identity
+        with child.stdout:
+            for line in child.stdout:  # acknowledgements already in the pipe count too
+                if line.strip():
+                    face_id, identity = line.split()
+                    acknowledged[int(face_id)] = identity
         child.wait()
         with open_store(where, MODEL) as s:
             assert s.integrity_check()
