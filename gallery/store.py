@@ -22,7 +22,6 @@ from gallery.classifier_file import ClassifierFile
 from gallery.rows import (
     ADD,
     CHANGE_LOG_KEEP_MS,
-    FACE_COLUMNS,
     PRUNE_EVERY_VERSIONS,
     REMOVE,
     Change,
@@ -327,7 +326,9 @@ class Store:
             faces = [
                 face_row(r)
                 for r in self._db.execute(
-                    f"SELECT {FACE_COLUMNS} FROM faces WHERE identity = ? ORDER BY face_id", (identity,)
+                    "SELECT face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
+                    " created_at_ms FROM faces WHERE identity = ? ORDER BY face_id",
+                    (identity,),
                 )
             ]
         return IdentityRow(identity, len(faces), int(row[0])), faces
