@@ -155,7 +155,7 @@ class Backend:
             if version == self._saved_version:
                 return False
             try:
-                self._local.save(self._index_path, version)
+                self._local.save(self._index_path, version, self._store.store_id)
             except OSError as exc:
                 log.warning("could not save the index to %s: %s", self._index_path, exc)
                 return False
@@ -232,6 +232,7 @@ def _local_backend(
             settings.ivf_min_size,
             settings.nprobe,
             settings.exact_beyond,
+            store.store_id,
         )
         if saved is not None:
             log.info("loaded the saved %s index: %s faces", saved.kind, saved.ntotal)

@@ -204,6 +204,8 @@ class StoreClassifier:
                 return self._classifier, False
             if self._load(state):
                 return self._classifier, False
+            if self._refitting is not None and not self._refitting.done():
+                return self._classifier, True  # a refit is on its way: the request does not wait for it
             if state.faces <= self._inline_max:
                 try:
                     classifier, version, _ = self._fit()
@@ -215,6 +217,13 @@ class StoreClassifier:
             if self._refitting is None or self._refitting.done():
                 self._refitting = self._refitter.submit(self._refit_in_background)
             return self._classifier, True
+
+    def refit_in_background(self) -> None:
+        """Starts a refit off the request path (a start that found no usable SVM kept); until it ends,
+        current() answers with none, stale."""
+        with self._lock:
+            if self._refitting is None or self._refitting.done():
+                self._refitting = self._refitter.submit(self._refit_in_background)
 
     def close(self) -> None:
         """Lets a background refit end (it reads the store) and stops the refit thread."""

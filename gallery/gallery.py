@@ -78,12 +78,15 @@ class Gallery:
         self.options = options
         self._classifier = StoreClassifier(self._store, options.svm_inline_refit_max_faces)
         storage.watch_classifier(self._classifier)
+        state = self._store.state()
+        if state.classifier_version < 0 and self._method(state.identities) == SVM:
+            # No SVM kept (never trained, or a damaged one was set aside): fit one off the request path.
+            self._classifier.refit_in_background()
         self._closed = False
         self._enrolment = Enrolment(
             self._store, self._index, detector, self._embed, storage.write_lock, options
         )
-        # Identify's seconds per step since start (logged by close): calls to the detector and the
-        # embedder as the gallery waits for them, and the index search plus the classifier.
+        # Identify's seconds per step since start, logged by close: detector, embedder, search + SVM.
         self.timings = Timings()
 
     @property
@@ -100,9 +103,6 @@ class Gallery:
 
     def _current(self) -> Calibration:
         return self._calibration() if self._calibration is not None else self.options.calibration(self.model)
-
-    def _decision(self, threshold: float, operating_point: str, identify: bool) -> tuple[float, str]:
-        return decision(self._current(), threshold, operating_point, identify)
 
     def close(self) -> None:
         """Lets a background refit end, then closes the storage (which saves what a later start loads
@@ -141,7 +141,7 @@ class Gallery:
     ) -> Identification:
         """Identifies every face on the picture, by descending detection confidence."""
         k = validation.top_k(top_k)
-        t, point = self._decision(threshold, operating_point, identify=True)
+        t, point = decision(self._current(), threshold, operating_point, identify=True)
         if not image:
             raise InvalidInput("No image to identify: give an image or an embedding.")
         clock = time.perf_counter()
@@ -210,7 +210,7 @@ class Gallery:
     ) -> Identification:
         """Identifies one face given as an embedding of the gallery's model."""
         k = validation.top_k(top_k)
-        t, point = self._decision(threshold, operating_point, identify=True)
+        t, point = decision(self._current(), threshold, operating_point, identify=True)
         vector = validation.embedding(values, self.options.dimension, model, self.model)
         method, stale, answers = self._classify(vector[None, :], k, t, self._store.state())
         return Identification(answers, t, method, operating_point=point, classifier_stale=stale)
@@ -316,7 +316,7 @@ class Gallery:
     ) -> Verification:
         """Same person? The largest face of image_a against image_b's largest face, or against the
         identity's nearest enrolled face."""
-        t, point = self._decision(threshold, operating_point, identify=False)
+        t, point = decision(self._current(), threshold, operating_point, identify=False)
         if not image_a:
             raise InvalidInput(
                 "image_a is missing: Verify compares image_a with image_b or with an identity."

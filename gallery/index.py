@@ -341,8 +341,9 @@ class FaceIndex:
     def _side_path(path: Path) -> Path:
         return path.with_name(path.name + ".json")
 
-    def save(self, path: Path, store_version: int) -> None:
-        """Write the index to path and a side file path + ".json" recording the store version it mirrors.
+    def save(self, path: Path, store_version: int, store_id: str = "") -> None:
+        """Write the index to path and a side file path + ".json" recording the store (its id) and the store
+        version it mirrors.
 
         Crash-safe: the old side file goes first and the new one, naming the new index's size and checksum,
         comes last, each an atomic write (facerec.files); any partial state loads as absent. OSError when
@@ -370,6 +371,7 @@ class FaceIndex:
                 finally:
                     del writer  # flushes its buffer into f
                 meta.update(
+                    store_id=store_id,
                     store_version=int(store_version),
                     dim=self._dim,
                     kind=self.kind,
@@ -396,47 +398,60 @@ class FaceIndex:
         ivf_min_size: int = 50_000,
         nprobe: int | None = None,
         exact_beyond: float | None = None,
+        store_id: str = "",
     ) -> FaceIndex | None:
-        """The index saved at path if it mirrors store_version; None when absent, stale or unreadable
-        (the caller then rebuilds from the store)."""
+        """The index saved at path if it mirrors this store (store_id) at store_version; None when absent,
+        stale or unusable (the caller then rebuilds from the store).
+
+        Checked before use: the side file, the size and sha256 of the index, the store id, the version.
+        A file that is damaged, of another store, or from the store's future (an older copy of the store
+        was restored) is removed with one log line, never loaded; one merely older is left to be replaced.
+        """
         path = Path(path)
         side = cls._side_path(path)
         try:
             meta = json.loads(side.read_text())
             if not isinstance(meta, dict):
                 raise ValueError(f"the side file {side} holds {type(meta).__name__}, not an object")
-            if int(meta["store_version"]) != int(store_version):
-                log.info(
-                    "index at %s is for store version %s, not %s", path, meta["store_version"], store_version
+            saved_version = int(meta["store_version"])
+            if meta.get("store_id", "") != store_id:
+                return cls._set_aside(path, "it was built from another store")
+            if saved_version > int(store_version):
+                return cls._set_aside(
+                    path,
+                    f"it mirrors version {saved_version} of a store now at {store_version} (an older copy restored)",
                 )
+            if saved_version != int(store_version):
+                log.info("index at %s is for store version %s, not %s", path, saved_version, store_version)
                 return None
             if int(meta["dim"]) != dim or path.stat().st_size != int(meta["index_bytes"]):
-                log.warning("index at %s does not match its side file; ignoring it", path)
-                return None
+                return cls._set_aside(path, "it does not match its side file")
             if sha256_file(path) != meta.get("sha256"):
-                log.warning(
-                    "index at %s does not match its checksum (damaged or unchecked); rebuilding", path
-                )
-                return None
+                return cls._set_aside(path, "it does not match its checksum (damaged or unchecked)")
             raw = faiss.read_index(str(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            log.warning("cannot load the index at %s (%s); it will be rebuilt", path, exc)
-            return None
-        index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe, exact_beyond=exact_beyond)
+            return cls._set_aside(path, f"it cannot be read ({exc})")
         if (
             not isinstance(raw, faiss.IndexIVF | faiss.IndexIDMap2)
             or raw.d != dim
             or raw.ntotal != meta["ntotal"]
         ):
-            log.warning("index at %s is not one this gallery writes; it will be rebuilt", path)
-            return None
+            return cls._set_aside(path, "it is not one this gallery writes")
+        index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe, exact_beyond=exact_beyond)
         if isinstance(raw, faiss.IndexIVF) and nprobe:
             raw.nprobe = nprobe
         index._index = raw
         index._trained_size = int(meta.get("trained_size", 0))
         return index
+
+    @classmethod
+    def _set_aside(cls, path: Path, why: str) -> None:
+        """Removes a saved index (and its side file) that must not be served; says why in one line."""
+        log.warning("removed the saved index %s: %s; it will be rebuilt from the store", path, why)
+        cls._side_path(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def _ivf_params(nprobe: int) -> Any:

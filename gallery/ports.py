@@ -117,6 +117,11 @@ class FaceStore(Protocol):
         """Where the store lives, safe to log (no password)."""
         ...
 
+    @property
+    def store_id(self) -> str:
+        """Drawn at random when the store was created: every derived file names it (and the version)."""
+        ...
+
     # -- changes --
     def add_faces(self, identity: str, faces: Sequence[NewFace]) -> list[int]:
         """Stores faces for an identity (created if new); returns their new ids, ascending, never reused."""

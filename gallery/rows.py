@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import io
 import time
+import uuid
 import zipfile
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -80,6 +81,12 @@ class StoreState:
     identities: int
     faces: int
     classifier_version: int
+
+
+def new_store_id() -> str:
+    """A store's identity, drawn once when it is created: derived files name it, so a file built from
+    another store (one deleted and made again at the same path, a migration's old target) is never served."""
+    return uuid.uuid4().hex
 
 
 def now_ms() -> int:
@@ -157,29 +164,44 @@ def claim_model(
     return ModelClaim.KEEP
 
 
-def classifier_bytes(arrays: dict[str, NDArray[Any]], store_version: int) -> bytes:
-    """A fitted classifier's arrays and the store version it was fit at, as one .npz (no pickles)."""
+def classifier_bytes(arrays: dict[str, NDArray[Any]], store_version: int, store_id: str = "") -> bytes:
+    """A fitted classifier's arrays, the store version it was fit at and the store's id, as one .npz (no
+    pickles; each member carries a CRC-32, checked when it is read)."""
     out = io.BytesIO()
-    named: dict[str, Any] = {"store_version": np.int64(store_version), **arrays}
+    named: dict[str, Any] = {
+        "store_version": np.int64(store_version),
+        "store_id": np.str_(store_id),
+        **arrays,
+    }
     np.savez(out, **named)
     return out.getvalue()
 
 
 def classifier_from_bytes(data: bytes) -> tuple[int, dict[str, NDArray[Any]]]:
     """classifier_bytes read back: (store version, arrays). ValueError/KeyError when unreadable."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as saved:
-        arrays = {name: saved[name] for name in saved.files}
+    try:
+        with np.load(io.BytesIO(data), allow_pickle=False) as saved:
+            arrays = {name: saved[name] for name in saved.files}
+    except (zipfile.BadZipFile, EOFError) as exc:  # a damaged zip, or a CRC that does not match
+        raise ValueError(str(exc)) from exc
+    arrays.pop("store_id", None)
     return int(arrays.pop("store_version")), arrays
 
 
-def classifier_version_of(file: io.BufferedIOBase | str) -> int:
-    """The store version a classifier_bytes file was fit at, read without loading its arrays (an .npz is
-    a zip: only its small store_version member is read). ValueError/KeyError when unreadable."""
+def classifier_stamp_of(file: str) -> tuple[str, int]:
+    """The store id and version a classifier_bytes file was fit at, read without its arrays (an .npz is a
+    zip: only those two small members are read), after every member's CRC-32 was checked. ValueError /
+    KeyError when it is damaged or is no such file."""
     try:
+        with zipfile.ZipFile(file) as archive:
+            bad = archive.testzip()
+        if bad is not None:
+            raise ValueError(f"member {bad} does not match its checksum")
         saved = np.load(file, allow_pickle=False)
         if not isinstance(saved, np.lib.npyio.NpzFile):
             raise ValueError("not an .npz file")
         with saved:
-            return int(saved["store_version"])
+            store_id = str(saved["store_id"]) if "store_id" in saved.files else ""
+            return store_id, int(saved["store_version"])
     except (zipfile.BadZipFile, EOFError) as exc:
         raise ValueError(str(exc)) from exc

@@ -35,6 +35,7 @@ from gallery.rows import (
     claim_model,
     embedding_bytes,
     face_row,
+    new_store_id,
     now_ms,
     unpack,
 )
@@ -105,6 +106,11 @@ class Store:
                     (str(SCHEMA_VERSION),),
                 )
                 self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('version', '0')")
+                # Drawn when the store is created (or first opened by a gallery that keeps one).
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)", (new_store_id(),)
+                )
+                self._store_id = str(self._meta("store_id"))
                 (faces,) = self._db.execute("SELECT COUNT(*) FROM faces").fetchone()
                 held_dim = self._meta("dim")
                 claim = claim_model(
@@ -126,7 +132,8 @@ class Store:
         self._model = model
         # Commits wake wait_for_change: one process owns a SQLite store, so its own commits are all there are.
         self._changed = threading.Condition()
-        self._classifier = ClassifierFile(self._path.with_name(self._path.name + ".svm.npz"))
+        self._classifier = ClassifierFile(self._path.with_name(self._path.name + ".svm.npz"), self._store_id)
+        self._classifier.vet(self.version())
         self._changed_in_transaction = False
 
     # -- plumbing ---------------------------------------------------------------------------------
@@ -192,6 +199,10 @@ class Store:
     @property
     def path(self) -> Path:
         return self._path
+
+    @property
+    def store_id(self) -> str:
+        return self._store_id
 
     @property
     def location(self) -> str:

@@ -40,6 +40,7 @@ from gallery.rows import (
     classifier_from_bytes,
     embedding_bytes,
     face_row,
+    new_store_id,
     now_ms,
     unpack,
 )
@@ -92,6 +93,12 @@ class PostgresStore:
         )
         if claim is ModelClaim.SWITCH:
             conn.execute("UPDATE state SET version = version + 1")
+        # Drawn when the store is created (or first opened by a gallery that keeps one).
+        conn.execute(
+            "INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT (key) DO NOTHING", (new_store_id(),)
+        )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        self._store_id = str(row[0]) if row is not None else ""
         if claim is not ModelClaim.KEEP:
             for key, value in (("model", self._model), ("dim", str(self._dim))):
                 conn.execute(
@@ -125,6 +132,10 @@ class PostgresStore:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def store_id(self) -> str:
+        return self._store_id
 
     @property
     def location(self) -> str:
@@ -432,7 +443,7 @@ class PostgresStore:
 
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
         """Keeps a fitted classifier for every replica; an older fit never replaces a newer one."""
-        data = classifier_bytes(arrays, store_version)
+        data = classifier_bytes(arrays, store_version, self._store_id)
         self._run(
             lambda conn: conn.execute(
                 "INSERT INTO classifier VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"

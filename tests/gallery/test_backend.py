@@ -126,10 +126,12 @@ def test_checkpoint_saves_the_index_only_when_the_store_changed(tmp_path: Path, 
     enroll_people(g, world, world.names[:2])
     index_path, _ = sidecar_paths(tmp_path / "g.sqlite")
     version = backend.store.version()
-    assert FaceIndex.load(index_path, version) is None  # nothing saved yet: a crash now would rebuild
+    assert (
+        FaceIndex.load(index_path, version, store_id=backend.store.store_id) is None
+    )  # nothing saved yet: a crash now would rebuild
     assert backend.checkpoint() is True
     assert backend.checkpoint() is False  # unchanged since
-    saved = FaceIndex.load(index_path, version)
+    saved = FaceIndex.load(index_path, version, store_id=backend.store.store_id)
     assert saved is not None and saved.ntotal == g.stats().faces
     enroll_people(g, world, world.names[2:3])
     assert backend.checkpoint() is True

@@ -71,6 +71,15 @@ def test_everything_survives_reopen_bit_exact(where: str) -> None:
         assert again.integrity_check()
 
 
+def test_a_store_has_a_random_id_of_its_own_kept_across_reopen(where: str, tmp_path: Path) -> None:
+    with open_store(where, MODEL) as s:
+        first = s.store_id
+        s.add_faces("alice", [NewFace(unit_vectors(1)[0])])
+    with open_store(where, MODEL) as again, open_store(tmp_path / "other.sqlite", MODEL) as other:
+        assert again.store_id == first and len(first) == 32
+        assert other.store_id != first
+
+
 def test_embedding_is_a_float32_blob_of_dim_times_4_bytes(db_path: Path) -> None:
     with Store(db_path, MODEL) as s:
         s.add_faces("alice", [NewFace(unit_vectors(1)[0])])
