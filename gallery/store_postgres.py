@@ -53,13 +53,8 @@ CHANNEL = "facerec_gallery_changes"
 
 
 class PostgresStore:
-    """Identities and faces in PostgreSQL. Thread-safe: one connection guarded by a lock.
-
-    A lost connection (the server restarted, the network dropped) is reopened on the next call; a read,
-    or a write that failed before its commit was sent, is retried once on the new connection, otherwise
-    the call raises Unavailable. Durability: synchronous_commit=on for this session, so an
-    acknowledged change is in the server's fsynced WAL (with its fsync setting on, the default).
-    """
+    """Identities and faces in PostgreSQL. Thread-safe: one connection (gallery.pg_session, which reopens
+    it once lost) with synchronous_commit=on, so an acknowledged change is in the server's fsynced WAL."""
 
     def __init__(
         self, url: str, model: str, dim: int = 128, password: str = "", connect_timeout_s: float = 10.0
