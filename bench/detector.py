@@ -15,6 +15,7 @@ import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -43,7 +44,7 @@ def _grpc_run(address: str, datas: Sequence[bytes], clients: int) -> tuple[float
     from bench.clients import closed_loop
     from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 
-    def detect(stub, data: bytes) -> int:
+    def detect(stub: Any, data: bytes) -> int:
         request = detector_pb2.DetectRequest(images=[common_pb2.Image(data=data)])
         return len(stub.Detect(request, timeout=120).results[0].faces)
 

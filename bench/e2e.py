@@ -24,6 +24,7 @@ import time
 import urllib.request
 from collections.abc import Sequence
 from pathlib import Path
+from typing import Any, cast
 
 import numpy as np
 
@@ -40,7 +41,9 @@ def _percentile_ms(latencies: Sequence[float], q: float) -> float:
     return 1000.0 * float(np.percentile(latencies, q)) if latencies else float("nan")
 
 
-def tutorial_run(pairs: list[tuple[str, Path]], train: list[tuple[str, Path]]):
+def tutorial_run(
+    pairs: list[tuple[str, Path]], train: list[tuple[str, Path]]
+) -> tuple[float, list[float], int]:
     """(a): returns (seconds, latencies, correct). The SVM is fitted on the train set first (not timed)."""
     from mtcnn import MTCNN
     from sklearn.svm import SVC
@@ -50,7 +53,10 @@ def tutorial_run(pairs: list[tuple[str, Path]], train: list[tuple[str, Path]]):
     from facerec_app import tutorial
 
     detector = MTCNN()
-    model = build_facenet(assets.Assets(assets.facerec_home(os.environ)).facenet_h5)
+    # A keras.Model: it has the predict the tutorial calls (build_facenet types only what the service uses).
+    model = cast(
+        tutorial.KerasModel, build_facenet(assets.Assets(assets.facerec_home(os.environ)).facenet_h5)
+    )
     labels, faces = [], []
     for identity, path in train:
         face = tutorial.extract_face(detector, path)
@@ -75,12 +81,12 @@ def tutorial_run(pairs: list[tuple[str, Path]], train: list[tuple[str, Path]]):
     return time.perf_counter() - start, latencies, correct
 
 
-def identify_run(address: str, work: list[tuple[str, bytes]], clients: int):
+def identify_run(address: str, work: list[tuple[str, bytes]], clients: int) -> tuple[float, list[float], int]:
     """(b) at `clients` threads, each with its own channel: (seconds, latencies, correct)."""
     from bench.clients import closed_loop
     from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 
-    def identify(stub, item: tuple[str, bytes]) -> bool:
+    def identify(stub: Any, item: tuple[str, bytes]) -> bool:
         identity, data = item
         request = gallery_pb2.IdentifyRequest(image=common_pb2.Image(data=data), top_k=1)
         reply = stub.Identify(request, timeout=120)
@@ -101,7 +107,9 @@ def scrape(port: int) -> dict[str, tuple[float, float]]:
     return {m: (v[0], v[1]) for m, v in found.items()}
 
 
-def _delta(after: dict, before: dict, method: str) -> tuple[float, float]:
+def _delta(
+    after: dict[str, tuple[float, float]], before: dict[str, tuple[float, float]], method: str
+) -> tuple[float, float]:
     a, b = after.get(method, (0.0, 0.0)), before.get(method, (0.0, 0.0))
     return a[0] - b[0], a[1] - b[1]
 
@@ -111,7 +119,8 @@ def _timings(output: Sequence[str]) -> dict[str, float]:
     for line in reversed(output):
         match = re.search(r"timings (\{.*\})", line)
         if match:
-            return json.loads(match.group(1))
+            found: dict[str, float] = json.loads(match.group(1))
+            return found
     return {}
 
 
@@ -223,16 +232,16 @@ def main(argv: Sequence[str] | None = None) -> int:
     emb_calls, embed_s = _delta(after_all["embedder"], before_all["embedder"], "Embed")
     out("\nstages over the whole run (enrolment included), ms per picture or face:\n")
     if gallery.get("identify_images"):
-        images = gallery["identify_images"]
+        identified = gallery["identify_images"]
         out(
-            f"  gallery   detect call {1000 * gallery['detect_call_s'] / images:.1f}, "
-            f"embed call {1000 * gallery['embed_call_s'] / images:.1f}, "
-            f"search+SVM {1000 * gallery['search_s'] / images:.2f}  ({int(images)} identifies)\n"
+            f"  gallery   detect call {1000 * gallery['detect_call_s'] / identified:.1f}, "
+            f"embed call {1000 * gallery['embed_call_s'] / identified:.1f}, "
+            f"search+SVM {1000 * gallery['search_s'] / identified:.2f}  ({int(identified)} identifies)\n"
         )
         if calls and det_calls and emb_calls:
             out(
-                f"  RPC gallery→detector ≈ {1000 * (gallery['detect_call_s'] / images - detect_s / det_calls):.1f}, "
-                f"gallery→embedder ≈ {1000 * (gallery['embed_call_s'] / images - embed_s / emb_calls):.1f} "
+                f"  RPC gallery→detector ≈ {1000 * (gallery['detect_call_s'] / identified - detect_s / det_calls):.1f}, "
+                f"gallery→embedder ≈ {1000 * (gallery['embed_call_s'] / identified - embed_s / emb_calls):.1f} "
                 "(the gallery's wait minus the service's handler time, Identify runs only)\n"
             )
     if detector.get("pictures"):

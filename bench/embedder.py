@@ -15,14 +15,20 @@ from __future__ import annotations
 
 import argparse
 import dataclasses
+import functools
 import os
 import sys
 import threading
 import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+
+if TYPE_CHECKING:
+    from embedding_service.config import Settings as EmbedderSettings
+    from embedding_service.embedder import Embedder
 
 GFLOP_PER_FACE = 2.84  # design.md: FaceNet's cost per 160x160 face
 PEAK_GFLOPS = 420.0  # design.md: this machine's fp32 peak (SGEMM, AVX-512)
@@ -69,6 +75,11 @@ def _crops(n: int) -> list[np.ndarray]:
     return [crops[i % len(crops)] for i in range(n)]
 
 
+def _embedded(embedder: Embedder, x: np.ndarray) -> int:
+    """Faces embedded by one call of the model alone on a prepared batch."""
+    return len(embedder.embed_prepared(x))
+
+
 def _loop_for(seconds: float, step: Callable[[], int]) -> tuple[int, float, list[float]]:
     """Runs step() (returns faces done) until `seconds` pass. (faces, elapsed, latencies)."""
     latencies = []
@@ -82,7 +93,7 @@ def _loop_for(seconds: float, step: Callable[[], int]) -> tuple[int, float, list
 
 
 def _clients(
-    address: str, requests: Sequence, clients: int, seconds: float
+    address: str, requests: Sequence[Any], clients: int, seconds: float
 ) -> tuple[int, float, list[float]]:
     """`clients` closed-loop threads over one channel sending requests round-robin for `seconds`."""
     import grpc
@@ -121,7 +132,7 @@ def _clients(
     return faces[0], elapsed, latencies
 
 
-def precision_table(base, crops: list[np.ndarray], seconds: float) -> str:  # base: embedding_service Settings
+def precision_table(base: EmbedderSettings, crops: list[np.ndarray], seconds: float) -> str:
     """FaceNet on onnxruntime in fp32 and in int8 (the service's guarded model), model alone, at 1 and 2
     threads and batch 1 and 8, beside the fp32 limit of the cores used (their share of the CPU's fp32
     peak / FaceNet's GFLOP a face): int8 is measured against what no fp32 runtime can beat."""
@@ -145,7 +156,7 @@ def precision_table(base, crops: list[np.ndarray], seconds: float) -> str:  # ba
             for size in (1, 8):
                 x = prepare_batch(crops[:size])
                 embedder.embed_prepared(x)
-                faces, took, _ = _loop_for(seconds, lambda x=x, e=embedder: len(e.embed_prepared(x)))
+                faces, took, _ = _loop_for(seconds, functools.partial(_embedded, embedder, x))
                 rate = faces / took
                 limit = PEAK_GFLOPS * min(threads, cores) / cores / GFLOP_PER_FACE
                 fp32_rate.setdefault((threads, size), rate)
@@ -223,18 +234,19 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     crops = _crops(64)
     x32 = prepare_batch(crops[:32])
-    model.predict(x32, verbose=0)
+    keras_model: Any = model  # a keras.Model (build_facenet types only what the service uses)
+    keras_model.predict(x32, verbose=0)
     embedder.embed(crops[:32])
     embedder.embed(crops[:1])
 
     out = sys.stdout.write
     rows: list[Row] = []
-    faces, took, lat = _loop_for(seconds, lambda: len(model.predict(x32, verbose=0)))
+    faces, took, lat = _loop_for(seconds, lambda: len(keras_model.predict(x32, verbose=0)))
     baseline = Row("baseline model.predict, 32 faces", faces, took, lat, 32)
     # The model's own cost per face by batch size bounds what batching can gain: cost(1) / cost(n).
     for size in (1, 8, 16, 32):
         x = prepare_batch(crops[:size])
-        faces, took, lat = _loop_for(seconds, lambda x=x: len(embedder.embed_prepared(x)))
+        faces, took, lat = _loop_for(seconds, functools.partial(_embedded, embedder, x))
         rows.append(Row(f"{embedder.runtime} model alone, batch {size}", faces, took, lat, size))
     faces, took, lat = _loop_for(seconds, lambda: len(embedder.embed(crops[:32])))
     rows.append(Row(f"Embedder.embed ({embedder.runtime}), 32 faces", faces, took, lat, 32))
@@ -256,7 +268,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         server, port = build_server(mode, batcher, Health([SERVICE_NAME]))
         server.start()
         address = f"127.0.0.1:{port}"
-        runs: list[tuple[str, Sequence, int]] = [
+        runs: list[tuple[str, Sequence[Any], int]] = [
             (f"{c} client(s), 1 face", singles, c) for c in client_counts
         ]
         if batching:

@@ -18,6 +18,7 @@ import threading
 import time
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
 
 import grpc
@@ -26,10 +27,12 @@ import numpy as np
 from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from facerec_app.supervisor import ServiceProcess
-from gallery.gallery import Gallery, GalleryOptions
+from gallery.backend import open_gallery
+from gallery.gallery import Gallery
 from gallery.index_milvus import MilvusSettings
-from gallery.ports import DetectedImage, DetectOptions, Embedded, ModelInfo
-from gallery.store import NewFace
+from gallery.options import GalleryOptions
+from gallery.ports import DetectedImage, DetectorOptions, Embedded, ModelInfo
+from gallery.rows import NewFace
 from gallery.stores import open_store
 
 MODEL = "synthetic-128"
@@ -46,7 +49,7 @@ class _NoInference:
     """The gallery's ports when every call is by embedding: never asked."""
 
     def detect(
-        self, images: object, options: DetectOptions, timeout_s: float | None = None
+        self, images: object, options: DetectorOptions, timeout_s: float | None = None
     ) -> list[DetectedImage]:
         raise FacerecError("no detector in this benchmark")
 
@@ -65,14 +68,27 @@ def _timed(fn: Callable[[], object]) -> float:
 
 def _open(store: str, milvus: MilvusSettings | None) -> Gallery:
     # svm_max_identities=1: nearest-neighbour identification, the large-gallery path (no SVM fit).
-    return Gallery.open(
+    return open_gallery(
         store, MODEL, _NoInference(), _NoInference(), GalleryOptions(svm_max_identities=2), milvus=milvus
     )
 
 
+@dataclass(frozen=True)
+class Measured:
+    """One backend's figures: faces/s enrolled in bulk and one at a time, seconds to start, Identify
+    calls/s, and the share of identifications whose top candidate was right."""
+
+    name: str
+    bulk: float
+    start_s: float
+    one: float
+    identify: float
+    right: float
+
+
 def measure_backend(
     name: str, store: str, milvus: MilvusSettings | None, x: np.ndarray, q: np.ndarray
-) -> dict:
+) -> Measured:
     """Bulk enroll through the store, start (index from the store), Enroll one at a time and Identify."""
     with open_store(store, MODEL) as s:
         faces = [NewFace(v) for v in x]
@@ -107,8 +123,9 @@ def measure_backend(
     n_one = 200
     fresh = np.random.default_rng(3).standard_normal((n_one, x.shape[1])).astype(np.float32)
     fresh /= np.linalg.norm(fresh, axis=1, keepdims=True)
+    opened = gallery
     one_s = _timed(
-        lambda: [gallery.enroll(f"new-{i}", embeddings=[(fresh[i].tolist(), "")]) for i in range(n_one)]  # type: ignore[union-attr]
+        lambda: [opened.enroll(f"new-{i}", embeddings=[(fresh[i].tolist(), "")]) for i in range(n_one)]
     )
     gallery.identify_embedding(q[0].tolist())  # warm
     right = 0
@@ -118,14 +135,7 @@ def measure_backend(
         right += answer.faces[0].candidates[0].face_id == i + 1 if answer.faces[0].candidates else 0
     identify_s = time.perf_counter() - t0
     gallery.close()
-    return {
-        "name": name,
-        "bulk": len(x) / bulk_s,
-        "start_s": start_s,
-        "one": n_one / one_s,
-        "identify": len(q) / identify_s,
-        "right": right / len(q),
-    }
+    return Measured(name, len(x) / bulk_s, start_s, n_one / one_s, len(q) / identify_s, right / len(q))
 
 
 def replica_lag_ms(url: str, trials: int) -> list[float]:
@@ -199,7 +209,11 @@ def identify_rate(url: str, replicas: int, clients: int, q: np.ndarray, seconds:
             p.stop()
 
 
-def run(args: argparse.Namespace, face_like: Callable, work: Path) -> None:
+def run(
+    args: argparse.Namespace,
+    face_like: Callable[[int, int, np.random.Generator], tuple[np.ndarray, np.ndarray, np.ndarray]],
+    work: Path,
+) -> None:
     from tests.support.engines import MilvusLiteServer, PostgresCluster
 
     n = args.engine_faces
@@ -235,13 +249,13 @@ def run(args: argparse.Namespace, face_like: Callable, work: Path) -> None:
         )
         for r in rows:
             out(
-                f"  {r['name']:<36} {r['bulk']:>13,.0f} {r['one']:>9,.0f} {r['start_s']:>8.2f}"
-                f" {r['identify']:>11,.0f} {r['right']:>6.3f}"
+                f"  {r.name:<36} {r.bulk:>13,.0f} {r.one:>9,.0f} {r.start_s:>8.2f}"
+                f" {r.identify:>11,.0f} {r.right:>6.3f}"
             )
         for r in rows[1:]:
             out(
-                f"  {r['name']:<36} ratio to baseline: bulk {r['bulk'] / base['bulk']:.2f}x, Enroll"
-                f" {r['one'] / base['one']:.2f}x, Identify {r['identify'] / base['identify']:.2f}x"
+                f"  {r.name:<36} ratio to baseline: bulk {r.bulk / base.bulk:.2f}x, Enroll"
+                f" {r.one / base.one:.2f}x, Identify {r.identify / base.identify:.2f}x"
             )
         out("  * milvus-lite is a functional stand-in for Milvus, not a speed reference.")
 

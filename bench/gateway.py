@@ -92,7 +92,7 @@ def enroll(gallery: str, folder: Path) -> None:
 
 
 def run(
-    gallery: str, gateway: str, pictures: list[bytes], counts: Sequence[int], write: Callable[[str], None]
+    gallery: str, gateway: str, pictures: list[bytes], counts: Sequence[int], write: Callable[[str], object]
 ) -> None:
     write(f"{len(pictures)} pictures per run; Identify, one picture per call\n")
     write(

@@ -22,6 +22,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -30,7 +31,7 @@ import numpy as np
 class Run:
     seconds: float = 0.0
     latencies_s: list[float] = field(default_factory=list)
-    codes: Counter = field(default_factory=Counter)
+    codes: Counter[str] = field(default_factory=Counter)
 
     @property
     def ok(self) -> int:
@@ -57,7 +58,7 @@ def rss_mib(pid: int) -> float:
     return float("nan")
 
 
-def load(address: str, requests: Sequence, clients: int, seconds: float, max_calls: int) -> Run:
+def load(address: str, requests: Sequence[Any], clients: int, seconds: float, max_calls: int) -> Run:
     """`clients` threads call Identify round the `requests` until `seconds` pass or `max_calls` are made."""
     import grpc
 

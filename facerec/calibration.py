@@ -36,6 +36,8 @@ IDENTIFICATION = "identification"  # the name of Identify's open-set point
 # Euclidean distance sqrt(2) between unit vectors is cosine similarity 0: unrelated faces. A threshold
 # at or past it calls any two faces the same person (2.0 in a file once matched two strangers at 1.337).
 MAX_THRESHOLD = math.sqrt(2)
+# The largest euclidean distance between unit vectors: a request may name any threshold up to it.
+MAX_DISTANCE = 2.0
 
 
 class CalibrationFileError(ValueError):

@@ -10,7 +10,6 @@ from __future__ import annotations
 import dataclasses
 import logging
 import os
-import threading
 from collections.abc import Sequence
 
 from facerec import security
@@ -18,12 +17,13 @@ from facerec.bootstrap import Hosting, run_service
 from facerec.calibration import Calibration, CalibrationSource
 from facerec.errors import FacerecError
 from facerec.metrics import ServiceMetrics
+from gallery.backend import BackendSettings, open_backend
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.gallery import Gallery
 from gallery.service import SERVICE_NAME, WRITE_METHODS, build_server
 
-log = logging.getLogger("gallery")
+log = logging.getLogger(__name__)
 
 
 def main(argv: Sequence[str] | None = None) -> None:
@@ -78,30 +78,24 @@ def _build(settings: Settings) -> Hosting:
         )
 
     options = settings.gallery_options(calibration().threshold, calibration().source)
-    gallery = Gallery.open(
-        settings.store,
-        model,
-        detector,
-        embedder,
-        options,
-        calibration,
-        settings.store_password_file,
-        settings.milvus(),
-        settings.index_reconcile_s,
+    backend = open_backend(
+        BackendSettings(
+            settings.store,
+            model,
+            options.dimension,
+            settings.store_password_file,
+            settings.milvus(),
+            settings.index_reconcile_s,
+            options.ivf_min_size,
+            options.nprobe,
+            # FAISS IVF makes sure of every face within Identify's threshold (gallery.index.FaceIndex).
+            exact_beyond=calibration().identification_threshold,
+            follow_poll_s=options.follow_poll_s,
+        )
     )
-    stop_checkpoints = threading.Event()
-
-    def start_checkpoints() -> None:
-        if settings.index_checkpoint_s > 0:
-            threading.Thread(
-                target=_checkpoints,
-                args=(gallery, settings.index_checkpoint_s, stop_checkpoints),
-                name="index-checkpoint",
-                daemon=True,
-            ).start()
+    gallery = Gallery(backend, detector, embedder, options, calibration)
 
     def close() -> None:
-        stop_checkpoints.set()
         gallery.close()
         detector.close()
         embedder.close()
@@ -113,18 +107,11 @@ def _build(settings: Settings) -> Hosting:
         build_server=lambda health, interceptors, credentials: build_server(
             settings, gallery, health, interceptors, credentials
         ),
-        warm_up=start_checkpoints,
+        warm_up=lambda: backend.start_checkpoints(settings.index_checkpoint_s),
         watch=watch,
         close=close,
         ready=f"gallery of {model} (threshold {gallery.threshold:.3f}) on {settings.host}:{settings.port}",
     )
-
-
-def _checkpoints(gallery: Gallery, interval_s: float, stop: threading.Event) -> None:
-    """Saves the index every interval_s while the store changes, until stop is set."""
-    while not stop.wait(interval_s):
-        if gallery.checkpoint():
-            log.info("index saved (%s faces)", gallery.stats().index_size)
 
 
 def _model_of(embedder: EmbedderClient) -> str:

@@ -13,21 +13,19 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Protocol
+from typing import Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import FacerecError
-
-if TYPE_CHECKING:
-    from gallery.store_postgres import Change
+from gallery.rows import Change
 
 log = logging.getLogger(__name__)
 
 
 class ChangeLog(Protocol):
-    """What the follower needs of a shared store (gallery.store_postgres.PostgresStore)."""
+    """What the follower reads of a shared store (a part of gallery.ports.FaceStore)."""
 
     def version(self) -> int: ...
     def changes_since(self, version: int, limit: int = 10_000) -> list[Change]: ...
@@ -39,7 +37,7 @@ class ChangeLog(Protocol):
 
 
 class Follower(Protocol):
-    """What the follower keeps level (gallery.gallery.Gallery)."""
+    """What the follower keeps level: a replica's index and SVM (gallery.backend's upkeep)."""
 
     @property
     def classifier_version(self) -> int: ...

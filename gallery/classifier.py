@@ -6,7 +6,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor, wait
+from concurrent.futures import Future, ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from sklearn.svm import LinearSVC
 
 from facerec.errors import FacerecError, InvalidInput, Precondition
+from gallery.rows import StoreState
 
 log = logging.getLogger(__name__)
 
@@ -134,12 +135,13 @@ class IdentityClassifier:
 
 
 class EnrolledFaces(Protocol):
-    """What a StoreClassifier reads of the store, and where it keeps the fit (gallery.stores.GalleryStore):
-    beside a SQLite file, inside a PostgreSQL database, so every replica serves the same fit."""
+    """What a StoreClassifier reads of the store, and where it keeps the fit (a part of
+    gallery.ports.FaceStore): beside a SQLite file, inside a PostgreSQL database, so every replica
+    serves the same fit."""
 
     def version(self) -> int: ...
 
-    def counts(self) -> tuple[int, int]: ...
+    def classifier_version(self) -> int: ...
 
     def embeddings(self) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]: ...
 
@@ -174,9 +176,9 @@ class StoreClassifier:
         """The store version the classifier was fit at; -1 when there is none."""
         return self._version if self._classifier is not None else -1
 
-    def stale(self) -> bool:
-        """No classifier, or one fit before the store's latest change."""
-        return self._classifier is None or self._version != self._faces.version()
+    def stale(self, state: StoreState) -> bool:
+        """No classifier, or one fit before the store's latest change (state: the store's, read by the caller)."""
+        return self._classifier is None or self._version != state.version
 
     def fit(self) -> float:
         """Refits now; returns the training accuracy. Precondition with fewer than two identities.
@@ -190,18 +192,21 @@ class StoreClassifier:
         with self._lock:
             return self._load()
 
-    def current(self) -> tuple[IdentityClassifier | None, bool]:
-        """The SVM to answer with now, and whether it is stale (being refit in the background).
+    def current(self, state: StoreState) -> tuple[IdentityClassifier | None, bool]:
+        """The SVM to answer with now, and whether it is stale (being refit in the background). state: the
+        store's, read once by the request.
 
         A current fit kept by the store is adopted; small stores are refit here; larger ones start a
         background refit and get the previous SVM (None when there is none yet, or when fewer than two
         identities are left)."""
         with self._lock:
-            if self._classifier is not None and self._version == self._faces.version():
+            if self._classifier is not None and self._version == state.version:
                 return self._classifier, False
-            if self._load():
+            if self._load(state):
                 return self._classifier, False
-            if self._faces.counts()[1] <= self._inline_max:
+            if self._refitting is not None and not self._refitting.done():
+                return self._classifier, True  # a refit is on its way: the request does not wait for it
+            if state.faces <= self._inline_max:
                 try:
                     classifier, version, _ = self._fit()
                 except Precondition:
@@ -213,15 +218,12 @@ class StoreClassifier:
                 self._refitting = self._refitter.submit(self._refit_in_background)
             return self._classifier, True
 
-    def fresh(self) -> IdentityClassifier | None:
-        """The SVM to answer with now (see current)."""
-        return self.current()[0]
-
-    def wait_for_refit(self, timeout_s: float | None = None) -> None:
-        """Blocks until a background refit in progress has ended."""
-        refitting = self._refitting
-        if refitting is not None:
-            wait([refitting], timeout_s)
+    def refit_in_background(self) -> None:
+        """Starts a refit off the request path (a start that found no usable SVM kept); until it ends,
+        current() answers with none, stale."""
+        with self._lock:
+            if self._refitting is None or self._refitting.done():
+                self._refitting = self._refitter.submit(self._refit_in_background)
 
     def close(self) -> None:
         """Lets a background refit end (it reads the store) and stops the refit thread."""
@@ -265,15 +267,18 @@ class StoreClassifier:
         except FacerecError as exc:  # the store is down: the fit still serves this process
             log.warning("could not keep the SVM in the store: %s", exc)
 
-    def _load(self) -> bool:
+    def _load(self, state: StoreState | None = None) -> bool:
+        """Adopts the fit the store keeps when it was fit at the store's version (state's, else read now).
+        Its version is read first, without its arrays: a stale fit is never loaded."""
+        version = state.version if state is not None else self._faces.version()
+        kept = state.classifier_version if state is not None else self._faces.classifier_version()
+        if kept != version:
+            return False  # none, or stale: refit on the next identification
         saved = self._faces.load_classifier()
-        if saved is None:
+        if saved is None or saved[0] != version:
             return False
-        version, arrays = saved
-        if version != self._faces.version():
-            return False  # stale: refit on the next identification
         try:
-            classifier = IdentityClassifier.from_arrays(arrays)
+            classifier = IdentityClassifier.from_arrays(saved[1])
         except (ValueError, KeyError, FacerecError) as exc:
             log.warning("ignoring the unreadable saved SVM: %s", exc)
             return False

@@ -13,6 +13,7 @@ from pathlib import Path
 from typing import Any, ClassVar
 
 from facerec.assets import Assets, facerec_home
+from facerec.calibration import MAX_DISTANCE
 from facerec.settings import MiB, ServerOptions, ServerSettings, SettingError, setting
 from gallery.index_milvus import MilvusSettings
 from gallery.options import GalleryOptions
@@ -116,7 +117,7 @@ class Settings(ServerSettings):
         super().check()
         for name in ("threshold", "identification_threshold"):
             value = getattr(self, name)
-            if not (value == 0 or 0 < value <= 2):
+            if not (value == 0 or 0 < value <= MAX_DISTANCE):
                 raise SettingError(f"{name} must lie in (0, 2] (0 for the calibrated one), not {value}.")
         if self.svm_max_identities < 2:
             raise SettingError("svm_max_identities must be at least 2.")

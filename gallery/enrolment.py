@@ -4,22 +4,28 @@ the store commit with its index update as one step. Pure: no grpc."""
 from __future__ import annotations
 
 import hashlib
-import threading
 from collections.abc import Callable, Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import FacerecError, InvalidInput
 from gallery import validation
-from gallery.index import FaceIndex
-from gallery.index_milvus import MilvusIndex
 from gallery.options import GalleryOptions
-from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, largest_face
+from gallery.ports import (
+    DetectedFace,
+    DetectorOptions,
+    Embedded,
+    FaceDetector,
+    FaceStore,
+    VectorIndex,
+    largest_face,
+)
 from gallery.results import EnrollOutcome, EnrollResult
-from gallery.store import NewFace
-from gallery.stores import GalleryStore
+from gallery.rows import NewFace
 
 Embed = Callable[[list[NDArray[np.uint8]], float | None], Embedded]
 
@@ -39,11 +45,11 @@ class Enrolment:
 
     def __init__(
         self,
-        store: GalleryStore,
-        index: FaceIndex | MilvusIndex,
+        store: FaceStore,
+        index: VectorIndex,
         detector: FaceDetector,
         embed: Embed,
-        write_lock: threading.Lock,
+        write_lock: AbstractContextManager[Any],
         options: GalleryOptions,
     ) -> None:
         self._store = store
@@ -52,10 +58,6 @@ class Enrolment:
         self._embed = embed
         self._write = write_lock
         self.options = options
-
-    def use_index(self, index: FaceIndex | MilvusIndex) -> None:
-        """Writes go to this index from now on (the gallery rebuilt its own)."""
-        self._index = index
 
     def enroll(
         self,

@@ -1,14 +1,10 @@
 """The gallery facade: enroll, identify, verify, search and manage identities. Pure: no grpc.
 
-The store is the truth. The FAISS index and the SVM are derived from it: the index is updated
-right after each store commit (under one write lock) and built from the store at start unless a
-saved index of the same store version exists; the SVM (gallery.classifier.StoreClassifier) is refit
-by `train` and lazily whenever the store's version differs from the one it was fit at, and saved as
-plain arrays by the store (beside a SQLite file, inside PostgreSQL, so every replica serves it).
-With a shared (PostgreSQL) store, each replica follows the store's change log (gallery/changes.py);
-with a Milvus index, the replicas share it and a reconciler keeps it level (gallery/reconcile.py).
-Enrolment's bookkeeping is gallery/enrolment.py; the answers are
-gallery/results.py.
+It reaches storage only through the ports of gallery/ports.py, handed over by gallery/backend.py's
+open_backend: a FaceStore (the truth) and a VectorIndex derived from it, updated right after each store
+commit under one write lock. The SVM (gallery.classifier.StoreClassifier) is refit by `train` and lazily
+whenever the store's version differs from the one it was fit at, and kept by the store so every replica
+serves it. Enrolment's bookkeeping is gallery/enrolment.py; the answers are gallery/results.py.
 
 Identification is open-set: the SVM's (or, with one identity or more than svm_max_identities,
 the nearest neighbour's) answer stands only when the face lies within the threshold of that
@@ -19,26 +15,27 @@ candidates.
 from __future__ import annotations
 
 import logging
-import threading
 import time
 from collections.abc import Callable, Sequence
-from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.calibration import IDENTIFICATION, Calibration
+from facerec.calibration import Calibration
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
 from facerec.timings import Timings
 from gallery import validation
-from gallery.changes import ChangeFollower
 from gallery.classifier import StoreClassifier
 from gallery.enrolment import Enrolment
-from gallery.index import FaceIndex
-from gallery.index_milvus import MilvusIndex, MilvusSettings
-from gallery.options import GalleryOptions
-from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, FaceEmbedder, largest_face
-from gallery.reconcile import Reconciler
+from gallery.options import GalleryOptions, decision
+from gallery.ports import (
+    DetectorOptions,
+    Embedded,
+    FaceDetector,
+    FaceEmbedder,
+    Storage,
+    largest_face,
+)
 from gallery.results import (
     NEAREST,
     SVM,
@@ -47,123 +44,50 @@ from gallery.results import (
     GalleryStats,
     Identification,
     IdentifiedFace,
-    NotIdentifiable,
     SearchHit,
     Training,
     Verification,
 )
-from gallery.store import FaceRow, IdentityRow
-from gallery.stores import GalleryStore, open_store
+from gallery.rows import FaceRow, IdentityRow, StoreState
 
 log = logging.getLogger(__name__)
 
 DEFAULT_OPTIONS = GalleryOptions()
 
 
-def sidecar_paths(store_path: Path) -> tuple[Path, Path]:
-    """Where the saved index and SVM of a store live: beside it, named after it."""
-    return (
-        store_path.with_name(store_path.name + ".faiss"),
-        store_path.with_name(store_path.name + ".svm.npz"),
-    )
-
-
 class Gallery:
-    """Enrolled identities and their faces; detection and embedding go through the two ports."""
+    """Enrolled identities and their faces; detection and embedding go through the two service ports,
+    storage through the two storage ports."""
 
     def __init__(
         self,
-        store: GalleryStore,
-        index: FaceIndex | MilvusIndex,
+        storage: Storage,
         detector: FaceDetector,
         embedder: FaceEmbedder,
         options: GalleryOptions = DEFAULT_OPTIONS,
-        index_path: Path | None = None,
         calibration: Callable[[], Calibration] | None = None,
     ) -> None:
-        """calibration: when given, the current thresholds, asked at every request, so thresholds saved by
-        `facerec eval` take effect without a restart; else options' thresholds are used."""
-        self._store = store
+        """storage: closed by close(). calibration: when given, the current thresholds, asked at every
+        request, so thresholds saved by `facerec eval` take effect without a restart; else options'."""
+        self._storage = storage
+        self._store = storage.store
+        self._index = storage.index
         self._calibration = calibration
-        self._index = index
         self._detector = detector
         self._embedder = embedder
         self.options = options
-        self._index_path = index_path
-        self._saved_version = -1  # the store version the index file on disk mirrors; -1 = unknown
-        # Store commit + index update happen under this lock, so the two never disagree for long and
-        # a duplicate check and its insert are one step.
-        self._write = threading.Lock()
-        self._classifier = StoreClassifier(store, options.svm_inline_refit_max_faces)
-        self._follower: ChangeFollower | None = None
-        self._reconciler: Reconciler | None = None
+        self._classifier = StoreClassifier(self._store, options.svm_inline_refit_max_faces)
+        storage.watch_classifier(self._classifier)
+        state = self._store.state()
+        if state.classifier_version < 0 and self._method(state.identities) == SVM:
+            # No SVM kept (never trained, or a damaged one was set aside): fit one off the request path.
+            self._classifier.refit_in_background()
         self._closed = False
-        self._enrolment = Enrolment(store, index, detector, self._embed, self._write, options)
-        # Identify's seconds per step since start (logged by close): calls to the detector and the
-        # embedder as the gallery waits for them, and the index search plus the classifier.
+        self._enrolment = Enrolment(
+            self._store, self._index, detector, self._embed, storage.write_lock, options
+        )
+        # Identify's seconds per step since start, logged by close: detector, embedder, search + SVM.
         self.timings = Timings()
-
-    @classmethod
-    def open(
-        cls,
-        store_location: str | Path,
-        model: str,
-        detector: FaceDetector,
-        embedder: FaceEmbedder,
-        options: GalleryOptions = DEFAULT_OPTIONS,
-        calibration: Callable[[], Calibration] | None = None,
-        password_file: str = "",
-        milvus: MilvusSettings | None = None,
-        reconcile_s: float = 30.0,
-    ) -> Gallery:
-        """Opens (or creates) the store for `model`: a SQLite path or a postgresql:// URL. Then loads a
-        SQLite store's saved index when it matches the store's version, else builds the index from the
-        store. A shared (PostgreSQL) store's changes by other replicas are followed from then on.
-        With `milvus`, the index is that shared collection instead, reconciled with the store every
-        reconcile_s (gallery/reconcile.py)."""
-        store = open_store(store_location, model, options.dimension, password_file)
-        # Read before the embeddings: changes committed meanwhile are replayed by the follower (idempotent).
-        version = store.version()
-        if milvus is not None:
-            try:
-                shared = MilvusIndex(milvus, model, options.dimension, store.identities_of)
-            except BaseException:
-                store.close()
-                raise
-            gallery = cls(store, shared, detector, embedder, options, None, calibration)
-            gallery._reconciler = Reconciler(store, shared, reconcile_s)
-            gallery._reconciler.start()
-            gallery._start_following(version)
-            return gallery
-        index_path = None if store.shared else sidecar_paths(Path(store_location).expanduser())[0]
-        index = None
-        if index_path is not None:
-            index = FaceIndex.load(
-                index_path,
-                version,
-                dim=options.dimension,
-                ivf_min_size=options.ivf_min_size,
-                nprobe=options.nprobe,
-            )
-        loaded = index is not None
-        if index is None:
-            ids, vectors, _ = store.embeddings()
-            index = FaceIndex.build(
-                ids, vectors, dim=options.dimension, ivf_min_size=options.ivf_min_size, nprobe=options.nprobe
-            )
-            log.info("built the %s index from the store: %s faces", index.kind, index.ntotal)
-        else:
-            log.info("loaded the saved %s index: %s faces", index.kind, index.ntotal)
-        gallery = cls(store, index, detector, embedder, options, index_path, calibration)
-        if loaded:
-            gallery._saved_version = version
-        gallery._start_following(version)
-        return gallery
-
-    def _start_following(self, version: int) -> None:
-        if self._store.shared:
-            self._follower = ChangeFollower(self, self._store, version, self.options.follow_poll_s)  # type: ignore[arg-type]
-            self._follower.start()
 
     @property
     def model(self) -> str:
@@ -178,112 +102,17 @@ class Gallery:
         return self._current().identification_threshold
 
     def _current(self) -> Calibration:
-        if self._calibration is not None:
-            return self._calibration()
-        o = self.options
-        return Calibration(
-            o.threshold,
-            o.threshold_source,
-            self.model,
-            o.identification_threshold,
-            o.operating_point,
-            o.operating_points,
-        )
-
-    def _decision(self, threshold: float, operating_point: str, identify: bool) -> tuple[float, str]:
-        """The threshold a request asked for (a distance, a point's name, or neither: the default) and
-        the name of its point ("" for a distance the request gave)."""
-        current = self._current()
-        if threshold and operating_point:
-            raise InvalidInput("Give a threshold or an operating point, not both.")
-        if operating_point:
-            return validation.operating_point(operating_point, current, identify)
-        if identify:
-            return validation.threshold(threshold, current.identification_threshold), (
-                "" if threshold else IDENTIFICATION
-            )
-        return validation.threshold(
-            threshold, current.threshold
-        ), "" if threshold else current.operating_point
-
-    def checkpoint(self) -> bool:
-        """Saves the index with the store's version when the store changed since the last save, so a
-        start after a crash loads it instead of rebuilding (minutes at millions of faces). Returns
-        whether it saved. Enrolls wait meanwhile; searches do not."""
-        if self._index_path is None:
-            return False
-        with self._write:
-            version = self._store.version()
-            if version == self._saved_version:
-                return False
-            try:
-                self._index.save(self._index_path, version)
-            except OSError as exc:
-                log.warning("could not save the index to %s: %s", self._index_path, exc)
-                return False
-            self._saved_version = version
-            return True
+        return self._calibration() if self._calibration is not None else self.options.calibration(self.model)
 
     def close(self) -> None:
-        """Saves the index with the store's version (a later start loads it instead of rebuilding).
-        Closing again does nothing."""
+        """Lets a background refit end, then closes the storage (which saves what a later start loads
+        instead of rebuilding). Closing again does nothing."""
         if self._closed:
             return
         self._closed = True
         self.timings.log(log)
-        if self._follower is not None:
-            self._follower.stop()
-        if self._reconciler is not None:
-            self._reconciler.stop()
         self._classifier.close()
-        self.checkpoint()
-        with self._write:
-            self._store.close()
-            if isinstance(self._index, MilvusIndex):
-                self._index.close()
-
-    # --- following a shared store's changes -----------------------------------------------------------
-
-    @property
-    def classifier_version(self) -> int:
-        """The store version this replica's SVM was fit at; -1 when it has none."""
-        return self._classifier.version
-
-    def follow(
-        self, face_ids: Sequence[int], present_ids: NDArray[np.int64], vectors: NDArray[np.float32]
-    ) -> None:
-        """Brings the index level with the store for face_ids, of which present_ids (with vectors (n, dim))
-        are the ones the store still holds. Idempotent: replaying this replica's own changes is harmless.
-        A shared index (Milvus) was written by the replica that made the change: nothing to do."""
-        if self._index.shared:
-            return
-        with self._write:
-            self._index.remove([int(i) for i in face_ids])
-            if len(present_ids):
-                self._index.add(present_ids, vectors)
-
-    def adopt_classifier(self) -> bool:
-        """Serves the classifier another replica trained, when it is current; True when adopted."""
-        return self._classifier.adopt()
-
-    def rebuild_index(self) -> int:
-        """Rebuilds the index from the store (a replica that missed changes); returns the version it mirrors.
-        A shared index is the reconciler's to repair: left as it is."""
-        version = self._store.version()
-        if self._index.shared:
-            return version
-        ids, vectors, _ = self._store.embeddings()
-        index = FaceIndex.build(
-            ids,
-            vectors,
-            dim=self.options.dimension,
-            ivf_min_size=self.options.ivf_min_size,
-            nprobe=self.options.nprobe,
-        )
-        with self._write:
-            self._index = index
-            self._enrolment.use_index(index)
-        return version
+        self._storage.close()
 
     # --- enrolment ---------------------------------------------------------------------------------
 
@@ -312,7 +141,7 @@ class Gallery:
     ) -> Identification:
         """Identifies every face on the picture, by descending detection confidence."""
         k = validation.top_k(top_k)
-        t, point = self._decision(threshold, operating_point, identify=True)
+        t, point = decision(self._current(), threshold, operating_point, identify=True)
         if not image:
             raise InvalidInput("No image to identify: give an image or an embedding.")
         clock = time.perf_counter()
@@ -320,13 +149,13 @@ class Gallery:
         detect_s = time.perf_counter() - clock
         if detected.error is not None:
             raise detected.error
+        # What does not change within the request is read once (one round trip to a networked store).
+        state = self._store.state()
+        method = self._method(state.identities)
         if not detected.faces:
-            return Identification(
-                [], t, self._method(self._store.counts()[0]), detected.width, detected.height, point
-            )
-        refused = [self._unidentifiable(f) for f in detected.faces]
+            return Identification([], t, method, detected.width, detected.height, point)
+        refused = [self.options.unidentifiable(f) for f in detected.faces]
         comparable = [f for f, why in zip(detected.faces, refused, strict=True) if why is None]
-        method = self._method(self._store.counts()[0])
         answers: list[IdentifiedFace] = []
         embed_s = search_s = 0.0
         stale = False
@@ -340,7 +169,7 @@ class Gallery:
                     raise vector
                 vectors.append(vector)
             clock = time.perf_counter()
-            method, stale, answers = self._classify(np.stack(vectors).astype(np.float32), k, t)
+            method, stale, answers = self._classify(np.stack(vectors).astype(np.float32), k, t, state)
             search_s = time.perf_counter() - clock
         self.timings.add(
             identify_images=1,
@@ -371,21 +200,6 @@ class Gallery:
             faces, t, method, detected.width, detected.height, point, classifier_stale=stale
         )
 
-    def _unidentifiable(self, face: DetectedFace) -> tuple[NotIdentifiable, str] | None:
-        """Why this face is not to be compared with the gallery, or None when it may be."""
-        side = min(face.box[2], face.box[3])
-        if side < self.options.identify_min_face_px:
-            return NotIdentifiable.FACE_TOO_SMALL, (
-                f"The face is {face.box[2]:.0f}x{face.box[3]:.0f} px, smaller than the "
-                f"{self.options.identify_min_face_px:.0f} px needed to identify it reliably."
-            )
-        if face.confidence < self.options.identify_min_confidence:
-            return NotIdentifiable.DETECTION_TOO_UNSURE, (
-                f"The detector is {face.confidence:.0%} sure this is a face, less than the "
-                f"{self.options.identify_min_confidence:.0%} needed to identify it."
-            )
-        return None
-
     def identify_embedding(
         self,
         values: Sequence[float],
@@ -396,24 +210,27 @@ class Gallery:
     ) -> Identification:
         """Identifies one face given as an embedding of the gallery's model."""
         k = validation.top_k(top_k)
-        t, point = self._decision(threshold, operating_point, identify=True)
+        t, point = decision(self._current(), threshold, operating_point, identify=True)
         vector = validation.embedding(values, self.options.dimension, model, self.model)
-        method, stale, answers = self._classify(vector[None, :], k, t)
+        method, stale, answers = self._classify(vector[None, :], k, t, self._store.state())
         return Identification(answers, t, method, operating_point=point, classifier_stale=stale)
 
     def _method(self, identities: int) -> str:
         return SVM if 2 <= identities <= self.options.svm_max_identities else NEAREST
 
-    def _classify(self, xq: NDArray[np.float32], k: int, t: float) -> tuple[str, bool, list[IdentifiedFace]]:
-        """xq: (m, d) unit vectors. Returns the method used, whether the SVM is being refit in the
-        background (the previous one, or the nearest neighbour, answered), and one answer per row."""
-        method = self._method(self._store.counts()[0])
-        candidates = self._candidates(xq, k, t)
+    def _classify(
+        self, xq: NDArray[np.float32], k: int, t: float, state: StoreState
+    ) -> tuple[str, bool, list[IdentifiedFace]]:
+        """xq: (m, d) unit vectors; state: the store's, read once for the request. Returns the method
+        used, whether the SVM is being refit in the background (the previous one, or the nearest
+        neighbour, answered), and one answer per row."""
+        method = self._method(state.identities)
+        candidates = self._candidates(xq, k)
         labels: list[str] = []
         confidences: NDArray[np.float32] = np.zeros(len(xq), dtype=np.float32)
         stale = False
         if method == SVM:
-            classifier, stale = self._classifier.current()
+            classifier, stale = self._classifier.current(state)
             if classifier is None:
                 method = NEAREST
             else:
@@ -438,7 +255,7 @@ class Gallery:
                 answers.append(IdentifiedFace("", False, near[0].distance, 0.0, near[:k]))
         return method, stale, answers
 
-    def _candidates(self, xq: NDArray[np.float32], k: int, t: float) -> list[list[Candidate]]:
+    def _candidates(self, xq: NDArray[np.float32], k: int) -> list[list[Candidate]]:
         """Per row of xq, the nearest identities (best face each), nearest first, at least k when the
         gallery holds k. Faces removed from the store since the search are skipped."""
         total = self._index.ntotal
@@ -446,7 +263,7 @@ class Gallery:
             return [[] for _ in range(len(xq))]
         k_faces = min(total, max(4 * k, 16))
         while True:
-            dist, ids = self._index.search(xq, k_faces, exact_beyond=t)
+            dist, ids = self._index.search(xq, k_faces)
             found = sorted({int(i) for i in ids.ravel() if i >= 0})
             owners = self._store.identities_of(found) if found else {}
             out = []
@@ -499,7 +316,7 @@ class Gallery:
     ) -> Verification:
         """Same person? The largest face of image_a against image_b's largest face, or against the
         identity's nearest enrolled face."""
-        t, point = self._decision(threshold, operating_point, identify=False)
+        t, point = decision(self._current(), threshold, operating_point, identify=False)
         if not image_a:
             raise InvalidInput(
                 "image_a is missing: Verify compares image_a with image_b or with an identity."
@@ -521,7 +338,7 @@ class Gallery:
             if not image.faces:
                 raise InvalidInput(f"No face was found on {label}.")
             largest = largest_face(image.faces)
-            why = self._unidentifiable(largest)
+            why = self.options.unidentifiable(largest)
             if why is not None:
                 raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}")
             faces.append(largest)
@@ -588,7 +405,7 @@ class Gallery:
     def remove_identity(self, identity: str) -> int:
         """Removes the identity and its faces (store, then index); returns how many faces went."""
         name = validation.identity(identity)
-        with self._write:
+        with self._storage.write_lock:
             removed = self._store.remove_identity(name)
             self._index.remove(removed)
         return len(removed)
@@ -597,19 +414,19 @@ class Gallery:
         """Removes one face (store, then index); returns the identity it belonged to."""
         if face_id <= 0:
             raise NotFound(f"No face has id {face_id}.")
-        with self._write:
+        with self._storage.write_lock:
             identity = self._store.remove_face(face_id)
             self._index.remove([face_id])
         return identity
 
     def stats(self) -> GalleryStats:
-        identities, faces = self._store.counts()
-        method = self._method(identities)
+        state = self._store.state()
+        method = self._method(state.identities)
         current = self._current()
-        stale = method == SVM and self._classifier.stale()
+        stale = method == SVM and self._classifier.stale(state)
         return GalleryStats(
-            identities=identities,
-            faces=faces,
+            identities=state.identities,
+            faces=state.faces,
             index_kind=self._index.kind,
             index_detail=self._index.detail,
             index_size=self._index.ntotal,

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import json
 import logging
 import math
@@ -10,7 +11,7 @@ import threading
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Any
+from typing import Any, BinaryIO
 
 import faiss
 import numpy as np
@@ -106,17 +107,26 @@ class FaceIndex:
     to ivf_min_size retrains it as IVF from its own vectors, and an IVF index that has grown 4× past its
     training size retrains likewise (both under the write lock: searches wait, ~1 s at 50k, tens of
     seconds at 1M). Thread-safe: searches run concurrently, add/remove exclusively.
+
+    IVF tuning is set here, not per search (a gallery.ports.VectorIndex): nprobe, the lists probed per
+    query (default: default_nprobe), and exact_beyond: where a query's approximate best distance is above
+    it, that query is searched again exactly, so a face within that distance the probe missed is still
+    found (the gallery gives Identify's threshold).
     """
 
-    # Each process holds its own FAISS index (Milvus is the shared one).
-    shared = False
-
-    def __init__(self, dim: int = 128, ivf_min_size: int = 50_000, nprobe: int | None = None) -> None:
+    def __init__(
+        self,
+        dim: int = 128,
+        ivf_min_size: int = 50_000,
+        nprobe: int | None = None,
+        exact_beyond: float | None = None,
+    ) -> None:
         if dim <= 0:
             raise InvalidInput("The index dimension must be positive.")
         self._dim = dim
         self._ivf_min_size = ivf_min_size
         self._nprobe_setting = nprobe
+        self.exact_beyond = exact_beyond
         self._lock = _RWLock()
         # Any: faiss's stubs know the base Index only, not the fields of IndexIDMap2 and IndexIVFFlat
         # (id_map, invlists, nlist, nprobe) this class reads.
@@ -133,17 +143,32 @@ class FaceIndex:
         dim: int = 128,
         ivf_min_size: int = 50_000,
         nprobe: int | None = None,
+        exact_beyond: float | None = None,
     ) -> FaceIndex:
         """An index over ids (n,) int64 and unit vectors (n, dim) float32: flat when n < ivf_min_size, else IVF
         trained on these vectors."""
-        index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe)
-        ids, vectors = index._check_items(ids, vectors)
-        if len(ids) >= ivf_min_size and len(ids) > 0:
-            index._index = index._train_ivf(vectors)
-            index._trained_size = len(ids)
-        index._index.add_with_ids(vectors, ids)
-        log.info("built %s over %s vectors", index.detail, len(ids))
+        index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe, exact_beyond=exact_beyond)
+        index._index, index._trained_size = index._built(ids, vectors)
+        log.info("built %s over %s vectors", index.detail, index.ntotal)
         return index
+
+    def _built(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> tuple[Any, int]:
+        """A new faiss index over these items (flat or IVF by their number) and its training size."""
+        ids, vectors = self._check_items(ids, vectors)
+        index: Any = faiss.IndexIDMap2(faiss.IndexFlatIP(self._dim))
+        trained = 0
+        if len(ids) >= self._ivf_min_size and len(ids) > 0:
+            index, trained = self._train_ivf(vectors), len(ids)
+        index.add_with_ids(vectors, ids)
+        return index, trained
+
+    def reset(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Holds exactly these items from now on (a replica that missed changes rebuilds from the store).
+        Built aside, then swapped in: searches keep answering from the old one meanwhile."""
+        index, trained = self._built(ids, vectors)
+        with self._lock.write():
+            self._index, self._trained_size = index, trained
+        log.info("rebuilt %s over %s vectors", self.detail, self.ntotal)
 
     def _train_ivf(self, vectors: NDArray[np.float32]) -> faiss.IndexIVFFlat:
         nlist = nlist_for(len(vectors))
@@ -235,30 +260,24 @@ class FaceIndex:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def search(
-        self,
-        xq: NDArray[np.float32],
-        k: int,
-        exact_beyond: float | None = None,
-        nprobe: int | None = None,
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+    def search(self, xq: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
         """The k nearest faces of each query.
 
         xq: (m, dim) float32 unit vectors. Returns D (m, k) float32 euclidean distances, ascending, and
         I (m, k) int64 face ids; I = -1 and D = +inf where fewer than k faces exist or were probed.
-        exact_beyond: where a query's approximate best distance is above it (IVF only), that query is
-        searched again exactly, so a face within a verification threshold the probe missed is found.
-        nprobe: lists probed for this call (IVF only); default the index's own.
+        An IVF index probes nprobe lists, and searches again exactly the queries whose approximate best
+        distance is above exact_beyond.
         """
         if k < 1:
             raise InvalidInput("k must be at least 1.")
         x = self._check_vectors(xq, "Queries")
+        exact_beyond = self.exact_beyond
         with self._lock.read():
             index = self._index
             if self.kind == "flat":
                 ip, ids = index.search(x, k)
                 return _to_distances(ip, ids), ids
-            probe = min(nprobe or index.nprobe, index.nlist)
+            probe = min(index.nprobe, index.nlist)
             ip, ids = index.search(x, k, params=_ivf_params(probe))
             dist = _to_distances(ip, ids)
             if exact_beyond is not None and probe < index.nlist:
@@ -268,6 +287,12 @@ class FaceIndex:
                     ip2, ids2 = index.search(x[again], k, params=_ivf_params(index.nlist))
                     dist[again], ids[again] = _to_distances(ip2, ids2), ids2
             return dist, ids
+
+    def all_ids(self) -> NDArray[np.int64]:
+        """Every face id the index holds, ascending."""
+        with self._lock.read():
+            ids, _ = self._all_items()
+        return np.sort(ids)
 
     # -- description ------------------------------------------------------------------------------
 
@@ -316,43 +341,53 @@ class FaceIndex:
     def _side_path(path: Path) -> Path:
         return path.with_name(path.name + ".json")
 
-    def save(self, path: Path, store_version: int) -> None:
-        """Write the index to path and a side file path + ".json" recording the store version it mirrors.
+    def save(self, path: Path, store_version: int, store_id: str = "") -> None:
+        """Write the index to path and a side file path + ".json" recording the store (its id) and the store
+        version it mirrors.
 
-        Crash-safe: the old side file goes first and the new one, naming the new index's size, comes last,
-        each written to a temporary file, fsynced and renamed; any partial state loads as absent.
+        Crash-safe: the old side file goes first and the new one, naming the new index's size and checksum,
+        comes last, each an atomic write (facerec.files); any partial state loads as absent. OSError when
+        it cannot be written.
         """
         path = Path(path)
         side = self._side_path(path)
-        # faiss writes to a path, so the index has its own temporary file; the side file is a plain
-        # atomic write (facerec.files).
-        tmp_index = path.with_name(path.name + ".tmp")
-        try:
+        meta: dict[str, Any] = {}
+
+        def write_index(f: BinaryIO) -> None:
+            digest, size = hashlib.sha256(), 0
+
+            def sink(chunk: bytes) -> None:
+                nonlocal size
+                digest.update(chunk)
+                size += len(chunk)
+                f.write(chunk)
+
             with self._lock.read():
+                writer = faiss.PyCallbackIOWriter(sink)  # type: ignore[attr-defined]  # not in faiss's stubs
                 try:
-                    faiss.write_index(self._index, str(tmp_index))
-                except RuntimeError as exc:  # faiss reports I/O failures (disk full, no folder) this way
-                    raise OSError(f"cannot write the index to {tmp_index}: {exc}") from exc
-                meta = {
-                    "store_version": int(store_version),
-                    "dim": self._dim,
-                    "kind": self.kind,
-                    "ntotal": self.ntotal,
-                    "trained_size": self._trained_size,
-                    "index_bytes": tmp_index.stat().st_size,
+                    faiss.write_index(self._index, writer)
+                except RuntimeError as exc:  # faiss reports a failing write (disk full) this way
+                    raise OSError(f"cannot write the index to {path}: {exc}") from exc
+                finally:
+                    del writer  # flushes its buffer into f
+                meta.update(
+                    store_id=store_id,
+                    store_version=int(store_version),
+                    dim=self._dim,
+                    kind=self.kind,
+                    ntotal=self.ntotal,
+                    trained_size=self._trained_size,
+                    index_bytes=size,
                     # Checked at load: a file of the right size with garbled bytes is rebuilt, not used.
-                    "sha256": sha256_file(tmp_index),
-                }
-            _fsync(tmp_index)
-            side.unlink(missing_ok=True)
-            _fsync_dir(path.parent)
-            os.replace(tmp_index, path)
-            text = json.dumps(meta)
-            atomic_write(side, lambda f: f.write(text.encode()))
-            _fsync_dir(path.parent)
-        finally:
-            # After a failure (a full disk) no partial temporary file stays behind.
-            tmp_index.unlink(missing_ok=True)
+                    sha256=digest.hexdigest(),
+                )
+
+        side.unlink(missing_ok=True)
+        _fsync_dir(path.parent)
+        atomic_write(path, write_index)
+        text = json.dumps(meta)
+        atomic_write(side, lambda f: f.write(text.encode()))
+        _fsync_dir(path.parent)
 
     @classmethod
     def load(
@@ -362,47 +397,61 @@ class FaceIndex:
         dim: int = 128,
         ivf_min_size: int = 50_000,
         nprobe: int | None = None,
+        exact_beyond: float | None = None,
+        store_id: str = "",
     ) -> FaceIndex | None:
-        """The index saved at path if it mirrors store_version; None when absent, stale or unreadable
-        (the caller then rebuilds from the store)."""
+        """The index saved at path if it mirrors this store (store_id) at store_version; None when absent,
+        stale or unusable (the caller then rebuilds from the store).
+
+        Checked before use: the side file, the size and sha256 of the index, the store id, the version.
+        A file that is damaged, of another store, or from the store's future (an older copy of the store
+        was restored) is removed with one log line, never loaded; one merely older is left to be replaced.
+        """
         path = Path(path)
         side = cls._side_path(path)
         try:
             meta = json.loads(side.read_text())
             if not isinstance(meta, dict):
                 raise ValueError(f"the side file {side} holds {type(meta).__name__}, not an object")
-            if int(meta["store_version"]) != int(store_version):
-                log.info(
-                    "index at %s is for store version %s, not %s", path, meta["store_version"], store_version
+            saved_version = int(meta["store_version"])
+            if meta.get("store_id", "") != store_id:
+                return cls._set_aside(path, "it was built from another store")
+            if saved_version > int(store_version):
+                return cls._set_aside(
+                    path,
+                    f"it mirrors version {saved_version} of a store now at {store_version} (an older copy restored)",
                 )
+            if saved_version != int(store_version):
+                log.info("index at %s is for store version %s, not %s", path, saved_version, store_version)
                 return None
             if int(meta["dim"]) != dim or path.stat().st_size != int(meta["index_bytes"]):
-                log.warning("index at %s does not match its side file; ignoring it", path)
-                return None
+                return cls._set_aside(path, "it does not match its side file")
             if sha256_file(path) != meta.get("sha256"):
-                log.warning(
-                    "index at %s does not match its checksum (damaged or unchecked); rebuilding", path
-                )
-                return None
+                return cls._set_aside(path, "it does not match its checksum (damaged or unchecked)")
             raw = faiss.read_index(str(path))
         except FileNotFoundError:
             return None
         except (OSError, ValueError, KeyError, TypeError, RuntimeError) as exc:
-            log.warning("cannot load the index at %s (%s); it will be rebuilt", path, exc)
-            return None
-        index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe)
+            return cls._set_aside(path, f"it cannot be read ({exc})")
         if (
             not isinstance(raw, faiss.IndexIVF | faiss.IndexIDMap2)
             or raw.d != dim
             or raw.ntotal != meta["ntotal"]
         ):
-            log.warning("index at %s is not one this gallery writes; it will be rebuilt", path)
-            return None
+            return cls._set_aside(path, "it is not one this gallery writes")
+        index = cls(dim=dim, ivf_min_size=ivf_min_size, nprobe=nprobe, exact_beyond=exact_beyond)
         if isinstance(raw, faiss.IndexIVF) and nprobe:
             raw.nprobe = nprobe
         index._index = raw
         index._trained_size = int(meta.get("trained_size", 0))
         return index
+
+    @classmethod
+    def _set_aside(cls, path: Path, why: str) -> None:
+        """Removes a saved index (and its side file) that must not be served; says why in one line."""
+        log.warning("removed the saved index %s: %s; it will be rebuilt from the store", path, why)
+        cls._side_path(path).unlink(missing_ok=True)
+        path.unlink(missing_ok=True)
 
 
 def _ivf_params(nprobe: int) -> Any:
@@ -411,17 +460,15 @@ def _ivf_params(nprobe: int) -> Any:
     return make(nprobe=nprobe)
 
 
-def _fsync(path: Path) -> None:
-    fd = os.open(path, os.O_RDONLY)
-    try:
-        os.fsync(fd)
-    finally:
-        os.close(fd)
-
-
 def _fsync_dir(path: Path) -> None:
     # Directory fsync makes renames durable on POSIX; not supported everywhere (e.g. Windows).
     try:
-        _fsync(path)
+        fd = os.open(path, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
     except OSError:
         pass
+    finally:
+        os.close(fd)

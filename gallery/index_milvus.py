@@ -1,5 +1,5 @@
 """The gallery's index in Milvus, shared by every replica: an adapter over the network (like clients.py),
-behind the same interface as the in-process FAISS index (gallery/index.py).
+a gallery.ports.VectorIndex as the in-process FAISS index (gallery/index.py) is.
 
 The collection holds face_id (primary key), identity, model and the embedding. The store stays the
 truth: the gallery writes Milvus after each store commit, and a reconciler (gallery/reconcile.py) brings
@@ -56,11 +56,11 @@ def _distance(ip: float) -> float:
 
 
 class MilvusIndex:
-    """FaceIndex's interface over a Milvus collection. identities_of maps face ids to identities (the
-    store's), so writes carry the identity without the gallery passing it."""
+    """A gallery.ports.VectorIndex over a Milvus collection. identities_of maps face ids to identities (the
+    store's), so writes carry the identity without the gallery passing it. How it searches (exact or
+    approximate, with which parameters) is the collection's index_type, Milvus's business."""
 
     kind = "milvus"
-    shared = True
 
     def __init__(
         self,
@@ -173,16 +173,9 @@ class MilvusIndex:
 
     # -- queries ----------------------------------------------------------------------------------
 
-    def search(
-        self,
-        xq: NDArray[np.float32],
-        k: int,
-        exact_beyond: float | None = None,
-        nprobe: int | None = None,
-    ) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
-        """The k nearest faces of each query, as FaceIndex.search: D (m, k) float32 euclidean distances
-        ascending, I (m, k) int64 face ids, padded with +inf / -1. exact_beyond and nprobe are Milvus's
-        business here (its index parameters), accepted for the interface."""
+    def search(self, xq: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """The k nearest faces of each query: D (m, k) float32 euclidean distances ascending, I (m, k)
+        int64 face ids, padded with +inf / -1."""
         if k < 1:
             raise InvalidInput("k must be at least 1.")
         x = np.asarray(xq, dtype=np.float32)
@@ -251,9 +244,6 @@ class MilvusIndex:
     @property
     def detail(self) -> str:
         return f"collection={self._settings.collection} at {self._settings.uri}"
-
-    def save(self, path: object, store_version: int) -> None:
-        """Nothing to save: Milvus keeps the collection itself."""
 
     def close(self) -> None:
         try:

@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 
 from facerec.errors import Precondition
-from gallery.store import FaceRow, IdentityRow
-from gallery.stores import GalleryStore
+from gallery.ports import FaceStore
+from gallery.rows import FaceRow, IdentityRow
 
 log = logging.getLogger(__name__)
 
@@ -30,15 +30,13 @@ class Migration:
     classifier_copied: bool
 
 
-def _empty(dest: GalleryStore) -> None:
+def _empty(dest: FaceStore) -> None:
     while page := dest.list_identities("", _IDENTITIES_PER_BATCH):
         for row in page:
             dest.remove_identity(row.identity)
 
 
-def migrate(
-    source: GalleryStore, dest: GalleryStore, overwrite: bool = False, sample: int = 1000
-) -> Migration:
+def migrate(source: FaceStore, dest: FaceStore, overwrite: bool = False, sample: int = 1000) -> Migration:
     """Copies everything in source to dest, then checks counts and `sample` random faces."""
     held = dest.counts()
     if held != (0, 0):

@@ -9,9 +9,14 @@ from facerec.calibration import (
     DEFAULT_OPERATING_POINT,
     DEFAULT_POINTS,
     DEFAULT_THRESHOLD,
+    IDENTIFICATION,
+    Calibration,
     OperatingPoint,
 )
-from gallery.ports import DetectorOptions
+from facerec.errors import InvalidInput
+from gallery import validation
+from gallery.ports import DetectedFace, DetectorOptions
+from gallery.results import NotIdentifiable
 
 
 @dataclass(frozen=True)
@@ -44,3 +49,45 @@ class GalleryOptions:
     detect_options: DetectorOptions = field(default_factory=DetectorOptions)
     # With a shared store, how long a replica waits for a change notification before it looks anyway.
     follow_poll_s: float = 0.5
+
+    def calibration(self, model: str) -> Calibration:
+        """These options' thresholds, as the calibration a gallery without a calibration file serves."""
+        return Calibration(
+            self.threshold,
+            self.threshold_source,
+            model,
+            self.identification_threshold,
+            self.operating_point,
+            self.operating_points,
+        )
+
+    def unidentifiable(self, face: DetectedFace) -> tuple[NotIdentifiable, str] | None:
+        """Why this face is not to be compared with the gallery, or None when it may be."""
+        side = min(face.box[2], face.box[3])
+        if side < self.identify_min_face_px:
+            return NotIdentifiable.FACE_TOO_SMALL, (
+                f"The face is {face.box[2]:.0f}x{face.box[3]:.0f} px, smaller than the "
+                f"{self.identify_min_face_px:.0f} px needed to identify it reliably."
+            )
+        if face.confidence < self.identify_min_confidence:
+            return NotIdentifiable.DETECTION_TOO_UNSURE, (
+                f"The detector is {face.confidence:.0%} sure this is a face, less than the "
+                f"{self.identify_min_confidence:.0%} needed to identify it."
+            )
+        return None
+
+
+def decision(
+    current: Calibration, threshold: float, operating_point: str, identify: bool
+) -> tuple[float, str]:
+    """The threshold a request asked for (a distance, a point's name, or neither: the default of
+    Identify or of Verify) and the name of its point ("" for a distance the request gave)."""
+    if threshold and operating_point:
+        raise InvalidInput("Give a threshold or an operating point, not both.")
+    if operating_point:
+        return validation.operating_point(operating_point, current, identify)
+    if identify:
+        return validation.threshold(threshold, current.identification_threshold), (
+            "" if threshold else IDENTIFICATION
+        )
+    return validation.threshold(threshold, current.threshold), "" if threshold else current.operating_point

@@ -1,18 +1,20 @@
-"""What the gallery needs from a face detector and an embedder, as Protocols. Pure: no grpc.
-
-gallery/clients.py implements them over gRPC; tests implement them with synthetic faces.
+"""What the gallery needs, as Protocols: a face detector and an embedder (gallery/clients.py implements
+them over gRPC; tests with synthetic faces), and its storage: a FaceStore with its change log (SQLite,
+PostgreSQL) and a VectorIndex (FAISS, Milvus), handed over by gallery/backend.py. Pure: no grpc.
 """
 
 from __future__ import annotations
 
 from collections.abc import Sequence
+from contextlib import AbstractContextManager
 from dataclasses import dataclass, field
-from typing import Protocol
+from typing import Any, Protocol
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import FacerecError
+from gallery.rows import Change, FaceRow, IdentityRow, NewFace, StoreState
 
 BoxXYWH = tuple[float, float, float, float]  # x, y, width, height in pixels of the upright picture
 Point = tuple[float, float]
@@ -94,3 +96,165 @@ class FaceEmbedder(Protocol):
 def largest_face(faces: Sequence[DetectedFace]) -> DetectedFace:
     """The face with the largest box: the one a picture of one person is about. faces: not empty."""
     return max(faces, key=lambda f: f.area)
+
+
+# --- storage -------------------------------------------------------------------------------------------
+
+
+class FaceStore(Protocol):
+    """Identities and their faces, the truth (gallery/store.py: SQLite; gallery/store_postgres.py:
+    PostgreSQL). Every change is one durable transaction that bumps `version` and is logged
+    (changes_since), so equal versions mean equal contents and derived things (the index, the SVM) can
+    be kept level. Holds embeddings of one model. Thread-safe. Errors: InvalidInput, NotFound,
+    Precondition, Overloaded (disk full), Unavailable (a store over the network that cannot be reached)."""
+
+    @property
+    def model(self) -> str: ...
+    @property
+    def dim(self) -> int: ...
+    @property
+    def location(self) -> str:
+        """Where the store lives, safe to log (no password)."""
+        ...
+
+    @property
+    def store_id(self) -> str:
+        """Drawn at random when the store was created: every derived file names it (and the version)."""
+        ...
+
+    # -- changes --
+    def add_faces(self, identity: str, faces: Sequence[NewFace]) -> list[int]:
+        """Stores faces for an identity (created if new); returns their new ids, ascending, never reused."""
+        ...
+
+    def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> list[list[int]]:
+        """add_faces for several identities in one transaction; ids per batch."""
+        ...
+
+    def import_faces(self, identities: Sequence[IdentityRow], faces: Sequence[FaceRow]) -> None:
+        """Copies rows of another store as they are (ids included; they must be new here)."""
+        ...
+
+    def remove_identity(self, identity: str) -> list[int]:
+        """Removes an identity and its faces; returns the removed face ids. NotFound if unknown."""
+        ...
+
+    def remove_face(self, face_id: int) -> str:
+        """Removes one face (and its identity when left with none); returns the identity. NotFound if unknown."""
+        ...
+
+    # -- reads --
+    def find_face_by_image(self, identity: str, image_sha256: str) -> int | None: ...
+    def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]: ...
+    def has_identity(self, identity: str) -> bool: ...
+    def list_identities(self, after: str = "", limit: int = 100) -> list[IdentityRow]: ...
+    def embeddings(self) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]:
+        """Every face in face_id order: ids (n,) int64, vectors (n, dim) float32, identities (n)."""
+        ...
+
+    def embeddings_of(self, identity: str) -> tuple[NDArray[np.int64], NDArray[np.float32]]: ...
+    def identities_of(self, face_ids: Sequence[int]) -> dict[int, str]:
+        """face id -> identity for the ids that exist (unknown ids are left out)."""
+        ...
+
+    def face_ids(self) -> NDArray[np.int64]: ...
+    def faces_by_id(
+        self, face_ids: Sequence[int]
+    ) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]: ...
+    def counts(self) -> tuple[int, int]:
+        """(identities, faces)."""
+        ...
+
+    def version(self) -> int: ...
+    def state(self) -> StoreState:
+        """Version, counts and the kept classifier's version, in one round trip."""
+        ...
+
+    def integrity_check(self) -> bool: ...
+
+    # -- the fitted classifier, kept with the store --
+    def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None: ...
+    def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None:
+        """(store version it was fit at, arrays), or None when none is readable."""
+        ...
+
+    def classifier_version(self) -> int:
+        """The store version the kept classifier was fit at, read without its arrays; -1 when none."""
+        ...
+
+    # -- the change log --
+    def changes_since(self, version: int, limit: int = 10_000) -> list[Change]:
+        """Committed changes with versions > version, ascending (at most limit; old ones are pruned)."""
+        ...
+
+    def wait_for_change(self, timeout_s: float) -> bool:
+        """Blocks until a change is committed or timeout_s passes; True when one was."""
+        ...
+
+    def close(self) -> None: ...
+    def __enter__(self) -> FaceStore: ...
+    def __exit__(self, *exc: object) -> None: ...
+
+
+class VectorIndex(Protocol):
+    """The nearest enrolled faces of unit vectors, by face id (gallery/index.py: FAISS in this process;
+    gallery/index_milvus.py: a shared Milvus collection). Derived from the store; thread-safe."""
+
+    @property
+    def kind(self) -> str:
+        """ "flat" (exact), "ivf" (approximate) or "milvus"."""
+        ...
+
+    @property
+    def detail(self) -> str:
+        """What the index is, for Stats."""
+        ...
+
+    @property
+    def ntotal(self) -> int: ...
+    @property
+    def dim(self) -> int: ...
+    def add(self, ids: NDArray[np.int64], vectors: NDArray[np.float32]) -> None:
+        """Adds ids (n,) int64 with unit vectors (n, dim) float32; searchable on return."""
+        ...
+
+    def remove(self, ids: Sequence[int]) -> int:
+        """Removes these ids; never returned by a search after this returns. Returns how many went (or,
+        where the engine cannot tell, how many were asked)."""
+        ...
+
+    def search(self, xq: NDArray[np.float32], k: int) -> tuple[NDArray[np.float32], NDArray[np.int64]]:
+        """xq: (m, dim) float32 unit vectors. Returns D (m, k) float32 euclidean distances, ascending, and
+        I (m, k) int64 face ids; I = -1 and D = +inf where fewer than k faces were found."""
+        ...
+
+    def all_ids(self) -> NDArray[np.int64]:
+        """Every face id the index holds, ascending."""
+        ...
+
+
+class KeptClassifier(Protocol):
+    """The facade's SVM, as the backend's upkeep sees it: another replica's fit can be adopted."""
+
+    @property
+    def version(self) -> int: ...
+    def adopt(self) -> bool: ...
+
+
+class Storage(Protocol):
+    """What gallery/backend.py's open_backend hands the facade: the two ports, the lock under which a
+    store commit and its index update happen (the upkeep takes it too), and the upkeep's life cycle."""
+
+    @property
+    def store(self) -> FaceStore: ...
+    @property
+    def index(self) -> VectorIndex: ...
+    @property
+    def write_lock(self) -> AbstractContextManager[Any]: ...
+    def watch_classifier(self, classifier: KeptClassifier) -> None:
+        """Keeps this classifier level with fits other replicas keep in a shared store."""
+        ...
+
+    def close(self) -> None:
+        """Stops the upkeep, saves what a restart can load, closes the store and the index."""
+        ...

@@ -28,6 +28,8 @@ _CHUNK = 4096
 
 
 class _Store(Protocol):
+    """What a pass reads of the store (a part of gallery.ports.FaceStore)."""
+
     def face_ids(self) -> NDArray[np.int64]: ...
     def faces_by_id(
         self, face_ids: Sequence[int]
@@ -35,6 +37,8 @@ class _Store(Protocol):
 
 
 class _SharedIndex(Protocol):
+    """A gallery.ports.VectorIndex that may miss writes (gallery.index_milvus.MilvusIndex)."""
+
     missed_writes: int
 
     def all_ids(self) -> NDArray[np.int64]: ...

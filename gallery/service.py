@@ -18,7 +18,7 @@ from gallery.config import Settings
 from gallery.gallery import Gallery
 from gallery.ports import BoxXYWH, DetectorOptions, Point
 from gallery.results import Candidate, EnrollResult, IdentifiedFace
-from gallery.store import FaceRow, IdentityRow
+from gallery.rows import FaceRow, IdentityRow
 
 SERVICE_NAME = "facerec.v1.Gallery"
 

@@ -1,24 +1,44 @@
-"""The gallery's durable store: identities and their faces in one SQLite file (WAL), the source of truth."""
+"""The gallery's durable store: identities and their faces in one SQLite file (WAL), the source of truth.
+
+A gallery.ports.FaceStore: rows and codecs are gallery/rows.py's, shared with the PostgreSQL store.
+"""
 
 from __future__ import annotations
 
-import io
+import json
 import logging
-import os
 import sqlite3
-import tempfile
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager, suppress
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.errors import InvalidInput, NotFound, Overloaded, Precondition
+from facerec.errors import InvalidInput, NotFound, Overloaded
+from gallery.classifier_file import ClassifierFile
+from gallery.rows import (
+    ADD,
+    CHANGE_LOG_KEEP_MS,
+    PRUNE_EVERY_VERSIONS,
+    REMOVE,
+    Change,
+    FaceRow,
+    IdentityRow,
+    ModelClaim,
+    NewFace,
+    StoreState,
+    box_columns,
+    check_identity,
+    claim_model,
+    embedding_bytes,
+    face_row,
+    new_store_id,
+    now_ms,
+    unpack,
+)
 
 log = logging.getLogger(__name__)
 
@@ -46,68 +66,13 @@ CREATE TABLE IF NOT EXISTS faces (
     created_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS faces_by_identity ON faces(identity, image_sha256);
+CREATE TABLE IF NOT EXISTS changes (
+    version INTEGER PRIMARY KEY,
+    op TEXT NOT NULL CHECK (op IN ('add', 'remove')),
+    face_ids TEXT NOT NULL,
+    at_ms INTEGER NOT NULL
+);
 """
-
-
-@dataclass(frozen=True)
-class NewFace:
-    """A face to enroll. embedding: (dim,) float32 unit vector; box: x, y, w, h in pixels of the source image."""
-
-    embedding: NDArray[np.float32]
-    image_sha256: str = ""
-    box: tuple[float, float, float, float] | None = None
-
-
-@dataclass(frozen=True)
-class FaceRow:
-    """A stored face. embedding: (dim,) float32, bit-exact as enrolled."""
-
-    face_id: int
-    identity: str
-    embedding: NDArray[np.float32]
-    model: str
-    image_sha256: str
-    box: tuple[float, float, float, float] | None
-    created_at_ms: int
-
-
-@dataclass(frozen=True)
-class IdentityRow:
-    identity: str
-    face_count: int
-    created_at_ms: int
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def embedding_bytes(embedding: NDArray[np.float32], dim: int) -> bytes:
-    """The stored form of an embedding: dim little-endian float32s. InvalidInput for a wrong shape or NaN."""
-    vec = np.asarray(embedding)
-    if vec.shape != (dim,):
-        raise InvalidInput(f"An embedding must have {dim} values, not shape {vec.shape}.")
-    if not np.issubdtype(vec.dtype, np.floating):
-        raise InvalidInput("An embedding must hold floating-point values.")
-    vec = vec.astype("<f4", copy=False)
-    if not np.all(np.isfinite(vec)):
-        raise InvalidInput("An embedding holds NaN or infinite values.")
-    return vec.tobytes()
-
-
-def classifier_bytes(arrays: dict[str, NDArray[Any]], store_version: int) -> bytes:
-    """A fitted classifier's arrays and the store version it was fit at, as one .npz (no pickles)."""
-    out = io.BytesIO()
-    named: dict[str, Any] = {"store_version": np.int64(store_version), **arrays}
-    np.savez(out, **named)
-    return out.getvalue()
-
-
-def classifier_from_bytes(data: bytes) -> tuple[int, dict[str, NDArray[Any]]]:
-    """classifier_bytes read back: (store version, arrays). ValueError/KeyError when unreadable."""
-    with np.load(io.BytesIO(data), allow_pickle=False) as saved:
-        arrays = {name: saved[name] for name in saved.files}
-    return int(arrays.pop("store_version")), arrays
 
 
 class Store:
@@ -141,28 +106,35 @@ class Store:
                     (str(SCHEMA_VERSION),),
                 )
                 self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('version', '0')")
-                held = self._meta("model")
-                if held is None:
+                # Drawn when the store is created (or first opened by a gallery that keeps one).
+                self._db.execute(
+                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)", (new_store_id(),)
+                )
+                self._store_id = str(self._meta("store_id"))
+                (faces,) = self._db.execute("SELECT COUNT(*) FROM faces").fetchone()
+                held_dim = self._meta("dim")
+                claim = claim_model(
+                    self._meta("model"),
+                    None if held_dim is None else int(held_dim),
+                    faces,
+                    model,
+                    dim,
+                    "a new gallery file",
+                )
+                if claim is not ModelClaim.KEEP:
                     self._set_meta("model", model)
                     self._set_meta("dim", str(dim))
-                elif held != model:
-                    (faces,) = self._db.execute("SELECT COUNT(*) FROM faces").fetchone()
-                    if faces:
-                        raise Precondition(
-                            f"The gallery holds embeddings of model {held!r}, not {model!r}; "
-                            "use a new gallery file or re-enroll."
-                        )
-                    # An empty gallery adopts the new model.
-                    self._set_meta("model", model)
-                    self._set_meta("dim", str(dim))
+                if claim is ModelClaim.SWITCH:
                     self._bump()
-                held_dim = int(self._meta("dim") or dim)
-                if held_dim != dim:
-                    raise Precondition(f"The gallery holds {held_dim}-d embeddings, not {dim}-d.")
         except BaseException:
             self._db.close()
             raise
         self._model = model
+        # Commits wake wait_for_change: one process owns a SQLite store, so its own commits are all there are.
+        self._changed = threading.Condition()
+        self._classifier = ClassifierFile(self._path.with_name(self._path.name + ".svm.npz"), self._store_id)
+        self._classifier.vet(self.version())
+        self._changed_in_transaction = False
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -170,9 +142,13 @@ class Store:
     def _transaction(self) -> Iterator[None]:
         """One write transaction. The caller holds self._lock (or is the constructor)."""
         self._db.execute("BEGIN IMMEDIATE")
+        self._changed_in_transaction = False
         try:
             yield
             self._db.execute("COMMIT")
+            if self._changed_in_transaction:
+                with self._changed:
+                    self._changed.notify_all()
         except BaseException as exc:
             # SQLite may have rolled back already (a failed COMMIT); then ROLLBACK has nothing to undo.
             with suppress(sqlite3.Error):
@@ -192,24 +168,23 @@ class Store:
             (key, value),
         )
 
-    def _bump(self) -> None:
-        self._db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+    def _bump(self) -> int:
+        """Moves the version on; returns the new one. The caller holds a transaction."""
+        (version,) = self._db.execute(
+            "UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version' RETURNING value"
+        ).fetchone()
+        return int(version)
 
-    def _blob(self, embedding: NDArray[np.float32]) -> bytes:
-        return embedding_bytes(embedding, self._dim)
-
-    def _vector(self, blob: bytes) -> NDArray[np.float32]:
-        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-    def _face_row(self, row: tuple[Any, ...]) -> FaceRow:
-        face_id, identity, blob, model, sha, bx, by, bw, bh, created = row
-        box = None if bx is None else (float(bx), float(by), float(bw), float(bh))
-        return FaceRow(int(face_id), identity, self._vector(blob), model, sha, box, int(created))
-
-    @staticmethod
-    def _check_identity(identity: str) -> None:
-        if not identity:
-            raise InvalidInput("The identity must not be empty.")
+    def _log_change(self, op: str, face_ids: Sequence[int]) -> None:
+        """Bumps the version and logs the change under it. The caller holds a transaction."""
+        version = self._bump()
+        if version % PRUNE_EVERY_VERSIONS == 0:
+            self._db.execute("DELETE FROM changes WHERE at_ms < ?", (now_ms() - CHANGE_LOG_KEEP_MS,))
+        self._db.execute(
+            "INSERT INTO changes (version, op, face_ids, at_ms) VALUES (?, ?, ?, ?)",
+            (version, op, json.dumps([int(i) for i in face_ids]), now_ms()),
+        )
+        self._changed_in_transaction = True
 
     # -- public API -------------------------------------------------------------------------------
 
@@ -226,12 +201,13 @@ class Store:
         return self._path
 
     @property
+    def store_id(self) -> str:
+        return self._store_id
+
+    @property
     def location(self) -> str:
         """Where the store lives, safe to log."""
         return str(self._path)
-
-    # One process owns a SQLite store: there are no other writers whose changes to follow.
-    shared = False
 
     def add_faces(self, identity: str, faces: Sequence[NewFace]) -> list[int]:
         """Store faces for an identity (created if new) in one transaction, durably committed on return.
@@ -243,17 +219,17 @@ class Store:
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> list[list[int]]:
         """add_faces for several identities in ONE transaction (bulk enroll, one fsync). Returns ids per batch."""
         rows: list[list[tuple[Any, ...]]] = []
-        now = _now_ms()
+        now = now_ms()
         for identity, faces in batches:
-            self._check_identity(identity)
+            check_identity(identity)
             rows.append(
                 [
                     (
                         identity,
-                        self._blob(face.embedding),
+                        embedding_bytes(face.embedding, self._dim),
                         self._model,
                         face.image_sha256,
-                        *(face.box if face.box is not None else (None, None, None, None)),
+                        *box_columns(face.box),
                         now,
                     )
                     for face in faces
@@ -278,7 +254,7 @@ class Store:
                     ids.append(int(cur.lastrowid or 0))  # always set after an INSERT
                 out.append(ids)
             if any(out):
-                self._bump()
+                self._log_change(ADD, [i for ids in out for i in ids])
         return out
 
     def import_faces(self, identities: Sequence[IdentityRow], faces: Sequence[FaceRow]) -> None:
@@ -296,16 +272,16 @@ class Store:
                     (
                         f.face_id,
                         f.identity,
-                        self._blob(f.embedding),
+                        embedding_bytes(f.embedding, self._dim),
                         self._model,
                         f.image_sha256,
-                        *(f.box if f.box is not None else (None, None, None, None)),
+                        *box_columns(f.box),
                         f.created_at_ms,
                     )
                     for f in faces
                 ],
             )
-            self._bump()
+            self._log_change(ADD, [f.face_id for f in faces])
 
     def find_face_by_image(self, identity: str, image_sha256: str) -> int | None:
         """The id of this identity's face enrolled from the picture with this sha256, if any."""
@@ -331,7 +307,7 @@ class Store:
             ]
             self._db.execute("DELETE FROM faces WHERE identity = ?", (identity,))
             self._db.execute("DELETE FROM identities WHERE name = ?", (identity,))
-            self._bump()
+            self._log_change(REMOVE, ids)
         return ids
 
     def remove_face(self, face_id: int) -> str:
@@ -347,7 +323,7 @@ class Store:
                 is None
             ):
                 self._db.execute("DELETE FROM identities WHERE name = ?", (identity,))
-            self._bump()
+            self._log_change(REMOVE, [int(face_id)])
         return identity
 
     def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
@@ -359,7 +335,7 @@ class Store:
             if row is None:
                 raise NotFound(f"No identity {identity!r} in the gallery.")
             faces = [
-                self._face_row(r)
+                face_row(r)
                 for r in self._db.execute(
                     "SELECT face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
                     " created_at_ms FROM faces WHERE identity = ? ORDER BY face_id",
@@ -394,7 +370,7 @@ class Store:
             rows = self._db.execute(
                 "SELECT face_id, identity, embedding FROM faces ORDER BY face_id"
             ).fetchall()
-        return self._unpack(rows)
+        return unpack(rows, self._dim)
 
     def embeddings_of(self, identity: str) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """One identity's faces: ids (n,) int64, vectors (n, dim) float32 (n = 0 when unknown)."""
@@ -403,15 +379,8 @@ class Store:
                 "SELECT face_id, identity, embedding FROM faces WHERE identity = ? ORDER BY face_id",
                 (identity,),
             ).fetchall()
-        ids, vectors, _ = self._unpack(rows)
+        ids, vectors, _ = unpack(rows, self._dim)
         return ids, vectors
-
-    def _unpack(
-        self, rows: list[tuple[Any, ...]]
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]:
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(r[2] for r in rows), dtype="<f4").astype(np.float32)
-        return ids, vectors.reshape(len(rows), self._dim), [r[1] for r in rows]
 
     def face_ids(self) -> NDArray[np.int64]:
         """Every face id, ascending."""
@@ -433,7 +402,7 @@ class Store:
                     f"SELECT face_id, identity, embedding FROM faces WHERE face_id IN ({marks})", chunk
                 ).fetchall()
         rows.sort(key=lambda r: r[0])
-        return self._unpack(rows)
+        return unpack(rows, self._dim)
 
     def identities_of(self, face_ids: Sequence[int]) -> dict[int, str]:
         """face id -> identity for the ids that exist (unknown ids are left out)."""
@@ -462,6 +431,14 @@ class Store:
         with self._lock:
             return int(self._meta("version") or 0)
 
+    def state(self) -> StoreState:
+        """Version, counts and the kept classifier's version (gallery.rows.StoreState)."""
+        with self._lock:
+            version = int(self._meta("version") or 0)
+            (identities,) = self._db.execute("SELECT COUNT(*) FROM identities").fetchone()
+            (faces,) = self._db.execute("SELECT COUNT(*) FROM faces").fetchone()
+        return StoreState(version, int(identities), int(faces), self.classifier_version())
+
     def integrity_check(self) -> bool:
         """True when SQLite's PRAGMA integrity_check says ok."""
         with self._lock:
@@ -473,33 +450,33 @@ class Store:
 
     # -- the fitted classifier, kept beside the store so a restart serves it without a refit ---------
 
-    @property
-    def classifier_path(self) -> Path:
-        return self._path.with_name(self._path.name + ".svm.npz")
-
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
         """Keeps a fitted classifier (fsynced, replaced atomically); a failure to write is logged, not raised."""
-        path = self.classifier_path
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".svm-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                f.write(classifier_bytes(arrays, store_version))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("could not save the SVM to %s: %s", path, exc)
+        self._classifier.save(arrays, store_version)
 
     def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None:
         """The kept classifier: (store version it was fit at, arrays), or None when none is readable."""
-        path = self.classifier_path
-        if not path.is_file():
-            return None
-        try:
-            return classifier_from_bytes(path.read_bytes())
-        except (OSError, ValueError, KeyError) as exc:
-            log.warning("ignoring the unreadable saved SVM %s: %s", path, exc)
-            return None
+        return self._classifier.load()
+
+    def classifier_version(self) -> int:
+        """The store version the kept classifier was fit at; -1 when none is readable."""
+        return self._classifier.version()
+
+    # -- the change log ---------------------------------------------------------------------------
+
+    def changes_since(self, version: int, limit: int = 10_000) -> list[Change]:
+        """Committed changes with versions > version, ascending (at most limit)."""
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT version, op, face_ids FROM changes WHERE version > ? ORDER BY version LIMIT ?",
+                (int(version), int(limit)),
+            ).fetchall()
+        return [Change(int(v), op, [int(i) for i in json.loads(ids)]) for v, op, ids in rows]
+
+    def wait_for_change(self, timeout_s: float) -> bool:
+        """Blocks until this store commits a change or timeout_s passes; True when one was committed."""
+        with self._changed:
+            return self._changed.wait(timeout_s)
 
     def close(self) -> None:
         with self._lock:

@@ -5,94 +5,56 @@ database. Every change is one transaction that first takes the `state` row lock 
 version there, so writers from all replicas commit one at a time, in version order, and the change log
 (one row per version) can be followed by version without gaps. The schema is created and migrated by
 the gallery itself (schema_migrations), under an advisory lock so replicas starting together agree.
+A gallery.ports.FaceStore; rows and codecs are gallery/rows.py's, the connection gallery/pg_session.py's.
 """
 
 from __future__ import annotations
 
 import logging
-import threading
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
-from typing import Any, TypeVar
+from collections.abc import Sequence
+from typing import Any
 
 import numpy as np
 import psycopg
 from numpy.typing import NDArray
 
-from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
-from gallery.store import (
+from facerec.errors import InvalidInput, NotFound
+from gallery.pg_schema import SCHEMA_VERSION, migrate
+from gallery.pg_session import Session
+from gallery.rows import (
+    ADD,
+    CHANGE_LOG_KEEP_MS,
+    FACE_COLUMNS,
+    PRUNE_EVERY_VERSIONS,
+    REMOVE,
+    Change,
     FaceRow,
     IdentityRow,
+    ModelClaim,
     NewFace,
+    StoreState,
+    box_columns,
+    check_identity,
+    claim_model,
     classifier_bytes,
     classifier_from_bytes,
     embedding_bytes,
+    face_row,
+    new_store_id,
+    now_ms,
+    unpack,
 )
 
 log = logging.getLogger(__name__)
 
-T = TypeVar("T")
+__all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStore"]
 
-SCHEMA_VERSION = 1
 CHANNEL = "facerec_gallery_changes"
-# Any fixed number: the key of the advisory lock that serialises schema migrations across replicas.
-_MIGRATION_LOCK = 0x66616365
-# Change-log rows older than this are pruned by writers; a replica that was away longer rebuilds its
-# index from the store instead of replaying (it notices the gap in versions).
-CHANGE_LOG_KEEP_MS = 24 * 3600 * 1000
-_PRUNE_EVERY_VERSIONS = 1000
-
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
-    1: (
-        "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
-        # One row: its lock serialises writers, so versions and commits come in the same order.
-        "CREATE TABLE state (id INTEGER PRIMARY KEY CHECK (id = 1), version BIGINT NOT NULL,"
-        " identities BIGINT NOT NULL, faces BIGINT NOT NULL)",
-        "INSERT INTO state VALUES (1, 0, 0, 0)",
-        "CREATE TABLE identities (name TEXT PRIMARY KEY CHECK (name <> ''), created_at_ms BIGINT NOT NULL)",
-        "CREATE TABLE faces (face_id BIGSERIAL PRIMARY KEY,"
-        " identity TEXT NOT NULL REFERENCES identities(name),"
-        " embedding BYTEA NOT NULL, model TEXT NOT NULL, image_sha256 TEXT NOT NULL DEFAULT '',"
-        " box_x REAL, box_y REAL, box_w REAL, box_h REAL, created_at_ms BIGINT NOT NULL)",
-        "CREATE INDEX faces_by_identity ON faces(identity, image_sha256)",
-        "CREATE TABLE changes (version BIGINT PRIMARY KEY, op TEXT NOT NULL CHECK (op IN ('add', 'remove')),"
-        " face_ids BIGINT[] NOT NULL, at_ms BIGINT NOT NULL)",
-        "CREATE TABLE classifier (id INTEGER PRIMARY KEY CHECK (id = 1), store_version BIGINT NOT NULL,"
-        " arrays BYTEA NOT NULL, saved_at_ms BIGINT NOT NULL)",
-    ),
-}
-
-_FACE_COLUMNS = "face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h, created_at_ms"
-
-
-@dataclass(frozen=True)
-class Change:
-    """One committed change: the store version it made, and the faces it added or removed."""
-
-    version: int
-    op: str  # "add" or "remove"
-    face_ids: list[int]
-
-
-def _now_ms() -> int:
-    return time.time_ns() // 1_000_000
-
-
-def _reason(exc: BaseException) -> str:
-    return (str(exc).strip().splitlines() or [type(exc).__name__])[0].rstrip(".")
 
 
 class PostgresStore:
-    """Identities and faces in PostgreSQL. Thread-safe: one connection guarded by a lock.
-
-    A lost connection (the server restarted, the network dropped) is reopened on the next call; a read,
-    or a write that failed before its commit was sent, is retried once on the new connection, otherwise
-    the call raises Unavailable. Durability: synchronous_commit=on for this session, so an
-    acknowledged change is in the server's fsynced WAL (with its fsync setting on, the default).
-    """
-
-    shared = True
+    """Identities and faces in PostgreSQL. Thread-safe: one connection (gallery.pg_session, which reopens
+    it once lost) with synchronous_commit=on, so an acknowledged change is in the server's fsynced WAL."""
 
     def __init__(
         self, url: str, model: str, dim: int = 128, password: str = "", connect_timeout_s: float = 10.0
@@ -100,145 +62,63 @@ class PostgresStore:
         if not model:
             raise InvalidInput("The store needs a model name.")
         self._url = url
-        self._password = password
-        self._connect_timeout_s = connect_timeout_s
         self._dim = dim
         self._model = model
-        self._lock = threading.Lock()
-        self._conn: psycopg.Connection[Any] | None = None
-        self._listener: psycopg.Connection[Any] | None = None
-        self._listener_lock = threading.Lock()
-        self._run(self._migrate, write=True)
-        self._run(self._adopt_model, write=True)
+        self._session = Session(url, password, connect_timeout_s)
+        self._run = self._session.run
+        try:
+            self._run(migrate, write=True)
+            self._run(self._adopt_model, write=True)
+        except BaseException:
+            self._session.close()  # a refused store (another model, a newer schema) leaves no connection
+            raise
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    def _connect(self) -> psycopg.Connection[Any]:
-        extra: dict[str, Any] = {"password": self._password} if self._password else {}
-        try:
-            conn = psycopg.connect(
-                self._url,
-                autocommit=True,
-                connect_timeout=max(1, round(self._connect_timeout_s)),
-                application_name="facerec-gallery",
-                **extra,
-            )
-        except psycopg.OperationalError as exc:
-            raise Unavailable(f"The gallery's PostgreSQL store cannot be reached ({_reason(exc)}).") from None
-        # Whatever the server's default: an acknowledged change must be flushed to its WAL first.
-        conn.execute("SET synchronous_commit = on")
-        return conn
-
-    def _drop(self) -> None:
-        if self._conn is not None:
-            try:
-                self._conn.close()
-            except psycopg.Error:
-                pass
-            self._conn = None
-
-    def _run(
-        self, work: Callable[[psycopg.Connection[Any]], T], write: bool = False, atomic: bool = False
-    ) -> T:
-        """Runs work(conn) in one transaction (writes, and reads of several statements: atomic), or as
-        one autocommitted statement; reconnects once when the connection was lost."""
-        with self._lock:
-            for attempt in (0, 1):
-                if self._conn is None or self._conn.closed:
-                    self._conn = self._connect()
-                conn = self._conn
-                body_done = False
-                try:
-                    if not (write or atomic):
-                        # autocommit: the one statement is its own transaction (saves BEGIN and COMMIT)
-                        return work(conn)
-                    with conn.transaction():
-                        result = work(conn)
-                        body_done = True
-                    return result
-                except psycopg.OperationalError as exc:
-                    self._drop()
-                    # A write whose COMMIT was sent may or may not have happened: never run it twice.
-                    if attempt == 0 and not (write and body_done):
-                        log.warning("lost the PostgreSQL connection (%s); reconnecting", _reason(exc))
-                        continue
-                    raise Unavailable(
-                        f"The gallery's PostgreSQL store cannot be reached ({_reason(exc)})."
-                    ) from None
-            raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
-
-    def _migrate(self, conn: psycopg.Connection[Any]) -> None:
-        conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
-        conn.execute(
-            "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
-        )
-        done = {int(r[0]) for r in conn.execute("SELECT version FROM schema_migrations")}
-        if done and max(done) > SCHEMA_VERSION:
-            raise Precondition(
-                f"The gallery's database has schema version {max(done)}, newer than this gallery's "
-                f"{SCHEMA_VERSION}; run a newer gallery."
-            )
-        for version in sorted(set(_MIGRATIONS) - done):
-            for statement in _MIGRATIONS[version]:
-                conn.execute(statement)
-            conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, _now_ms()))
-            log.info("PostgreSQL store migrated to schema version %s", version)
 
     def _adopt_model(self, conn: psycopg.Connection[Any]) -> None:
         (version, faces) = conn.execute("SELECT version, faces FROM state FOR UPDATE").fetchone() or (0, 0)
         held = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('model', 'dim')").fetchall())
-        if held.get("model") not in (None, self._model):
-            if faces:
-                raise Precondition(
-                    f"The gallery holds embeddings of model {held['model']!r}, not {self._model!r}; "
-                    "use a new database or re-enroll."
-                )
-            # An empty gallery adopts the new model.
-            held = {}
+        claim = claim_model(
+            held.get("model"),
+            int(held["dim"]) if "dim" in held else None,
+            faces,
+            self._model,
+            self._dim,
+            "a new database",
+        )
+        if claim is ModelClaim.SWITCH:
             conn.execute("UPDATE state SET version = version + 1")
-        if not held:
+        # Drawn when the store is created (or first opened by a gallery that keeps one).
+        conn.execute(
+            "INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT (key) DO NOTHING", (new_store_id(),)
+        )
+        row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+        self._store_id = str(row[0]) if row is not None else ""
+        if claim is not ModelClaim.KEEP:
             for key, value in (("model", self._model), ("dim", str(self._dim))):
                 conn.execute(
                     "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
                     (key, value),
                 )
-        held_dim = int(held.get("dim", self._dim))
-        if held_dim != self._dim:
-            raise Precondition(f"The gallery holds {held_dim}-d embeddings, not {self._dim}-d.")
 
     def _begin_change(self, conn: psycopg.Connection[Any]) -> int:
         """Takes the writers' lock and returns the version this change will commit as."""
         row = conn.execute("UPDATE state SET version = version + 1 RETURNING version").fetchone()
         assert row is not None  # the migration inserted the one row
         version = int(row[0])
-        if version % _PRUNE_EVERY_VERSIONS == 0:
-            conn.execute("DELETE FROM changes WHERE at_ms < %s", (_now_ms() - CHANGE_LOG_KEEP_MS,))
+        if version % PRUNE_EVERY_VERSIONS == 0:
+            conn.execute("DELETE FROM changes WHERE at_ms < %s", (now_ms() - CHANGE_LOG_KEEP_MS,))
         return version
 
     def _log_change(self, conn: psycopg.Connection[Any], version: int, op: str, face_ids: list[int]) -> None:
         conn.execute(
             "INSERT INTO changes (version, op, face_ids, at_ms) VALUES (%s, %s, %s, %s)",
-            (version, op, face_ids, _now_ms()),
+            (version, op, face_ids, now_ms()),
         )
         # Delivered at commit, to every replica listening: they wake up instead of waiting for a poll.
         conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(version)))
 
-    def _vector(self, blob: bytes) -> NDArray[np.float32]:
-        return np.frombuffer(blob, dtype="<f4").astype(np.float32)
-
-    def _face_row(self, row: tuple[Any, ...]) -> FaceRow:
-        face_id, identity, blob, model, sha, bx, by, bw, bh, created = row
-        box = None if bx is None else (float(bx), float(by), float(bw), float(bh))
-        return FaceRow(int(face_id), identity, self._vector(bytes(blob)), model, sha, box, int(created))
-
-    def _unpack(
-        self, rows: list[tuple[Any, ...]]
-    ) -> tuple[NDArray[np.int64], NDArray[np.float32], list[str]]:
-        ids = np.fromiter((r[0] for r in rows), dtype=np.int64, count=len(rows))
-        vectors = np.frombuffer(b"".join(bytes(r[2]) for r in rows), dtype="<f4").astype(np.float32)
-        return ids, vectors.reshape(len(rows), self._dim), [r[1] for r in rows]
-
-    # -- public API (as gallery.store.Store) --------------------------------------------------------
+    # -- public API (gallery.ports.FaceStore) --------------------------------------------------------
 
     @property
     def model(self) -> str:
@@ -247,6 +127,10 @@ class PostgresStore:
     @property
     def dim(self) -> int:
         return self._dim
+
+    @property
+    def store_id(self) -> str:
+        return self._store_id
 
     @property
     def location(self) -> str:
@@ -261,16 +145,15 @@ class PostgresStore:
     def add_many(self, batches: Sequence[tuple[str, Sequence[NewFace]]]) -> list[list[int]]:
         """add_faces for several identities in ONE transaction. Returns ids per batch, ascending."""
         rows: list[list[tuple[Any, ...]]] = []
-        now = _now_ms()
+        now = now_ms()
         for identity, faces in batches:
-            if not identity:
-                raise InvalidInput("The identity must not be empty.")
+            check_identity(identity)
             rows.append(
                 [
                     (
                         embedding_bytes(face.embedding, self._dim),
                         face.image_sha256,
-                        *(face.box if face.box is not None else (None, None, None, None)),
+                        *box_columns(face.box),
                     )
                     for face in faces
                 ]
@@ -312,7 +195,7 @@ class PostgresStore:
             conn.execute(
                 "UPDATE state SET identities = identities + %s, faces = faces + %s", (new_identities, total)
             )
-            self._log_change(conn, version, "add", ids)
+            self._log_change(conn, version, ADD, ids)
             return out
 
         return self._run(work, write=True)
@@ -339,9 +222,16 @@ class PostgresStore:
                     " created_at_ms) FROM STDIN"
                 ) as copy:
                     for f, blob in zip(faces, blobs, strict=True):
-                        box = f.box if f.box is not None else (None, None, None, None)
                         copy.write_row(
-                            (f.face_id, f.identity, blob, self._model, f.image_sha256, *box, f.created_at_ms)
+                            (
+                                f.face_id,
+                                f.identity,
+                                blob,
+                                self._model,
+                                f.image_sha256,
+                                *box_columns(f.box),
+                                f.created_at_ms,
+                            )
                         )
             # New ids continue after the copied ones, never reusing one.
             conn.execute(
@@ -352,7 +242,7 @@ class PostgresStore:
                 "UPDATE state SET identities = identities + %s, faces = faces + %s",
                 (new_identities, len(faces)),
             )
-            self._log_change(conn, version, "add", [f.face_id for f in faces])
+            self._log_change(conn, version, ADD, [f.face_id for f in faces])
 
         self._run(work, write=True)
 
@@ -381,7 +271,7 @@ class PostgresStore:
             )
             conn.execute("DELETE FROM identities WHERE name = %s", (identity,))
             conn.execute("UPDATE state SET identities = identities - 1, faces = faces - %s", (len(ids),))
-            self._log_change(conn, version, "remove", ids)
+            self._log_change(conn, version, REMOVE, ids)
             return ids
 
         return self._run(work, write=True)
@@ -405,7 +295,7 @@ class PostgresStore:
                 conn.execute("DELETE FROM identities WHERE name = %s", (identity,))
                 gone = 1
             conn.execute("UPDATE state SET identities = identities - %s, faces = faces - 1", (gone,))
-            self._log_change(conn, version, "remove", [int(face_id)])
+            self._log_change(conn, version, REMOVE, [int(face_id)])
             return identity
 
         return self._run(work, write=True)
@@ -418,9 +308,9 @@ class PostgresStore:
             if row is None:
                 raise NotFound(f"No identity {identity!r} in the gallery.")
             faces = [
-                self._face_row(r)
+                face_row(r)
                 for r in conn.execute(
-                    f"SELECT {_FACE_COLUMNS} FROM faces WHERE identity = %s ORDER BY face_id", (identity,)
+                    f"SELECT {FACE_COLUMNS} FROM faces WHERE identity = %s ORDER BY face_id", (identity,)
                 )
             ]
             return IdentityRow(identity, len(faces), int(row[0])), faces
@@ -455,7 +345,7 @@ class PostgresStore:
                 "SELECT face_id, identity, embedding FROM faces ORDER BY face_id"
             ).fetchall()
         )
-        return self._unpack(rows)
+        return unpack(rows, self._dim)
 
     def embeddings_of(self, identity: str) -> tuple[NDArray[np.int64], NDArray[np.float32]]:
         """One identity's faces: ids (n,) int64, vectors (n, dim) float32 (n = 0 when unknown)."""
@@ -465,7 +355,7 @@ class PostgresStore:
                 (identity,),
             ).fetchall()
         )
-        ids, vectors, _ = self._unpack(rows)
+        ids, vectors, _ = unpack(rows, self._dim)
         return ids, vectors
 
     def face_ids(self) -> NDArray[np.int64]:
@@ -484,7 +374,7 @@ class PostgresStore:
                 (wanted,),
             ).fetchall()
         )
-        return self._unpack(rows)
+        return unpack(rows, self._dim)
 
     def identities_of(self, face_ids: Sequence[int]) -> dict[int, str]:
         """face id -> identity for the ids that exist (unknown ids are left out)."""
@@ -509,6 +399,17 @@ class PostgresStore:
         row = self._run(lambda conn: conn.execute("SELECT version FROM state").fetchone())
         assert row is not None
         return int(row[0])
+
+    def state(self) -> StoreState:
+        """Version, counts and the kept classifier's version in one statement (one round trip)."""
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT version, identities, faces,"
+                " COALESCE((SELECT store_version FROM classifier WHERE id = 1), -1) FROM state"
+            ).fetchone()
+        )
+        assert row is not None
+        return StoreState(int(row[0]), int(row[1]), int(row[2]), int(row[3]))
 
     def integrity_check(self) -> bool:
         """True when the kept counts match the tables and every version since the oldest kept is logged."""
@@ -537,13 +438,13 @@ class PostgresStore:
 
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
         """Keeps a fitted classifier for every replica; an older fit never replaces a newer one."""
-        data = classifier_bytes(arrays, store_version)
+        data = classifier_bytes(arrays, store_version, self._store_id)
         self._run(
             lambda conn: conn.execute(
                 "INSERT INTO classifier VALUES (1, %s, %s, %s) ON CONFLICT (id) DO UPDATE SET"
                 " store_version = excluded.store_version, arrays = excluded.arrays, saved_at_ms = excluded.saved_at_ms"
                 " WHERE classifier.store_version <= excluded.store_version",
-                (store_version, data, _now_ms()),
+                (store_version, data, now_ms()),
             ),
             write=True,
         )
@@ -579,34 +480,11 @@ class PostgresStore:
         return [Change(int(v), op, [int(i) for i in ids]) for v, op, ids in rows]
 
     def wait_for_change(self, timeout_s: float) -> bool:
-        """Blocks until another change is committed (a NOTIFY) or timeout_s passes; True when notified.
-
-        Uses its own connection; when that cannot be had it just waits, so a caller polling with it keeps
-        working through an outage."""
-        with self._listener_lock:
-            try:
-                if self._listener is None or self._listener.closed:
-                    self._listener = self._connect()
-                    self._listener.execute(f"LISTEN {CHANNEL}")
-                notified = False
-                for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
-                    notified = True
-                return notified
-            except (psycopg.Error, Unavailable) as exc:
-                log.debug("change listener: %s", exc)
-                if self._listener is not None:
-                    self._listener.close()
-                self._listener = None
-        time.sleep(timeout_s)
-        return False
+        """Blocks until another change is committed (a NOTIFY) or timeout_s passes; True when notified."""
+        return self._session.wait_for_notify(CHANNEL, timeout_s)
 
     def close(self) -> None:
-        with self._lock:
-            self._drop()
-        with self._listener_lock:
-            if self._listener is not None:
-                self._listener.close()
-                self._listener = None
+        self._session.close()
 
     def __enter__(self) -> PostgresStore:
         return self

@@ -19,7 +19,7 @@ from collections.abc import Sequence
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.calibration import IDENTIFICATION, Calibration
+from facerec.calibration import IDENTIFICATION, MAX_DISTANCE, Calibration
 from facerec.errors import InvalidInput, Precondition
 
 MAX_IDENTITY_CHARS = 128
@@ -27,7 +27,6 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
-MAX_THRESHOLD = 2.0
 
 
 def identity(name: str) -> str:
@@ -79,7 +78,7 @@ def threshold(value: float, default: float) -> float:
     """A per-request distance threshold in (0, 2]; 0 means the gallery's default."""
     if value == 0:
         return default
-    if not (math.isfinite(value) and 0 < value <= MAX_THRESHOLD):
+    if not (math.isfinite(value) and 0 < value <= MAX_DISTANCE):
         raise InvalidInput(f"The threshold must lie in (0, 2] (0 for the gallery's default), not {value}.")
     return float(value)
 

@@ -23,7 +23,7 @@ from gateway.app import build_app
 from gateway.config import Settings
 from gateway.guard import SECURITY_HEADERS
 
-log = logging.getLogger("gateway")
+log = logging.getLogger(__name__)
 
 
 # Largest request line and headers: h11 refuses more (431) rather than buffering them.

@@ -35,9 +35,9 @@ from facerec.v1 import (
     gallery_pb2,
     gallery_pb2_grpc,
 )
+from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings as GallerySettings
-from gallery.gallery import Gallery
 from gallery.service import build_server as build_gallery_server
 from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, portrait
 from tests.support.images import png_header_only
@@ -191,7 +191,7 @@ def gallery_stub(tmp_path_factory: pytest.TempPathFactory) -> Iterator[gallery_p
     config = GallerySettings(
         store=folder / "g.sqlite", calibration_path=folder / "c.json", host="127.0.0.1", port=0
     )
-    gallery = Gallery.open(
+    gallery = open_gallery(
         config.store, MODEL, DetectorClient(fakes[0][1], 10), EmbedderClient(fakes[1][1], 10)
     )
     server, port = build_gallery_server(config, gallery, Health(["facerec.v1.Gallery"]))

@@ -206,9 +206,9 @@ def services(tmp_path: Path) -> Iterator[str]:
     from embedding_service.config import Settings as EmbedderSettings
     from embedding_service.embedder import Embedder
     from embedding_service.service import build_server as build_embedder_server
+    from gallery.backend import open_gallery
     from gallery.clients import DetectorClient, EmbedderClient
     from gallery.config import Settings as GallerySettings
-    from gallery.gallery import Gallery
     from gallery.service import build_server as build_gallery_server
 
     class OneFace:
@@ -233,7 +233,7 @@ def services(tmp_path: Path) -> Iterator[str]:
     g_settings = GallerySettings(
         store=tmp_path / "g.sqlite", calibration_path=tmp_path / "c.json", host="127.0.0.1", port=0
     )
-    gallery = Gallery.open(
+    gallery = open_gallery(
         g_settings.store,
         "facenet-keras-128",
         DetectorClient(f"127.0.0.1:{d_port}", 10),

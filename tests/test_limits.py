@@ -20,9 +20,9 @@ from facerec.images import MIN_SIDE_PX, ImageLimits
 from facerec.server import Health
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery import validation
+from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings as GallerySettings
-from gallery.gallery import Gallery
 from gallery.service import build_server
 from gateway.config import Settings as GatewaySettings
 
@@ -72,7 +72,7 @@ def stub(tmp_path: Path) -> Iterator[gallery_pb2_grpc.GalleryStub]:
         max_message_bytes=1024 * 1024,
     )
     dead = "127.0.0.1:1"
-    gallery = Gallery.open(
+    gallery = open_gallery(
         settings.store,
         "facenet-keras-128",
         DetectorClient(dead, 2),

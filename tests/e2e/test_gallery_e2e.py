@@ -18,9 +18,9 @@ from PIL import Image
 from embedding_service.embedder import model_name
 from facerec.server import Health
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings
-from gallery.gallery import Gallery
 from gallery.ports import DetectorOptions, largest_face
 from gallery.service import SERVICE_NAME, build_server
 from tests.support.servers import Running, start_service
@@ -63,7 +63,7 @@ def stack(
     settings = Settings(
         store=folder / "g.sqlite", calibration_path=folder / "none.json", host="127.0.0.1", port=0
     )
-    gallery = Gallery.open(
+    gallery = open_gallery(
         settings.store,
         MODEL,
         DetectorClient(detector.address, timeout_s=120),
@@ -141,7 +141,7 @@ def test_every_person_left_out_is_a_stranger_at_the_default_thresholds(
     client.close()
     people = sorted({who for who, _ in train_images})
     for stranger in people:
-        g = Gallery.open(
+        g = open_gallery(
             tmp_path / f"without-{stranger}.sqlite",
             MODEL,
             DetectorClient(detector.address, timeout_s=60),

@@ -37,9 +37,9 @@ from facerec.v1 import (
     gallery_pb2,
     gallery_pb2_grpc,
 )
+from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings as GallerySettings
-from gallery.gallery import Gallery
 from gallery.service import build_server as build_gallery_server
 from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, portrait
 from tests.support.images import encode, noise
@@ -208,7 +208,7 @@ def test_gallery_sheds_beyond_max_concurrent_rpcs_and_recovers(tmp_path: Path) -
         store=tmp_path / "g.sqlite", calibration_path=tmp_path / "c.json", host="127.0.0.1", port=0
     )
     settings = replace(settings, max_concurrent_rpcs=GALLERY_LIMIT)
-    gallery = Gallery.open(
+    gallery = open_gallery(
         settings.store, MODEL, DetectorClient(downstream[0][1], 30), EmbedderClient(downstream[1][1], 30)
     )
     server, port = build_gallery_server(settings, gallery, Health(["facerec.v1.Gallery"]))

@@ -12,10 +12,11 @@ from embedding_service.quantize import CalibrationSet, CalibrationSetError
 from facerec.calibration import CalibrationSource, save_calibration
 from facerec.errors import Precondition
 from facerec.v1 import embedding_pb2
+from gallery.backend import open_gallery
 from gallery.clients import EmbedderClient
-from gallery.gallery import Gallery
 from gallery.results import EnrollOutcome
-from gallery.store import NewFace, Store
+from gallery.rows import NewFace
+from gallery.store import Store
 from tests.support.embedding import FakeInfer, crop_input, make_settings, serve
 
 FP32, INT8 = model_name("fp32"), model_name("int8")
@@ -61,7 +62,7 @@ def test_a_gallery_of_fp32_vectors_refuses_int8_ones(tmp_path: Path) -> None:
         client = EmbedderClient(f"127.0.0.1:{served.port}", 10)
         embedded = client.embed(crops(2))
         assert client.model_info().name == INT8
-        gallery = Gallery.open(store_path, FP32, detector=None, embedder=client)  # type: ignore[arg-type]
+        gallery = open_gallery(store_path, FP32, detector=None, embedder=client)  # type: ignore[arg-type]
         values = [float(v) for v in embedded.vectors[0]]
         results = gallery.enroll("bob", embeddings=[(values, embedded.model)])
         assert results[0].outcome == EnrollOutcome.INVALID and isinstance(results[0].error, Precondition)

@@ -9,7 +9,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from gallery.changes import ChangeFollower
-from gallery.store_postgres import Change
+from gallery.rows import Change
 
 
 class FakeLog:

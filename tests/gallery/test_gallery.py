@@ -1,11 +1,16 @@
 """The gallery facade with fake detector/embedder ports and seeded synthetic embeddings: enrolment
-outcomes, open-set identification (SVM and nearest neighbour), verification, removal, restart."""
+outcomes, open-set identification (SVM and nearest neighbour), verification, removal. On one fast
+backend (SQLite + flat FAISS): each storage port has its own contract test on every implementation
+(test_store.py, test_index_contract.py), and test_backend.py runs the facade on every store x index."""
 
 from __future__ import annotations
 
+import threading
+from collections import Counter
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import pytest
@@ -13,12 +18,23 @@ from numpy.typing import NDArray
 
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
+from gallery.backend import Backend, BackendSettings, open_backend, open_gallery
 from gallery.gallery import Gallery
-from gallery.index_milvus import MilvusSettings
 from gallery.options import GalleryOptions
-from gallery.ports import Embedded
+from gallery.ports import Embedded, FaceStore, KeptClassifier, VectorIndex
 from gallery.results import NEAREST, SVM, EnrollOutcome, NotIdentifiable
-from tests.support.gallery import BOX, DIM, MODEL, FakeDetector, FakeEmbedder, World, picture, portrait
+from tests.support.gallery import (
+    BOX,
+    DIM,
+    MODEL,
+    FakeDetector,
+    FakeEmbedder,
+    World,
+    brute_force_candidates,
+    enroll_people,
+    picture,
+    portrait,
+)
 
 
 @pytest.fixture()
@@ -37,63 +53,27 @@ def _close_galleries() -> Iterator[None]:
         _opened.pop().close()
 
 
-@dataclass(frozen=True)
-class Backend:
-    """Where a gallery keeps its store and its index."""
-
-    store: str
-    milvus: MilvusSettings | None = None
-
-
-@pytest.fixture(params=["faiss", "milvus"])
-def where(request: pytest.FixtureRequest, store_location: str) -> Backend:
-    """Each test below taking it runs on every store x index: SQLite or PostgreSQL, FAISS or Milvus
-    (a collection on a real milvus-lite server)."""
-    if request.param == "faiss":
-        return Backend(store_location)
-    return Backend(store_location, request.getfixturevalue("milvus_settings"))
-
-
-def open_gallery(
-    where: Backend | Path,
+def gallery_in(
+    where: Path,
     world: World,
     detector: FakeDetector | None = None,
     embedder: FakeEmbedder | None = None,
     **options: object,
 ) -> Gallery:
-    """A gallery on `where`: a backend, or a folder for a SQLite file g.sqlite in it."""
-    backend = where if isinstance(where, Backend) else Backend(str(where / "g.sqlite"))
-    gallery = Gallery.open(
-        backend.store,
+    """A gallery on a SQLite file g.sqlite in the folder `where`, with its FAISS index."""
+    gallery = open_gallery(
+        where / "g.sqlite",
         MODEL,
         detector or FakeDetector(),
         embedder or FakeEmbedder(world),
         GalleryOptions(**options),  # type: ignore[arg-type]
-        milvus=backend.milvus,
     )
     _opened.append(gallery)
     return gallery
 
 
-def enroll_people(gallery: Gallery, world: World, names: Sequence[str]) -> None:
-    for name in names:
-        results = gallery.enroll(name, [portrait(i) for i in world.train[name]])
-        assert {r.outcome for r in results} == {EnrollOutcome.ENROLLED}
-
-
-def brute_force_candidates(
-    world: World, gallery: Gallery, query: NDArray[np.float32]
-) -> list[tuple[str, float]]:
-    best: dict[str, float] = {}
-    for name in world.names:
-        if gallery._store.has_identity(name):
-            _, vectors = gallery._store.embeddings_of(name)
-            best[name] = float(np.linalg.norm(vectors - query, axis=1).min())
-    return sorted(best.items(), key=lambda kv: kv[1])
-
-
-def test_enroll_reports_an_outcome_per_picture_and_embedding(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_enroll_reports_an_outcome_per_picture_and_embedding(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     a = world.train["person-0"]
     small, large = (a[1], (0.0, 0.0, 20.0, 20.0), 0.999), (a[2], (50.0, 50.0, 100.0, 100.0), 0.98)
     results = g.enroll(
@@ -125,8 +105,8 @@ def test_enroll_reports_an_outcome_per_picture_and_embedding(where: Backend, wor
     assert g.stats().faces == 3
 
 
-def test_enroll_needs_a_valid_identity_and_something_to_enroll(where: Backend, world: World) -> None:
-    g = open_gallery(where, world, max_images_per_request=3)
+def test_enroll_needs_a_valid_identity_and_something_to_enroll(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world, max_images_per_request=3)
     for name in ("", "x" * 10_000, "bad\x07name"):
         with pytest.raises(InvalidInput):
             g.enroll(name, [portrait(0)])
@@ -137,8 +117,8 @@ def test_enroll_needs_a_valid_identity_and_something_to_enroll(where: Backend, w
     assert g.stats().faces == 0
 
 
-def test_svm_identifies_known_people_and_calls_a_stranger_unknown(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_svm_identifies_known_people_and_calls_a_stranger_unknown(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     known, stranger = world.names[:4], world.names[4]
     enroll_people(g, world, known)
     for name in world.names:
@@ -163,8 +143,8 @@ def test_svm_identifies_known_people_and_calls_a_stranger_unknown(where: Backend
                 assert 0 < face.confidence <= 1
 
 
-def test_the_svm_answer_stands_only_within_the_threshold(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_the_svm_answer_stands_only_within_the_threshold(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     enroll_people(g, world, world.names[:3])
     query = world.vectors[world.val["person-1"][0]]
     assert g.identify_embedding(query.tolist()).faces[0].identity == "person-1"
@@ -180,8 +160,8 @@ def test_the_svm_answer_stands_only_within_the_threshold(where: Backend, world: 
             g.identify_embedding(query.tolist(), top_k=bad)
 
 
-def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(where: Backend, world: World) -> None:
-    g = open_gallery(where, world, svm_max_identities=2)
+def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world, svm_max_identities=2)
     enroll_people(g, world, ["person-0"])
     own = g.identify_embedding(world.vectors[world.val["person-0"][0]].tolist())
     other = g.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
@@ -197,8 +177,8 @@ def test_nearest_neighbour_with_one_identity_and_beyond_svm_max(where: Backend, 
         assert answer.method == NEAREST and answer.faces[0].identity == name
 
 
-def test_svm_is_refit_lazily_and_by_train(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_svm_is_refit_lazily_and_by_train(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     enroll_people(g, world, ["person-0"])
     with pytest.raises(Precondition):
         g.train()
@@ -216,8 +196,8 @@ def test_svm_is_refit_lazily_and_by_train(where: Backend, world: World) -> None:
     assert not g.stats().classifier_stale
 
 
-def test_identify_a_picture_answers_every_face(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_identify_a_picture_answers_every_face(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     enroll_people(g, world, world.names[:2])
     known = (world.val["person-1"][0], (300.0, 40.0, 80.0, 90.0), 0.97)
     stranger = (world.val["person-4"][0], (10.0, 40.0, 60.0, 70.0), 0.999)
@@ -254,7 +234,8 @@ class CountingEmbedder(FakeEmbedder):
 def test_faces_below_the_floors_are_not_identifiable_with_the_reason(tmp_path: Path, world: World) -> None:
     embedder = CountingEmbedder(world)
     options = GalleryOptions(identify_min_face_px=20.0, identify_min_confidence=0.8)
-    g = Gallery.open(tmp_path / "g.sqlite", MODEL, FakeDetector(), embedder, options)
+    g = open_gallery(tmp_path / "g.sqlite", MODEL, FakeDetector(), embedder, options)
+    _opened.append(g)
     enroll_people(g, world, world.names[:2])
     embedder.calls.clear()
     subject = (world.val["person-0"][0], (100.0, 80.0, 90.0, 110.0), 0.999)
@@ -274,7 +255,7 @@ def test_faces_below_the_floors_are_not_identifiable_with_the_reason(tmp_path: P
     assert [f.not_identifiable for f in only_small.faces] == [NotIdentifiable.FACE_TOO_SMALL]
     assert embedder.calls == [1]
     # Floors of 0 compare every face the detector returns.
-    lenient = open_gallery(tmp_path / "lenient", world, identify_min_face_px=0.0, identify_min_confidence=0.0)
+    lenient = gallery_in(tmp_path / "lenient", world, identify_min_face_px=0.0, identify_min_confidence=0.0)
     enroll_people(lenient, world, world.names[:2])
     assert [f.identity for f in lenient.identify_image(picture(passer_by)).faces] == ["person-1"]
 
@@ -282,7 +263,7 @@ def test_faces_below_the_floors_are_not_identifiable_with_the_reason(tmp_path: P
 def test_verify_compares_the_largest_face_says_how_many_and_refuses_a_tiny_one(
     tmp_path: Path, world: World
 ) -> None:
-    g = open_gallery(tmp_path, world)
+    g = gallery_in(tmp_path, world)
     a0, a1 = world.val["person-0"][:2]
     group = picture(
         (a0, (10.0, 10.0, 120.0, 150.0), 0.99), (world.val["person-3"][0], (300.0, 20.0, 40.0, 50.0), 0.999)
@@ -296,15 +277,15 @@ def test_verify_compares_the_largest_face_says_how_many_and_refuses_a_tiny_one(
         g.verify(portrait(a1), tiny)
 
 
-def test_identify_on_an_empty_gallery_is_unknown_without_candidates(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_identify_on_an_empty_gallery_is_unknown_without_candidates(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     (face,) = g.identify_embedding(world.vectors[0].tolist()).faces
     assert (face.identity, face.known, face.candidates) == ("", False, [])
     assert g.search(world.vectors[0].tolist()) == []
 
 
-def test_verify_pictures_and_identities(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_verify_pictures_and_identities(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     enroll_people(g, world, ["person-0"])
     a0, a1 = world.val["person-0"][:2]
     b0 = world.val["person-2"][0]
@@ -333,8 +314,8 @@ def test_verify_pictures_and_identities(where: Backend, world: World) -> None:
             g.verify(**kwargs)
 
 
-def test_removed_identities_and_faces_are_never_returned(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_removed_identities_and_faces_are_never_returned(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     enroll_people(g, world, world.names[:3])
     assert g.remove_identity("person-1") == 8
     query = world.vectors[world.val["person-1"][0]].tolist()
@@ -360,8 +341,8 @@ def test_removed_identities_and_faces_are_never_returned(where: Backend, world: 
     assert g.stats().faces == g.stats().index_size == 15
 
 
-def test_identities_are_listed_in_pages_by_name(where: Backend, world: World) -> None:
-    g = open_gallery(where, world)
+def test_identities_are_listed_in_pages_by_name(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world)
     for name in reversed(world.names):
         g.enroll(name, [portrait(world.train[name][0])])
     seen, token, pages = [], "", 0
@@ -376,30 +357,8 @@ def test_identities_are_listed_in_pages_by_name(where: Backend, world: World) ->
         g.list_identities(1001)
 
 
-def test_restart_loads_the_saved_index_and_svm_or_rebuilds_after_a_crash(
-    where: Backend, world: World
-) -> None:
-    g = open_gallery(where, world)
-    enroll_people(g, world, world.names[:3])
-    g.train()
-    g.close()
-    if where.milvus is None and not where.store.startswith("postgresql://"):
-        # A SQLite gallery keeps its FAISS index and SVM beside the file (PostgreSQL keeps the SVM inside).
-        assert Path(where.store + ".faiss").is_file() and Path(where.store + ".svm.npz").is_file()
-
-    reopened = open_gallery(where, world)
-    stats = reopened.stats()
-    assert (stats.faces, stats.index_size, stats.classifier_stale) == (24, 24, False)
-    enroll_people(reopened, world, world.names[3:4])  # then "crash": no close, the saved index is stale
-    crashed = open_gallery(where, world)
-    stats = crashed.stats()
-    assert (stats.identities, stats.faces, stats.index_size, stats.classifier_stale) == (4, 32, 32, True)
-    answer = crashed.identify_embedding(world.vectors[world.val["person-3"][0]].tolist())
-    assert answer.faces[0].identity == "person-3"
-
-
-def test_another_model_is_refused(where: Backend, world: World) -> None:
-    g = open_gallery(where, world, embedder=FakeEmbedder(world, "other-model"))
+def test_another_model_is_refused(tmp_path: Path, world: World) -> None:
+    g = gallery_in(tmp_path, world, embedder=FakeEmbedder(world, "other-model"))
     with pytest.raises(Precondition):
         g.enroll("person-0", [portrait(0)])
     results = g.enroll("person-0", embeddings=[(world.vectors[0].tolist(), "other-model")])
@@ -409,9 +368,9 @@ def test_another_model_is_refused(where: Backend, world: World) -> None:
     assert g.stats().faces == 0
 
 
-def test_a_downstream_outage_stores_nothing_and_passes_through(where: Backend, world: World) -> None:
+def test_a_downstream_outage_stores_nothing_and_passes_through(tmp_path: Path, world: World) -> None:
     detector = FakeDetector()
-    g = open_gallery(where, world, detector=detector)
+    g = gallery_in(tmp_path, world, detector=detector)
     detector.down = True
     with pytest.raises(Unavailable):
         g.enroll("person-0", [portrait(0)], embeddings=[(world.vectors[1].tolist(), "")])
@@ -420,22 +379,64 @@ def test_a_downstream_outage_stores_nothing_and_passes_through(where: Backend, w
     assert g.enroll("person-0", [portrait(0)])[0].outcome == EnrollOutcome.ENROLLED
 
 
-def test_checkpoint_saves_the_index_only_when_the_store_changed(tmp_path: Path, world: World) -> None:
-    from gallery.gallery import sidecar_paths
-    from gallery.index import FaceIndex
+class CountingStore:
+    """A store that counts the calls made to it (each a round trip on a networked store)."""
 
-    g = open_gallery(tmp_path, world)
-    enroll_people(g, world, world.names[:2])
-    index_path, _ = sidecar_paths(tmp_path / "g.sqlite")
-    version = g._store.version()
-    assert FaceIndex.load(index_path, version) is None  # nothing saved yet: a crash now would rebuild
-    assert g.checkpoint() is True
-    assert g.checkpoint() is False  # unchanged since
-    saved = FaceIndex.load(index_path, version)
-    assert saved is not None and saved.ntotal == g.stats().faces
-    enroll_people(g, world, world.names[2:3])
-    assert g.checkpoint() is True
-    # No close(): as after a crash, the next start finds an index matching the store and loads it.
-    again = open_gallery(tmp_path, world)
-    assert again.checkpoint() is False
-    assert again.stats().index_size == again.stats().faces == g.stats().faces
+    def __init__(self, store: FaceStore) -> None:
+        self.store = store
+        self.calls: Counter[str] = Counter()
+
+    def __getattr__(self, name: str) -> Any:
+        attr = getattr(self.store, name)
+        if not callable(attr):
+            return attr
+
+        def counted(*args: Any, **kwargs: Any) -> Any:
+            self.calls[name] += 1
+            return attr(*args, **kwargs)
+
+        return counted
+
+
+@dataclass
+class CountedStorage:
+    """The storage of a gallery whose store calls are counted."""
+
+    backend: Backend
+    store: CountingStore
+
+    @property
+    def index(self) -> VectorIndex:
+        return self.backend.index
+
+    @property
+    def write_lock(self) -> threading.Lock:
+        return self.backend.write_lock
+
+    def watch_classifier(self, classifier: KeptClassifier) -> None:
+        self.backend.watch_classifier(classifier)
+
+    def close(self) -> None:
+        self.backend.close()
+
+
+def test_an_identify_reads_the_store_state_once_and_never_a_stale_svms_arrays(
+    tmp_path: Path, world: World
+) -> None:
+    backend = open_backend(BackendSettings(str(tmp_path / "g.sqlite"), MODEL))
+    storage = CountedStorage(backend, CountingStore(backend.store))
+    g = Gallery(storage, FakeDetector(), FakeEmbedder(world))  # type: ignore[arg-type]
+    _opened.append(g)
+    enroll_people(g, world, world.names[:3])
+    g.train()  # kept by the store at this version
+    g.enroll("person-3", [portrait(world.train["person-3"][0])])  # the kept SVM is stale now
+    storage.store.calls.clear()
+    answer = g.identify_image(portrait(world.val["person-1"][0]))
+    assert answer.method == SVM and answer.faces[0].identity == "person-1"
+    calls = storage.store.calls
+    # One read of version, counts and the kept SVM's version; the stale SVM's arrays are never loaded
+    # (a refit on the request reads the faces).
+    assert (calls["state"], calls["counts"], calls["load_classifier"]) == (1, 0, 0)
+    calls.clear()
+    g.identify_embedding(world.vectors[world.val["person-0"][0]].tolist())
+    assert calls["state"] == 1 and set(calls) <= {"state", "identities_of"}

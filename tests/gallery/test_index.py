@@ -87,12 +87,18 @@ def test_exact_beyond_finds_the_neighbour_the_probe_missed(data, ivf: FaceIndex)
     probe = rng.choice(len(x), 500, replace=False)
     xq = near(x[probe], rng, 0.9)  # cosine ≈ 0.75: far enough that one list often misses it
     want_d, want_i = brute_force(ids, x, xq, 1)
-    dist, found = ivf.search(xq, 1, nprobe=1)
-    missed = found[:, 0] != want_i[:, 0]
-    assert missed.sum() > 50  # the probe alone does miss
-    threshold = 0.9  # every true neighbour is within it, the wrong answers are not
-    assert want_d.max() < threshold and np.all(dist[missed, 0] > threshold)
-    dist2, found2 = ivf.search(xq, 1, nprobe=1, exact_beyond=threshold)
+    probed = ivf.nprobe
+    ivf.nprobe = 1  # set at construction in a gallery; here on the shared fixture, restored below
+    try:
+        dist, found = ivf.search(xq, 1)
+        missed = found[:, 0] != want_i[:, 0]
+        assert missed.sum() > 50  # the probe alone does miss
+        threshold = 0.9  # every true neighbour is within it, the wrong answers are not
+        assert want_d.max() < threshold and np.all(dist[missed, 0] > threshold)
+        ivf.exact_beyond = threshold
+        dist2, found2 = ivf.search(xq, 1)
+    finally:
+        ivf.nprobe, ivf.exact_beyond = probed, None
     np.testing.assert_array_equal(found2[:, 0], want_i[:, 0])
     np.testing.assert_allclose(dist2[:, 0], want_d[:, 0], atol=2e-6)
     np.testing.assert_array_equal(
@@ -111,7 +117,8 @@ def test_removed_ids_are_never_returned(data, kind: str) -> None:
     assert index.ntotal == 15_000
     xq = x[np.isin(ids, gone)][:300]
     _, found = index.search(xq, 20)
-    _, found_exact = index.search(xq, 20, exact_beyond=-1.0)
+    index.exact_beyond = -1.0  # every query searched again exactly
+    _, found_exact = index.search(xq, 20)
     assert not np.isin(found, gone).any() and not np.isin(found_exact, gone).any()
     assert (found >= 0).all()
 
@@ -211,5 +218,7 @@ def test_concurrent_search_with_add_and_remove(data) -> None:
 
 
 def test_save_failure_is_an_oserror(tmp_path: Path) -> None:
+    (tmp_path / "a-file").write_bytes(b"")
     with pytest.raises(OSError):
-        FaceIndex().save(tmp_path / "no-such-folder" / "faces.faiss", store_version=1)
+        FaceIndex().save(tmp_path / "a-file" / "faces.faiss", store_version=1)  # its folder is a file
+    assert list(tmp_path.iterdir()) == [tmp_path / "a-file"]  # and no temporary file stays behind

@@ -11,7 +11,7 @@ import pytest
 from facerec.errors import InvalidInput, Unavailable
 from gallery.index_milvus import MilvusIndex, MilvusSettings
 from gallery.reconcile import Reconciler
-from gallery.store import NewFace
+from gallery.rows import NewFace
 from gallery.stores import open_store
 from tests.support.engines import MilvusLiteServer
 

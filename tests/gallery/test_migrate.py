@@ -10,7 +10,7 @@ import pytest
 
 from facerec_app.cli import main
 from gallery.migrate import migrate
-from gallery.store import NewFace
+from gallery.rows import NewFace
 from gallery.stores import open_store
 
 MODEL = "facenet-keras-128"

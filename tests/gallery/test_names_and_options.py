@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 
 from gallery import validation
-from gallery.gallery import Gallery
+from gallery.backend import open_gallery
 from gallery.options import GalleryOptions
 from gallery.results import EnrollOutcome
 
@@ -21,7 +21,7 @@ NFD = unicodedata.normalize("NFD", "José")
 def test_nfc_and_nfd_forms_of_a_name_are_one_identity(tmp_path: Path) -> None:
     assert NFC != NFD
     # Enrolled as embeddings: the detector and embedder ports are never called.
-    g = Gallery.open(tmp_path / "g.sqlite", MODEL, _Unused(), _Unused(), GalleryOptions())
+    g = open_gallery(tmp_path / "g.sqlite", MODEL, _Unused(), _Unused(), GalleryOptions())
     rng = np.random.default_rng(7)
     for name in (NFC, NFD):
         vector = rng.normal(size=128)

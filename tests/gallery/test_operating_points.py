@@ -26,9 +26,9 @@ from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
 from facerec.settings import ServerOptions
 from facerec.v1 import common_pb2, detector_pb2_grpc, embedding_pb2_grpc, gallery_pb2, gallery_pb2_grpc
+from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings
-from gallery.gallery import Gallery
 from gallery.service import SERVICE_NAME, build_server
 from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, portrait
 
@@ -91,7 +91,7 @@ def served(tmp_path: Path, downstream: tuple[str, str]) -> Iterator[Served]:
     detector, embedders = downstream
     path = tmp_path / "calibration.json"
     settings = Settings(store=tmp_path / "g.sqlite", calibration_path=path, host="127.0.0.1", port=0)
-    g = Gallery.open(
+    g = open_gallery(
         settings.store,
         MODEL,
         DetectorClient(detector, timeout_s=10),

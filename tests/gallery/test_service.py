@@ -26,6 +26,7 @@ from facerec.v1 import (
     gallery_pb2,
     gallery_pb2_grpc,
 )
+from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.gallery import Gallery
@@ -79,7 +80,7 @@ def start_gallery(tmp_path: Path, detector: str, embedder: str) -> tuple[grpc.Se
     settings = Settings(
         store=tmp_path / "g.sqlite", calibration_path=tmp_path / "none.json", host="127.0.0.1", port=0
     )
-    gallery = Gallery.open(
+    gallery = open_gallery(
         settings.store, MODEL, DetectorClient(detector, timeout_s=10), EmbedderClient(embedder, timeout_s=10)
     )
     health = Health([SERVICE_NAME])

@@ -1,4 +1,6 @@
-"""The stores (SQLite, and PostgreSQL on a real server): durability across reopen, one model per gallery, lookups, removals, versions, threads."""
+"""The FaceStore port's contract (gallery/ports.py), run on each store: SQLite, and PostgreSQL on a real
+server. Durability across reopen, one model per gallery, lookups, removals, versions, the change log,
+the state read in one round trip, the kept classifier, threads, kill -9."""
 
 from __future__ import annotations
 
@@ -8,14 +10,17 @@ import sqlite3
 import subprocess
 import sys
 import threading
+import time
 from pathlib import Path
 
 import numpy as np
 import pytest
 
 from facerec.errors import InvalidInput, NotFound, Precondition
-from gallery.store import NewFace, Store
-from gallery.stores import GalleryStore, open_store
+from gallery.ports import FaceStore
+from gallery.rows import NewFace, StoreState
+from gallery.store import Store
+from gallery.stores import open_store
 
 MODEL = "facenet-keras-128"
 
@@ -66,6 +71,15 @@ def test_everything_survives_reopen_bit_exact(where: str) -> None:
         assert again.integrity_check()
 
 
+def test_a_store_has_a_random_id_of_its_own_kept_across_reopen(where: str, tmp_path: Path) -> None:
+    with open_store(where, MODEL) as s:
+        first = s.store_id
+        s.add_faces("alice", [NewFace(unit_vectors(1)[0])])
+    with open_store(where, MODEL) as again, open_store(tmp_path / "other.sqlite", MODEL) as other:
+        assert again.store_id == first and len(first) == 32
+        assert other.store_id != first
+
+
 def test_embedding_is_a_float32_blob_of_dim_times_4_bytes(db_path: Path) -> None:
     with Store(db_path, MODEL) as s:
         s.add_faces("alice", [NewFace(unit_vectors(1)[0])])
@@ -104,7 +118,7 @@ def test_empty_gallery_adopts_a_new_model(where: str) -> None:
     "bad",
     [np.zeros(127, np.float32), np.zeros((1, 128), np.float32), np.full(128, np.nan, np.float32)],
 )
-def test_bad_embeddings_are_invalid_and_nothing_is_stored(store: GalleryStore, bad: np.ndarray) -> None:
+def test_bad_embeddings_are_invalid_and_nothing_is_stored(store: FaceStore, bad: np.ndarray) -> None:
     good = unit_vectors(1)[0]
     with pytest.raises(InvalidInput):
         store.add_faces("alice", [NewFace(good), NewFace(bad)])
@@ -112,12 +126,12 @@ def test_bad_embeddings_are_invalid_and_nothing_is_stored(store: GalleryStore, b
     assert store.version() == 0
 
 
-def test_empty_identity_is_invalid(store: GalleryStore) -> None:
+def test_empty_identity_is_invalid(store: FaceStore) -> None:
     with pytest.raises(InvalidInput):
         store.add_faces("", [NewFace(unit_vectors(1)[0])])
 
 
-def test_duplicate_lookup_by_sha(store: GalleryStore) -> None:
+def test_duplicate_lookup_by_sha(store: FaceStore) -> None:
     v = unit_vectors(2)
     (a,) = store.add_faces("alice", [NewFace(v[0], "sha-1")])
     store.add_faces("bob", [NewFace(v[1], "sha-2")])
@@ -127,7 +141,7 @@ def test_duplicate_lookup_by_sha(store: GalleryStore) -> None:
     assert store.find_face_by_image("alice", "") is None
 
 
-def test_remove_identity_and_face(store: GalleryStore) -> None:
+def test_remove_identity_and_face(store: FaceStore) -> None:
     v = unit_vectors(4)
     ids_a = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
     (b,) = store.add_faces("bob", [NewFace(v[2])])
@@ -149,7 +163,7 @@ def test_remove_identity_and_face(store: GalleryStore) -> None:
     assert c > b
 
 
-def test_remove_one_of_several_faces_keeps_the_identity(store: GalleryStore) -> None:
+def test_remove_one_of_several_faces_keeps_the_identity(store: FaceStore) -> None:
     v = unit_vectors(2)
     a0, a1 = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
     assert store.remove_face(a0) == "alice"
@@ -159,7 +173,7 @@ def test_remove_one_of_several_faces_keeps_the_identity(store: GalleryStore) -> 
     assert ids.tolist() == [a1] and vectors.tobytes() == v[1].tobytes()
 
 
-def test_version_bumps_on_every_change_only(store: GalleryStore) -> None:
+def test_version_bumps_on_every_change_only(store: FaceStore) -> None:
     v = unit_vectors(3)
     seen = [store.version()]
     (a,) = store.add_faces("alice", [NewFace(v[0])])
@@ -180,7 +194,63 @@ def test_version_bumps_on_every_change_only(store: GalleryStore) -> None:
     assert store.version() == seen[-1]
 
 
-def test_list_pagination(store: GalleryStore) -> None:
+def test_every_change_is_logged_once_in_version_order(store: FaceStore) -> None:
+    v = unit_vectors(4)
+    a = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
+    (b,) = store.add_faces("bob", [NewFace(v[2])])
+    store.remove_face(a[0])
+    gone = store.remove_identity("bob")
+    changes = store.changes_since(0)
+    assert [(c.version, c.op, c.face_ids) for c in changes] == [
+        (1, "add", a),
+        (2, "add", [b]),
+        (3, "remove", [a[0]]),
+        (4, "remove", gone),
+    ]
+    assert store.version() == 4 and store.changes_since(2) == changes[2:]
+    assert store.changes_since(0, limit=1) == changes[:1]
+    ids, vectors, names = store.faces_by_id([a[0], a[1], b])
+    assert ids.tolist() == [a[1]] and names == ["alice"] and vectors.tobytes() == v[1].tobytes()
+
+
+def test_a_commit_wakes_a_waiter(store: FaceStore) -> None:
+    assert store.wait_for_change(0.2) is False  # nothing committed (and, on PostgreSQL, it subscribes)
+    woke: list[bool] = []
+    waiter = threading.Thread(target=lambda: woke.append(store.wait_for_change(30)))
+    waiter.start()
+    v = unit_vectors(1)[0]
+    deadline = time.monotonic() + 30
+    # Commits until the waiter wakes: one that lands before it waits is not what it waits for.
+    while waiter.is_alive() and time.monotonic() < deadline:
+        store.add_faces("alice", [NewFace(v)])
+        waiter.join(0.05)
+    waiter.join()
+    assert woke == [True]
+
+
+def test_the_state_is_the_version_the_counts_and_the_kept_classifier(store: FaceStore) -> None:
+    v = unit_vectors(3)
+    assert store.state() == StoreState(0, 0, 0, -1)
+    store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
+    (b,) = store.add_faces("bob", [NewFace(v[2])])
+    assert store.state() == StoreState(2, 2, 3, -1)
+    store.save_classifier({"coef": np.ones((2, 3))}, 2)
+    store.remove_face(b)
+    assert store.state() == StoreState(3, 1, 2, 2) == StoreState(store.version(), *store.counts(), 2)
+
+
+def test_the_kept_classifier_round_trips_with_its_version(store: FaceStore) -> None:
+    assert store.load_classifier() is None and store.classifier_version() == -1
+    arrays = {"w": np.arange(6, dtype=np.float32).reshape(2, 3), "labels": np.array(["a", "b"])}
+    store.save_classifier(arrays, 5)
+    version, got = store.load_classifier() or (None, {})
+    assert version == 5 == store.classifier_version()
+    assert got["w"].tobytes() == arrays["w"].tobytes() and got["labels"].tolist() == ["a", "b"]
+    store.save_classifier({"w": np.zeros(1, np.float32)}, 7)
+    assert store.classifier_version() == 7
+
+
+def test_list_pagination(store: FaceStore) -> None:
     v = unit_vectors(1)[0]
     names = [f"person-{i:03d}" for i in range(25)]
     for name in reversed(names):
@@ -195,7 +265,7 @@ def test_list_pagination(store: GalleryStore) -> None:
     assert store.list_identities(limit=0) == []
 
 
-def test_identities_of(store: GalleryStore) -> None:
+def test_identities_of(store: FaceStore) -> None:
     v = unit_vectors(3)
     a = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
     (b,) = store.add_faces("bob", [NewFace(v[2])])
@@ -203,7 +273,7 @@ def test_identities_of(store: GalleryStore) -> None:
     assert store.identities_of([]) == {}
 
 
-def test_identities_of_many_ids(store: GalleryStore) -> None:
+def test_identities_of_many_ids(store: FaceStore) -> None:
     v = unit_vectors(1)[0]
     ids = store.add_many([(f"p{i}", [NewFace(v)]) for i in range(2500)])
     flat = [i for batch in ids for i in batch]
@@ -267,7 +337,7 @@ def test_integrity_check_reports_corruption(db_path: Path) -> None:
 _ENROLL_FOREVER = """
 import sys
 import numpy as np
-from gallery.store import NewFace
+from gallery.rows import NewFace, StoreState
 from gallery.stores import open_store
 
 store = open_store(sys.argv[1], sys.argv[2])
@@ -300,10 +370,11 @@ def test_acknowledged_faces_survive_kill_9(where: str) -> None:
             face_id, identity = child.stdout.readline().split()
             acknowledged[int(face_id)] = identity
         child.send_signal(signal.SIGKILL)
-        for line in child.stdout:  # acknowledgements already in the pipe count too
-            if line.strip():
-                face_id, identity = line.split()
-                acknowledged[int(face_id)] = identity
+        with child.stdout:
+            for line in child.stdout:  # acknowledgements already in the pipe count too
+                if line.strip():
+                    face_id, identity = line.split()
+                    acknowledged[int(face_id)] = identity
         child.wait()
         with open_store(where, MODEL) as s:
             assert s.integrity_check()

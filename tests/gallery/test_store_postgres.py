@@ -1,5 +1,6 @@
-"""What only the PostgreSQL store does, on a real server: its versioned schema, the change log other
-replicas follow, the shared classifier, the password file, and reconnecting after a server restart."""
+"""What only the PostgreSQL store does, on a real server: its versioned schema, a change another store
+object (replica) commits waking a listener, the shared classifier, the password file, and reconnecting
+after a server restart. What both stores do is test_store.py's contract."""
 
 from __future__ import annotations
 
@@ -10,7 +11,7 @@ import psycopg
 import pytest
 
 from facerec.errors import InvalidInput, Precondition
-from gallery.store import NewFace
+from gallery.rows import NewFace
 from gallery.store_postgres import SCHEMA_VERSION, PostgresStore
 from gallery.stores import open_store
 
@@ -44,25 +45,6 @@ def test_the_constraints_hold_in_the_database_too(postgres_url: str) -> None:
         conn.rollback()
         with pytest.raises(psycopg.errors.CheckViolation):
             conn.execute("INSERT INTO identities VALUES ('', 0)")
-
-
-def test_every_change_is_logged_once_in_version_order(postgres_url: str) -> None:
-    v = unit_vectors(4)
-    with PostgresStore(postgres_url, MODEL) as store:
-        a = store.add_faces("alice", [NewFace(v[0]), NewFace(v[1])])
-        (b,) = store.add_faces("bob", [NewFace(v[2])])
-        store.remove_face(a[0])
-        gone = store.remove_identity("bob")
-        changes = store.changes_since(0)
-        assert [(c.version, c.op, c.face_ids) for c in changes] == [
-            (1, "add", a),
-            (2, "add", [b]),
-            (3, "remove", [a[0]]),
-            (4, "remove", gone),
-        ]
-        assert store.version() == 4 and store.changes_since(2) == changes[2:]
-        ids, vectors, names = store.faces_by_id([a[0], a[1], b])
-        assert ids.tolist() == [a[1]] and names == ["alice"] and vectors.tobytes() == v[1].tobytes()
 
 
 def test_a_change_wakes_a_listener(postgres_url: str) -> None:

@@ -12,7 +12,9 @@ from numpy.typing import NDArray
 from facerec.errors import InvalidInput, Unavailable
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc, embedding_pb2, embedding_pb2_grpc
+from gallery.gallery import Gallery
 from gallery.ports import DetectedFace, DetectedImage, DetectorOptions, Embedded, ModelInfo
+from gallery.results import EnrollOutcome
 
 MODEL = "facenet-keras-128"
 DIM = 128
@@ -49,6 +51,25 @@ def picture(*faces: tuple[int, tuple[float, float, float, float], float], tag: s
 
 def portrait(index: int, tag: str = "") -> bytes:
     return picture((index, BOX, 0.99), tag=tag)
+
+
+def enroll_people(gallery: Gallery, world: World, names: Sequence[str]) -> None:
+    """Enrolls each person's training pictures; every one must be enrolled."""
+    for name in names:
+        results = gallery.enroll(name, [portrait(i) for i in world.train[name]])
+        assert {r.outcome for r in results} == {EnrollOutcome.ENROLLED}
+
+
+def brute_force_candidates(
+    world: World, gallery: Gallery, query: NDArray[np.float32]
+) -> list[tuple[str, float]]:
+    """Each enrolled identity with its nearest face's distance to query, nearest first (numpy, exact)."""
+    best: dict[str, float] = {}
+    for name in world.names:
+        vectors = list(gallery.face_embeddings(name).values())
+        if vectors:
+            best[name] = float(np.linalg.norm(np.stack(vectors) - query, axis=1).min())
+    return sorted(best.items(), key=lambda kv: kv[1])
 
 
 def read_picture(data: bytes) -> list[tuple[int, tuple[float, float, float, float], float]] | None:
