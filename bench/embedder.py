@@ -168,7 +168,7 @@ def precision_table(base: EmbedderSettings, crops: list[np.ndarray], seconds: fl
     return "".join(lines)
 
 
-def guard_line(base) -> str:  # base: embedding_service Settings
+def guard_line(base: EmbedderSettings) -> str:
     """What the int8 guard measured when it built the model: cosine to fp32 on held-out and augmented crops."""
     import json
 

@@ -17,10 +17,15 @@ import dataclasses
 import os
 import sys
 import time
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from pathlib import Path
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
+from numpy.typing import NDArray
+
+if TYPE_CHECKING:
+    from embedding_service.quantize import Recipe, Verdict
 
 REPEATS = 6  # batches of 8 timed per model, after one warm-up batch
 
@@ -43,20 +48,20 @@ RECIPES: dict[str, dict[str, object] | None] = {
 }
 
 
-def recipe_named(name: str):  # -> embedding_service.quantize.Recipe
+def recipe_named(name: str) -> Recipe:
     from embedding_service.quantize import RECIPE, Method, Part
 
     if name not in RECIPES:
         raise SystemExit(f"unknown recipe {name!r}; one of {', '.join(RECIPES)}")
-    changes = dict(RECIPES[name] or {})
+    changes: dict[str, Any] = dict(RECIPES[name] or {})
     if "method" in changes:
         changes["method"] = Method(changes["method"])
     if "fp32_parts" in changes:
-        changes["fp32_parts"] = tuple(Part(p) for p in changes["fp32_parts"])  # type: ignore[attr-defined]
+        changes["fp32_parts"] = tuple(Part(p) for p in changes["fp32_parts"])
     return dataclasses.replace(RECIPE, **changes)
 
 
-def ms_per_face(session, x: np.ndarray) -> float:
+def ms_per_face(session: Any, x: NDArray[np.float32]) -> float:
     name = session.get_inputs()[0].name
     session.run(None, {name: x})
     start = time.perf_counter()
@@ -89,11 +94,11 @@ def main(argv: Sequence[str] | None = None) -> int:
     x = prepare_batch(list(calibration_set.crops[:8]))
     fp32_ms = ms_per_face(fp32, x)
 
-    def infer(session):
+    def infer(session: Any) -> Callable[[NDArray[np.float32]], NDArray[np.float32]]:
         name = session.get_inputs()[0].name
         return lambda batch: session.run(None, {name: batch})[0]
 
-    rows: list[tuple[str, float, object, float]] = []
+    rows: list[tuple[str, float, Verdict, float]] = []
     for path in args.model:
         data = Path(path).read_bytes()
         verdict = guard(infer(fp32), infer(cpu_session(data, 1, 1)), calibration_set)
@@ -121,11 +126,11 @@ def main(argv: Sequence[str] | None = None) -> int:
         f"{'acc fp32':>9}{'acc int8':>9}{'ms/face':>8}{'× fp32':>8}  verdict\n"
     )
     for name, took, verdict, ms in rows:
-        h, a = verdict.held_out, verdict.augmented  # type: ignore[attr-defined]
+        h, a = verdict.held_out, verdict.augmented
         out(
             f"{name:<18}{took:>11.1f}  {h.min:.4f}/{h.p1:.4f}/{h.mean:.4f}   {a.min:.4f}/{a.p1:.4f}/{a.mean:.4f}   "
-            f"{100 * verdict.accuracy_fp32:>8.2f}{100 * verdict.accuracy_int8:>9.2f}{ms:>8.2f}"  # type: ignore[attr-defined]
-            f"{fp32_ms / ms:>8.2f}  {'accepted' if verdict.accepted else verdict.reason}\n"  # type: ignore[attr-defined]
+            f"{100 * verdict.accuracy_fp32:>8.2f}{100 * verdict.accuracy_int8:>9.2f}{ms:>8.2f}"
+            f"{fp32_ms / ms:>8.2f}  {'accepted' if verdict.accepted else verdict.reason}\n"
         )
     return 0
 
