@@ -1,6 +1,7 @@
 """facerec-client as a user gets it: its wheel built from clients/python, installed into a fresh venv (no
 system site packages, nothing of this project's environment) where pip fetches grpcio and protobuf only,
-and its one-liners run there against a gallery over the real detector and embedder processes."""
+and its one-liners (and the README's Python example) run there against a gallery over the real detector
+and embedder processes."""
 
 from __future__ import annotations
 
@@ -23,6 +24,7 @@ from gallery.backend import open_gallery
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.config import Settings
 from gallery.service import SERVICE_NAME, build_server
+from tests import readme
 
 pytestmark = pytest.mark.model
 ROOT = Path(__file__).resolve().parents[2]
@@ -154,7 +156,8 @@ def test_the_one_liners_run_in_the_fresh_venv_against_the_real_services(
     who, other = people[0], people[1]
     enroll = [str(p) for name, p in train_images if name == who][:3]
     probe = next(p for name, p in val_images if name == who)
-    rgb = np.asarray(Image.open(probe).convert("RGB"))
+    with Image.open(probe) as picture:
+        rgb = np.asarray(picture.convert("RGB"))
     (tmp_path / "probe.rgb").write_bytes(rgb.tobytes())
     names = {
         "who": who,
@@ -181,3 +184,21 @@ def test_the_one_liners_run_in_the_fresh_venv_against_the_real_services(
     assert out["error"][2].endswith(".")
     with grpc.insecure_channel(gallery_address) as channel:  # the gallery still answers after the error
         grpc.channel_ready_future(channel).result(timeout=30)
+
+
+def test_the_readme_python_example_prints_what_the_readme_shows(
+    client_venv: Path, gallery_address: str, fetched_assets
+) -> None:
+    section = readme.section("Calling facerec from another language")
+    (snippet,) = readme.blocks("python", section)
+    (shown,) = readme.blocks("text", section)
+    done = subprocess.run(
+        [str(client_venv / "bin" / "python"), "-c", snippet],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=fetched_assets.dataset,  # as the README says: from inside the 5-celebrity data folder
+        env=fresh_env(FACEREC_GALLERY=gallery_address),
+    )
+    assert done.returncode == 0, done.stderr
+    assert readme.shape(done.stdout) == readme.shape(shown), done.stdout
