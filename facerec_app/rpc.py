@@ -126,20 +126,16 @@ TIMEOUT_S = 120.0
 
 class GalleryClient:
     """facerec_client.Gallery (the CLI's one way to the gallery: its typed answers, deadlines and safe
-    retries) whose failures become one-sentence ClientErrors. Methods are Gallery's, by name."""
+    retries) whose failures become one-sentence ClientErrors: `client.call(lambda g: g.stats())`."""
 
     def __init__(self, address: str, token: str = "", tls_ca: str = "") -> None:
-        from facerec.security import channel_credentials
-        from facerec.settings import SettingError
-
         self.address = address
         try:
-            channel_credentials(tls_ca)  # the CLI's own sentence for a CA file it cannot read
-        except SettingError as exc:
+            self._gallery = facerec_client.Gallery(
+                address, token=token, tls_ca=tls_ca or None, timeout_s=TIMEOUT_S
+            )
+        except ValueError as exc:  # a CA file it cannot read, an address list it cannot use: one sentence
             raise ClientError(str(exc)) from None
-        self._gallery = facerec_client.Gallery(
-            address, token=token, tls_ca=tls_ca or None, timeout_s=TIMEOUT_S
-        )
 
     def call(self, method: Callable[[facerec_client.Gallery], T]) -> T:
         """method(gallery), e.g. `client.call(lambda g: g.stats())`; failures as ClientError."""

@@ -290,8 +290,23 @@ def test_tls_trusts_the_ca_file_it_is_given(tmp_path: Path) -> None:
             assert client.identify(b"picture").faces
         with fast(address, timeout_s=3.0) as plaintext, pytest.raises(facerec_client.Unavailable):
             plaintext.identify(b"picture")
+        with pytest.raises(ValueError, match=r"^Cannot read the CA file .*missing.pem: No such file"):
+            fast(address, tls_ca=tmp_path / "missing.pem")
     finally:
         server.stop(0)
+
+
+def test_the_clients_own_google_rpc_messages_live_beside_googleapis_ones_in_one_process() -> None:
+    # This process has loaded googleapis-common-protos' google/rpc files (facerec.status uses them): the
+    # client's copy lives in a pool of its own, so neither refuses the other, and each reads the other's bytes.
+    from google.rpc import error_details_pb2
+
+    from facerec_client.errors import ErrorInfo
+
+    theirs = error_details_pb2.ErrorInfo(reason="BUSY", domain="facerec")
+    assert ErrorInfo.FromString(theirs.SerializeToString()).reason == "BUSY"
+    assert ErrorInfo.DESCRIPTOR.full_name == error_details_pb2.ErrorInfo.DESCRIPTOR.full_name
+    assert ErrorInfo is not error_details_pb2.ErrorInfo
 
 
 def decoded(data: bytes) -> np.ndarray:
@@ -360,3 +375,21 @@ def test_the_asyncio_client_answers_maps_errors_and_retries_alike(gallery: tuple
     assert found.faces[0].identity == "ann" and names == ["ann", "bob"]
     assert isinstance(error, facerec_client.InvalidArgument) and error.reason == "NO_FACE"
     assert servicer.calls == ["Identify", "Identify", "Verify", "ListIdentities", "ListIdentities"]
+
+
+def test_a_list_of_gallery_replicas_gets_its_calls_spread_over_all() -> None:
+    replicas = [Scripted(), Scripted()]
+    served = [serve(r) for r in replicas]
+    try:
+        with fast(",".join(address for _, address in served)) as client:
+            # round_robin takes a replica in once it is connected: a bounded number of calls reaches both.
+            for _ in range(200):
+                assert client.identify(b"picture").faces
+                if all(r.calls for r in replicas):
+                    break
+        assert all(r.calls for r in replicas), [len(r.calls) for r in replicas]
+        with pytest.raises(ValueError, match="dns:///"):
+            facerec_client.Gallery("gallery-a:50053,gallery-b:50053")
+    finally:
+        for server, _ in served:
+            server.stop(0)

@@ -37,7 +37,7 @@ class AsyncGallery:
         base = options or Options()
         self.options = Options(**{**base.__dict__, **settings, **({"address": address} if address else {})})
         credentials = self.options.credentials()
-        target, opts = self.options.address, self.options.channel_options
+        target, opts = self.options.target, self.options.channel_options
         self._channel = (
             grpc.aio.insecure_channel(target, options=opts)
             if credentials is None

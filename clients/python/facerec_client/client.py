@@ -4,6 +4,8 @@ over grpc.aio; both build their requests and read their answers here."""
 
 from __future__ import annotations
 
+import ipaddress
+import json
 import os
 import time
 from collections.abc import Callable, Iterable, Mapping, Sequence
@@ -96,12 +98,45 @@ class Options:
     def credentials(self) -> grpc.ChannelCredentials | None:
         """TLS credentials (None: plaintext)."""
         if self.tls_ca:
-            return grpc.ssl_channel_credentials(root_certificates=Path(self.tls_ca).read_bytes())
+            try:
+                ca = Path(self.tls_ca).read_bytes()
+            except OSError as exc:
+                raise ValueError(f"Cannot read the CA file {self.tls_ca}: {exc.strerror or exc}.") from None
+            return grpc.ssl_channel_credentials(root_certificates=ca)
         return grpc.ssl_channel_credentials() if self.tls else None
 
     @property
-    def channel_options(self) -> list[tuple[str, int]]:
-        return [("grpc.max_receive_message_length", MAX_RECEIVE_BYTES)]
+    def target(self) -> str:
+        """The gRPC target of `address`: one address or resolver URI ("dns:///gallery:50053": every
+        record of the name) as it is, a comma list of literal IPs ("10.0.0.1:50053,10.0.0.2:50053") as
+        gRPC's static list ("ipv4:..." or "ipv6:...")."""
+        parts = [p.strip() for p in self.address.split(",") if p.strip()]
+        if len(parts) <= 1:
+            return self.address.strip()
+        families = {_family(p) for p in parts}
+        if len(families) != 1 or "other" in families:
+            raise ValueError(
+                f"A list of gallery addresses must be literal IPv4 (or all IPv6) host:port pairs, not "
+                f"{self.address!r}; for a name with several records use dns:///name:port."
+            )
+        return f"{families.pop()}:" + ",".join(parts)
+
+    @property
+    def channel_options(self) -> list[tuple[str, str | int]]:
+        # round_robin: calls spread over every address of the target (replicas of a stateless gallery).
+        return [
+            ("grpc.max_receive_message_length", MAX_RECEIVE_BYTES),
+            ("grpc.service_config", json.dumps({"loadBalancingConfig": [{"round_robin": {}}]})),
+        ]
+
+
+def _family(address: str) -> str:
+    host, _, port = address.rpartition(":")
+    try:
+        ip = ipaddress.ip_address(host.strip("[]"))
+    except ValueError:
+        return "other"
+    return "other" if not port.isdigit() else f"ipv{ip.version}"
 
 
 def _pictures(pictures: Picture | Iterable[Picture]) -> list[bytes]:
@@ -196,7 +231,7 @@ class Gallery:
         base = options or Options()
         self.options = Options(**{**base.__dict__, **settings, **({"address": address} if address else {})})
         credentials = self.options.credentials()
-        target, opts = self.options.address, self.options.channel_options
+        target, opts = self.options.target, self.options.channel_options
         self._channel = (
             grpc.insecure_channel(target, options=opts)
             if credentials is None
