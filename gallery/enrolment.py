@@ -11,14 +11,14 @@ from dataclasses import dataclass
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.errors import FacerecError, InvalidInput
+from facerec.errors import FacerecError, InvalidInput, Unavailable
 from gallery import validation
 from gallery.index import FaceIndex
 from gallery.index_milvus import MilvusIndex
 from gallery.options import GalleryOptions
 from gallery.ports import DetectedFace, DetectorOptions, Embedded, FaceDetector, largest_face
 from gallery.results import EnrollOutcome, EnrollResult
-from gallery.store import NewFace
+from gallery.store import DuplicatePicture, NewFace
 from gallery.stores import GalleryStore
 
 Embed = Callable[[list[NDArray[np.uint8]], float | None], Embedded]
@@ -71,7 +71,8 @@ class Enrolment:
         INVALID result and the rest is still enrolled. Returns once the faces are durably stored and
         in the index.
         """
-        name = validation.identity(identity)
+        name = validation.new_identity(identity)
+        self._refuse_look_alike(name)
         if not images and not embeddings:
             raise InvalidInput("Nothing to enroll: give at least one image or embedding.")
         if len(images) > self.options.max_images_per_request:
@@ -159,25 +160,33 @@ class Enrolment:
                 results[slot] = earlier
         return [r if r is not None else EnrollResult(EnrollOutcome.INVALID) for r in results]
 
+    def _refuse_look_alike(self, name: str) -> None:
+        """InvalidInput when name is new and looks like an enrolled identity (the same TR39 skeleton)."""
+        if self._store.has_identity(name):
+            return
+        other = self._store.confusable_identity(name)
+        if other is not None:
+            raise InvalidInput(
+                f"The identity {name!r} looks like the enrolled identity {other!r}; "
+                f"enroll into {other!r} or choose a name that does not look like it."
+            )
+
     def _commit(self, name: str, pending: list[_Pending], results: list[EnrollResult | None]) -> None:
         with self._write:
-            keep = []
-            for item in pending:
-                # A concurrent Enroll may have stored the same picture since the first check.
-                sha = item.face.image_sha256
-                existing = self._store.find_face_by_image(name, sha) if sha else None
-                if existing is not None:
-                    results[item.slot] = EnrollResult(
-                        EnrollOutcome.DUPLICATE,
-                        face_id=existing,
-                        box=item.face.box,
-                        faces_found=item.faces_found,
-                    )
-                else:
-                    keep.append(item)
+            # Again under the write lock: a concurrent Enroll may have created a look-alike meanwhile.
+            self._refuse_look_alike(name)
+            # A shared store refuses a picture another replica stored since the check (DuplicatePicture):
+            # each retry then finds at least that one, so this ends.
+            for _ in range(len(pending) + 1):
+                try:
+                    ids, keep = self._store_new(name, pending, results)
+                    break
+                except DuplicatePicture:
+                    continue
+            else:
+                raise Unavailable("Other writers kept enrolling these pictures at this moment; try again.")
             if not keep:
                 return
-            ids = self._store.add_faces(name, [item.face for item in keep])
             self._index.add(
                 np.asarray(ids, dtype=np.int64),
                 np.stack([item.face.embedding for item in keep]).astype(np.float32),
@@ -186,6 +195,29 @@ class Enrolment:
             results[item.slot] = EnrollResult(
                 item.outcome, int(face_id), item.face.box, None, item.faces_found
             )
+
+    def _store_new(
+        self, name: str, pending: list[_Pending], results: list[EnrollResult | None]
+    ) -> tuple[list[int], list[_Pending]]:
+        """Stores the pending faces whose pictures the identity does not hold yet; answers DUPLICATE for
+        the rest. Returns the new ids and the faces they belong to. The caller holds the write lock."""
+        keep = []
+        for item in pending:
+            # A concurrent Enroll may have stored the same picture since the first check.
+            sha = item.face.image_sha256
+            existing = self._store.find_face_by_image(name, sha) if sha else None
+            if existing is not None:
+                results[item.slot] = EnrollResult(
+                    EnrollOutcome.DUPLICATE,
+                    face_id=existing,
+                    box=item.face.box,
+                    faces_found=item.faces_found,
+                )
+            else:
+                keep.append(item)
+        if not keep:
+            return [], keep
+        return self._store.add_faces(name, [item.face for item in keep]), keep
 
     def _good_enough(self, face: DetectedFace) -> bool:
         return (

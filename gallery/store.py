@@ -19,6 +19,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput, NotFound, Overloaded, Precondition
+from gallery.validation import skeleton
 
 log = logging.getLogger(__name__)
 
@@ -34,7 +35,8 @@ CREATE TABLE IF NOT EXISTS meta (
 );
 CREATE TABLE IF NOT EXISTS identities (
     name TEXT PRIMARY KEY,
-    created_at_ms INTEGER NOT NULL
+    created_at_ms INTEGER NOT NULL,
+    skeleton TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS faces (
     face_id INTEGER PRIMARY KEY AUTOINCREMENT,
@@ -56,6 +58,11 @@ class NewFace:
     embedding: NDArray[np.float32]
     image_sha256: str = ""
     box: tuple[float, float, float, float] | None = None
+
+
+class DuplicatePicture(Exception):
+    """add_faces refused a picture already enrolled for the identity (by another writer since the caller's
+    check: a shared store's constraint). Nothing of the call was stored; check again and retry."""
 
 
 @dataclass(frozen=True)
@@ -135,6 +142,7 @@ class Store:
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
             self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            self._add_skeletons()
             with self._transaction():
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -165,6 +173,18 @@ class Store:
         self._model = model
 
     # -- plumbing ---------------------------------------------------------------------------------
+
+    def _add_skeletons(self) -> None:
+        """Gives a store made before names had skeletons (TR39, for the look-alike check) their column."""
+        with self._transaction():
+            columns = {row[1] for row in self._db.execute("PRAGMA table_info(identities)")}
+            if "skeleton" not in columns:
+                self._db.execute("ALTER TABLE identities ADD COLUMN skeleton TEXT NOT NULL DEFAULT ''")
+                names = [row[0] for row in self._db.execute("SELECT name FROM identities")]
+                self._db.executemany(
+                    "UPDATE identities SET skeleton = ? WHERE name = ?", [(skeleton(n), n) for n in names]
+                )
+            self._db.execute("CREATE INDEX IF NOT EXISTS identities_by_skeleton ON identities(skeleton)")
 
     @contextmanager
     def _transaction(self) -> Iterator[None]:
@@ -266,7 +286,8 @@ class Store:
                     out.append([])
                     continue
                 self._db.execute(
-                    "INSERT OR IGNORE INTO identities(name, created_at_ms) VALUES (?, ?)", (identity, now)
+                    "INSERT OR IGNORE INTO identities(name, created_at_ms, skeleton) VALUES (?, ?, ?)",
+                    (identity, now, skeleton(identity)),
                 )
                 ids = []
                 for r in face_rows:
@@ -286,8 +307,8 @@ class Store:
         times) in one transaction: `facerec migrate`. The ids must be new here."""
         with self._lock, self._transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO identities(name, created_at_ms) VALUES (?, ?)",
-                [(row.identity, row.created_at_ms) for row in identities],
+                "INSERT OR IGNORE INTO identities(name, created_at_ms, skeleton) VALUES (?, ?, ?)",
+                [(row.identity, row.created_at_ms, skeleton(row.identity)) for row in identities],
             )
             self._db.executemany(
                 "INSERT INTO faces(face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
@@ -317,6 +338,15 @@ class Store:
                 (identity, image_sha256),
             ).fetchone()
         return None if row is None else int(row[0])
+
+    def confusable_identity(self, identity: str) -> str | None:
+        """An enrolled identity other than this one that looks like it (the same TR39 skeleton), if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name FROM identities WHERE skeleton = ? AND name <> ? ORDER BY name LIMIT 1",
+                (skeleton(identity), identity),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def remove_identity(self, identity: str) -> list[int]:
         """Remove an identity and all its faces; returns the removed face ids. NotFound if unknown."""

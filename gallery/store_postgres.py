@@ -22,6 +22,7 @@ from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
 from gallery.store import (
+    DuplicatePicture,
     FaceRow,
     IdentityRow,
     NewFace,
@@ -29,12 +30,13 @@ from gallery.store import (
     classifier_from_bytes,
     embedding_bytes,
 )
+from gallery.validation import skeleton
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 CHANNEL = "facerec_gallery_changes"
 # Any fixed number: the key of the advisory lock that serialises schema migrations across replicas.
 _MIGRATION_LOCK = 0x66616365
@@ -43,7 +45,43 @@ _MIGRATION_LOCK = 0x66616365
 CHANGE_LOG_KEEP_MS = 24 * 3600 * 1000
 _PRUNE_EVERY_VERSIONS = 1000
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
+
+def _add_skeletons(conn: psycopg.Connection[Any]) -> None:
+    """Fills the skeleton (TR39, for the look-alike check) of every identity named before it existed."""
+    names = [str(r[0]) for r in conn.execute("SELECT name FROM identities")]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE identities SET skeleton = %s WHERE name = %s", [(skeleton(n), n) for n in names]
+        )
+
+
+def _drop_repeated_pictures(conn: psycopg.Connection[Any]) -> None:
+    """Removes the faces that repeat a picture already enrolled for the same identity (replicas enrolling it
+    at the same moment could both store it before the constraint), keeping the first; logged as one
+    change, so every replica's index drops them too."""
+    ids = sorted(
+        int(r[0])
+        for r in conn.execute(
+            "DELETE FROM faces f USING faces g WHERE f.image_sha256 <> '' AND f.identity = g.identity"
+            " AND f.image_sha256 = g.image_sha256 AND f.face_id > g.face_id RETURNING f.face_id"
+        )
+    )
+    if not ids:
+        return
+    row = conn.execute(
+        "UPDATE state SET version = version + 1, faces = faces - %s RETURNING version", (len(ids),)
+    ).fetchone()
+    assert row is not None
+    conn.execute(
+        "INSERT INTO changes (version, op, face_ids, at_ms) VALUES (%s, 'remove', %s, %s)",
+        (int(row[0]), ids, _now_ms()),
+    )
+    log.warning("removed %s faces that repeated a picture of the same identity", len(ids))
+
+
+Migration = str | Callable[[psycopg.Connection[Any]], None]
+
+_MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     1: (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         # One row: its lock serialises writers, so versions and commits come in the same order.
@@ -60,6 +98,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         " face_ids BIGINT[] NOT NULL, at_ms BIGINT NOT NULL)",
         "CREATE TABLE classifier (id INTEGER PRIMARY KEY CHECK (id = 1), store_version BIGINT NOT NULL,"
         " arrays BYTEA NOT NULL, saved_at_ms BIGINT NOT NULL)",
+    ),
+    2: (
+        "ALTER TABLE identities ADD COLUMN skeleton TEXT NOT NULL DEFAULT ''",
+        _add_skeletons,
+        "CREATE INDEX identities_by_skeleton ON identities(skeleton)",
+    ),
+    # One picture once per identity, whatever replicas do at the same moment: the database refuses the
+    # second (faces given as embeddings have no picture, hence the partial index).
+    3: (
+        _drop_repeated_pictures,
+        "CREATE UNIQUE INDEX faces_one_picture_per_identity ON faces(identity, image_sha256)"
+        " WHERE image_sha256 <> ''",
     ),
 }
 
@@ -179,8 +229,11 @@ class PostgresStore:
                 f"{SCHEMA_VERSION}; run a newer gallery."
             )
         for version in sorted(set(_MIGRATIONS) - done):
-            for statement in _MIGRATIONS[version]:
-                conn.execute(statement)
+            for step in _MIGRATIONS[version]:
+                if isinstance(step, str):
+                    conn.execute(step)
+                else:
+                    step(conn)
             conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, _now_ms()))
             log.info("PostgreSQL store migrated to schema version %s", version)
 
@@ -296,8 +349,9 @@ class PostgresStore:
                 for (identity, _), face_rows in zip(batches, rows, strict=True):
                     if face_rows:
                         cur.execute(
-                            "INSERT INTO identities VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                            (identity, now),
+                            "INSERT INTO identities (name, created_at_ms, skeleton) VALUES (%s, %s, %s)"
+                            " ON CONFLICT (name) DO NOTHING",
+                            (identity, now, skeleton(identity)),
                         )
                         new_identities += cur.rowcount
                     out.append(ids[at : at + len(face_rows)])
@@ -315,7 +369,13 @@ class PostgresStore:
             self._log_change(conn, version, "add", ids)
             return out
 
-        return self._run(work, write=True)
+        try:
+            return self._run(work, write=True)
+        except psycopg.errors.UniqueViolation:
+            # Another replica stored one of these pictures for the identity since the caller checked.
+            raise DuplicatePicture(
+                "A picture of this request was enrolled for its identity meanwhile."
+            ) from None
 
     def import_faces(self, identities: Sequence[IdentityRow], faces: Sequence[FaceRow]) -> None:
         """Copies identities and faces from another store as they are (ids, pictures' sha256, boxes,
@@ -330,8 +390,9 @@ class PostgresStore:
                 new_identities = 0
                 for row in identities:
                     cur.execute(
-                        "INSERT INTO identities VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                        (row.identity, row.created_at_ms),
+                        "INSERT INTO identities (name, created_at_ms, skeleton) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (name) DO NOTHING",
+                        (row.identity, row.created_at_ms, skeleton(row.identity)),
                     )
                     new_identities += cur.rowcount
                 with cur.copy(
@@ -367,6 +428,16 @@ class PostgresStore:
             ).fetchone()
         )
         return None if row is None else int(row[0])
+
+    def confusable_identity(self, identity: str) -> str | None:
+        """An enrolled identity other than this one that looks like it (the same TR39 skeleton), if any."""
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT name FROM identities WHERE skeleton = %s AND name <> %s ORDER BY name LIMIT 1",
+                (skeleton(identity), identity),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
 
     def remove_identity(self, identity: str) -> list[int]:
         """Remove an identity and all its faces; returns the removed face ids. NotFound if unknown."""
