@@ -81,7 +81,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         pairs = folder_images(Path(args.paths[0]))
         what = f"{count(len(pairs), 'picture')} of {count(len({who for who, _ in pairs}), 'identity')}"
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        outcomes = enroll_pairs(client, pairs)
+        outcomes = enroll_pairs(client, pairs, strict=args.strict)
     stored = sum(outcomes[name] for name in STORED)
     if args.json:
         summary = {name.lower(): count for name, count in sorted(outcomes.items())}
@@ -288,6 +288,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="a folder with one subfolder of pictures per identity; with --identity, picture files",
     )
     p.add_argument("--identity", metavar="NAME", help="enroll the given pictures as this one person")
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a picture already enrolled under another identity (default: enroll it and warn)",
+    )
     p.set_defaults(run=cmd_enroll)
 
     p = with_gallery(sub.add_parser("identify", help="who is on these pictures (every face)"))

@@ -163,8 +163,11 @@ def folder_images(folder: Path) -> list[tuple[str, Path]]:
     return pairs
 
 
-def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll") -> Counter[str]:
-    """Enrolls each picture under its identity, four at a time. Returns outcome counts; lists problem files."""
+def enroll_pairs(
+    client: GalleryClient, pairs: list[tuple[str, Path]], desc: str = "enroll", strict: bool = False
+) -> Counter[str]:
+    """Enrolls each picture under its identity, four at a time. Returns outcome counts; lists problem files
+    (and pictures already enrolled under another identity: refused when strict)."""
     outcomes: Counter[str] = Counter()
     problems: list[str] = []
     bar = progress(len(pairs), desc)
@@ -173,7 +176,9 @@ def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str
         identity, path = pair
         reply = client.call(
             "Enroll",
-            gallery_pb2.EnrollRequest(identity=identity, images=[common_pb2.Image(data=read_image(path))]),
+            gallery_pb2.EnrollRequest(
+                identity=identity, images=[common_pb2.Image(data=read_image(path))], strict=strict
+            ),
         )
         return identity, path, reply.results[0]
 
@@ -181,6 +186,10 @@ def enroll_pairs(client: GalleryClient, pairs: list[tuple[str, Path]], desc: str
         for identity, path, result in pool.map(one, pairs):
             name = gallery_pb2.EnrollOutcome.Name(result.outcome)
             outcomes[name] += 1
+            if result.duplicate_of and result.outcome != gallery_pb2.INVALID:
+                problems.append(
+                    f"  warning: {identity}/{path.name} is already enrolled as {result.duplicate_of!r} too"
+                )
             if result.outcome == gallery_pb2.MULTIPLE_FACES:
                 problems.append(f"  several faces, the largest enrolled: {identity}/{path.name}")
             elif result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):

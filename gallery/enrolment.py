@@ -30,6 +30,7 @@ class _Pending:
     face: NewFace
     outcome: EnrollOutcome
     faces_found: int
+    duplicate_of: str = ""
 
 
 class Enrolment:
@@ -64,12 +65,14 @@ class Enrolment:
         embeddings: Sequence[tuple[Sequence[float], str]] = (),
         options: DetectorOptions | None = None,
         timeout_s: float | None = None,
+        strict: bool = False,
     ) -> list[EnrollResult]:
         """Adds faces to `identity`: the largest face of each picture, and each (values, model) embedding.
 
         Returns one result per picture, then one per embedding. Bad pictures or embeddings get an
-        INVALID result and the rest is still enrolled. Returns once the faces are durably stored and
-        in the index.
+        INVALID result and the rest is still enrolled. A picture already enrolled under another
+        identity is enrolled with that name in duplicate_of (a warning), or, when strict, refused
+        (INVALID). Returns once the faces are durably stored and in the index.
         """
         name = validation.new_identity(identity)
         self._refuse_look_alike(name)
@@ -88,6 +91,7 @@ class Enrolment:
         pending: list[_Pending] = []
         repeats: dict[int, int] = {}  # slot -> first slot with the same bytes
         first_slot: dict[str, int] = {}
+        twin_of: dict[int, str] = {}  # slot -> another identity enrolled from the same picture
         to_detect: list[tuple[int, bytes, str]] = []
         for slot, data in enumerate(images):
             if not data:
@@ -104,6 +108,18 @@ class Enrolment:
             if existing is not None:
                 results[slot] = EnrollResult(EnrollOutcome.DUPLICATE, face_id=existing)
                 continue
+            other = self._store.other_identity_with_image(name, sha)
+            if other is not None and strict:
+                results[slot] = EnrollResult(
+                    EnrollOutcome.INVALID,
+                    error=InvalidInput(
+                        f"This picture is already enrolled as {other!r}; it was not enrolled as {name!r} too."
+                    ),
+                    duplicate_of=other,
+                )
+                continue
+            if other is not None:
+                twin_of[slot] = other
             to_detect.append((slot, data, sha))
 
         if to_detect:
@@ -133,7 +149,9 @@ class Enrolment:
                         )
                         continue
                     outcome = EnrollOutcome.MULTIPLE_FACES if found > 1 else EnrollOutcome.ENROLLED
-                    pending.append(_Pending(slot, NewFace(vector, sha, face.box), outcome, found))
+                    pending.append(
+                        _Pending(slot, NewFace(vector, sha, face.box), outcome, found, twin_of.get(slot, ""))
+                    )
 
         for j, (values, model) in enumerate(embeddings):
             slot = len(images) + j
@@ -155,6 +173,7 @@ class Enrolment:
                     face_id=earlier.face_id,
                     box=earlier.box,
                     faces_found=earlier.faces_found,
+                    duplicate_of=earlier.duplicate_of,
                 )
             else:
                 results[slot] = earlier
@@ -193,7 +212,11 @@ class Enrolment:
             )
         for item, face_id in zip(keep, ids, strict=True):
             results[item.slot] = EnrollResult(
-                item.outcome, int(face_id), item.face.box, None, item.faces_found
+                item.outcome,
+                int(face_id),
+                item.face.box,
+                faces_found=item.faces_found,
+                duplicate_of=item.duplicate_of,
             )
 
     def _store_new(

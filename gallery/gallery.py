@@ -94,7 +94,7 @@ class Gallery:
         # Store commit + index update happen under this lock, so the two never disagree for long and
         # a duplicate check and its insert are one step.
         self._write = threading.Lock()
-        self._classifier = StoreClassifier(store, options.svm_inline_refit_max_faces)
+        self._classifier = StoreClassifier(store, options.svm_inline_refit_max_s)
         self._follower: ChangeFollower | None = None
         self._reconciler: Reconciler | None = None
         self._closed = False
@@ -294,10 +294,11 @@ class Gallery:
         embeddings: Sequence[tuple[Sequence[float], str]] = (),
         options: DetectorOptions | None = None,
         timeout_s: float | None = None,
+        strict: bool = False,
     ) -> list[EnrollResult]:
         """Adds faces to `identity`: the largest face of each picture, and each (values, model) embedding.
         One result per picture, then one per embedding (gallery.enrolment.Enrolment.enroll)."""
-        return self._enrolment.enroll(identity, images, embeddings, options, timeout_s)
+        return self._enrolment.enroll(identity, images, embeddings, options, timeout_s, strict)
 
     # --- identification ----------------------------------------------------------------------------
 

@@ -48,6 +48,7 @@ CREATE TABLE IF NOT EXISTS faces (
     created_at_ms INTEGER NOT NULL
 );
 CREATE INDEX IF NOT EXISTS faces_by_identity ON faces(identity, image_sha256);
+CREATE INDEX IF NOT EXISTS faces_by_image ON faces(image_sha256);
 """
 
 
@@ -338,6 +339,17 @@ class Store:
                 (identity, image_sha256),
             ).fetchone()
         return None if row is None else int(row[0])
+
+    def other_identity_with_image(self, identity: str, image_sha256: str) -> str | None:
+        """Another identity with a face enrolled from the picture with this sha256, if any."""
+        if not image_sha256:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT identity FROM faces WHERE image_sha256 = ? AND identity <> ? ORDER BY face_id LIMIT 1",
+                (image_sha256, identity),
+            ).fetchone()
+        return None if row is None else str(row[0])
 
     def confusable_identity(self, identity: str) -> str | None:
         """An enrolled identity other than this one that looks like it (the same TR39 skeleton), if any."""

@@ -108,7 +108,7 @@ _MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     # second (faces given as embeddings have no picture, hence the partial index).
     3: (
         _drop_repeated_pictures,
-        "CREATE UNIQUE INDEX faces_one_picture_per_identity ON faces(identity, image_sha256)"
+        "CREATE UNIQUE INDEX faces_one_picture_per_identity ON faces(image_sha256, identity)"
         " WHERE image_sha256 <> ''",
     ),
 }
@@ -428,6 +428,20 @@ class PostgresStore:
             ).fetchone()
         )
         return None if row is None else int(row[0])
+
+    def other_identity_with_image(self, identity: str, image_sha256: str) -> str | None:
+        """Another identity with a face enrolled from the picture with this sha256, if any."""
+        if not image_sha256:
+            return None
+        # "<> ''" lets the planner use the partial unique index, whose leading column is the sha256.
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT identity FROM faces WHERE image_sha256 = %s AND image_sha256 <> '' AND identity <> %s"
+                " ORDER BY face_id LIMIT 1",
+                (image_sha256, identity),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
 
     def confusable_identity(self, identity: str) -> str | None:
         """An enrolled identity other than this one that looks like it (the same TR39 skeleton), if any."""
