@@ -592,6 +592,7 @@ class Gallery:
         with self._write:
             removed = self._store.remove_identity(name)
             self._index.remove(removed)
+            self._discard_saved_index()
         return len(removed)
 
     def remove_face(self, face_id: int) -> str:
@@ -601,7 +602,15 @@ class Gallery:
         with self._write:
             identity = self._store.remove_face(face_id)
             self._index.remove([face_id])
+            self._discard_saved_index()
         return identity
+
+    def _discard_saved_index(self) -> None:
+        """A removal is for good: the saved index still holds the removed vectors, so it goes (the next
+        checkpoint writes one without them; a start before that rebuilds from the store)."""
+        if self._index_path is not None:
+            FaceIndex.discard_saved(self._index_path)
+            self._saved_version = -1
 
     def stats(self) -> GalleryStats:
         identities, faces = self._store.counts()

@@ -142,6 +142,8 @@ class Store:
             # not only a process crash.
             self._db.execute("PRAGMA synchronous=FULL")
             self._db.execute("PRAGMA foreign_keys=ON")
+            # A removal is for good: deleted rows are overwritten with zeros, not left in free space.
+            self._db.execute("PRAGMA secure_delete=ON")
             self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
             self._add_skeletons()
             with self._transaction():
@@ -374,6 +376,7 @@ class Store:
             self._db.execute("DELETE FROM faces WHERE identity = ?", (identity,))
             self._db.execute("DELETE FROM identities WHERE name = ?", (identity,))
             self._bump()
+        self._erase_removed()
         return ids
 
     def remove_face(self, face_id: int) -> str:
@@ -390,7 +393,20 @@ class Store:
             ):
                 self._db.execute("DELETE FROM identities WHERE name = ?", (identity,))
             self._bump()
+        self._erase_removed()
         return identity
+
+    def _erase_removed(self) -> None:
+        """After a committed removal: the WAL's frames still hold the old pages (the name, the picture's
+        hash, the embedding) until a checkpoint copies the zeroed pages over them and TRUNCATE empties
+        the file; the kept SVM names the removed identity until the next fit saves a new one."""
+        with self._lock:
+            busy, _, _ = self._db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()
+            if busy:
+                log.warning(
+                    "the WAL of %s could not be emptied after a removal (a reader held it)", self._path
+                )
+            self.classifier_path.unlink(missing_ok=True)
 
     def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
         """An identity and its faces in face_id order. NotFound if unknown."""
@@ -522,15 +538,20 @@ class Store:
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
         """Keeps a fitted classifier (fsynced, replaced atomically); a failure to write is logged, not raised."""
         path = self.classifier_path
-        try:
-            fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".svm-", suffix=".npz")
-            with os.fdopen(fd, "wb") as f:
-                f.write(classifier_bytes(arrays, store_version))
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, path)
-        except OSError as exc:
-            log.warning("could not save the SVM to %s: %s", path, exc)
+        # Under the store's lock, so a fit made before a removal is never written after it (it would
+        # name the removed identity); a fit of an older version is of no use to a restart anyway.
+        with self._lock:
+            if store_version != int(self._meta("version") or 0):
+                return
+            try:
+                fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=".svm-", suffix=".npz")
+                with os.fdopen(fd, "wb") as f:
+                    f.write(classifier_bytes(arrays, store_version))
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except OSError as exc:
+                log.warning("could not save the SVM to %s: %s", path, exc)
 
     def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None:
         """The kept classifier: (store version it was fit at, arrays), or None when none is readable."""
