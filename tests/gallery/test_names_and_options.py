@@ -125,6 +125,10 @@ def test_a_store_made_before_skeletons_gets_them_and_its_odd_old_names_stay_remo
 
 
 ODD_NAMES = [
+    "/leading",
+    "trailing/",
+    "...",
+    "%2e%2e",
     "a/b",
     "50% off",
     "ada lovelace",
