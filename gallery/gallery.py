@@ -413,18 +413,23 @@ class Gallery:
         labels: list[str] = []
         confidences: NDArray[np.float32] = np.zeros(len(xq), dtype=np.float32)
         stale = False
+        unfit: set[str] = set()  # identities a stale SVM was fit before: never its answer
         if method == SVM:
             classifier, stale = self._classifier.current()
             if classifier is None:
                 method = NEAREST
             else:
                 labels, confidences = classifier.predict(xq)
+                if stale:
+                    unfit = {c.identity for near in candidates for c in near} - set(classifier.classes)
         answers = []
         for i, near in enumerate(candidates):
             if not near:
                 answers.append(IdentifiedFace("", False, 0.0, 0.0, []))
                 continue
-            if method == SVM:
+            # A face nearest to an identity enrolled since the stale SVM's fit: the nearest neighbour
+            # answers it until the refit ends, or the newcomer would be "unknown" meanwhile.
+            if method == SVM and near[0].identity not in unfit:
                 label = labels[i]
                 distance = next((c.distance for c in near if c.identity == label), None)
                 if distance is None:
