@@ -17,10 +17,13 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
-    from facerec.tfconfig import pin_threads, quiet_tensorflow
+    if settings.runtime == "tensorflow":
+        # Only the TensorFlow runtime imports it: on onnxruntime a serving detector never loads
+        # TensorFlow (hundreds of MB resident), unless its ONNX files must be exported first.
+        from facerec.tfconfig import pin_threads, quiet_tensorflow
 
-    quiet_tensorflow()
-    pin_threads(settings.intra_op_threads, settings.inter_op_threads)
+        quiet_tensorflow()
+        pin_threads(settings.intra_op_threads, settings.inter_op_threads)
 
     from detector_service.batcher import BatchingDetector
     from detector_service.detector import Detector

@@ -15,6 +15,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detector_service import alignment
+from detector_service import boxes as box_math
 from detector_service.nms import smart_nms
 from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
@@ -171,8 +172,6 @@ class Detector:
 
         Boxes are clipped to the picture as mtcnn's fit_to_image does (x in [0, width-1]).
         """
-        from mtcnn.utils.bboxes import limit_bboxes
-
         if not images:
             return []
         clock = time.perf_counter()
@@ -204,7 +203,7 @@ class Detector:
         for index, image in enumerate(images):
             _to_original(candidates, index, image.shape, self._max_side)
         shapes = np.array([image.shape for image in images])
-        candidates = limit_bboxes(candidates, images_shapes=shapes, limit_landmarks=False)
+        candidates = box_math.clip_to_pictures(candidates, shapes)
         for index in range(len(images)):
             result[index] = candidates[candidates[:, 0] == index]
         return result
@@ -220,10 +219,6 @@ class Detector:
     def _pnet_stage(
         self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import (
-            resize_to_square,
-        )
-
         if self._pad_sizes:
             found = self._pnet_padded(normalized, min_faces)
         else:
@@ -236,16 +231,13 @@ class Detector:
         # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
         boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
         boxes = smart_nms(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
-        squared: NDArray[np.float64] = resize_to_square(boxes)
-        return squared
+        return box_math.to_square(boxes)
 
     def _pnet_grouped(
         self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on each group of same-size pictures (at most MAX_PNET_CALL_PX
         pixels a call): mtcnn's own results."""
-        from mtcnn.utils.bboxes import generate_bounding_box, upscale_bboxes
-
         groups: list[list[int]] = []
         open_group: dict[tuple[tuple[int, ...], float], list[int]] = {}
         for index, image in enumerate(normalized):
@@ -261,8 +253,7 @@ class Detector:
             ids = np.asarray(indices, dtype=np.float64)
             for scale in build_scales(shape[1], shape[0], min_face_size_px, SCALE_FACTOR):
                 reg, prob = self._pnet(np.stack([area_resize(normalized[i], scale) for i in indices]))
-                boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
-                boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
+                boxes = box_math.pnet_boxes(reg, prob, THRESHOLD_PNET, scale)
                 boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
                 boxes[:, 0] = ids[boxes[:, 0].astype(int)]
                 found.append(boxes)
@@ -272,8 +263,6 @@ class Detector:
         self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on every picture, padded to the level's largest (see pad_sizes)."""
-        from mtcnn.utils.bboxes import generate_bounding_box, upscale_bboxes
-
         pyramids = [
             build_scales(im.shape[1], im.shape[0], face, SCALE_FACTOR)
             for im, face in zip(normalized, min_faces, strict=True)
@@ -299,8 +288,7 @@ class Detector:
             for row, x in enumerate(scaled):
                 prob[row, _pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
                 prob[row, :, _pnet_cells(int(x.shape[1])) :, 1] = 0.0
-            boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
-            boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
+            boxes = box_math.pnet_boxes(reg, prob, THRESHOLD_PNET, scale)
             boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
             boxes[:, 0] = np.asarray(indices, dtype=np.float64)[boxes[:, 0].astype(int)]
             found.append(boxes)
@@ -309,37 +297,22 @@ class Detector:
     def _rnet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import (
-            adjust_bboxes,
-            pick_matches,
-            replace_confidence,
-            resize_to_square,
-        )
-
         boxes, patches = _patches(normalized, boxes, 24)
-        offsets, scores = self._rnet(np.asarray(patches))
-        boxes = replace_confidence(boxes, scores)
-        boxes = adjust_bboxes(boxes, offsets)
-        boxes = pick_matches(boxes, score_threshold=THRESHOLD_RNET)
+        offsets, scores = self._rnet(patches)
+        boxes = box_math.above(box_math.refine(boxes, offsets, scores), THRESHOLD_RNET)
         if not len(boxes):
             return boxes
         boxes = smart_nms(boxes, threshold=NMS_RNET, method="union", initial_sort=True)
-        squared: NDArray[np.float64] = resize_to_square(boxes)
-        return squared
+        return box_math.to_square(boxes)
 
     def _onet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, replace_confidence
-        from mtcnn.utils.landmarks import adjust_landmarks
-
         boxes, patches = _patches(normalized, boxes, 48)
-        offsets, landmarks, scores = self._onet(np.asarray(patches))
-        landmarks = adjust_landmarks(_Eager(landmarks), boxes)
-        boxes = replace_confidence(boxes, scores)
-        boxes = adjust_bboxes(boxes, offsets)
-        boxes = np.concatenate([boxes, landmarks], axis=-1)
-        boxes = pick_matches(boxes, scores_column=5, score_threshold=THRESHOLD_ONET)
+        offsets, fractions, scores = self._onet(patches)
+        landmarks = box_math.place_landmarks(fractions, boxes)
+        boxes = box_math.refine(boxes, offsets, scores)
+        boxes = box_math.above(np.concatenate([boxes, landmarks], axis=-1), THRESHOLD_ONET)
         if not len(boxes):
             return boxes
         return smart_nms(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
@@ -357,16 +330,6 @@ def _checked(net: NetFn, name: str) -> NetFn:
         return outputs
 
     return run
-
-
-class _Eager:
-    """A numpy array seen as an eager tensor: mtcnn's box helpers call .numpy() on network outputs."""
-
-    def __init__(self, array: NDArray[np.float32]) -> None:
-        self._array = array
-
-    def numpy(self) -> NDArray[np.float32]:
-        return self._array
 
 
 def _pnet_cells(side: int) -> int:
@@ -419,21 +382,18 @@ def _normalize(image: NDArray[np.uint8]) -> NDArray[np.float32]:
 
 def _patches(
     normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64], size: int
-) -> tuple[NDArray[np.float64], Any]:
+) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
     """Candidates cut out of their own picture and resized to size x size, as mtcnn's extract_patches does.
 
-    Returns the boxes reordered by picture (the patches' order) and the (n, size, size, 3) patches.
+    Returns the boxes reordered by picture (the patches' order) and the (n, size, size, 3) patches of the
+    whole batch, for one network call.
     """
-    import tensorflow as tf
-    from mtcnn.utils.images import extract_patches
-
     boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
-    parts = []
-    for index in np.unique(boxes[:, 0]).astype(int):
-        own = boxes[boxes[:, 0] == index].copy()
-        own[:, 0] = 0
-        parts.append(extract_patches(normalized[index][None], own, expected_size=(size, size)))
-    return boxes, tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+    parts = [
+        box_math.crop_and_resize(normalized[index], boxes[boxes[:, 0] == index], size)
+        for index in np.unique(boxes[:, 0]).astype(int)
+    ]
+    return boxes, np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def _detections(

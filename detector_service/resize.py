@@ -3,8 +3,8 @@
 mtcnn 1.0.0 shrinks the picture with one eager TensorFlow call per pyramid level (~8 a picture),
 each paying TensorFlow's dispatch and tensor conversion. The same area filter written as two
 weighted sums of a few rows/columns agrees with TensorFlow within 4e-5 on normalized pixels, so the
-boxes stay mtcnn's (tests/detector_service/test_resize.py). R-Net's and O-Net's patches stay with
-tf.image.crop_and_resize: one call per picture, and faster than the same sampling in numpy.
+boxes stay mtcnn's (tests/detector_service/test_resize.py). R-Net's and O-Net's patches are sampled
+in detector_service/boxes.py, also without TensorFlow.
 """
 
 from __future__ import annotations
