@@ -10,6 +10,9 @@ from facerec.assets import facerec_home
 from facerec.images import ImageLimits
 from facerec.settings import RUNTIMES, MiB, ServerOptions, ServerSettings, SettingError, setting
 
+# detector_service.detector.DetectorModel's values, named here so the settings need not load the models.
+MODELS = ("mtcnn", "retinaface")
+
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
 class Settings(ServerSettings):
@@ -35,6 +38,11 @@ class Settings(ServerSettings):
     max_pixels_in_flight: int = setting(
         80_000_000, "decoded pixels all calls may hold at once; a call that would pass it is refused"
     )
+    retinaface_max_side_px: int = setting(
+        960, "RetinaFace searches pictures at most this large (longer side); larger ones shrunk"
+    )
+    # The model a request that names none gets: mtcnn (the tutorial's) or retinaface.
+    model: str = setting("mtcnn", "the detector model of requests that name none", choices=MODELS)
     intra_op_threads: int = setting(2, "model intra-op threads")
     inter_op_threads: int = setting(1, "model inter-op threads")
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
@@ -63,11 +71,14 @@ class Settings(ServerSettings):
             "max_concurrent_rpcs",
             "max_working_side_px",
             "max_pixels_in_flight",
+            "retinaface_max_side_px",
         ):
             if getattr(self, name) < 1:
                 raise SettingError(f"{self.key(name)} must be at least 1, not {getattr(self, name)}.")
         if self.default_min_face_size_px < 12:
             raise SettingError(f"{self.key('default_min_face_size_px')} must be at least 12.")
+        if self.model not in MODELS:
+            raise SettingError(f"{self.key('model')} must be one of {', '.join(MODELS)}, not {self.model!r}.")
         if self.runtime not in RUNTIMES:
             raise SettingError(
                 f"{self.key('runtime')} must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}."

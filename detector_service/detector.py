@@ -10,7 +10,6 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -19,7 +18,9 @@ from detector_service import boxes as box_math
 from detector_service.nms import smart_nms
 from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
-from detector_service.resize import area_resize
+from detector_service.resize import area_resize, working_picture
+from detector_service.retinaface import MAX_WORKING_SIDE_PX as RETINAFACE_SIDE_PX
+from detector_service.retinaface import RetinaFace
 from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
 
@@ -52,6 +53,13 @@ class Alignment(enum.Enum):
 
     BOX = "box"
     SIMILARITY = "similarity"
+
+
+class DetectorModel(enum.Enum):
+    """Which network finds the faces: mtcnn's three-stage cascade, or RetinaFace-MobileNet0.25."""
+
+    MTCNN = "mtcnn"
+    RETINAFACE = "retinaface"
 
 
 @dataclass(frozen=True)
@@ -88,6 +96,7 @@ class DetectOptions:
     max_faces: int = 0
     alignment: Alignment = Alignment.BOX
     return_crops: bool = False
+    model: DetectorModel = DetectorModel.MTCNN
 
     def validate(self) -> None:
         """Raises InvalidInput for an option outside its range."""
@@ -123,11 +132,17 @@ class Detector:
     """
 
     def __init__(
-        self, nets: Nets | Any, pad_sizes: bool = False, max_working_side_px: int = MAX_WORKING_SIDE_PX
+        self,
+        nets: Nets | Any,
+        pad_sizes: bool = False,
+        max_working_side_px: int = MAX_WORKING_SIDE_PX,
+        retinaface: RetinaFace | None = None,
     ) -> None:
         """nets: the three networks (detector_service.onnx_nets.Nets), or an mtcnn.MTCNN whose Keras
-        models are called as they are. max_working_side_px: see MAX_WORKING_SIDE_PX."""
+        models are called as they are. max_working_side_px: see MAX_WORKING_SIDE_PX. retinaface: the
+        second model, for options.model RETINAFACE (without it such a request is refused)."""
         self._max_side = max_working_side_px
+        self._retinaface = retinaface
         # pad_sizes: pictures of different sizes share P-Net calls (padded); much faster on mixed
         # batches, but P-Net's border cells and float order change, so a few boxes move a few pixels.
         self._pad_sizes = pad_sizes
@@ -148,10 +163,15 @@ class Detector:
         settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights)."""
         pad = bool(settings and settings.pad_sizes)
         side = settings.max_working_side_px if settings else MAX_WORKING_SIDE_PX
+        threads = (settings.intra_op_threads, settings.inter_op_threads) if settings else (1, 1)
+        retinaface = RetinaFace.load(
+            *threads,
+            max_working_side_px=settings.retinaface_max_side_px if settings else RETINAFACE_SIDE_PX,
+        )
         if settings is None or settings.runtime == "tensorflow":
-            return cls(keras_nets(keras_models()), pad_sizes=pad, max_working_side_px=side)
-        nets = onnx_nets(Path(settings.models_dir), settings.intra_op_threads, settings.inter_op_threads)
-        return cls(nets, pad_sizes=pad, max_working_side_px=side)
+            return cls(keras_nets(keras_models()), pad, side, retinaface)
+        nets = onnx_nets(Path(settings.models_dir), *threads)
+        return cls(nets, pad, side, retinaface)
 
     def detect(
         self, images: Sequence[NDArray[np.uint8]], options: DetectOptions = DetectOptions()
@@ -161,7 +181,14 @@ class Detector:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise InvalidInput("Each image must be (height, width, 3) uint8 RGB.")
-        rows = self.raw(images, options.min_face_size_px)
+        if options.model is DetectorModel.RETINAFACE:
+            if self._retinaface is None:
+                raise InvalidInput("This detector was started without the retinaface model.")
+            start = time.perf_counter()
+            rows = self._retinaface.raw(images, options.min_face_size_px)
+            self.timings.add(pictures=len(images), model_calls=1, retinaface_s=time.perf_counter() - start)
+        else:
+            rows = self.raw(images, options.min_face_size_px)
         start = time.perf_counter()
         found = [_detections(image, r, options) for image, r in zip(images, rows, strict=True)]
         self.timings.add(crop_s=time.perf_counter() - start)
@@ -183,7 +210,7 @@ class Detector:
             clock = now
 
         self.timings.add(pictures=len(images), model_calls=1)
-        working = [_working_picture(image, self._max_side) for image in images]
+        working = [working_picture(image, self._max_side) for image in images]
         # P-Net's window is 12 px: a shrunk picture cannot look for faces smaller than that.
         min_faces = [max(float(PNET_CELL_PX), min_face_size_px * ratio) for _, ratio in working]
         normalized = [_normalize(picture) for picture, _ in working]
@@ -213,7 +240,9 @@ class Detector:
         self._pnet(np.zeros((1, 24, 24, 3), np.float32))
         self._rnet(np.zeros((1, 24, 24, 3), np.float32))
         self._onet(np.zeros((1, 48, 48, 3), np.float32))
-        self.detect([synthetic_picture()], DetectOptions(return_crops=True))
+        for model in DetectorModel:
+            if model is DetectorModel.MTCNN or self._retinaface is not None:
+                self.detect([synthetic_picture()], DetectOptions(return_crops=True, model=model))
         self.timings.clear()
 
     def _pnet_stage(
@@ -335,18 +364,6 @@ def _checked(net: NetFn, name: str) -> NetFn:
 def _pnet_cells(side: int) -> int:
     """P-Net's output cells along a side of `side` input pixels: conv 3, pool 2 ('same'), conv 3, conv 3."""
     return -(-(side - 2) // 2) - 4
-
-
-def _working_picture(image: NDArray[np.uint8], max_side_px: int) -> tuple[NDArray[np.uint8], float]:
-    """The picture shrunk so its longer side is at most max_side_px, and the ratio (working / original)."""
-    height, width = image.shape[:2]
-    ratio = min(1.0, max_side_px / max(height, width))
-    if ratio >= 1.0:
-        return image, 1.0
-    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-    # INTER_AREA averages the pixels each output pixel covers: no aliasing when shrinking a lot.
-    shrunk: NDArray[np.uint8] = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
-    return shrunk, ratio
 
 
 def _to_original(rows: NDArray[np.float64], index: int, shape: tuple[int, ...], max_side_px: int) -> None:

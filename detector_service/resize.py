@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import functools
 
+import cv2
 import numpy as np
 from numpy.typing import NDArray
 
@@ -52,3 +53,15 @@ def _area_taps(size_in: int, size_out: int) -> tuple[NDArray[np.intp], NDArray[n
     weights = np.where(overlap > 0, overlap, 0.0) / scale
     valid = (weights > 0) & (index < size_in)
     return np.where(valid, index, 0), np.where(valid, weights, 0.0).astype(np.float32)
+
+
+def working_picture(image: NDArray[np.uint8], max_side_px: int) -> tuple[NDArray[np.uint8], float]:
+    """The picture shrunk so its longer side is at most max_side_px, and the ratio (working / original)."""
+    height, width = image.shape[:2]
+    ratio = min(1.0, max_side_px / max(height, width))
+    if ratio >= 1.0:
+        return image, 1.0
+    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
+    # INTER_AREA averages the pixels each output pixel covers: no aliasing when shrinking a lot.
+    shrunk: NDArray[np.uint8] = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
+    return shrunk, ratio
