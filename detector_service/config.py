@@ -39,7 +39,7 @@ class Settings(ServerSettings):
         80_000_000, "decoded pixels all calls may hold at once; a call that would pass it is refused"
     )
     retinaface_max_side_px: int = setting(
-        960, "RetinaFace searches pictures at most this large (longer side); larger ones shrunk"
+        1600, "RetinaFace searches pictures at most this large (longer side); larger ones shrunk"
     )
     # The model a request that names none gets: mtcnn (the tutorial's) or retinaface.
     model: str = setting("mtcnn", "the detector model of requests that name none", choices=MODELS)
