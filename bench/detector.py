@@ -2,6 +2,15 @@
 
     .venv/bin/python -m bench.detector            # 40 of the 5-celebrity pictures (about a minute)
     .venv/bin/python -m bench.detector --full     # all 118
+    .venv/bin/python -m bench.detector --model retinaface   # the same with RetinaFace as the server's model
+    .venv/bin/python -m bench.detector --cases    # both models side by side on the case sets (below)
+
+--cases makes its pictures at run time from the fetched data set (tests/support/faces.py, nothing kept):
+the 118 pictures, group composites, faces cut by each edge of the frame, faces of 20-40 px and turned
+faces. A face is "known" in a data-set picture when both models find it there (IoU >= 0.5; its true box
+is the mean of theirs) and follows its picture through each change. Per model and case set: faces found
+(IoU >= 0.4 with a known face), other detections ("false": no known face there, though a face the other
+model missed counts here too), the mean IoU of the found ones, and ms per picture at batch 1 and 8.
 
 Prints images/s and p50/p99 latency per row, the in-process baseline measured in the same run on the
 same pictures, and the ratio. The server runs in this process (same cores as the clients), one picture
@@ -18,7 +27,12 @@ from collections.abc import Callable, Sequence
 
 import numpy as np
 
+from detector_service.config import MODELS
+
 DESIGN_MS_PER_IMAGE = 77.0  # design.md: MTCNN one at a time on a 2-core machine
+# A detection finds a known face when their boxes overlap by this much (IoU); half-cut faces' boxes are
+# compared clipped to the frame, as the detector reports them.
+MIN_IOU = 0.4
 
 
 def _pictures(limit: int | None) -> tuple[list[bytes], list[np.ndarray]]:
@@ -62,7 +76,13 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--runtime", choices=("onnxruntime", "tensorflow"), default="onnxruntime", help="the service's nets"
     )
+    parser.add_argument(
+        "--model", choices=MODELS, default="mtcnn", help="the server's default detector model"
+    )
+    parser.add_argument("--cases", action="store_true", help="both models on the case sets, side by side")
     args = parser.parse_args(argv)
+    if args.cases:
+        return compare_models()
 
     from facerec.tfconfig import pin_threads, quiet_tensorflow
 
@@ -72,7 +92,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from detector_service.batcher import BatchingDetector
     from detector_service.config import Settings
-    from detector_service.detector import DetectOptions, Detector
+    from detector_service.detector import DetectOptions, Detector, DetectorModel
     from detector_service.service import SERVICE_NAME, build_detector_server
     from facerec.server import Health
 
@@ -86,6 +106,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_queue=64,
         runtime=args.runtime,
         pad_sizes=args.pad_sizes,
+        model=args.model,
         models_dir=Settings.from_env(os.environ).models_dir,
     )
     detector = Detector.load(settings)
@@ -100,8 +121,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def batched() -> None:
         for start in range(0, n, args.max_batch):
+            batch = pictures[start : start + args.max_batch]
             own_faces.extend(
-                len(f) for f in detector.detect(pictures[start : start + args.max_batch], DetectOptions())
+                len(f) for f in detector.detect(batch, DetectOptions(model=DetectorModel(args.model)))
             )
 
     own_s = _timed(batched)
@@ -115,7 +137,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = sys.stdout.write
     out(
-        f"{n} pictures, nets on {args.runtime}, 2 threads; baseline = mtcnn.MTCNN().detect_faces "
+        f"{n} pictures, {args.model} (nets on {args.runtime}), 2 threads; baseline = mtcnn.MTCNN().detect_faces "
         "one picture at a time, same process\n"
     )
     out(
@@ -141,6 +163,57 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"{label:<38}{ips:>9.2f}{p50:>9.0f}{p99:>9.0f}{faces:>7}{ips / ref_ips:>12.2f}\n")
     server.stop(0)
     batching.close()
+    return 0
+
+
+def compare_models() -> int:
+    """Both models on the case sets: faces found, false detections, box agreement, ms a picture at batch 1 and 8."""
+    from detector_service.config import Settings
+    from detector_service.detector import DetectOptions, Detector, DetectorModel
+    from tests.support.faces import make_cases, match
+
+    _, pictures = _pictures(None)
+    detector = Detector.load(Settings.from_env(os.environ))
+    detector.warm_up()
+
+    def boxes(pictures: Sequence[np.ndarray], model: DetectorModel, batch: int) -> list[np.ndarray]:
+        found = []
+        for start in range(0, len(pictures), batch):
+            for faces in detector.detect(pictures[start : start + batch], DetectOptions(model=model)):
+                xywh = np.array([[f.box.x, f.box.y, f.box.width, f.box.height] for f in faces]).reshape(-1, 4)
+                found.append(np.hstack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]))
+        return found
+
+    ours = {model: boxes(pictures, model, 1) for model in DetectorModel}
+    truths = []
+    for a, b in zip(ours[DetectorModel.MTCNN], ours[DetectorModel.RETINAFACE], strict=True):
+        truths.append(np.array([(a[i] + b[j]) / 2 for i, j, _ in match(a, b, 0.5)]).reshape(-1, 4))
+    cases = make_cases(pictures, truths)
+    out = sys.stdout.write
+    out(
+        f"case sets made from the {len(pictures)} pictures, {sum(len(t) for t in truths)} known faces "
+        f"(found by both models); found = IoU >= {MIN_IOU} with a known face\n\n"
+    )
+    out(f"{'set':<10}{'pictures':>9}{'faces':>7}  {'model':<11}{'found':>7}{'%':>6}{'false':>7}{'IoU':>6}")
+    out(f"{'ms b1':>8}{'ms b8':>8}\n")
+    for name, made in cases.items():
+        shots = [c.picture for c in made]
+        faces = sum(len(c.truth) for c in made)
+        for model in DetectorModel:
+            start = time.perf_counter()
+            found = boxes(shots, model, 1)
+            one = (time.perf_counter() - start) * 1000 / len(shots)
+            start = time.perf_counter()
+            boxes(shots, model, 8)
+            eight = (time.perf_counter() - start) * 1000 / len(shots)
+            pairs = [match(c.truth, f, MIN_IOU) for c, f in zip(made, found, strict=True)]
+            hit = sum(len(p) for p in pairs)
+            false = sum(len(f) for f in found) - hit
+            mean_iou = np.mean([x for p in pairs for _, _, x in p]) if hit else 0.0
+            out(
+                f"{name:<10}{len(shots):>9}{faces:>7}  {model.value:<11}{hit:>7}{100 * hit / faces:>6.1f}{false:>7}"
+            )
+            out(f"{mean_iou:>6.2f}{one:>8.1f}{eight:>8.1f}\n")
     return 0
 
 
