@@ -111,12 +111,15 @@ def crop_and_resize(
     top, y_lerp, y_inside = _neighbours(ys, height)
     left, x_lerp, x_inside = _neighbours(xs, width)
     bottom, right = np.minimum(top + 1, height - 1), np.minimum(left + 1, width - 1)
-    # (n, size, 1) rows against (n, 1, size) columns: fancy indexing gives (n, size, size, 3).
-    t, b = top[:, :, None], bottom[:, :, None]
+    # Four gathers from the picture seen as (h * w, 3): row offsets (n, size, 1) plus columns (n, 1, size).
+    flat = picture.reshape(-1, 3)
+    upper_row, lower_row = (top * width)[:, :, None], (bottom * width)[:, :, None]
     lft, rgt = left[:, None, :], right[:, None, :]
     xl = x_lerp[:, None, :, None]
-    upper = picture[t, lft] + (picture[t, rgt] - picture[t, lft]) * xl
-    lower = picture[b, lft] + (picture[b, rgt] - picture[b, lft]) * xl
+    top_left, top_right = np.take(flat, upper_row + lft, axis=0), np.take(flat, upper_row + rgt, axis=0)
+    bottom_left, bottom_right = np.take(flat, lower_row + lft, axis=0), np.take(flat, lower_row + rgt, axis=0)
+    upper = top_left + (top_right - top_left) * xl
+    lower = bottom_left + (bottom_right - bottom_left) * xl
     patches = upper + (lower - upper) * y_lerp[:, :, None, None]
     inside = y_inside[:, :, None] & x_inside[:, None, :]
     patches[~inside] = 0.0
