@@ -6,7 +6,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from facerec.assets import facerec_home
+from facerec.assets import Assets, facerec_home
 from facerec.images import ImageLimits
 from facerec.settings import RUNTIMES, MiB, ServerOptions, ServerSettings, SettingError, setting
 
@@ -50,12 +50,15 @@ class Settings(ServerSettings):
     pad_sizes: bool = setting(False, "share P-Net calls between picture sizes by padding")
     # mtcnn's networks on onnxruntime (exported once with tf2onnx, cached in models_dir) or tensorflow.
     runtime: str = setting("onnxruntime", "mtcnn's networks on this runtime", choices=RUNTIMES)
+    # RetinaFace's ONNX, as `facerec fetch` writes it; "" = FACEREC_HOME/models/retinaface-mobilenet0.25.onnx.
+    retinaface_weights: str = setting("", "RetinaFace's ONNX file (default: where `facerec fetch` puts it)")
     # Where the ONNX exports are cached; "" = FACEREC_HOME/models.
     models_dir: str = setting("", "where the ONNX exports are cached (default FACEREC_HOME/models)")
 
     @classmethod
     def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:
-        return {"models_dir": str(facerec_home(environ) / "models")}
+        home = facerec_home(environ)
+        return {"models_dir": str(home / "models"), "retinaface_weights": str(Assets(home).retinaface_onnx)}
 
     def check(self) -> None:
         super().check()

@@ -19,7 +19,6 @@ from detector_service.nms import smart_nms
 from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
 from detector_service.resize import area_resize, working_picture
-from detector_service.retinaface import MAX_WORKING_SIDE_PX as RETINAFACE_SIDE_PX
 from detector_service.retinaface import RetinaFace
 from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
@@ -167,15 +166,17 @@ class Detector:
     @classmethod
     def load(cls, settings: Settings | None = None) -> Detector:
         """mtcnn's networks on settings.runtime: onnxruntime (exported once, then cached under
-        settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights)."""
+        settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights), and RetinaFace
+        from settings.retinaface_weights. Without settings: mtcnn's Keras models alone."""
         pad = bool(settings and settings.pad_sizes)
         side = settings.max_working_side_px if settings else MAX_WORKING_SIDE_PX
-        threads = (settings.intra_op_threads, settings.inter_op_threads) if settings else (1, 1)
+        if settings is None:
+            return cls(keras_nets(keras_models()), pad, side)
+        threads = (settings.intra_op_threads, settings.inter_op_threads)
         retinaface = RetinaFace.load(
-            *threads,
-            max_working_side_px=settings.retinaface_max_side_px if settings else RETINAFACE_SIDE_PX,
+            Path(settings.retinaface_weights), *threads, max_working_side_px=settings.retinaface_max_side_px
         )
-        if settings is None or settings.runtime == "tensorflow":
+        if settings.runtime == "tensorflow":
             return cls(keras_nets(keras_models()), pad, side, retinaface)
         nets = onnx_nets(Path(settings.models_dir), *threads)
         return cls(nets, pad, side, retinaface)

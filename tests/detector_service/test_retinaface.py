@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import sys
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,6 +12,7 @@ from PIL import Image
 from detector_service import retinaface
 from detector_service.detector import DetectOptions, Detector, DetectorModel
 from detector_service.retinaface import RetinaFace
+from facerec.assets import RETINAFACE_SHA256, FetchError
 from tests.support.faces import group
 
 pytestmark = pytest.mark.model
@@ -25,9 +27,14 @@ def pictures(train_images, val_images) -> list[np.ndarray]:
 
 
 @pytest.fixture(scope="module")
-def full_size() -> RetinaFace:
+def weights(fetched_assets) -> Path:
+    return fetched_assets.retinaface_onnx
+
+
+@pytest.fixture(scope="module")
+def full_size(weights: Path) -> RetinaFace:
     """Searching every picture at its own size, as the package does."""
-    return RetinaFace.load(2, 1, max_working_side_px=100_000)
+    return RetinaFace.load(weights, 2, 1, max_working_side_px=100_000)
 
 
 @pytest.fixture
@@ -55,11 +62,18 @@ def assert_same(ours: np.ndarray, theirs: list, shape: tuple[int, ...]) -> None:
         assert abs(row[5] - face.score) <= 1e-4
 
 
-def test_packaged_weights_are_hash_checked(monkeypatch) -> None:
-    assert len(retinaface.packaged_weights()) > 1_000_000
-    monkeypatch.setattr(retinaface, "WEIGHTS_SHA256", "0" * 64)
-    with pytest.raises(retinaface.WeightsMismatch):
-        retinaface.packaged_weights()
+def test_the_fetched_weights_are_the_packages_and_are_hash_checked_again(
+    weights: Path, tmp_path: Path
+) -> None:
+    from retinaface.weights import WEIGHTS
+
+    assert retinaface.read_weights(weights) == WEIGHTS
+    damaged = tmp_path / "retinaface.onnx"
+    damaged.write_bytes(WEIGHTS[:-1] + b"\0")
+    with pytest.raises(FetchError, match="expected " + RETINAFACE_SHA256):
+        retinaface.read_weights(damaged)
+    with pytest.raises(FetchError, match="facerec fetch"):
+        retinaface.read_weights(tmp_path / "absent.onnx")
 
 
 def test_same_faces_as_the_package_on_the_118_pictures(full_size, package, pictures) -> None:
@@ -90,12 +104,12 @@ def test_a_batch_of_mixed_sizes_finds_what_each_picture_finds_alone(full_size, p
         assert np.abs(together[:, 1:16] - alone[:, 1:16]).max() <= 3.0
 
 
-def test_large_pictures_are_searched_shrunk_and_mapped_back(pictures) -> None:
+def test_large_pictures_are_searched_shrunk_and_mapped_back(weights: Path, pictures) -> None:
     picture = group(pictures, 3, 4)
     # Working side = the picture's own: `big`, twice its size, is searched at the picture's size.
-    small = RetinaFace.load(2, 1, max_working_side_px=max(picture.shape[:2]))
+    small = RetinaFace.load(weights, 2, 1, max_working_side_px=max(picture.shape[:2]))
     big = np.asarray(Image.fromarray(picture).resize((picture.shape[1] * 2, picture.shape[0] * 2)))
-    at_size, shrunk = RetinaFace.load(2, 1, 100_000).raw([picture], 12)[0], small.raw([big], 12)[0]
+    at_size, shrunk = RetinaFace.load(weights, 2, 1, 100_000).raw([picture], 12)[0], small.raw([big], 12)[0]
     assert len(shrunk) == len(at_size) >= 4
     # Found at a quarter of big's pixels, reported in big's pixels: twice the picture's boxes.
     order = np.argsort(at_size[:, 1])
