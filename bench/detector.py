@@ -170,7 +170,7 @@ def compare_models() -> int:
     """Both models on the case sets: faces found, false detections, box agreement, ms a picture at batch 1 and 8."""
     from detector_service.config import Settings
     from detector_service.detector import DetectOptions, Detector, DetectorModel
-    from tests.support.faces import make_cases, match
+    from tests.support.faces import corners, known_faces, make_cases, match
 
     _, pictures = _pictures(None)
     detector = Detector.load(Settings.from_env(os.environ))
@@ -179,15 +179,13 @@ def compare_models() -> int:
     def boxes(pictures: Sequence[np.ndarray], model: DetectorModel, batch: int) -> list[np.ndarray]:
         found = []
         for start in range(0, len(pictures), batch):
-            for faces in detector.detect(pictures[start : start + batch], DetectOptions(model=model)):
-                xywh = np.array([[f.box.x, f.box.y, f.box.width, f.box.height] for f in faces]).reshape(-1, 4)
-                found.append(np.hstack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]]))
+            batch_of = pictures[start : start + batch]
+            found.extend(corners(faces) for faces in detector.detect(batch_of, DetectOptions(model=model)))
         return found
 
-    ours = {model: boxes(pictures, model, 1) for model in DetectorModel}
-    truths = []
-    for a, b in zip(ours[DetectorModel.MTCNN], ours[DetectorModel.RETINAFACE], strict=True):
-        truths.append(np.array([(a[i] + b[j]) / 2 for i, j, _ in match(a, b, 0.5)]).reshape(-1, 4))
+    truths = known_faces(
+        boxes(pictures, DetectorModel.MTCNN, 1), boxes(pictures, DetectorModel.RETINAFACE, 1)
+    )
     cases = make_cases(pictures, truths)
     out = sys.stdout.write
     out(

@@ -3,7 +3,9 @@ the detector's case sets (faces cut by the frame, small faces, turned faces), wi
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 from numpy.typing import NDArray
@@ -174,3 +176,21 @@ def match(
         overlaps[t, :] = -1
         overlaps[:, f] = -1
     return pairs
+
+
+def corners(faces: Sequence[Any]) -> NDArray[np.float64]:
+    """(n, 4) [x1, y1, x2, y2] of detections (anything with .box.x, .y, .width, .height)."""
+    xywh = np.array([[f.box.x, f.box.y, f.box.width, f.box.height] for f in faces], dtype=np.float64)
+    xywh = xywh.reshape(-1, 4)
+    return np.hstack([xywh[:, :2], xywh[:, :2] + xywh[:, 2:]])
+
+
+def known_faces(
+    first: list[NDArray[np.float64]], second: list[NDArray[np.float64]], min_iou: float = 0.5
+) -> list[NDArray[np.float64]]:
+    """Per picture, the faces two detectors both found (boxes overlapping by min_iou), each the mean of
+    their two boxes: a truth that favours neither."""
+    return [
+        np.array([(a[i] + b[j]) / 2 for i, j, _ in match(a, b, min_iou)]).reshape(-1, 4)
+        for a, b in zip(first, second, strict=True)
+    ]
