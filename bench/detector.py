@@ -4,6 +4,7 @@
     .venv/bin/python -m bench.detector --full     # all 118
     .venv/bin/python -m bench.detector --model retinaface   # the same with RetinaFace as the server's model
     .venv/bin/python -m bench.detector --cases    # both models side by side on the case sets (below)
+    .venv/bin/python -m bench.detector --process  # the real detector process: CPU a picture, memory
 
 --cases makes its pictures at run time from the fetched data set (tests/support/faces.py, nothing kept):
 the 118 pictures, group composites, faces cut by each edge of the frame, faces of 20-40 px and turned
@@ -20,10 +21,12 @@ per request, so batching comes only from merging concurrent requests.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
 from collections.abc import Callable, Sequence
+from typing import Any
 
 import numpy as np
 
@@ -80,9 +83,14 @@ def main(argv: Sequence[str] | None = None) -> int:
         "--model", choices=MODELS, default="mtcnn", help="the server's default detector model"
     )
     parser.add_argument("--cases", action="store_true", help="both models on the case sets, side by side")
+    parser.add_argument(
+        "--process", action="store_true", help="the real detector process per model: CPU a picture, memory"
+    )
     args = parser.parse_args(argv)
     if args.cases:
         return compare_models()
+    if args.process:
+        return process_figures()
 
     from facerec.tfconfig import pin_threads, quiet_tensorflow
 
@@ -163,6 +171,69 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"{label:<38}{ips:>9.2f}{p50:>9.0f}{p99:>9.0f}{faces:>7}{ips / ref_ips:>12.2f}\n")
     server.stop(0)
     batching.close()
+    return 0
+
+
+def _timed_detect(stub: Any, data: bytes) -> tuple[float, int]:
+    """(seconds, faces) of one Detect of one picture, crops on."""
+    from facerec.v1 import common_pb2, detector_pb2
+
+    request = detector_pb2.DetectRequest(
+        images=[common_pb2.Image(data=data)], options=detector_pb2.DetectOptions(return_crops=True)
+    )
+    start = time.perf_counter()
+    reply = stub.Detect(request, timeout=60)
+    return time.perf_counter() - start, len(reply.results[0].faces)
+
+
+def process_figures() -> int:
+    """Each model served by a real detector process (one model thread, as on 2 shared cores): the 118
+    pictures one per Detect with crops at 1 and 4 clients; the process's CPU seconds a picture (from
+    /proc, so other load on the machine does not move it), p50 latency, resident memory after."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import grpc
+
+    from facerec.v1 import detector_pb2_grpc
+    from tests.support.servers import running
+
+    datas, _ = _pictures(None)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    def rss_mib(pid: int) -> int:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) // 1024
+
+    out = sys.stdout.write
+    out(f"{len(datas)} pictures, one per Detect (crops on); detector process with 1 model thread\n\n")
+    out(
+        f"{'model':<12}{'clients':>8}{'CPU ms/pic':>12}{'wall ms/pic':>13}{'p50 ms':>8}{'faces':>7}{'RSS MiB':>9}\n"
+    )
+    for model in MODELS:
+        env = {"DETECTOR_MODEL": model, "DETECTOR_INTRA_OP_THREADS": "1"}
+        with (
+            running("detector_service", env=env) as service,
+            grpc.insecure_channel(service.address) as channel,
+        ):
+            detect = functools.partial(_timed_detect, detector_pb2_grpc.DetectorStub(channel))
+            for data in datas[:8]:
+                detect(data)
+            pid = service.process.pid
+            for clients in (1, 4):
+                cpu0, wall0 = cpu_s(pid), time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    results = list(pool.map(detect, datas))
+                wall, cpu = time.perf_counter() - wall0, cpu_s(pid) - cpu0
+                p50 = float(np.percentile([r[0] for r in results], 50)) * 1000
+                out(
+                    f"{model:<12}{clients:>8}{cpu * 1000 / len(datas):>12.1f}{wall * 1000 / len(datas):>13.1f}"
+                    f"{p50:>8.0f}{sum(r[1] for r in results):>7}{rss_mib(pid):>9}\n"
+                )
     return 0
 
 
