@@ -128,3 +128,21 @@ def test_a_serving_detector_never_loads_tensorflow(fetched_assets, jpegs) -> Non
             reply = detect(detector_pb2_grpc.DetectorStub(channel), jpegs[0], return_crops=True)
         assert len(reply.results[0].faces) == 1
         assert tensorflow_files_mapped(service.process.pid) == []
+
+
+def test_a_detector_without_retinafaces_weights_exits_with_one_sentence(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DETECTOR_RETINAFACE_WEIGHTS": str(tmp_path / "absent.onnx")}
+    done = subprocess.run(
+        [sys.executable, "-m", "detector_service", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("run `facerec fetch`.")
