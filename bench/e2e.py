@@ -246,10 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if detector.get("pictures"):
         pics = detector["pictures"]
-        model = sum(detector.get(k, 0.0) for k in ("pnet_s", "rnet_s", "onet_s"))
+        model = sum(detector.get(k, 0.0) for k in ("pnet_s", "rnet_s", "onet_s", "retinaface_s"))
+        stages = {
+            "P-Net+pyramid": "pnet_s",
+            "R-Net": "rnet_s",
+            "O-Net": "onet_s",
+            "RetinaFace": "retinaface_s",
+        }
+        spent = ", ".join(
+            f"{name} {1000 * detector[key] / pics:.1f}" for name, key in stages.items() if key in detector
+        )
         out(
-            f"  detector  P-Net+pyramid {1000 * detector['pnet_s'] / pics:.1f}, R-Net {1000 * detector['rnet_s'] / pics:.1f}, "
-            f"O-Net {1000 * detector['onet_s'] / pics:.1f}, crop/align {1000 * detector['crop_s'] / pics:.1f}; "
+            f"  detector  {spent}, crop/align {1000 * detector['crop_s'] / pics:.1f}; "
             f"{pics / detector['model_calls']:.2f} pictures per model call; waiting+queue "
             f"{1000 * (detector['in_detector_s'] - model - detector['crop_s']) / max(detector['requests'], 1):.1f} per request\n"
         )
