@@ -165,8 +165,8 @@ def _errors(app: FastAPI) -> None:
 
 
 class _Metrics:
-    """Counts and times every API call in facerec_requests_total / facerec_request_seconds, with the
-    route as `method` and the gRPC code name the answer stands for as `code`, like the other services."""
+    """Counts and times every API call in facerec_http_requests_total / facerec_http_request_seconds,
+    with the route as `route` and the gRPC code name the answer stands for as `code`."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -191,7 +191,7 @@ class _Metrics:
                 if code_name
                 else _CODE_OF_HTTP.get(status, grpc.StatusCode.UNKNOWN)
             )
-            self.metrics.record_call(name, code, time.perf_counter() - start)
+            self.metrics.record_http(name, code, time.perf_counter() - start)
 
         async def watched(message: Message) -> None:
             # Counted before the answer leaves, so a client that reads the metrics next sees its call.
