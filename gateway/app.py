@@ -30,6 +30,7 @@ from gateway import models
 from gateway.config import Settings
 from gateway.errors import HTTP_STATUS, body, headers, http_status
 from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
+from gateway.request_id import RequestId
 from gateway.requests import validation_sentence
 from gateway.routes import build_router
 from gateway.upstream import Channels
@@ -83,6 +84,8 @@ def build_app(
     app.add_middleware(HostCheck, names=settings.host_names())
     app.add_middleware(_Metrics, metrics=metrics)
     app.add_middleware(SecurityHeaders)
+    # Outermost: every answer, refusals included, carries the id, and every log line of the request.
+    app.add_middleware(RequestId)
     _errors(app)
     app.include_router(build_router(settings, channels))
 
