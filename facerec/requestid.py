@@ -96,11 +96,11 @@ class ServerRequestId(grpc.ServerInterceptor):  # type: ignore[type-arg]  # gene
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
             request_id = accept(given)
-            if given is not None and given != request_id:
-                with bound(request_id):
-                    log.warning("replaced a caller's x-request-id that was too long or held odd characters")
             start = time.perf_counter()
             with bound(request_id):
+                if given is not None and given != request_id:
+                    # INFO, not WARNING: anyone can send odd ids, and each would otherwise cost a log line.
+                    log.info("replaced a caller's x-request-id that was too long or held odd characters")
                 try:
                     return inner(request, context)
                 finally:

@@ -44,7 +44,8 @@ class RequestId:
 
         with requestid.bound(request_id):
             if given and candidate != request_id:
-                log.warning(
+                # INFO, not WARNING: anyone can send odd ids, and each would otherwise cost a log line.
+                log.info(
                     "replaced a caller's X-Request-Id that was repeated, too long or held odd characters"
                 )
             await self.app(scope, receive, with_header)
