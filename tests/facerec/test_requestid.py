@@ -178,3 +178,16 @@ def test_json_lines_are_one_object_each_with_the_id_and_the_traceback() -> None:
 def test_an_unknown_log_format_is_refused() -> None:
     with pytest.raises(ValueError, match="json"):
         logs.handler("xml")
+
+
+def test_the_log_format_is_a_setting_of_every_service_and_the_gateway() -> None:
+    from detector_service.config import Settings as DetectorSettings
+    from gateway.config import Settings as GatewaySettings
+
+    assert DetectorSettings.parse(["--log-format", "json"], {}).log_format == "json"
+    assert DetectorSettings.parse([], {}).log_format == "text"
+    assert GatewaySettings.parse([], {"GATEWAY_LOG_FORMAT": "json"}).log_format == "json"
+    for settings, environ in ((DetectorSettings, {"DETECTOR_LOG_FORMAT": "xml"}), (GatewaySettings, {})):
+        with pytest.raises(SystemExit) as exited:
+            settings.parse(["--log-format", "xml"] if not environ else [], environ)
+        assert exited.value.code == 2
