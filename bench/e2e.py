@@ -97,13 +97,13 @@ def identify_run(address: str, work: list[tuple[str, bytes]], clients: int) -> t
 
 
 def scrape(port: int) -> dict[str, tuple[float, float]]:
-    """method → (calls, seconds) from a service's facerec_request_seconds histogram."""
+    """method → (calls, seconds) from a service's grpc_server_handling_seconds histogram."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     found: dict[str, list[float]] = {}
     for kind, method, value in re.findall(
-        r'^facerec_request_seconds_(count|sum)\{[^}]*method="([^"]+)"[^}]*\} (\S+)$', text, re.M
+        r'^grpc_server_handling_seconds_(count|sum)\{[^}]*grpc_method="([^"]+)"[^}]*\} (\S+)$', text, re.M
     ):
-        found.setdefault(method.rsplit("/", 1)[-1], [0.0, 0.0])[0 if kind == "count" else 1] = float(value)
+        found.setdefault(method, [0.0, 0.0])[0 if kind == "count" else 1] = float(value)
     return {m: (v[0], v[1]) for m, v in found.items()}
 
 
