@@ -248,7 +248,7 @@ def compare_models() -> int:
     detector.warm_up()
 
     def boxes(pictures: Sequence[np.ndarray], model: DetectorModel, batch: int) -> list[np.ndarray]:
-        found = []
+        found: list[np.ndarray] = []
         for start in range(0, len(pictures), batch):
             batch_of = pictures[start : start + batch]
             found.extend(corners(faces) for faces in detector.detect(batch_of, DetectOptions(model=model)))
