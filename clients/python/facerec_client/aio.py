@@ -84,9 +84,10 @@ class AsyncGallery:
         pictures: Picture | Iterable[Picture] = (),
         *,
         embeddings: Iterable[Iterable[float]] = (),
+        strict: bool = False,
         timeout_s: float | None = None,
     ) -> EnrollResult:
-        request = Requests.enroll(identity, pictures, embeddings)
+        request = Requests.enroll(identity, pictures, embeddings, strict)
         return EnrollResult.of(await self._call("Enroll", request, gallery_pb2.EnrollResponse, timeout_s))
 
     async def identify(

@@ -153,12 +153,16 @@ class Requests:
 
     @staticmethod
     def enroll(
-        identity: str, pictures: Picture | Iterable[Picture], embeddings: Iterable[Iterable[float]]
+        identity: str,
+        pictures: Picture | Iterable[Picture],
+        embeddings: Iterable[Iterable[float]],
+        strict: bool,
     ) -> gallery_pb2.EnrollRequest:
         return gallery_pb2.EnrollRequest(
             identity=identity,
             images=[common_pb2.Image(data=d) for d in _pictures(pictures)],
             embeddings=[_embedding(e) for e in embeddings],
+            strict=strict,
         )
 
     @staticmethod
@@ -279,11 +283,14 @@ class Gallery:
         pictures: Picture | Iterable[Picture] = (),
         *,
         embeddings: Iterable[Iterable[float]] = (),
+        strict: bool = False,
         timeout_s: float | None = None,
     ) -> EnrollResult:
         """Enrolls the largest face of each picture (and each ready-made embedding) under `identity`,
-        created on first use. One outcome per picture: a picture with no face is an outcome, not an error."""
-        request = Requests.enroll(identity, pictures, embeddings)
+        created on first use. One outcome per picture: a picture with no face is an outcome, not an error.
+        strict: refuse (INVALID) a picture already enrolled under another identity, rather than warn
+        (Enrolled.duplicate_of)."""
+        request = Requests.enroll(identity, pictures, embeddings, strict)
         return EnrollResult.of(self._call("Enroll", request, gallery_pb2.EnrollResponse, timeout_s))
 
     def identify(

@@ -183,7 +183,8 @@ class EnrollOutcome(StrEnum):
 @dataclass(frozen=True)
 class Enrolled:
     """One picture's (or embedding's) outcome. face_id: the stored face, None when none was; error_reason
-    and error_message: why an INVALID one was refused."""
+    and error_message: why an INVALID one was refused; duplicate_of: the other identity this picture is
+    enrolled under already (a warning; with strict, the reason it was refused), "" otherwise."""
 
     outcome: EnrollOutcome
     face_id: int | None
@@ -191,6 +192,7 @@ class Enrolled:
     faces_found: int
     error_reason: str
     error_message: str
+    duplicate_of: str
 
     @classmethod
     def of(cls, result: gallery_pb2.EnrollResult) -> Enrolled:
@@ -201,6 +203,7 @@ class Enrolled:
             faces_found=result.faces_found,
             error_reason=result.error.reason,
             error_message=result.error.message,
+            duplicate_of=result.duplicate_of,
         )
 
 
