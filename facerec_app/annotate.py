@@ -8,7 +8,7 @@ import numpy as np
 from numpy.typing import NDArray
 from PIL import Image, ImageDraw, ImageFont
 
-from facerec.v1 import gallery_pb2
+import facerec_client
 
 KNOWN = (40, 200, 80)
 UNKNOWN = (230, 60, 50)
@@ -26,9 +26,13 @@ def line_px(size: tuple[int, int]) -> int:
     return max(1, round(min(size) / 250))
 
 
-def label_of(face: gallery_pb2.IdentifiedFace) -> str:
+def label_of(face: facerec_client.Face) -> str:
     if face.not_identifiable:
-        return "too small" if face.not_identifiable == gallery_pb2.FACE_TOO_SMALL else "unsure"
+        return (
+            "too small"
+            if face.not_identifiable is facerec_client.NotIdentifiable.FACE_TOO_SMALL
+            else "unsure"
+        )
     return f"{face.identity if face.known else 'unknown'} {face.distance:.2f}"
 
 
@@ -55,7 +59,7 @@ def place_labels(
     return placed
 
 
-def annotate(rgb: NDArray[np.uint8], faces: list[gallery_pb2.IdentifiedFace]) -> Image.Image:
+def annotate(rgb: NDArray[np.uint8], faces: list[facerec_client.Face]) -> Image.Image:
     """rgb: (h, w, 3) upright picture (as the detector saw it) → an annotated copy of the same size."""
     image = Image.fromarray(rgb).copy()
     draw = ImageDraw.Draw(image)
@@ -66,12 +70,15 @@ def annotate(rgb: NDArray[np.uint8], faces: list[gallery_pb2.IdentifiedFace]) ->
     for face in faces:
         colour = NOT_IDENTIFIABLE if face.not_identifiable else KNOWN if face.known else UNKNOWN
         b = face.box
+        if b is None:  # only an embedding query's faces have no box, and they have no picture either
+            continue
         box = (b.x, b.y, b.x + b.width, b.y + b.height)
         draw.rectangle(box, outline=colour, width=width)
         lm = face.landmarks
         # Dots in proportion to the face, never larger than the text.
         r = max(1.0, min(b.width / 40, text_px(image.size) / 6))
-        for point in (lm.left_eye, lm.right_eye, lm.nose, lm.mouth_left, lm.mouth_right):
+        points = (lm.left_eye, lm.right_eye, lm.nose, lm.mouth_left, lm.mouth_right) if lm else ()
+        for point in points:
             draw.ellipse([point.x - r, point.y - r, point.x + r, point.y + r], fill=colour)
         label = label_of(face)
         left, top, right, bottom = draw.textbbox((0, 0), label, font=font)

@@ -7,10 +7,11 @@ import json
 import os
 import re
 import sys
+from functools import partial
 from pathlib import Path
 from typing import Any
 
-from facerec.v1 import common_pb2, gallery_pb2
+import facerec_client
 from facerec_app.enrolment import count, enroll_pairs, failures, summary
 from facerec_app.folders import FOLDER_RULE, Skipped, walk
 from facerec_app.rpc import (
@@ -36,7 +37,9 @@ def write_json(data: object) -> None:
     sys.stdout.write(json.dumps(data, indent=2) + "\n")
 
 
-def box_dict(box: common_pb2.Box) -> dict[str, float]:
+def box_dict(box: facerec_client.Box | None) -> dict[str, float]:
+    if box is None:
+        box = facerec_client.Box(x=0.0, y=0.0, width=0.0, height=0.0)
     return {
         "x": round(box.x, 1),
         "y": round(box.y, 1),
@@ -93,9 +96,9 @@ def cmd_enroll(args: argparse.Namespace) -> int:
     return 0
 
 
-def face_dict(face: gallery_pb2.IdentifiedFace) -> dict[str, Any]:
+def face_dict(face: facerec_client.Face) -> dict[str, Any]:
     out: dict[str, Any] = {
-        "identity": face.identity if face.known else None,
+        "identity": face.identity,
         "known": face.known,
         "distance": round(face.distance, 4),
         "confidence": round(face.confidence, 4),
@@ -161,7 +164,7 @@ def write_identified(item: dict[str, Any]) -> None:
             sys.stdout.write(f"{item['image']}: unknown{hint}  {where}\n")
 
 
-def save_annotated(path: Path, faces: list[gallery_pb2.IdentifiedFace], out: Path) -> None:
+def save_annotated(path: Path, faces: list[facerec_client.Face], out: Path) -> None:
     from facerec.errors import FacerecError
     from facerec.images import decode_image
     from facerec_app.annotate import annotate
@@ -188,18 +191,20 @@ def cmd_verify(args: argparse.Namespace) -> int:
             "Give a second picture, or --identity NAME to compare against an enrolled identity."
         )
     identity = required_name(args.identity, "--identity") if args.identity is not None else ""
-    request = gallery_pb2.VerifyRequest(
-        image_a=common_pb2.Image(data=read_image(Path(args.image_a))),
-        threshold=args.threshold,
-        operating_point=args.operating_point,
-        identity=identity,
-    )
-    if args.image_b:
-        request.image_b.data = read_image(Path(args.image_b))
+    picture_a = read_image(Path(args.image_a))
+    picture_b = read_image(Path(args.image_b)) if args.image_b else None
     names = {"image_a": args.image_a, **({"image_b": args.image_b} if args.image_b else {})}
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
         try:
-            reply = client.call("Verify", request)
+            reply = client.call(
+                lambda gallery: gallery.verify(
+                    picture_a,
+                    picture_b,
+                    identity=identity,
+                    threshold=args.threshold,
+                    operating_point=args.operating_point,
+                )
+            )
         except ClientError as exc:
             raise ClientError(named_pictures(str(exc), names), exc.code) from None
     for path, faces in ((args.image_a, reply.faces_a), (args.image_b, reply.faces_b)):
@@ -230,18 +235,10 @@ def cmd_list(args: argparse.Namespace) -> int:
     rows: list[tuple[str, int]] = []
     face_ids: dict[str, list[int]] = {}
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        token = ""
-        while True:
-            reply = client.call(
-                "ListIdentities", gallery_pb2.ListIdentitiesRequest(page_size=1000, page_token=token)
-            )
-            rows.extend((i.identity, i.face_count) for i in reply.identities)
-            token = reply.next_page_token
-            if not token:
-                break
+        rows.extend((i.name, i.face_count) for i in client.call(lambda gallery: gallery.identities()))
         if args.faces:
             for name, _ in rows:
-                got = client.call("GetIdentity", gallery_pb2.GetIdentityRequest(identity=name))
+                got = client.call(partial(facerec_client.Gallery.identity, name=name))
                 face_ids[name] = sorted(f.face_id for f in got.faces)
     if args.json:
         write_json(
@@ -261,21 +258,21 @@ def cmd_list(args: argparse.Namespace) -> int:
 def cmd_remove(args: argparse.Namespace) -> int:
     identity = required_name(args.identity, "remove")
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        reply = client.call("RemoveIdentity", gallery_pb2.RemoveIdentityRequest(identity=identity))
+        removed = client.call(lambda gallery: gallery.remove_identity(identity))
     if args.json:
-        write_json({"identity": identity, "faces_removed": reply.faces_removed})
+        write_json({"identity": identity, "faces_removed": removed})
     else:
-        sys.stdout.write(f"removed {identity} ({count(reply.faces_removed, 'face')})\n")
+        sys.stdout.write(f"removed {identity} ({count(removed, 'face')})\n")
     return 0
 
 
 def cmd_remove_face(args: argparse.Namespace) -> int:
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        reply = client.call("RemoveFace", gallery_pb2.RemoveFaceRequest(face_id=args.face_id))
+        owner = client.call(lambda gallery: gallery.remove_face(args.face_id))
     if args.json:
-        write_json({"face_id": args.face_id, "identity": reply.identity})
+        write_json({"face_id": args.face_id, "identity": owner})
     else:
-        sys.stdout.write(f"removed face {args.face_id} of {reply.identity}\n")
+        sys.stdout.write(f"removed face {args.face_id} of {owner}\n")
     return 0
 
 

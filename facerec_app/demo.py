@@ -13,8 +13,8 @@ from typing import Any
 
 import numpy as np
 
+import facerec_client
 from facerec import assets
-from facerec.v1 import gallery_pb2
 from facerec_app import evaluation
 from facerec_app.enrolment import enroll_pairs
 from facerec_app.rpc import Embedding, GalleryClient, identify_one, largest, read_image
@@ -39,11 +39,11 @@ def run_demo(args: argparse.Namespace) -> int:
         started = time.monotonic()
         outcomes = enroll_pairs(client, train, desc="enroll train").outcomes
         enrolled_s = time.monotonic() - started
-        trained = client.call("Train", gallery_pb2.TrainRequest())
+        trained = client.call(lambda gallery: gallery.train())
         scores = {split: score(client, pairs, split) for split, pairs in (("train", train), ("val", val))}
         embedding = Embedding(detector, embedder)
         stack.callback(embedding.close)
-        stats = client.call("Stats", gallery_pb2.StatsRequest())  # the thresholds the gallery decides with
+        stats = client.call(lambda gallery: gallery.stats())  # the thresholds the gallery decides with
         threshold = stats.threshold
         verification = verify_pairs(embedding, val, threshold)
     print_table(scores, train, val)
@@ -61,7 +61,7 @@ def run_demo(args: argparse.Namespace) -> int:
     return 0
 
 
-def operating_point_text(stats: gallery_pb2.StatsResponse) -> str:
+def operating_point_text(stats: facerec_client.Stats) -> str:
     """The gallery's verification point as the demo states it: name, threshold, and its FAR and TAR
     on the set it was calibrated on."""
     point = next((p for p in stats.operating_points if p.name == stats.operating_point), None)

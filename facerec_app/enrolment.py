@@ -11,9 +11,9 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facerec.v1 import common_pb2, gallery_pb2
 from facerec_app.folders import Skipped
 from facerec_app.rpc import ABOUT_THE_REQUEST, ClientError, GalleryClient, progress, read_image
+from facerec_client import Enrolled, EnrollOutcome
 
 # Outcomes that stored a face (a DUPLICATE names the face already stored).
 STORED = ("ENROLLED", "MULTIPLE_FACES", "DUPLICATE")
@@ -54,15 +54,13 @@ def enroll_pairs(
     stop = threading.Event()
     bar = progress(len(pairs), desc)
 
-    def one(pair: tuple[str, Path]) -> tuple[Path, gallery_pb2.EnrollResult | ClientError | None]:
+    def one(pair: tuple[str, Path]) -> tuple[Path, Enrolled | ClientError | None]:
         identity, path = pair
         if stop.is_set():
             return path, None
         try:
-            request = gallery_pb2.EnrollRequest(
-                identity=identity, images=[common_pb2.Image(data=read_image(path))], strict=strict
-            )
-            reply = client.call("Enroll", request)
+            picture = read_image(path)
+            reply = client.call(lambda gallery: gallery.enroll(identity, [picture], strict=strict))
         except ClientError as exc:
             if exc.code not in ABOUT_THE_REQUEST:
                 stop.set()
@@ -81,16 +79,16 @@ def enroll_pairs(
                     report.stopped = report.stopped or result
                     report.not_sent += 1
             else:
-                name = gallery_pb2.EnrollOutcome.Name(result.outcome)
+                name = result.outcome.value
                 report.outcomes[name] += 1
-                if result.duplicate_of and result.outcome != gallery_pb2.INVALID:
+                if result.duplicate_of and result.outcome is not EnrollOutcome.INVALID:
                     problems.append(f"  warning: {path} is already enrolled as {result.duplicate_of!r} too")
-                if result.outcome == gallery_pb2.MULTIPLE_FACES:
+                if result.outcome is EnrollOutcome.MULTIPLE_FACES:
                     problems.append(f"  several faces, the largest enrolled: {path}")
-                elif result.outcome == gallery_pb2.INVALID:
-                    reason = result.error.message or "the gallery found the picture invalid"
+                elif result.outcome is EnrollOutcome.INVALID:
+                    reason = result.error_message or "the gallery found the picture invalid"
                     report.failed.append(Skipped(path, reason))
-                elif result.outcome not in (gallery_pb2.ENROLLED, gallery_pb2.DUPLICATE):
+                elif result.outcome not in (EnrollOutcome.ENROLLED, EnrollOutcome.DUPLICATE):
                     problems.append(f"  {name.lower().replace('_', ' ')}: {path}")
     bar.close()
     for line in problems:

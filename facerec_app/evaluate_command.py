@@ -8,14 +8,15 @@ import json
 import os
 import sys
 from contextlib import ExitStack
+from functools import partial
 from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
 
+import facerec_client
 from facerec import assets, calibration
 from facerec.calibration import OperatingPoint
-from facerec.v1 import gallery_pb2
 from facerec_app import evaluation
 from facerec_app.folders import walk
 from facerec_app.rpc import ClientError, Embedding, gallery_client, progress, read_image
@@ -168,24 +169,13 @@ def gallery_embeddings(args: argparse.Namespace) -> tuple[str, NDArray[np.float3
     vectors: list[list[float]] = []
     labels: list[str] = []
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        model = client.call("Stats", gallery_pb2.StatsRequest()).model
-        names: list[str] = []
-        token = ""
-        while True:
-            page = client.call(
-                "ListIdentities", gallery_pb2.ListIdentitiesRequest(page_size=1000, page_token=token)
-            )
-            names.extend(i.identity for i in page.identities)
-            token = page.next_page_token
-            if not token:
-                break
+        model = client.call(lambda gallery: gallery.stats()).model
+        names = [i.name for i in client.call(lambda gallery: gallery.identities())]
         bar = progress(len(names), "read enrolled faces")
         for name in names:
-            reply = client.call(
-                "GetIdentity", gallery_pb2.GetIdentityRequest(identity=name, include_embeddings=True)
-            )
+            reply = client.call(partial(facerec_client.Gallery.identity, name=name, include_embeddings=True))
             for face in reply.faces:
-                vectors.append(list(face.embedding.values))
+                vectors.append(list(face.embedding or ()))
                 labels.append(name)
             bar.update(1)
         bar.close()

@@ -1,36 +1,38 @@
-"""Client-side helpers for the CLI, the demo and eval: channels, one-sentence errors, a gallery client,
-enrolling and identifying picture folders, and embedding pictures through the services."""
+"""Client-side helpers for the CLI, the demo and eval: one-sentence errors, the gallery client (facerec-client's
+Gallery: every gallery call of the CLI goes through it), and embedding pictures through the services."""
 
 from __future__ import annotations
 
 import os
 import stat
 import sys
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 import grpc
 import numpy as np
-from google.protobuf.message import Message
 from numpy.typing import NDArray
 
-from facerec import remote
-from facerec.errors import FacerecError
-from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+import facerec_client
 from gallery.ports import ModelInfo
 
 if TYPE_CHECKING:
     from tqdm import tqdm
 
+T = TypeVar("T")
+
 
 class ClientError(Exception):
     """A call failed; the message is one sentence naming the service. code: the call's status, if any;
-    error: the service's answer as the facerec error it stands for (its class and reason), if any."""
+    error: the gallery's answer as facerec_client's exception for its status (with the server's reason)."""
 
     def __init__(
-        self, message: str, code: grpc.StatusCode | None = None, error: FacerecError | None = None
+        self,
+        message: str,
+        code: grpc.StatusCode | None = None,
+        error: facerec_client.FacerecError | None = None,
     ) -> None:
         super().__init__(message)
         self.code = code
@@ -43,9 +45,9 @@ ABOUT_THE_REQUEST = frozenset(
 )
 
 
-def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
-    code = remote.code_of(exc)
-    error = remote.error_from_rpc(exc, f"the {service} at {address}")
+def describe(error: facerec_client.FacerecError, service: str, address: str) -> ClientError:
+    """A failed gallery call as the CLI says it: what to do about the gallery itself, else its sentence."""
+    code = error.code
     if code == grpc.StatusCode.UNAVAILABLE:
         message = f"The {service} at {address} is not reachable; is `facerec serve` running?"
     elif code == grpc.StatusCode.DEADLINE_EXCEEDED:
@@ -55,17 +57,6 @@ def describe(exc: grpc.RpcError, service: str, address: str) -> ClientError:
     else:
         message = f"The {service} answered {code.name}: {error}"
     return ClientError(message, code, error)
-
-
-def connect(address: str, token: str = "", tls_ca: str = "") -> grpc.Channel:
-    """A channel to a service: TLS trusting `tls_ca` when set, and sending `token` on every call when set."""
-    from facerec.channels import open_channel
-    from facerec.security import channel_credentials
-
-    try:
-        return open_channel(address, credentials=channel_credentials(tls_ca), token=token)
-    except ValueError as exc:  # SettingError, or an address list that is not literal IPs
-        raise ClientError(str(exc)) from None
 
 
 def read_image(path: Path) -> bytes:
@@ -83,9 +74,9 @@ def read_image(path: Path) -> bytes:
         ) from None
 
 
-def largest(faces: Sequence[gallery_pb2.IdentifiedFace]) -> gallery_pb2.IdentifiedFace:
+def largest(faces: Sequence[facerec_client.Face]) -> facerec_client.Face:
     """The identified face with the largest box (gallery.ports.largest_face is the gallery's own)."""
-    return max(faces, key=lambda f: f.box.width * f.box.height)
+    return max(faces, key=lambda f: f.box.width * f.box.height if f.box else 0.0)
 
 
 class Embedding:
@@ -134,21 +125,27 @@ TIMEOUT_S = 120.0
 
 
 class GalleryClient:
-    """A Gallery stub whose failures become one-sentence ClientErrors."""
+    """facerec_client.Gallery (the CLI's one way to the gallery: its typed answers, deadlines and safe
+    retries) whose failures become one-sentence ClientErrors: `client.call(lambda g: g.stats())`."""
 
     def __init__(self, address: str, token: str = "", tls_ca: str = "") -> None:
         self.address = address
-        self._channel = connect(address, token, tls_ca)
-        self._stub = gallery_pb2_grpc.GalleryStub(self._channel)
-
-    def call(self, method: str, request: Message) -> Any:
         try:
-            return getattr(self._stub, method)(request, timeout=TIMEOUT_S)
-        except grpc.RpcError as exc:
+            self._gallery = facerec_client.Gallery(
+                address, token=token, tls_ca=tls_ca or None, timeout_s=TIMEOUT_S
+            )
+        except ValueError as exc:  # a CA file it cannot read, an address list it cannot use: one sentence
+            raise ClientError(str(exc)) from None
+
+    def call(self, method: Callable[[facerec_client.Gallery], T]) -> T:
+        """method(gallery), e.g. `client.call(lambda g: g.stats())`; failures as ClientError."""
+        try:
+            return method(self._gallery)
+        except facerec_client.FacerecError as exc:
             raise describe(exc, "gallery", self.address) from None
 
     def close(self) -> None:
-        self._channel.close()
+        self._gallery.close()
 
 
 @contextmanager
@@ -168,12 +165,8 @@ def progress(total: int, desc: str) -> tqdm[Any]:
 
 def identify_one(
     client: GalleryClient, path: Path, top_k: int, threshold: float, operating_point: str = ""
-) -> gallery_pb2.IdentifyResponse:
-    request = gallery_pb2.IdentifyRequest(
-        image=common_pb2.Image(data=read_image(path)),
-        top_k=top_k,
-        threshold=threshold,
-        operating_point=operating_point,
+) -> facerec_client.IdentifyResult:
+    picture = read_image(path)
+    return client.call(
+        lambda g: g.identify(picture, top_k=top_k, threshold=threshold, operating_point=operating_point)
     )
-    reply: gallery_pb2.IdentifyResponse = client.call("Identify", request)
-    return reply

@@ -1,4 +1,5 @@
-"""The committed stubs are exactly what `make protos` generates from protos/ (no drift)."""
+"""The committed stubs, the services' and facerec-client's, are exactly what `make protos` generates from
+protos/ (no drift)."""
 
 from __future__ import annotations
 
@@ -23,6 +24,19 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
         assert committed.read_text() == fresh.read_text(), f"{fresh.name} drifted: run `make protos`"
     stale = {p.name for p in committed_dir.glob("*_pb2*.py*")} - {p.name for p in generated}
     assert not stale, f"stubs with no proto: {sorted(stale)}"
+    # facerec-client's copy: the same stubs importing from facerec_client.v1, and the google.rpc details.
+    client_dir = protogen.ROOT / protogen.CLIENT_PACKAGE / "v1"
+    fresh_client = sorted((tmp_path / protogen.CLIENT_PACKAGE / "v1").glob("*.py*"))
+    assert {p.name for p in fresh_client} == {p.name for p in generated} | {protogen.CLIENT_RPC_MODULE}
+    for fresh in fresh_client:
+        committed = client_dir / fresh.name
+        assert committed.is_file(), f"clients/python/.../{fresh.name} is not committed: run `make protos`"
+        assert committed.read_text() == fresh.read_text(), (
+            f"the client's {fresh.name} drifted: run `make protos`"
+        )
+    assert "from facerec.v1 " not in (client_dir / "gallery_pb2.py").read_text()
+    client_stale = {p.name for p in client_dir.glob("*_pb2*.py*")} - {p.name for p in generated}
+    assert not client_stale, f"client stubs with no proto: {sorted(client_stale)}"
 
 
 def test_contract_names_are_kept() -> None:

@@ -6,13 +6,13 @@ import numpy as np
 
 from facerec.v1 import common_pb2, gallery_pb2
 from facerec_app.annotate import annotate, line_px, overlaps, place_labels, text_px
+from facerec_client import Face
 
 
-def face(
-    x: float, y: float, w: float, h: float, name: str = "", small: bool = False
-) -> gallery_pb2.IdentifiedFace:
+def face(x: float, y: float, w: float, h: float, name: str = "", small: bool = False) -> Face:
+    """A face of an Identify answer as the CLI has it (facerec_client's, read from the message)."""
     point = common_pb2.Point(x=x + w / 2, y=y + h / 2)
-    return gallery_pb2.IdentifiedFace(
+    message = gallery_pb2.IdentifiedFace(
         box=common_pb2.Box(x=x, y=y, width=w, height=h),
         identity=name,
         known=bool(name),
@@ -22,6 +22,7 @@ def face(
         ),
         not_identifiable=gallery_pb2.FACE_TOO_SMALL if small else gallery_pb2.NOT_IDENTIFIABLE_UNSPECIFIED,
     )
+    return Face.of(message)
 
 
 def test_labels_stay_inside_the_picture_and_never_overlap() -> None:

@@ -71,6 +71,18 @@ def test_enroll_skips_a_fifo_and_links_out_and_prints_the_summary_with_every_fai
     assert b"face of a system file" in [data for _, data in servicer.faces.values()]
 
 
+def test_enroll_goes_through_facerec_client_which_resends_a_picture_the_gallery_was_too_busy_for(
+    gallery, tmp_path: Path, capsys
+) -> None:
+    servicer, address = gallery
+    picture = tmp_path / "ann.jpg"
+    picture.write_bytes(b"busy face of ann")
+    code, out, err = run(capsys, "enroll", "--identity", "ann", str(picture), "--gallery", address)
+    assert (code, out, err) == (0, "1 picture of ann: 1 enrolled\n", "")
+    assert servicer.enroll_calls == 2  # BUSY means none of the work was done: safe to send again
+    assert list(servicer.faces.values()) == [("ann", b"face of ann")]
+
+
 @pytest.mark.timeout(120)
 def test_a_picture_over_a_budget_mid_folder_fails_alone_and_the_summary_still_comes(
     gallery, tmp_path: Path, capsys

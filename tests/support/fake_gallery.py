@@ -1,8 +1,9 @@
 """A stand-in gallery for fast CLI tests: a real gRPC server on port 0 whose "pictures" say what to do.
 
 Picture bytes starting with b"face" are enrolled; b"no face" finds no face; b"too large" is refused as
-too large (RESOURCE_EXHAUSTED), b"gone" as if the gallery went away (UNAVAILABLE); anything else is an
-INVALID picture. Verify answers "No face was found on image_b." when image_b holds no face."""
+too large (RESOURCE_EXHAUSTED), b"gone" as if the gallery went away (UNAVAILABLE); b"busy face" is refused
+once as busy (RESOURCE_EXHAUSTED with reason BUSY and a RetryInfo, as facerec.status sends it), then
+enrolled; anything else is an INVALID picture. Verify answers "No face was found on image_b." when image_b holds no face."""
 
 from __future__ import annotations
 
@@ -14,6 +15,8 @@ from dataclasses import dataclass, field
 
 import grpc
 
+from facerec import errors
+from facerec.status import abort
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 
 
@@ -22,12 +25,24 @@ class FakeGallery(gallery_pb2_grpc.GalleryServicer):
     """faces: face id -> (identity, picture bytes); enrolled in the order the calls arrived."""
 
     faces: dict[int, tuple[str, bytes]] = field(default_factory=dict)
+    # Pictures refused as busy once already, and how many times Enroll was called.
+    refused_busy: set[bytes] = field(default_factory=set)
+    enroll_calls: int = 0
     _lock: threading.Lock = field(default_factory=threading.Lock)
 
     def Enroll(self, request, context):  # noqa: N802 - gRPC's name
         results = []
+        with self._lock:
+            self.enroll_calls += 1
         for image in request.images:
             data = image.data
+            if data.startswith(b"busy") and data not in self.refused_busy:
+                self.refused_busy.add(data)
+                abort(
+                    context, errors.Overloaded("The detector queue is full; retry later.", retry_after_s=0.01)
+                )
+            if data.startswith(b"busy "):
+                data = data[len(b"busy ") :]
             if data.startswith(b"too large"):
                 context.abort(
                     grpc.StatusCode.RESOURCE_EXHAUSTED, "The picture is larger than a request may be."
