@@ -25,6 +25,15 @@ def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
     from detector_service.batcher import BatchingDetector
     from detector_service.detector import Detector
 
+    if settings.runtime == "onnxruntime" and not settings.export_at_start:
+        from pathlib import Path
+
+        from detector_service.onnx_nets import cache_paths
+        from facerec.onnx import require_models
+
+        # A start without the exports stops here in one sentence: exporting needs TensorFlow and gigabytes.
+        paths = cache_paths(Path(settings.models_dir))
+        require_models(list(paths.values()), "mtcnn nets", settings.key("export_at_start"))
     detector = BatchingDetector(
         Detector.load(settings),
         max_batch=settings.max_batch,
