@@ -8,8 +8,11 @@ chain are for `facerec export` only (the `export` extra), milvus-lite and grpcio
 from __future__ import annotations
 
 import re
+import sys
 import tomllib
 from pathlib import Path
+
+import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SERVING = {"tensorflow", "tensorflow-cpu", "keras", "keras-facenet", "tf2onnx", "h5py", "grpcio-tools"}
@@ -43,3 +46,23 @@ def test_each_extra_holds_its_part_and_dev_holds_them_all() -> None:
     assert {"milvus-lite", "grpcio-tools", "pytest"} <= extras["dev"]
     for name in ("export", "postgres", "milvus", "eval"):
         assert not extras[name] & {"milvus-lite", "grpcio-tools", "pytest"}
+
+
+@pytest.mark.parametrize("module", ["psycopg", "pymilvus"])
+def test_a_gallery_configured_for_a_missing_extra_says_which_to_install(
+    module: str, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from facerec.errors import InvalidInput
+    from gallery.index_milvus import MilvusIndex, MilvusSettings
+    from gallery.stores import open_store
+
+    # As in a serving install without that extra: importing it fails.
+    monkeypatch.setitem(sys.modules, module, None)
+    monkeypatch.setitem(sys.modules, "gallery.store_postgres", None)
+    with pytest.raises(InvalidInput) as caught:
+        if module == "psycopg":
+            open_store("postgresql://facerec@127.0.0.1:1/facerec", "m")
+        else:
+            MilvusIndex(MilvusSettings("http://127.0.0.1:1"), "m", 128, lambda ids: {})
+    extra = {"psycopg": "postgres", "pymilvus": "milvus"}[module]
+    assert str(caught.value).endswith(f"pip install 'facerec[{extra}]'.")
