@@ -27,7 +27,7 @@ MiB = 1024 * 1024
 PEAK_PER_CALL_MIB = 1024
 # docs/limits.md: all calls at once add at most this much (the deploy limit, 3 GiB, holds idle + this).
 PEAK_PER_SERVICE_MIB = 2048
-# deploy/k8s/detector.yaml and docker-compose.yml: a detector replica's memory limit.
+# deploy/k8s/base/detector.yaml and docker-compose.yml: a detector replica's memory limit.
 DEPLOY_LIMIT_MIB = 3072
 
 
