@@ -6,8 +6,8 @@ files `facerec export` wrote, beside an embedder that exports FaceNet at start (
 
 The services start one after the other (so no start shares the CPU with another), each timed from
 its process's start to its "serving on" line; VmHWM then is its first-start peak. The gallery then
-enrolls 12 train pictures and answers --calls Identify calls; VmRSS and VmHWM after them are the
-steady figures. Last, an embedder on a FACEREC_HOME holding only the weights and the calibration crops,
+enrolls 12 train pictures and answers --calls Identify calls (VmRSS then: the steady figure); then
+the embedder gets 4 calls at once of 64 crops each (full batches of 32); VmHWM last is each one's peak. Last, an embedder on a FACEREC_HOME holding only the weights and the calibration crops,
 with EMBEDDER_EXPORT_AT_START=true: the start every pod made before `facerec export`.
 """
 
@@ -41,6 +41,34 @@ def start(name: str, args: Sequence[str], env: dict[str, str]) -> tuple[ServiceP
     service = ServiceProcess.start(name, [*HOST, *args], env=env)
     service.wait_ready(900)
     return service, time.perf_counter() - began, status_mib(service.process.pid, "VmHWM")
+
+
+def embed_burst(address: str, calls: int = 4, faces: int = 64) -> None:
+    """`calls` Embed calls at once of `faces` 160x160 crops each (the request limit): full batches of 32."""
+    import threading
+
+    import grpc
+    import numpy as np
+
+    from facerec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
+
+    crops = np.random.default_rng(7).integers(0, 256, (faces, 160, 160, 3), dtype=np.uint8)
+    request = embedding_pb2.EmbedRequest(
+        faces=[
+            embedding_pb2.FaceInput(crop=common_pb2.RgbImage(rgb=c.tobytes(), width=160, height=160))
+            for c in crops
+        ]
+    )
+
+    def call() -> None:
+        with grpc.insecure_channel(address) as channel:
+            embedding_pb2_grpc.EmbedderStub(channel).Embed(request, timeout=300)
+
+    threads = [threading.Thread(target=call) for _ in range(calls)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
 
 
 def main(argv: Sequence[str] | None = None) -> int:
@@ -82,10 +110,12 @@ def main(argv: Sequence[str] | None = None) -> int:
             first["gateway"] = (seconds, peak)
             enroll_and_train(gallery.address, enrol)
             identify_calls(gallery.address, datas, args.calls, clients=2)
+            steady = {s.name: status_mib(s.process.pid, "VmRSS") for s in started}
+            embed_burst(embedder.address)
             for service in started:
                 pid = service.process.pid
                 seconds, peak = first[service.name]
-                rows.append((service.name, seconds, peak, status_mib(pid, "VmRSS"), status_mib(pid, "VmHWM")))
+                rows.append((service.name, seconds, peak, steady[service.name], status_mib(pid, "VmHWM")))
         finally:
             for service in reversed(started):
                 service.stop()
