@@ -51,13 +51,14 @@ COPY --from=export /opt/facerec /opt/facerec
 # (`facerec export` only verifies files that are there; it would fail here, without the extra, if one were not).
 RUN facerec export
 
-# Non-root. FACEREC_HOME stays root-owned and read-only (Kubernetes mounts the root file system
-# read-only); /var/lib/facerec holds the gallery store. (The data set's folder comes out of mkdtemp as
-# 0700: open it to everyone, read-only.)
+# Non-root. The weights and exported files stay root-owned and read-only; FACEREC_HOME itself is
+# writable so that `facerec eval --save-threshold` can keep calibration.json there (Kubernetes mounts
+# the root file system read-only: there the threshold comes with the image); /var/lib/facerec holds the
+# gallery store. (The data set's folder comes out of mkdtemp as 0700: open it to everyone, read-only.)
 RUN useradd --uid 10001 --user-group --create-home --home-dir /home/facerec facerec \
     && chmod -R a+rX,go-w /opt/facerec \
     && mkdir -p /var/lib/facerec \
-    && chown facerec:facerec /var/lib/facerec
+    && chown facerec:facerec /var/lib/facerec /opt/facerec
 USER 10001:10001
 WORKDIR /var/lib/facerec
 

@@ -75,8 +75,7 @@ def test_export_without_the_weights_says_to_fetch_first(tmp_path: Path) -> None:
 
 @pytest.fixture(scope="module")
 def exported(fetched_assets: Assets) -> Assets:
-    """The shared cache with every export in it (`make test` runs `facerec export`; made here otherwise)."""
-    export_models(fetched_assets)
+    """The shared cache, with every export in it (tests/conftest.py's fetched_assets makes them)."""
     return fetched_assets
 
 
