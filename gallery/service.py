@@ -55,6 +55,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             embeddings=[(tuple(e.values), e.model) for e in request.embeddings],
             options=_detect_options(request, "detect_options"),
             timeout_s=context.time_remaining(),
+            strict=request.strict,
         )
         return gallery_pb2.EnrollResponse(
             identity=request.identity, results=[_enroll_result(r) for r in results]
@@ -236,6 +237,7 @@ def _enroll_result(r: EnrollResult) -> gallery_pb2.EnrollResult:
         box=_box(r.box),
         error=error_proto(r.error) if r.error is not None else None,
         faces_found=r.faces_found,
+        duplicate_of=r.duplicate_of,
     )
 
 
