@@ -75,8 +75,10 @@ $(NODE_EXAMPLE)/node_modules/.installed-stamp: $(NODE_EXAMPLE)/package.json $(NO
 	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# The weights and data, then the ONNX files the services load (the services never export: `facerec export`).
 fetch: setup
 	$(BIN)/facerec fetch
+	$(BIN)/facerec export
 
 # ruff, then the types (mypy --strict on the packages, pyproject's [tool.mypy]), then the import rule
 # (import-linter's contracts in pyproject: layers, no cycles, no grpc in domain code).

@@ -30,6 +30,15 @@ def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
     from detector_service.batcher import BatchingDetector
     from detector_service.detector import Detector
 
+    if settings.runtime == "onnxruntime" and not settings.export_at_start:
+        from pathlib import Path
+
+        from detector_service.onnx_nets import cache_paths
+        from facerec.onnx import require_models
+
+        # A start without the exports stops here in one sentence: exporting needs TensorFlow and gigabytes.
+        paths = cache_paths(Path(settings.models_dir))
+        require_models(list(paths.values()), "mtcnn nets", settings.key("export_at_start"))
     try:
         loaded = Detector.load(settings)
     except FetchError as exc:  # RetinaFace's weights missing or damaged: one sentence, exit 1

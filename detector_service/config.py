@@ -48,6 +48,9 @@ class Settings(ServerSettings):
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
     # a few boxes move by a few pixels from mtcnn's (so crops differ from the tutorial's on those).
     pad_sizes: bool = setting(False, "share P-Net calls between picture sizes by padding")
+    # The service loads the nets `facerec export` wrote; exporting them at start needs TensorFlow (the
+    # export extra): for development only.
+    export_at_start: bool = setting(False, "export mtcnn's nets at start when `facerec export` has not")
     # mtcnn's networks on onnxruntime (exported once with tf2onnx, cached in models_dir) or tensorflow.
     runtime: str = setting("onnxruntime", "mtcnn's networks on this runtime", choices=RUNTIMES)
     # RetinaFace's ONNX, as `facerec fetch` writes it; "" = FACEREC_HOME/models/retinaface-mobilenet0.25.onnx.

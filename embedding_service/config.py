@@ -51,6 +51,11 @@ class Settings(ServerSettings):
     precision: str = setting(
         "int8", "FaceNet's arithmetic: int8 (guarded, else fp32) or fp32", choices=PRECISIONS
     )
+    # The services load the files `facerec export` writes; exporting at start needs TensorFlow (the export
+    # extra) and, from the h5, ~27 s and a 6.8 GB peak: for development only, never in a memory-limited pod.
+    export_at_start: bool = setting(
+        False, "export FaceNet to ONNX (and quantize it) at start when `facerec export` has not"
+    )
 
     @classmethod
     def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:

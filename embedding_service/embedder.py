@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from embedding_service.facenet import DIMENSION, MODEL_NAME, InferFn, KerasModel, build_facenet
 from embedding_service.preprocessing import DESCRIPTION, INPUT_SIZE, prepare_batch
 from facerec.errors import InvalidInput, ModelFault
+from facerec.onnx import ExportMissing
 from facerec.timings import Timings
 
 if TYPE_CHECKING:
@@ -71,8 +72,10 @@ class Embedder:
     def load(cls, settings: Settings) -> Embedder:
         """Builds FaceNet from settings.weights_path and wraps it in the runtime settings.runtime names.
 
-        onnxruntime with a cached export of these weights builds no Keras model and imports no TensorFlow.
-        settings.precision int8 (onnxruntime only) serves the guarded int8 model when there is one, else fp32.
+        onnxruntime loads the export `facerec export` made of these weights: it builds no Keras model and
+        imports no TensorFlow. Without one it raises ExportMissing (one sentence), unless
+        settings.export_at_start lets it export here. settings.precision int8 (onnxruntime only) serves the
+        guarded int8 model, or fp32 where the guard refused it when it was built.
         """
         if settings.runtime == "onnxruntime":
             from embedding_service.onnx_runtime import cached_infer
@@ -80,6 +83,8 @@ class Embedder:
             infer = cached_infer(settings)
             if infer is not None:
                 return cls._with_precision(infer, settings)
+            if not settings.export_at_start:
+                raise ExportMissing("FaceNet", settings.weights_path.parent, settings.key("export_at_start"))
         from facerec.tfconfig import pin_threads, quiet_tensorflow
 
         quiet_tensorflow()

@@ -11,7 +11,6 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, Protocol
 
-import h5py
 import numpy as np
 from numpy.typing import NDArray
 
@@ -54,6 +53,8 @@ def load_weights_by_name(model: KerasModel, weights_path: Path) -> int:
     Returns the number of layers copied. Every model layer with weights must be present in the
     file with the same number of arrays of the same shapes, else WeightsMismatch.
     """
+    import h5py  # the export extra's: a serving embedder loads ONNX files and never reads the h5
+
     with h5py.File(weights_path, "r") as f:
         group = f["model_weights"] if "model_weights" in f else f
         copied = 0

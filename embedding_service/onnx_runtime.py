@@ -52,7 +52,8 @@ def cached_infer(settings: Settings) -> InferFn | None:
 
 
 def int8_infer(settings: Settings) -> InferFn | None:
-    """The guarded int8 model quantized from the cached export (embedding_service.quantize), or None."""
+    """The guarded int8 model quantized from the cached export (embedding_service.quantize), or None when
+    the guard refused it. Quantized here only when settings.export_at_start allows; else ExportMissing."""
     from embedding_service.quantize import int8_model
 
     data = int8_model(
@@ -60,6 +61,8 @@ def int8_infer(settings: Settings) -> InferFn | None:
         sha256_of(settings.weights_path),
         settings.intra_threads,
         settings.inter_threads,
+        build=settings.export_at_start,
+        setting=settings.key("export_at_start"),
     )
     if data is None:
         return None

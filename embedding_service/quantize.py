@@ -34,7 +34,7 @@ from numpy.typing import NDArray
 from embedding_service.augment import augmented
 from embedding_service.facenet import InferFn
 from embedding_service.preprocessing import INPUT_SIZE, prepare_batch
-from facerec.onnx import cpu_session, save_model
+from facerec.onnx import ExportMissing, cpu_session, save_model
 
 log = logging.getLogger(__name__)
 
@@ -384,23 +384,30 @@ def int8_model(
     inter_threads: int,
     quantizer: Quantizer | None = None,
     recipe: Recipe = RECIPE,
+    build: bool = True,
+    setting: str = "EMBEDDER_EXPORT_AT_START",
 ) -> bytes | None:
     """The int8 FaceNet for the fp32 export at fp32_path: from the cache when its record matches the
     weights, the calibration set, the recipe and the file's checksum, else quantized, guarded and cached.
-    None (with a warning) when there is no calibration set or the guard refuses: fp32 is kept.
-    quantizer: (fp32 model, calibration batch) → int8 model; by default `quantize` with the recipe."""
+    None (with a warning) when the guard refuses: fp32 is kept.
+    quantizer: (fp32 model, calibration batch) → int8 model; by default `quantize` with the recipe.
+    build=False (a serving start): nothing is quantized; a missing or outdated int8 model raises
+    ExportMissing naming `setting` (`facerec export` builds it), and the record alone is trusted when the
+    calibration set is not there to check it against."""
     int8_path, record_path, set_path = cache_paths(fp32_path.parent)
-    try:
-        calibration_set = CalibrationSet.load(set_path)
-    except CalibrationSetError as exc:
-        log.warning("int8 FaceNet unavailable, using fp32: %s", exc)
-        return None
-    key = {
+    key: dict[str, Any] = {
         "version": RECORD_VERSION,
         "weights_sha256": weights_sha256,
-        "calibration_sha256": calibration_set.sha256(),
         "recipe_sha256": recipe.sha256(),
     }
+    calibration_set: CalibrationSet | None = None
+    try:
+        calibration_set = CalibrationSet.load(set_path)
+        key["calibration_sha256"] = calibration_set.sha256()
+    except CalibrationSetError as exc:
+        if build:
+            log.warning("int8 FaceNet unavailable, using fp32: %s", exc)
+            return None
     record = _read_record(record_path)
     if record and all(record.get(k) == v for k, v in key.items()):
         if not record.get("accepted"):
@@ -409,7 +416,9 @@ def int8_model(
         data = int8_path.read_bytes() if int8_path.is_file() else b""
         if hashlib.sha256(data).hexdigest() == record.get("int8_sha256"):
             return data
-        log.warning("cached int8 FaceNet %s does not match its checksum; quantizing again", int8_path)
+        log.warning("cached int8 FaceNet %s does not match its checksum", int8_path)
+    if not build or calibration_set is None:
+        raise ExportMissing("int8 FaceNet", int8_path.parent, setting)
     if not fp32_path.is_file():
         log.warning("int8 FaceNet unavailable, using fp32: no fp32 export at %s to quantize", fp32_path)
         return None

@@ -18,6 +18,24 @@ class OnnxExportError(RuntimeError):
     """A network could not be exported, or its export does not match Keras; nothing is cached."""
 
 
+class ExportMissing(FileNotFoundError):
+    """A service's exported model is not in the cache. The services only load exports (`facerec export`
+    makes them, with the `export` extra's TensorFlow); the message is the one sentence a failed start prints."""
+
+    def __init__(self, what: str, where: Path, setting: str) -> None:
+        super().__init__(
+            f"No exported {what} in {where}: run `facerec export` (pip install 'facerec[export]' first) "
+            f"to write the files, or set {setting}=true to export at start."
+        )
+
+
+def require_models(paths: list[Path], what: str, setting: str) -> None:
+    """Raises ExportMissing unless every path is a model that matches its checksum."""
+    for path in paths:
+        if read_model(path) is None:
+            raise ExportMissing(what, path.parent, setting)
+
+
 def cpu_session(
     data: bytes, intra_threads: int, inter_threads: int, arena: bool = True
 ) -> Any:  # onnxruntime.InferenceSession

@@ -152,6 +152,9 @@ def build_parser() -> argparse.ArgumentParser:
     )
     health.set_defaults(run=cmd_health)
 
+    from facerec_app.export_command import add_export_command
+
+    add_export_command(sub)
     from facerec_app.migrate_command import add_migrate_command
 
     add_migrate_command(sub)
@@ -163,6 +166,7 @@ def build_parser() -> argparse.ArgumentParser:
 # `facerec --help` lists the commands in the order a newcomer uses them: set up, run, try, use, tune, operate.
 NEWCOMER_ORDER = (
     "fetch",
+    "export",
     "serve",
     "demo",
     "enroll",

@@ -69,8 +69,12 @@ class MilvusIndex:
         dim: int,
         identities_of: Callable[[Sequence[int]], dict[int, str]],
     ) -> None:
-        # Imported here: pymilvus (and the grpc under it) loads only for a gallery configured for Milvus.
-        from pymilvus import MilvusClient
+        # Imported here: pymilvus (and the grpc under it) loads only for a gallery configured for Milvus
+        # (the `milvus` extra).
+        try:
+            from pymilvus import MilvusClient
+        except ImportError:
+            raise InvalidInput("A Milvus index needs its client: pip install 'facerec[milvus]'.") from None
 
         self._settings = settings
         self._model = model

@@ -59,8 +59,13 @@ def stored_model(location: str | Path, password_file: str = "") -> str:
 def open_store(location: str | Path, model: str, dim: int = 128, password_file: str = "") -> FaceStore:
     """Opens (creating or migrating) the store at location: a SQLite path or a postgresql:// URL."""
     if is_postgres(location):
-        # Imported here: a SQLite gallery needs no PostgreSQL driver.
-        from gallery.store_postgres import PostgresStore
+        # Imported here: a SQLite gallery needs no PostgreSQL driver (the `postgres` extra).
+        try:
+            from gallery.store_postgres import PostgresStore
+        except ImportError:
+            raise InvalidInput(
+                "A postgresql:// store needs the PostgreSQL driver: pip install 'facerec[postgres]'."
+            ) from None
 
         return PostgresStore(str(location), model, dim, password=read_password(password_file))
     path = Path(location).expanduser()

@@ -30,12 +30,15 @@ hypothesis_settings.load_profile("facerec")
 
 @pytest.fixture(scope="session")
 def fetched_assets() -> assets_mod.Assets:
-    """The real weights, the 5-celebrity data and the int8 calibration crops (made by `make test`'s
-    `facerec fetch` before pytest; made here otherwise)."""
+    """The real weights, the 5-celebrity data, the int8 calibration crops and the exported ONNX files the
+    services load (made by `make test`'s `facerec fetch` and `facerec export` before pytest; made here
+    otherwise, and only verified when they are there)."""
     from facerec_app.calibration_crops import ensure_calibration_set
+    from facerec_app.export_command import export_models
 
     fetched = assets_mod.fetch(assets_mod.facerec_home(os.environ))
     ensure_calibration_set(fetched)
+    export_models(fetched)
     return fetched
 
 

@@ -16,6 +16,7 @@ import pytest
 import yaml
 
 from facerec_app.cli import build_parser
+from tests.support.kustomize import render
 
 ROOT = Path(__file__).resolve().parents[1]
 PORTS = {"detector": 50051, "embedder": 50052, "gallery": 50053}
@@ -123,28 +124,67 @@ def env_of(steps: list[tuple[str, str]]) -> dict[str, str]:
     return env
 
 
+def stages() -> dict[str, list[tuple[str, str]]]:
+    """The Dockerfile's steps by stage name (the final stage, unnamed, as "final"), FROM included."""
+    out: dict[str, list[tuple[str, str]]] = {}
+    name = ""
+    for word, rest in dockerfile():
+        if word == "FROM":
+            parts = rest.split()
+            name = parts[2] if len(parts) == 3 and parts[1].upper() == "AS" else "final"
+            out[name] = []
+        out[name].append((word, rest))
+    return out
+
+
+def lineage(name: str) -> list[str]:
+    """The stage and every stage it is built FROM, nearest first."""
+    chain = [name]
+    while True:
+        parent = stages()[chain[-1]][0][1].split()[0]
+        if parent not in stages():
+            return chain
+        chain.append(parent)
+
+
 def test_dockerfile_installs_the_project_on_python_311_slim() -> None:
     steps = dockerfile()
-    assert steps[0] == ("FROM", "python:3.11-slim AS deps")
+    assert steps[0] == ("FROM", "python:3.11-slim AS base")
     runs = [rest for word, rest in steps if word == "RUN"]
     assert any("pip install ." in r for r in runs)
     final_runs = [rest for word, rest in final_stage() if word == "RUN"]
     assert any(r.startswith("pip install --no-deps /tmp/src") for r in final_runs)
 
 
-def test_dockerfile_fetches_and_verifies_the_weights_into_opt_facerec() -> None:
-    steps = dockerfile()
-    # The weights stage downloads them; the final stage copies them and runs fetch again, which checks the
-    # hash and (the detector being installed there) cuts the int8 calibration crops.
-    fetches = [
-        i for i, (word, rest) in enumerate(steps) if word == "RUN" and rest.startswith("facerec fetch")
+def test_the_final_stage_holds_the_serving_set_and_no_tensorflow_or_compilers() -> None:
+    """Only the `export` stage installs the export extra; the final stage descends from the serving set
+    (`pip install .`, no extras) and takes nothing but FACEREC_HOME from the export stage."""
+    chain = lineage("final")
+    assert "export" not in chain and chain[-1] == "base"
+    installs = [
+        rest for name in chain for word, rest in stages()[name] if word == "RUN" and "pip install" in rest
     ]
-    assert [steps[i][1] for i in fetches] == ["facerec fetch --no-calibration", "facerec fetch"]
-    for i in fetches:
-        assert env_of(steps[:i]).get("FACEREC_HOME") == FACEREC_HOME
-    assert ("COPY", f"--from=weights {FACEREC_HOME} {FACEREC_HOME}") in final_stage()
+    assert installs and not any("[" in r or "tensorflow" in r for r in installs)
+    assert any("'/tmp/src[export,eval]'" in rest for word, rest in stages()["export"] if word == "RUN")
+    copies = [rest for name in chain for word, rest in stages()[name] if word == "COPY" and "--from=" in rest]
+    assert copies == [f"--from=export {FACEREC_HOME} {FACEREC_HOME}"]
+    apt = " ".join(rest for name in chain for word, rest in stages()[name] if "apt-get install" in rest)
+    for compiler in ("gcc", "g++", "build-essential", "clang", "make"):
+        assert compiler not in apt.split()
+
+
+def test_dockerfile_fetches_and_exports_into_opt_facerec_and_the_final_stage_verifies() -> None:
+    # The export stage downloads the weights and exports every ONNX file; the final stage copies them and
+    # runs `facerec export` again, which (the files being there) only loads and checks them, with the
+    # serving set alone.
+    export = [rest for word, rest in stages()["export"] if word == "RUN" and rest.startswith("facerec ")]
+    assert export == ["facerec fetch", "facerec export"]
+    assert env_of(stages()["export"])["FACEREC_HOME"] == FACEREC_HOME
+    assert [rest for word, rest in final_stage() if word == "RUN" and rest.startswith("facerec ")] == [
+        "facerec export"
+    ]
     assert env_of(final_stage())["FACEREC_HOME"] == FACEREC_HOME
-    assert parse_cli(["fetch"]).command == "fetch"
+    assert parse_cli(["export"]).command == "export"
     assert parse_cli(["fetch"]).calibration and not parse_cli(["fetch", "--no-calibration"]).calibration
 
 
@@ -302,14 +342,8 @@ def test_gateway_flags_in_the_deploy_files_are_the_gateways_own() -> None:
 
 @pytest.fixture(scope="module")
 def k8s() -> dict[tuple[str, str], dict]:
-    """{(kind, name): manifest} over every file in deploy/k8s."""
-    docs = {}
-    for path in sorted((ROOT / "deploy" / "k8s").glob("*.yaml")):
-        for doc in yaml.safe_load_all(path.read_text()):
-            key = (doc["kind"], doc["metadata"]["name"])
-            assert key not in docs, f"{key} defined twice"
-            docs[key] = doc
-    return docs
+    """{(kind, name): manifest} of the one-machine overlay as `kubectl kustomize` renders it."""
+    return render("single")
 
 
 def workload(k8s: dict, name: str) -> dict:
@@ -323,7 +357,7 @@ def container(k8s: dict, name: str) -> dict:
 
 
 def test_k8s_has_deployments_headless_services_and_a_gallery_statefulset(k8s) -> None:
-    assert set(k8s) == {
+    assert {key for key in k8s if key[0] in ("Deployment", "StatefulSet", "Service")} == {
         ("Deployment", "detector"),
         ("Deployment", "embedder"),
         ("StatefulSet", "gallery"),

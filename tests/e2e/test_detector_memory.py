@@ -28,7 +28,7 @@ MiB = 1024 * 1024
 PEAK_PER_CALL_MIB = 1024
 # docs/limits.md: all calls at once add at most this much (the deploy limit, 3 GiB, holds idle + this).
 PEAK_PER_SERVICE_MIB = 2048
-# deploy/k8s/detector.yaml and docker-compose.yml: a detector replica's memory limit.
+# deploy/k8s/base/detector.yaml and docker-compose.yml: a detector replica's memory limit.
 DEPLOY_LIMIT_MIB = 3072
 # Tiles of the 256-face picture whose face each model finds, searched at 1600 px (faces ≈ 50 px, squashed
 # to square tiles): mtcnn ≈ 255; RetinaFace-MobileNet0.25 191 (it finds 87 of 93 such tiles even alone).

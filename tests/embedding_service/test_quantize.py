@@ -26,6 +26,7 @@ from embedding_service.quantize import (
     quantize,
 )
 from facerec.assets import sha256_of
+from facerec.integrity import checksum_path
 from facerec.onnx import cpu_session
 
 pytestmark = pytest.mark.model
@@ -46,7 +47,7 @@ def shared_settings(fetched_assets) -> Settings:
     settings = Settings.from_env({"FACEREC_HOME": str(fetched_assets.home)})
     settings = dataclasses.replace(settings, precision="fp32", intra_threads=1)
     if cached_infer(settings) is None:
-        Embedder.load(settings)
+        Embedder.load(dataclasses.replace(settings, export_at_start=True))
     return settings
 
 
@@ -56,6 +57,8 @@ def own_models(folder: Path, shared_settings: Settings, calibration_set: Calibra
     models.mkdir()
     (models / "facenet_keras.h5").symlink_to(shared_settings.weights_path)
     (models / "facenet.onnx").symlink_to(cache_path(shared_settings.weights_path))
+    # With its checksum: the embedder loads only a verified export (and never exports at start).
+    (models / "facenet.onnx.sha256").symlink_to(checksum_path(cache_path(shared_settings.weights_path)))
     calibration_set.save(models / "facenet-calibration.npz")
     return dataclasses.replace(
         shared_settings, weights_path=models / "facenet_keras.h5", calibration_path=folder / "c.json"

@@ -197,7 +197,7 @@ def test_help_lists_commands_in_the_order_a_newcomer_uses_them(capsys) -> None:
     listed = [line.split()[0] for line in shown.splitlines() if line.startswith("    ") and line.split()]
     listed = [name for name in listed if name in NEWCOMER_ORDER]
     assert listed == list(NEWCOMER_ORDER)
-    assert listed[:3] == ["fetch", "serve", "demo"]
+    assert listed[:4] == ["fetch", "export", "serve", "demo"]
     commands = next(a for a in build_parser()._actions if a.dest == "command")
     assert set(commands.choices) == set(NEWCOMER_ORDER)
 
