@@ -46,7 +46,7 @@ CLASS_OF_CODE: dict[grpc.StatusCode, type[errors.FacerecError]] = {
     grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
     grpc.StatusCode.UNKNOWN: errors.Internal,
-    grpc.StatusCode.UNIMPLEMENTED: errors.Internal,
+    grpc.StatusCode.UNIMPLEMENTED: errors.Unimplemented,
     grpc.StatusCode.INTERNAL: errors.Internal,
     grpc.StatusCode.DATA_LOSS: errors.Internal,
 }
@@ -58,12 +58,13 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-def details_of(exc: BaseException) -> tuple[str, str, float | None]:
-    """(sentence, reason, retry_after_s) of a failed call; reason "" when the server sent none."""
+def details_of(exc: BaseException) -> tuple[str, str, float | None, str]:
+    """(sentence, reason, retry_after_s, field) of a failed call; reason "" when the server sent none,
+    field "" when it named no field at fault."""
     if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
-        return "", "", None
+        return "", "", None, ""
     sentence = exc.details() or ""
-    reason, retry = "", None
+    reason, retry, field = "", None, ""
     trailer: Sequence[tuple[str, Any]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
     for key, value in trailer:
         if key != DETAILS_KEY or not isinstance(value, bytes):
@@ -83,7 +84,11 @@ def details_of(exc: BaseException) -> tuple[str, str, float | None]:
                 delay = error_details_pb2.RetryInfo()
                 detail.Unpack(delay)
                 retry = delay.retry_delay.ToNanoseconds() / 1e9
-    return sentence, reason, retry
+            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+                bad = error_details_pb2.BadRequest()
+                detail.Unpack(bad)
+                field = next((v.field for v in bad.field_violations), "")
+    return sentence, reason, retry, field
 
 
 def is_sentence(text: str) -> bool:
@@ -96,14 +101,14 @@ def error_from_rpc(exc: BaseException, what: str, timeout_s: float | None = None
     """A failed call to `what` ("the gallery at HOST:PORT") as the FacerecError it stands for, with the
     server's sentence, or one naming `what` where the message is gRPC's own."""
     code = code_of(exc)
-    sentence, reason, retry = details_of(exc)
+    sentence, reason, retry, field = details_of(exc)
     cls = CLASS_OF_REASON.get(reason) or CLASS_OF_CODE.get(code, errors.Internal)
     ours = bool(reason) or is_sentence(sentence)
     if not ours:
         sentence = _sentence(code, what, timeout_s)
     elif not reason:
         reason = cls.reasons[0]
-    return cls(sentence, reason=reason or None, retry_after_s=retry)
+    return cls(sentence, reason=reason or None, retry_after_s=retry, field=field)
 
 
 def _sentence(code: grpc.StatusCode, what: str, timeout_s: float | None) -> str:

@@ -22,20 +22,13 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.calibration import Calibration
-from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
+from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, Reason
 from facerec.timings import Timings
 from gallery import validation
 from gallery.classifier import StoreClassifier
 from gallery.enrolment import Enrolment
 from gallery.options import GalleryOptions, decision
-from gallery.ports import (
-    DetectorOptions,
-    Embedded,
-    FaceDetector,
-    FaceEmbedder,
-    Storage,
-    largest_face,
-)
+from gallery.ports import DetectorOptions, Embedded, FaceDetector, FaceEmbedder, Storage, largest_face
 from gallery.results import (
     NEAREST,
     SVM,
@@ -143,11 +136,12 @@ class Gallery:
         k = validation.top_k(top_k)
         t, point = decision(self._current(), threshold, operating_point, identify=True)
         if not image:
-            raise InvalidInput("No image to identify: give an image or an embedding.")
+            raise InvalidInput("No image to identify: give an image or an embedding.", field="image")
         clock = time.perf_counter()
         detected = self._detector.detect([image], options or self.options.detect_options, timeout_s)[0]
         detect_s = time.perf_counter() - clock
         if detected.error is not None:
+            detected.error.field = detected.error.field or "image"
             raise detected.error
         # What does not change within the request is read once (one round trip to a networked store).
         state = self._store.state()
@@ -319,12 +313,17 @@ class Gallery:
         t, point = decision(self._current(), threshold, operating_point, identify=False)
         if not image_a:
             raise InvalidInput(
-                "image_a is missing: Verify compares image_a with image_b or with an identity."
+                "image_a is missing: Verify compares image_a with image_b or with an identity.",
+                field="image_a",
             )
         if identity and image_b:
-            raise InvalidInput("Give either image_b or an identity to compare image_a with, not both.")
+            raise InvalidInput(
+                "Give either image_b or an identity to compare image_a with, not both.", field="identity"
+            )
         if not identity and not image_b:
-            raise InvalidInput("Nothing to compare image_a with: give image_b or an identity.")
+            raise InvalidInput(
+                "Nothing to compare image_a with: give image_b or an identity.", field="image_b"
+            )
         if identity:
             identity = validation.identity(identity)
             if not self._store.has_identity(identity):
@@ -334,13 +333,13 @@ class Gallery:
         faces = []
         for label, image in zip(("image_a", "image_b"), detected, strict=False):
             if image.error is not None:
-                raise type(image.error)(f"{label}: {image.error}")
+                raise type(image.error)(f"{label}: {image.error}", reason=image.error.reason, field=label)
             if not image.faces:
-                raise InvalidInput(f"No face was found on {label}.")
+                raise InvalidInput(f"No face was found on {label}.", reason=Reason.NO_FACE, field=label)
             largest = largest_face(image.faces)
             why = self.options.unidentifiable(largest)
             if why is not None:
-                raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}")
+                raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}", field=label)
             faces.append(largest)
         counts = [len(image.faces) for image in detected]
         embedded = self._embed([f.crop for f in faces], timeout_s)
@@ -445,6 +444,7 @@ class Gallery:
         embedded = self._embedder.embed(crops, timeout_s)
         if embedded.model and embedded.model != self.model:
             raise Precondition(
-                f"The embedder serves model {embedded.model!r}, but this gallery holds {self.model!r}."
+                f"The embedder serves model {embedded.model!r}, but this gallery holds {self.model!r}.",
+                reason=Reason.MODEL_MISMATCH,
             )
         return embedded

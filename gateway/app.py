@@ -28,9 +28,9 @@ from facerec.security import channel_credentials, load_tokens
 from facerec.status import status_of
 from gateway import models
 from gateway.config import Settings
-from gateway.errors import HTTP_STATUS, body, headers, http_status
+from gateway.errors import HTTP_STATUS, body, headers, http_status, request_id_of
 from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
-from gateway.requests import validation_sentence
+from gateway.requests import validation_field, validation_sentence
 from gateway.routes import build_router
 from gateway.upstream import Channels
 
@@ -133,7 +133,8 @@ def build_app(
 def _error_response(error: errors.FacerecError, request: Request | None = None) -> JSONResponse:
     if request is not None:
         request.state.grpc_code = status_of(error).name
-    return JSONResponse(body(error), status_code=http_status(error), headers=headers(error))
+    request_id = request_id_of(request.scope) if request is not None else ""
+    return JSONResponse(body(error, request_id), status_code=http_status(error), headers=headers(error))
 
 
 def _errors(app: FastAPI) -> None:
@@ -146,15 +147,17 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(errors.InvalidInput(validation_sentence(list(exc.errors()))), request)
+        problems = list(exc.errors())
+        error = errors.InvalidInput(validation_sentence(problems), field=validation_field(problems))
+        return _error_response(error, request)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 405:
-            request.state.grpc_code = "UNIMPLEMENTED"
             message = f"{request.url.path} does not answer {request.method}."
-            answer = {"code": "UNIMPLEMENTED", "message": message, "reason": "METHOD_NOT_ALLOWED"}
-            return JSONResponse(answer, status_code=405)
+            return _error_response(
+                errors.Unimplemented(message, reason=errors.Reason.METHOD_NOT_ALLOWED), request
+            )
         if exc.status_code == 404:
             error: errors.FacerecError = errors.NotFound(f"No route {request.method} {request.url.path}.")
         else:

@@ -35,13 +35,55 @@ def _shortest(value: float) -> float:
 F32 = Annotated[float, PlainSerializer(_shortest, return_type=float)]
 
 
-class ErrorBody(BaseModel):
-    """Every error, and a per-item error inside an answer: the gRPC status code's name, one sentence,
-    and the stable reason (README: the table of reasons)."""
+class ItemError(BaseModel):
+    """A per-item error inside an otherwise successful answer (one picture of several): the gRPC status
+    code's name, one sentence, and the stable reason (README: the table of reasons)."""
 
-    code: str = Field(examples=["NOT_FOUND"])
-    message: str = Field(examples=["No identity named 'ada'."])
-    reason: str = Field("", examples=["NOT_FOUND"])
+    code: str = Field(description="The gRPC status code's name.", examples=["INVALID_ARGUMENT"])
+    message: str = Field(description="One sentence, safe to show.", examples=["The image is empty."])
+    reason: str = Field(
+        "", description="The stable machine-readable reason (README: reasons).", examples=["INVALID_ARGUMENT"]
+    )
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the gRPC status code's name, one sentence, the stable reason, the google.rpc
+    details a gRPC caller gets, and the request's id."""
+
+    code: str = Field(description="The gRPC status code's name.", examples=["INVALID_ARGUMENT"])
+    message: str = Field(
+        description="One sentence, safe to show.",
+        examples=["top_k must be between 1 and 100 (0 for 5), not 500."],
+    )
+    reason: str = Field(
+        "", description="The stable machine-readable reason (README: reasons).", examples=["INVALID_ARGUMENT"]
+    )
+    details: list[dict[str, Any]] = Field(
+        default_factory=list,
+        description=(
+            'google.rpc details as proto JSON, each with its @type: ErrorInfo (reason, domain "facerec"), '
+            "BadRequest (field_violations: the request field at fault) and RetryInfo (retry_delay) where "
+            "retrying later helps; the same details the gRPC status carries."
+        ),
+        examples=[
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "INVALID_ARGUMENT",
+                    "domain": "facerec",
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "field_violations": [
+                        {"field": "top_k", "description": "top_k must be between 1 and 100."}
+                    ],
+                },
+            ]
+        ],
+    )
+    request_id: str = Field(
+        "", description="The id this request is logged under (x-request-id).", examples=["5f0c6c1e9a7b4d2e"]
+    )
 
 
 @dataclass(frozen=True)
@@ -60,7 +102,7 @@ SHAPES: dict[str, Shape] = {
     ),
 }
 # Messages answered in a shape of the gateway's own: facerec.v1.Error's code number becomes its name.
-OVERRIDES: dict[str, type[BaseModel]] = {common_pb2.Error.DESCRIPTOR.full_name: ErrorBody}
+OVERRIDES: dict[str, type[BaseModel]] = {common_pb2.Error.DESCRIPTOR.full_name: ItemError}
 
 _SCALARS: dict[int, Any] = {
     FieldDescriptor.TYPE_DOUBLE: float,

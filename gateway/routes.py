@@ -122,7 +122,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             elif body.embedding:
                 message.embedding.values.extend(body.embedding)
             else:
-                raise invalid("Give image (base64) or embedding.")
+                raise invalid("Give image (base64) or embedding.", "image")
             del body  # the base64 text, while the gallery works
         return answer(await channels.gallery.call("Identify", message, auth))
 
@@ -155,7 +155,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             identity, threshold, point = body.identity, body.threshold, body.operating_point
             del body
         if b is None and not identity:
-            raise invalid("Give image_b or an identity to compare image_a with.")
+            raise invalid("Give image_b or an identity to compare image_a with.", "image_b")
         message = gallery_pb2.VerifyRequest(
             image_a=common_pb2.Image(data=a.data),
             identity=identity,
@@ -196,7 +196,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             )
             del body
         if not pictures or len(pictures) > settings.max_images_per_detect:
-            raise invalid(f"Give 1 to {settings.max_images_per_detect} pictures to detect faces on.")
+            raise invalid(
+                f"Give 1 to {settings.max_images_per_detect} pictures to detect faces on.", "images"
+            )
         message = detector_pb2.DetectRequest(
             images=[common_pb2.Image(data=p.data) for p in pictures], options=options
         )
@@ -326,7 +328,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
 
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
-        raise invalid(f"At most {limit} pictures per enroll, not {count}.")
+        raise invalid(f"At most {limit} pictures per enroll, not {count}.", "images")
 
 
 def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | dict[str, Any]:
@@ -334,9 +336,12 @@ def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | d
     (the others are still enrolled)."""
     name = getattr(upload, "filename", None) or f"images[{index}]"
     if not isinstance(upload, UploadFile):
-        return _refused(invalid(f"The field images[{index}] must be a file."), name)
+        return _refused(invalid(f"The field images[{index}] must be a file.", f"images[{index}]"), name)
     if upload.size is not None and upload.size > max_bytes:
-        return _refused(too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE), name)
+        return _refused(
+            too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE, f"images[{index}]"),
+            name,
+        )
     return upload
 
 
@@ -377,5 +382,5 @@ def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | dict[str
 def _refused(exc: FacerecError, name: str) -> dict[str, Any]:
     """An EnrollResult (JSON) for a picture the gateway refused itself."""
     result = to_json(gallery_pb2.EnrollResult(outcome=gallery_pb2.INVALID), filename=name)
-    result["error"] = error_body(exc)
+    result["error"] = {key: error_body(exc)[key] for key in ("code", "message", "reason")}
     return result
