@@ -17,6 +17,7 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
@@ -29,6 +30,7 @@ from gallery.classifier import StoreClassifier
 from gallery.enrolment import Enrolment
 from gallery.options import GalleryOptions, decision
 from gallery.ports import DetectorOptions, Embedded, FaceDetector, FaceEmbedder, Storage, largest_face
+from gallery.represent import Representer
 from gallery.results import (
     NEAREST,
     SVM,
@@ -79,6 +81,8 @@ class Gallery:
         self._enrolment = Enrolment(
             self._store, self._index, detector, self._embed, storage.write_lock, options
         )
+        # Represent (gallery/represent.py): the faces and embeddings of a picture; it never reads the store.
+        self.represent = Representer(detector, self._vectors, options, self.model).represent
         # Identify's seconds per step since start, logged by close: detector, embedder, search + SVM.
         self.timings = Timings()
 
@@ -155,13 +159,8 @@ class Gallery:
         stale = False
         if comparable:
             clock = time.perf_counter()
-            embedded = self._embed([f.crop for f in comparable], timeout_s)
+            vectors = self._vectors([f.crop for f in comparable], timeout_s)
             embed_s = time.perf_counter() - clock
-            vectors = []
-            for vector in embedded.vectors:
-                if isinstance(vector, FacerecError):
-                    raise vector
-                vectors.append(vector)
             clock = time.perf_counter()
             method, stale, answers = self._classify(np.stack(vectors).astype(np.float32), k, t, state)
             search_s = time.perf_counter() - clock
@@ -177,12 +176,8 @@ class Gallery:
         for f, why in zip(detected.faces, refused, strict=True):
             a = next(answered) if why is None else IdentifiedFace("", False, 0.0, 0.0, [])
             faces.append(
-                IdentifiedFace(
-                    a.identity,
-                    a.known,
-                    a.distance,
-                    a.confidence,
-                    a.candidates,
+                replace(
+                    a,
                     box=f.box,
                     landmarks=f.landmarks,
                     detection_confidence=f.confidence,
@@ -342,12 +337,7 @@ class Gallery:
                 raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}", field=label)
             faces.append(largest)
         counts = [len(image.faces) for image in detected]
-        embedded = self._embed([f.crop for f in faces], timeout_s)
-        vectors = []
-        for vector in embedded.vectors:
-            if isinstance(vector, FacerecError):
-                raise vector
-            vectors.append(vector)
+        vectors = self._vectors([f.crop for f in faces], timeout_s)
         if identity:
             distance = self._distance_to_identity(vectors[0], identity)
             if not np.isfinite(distance):
@@ -448,3 +438,12 @@ class Gallery:
                 reason=Reason.MODEL_MISMATCH,
             )
         return embedded
+
+    def _vectors(self, crops: list[NDArray[np.uint8]], timeout_s: float | None) -> list[NDArray[np.float32]]:
+        """One unit vector per crop, of the gallery's model; a crop's error is the request's."""
+        vectors = []
+        for vector in self._embed(crops, timeout_s).vectors:
+            if isinstance(vector, FacerecError):
+                raise vector
+            vectors.append(vector)
+        return vectors

@@ -17,6 +17,7 @@ from facerec.v1 import common_pb2, detector_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.config import Settings
 from gallery.gallery import Gallery
 from gallery.ports import BoxXYWH, DetectorOptions, Point
+from gallery.represent import RepresentedFace
 from gallery.results import Candidate, EnrollResult, IdentifiedFace
 from gallery.rows import FaceRow, IdentityRow
 
@@ -30,7 +31,9 @@ def _reads_templates(request: bytes | gallery_pb2.GetIdentityRequest) -> bool:
 
 
 # The methods that change the gallery, and GetIdentity asking for the stored embeddings (biometric
-# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor).
+# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor). Represent is
+# not among them: the templates it answers are computed from the caller's own picture, as the detector's
+# and the embedder's Detect and Embed (open to read-only tokens) would compute them; it reads nothing stored.
 WRITE_METHODS: dict[str, Callable[[Any], bool] | None] = {
     **{f"/{SERVICE_NAME}/{name}": None for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")},
     f"/{SERVICE_NAME}/GetIdentity": _reads_templates,
@@ -169,6 +172,19 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             identities=done.identities, faces=done.faces, train_accuracy=done.train_accuracy
         )
 
+    def Represent(
+        self, request: gallery_pb2.RepresentRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.RepresentResponse:
+        answer = self._gallery.represent(
+            request.image.data, _detect_options(request, "detect_options"), context.time_remaining()
+        )
+        return gallery_pb2.RepresentResponse(
+            faces=[_represented(f, answer.model) for f in answer.faces],
+            width=answer.width,
+            height=answer.height,
+            model=answer.model,
+        )
+
     def Stats(
         self, request: gallery_pb2.StatsRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.StatsResponse:
@@ -256,6 +272,25 @@ def _identified(f: IdentifiedFace) -> gallery_pb2.IdentifiedFace:
         # by name (NotIdentifiable mirrors the proto's names)
         not_identifiable=f.not_identifiable.value if f.not_identifiable else "NOT_IDENTIFIABLE_UNSPECIFIED",
         not_identifiable_reason=f.reason,
+    )
+
+
+def _represented(f: RepresentedFace, model: str) -> gallery_pb2.RepresentedFace:
+    q = f.quality
+    return gallery_pb2.RepresentedFace(
+        box=_box(f.box),
+        landmarks=_landmarks(f.landmarks),
+        quality=gallery_pb2.FaceQuality(
+            size_px=q.size_px,
+            detection_confidence=q.detection_confidence,
+            identifiable=q.identifiable,
+            # by name (NotIdentifiable mirrors the proto's names)
+            not_identifiable=q.not_identifiable.value
+            if q.not_identifiable
+            else "NOT_IDENTIFIABLE_UNSPECIFIED",
+            not_identifiable_reason=q.reason,
+        ),
+        embedding=common_pb2.Embedding(values=f.embedding.tolist(), model=model),
     )
 
 

@@ -36,6 +36,7 @@ RemoveIdentityResponse = model_of(gallery_pb2.RemoveIdentityResponse.DESCRIPTOR)
 RemoveFaceResponse = model_of(gallery_pb2.RemoveFaceResponse.DESCRIPTOR)
 TrainResponse = model_of(gallery_pb2.TrainResponse.DESCRIPTOR)
 StatsResponse = model_of(gallery_pb2.StatsResponse.DESCRIPTOR)
+RepresentResponse = model_of(gallery_pb2.RepresentResponse.DESCRIPTOR)
 
 
 class Health(BaseModel):
@@ -88,3 +89,12 @@ class EnrollJson(BaseModel):
 class SearchJson(BaseModel):
     embedding: Embedding
     top_k: TopK = 0
+
+
+class RepresentJson(BaseModel):
+    image: str = Field(description="The picture's file bytes, base64.")
+    min_face_size_px: int = Field(0, ge=0, le=INT32_MAX, description="Smallest face to look for; 0 = 20.")
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description="Drop faces less sure than this.")
+    max_faces: int = Field(
+        0, ge=0, le=INT32_MAX, description="At most this many faces, largest first; 0 = all."
+    )

@@ -205,6 +205,40 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         return answer(await channels.detector.call("Detect", message, auth))
 
     @router.post(
+        "/represent",
+        response_model=models.RepresentResponse,
+        summary="Every face of a picture with its box, landmarks, quality and embedding; nothing stored",
+        openapi_extra=_body(
+            models.RepresentJson,
+            {"image": _FILE, "min_face_size_px": _INT, "min_confidence": _FLOAT, "max_faces": _INT},
+        ),
+    )
+    async def represent(request: Request, auth: Auth) -> Any:
+        """For callers who keep their own vector database: the embeddings are of the gallery's model, so
+        identify, search and enroll take them as they are. A read-only token suffices (docs/limits.md)."""
+        if kind(request) == MULTIPART:
+            data = await form(request, max_files)
+            picture = await file(data.get("image"), "image", max_bytes)
+            options = detector_pb2.DetectOptions(
+                min_face_size_px=number(data, "min_face_size_px", int, 0),
+                min_confidence=number(data, "min_confidence", float, 0.0, high=1.0),
+                max_faces=number(data, "max_faces", int, 0),
+            )
+        else:
+            body = await json_body(request, models.RepresentJson)
+            picture = decoded(body.image, "image", max_bytes)
+            options = detector_pb2.DetectOptions(
+                min_face_size_px=body.min_face_size_px,
+                min_confidence=body.min_confidence,
+                max_faces=body.max_faces,
+            )
+            del body
+        message = gallery_pb2.RepresentRequest(
+            image=common_pb2.Image(data=picture.data), detect_options=options
+        )
+        return answer(await channels.gallery.call("Represent", message, auth))
+
+    @router.post(
         "/enroll",
         response_model=models.EnrollResponse,
         summary="Add pictures of one person; each picture gets its own outcome",

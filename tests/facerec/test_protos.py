@@ -41,6 +41,7 @@ def test_contract_names_are_kept() -> None:
         "RemoveFace",
         "Train",
         "Stats",
+        "Represent",
     }
     embedder_methods = {m.name for m in embedding_pb2.DESCRIPTOR.services_by_name["Embedder"].methods}
     assert embedder_methods == {"Embed", "GetModelInfo"}

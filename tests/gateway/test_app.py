@@ -179,6 +179,43 @@ def test_detect_goes_to_the_detector_with_a_per_picture_error(http: httpx.Client
     assert not fake.last("Detect").request.options.return_crops
 
 
+def test_represent_sends_the_picture_and_options_and_answers_faces_with_embeddings(
+    http: httpx.Client, fake: Fake
+) -> None:
+    multipart = http.post("/v1/represent", files={"image": ("a.jpg", FACE)}, data={"max_faces": "3"})
+    sent = fake.last("Represent").request
+    assert multipart.status_code == 200 and sent.image.data == FACE and sent.detect_options.max_faces == 3
+    as_json = http.post("/v1/represent", json={"image": b64(FACE), "min_confidence": 0.5})
+    assert fake.last("Represent").request.detect_options.min_confidence == pytest.approx(0.5)
+    assert (
+        as_json.json()
+        == multipart.json()
+        == {
+            "faces": [
+                {
+                    "box": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0},
+                    "landmarks": None,
+                    "quality": {
+                        "size_px": 30.0,
+                        "detection_confidence": 0.99,
+                        "identifiable": True,
+                        "not_identifiable": "NOT_IDENTIFIABLE_UNSPECIFIED",
+                        "not_identifiable_reason": "",
+                    },
+                    "embedding": {"values": [0.6, 0.8], "model": "fake"},
+                }
+            ],
+            "width": 100,
+            "height": 120,
+            "model": "fake",
+        }
+    )
+    missing = http.post("/v1/represent", json={"min_confidence": 0.5})
+    assert (
+        missing.status_code == 400 and missing.json()["details"][1]["field_violations"][0]["field"] == "image"
+    )
+
+
 # ---------------------------------------------------------------- enroll
 
 
