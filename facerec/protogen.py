@@ -1,4 +1,7 @@
-"""Generates the Python gRPC stubs in facerec/v1/ from protos/facerec/v1/*.proto (`make protos`)."""
+"""Generates the Python gRPC stubs in facerec/v1/ from protos/facerec/v1/*.proto (`make protos`), and
+beside them DESCRIPTORS: the four files' descriptors with their source info, i.e. with the protos'
+comments, which the runtime descriptors the stubs load do not keep (the gateway documents every field of
+its OpenAPI schema from them)."""
 
 from __future__ import annotations
 
@@ -10,6 +13,8 @@ from pathlib import Path
 ROOT = Path(__file__).resolve().parent.parent
 PROTO_ROOT = ROOT / "protos"
 PROTO_FILES = ("common", "detector", "embedding", "gallery")
+# A google.protobuf.FileDescriptorSet (binary) of PROTO_FILES with source info, no imports.
+DESCRIPTORS = "descriptors.binpb"
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -26,11 +31,17 @@ def generate(out_dir: Path) -> list[Path]:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        "--include_source_info",
+        f"--descriptor_set_out={out_dir / 'facerec' / 'v1' / DESCRIPTORS}",
         *sources,
     ]
+    (out_dir / "facerec" / "v1").mkdir(parents=True, exist_ok=True)
     if protoc.main(args) != 0:
         raise RuntimeError("protoc failed on " + ", ".join(sources))
-    return sorted((out_dir / "facerec" / "v1").glob("*_pb2*.py*"))
+    return [
+        *sorted((out_dir / "facerec" / "v1").glob("*_pb2*.py*")),
+        out_dir / "facerec" / "v1" / DESCRIPTORS,
+    ]
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -23,6 +23,10 @@ def test_committed_stubs_match_a_fresh_generation(tmp_path: Path) -> None:
         assert committed.read_text() == fresh.read_text(), f"{fresh.name} drifted: run `make protos`"
     stale = {p.name for p in committed_dir.glob("*_pb2*.py*")} - {p.name for p in generated}
     assert not stale, f"stubs with no proto: {sorted(stale)}"
+    # The descriptors with the protos' comments (the gateway's OpenAPI descriptions) drift no more.
+    fresh_set = (tmp_path / "facerec" / "v1" / protogen.DESCRIPTORS).read_bytes()
+    committed_set = committed_dir / protogen.DESCRIPTORS
+    assert committed_set.is_file() and committed_set.read_bytes() == fresh_set, "run `make protos`"
 
 
 def test_contract_names_are_kept() -> None:
@@ -47,3 +51,27 @@ def test_contract_names_are_kept() -> None:
     assert embedder_methods == {"Embed", "GetModelInfo"}
     landmarks = [f.name for f in detector_pb2.Face.DESCRIPTOR.fields_by_name["landmarks"].message_type.fields]
     assert landmarks == ["left_eye", "right_eye", "nose", "mouth_left", "mouth_right"]
+
+
+def test_every_message_field_enum_value_and_method_of_the_protos_has_a_comment() -> None:
+    """The comments are the contract's documentation (the gateway's OpenAPI descriptions come from them)."""
+    from facerec.protodoc import comments
+    from facerec.v1 import common_pb2, detector_pb2, embedding_pb2, gallery_pb2
+
+    documented = comments()
+    missing = []
+    for module in (common_pb2, detector_pb2, embedding_pb2, gallery_pb2):
+        file = module.DESCRIPTOR
+        for message in file.message_types_by_name.values():
+            names = [message.full_name, *(f"{message.full_name}.{f.name}" for f in message.fields)]
+            missing += [n for n in names if n not in documented]
+        for enum in file.enum_types_by_name.values():
+            missing += [
+                f"{enum.full_name}.{v.name}"
+                for v in enum.values
+                if f"{enum.full_name}.{v.name}" not in documented
+            ]
+        for service in file.services_by_name.values():
+            missing += [m.full_name for m in service.methods if m.full_name not in documented]
+    assert not missing, f"write a comment in protos/ for: {missing}"
+    assert documented["facerec.v1.Box.x"] == "Left edge, pixels from the left of the picture, >= 0."
