@@ -26,7 +26,7 @@ from facerec import errors
 from facerec.metrics import ServiceMetrics
 from facerec.security import channel_credentials, load_tokens
 from facerec.status import status_of
-from gateway import models
+from gateway import models, openapi
 from gateway.config import Settings
 from gateway.errors import HTTP_STATUS, body, headers, http_status, request_id_of
 from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
@@ -70,6 +70,7 @@ def build_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    openapi.install(app)
     # The last added runs first: headers on every answer, then Host, site, token, and body limits,
     # all before a route reads a byte of the body.
     app.add_middleware(
@@ -86,7 +87,7 @@ def build_app(
     _errors(app)
     app.include_router(build_router(settings, channels))
 
-    @app.get("/healthz", response_model=models.Health, tags=["health"], operation_id="Healthz")
+    @app.get("/healthz", response_model=models.Health, tags=["system"], operation_id="Healthz")
     async def healthz() -> Any:
         """Alive: the gateway answers. Says nothing of the services behind it (see /readyz)."""
         return models.Health(status="SERVING")
@@ -94,8 +95,8 @@ def build_app(
     @app.get(
         "/readyz",
         response_model=models.Health,
-        responses={503: {"model": models.ErrorBody}},
-        tags=["health"],
+        responses={503: openapi.ERRORS[503]},
+        tags=["system"],
         operation_id="Readyz",
     )
     async def readyz() -> Any:

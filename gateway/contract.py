@@ -23,6 +23,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel, Field, PlainSerializer, create_model
 
+from facerec.protodoc import comments
 from facerec.v1 import common_pb2
 
 
@@ -56,10 +57,9 @@ class ErrorBody(BaseModel):
         examples=["top_k must be between 1 and 100 (0 for 5), not 500."],
     )
     reason: str = Field(
-        "", description="The stable machine-readable reason (README: reasons).", examples=["INVALID_ARGUMENT"]
+        description="The stable machine-readable reason (README: reasons).", examples=["INVALID_ARGUMENT"]
     )
     details: list[dict[str, Any]] = Field(
-        default_factory=list,
         description=(
             'google.rpc details as proto JSON, each with its @type: ErrorInfo (reason, domain "facerec"), '
             "BadRequest (field_violations: the request field at fault) and RetryInfo (retry_delay) where "
@@ -82,7 +82,8 @@ class ErrorBody(BaseModel):
         ],
     )
     request_id: str = Field(
-        "", description="The id this request is logged under (x-request-id).", examples=["5f0c6c1e9a7b4d2e"]
+        description="The id this request is logged under (x-request-id); empty when it has none.",
+        examples=["5f0c6c1e9a7b4d2e"],
     )
 
 
@@ -121,7 +122,8 @@ def json_name(descriptor: Any, proto_field: Any) -> str:
 
 
 def model_of(descriptor: Any) -> type[BaseModel]:
-    """The pydantic model of a message (built once), every field of it included."""
+    """The pydantic model of a message (built once), every field of it included and described by its
+    comment in protos/ (facerec.protodoc)."""
     name = descriptor.full_name
     if name in OVERRIDES:
         return OVERRIDES[name]
@@ -129,15 +131,33 @@ def model_of(descriptor: Any) -> type[BaseModel]:
         fields: dict[str, Any] = {}
         for f in descriptor.fields:
             kind = _type_of(f)
+            about = describe(f)
             if f.is_repeated:
-                fields[json_name(descriptor, f)] = (list[kind], ...)  # type: ignore[valid-type]
+                fields[json_name(descriptor, f)] = (list[kind], Field(description=about))  # type: ignore[valid-type]
             elif f.type == FieldDescriptor.TYPE_MESSAGE:
-                fields[json_name(descriptor, f)] = (kind | None, None)
+                fields[json_name(descriptor, f)] = (kind | None, Field(None, description=about))
             else:
-                fields[json_name(descriptor, f)] = (kind, ...)
+                fields[json_name(descriptor, f)] = (kind, Field(description=about))
         fields.update(SHAPES.get(name, Shape()).extra)
-        _models[name] = create_model(descriptor.name, __doc__=f"The {name} message.", **fields)
+        doc = comments().get(name) or f"The {name} message."
+        _models[name] = create_model(descriptor.name, __doc__=doc, **fields)
     return _models[name]
+
+
+def describe(f: Any) -> str:
+    """A field's comment in protos/; for an enum, followed by each value's."""
+    text = comments().get(f.full_name, "")
+    if f.type == FieldDescriptor.TYPE_ENUM:
+        enum = f.enum_type
+        values = [f"{v.name}: {comments().get(f'{enum.full_name}.{v.name}', '')}" for v in enum.values]
+        text = " ".join([text, *values]).strip()
+    return text
+
+
+def doc(name: str) -> str:
+    """The comment of a field or message of facerec.v1 ("IdentifyRequest.top_k"), for the gateway's own
+    request models, so they say what the gRPC messages say."""
+    return comments()[f"facerec.v1.{name}"]
 
 
 def _type_of(f: Any) -> Any:

@@ -17,9 +17,10 @@ from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
 from gateway import models
 from gateway.config import Settings
-from gateway.contract import answer, to_json
+from gateway.contract import answer, doc, to_json
 from gateway.errors import body as error_body
 from gateway.errors import invalid, too_large
+from gateway.openapi import ERRORS
 from gateway.requests import (
     IMAGE,
     JSON,
@@ -50,31 +51,28 @@ def authorization(
 
 Auth = Annotated[str, Depends(authorization)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": models.ErrorBody, "description": description}
-    for status, description in (
-        (400, "INVALID_ARGUMENT: a bad picture or field, a number out of range, a Host not served"),
-        (401, "UNAUTHENTICATED: a token is required, or the Authorization header cannot be used"),
-        (403, "PERMISSION_DENIED: a read-only token, or an unsafe method from another site"),
-        (404, "NOT_FOUND"),
-        (408, "DEADLINE_EXCEEDED (REQUEST_TIMEOUT): the body did not arrive in time"),
-        (409, "FAILED_PRECONDITION"),
-        (413, "RESOURCE_EXHAUSTED (REQUEST_TOO_LARGE, IMAGE_TOO_LARGE): over a limit, ever; send less"),
-        (429, "RESOURCE_EXHAUSTED (BUSY): try again after Retry-After"),
-        (503, "UNAVAILABLE: the gallery or a service behind it is down"),
-        (504, "DEADLINE_EXCEEDED"),
-    )
-}
+
+def _rpc(name: str) -> str:
+    """An operation's description: its RPC's comment in protos/."""
+    return doc(name) + f" (gRPC: facerec.v1.{name}.)"
 
 
 def _body(json_model: type[BaseModel], fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """openapi_extra for a body that is either JSON (json_model) or multipart (fields)."""
+    """openapi_extra for a body that is either JSON (json_model) or multipart (fields); a multipart field
+    is described as the JSON field of the same name is (a file where JSON has base64)."""
+    schema = json_model.model_json_schema()
+    described = {
+        name: {**kind, "description": schema["properties"][name]["description"]}
+        if name in schema["properties"]
+        else kind
+        for name, kind in fields.items()
+    }
     return {
         "requestBody": {
             "required": True,
             "content": {
-                MULTIPART: {"schema": {"type": "object", "properties": fields}},
-                JSON: {"schema": json_model.model_json_schema()},
+                MULTIPART: {"schema": {"type": "object", "properties": described}},
+                JSON: {"schema": schema},
             },
         }
     }
@@ -89,13 +87,16 @@ _TEXT = {"type": "string"}
 
 def build_router(settings: Settings, channels: Channels) -> APIRouter:
     """The /v1 routes over the two channels."""
-    router = APIRouter(prefix="/v1", responses=_ERRORS)
+    router = APIRouter(prefix="/v1", responses=ERRORS)
     max_bytes = settings.max_image_bytes
     max_files = max(settings.max_images_per_enroll, settings.max_images_per_detect, 2) + 1
 
     @router.post(
         "/identify",
         response_model=models.IdentifyResponse,
+        tags=["recognition"],
+        operation_id="Identify",
+        description=_rpc("Gallery.Identify"),
         summary="Who is on this picture: every face, named or unknown",
         openapi_extra=_body(
             models.IdentifyJson,
@@ -129,6 +130,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/verify",
         response_model=models.VerifyResponse,
+        tags=["recognition"],
+        operation_id="Verify",
+        description=_rpc("Gallery.Verify"),
         summary="Same person? Two pictures, or a picture and an enrolled identity",
         openapi_extra=_body(
             models.VerifyJson,
@@ -169,6 +173,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/detect",
         response_model=models.DetectResponse,
+        tags=["detection"],
+        operation_id="Detect",
+        description=_rpc("Detector.Detect"),
         summary="Every face's box and landmarks (asked of the detector directly)",
         openapi_extra=_body(
             models.DetectJson,
@@ -207,6 +214,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/represent",
         response_model=models.RepresentResponse,
+        tags=["detection"],
+        operation_id="Represent",
+        description=_rpc("Gallery.Represent"),
         summary="Every face of a picture with its box, landmarks, quality and embedding; nothing stored",
         openapi_extra=_body(
             models.RepresentJson,
@@ -241,6 +251,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/enroll",
         response_model=models.EnrollResponse,
+        tags=["identities"],
+        operation_id="Enroll",
+        description=_rpc("Gallery.Enroll"),
         summary="Add pictures of one person; each picture gets its own outcome",
         openapi_extra=_body(models.EnrollJson, {"identity": _TEXT, "images": _FILES}),
     )
@@ -286,6 +299,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/search",
         response_model=models.SearchResponse,
+        tags=["recognition"],
+        operation_id="Search",
+        description=_rpc("Gallery.Search"),
         summary="The nearest enrolled faces to an embedding",
         openapi_extra=_body(models.SearchJson, {}),
     )
@@ -299,13 +315,18 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.get(
         "/identities",
         response_model=models.ListIdentitiesResponse,
+        tags=["identities"],
+        operation_id="ListIdentities",
+        description=_rpc("Gallery.ListIdentities"),
         summary="Enrolled identities in name order, a page at a time",
     )
     async def list_identities(
         auth: Auth,
-        page_size: Annotated[int, Query(ge=0, le=1000, description="1..1000; 0 = 100")] = 0,
+        page_size: Annotated[
+            int, Query(ge=0, le=1000, description=doc("ListIdentitiesRequest.page_size"))
+        ] = 0,
         page_token: Annotated[
-            str, Query(max_length=1024, description="next_page_token of the previous page")
+            str, Query(max_length=1024, description=doc("ListIdentitiesRequest.page_token"))
         ] = "",
     ) -> Any:
         message = gallery_pb2.ListIdentitiesRequest(page_size=page_size, page_token=page_token)
@@ -314,13 +335,20 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.get(
         "/identities/{identity:path}",
         response_model=models.GetIdentityResponse,
+        tags=["identities"],
+        operation_id="GetIdentity",
+        description=_rpc("Gallery.GetIdentity"),
         summary="One identity and its faces (with their embeddings for an rw token)",
     )
     async def get_identity(
-        identity: str,
+        identity: Annotated[str, Path(description=doc("GetIdentityRequest.identity"))],
         auth: Auth,
         include_embeddings: Annotated[
-            bool, Query(description="Also each face's embedding (a biometric template): needs an rw token.")
+            bool,
+            Query(
+                description=doc("GetIdentityRequest.include_embeddings")
+                + " A biometric template: needs an rw token."
+            ),
         ] = False,
     ) -> Any:
         message = gallery_pb2.GetIdentityRequest(identity=identity, include_embeddings=include_embeddings)
@@ -329,31 +357,51 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.delete(
         "/identities/{identity:path}",
         response_model=models.RemoveIdentityResponse,
+        tags=["identities"],
+        operation_id="RemoveIdentity",
+        description=_rpc("Gallery.RemoveIdentity"),
         summary="Remove an identity and all its faces",
     )
-    async def remove_identity(identity: str, auth: Auth) -> Any:
+    async def remove_identity(
+        identity: Annotated[str, Path(description=doc("RemoveIdentityRequest.identity"))], auth: Auth
+    ) -> Any:
         message = gallery_pb2.RemoveIdentityRequest(identity=identity)
         return answer(await channels.gallery.call("RemoveIdentity", message, auth))
 
     @router.delete(
         "/faces/{face_id}",
         response_model=models.RemoveFaceResponse,
+        tags=["faces"],
+        operation_id="RemoveFace",
+        description=_rpc("Gallery.RemoveFace"),
         summary="Remove one face",
     )
     async def remove_face(
-        face_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="A face id from enroll or get.")],
+        face_id: Annotated[int, Path(ge=1, le=2**63 - 1, description=doc("RemoveFaceRequest.face_id"))],
         auth: Auth,
     ) -> Any:
         message = gallery_pb2.RemoveFaceRequest(face_id=face_id)
         return answer(await channels.gallery.call("RemoveFace", message, auth))
 
     @router.post(
-        "/train", response_model=models.TrainResponse, summary="Refit the SVM on every enrolled face"
+        "/train",
+        response_model=models.TrainResponse,
+        summary="Refit the SVM on every enrolled face",
+        tags=["gallery"],
+        operation_id="Train",
+        description=_rpc("Gallery.Train"),
     )
     async def train(auth: Auth) -> Any:
         return answer(await channels.gallery.call("Train", gallery_pb2.TrainRequest(), auth))
 
-    @router.get("/stats", response_model=models.StatsResponse, summary="Counts, index, model and thresholds")
+    @router.get(
+        "/stats",
+        response_model=models.StatsResponse,
+        summary="Counts, index, model and thresholds",
+        tags=["gallery"],
+        operation_id="Stats",
+        description=_rpc("Gallery.Stats"),
+    )
     async def stats(auth: Auth) -> Any:
         return answer(await channels.gallery.call("Stats", gallery_pb2.StatsRequest(), auth))
 
