@@ -63,10 +63,11 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     ) -> detector_pb2.DetectResponse:
         count = len(request.images)
         if count == 0:
-            raise InvalidInput("The request has no images.")
+            raise InvalidInput("The request has no images.", field="images")
         if count > self._settings.max_images_per_request:
             raise InvalidInput(
-                f"The request has {count} images, over the limit of {self._settings.max_images_per_request}."
+                f"The request has {count} images, over the limit of {self._settings.max_images_per_request}.",
+                field="images",
             )
         options = self._options(request.options)
         results = [detector_pb2.ImageResult() for _ in range(count)]
@@ -111,7 +112,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
 
     def _options(self, options: detector_pb2.DetectOptions) -> DetectOptions:
         if options.alignment not in _ALIGNMENT:
-            raise InvalidInput(f"Unknown alignment {options.alignment}.")
+            raise InvalidInput(f"Unknown alignment {options.alignment}.", field="options.alignment")
         found = DetectOptions(
             min_face_size_px=options.min_face_size_px or self._settings.default_min_face_size_px,
             min_confidence=options.min_confidence,

@@ -61,10 +61,11 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
     ) -> embedding_pb2.EmbedResponse:
         faces = request.faces
         if not faces:
-            raise InvalidInput("The request holds no faces.")
+            raise InvalidInput("The request holds no faces.", field="faces")
         if len(faces) > self._max_faces:
             raise InvalidInput(
-                f"The request holds {len(faces)} faces; at most {self._max_faces} are allowed per request."
+                f"The request holds {len(faces)} faces; at most {self._max_faces} are allowed per request.",
+                field="faces",
             )
         size = sum(len(face.crop.rgb) + len(face.encoded.data) for face in faces)
         if size > self._max_bytes:

@@ -85,7 +85,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
                 request.operating_point,
             )
         else:
-            raise InvalidInput("Nothing to identify: give an image or an embedding.")
+            raise InvalidInput("Nothing to identify: give an image or an embedding.", field="image")
         return gallery_pb2.IdentifyResponse(
             faces=[_identified(f) for f in answer.faces],
             threshold=answer.threshold,
@@ -228,7 +228,10 @@ def _detect_options(request: Any, field: str) -> DetectorOptions | None:
     o = getattr(request, field)
     if o.alignment not in _ALIGNMENT:
         # Refused here, as the detector would: passing it on as "" would silently use box alignment.
-        raise InvalidInput(f"Unknown alignment {o.alignment}; use ALIGNMENT_BOX or ALIGNMENT_SIMILARITY.")
+        raise InvalidInput(
+            f"Unknown alignment {o.alignment}; use ALIGNMENT_BOX or ALIGNMENT_SIMILARITY.",
+            field=f"{field}.alignment",
+        )
     return DetectorOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT[o.alignment])
 
 
