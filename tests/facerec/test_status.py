@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -128,3 +131,27 @@ def test_garbage_request_bytes_get_invalid_argument_and_server_goes_on() -> None
             assert call(detector_pb2_grpc.DetectorStub(channel), "ok").results[0].width == 1
     finally:
         server.stop(0)
+
+
+def test_every_reason_a_raiser_names_is_one_of_its_class_so_clients_read_the_class_back() -> None:
+    """A reason of another class (InvalidInput(..., reason=BUSY)) would reach a client as that other
+    class; every `Class(..., reason=Reason.X)` in the services' code is checked here."""
+    root = Path(__file__).resolve().parents[2]
+    classes = {cls.__name__: cls for cls in STATUS} | {"Busy": errors.Busy}
+    wrong, seen = [], 0
+    for package in ("facerec", "detector_service", "embedding_service", "gallery", "gateway", "facerec_app"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = (
+                    node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                )
+                for keyword in node.keywords:
+                    value = keyword.value
+                    named = isinstance(value, ast.Attribute) and ast.unparse(value.value).endswith("Reason")
+                    if keyword.arg == "reason" and name in classes and named:
+                        seen += 1
+                        if errors.Reason[value.attr] not in classes[name].reasons:
+                            wrong.append(f"{path.relative_to(root)}:{node.lineno} {name} {value.attr}")
+    assert seen >= 6 and not wrong
