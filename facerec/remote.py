@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from facerec import errors
@@ -58,37 +59,48 @@ def code_of(exc: BaseException) -> grpc.StatusCode:
     return code if isinstance(code, grpc.StatusCode) else grpc.StatusCode.UNKNOWN
 
 
-def details_of(exc: BaseException) -> tuple[str, str, float | None, str]:
-    """(sentence, reason, retry_after_s, field) of a failed call; reason "" when the server sent none,
-    field "" when it named no field at fault."""
+def details_of(exc: BaseException) -> tuple[str, str, float | None]:
+    """(sentence, reason, retry_after_s) of a failed call; reason "" when the server sent none."""
     if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
-        return "", "", None, ""
-    sentence = exc.details() or ""
-    reason, retry, field = "", None, ""
+        return "", "", None
+    reason, retry = "", None
+    for detail in _details(exc):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == DOMAIN:
+                reason = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            delay = error_details_pb2.RetryInfo()
+            detail.Unpack(delay)
+            retry = delay.retry_delay.ToNanoseconds() / 1e9
+    return exc.details() or "", reason, retry
+
+
+def field_of(exc: BaseException) -> str:
+    """The request field a failed call's google.rpc.BadRequest names (its first violation); "" for none."""
+    for detail in _details(exc):
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            return next((v.field for v in bad.field_violations), "")
+    return ""
+
+
+def _details(exc: BaseException) -> list[any_pb2.Any]:
+    """The rich details (google.rpc.Status.details) a failed call's trailer carries."""
+    if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
+        return []
+    found: list[any_pb2.Any] = []
     trailer: Sequence[tuple[str, Any]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
     for key, value in trailer:
         if key != DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
-            status = status_pb2.Status.FromString(value)
+            found.extend(status_pb2.Status.FromString(value).details)
         except Exception:  # a malformed trailer is no reason to fail the caller differently
             log.warning("a status with unreadable details; ignored")
-            continue
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.domain == DOMAIN:
-                    reason = info.reason
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                delay = error_details_pb2.RetryInfo()
-                detail.Unpack(delay)
-                retry = delay.retry_delay.ToNanoseconds() / 1e9
-            elif detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
-                bad = error_details_pb2.BadRequest()
-                detail.Unpack(bad)
-                field = next((v.field for v in bad.field_violations), "")
-    return sentence, reason, retry, field
+    return found
 
 
 def is_sentence(text: str) -> bool:
@@ -101,14 +113,14 @@ def error_from_rpc(exc: BaseException, what: str, timeout_s: float | None = None
     """A failed call to `what` ("the gallery at HOST:PORT") as the FacerecError it stands for, with the
     server's sentence, or one naming `what` where the message is gRPC's own."""
     code = code_of(exc)
-    sentence, reason, retry, field = details_of(exc)
+    sentence, reason, retry = details_of(exc)
     cls = CLASS_OF_REASON.get(reason) or CLASS_OF_CODE.get(code, errors.Internal)
     ours = bool(reason) or is_sentence(sentence)
     if not ours:
         sentence = _sentence(code, what, timeout_s)
     elif not reason:
         reason = cls.reasons[0]
-    return cls(sentence, reason=reason or None, retry_after_s=retry, field=field)
+    return cls(sentence, reason=reason or None, retry_after_s=retry, field=field_of(exc))
 
 
 def _sentence(code: grpc.StatusCode, what: str, timeout_s: float | None) -> str:
