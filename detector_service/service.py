@@ -79,7 +79,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 with self._pixels.take(sum(pixels[i] for i in part)):
                     self._detect(request, part, options, context, results)
             except TooLarge as exc:  # a single picture over the whole budget: its own answer, never "retry"
-                results[part[0]].error.CopyFrom(error_proto(exc))
+                results[part[0]].error.CopyFrom(error_proto(exc, f"images[{part[0]}]"))
         return detector_pb2.DetectResponse(results=results)
 
     def _detect(
@@ -96,7 +96,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             try:
                 picture = decode_image(request.images[index].data, self._limits)
             except FacerecError as exc:
-                results[index].error.CopyFrom(error_proto(exc))
+                results[index].error.CopyFrom(error_proto(exc, f"images[{index}]"))
                 continue
             results[index].height, results[index].width = picture.shape[:2]
             pictures.append(picture)
@@ -105,7 +105,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             outcomes = self._detector.detect(pictures, options, context.time_remaining(), context.is_active)
             for index, outcome in zip(where, outcomes, strict=True):
                 if isinstance(outcome, FacerecError):
-                    results[index].error.CopyFrom(error_proto(outcome))
+                    results[index].error.CopyFrom(error_proto(outcome, f"images[{index}]"))
                     results[index].width = results[index].height = 0
                 else:
                     results[index].faces.extend(face_proto(d) for d in outcome)

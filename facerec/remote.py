@@ -143,4 +143,4 @@ def error_of_item(item: common_pb2.Error) -> errors.FacerecError:
     """A per-item error of a batch reply (facerec.v1.Error: code number, sentence, reason) as its class."""
     code = next((c for c in grpc.StatusCode if c.value[0] == item.code), grpc.StatusCode.UNKNOWN)
     cls = CLASS_OF_REASON.get(item.reason) or CLASS_OF_CODE.get(code, errors.InvalidInput)
-    return cls(item.message, reason=item.reason or None)
+    return cls(item.message, reason=item.reason or None, field=item.field)

@@ -83,9 +83,12 @@ def abort(context: grpc.ServicerContext, exc: errors.FacerecError) -> None:
     context.abort_with_status(rich_status(exc))
 
 
-def error_proto(exc: errors.FacerecError) -> common_pb2.Error:
-    """A per-item error for a response that answers the other items normally."""
-    return common_pb2.Error(code=status_of(exc).value[0], message=str(exc), reason=exc.reason)
+def error_proto(exc: errors.FacerecError, field: str = "") -> common_pb2.Error:
+    """A per-item error for a response that answers the other items normally. field: the item's place in
+    the request ("images[2]"); it names the field better than the error can, which knows only its kind."""
+    return common_pb2.Error(
+        code=status_of(exc).value[0], message=str(exc), reason=exc.reason, field=field or exc.field
+    )
 
 
 def _wrap(

@@ -59,8 +59,11 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             options=_detect_options(request, "detect_options"),
             timeout_s=context.time_remaining(),
         )
+        images = len(request.images)
+        places = [f"images[{i}]" if i < images else f"embeddings[{i - images}]" for i in range(len(results))]
         return gallery_pb2.EnrollResponse(
-            identity=request.identity, results=[_enroll_result(r) for r in results]
+            identity=request.identity,
+            results=[_enroll_result(r, at) for r, at in zip(results, places, strict=True)],
         )
 
     def Identify(
@@ -248,12 +251,12 @@ def _landmarks(points: tuple[Point, ...]) -> common_pb2.Landmarks | None:
     return common_pb2.Landmarks(left_eye=p[0], right_eye=p[1], nose=p[2], mouth_left=p[3], mouth_right=p[4])
 
 
-def _enroll_result(r: EnrollResult) -> gallery_pb2.EnrollResult:
+def _enroll_result(r: EnrollResult, place: str) -> gallery_pb2.EnrollResult:
     return gallery_pb2.EnrollResult(
         outcome=r.outcome.value,  # the enum value by name (EnrollOutcome mirrors the proto's names)
         face_id=r.face_id,
         box=_box(r.box),
-        error=error_proto(r.error) if r.error is not None else None,
+        error=error_proto(r.error, place) if r.error is not None else None,
         faces_found=r.faces_found,
     )
 

@@ -38,13 +38,14 @@ F32 = Annotated[float, PlainSerializer(_shortest, return_type=float)]
 
 class ItemError(BaseModel):
     """A per-item error inside an otherwise successful answer (one picture of several): the gRPC status
-    code's name, one sentence, and the stable reason (README: the table of reasons)."""
+    code's name, one sentence, the stable reason (README: the table of reasons) and the item's field."""
 
     code: str = Field(description="The gRPC status code's name.", examples=["INVALID_ARGUMENT"])
-    message: str = Field(description="One sentence, safe to show.", examples=["The image is empty."])
-    reason: str = Field(
-        "", description="The stable machine-readable reason (README: reasons).", examples=["INVALID_ARGUMENT"]
+    message: str = Field(
+        description="One sentence, safe to show.", examples=["The image is empty (0 bytes)."]
     )
+    reason: str = Field(description=comments()["facerec.v1.Error.reason"], examples=["INVALID_ARGUMENT"])
+    field: str = Field(description=comments()["facerec.v1.Error.field"], examples=["images[2]"])
 
 
 class ErrorBody(BaseModel):
@@ -202,7 +203,7 @@ def _override(message: Message) -> Any:
         if message.code == 0:
             return None
         name = next((c.name for c in grpc.StatusCode if c.value[0] == message.code), "UNKNOWN")
-        return {"code": name, "message": message.message, "reason": message.reason}
+        return {"code": name, "message": message.message, "reason": message.reason, "field": message.field}
     raise TypeError(f"no override for {message.DESCRIPTOR.full_name}")
 
 

@@ -464,5 +464,7 @@ def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | dict[str
 def _refused(exc: FacerecError, name: str) -> dict[str, Any]:
     """An EnrollResult (JSON) for a picture the gateway refused itself."""
     result = to_json(gallery_pb2.EnrollResult(outcome=gallery_pb2.INVALID), filename=name)
-    result["error"] = {key: error_body(exc)[key] for key in ("code", "message", "reason")}
+    result["error"] = {key: error_body(exc)[key] for key in ("code", "message", "reason")} | {
+        "field": exc.field
+    }
     return result

@@ -132,6 +132,7 @@ def test_one_corrupt_image_in_ten(served: Served) -> None:
     reply = served.detect(*datas)
     codes = [r.error.code for r in reply.results]
     assert codes == [0] * 6 + [grpc.StatusCode.INVALID_ARGUMENT.value[0]] + [0] * 3
+    assert reply.results[6].error.field == "images[6]"  # the item's place, as a BadRequest would name it
     assert sum(len(r.faces) for r in reply.results) == 9
     # The nine good pictures go to the model together, in max_batch (8) chunks.
     assert [n for n, _ in served.fake.calls] == [8, 1]

@@ -59,8 +59,10 @@ def test_error_proto_carries_code_number_and_message() -> None:
     assert proto.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] == 3
     assert proto.message == "The image is empty."
     assert proto.reason == "INVALID_ARGUMENT"
-    big = error_of_item(error_proto(errors.TooLarge("Too big.", reason=errors.Reason.IMAGE_TOO_LARGE)))
-    assert isinstance(big, errors.TooLarge) and big.reason == "IMAGE_TOO_LARGE"
+    big = error_of_item(
+        error_proto(errors.TooLarge("Too big.", reason=errors.Reason.IMAGE_TOO_LARGE), "images[3]")
+    )
+    assert isinstance(big, errors.TooLarge) and big.reason == "IMAGE_TOO_LARGE" and big.field == "images[3]"
 
 
 class Raising(detector_pb2_grpc.DetectorServicer):

@@ -145,6 +145,8 @@ def test_enroll_reports_an_outcome_per_picture_and_embedding(enrolled) -> None:
         gallery_pb2.INVALID,
     ]
     assert reply.results[1].error.code == INVALID.value[0] and reply.results[1].error.message
+    # Each per-item error names its item, as a BadRequest field violation would.
+    assert [r.error.field for r in reply.results if r.error.code] == ["images[1]", "embeddings[1]"]
     assert reply.results[0].box.width == 100 and reply.results[0].faces_found == 1
 
 

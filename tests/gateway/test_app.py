@@ -238,7 +238,12 @@ def test_enroll_several_pictures_reports_each_picture_by_name(http: httpx.Client
         ("cat.jpg", "NO_FACE"),
     ]
     assert body["results"][0]["face_id"] == BIG_FACE_ID
-    assert body["results"][1]["error"]["code"] == "RESOURCE_EXHAUSTED"
+    assert body["results"][1]["error"] == {
+        "code": "RESOURCE_EXHAUSTED",
+        "message": f"The picture huge.jpg is larger than {MAX_IMAGE} bytes.",
+        "reason": "IMAGE_TOO_LARGE",
+        "field": "images[1]",
+    }
     # The picture over the limit never travels to the gallery; the others do, in order.
     assert [i.data for i in fake.last("Enroll").request.images] == [FACE + b"1", b"no face"]
 
