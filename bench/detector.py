@@ -2,6 +2,16 @@
 
     .venv/bin/python -m bench.detector            # 40 of the 5-celebrity pictures (about a minute)
     .venv/bin/python -m bench.detector --full     # all 118
+    .venv/bin/python -m bench.detector --model retinaface   # the same with RetinaFace as the server's model
+    .venv/bin/python -m bench.detector --cases    # both models side by side on the case sets (below)
+    .venv/bin/python -m bench.detector --process  # the real detector process: CPU a picture, memory
+
+--cases makes its pictures at run time from the fetched data set (tests/support/faces.py, nothing kept):
+the 118 pictures, group composites, faces cut by each edge of the frame, faces of 20-40 px and turned
+faces. A face is "known" in a data-set picture when both models find it there (IoU >= 0.5; its true box
+is the mean of theirs) and follows its picture through each change. Per model and case set: faces found
+(IoU >= 0.4 with a known face), other detections ("false": no known face there, though a face the other
+model missed counts here too), the mean IoU of the found ones, and ms per picture at batch 1 and 8.
 
 Prints images/s and p50/p99 latency per row, the in-process baseline measured in the same run on the
 same pictures, and the ratio. The server runs in this process (same cores as the clients), one picture
@@ -11,6 +21,7 @@ per request, so batching comes only from merging concurrent requests.
 from __future__ import annotations
 
 import argparse
+import functools
 import os
 import sys
 import time
@@ -19,7 +30,12 @@ from typing import Any
 
 import numpy as np
 
+from detector_service.config import MODELS
+
 DESIGN_MS_PER_IMAGE = 77.0  # design.md: MTCNN one at a time on a 2-core machine
+# A detection finds a known face when their boxes overlap by this much (IoU); half-cut faces' boxes are
+# compared clipped to the frame, as the detector reports them.
+MIN_IOU = 0.4
 
 
 def _pictures(limit: int | None) -> tuple[list[bytes], list[np.ndarray]]:
@@ -63,7 +79,18 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--runtime", choices=("onnxruntime", "tensorflow"), default="onnxruntime", help="the service's nets"
     )
+    parser.add_argument(
+        "--model", choices=MODELS, default="mtcnn", help="the server's default detector model"
+    )
+    parser.add_argument("--cases", action="store_true", help="both models on the case sets, side by side")
+    parser.add_argument(
+        "--process", action="store_true", help="the real detector process per model: CPU a picture, memory"
+    )
     args = parser.parse_args(argv)
+    if args.cases:
+        return compare_models()
+    if args.process:
+        return process_figures()
 
     from facerec.tfconfig import pin_threads, quiet_tensorflow
 
@@ -73,7 +100,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     from detector_service.batcher import BatchingDetector
     from detector_service.config import Settings
-    from detector_service.detector import DetectOptions, Detector
+    from detector_service.detector import DetectOptions, Detector, DetectorModel
     from detector_service.service import SERVICE_NAME, build_detector_server
     from facerec.server import Health
 
@@ -87,6 +114,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         max_queue=64,
         runtime=args.runtime,
         pad_sizes=args.pad_sizes,
+        model=args.model,
         models_dir=Settings.from_env(os.environ).models_dir,
     )
     detector = Detector.load(settings)
@@ -101,8 +129,9 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     def batched() -> None:
         for start in range(0, n, args.max_batch):
+            batch = pictures[start : start + args.max_batch]
             own_faces.extend(
-                len(f) for f in detector.detect(pictures[start : start + args.max_batch], DetectOptions())
+                len(f) for f in detector.detect(batch, DetectOptions(model=DetectorModel(args.model)))
             )
 
     own_s = _timed(batched)
@@ -116,7 +145,7 @@ def main(argv: Sequence[str] | None = None) -> int:
 
     out = sys.stdout.write
     out(
-        f"{n} pictures, nets on {args.runtime}, 2 threads; baseline = mtcnn.MTCNN().detect_faces "
+        f"{n} pictures, {args.model} (nets on {args.runtime}), 2 threads; baseline = mtcnn.MTCNN().detect_faces "
         "one picture at a time, same process\n"
     )
     out(
@@ -142,6 +171,118 @@ def main(argv: Sequence[str] | None = None) -> int:
         out(f"{label:<38}{ips:>9.2f}{p50:>9.0f}{p99:>9.0f}{faces:>7}{ips / ref_ips:>12.2f}\n")
     server.stop(0)
     batching.close()
+    return 0
+
+
+def _timed_detect(stub: Any, data: bytes) -> tuple[float, int]:
+    """(seconds, faces) of one Detect of one picture, crops on."""
+    from facerec.v1 import common_pb2, detector_pb2
+
+    request = detector_pb2.DetectRequest(
+        images=[common_pb2.Image(data=data)], options=detector_pb2.DetectOptions(return_crops=True)
+    )
+    start = time.perf_counter()
+    reply = stub.Detect(request, timeout=60)
+    return time.perf_counter() - start, len(reply.results[0].faces)
+
+
+def process_figures() -> int:
+    """Each model served by a real detector process (one model thread, as on 2 shared cores): the 118
+    pictures one per Detect with crops at 1 and 4 clients; the process's CPU seconds a picture (from
+    /proc, so other load on the machine does not move it), p50 latency, resident memory after."""
+    from concurrent.futures import ThreadPoolExecutor
+    from pathlib import Path
+
+    import grpc
+
+    from facerec.v1 import detector_pb2_grpc
+    from tests.support.servers import running
+
+    datas, _ = _pictures(None)
+    tick = os.sysconf("SC_CLK_TCK")
+
+    def cpu_s(pid: int) -> float:
+        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+        return (int(fields[11]) + int(fields[12])) / tick
+
+    def rss_mib(pid: int) -> int:
+        status = Path(f"/proc/{pid}/status").read_text().splitlines()
+        return int(next(line for line in status if line.startswith("VmRSS")).split()[1]) // 1024
+
+    out = sys.stdout.write
+    out(f"{len(datas)} pictures, one per Detect (crops on); detector process with 1 model thread\n\n")
+    out(
+        f"{'model':<12}{'clients':>8}{'CPU ms/pic':>12}{'wall ms/pic':>13}{'p50 ms':>8}{'faces':>7}{'RSS MiB':>9}\n"
+    )
+    for model in MODELS:
+        env = {"DETECTOR_MODEL": model, "DETECTOR_INTRA_OP_THREADS": "1"}
+        with (
+            running("detector_service", env=env) as service,
+            grpc.insecure_channel(service.address) as channel,
+        ):
+            detect = functools.partial(_timed_detect, detector_pb2_grpc.DetectorStub(channel))
+            for data in datas[:8]:
+                detect(data)
+            pid = service.process.pid
+            for clients in (1, 4):
+                cpu0, wall0 = cpu_s(pid), time.perf_counter()
+                with ThreadPoolExecutor(clients) as pool:
+                    results = list(pool.map(detect, datas))
+                wall, cpu = time.perf_counter() - wall0, cpu_s(pid) - cpu0
+                p50 = float(np.percentile([r[0] for r in results], 50)) * 1000
+                out(
+                    f"{model:<12}{clients:>8}{cpu * 1000 / len(datas):>12.1f}{wall * 1000 / len(datas):>13.1f}"
+                    f"{p50:>8.0f}{sum(r[1] for r in results):>7}{rss_mib(pid):>9}\n"
+                )
+    return 0
+
+
+def compare_models() -> int:
+    """Both models on the case sets: faces found, false detections, box agreement, ms a picture at batch 1 and 8."""
+    from detector_service.config import Settings
+    from detector_service.detector import DetectOptions, Detector, DetectorModel
+    from tests.support.faces import corners, known_faces, make_cases, match
+
+    _, pictures = _pictures(None)
+    detector = Detector.load(Settings.from_env(os.environ))
+    detector.warm_up()
+
+    def boxes(pictures: Sequence[np.ndarray], model: DetectorModel, batch: int) -> list[np.ndarray]:
+        found: list[np.ndarray] = []
+        for start in range(0, len(pictures), batch):
+            batch_of = pictures[start : start + batch]
+            found.extend(corners(faces) for faces in detector.detect(batch_of, DetectOptions(model=model)))
+        return found
+
+    truths = known_faces(
+        boxes(pictures, DetectorModel.MTCNN, 1), boxes(pictures, DetectorModel.RETINAFACE, 1)
+    )
+    cases = make_cases(pictures, truths)
+    out = sys.stdout.write
+    out(
+        f"case sets made from the {len(pictures)} pictures, {sum(len(t) for t in truths)} known faces "
+        f"(found by both models); found = IoU >= {MIN_IOU} with a known face\n\n"
+    )
+    out(f"{'set':<10}{'pictures':>9}{'faces':>7}  {'model':<11}{'found':>7}{'%':>6}{'false':>7}{'IoU':>6}")
+    out(f"{'ms b1':>8}{'ms b8':>8}\n")
+    for name, made in cases.items():
+        shots = [c.picture for c in made]
+        faces = sum(len(c.truth) for c in made)
+        for model in DetectorModel:
+            start = time.perf_counter()
+            found = boxes(shots, model, 1)
+            one = (time.perf_counter() - start) * 1000 / len(shots)
+            start = time.perf_counter()
+            boxes(shots, model, 8)
+            eight = (time.perf_counter() - start) * 1000 / len(shots)
+            pairs = [match(c.truth, f, MIN_IOU) for c, f in zip(made, found, strict=True)]
+            hit = sum(len(p) for p in pairs)
+            false = sum(len(f) for f in found) - hit
+            mean_iou = np.mean([x for p in pairs for _, _, x in p]) if hit else 0.0
+            out(
+                f"{name:<10}{len(shots):>9}{faces:>7}  {model.value:<11}{hit:>7}{100 * hit / faces:>6.1f}{false:>7}"
+            )
+            out(f"{mean_iou:>6.2f}{one:>8.1f}{eight:>8.1f}\n")
     return 0
 
 

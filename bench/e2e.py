@@ -97,13 +97,13 @@ def identify_run(address: str, work: list[tuple[str, bytes]], clients: int) -> t
 
 
 def scrape(port: int) -> dict[str, tuple[float, float]]:
-    """method → (calls, seconds) from a service's facerec_request_seconds histogram."""
+    """method → (calls, seconds) from a service's grpc_server_handling_seconds histogram."""
     text = urllib.request.urlopen(f"http://127.0.0.1:{port}/metrics", timeout=10).read().decode()
     found: dict[str, list[float]] = {}
     for kind, method, value in re.findall(
-        r'^facerec_request_seconds_(count|sum)\{[^}]*method="([^"]+)"[^}]*\} (\S+)$', text, re.M
+        r'^grpc_server_handling_seconds_(count|sum)\{[^}]*grpc_method="([^"]+)"[^}]*\} (\S+)$', text, re.M
     ):
-        found.setdefault(method.rsplit("/", 1)[-1], [0.0, 0.0])[0 if kind == "count" else 1] = float(value)
+        found.setdefault(method, [0.0, 0.0])[0 if kind == "count" else 1] = float(value)
     return {m: (v[0], v[1]) for m, v in found.items()}
 
 
@@ -246,10 +246,18 @@ def main(argv: Sequence[str] | None = None) -> int:
             )
     if detector.get("pictures"):
         pics = detector["pictures"]
-        model = sum(detector.get(k, 0.0) for k in ("pnet_s", "rnet_s", "onet_s"))
+        model = sum(detector.get(k, 0.0) for k in ("pnet_s", "rnet_s", "onet_s", "retinaface_s"))
+        stages = {
+            "P-Net+pyramid": "pnet_s",
+            "R-Net": "rnet_s",
+            "O-Net": "onet_s",
+            "RetinaFace": "retinaface_s",
+        }
+        spent = ", ".join(
+            f"{name} {1000 * detector[key] / pics:.1f}" for name, key in stages.items() if key in detector
+        )
         out(
-            f"  detector  P-Net+pyramid {1000 * detector['pnet_s'] / pics:.1f}, R-Net {1000 * detector['rnet_s'] / pics:.1f}, "
-            f"O-Net {1000 * detector['onet_s'] / pics:.1f}, crop/align {1000 * detector['crop_s'] / pics:.1f}; "
+            f"  detector  {spent}, crop/align {1000 * detector['crop_s'] / pics:.1f}; "
             f"{pics / detector['model_calls']:.2f} pictures per model call; waiting+queue "
             f"{1000 * (detector['in_detector_s'] - model - detector['crop_s']) / max(detector['requests'], 1):.1f} per request\n"
         )

@@ -7,7 +7,9 @@ from collections.abc import Sequence
 
 from detector_service.config import Settings
 from detector_service.service import SERVICE_NAME, build_detector_server
+from facerec.assets import FetchError
 from facerec.bootstrap import Hosting, run_service
+from facerec.errors import Precondition
 from facerec.metrics import ServiceMetrics
 
 
@@ -17,16 +19,23 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
-    from facerec.tfconfig import pin_threads, quiet_tensorflow
+    if settings.runtime == "tensorflow":
+        # Only the TensorFlow runtime imports it: on onnxruntime a serving detector never loads
+        # TensorFlow (hundreds of MB resident), unless its ONNX files must be exported first.
+        from facerec.tfconfig import pin_threads, quiet_tensorflow
 
-    quiet_tensorflow()
-    pin_threads(settings.intra_op_threads, settings.inter_op_threads)
+        quiet_tensorflow()
+        pin_threads(settings.intra_op_threads, settings.inter_op_threads)
 
     from detector_service.batcher import BatchingDetector
     from detector_service.detector import Detector
 
+    try:
+        loaded = Detector.load(settings)
+    except FetchError as exc:  # RetinaFace's weights missing or damaged: one sentence, exit 1
+        raise Precondition(str(exc)) from None
     detector = BatchingDetector(
-        Detector.load(settings),
+        loaded,
         max_batch=settings.max_batch,
         max_delay_ms=settings.max_delay_ms,
         max_queue=settings.max_queue,

@@ -6,9 +6,12 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from facerec.assets import facerec_home
+from facerec.assets import Assets, facerec_home
 from facerec.images import ImageLimits
 from facerec.settings import RUNTIMES, MiB, ServerOptions, ServerSettings, SettingError, setting
+
+# detector_service.detector.DetectorModel's values, named here so the settings need not load the models.
+MODELS = ("mtcnn", "retinaface")
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -35,6 +38,11 @@ class Settings(ServerSettings):
     max_pixels_in_flight: int = setting(
         80_000_000, "decoded pixels all calls may hold at once; a call that would pass it is refused"
     )
+    retinaface_max_side_px: int = setting(
+        1600, "RetinaFace searches pictures at most this large (longer side); larger ones shrunk"
+    )
+    # The model a request that names none gets: mtcnn (the tutorial's) or retinaface.
+    model: str = setting("mtcnn", "the detector model of requests that name none", choices=MODELS)
     intra_op_threads: int = setting(2, "model intra-op threads")
     inter_op_threads: int = setting(1, "model inter-op threads")
     # Share P-Net calls between pictures of different sizes by padding: ~2-3x faster on mixed batches;
@@ -42,12 +50,15 @@ class Settings(ServerSettings):
     pad_sizes: bool = setting(False, "share P-Net calls between picture sizes by padding")
     # mtcnn's networks on onnxruntime (exported once with tf2onnx, cached in models_dir) or tensorflow.
     runtime: str = setting("onnxruntime", "mtcnn's networks on this runtime", choices=RUNTIMES)
+    # RetinaFace's ONNX, as `facerec fetch` writes it; "" = FACEREC_HOME/models/retinaface-mobilenet0.25.onnx.
+    retinaface_weights: str = setting("", "RetinaFace's ONNX file (default: where `facerec fetch` puts it)")
     # Where the ONNX exports are cached; "" = FACEREC_HOME/models.
     models_dir: str = setting("", "where the ONNX exports are cached (default FACEREC_HOME/models)")
 
     @classmethod
     def env_defaults(cls, environ: Mapping[str, str]) -> dict[str, Any]:
-        return {"models_dir": str(facerec_home(environ) / "models")}
+        home = facerec_home(environ)
+        return {"models_dir": str(home / "models"), "retinaface_weights": str(Assets(home).retinaface_onnx)}
 
     def check(self) -> None:
         super().check()
@@ -63,11 +74,14 @@ class Settings(ServerSettings):
             "max_concurrent_rpcs",
             "max_working_side_px",
             "max_pixels_in_flight",
+            "retinaface_max_side_px",
         ):
             if getattr(self, name) < 1:
                 raise SettingError(f"{self.key(name)} must be at least 1, not {getattr(self, name)}.")
         if self.default_min_face_size_px < 12:
             raise SettingError(f"{self.key('default_min_face_size_px')} must be at least 12.")
+        if self.model not in MODELS:
+            raise SettingError(f"{self.key('model')} must be one of {', '.join(MODELS)}, not {self.model!r}.")
         if self.runtime not in RUNTIMES:
             raise SettingError(
                 f"{self.key('runtime')} must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}."

@@ -10,15 +10,16 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
-import cv2
 import numpy as np
 from numpy.typing import NDArray
 
 from detector_service import alignment
+from detector_service import boxes as box_math
 from detector_service.nms import smart_nms
 from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
-from detector_service.resize import area_resize
+from detector_service.resize import area_resize, working_picture
+from detector_service.retinaface import RetinaFace
 from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
 
@@ -44,6 +45,13 @@ MAX_PNET_CALL_PX = MAX_WORKING_SIDE_PX * MAX_WORKING_SIDE_PX
 # Normal pictures hold a few hundred P-Net candidates, so they are not cut.
 MAX_RNET_CANDIDATES = 4000
 MAX_ONET_CANDIDATES = 1000
+# Patches per R-Net and O-Net call. A stage takes the patches of the whole batch at once, but feeds them to
+# the network in runs of this many: onnxruntime's time per patch grows with the run (R-Net, one thread:
+# 65 us of CPU a patch at 8, 70 at 16, 82 at 32, 91 at 64, 150-190 at 320; O-Net 515, 571, 677, 734 us
+# from 8 to 64). Each layer's PReLU is five elementwise passes in the exported graph (Relu, Neg, Relu,
+# Mul, Add), so the cost follows how much of the activations stays in cache.
+RNET_CHUNK = 16
+ONET_CHUNK = 16
 
 
 class Alignment(enum.Enum):
@@ -51,6 +59,13 @@ class Alignment(enum.Enum):
 
     BOX = "box"
     SIMILARITY = "similarity"
+
+
+class DetectorModel(enum.Enum):
+    """Which network finds the faces: mtcnn's three-stage cascade, or RetinaFace-MobileNet0.25."""
+
+    MTCNN = "mtcnn"
+    RETINAFACE = "retinaface"
 
 
 @dataclass(frozen=True)
@@ -87,6 +102,7 @@ class DetectOptions:
     max_faces: int = 0
     alignment: Alignment = Alignment.BOX
     return_crops: bool = False
+    model: DetectorModel = DetectorModel.MTCNN
 
     def validate(self) -> None:
         """Raises InvalidInput for an option outside its range."""
@@ -128,11 +144,17 @@ class Detector:
     """
 
     def __init__(
-        self, nets: Nets | Any, pad_sizes: bool = False, max_working_side_px: int = MAX_WORKING_SIDE_PX
+        self,
+        nets: Nets | Any,
+        pad_sizes: bool = False,
+        max_working_side_px: int = MAX_WORKING_SIDE_PX,
+        retinaface: RetinaFace | None = None,
     ) -> None:
         """nets: the three networks (detector_service.onnx_nets.Nets), or an mtcnn.MTCNN whose Keras
-        models are called as they are. max_working_side_px: see MAX_WORKING_SIDE_PX."""
+        models are called as they are. max_working_side_px: see MAX_WORKING_SIDE_PX. retinaface: the
+        second model, for options.model RETINAFACE (without it such a request is refused)."""
         self._max_side = max_working_side_px
+        self._retinaface = retinaface
         # pad_sizes: pictures of different sizes share P-Net calls (padded); much faster on mixed
         # batches, but P-Net's border cells and float order change, so a few boxes move a few pixels.
         self._pad_sizes = pad_sizes
@@ -141,8 +163,8 @@ class Detector:
         self.runtime = nets.runtime
         self._pnet, self._rnet, self._onet = (
             _checked(nets.pnet, "P-Net"),
-            _checked(nets.rnet, "R-Net"),
-            _checked(nets.onet, "O-Net"),
+            _in_chunks(_checked(nets.rnet, "R-Net"), RNET_CHUNK),
+            _in_chunks(_checked(nets.onet, "O-Net"), ONET_CHUNK),
         )
         # Seconds spent per stage and pictures seen, since start (read by timing_report).
         self.timings = Timings()
@@ -150,13 +172,20 @@ class Detector:
     @classmethod
     def load(cls, settings: Settings | None = None) -> Detector:
         """mtcnn's networks on settings.runtime: onnxruntime (exported once, then cached under
-        settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights)."""
+        settings.models_dir) or TensorFlow (mtcnn.MTCNN built from its packaged weights), and RetinaFace
+        from settings.retinaface_weights. Without settings: mtcnn's Keras models alone."""
         pad = bool(settings and settings.pad_sizes)
         side = settings.max_working_side_px if settings else MAX_WORKING_SIDE_PX
-        if settings is None or settings.runtime == "tensorflow":
-            return cls(keras_nets(keras_models()), pad_sizes=pad, max_working_side_px=side)
-        nets = onnx_nets(Path(settings.models_dir), settings.intra_op_threads, settings.inter_op_threads)
-        return cls(nets, pad_sizes=pad, max_working_side_px=side)
+        if settings is None:
+            return cls(keras_nets(keras_models()), pad, side)
+        threads = (settings.intra_op_threads, settings.inter_op_threads)
+        retinaface = RetinaFace.load(
+            Path(settings.retinaface_weights), *threads, max_working_side_px=settings.retinaface_max_side_px
+        )
+        if settings.runtime == "tensorflow":
+            return cls(keras_nets(keras_models()), pad, side, retinaface)
+        nets = onnx_nets(Path(settings.models_dir), *threads)
+        return cls(nets, pad, side, retinaface)
 
     def detect(
         self, images: Sequence[NDArray[np.uint8]], options: DetectOptions = DetectOptions()
@@ -166,7 +195,14 @@ class Detector:
         for image in images:
             if image.ndim != 3 or image.shape[2] != 3 or image.dtype != np.uint8:
                 raise InvalidInput("Each image must be (height, width, 3) uint8 RGB.")
-        rows = self.raw(images, options.min_face_size_px)
+        if options.model is DetectorModel.RETINAFACE:
+            if self._retinaface is None:
+                raise InvalidInput("This detector was started without the retinaface model.")
+            start = time.perf_counter()
+            rows = self._retinaface.raw(images, options.min_face_size_px)
+            self.timings.add(pictures=len(images), model_calls=1, retinaface_s=time.perf_counter() - start)
+        else:
+            rows = self.raw(images, options.min_face_size_px)
         start = time.perf_counter()
         found = [_detections(image, r, options) for image, r in zip(images, rows, strict=True)]
         self.timings.add(crop_s=time.perf_counter() - start)
@@ -177,8 +213,6 @@ class Detector:
 
         Boxes are clipped to the picture as mtcnn's fit_to_image does (x in [0, width-1]).
         """
-        from mtcnn.utils.bboxes import limit_bboxes
-
         if not images:
             return []
         clock = time.perf_counter()
@@ -190,7 +224,7 @@ class Detector:
             clock = now
 
         self.timings.add(pictures=len(images), model_calls=1)
-        working = [_working_picture(image, self._max_side) for image in images]
+        working = [working_picture(image, self._max_side) for image in images]
         # P-Net's window is 12 px: a shrunk picture cannot look for faces smaller than that.
         min_faces = [max(float(PNET_CELL_PX), min_face_size_px * ratio) for _, ratio in working]
         normalized = [_normalize(picture) for picture, _ in working]
@@ -210,7 +244,7 @@ class Detector:
         for index, image in enumerate(images):
             _to_original(candidates, index, image.shape, self._max_side)
         shapes = np.array([image.shape for image in images])
-        candidates = limit_bboxes(candidates, images_shapes=shapes, limit_landmarks=False)
+        candidates = box_math.clip_to_pictures(candidates, shapes)
         for index in range(len(images)):
             result[index] = candidates[candidates[:, 0] == index]
         return result
@@ -220,16 +254,14 @@ class Detector:
         self._pnet(np.zeros((1, 24, 24, 3), np.float32))
         self._rnet(np.zeros((1, 24, 24, 3), np.float32))
         self._onet(np.zeros((1, 48, 48, 3), np.float32))
-        self.detect([synthetic_picture()], DetectOptions(return_crops=True))
+        for model in DetectorModel:
+            if model is DetectorModel.MTCNN or self._retinaface is not None:
+                self.detect([synthetic_picture()], DetectOptions(return_crops=True, model=model))
         self.timings.clear()
 
     def _pnet_stage(
         self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import (
-            resize_to_square,
-        )
-
         if self._pad_sizes:
             found = self._pnet_padded(normalized, min_faces)
         else:
@@ -242,16 +274,13 @@ class Detector:
         # mtcnn's cross-scale NMS sorts by score; keep the per-image order it would see.
         boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
         boxes = smart_nms(boxes, threshold=NMS_PNET_ALL, method="union", initial_sort=True)
-        squared: NDArray[np.float64] = resize_to_square(boxes)
-        return squared
+        return box_math.to_square(boxes)
 
     def _pnet_grouped(
         self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on each group of same-size pictures (at most MAX_PNET_CALL_PX
         pixels a call): mtcnn's own results."""
-        from mtcnn.utils.bboxes import generate_bounding_box, upscale_bboxes
-
         groups: list[list[int]] = []
         open_group: dict[tuple[tuple[int, ...], float], list[int]] = {}
         for index, image in enumerate(normalized):
@@ -267,8 +296,7 @@ class Detector:
             ids = np.asarray(indices, dtype=np.float64)
             for scale in build_scales(shape[1], shape[0], min_face_size_px, SCALE_FACTOR):
                 reg, prob = self._pnet(np.stack([area_resize(normalized[i], scale) for i in indices]))
-                boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
-                boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
+                boxes = box_math.pnet_boxes(reg, prob, THRESHOLD_PNET, scale)
                 boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
                 boxes[:, 0] = ids[boxes[:, 0].astype(int)]
                 found.append(boxes)
@@ -278,8 +306,6 @@ class Detector:
         self, normalized: list[NDArray[np.float32]], min_faces: list[float]
     ) -> list[NDArray[np.float64]]:
         """P-Net once per pyramid level on every picture, padded to the level's largest (see pad_sizes)."""
-        from mtcnn.utils.bboxes import generate_bounding_box, upscale_bboxes
-
         pyramids = [
             build_scales(im.shape[1], im.shape[0], face, SCALE_FACTOR)
             for im, face in zip(normalized, min_faces, strict=True)
@@ -305,8 +331,7 @@ class Detector:
             for row, x in enumerate(scaled):
                 prob[row, _pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
                 prob[row, :, _pnet_cells(int(x.shape[1])) :, 1] = 0.0
-            boxes = generate_bounding_box(_Eager(reg), _Eager(prob), THRESHOLD_PNET)
-            boxes = upscale_bboxes(boxes, np.full(len(indices), scale))
+            boxes = box_math.pnet_boxes(reg, prob, THRESHOLD_PNET, scale)
             boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
             boxes[:, 0] = np.asarray(indices, dtype=np.float64)[boxes[:, 0].astype(int)]
             found.append(boxes)
@@ -315,37 +340,22 @@ class Detector:
     def _rnet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import (
-            adjust_bboxes,
-            pick_matches,
-            replace_confidence,
-            resize_to_square,
-        )
-
         boxes, patches = _patches(normalized, boxes, 24)
-        offsets, scores = self._rnet(np.asarray(patches))
-        boxes = replace_confidence(boxes, scores)
-        boxes = adjust_bboxes(boxes, offsets)
-        boxes = pick_matches(boxes, score_threshold=THRESHOLD_RNET)
+        offsets, scores = self._rnet(patches)
+        boxes = box_math.above(box_math.refine(boxes, offsets, scores), THRESHOLD_RNET)
         if not len(boxes):
             return boxes
         boxes = smart_nms(boxes, threshold=NMS_RNET, method="union", initial_sort=True)
-        squared: NDArray[np.float64] = resize_to_square(boxes)
-        return squared
+        return box_math.to_square(boxes)
 
     def _onet_stage(
         self, normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64]
     ) -> NDArray[np.float64]:
-        from mtcnn.utils.bboxes import adjust_bboxes, pick_matches, replace_confidence
-        from mtcnn.utils.landmarks import adjust_landmarks
-
         boxes, patches = _patches(normalized, boxes, 48)
-        offsets, landmarks, scores = self._onet(np.asarray(patches))
-        landmarks = adjust_landmarks(_Eager(landmarks), boxes)
-        boxes = replace_confidence(boxes, scores)
-        boxes = adjust_bboxes(boxes, offsets)
-        boxes = np.concatenate([boxes, landmarks], axis=-1)
-        boxes = pick_matches(boxes, scores_column=5, score_threshold=THRESHOLD_ONET)
+        offsets, fractions, scores = self._onet(patches)
+        landmarks = box_math.place_landmarks(fractions, boxes)
+        boxes = box_math.refine(boxes, offsets, scores)
+        boxes = box_math.above(np.concatenate([boxes, landmarks], axis=-1), THRESHOLD_ONET)
         if not len(boxes):
             return boxes
         return smart_nms(boxes, threshold=NMS_ONET, method="min", initial_sort=True)
@@ -365,31 +375,21 @@ def _checked(net: NetFn, name: str) -> NetFn:
     return run
 
 
-class _Eager:
-    """A numpy array seen as an eager tensor: mtcnn's box helpers call .numpy() on network outputs."""
+def _in_chunks(net: NetFn, size: int) -> NetFn:
+    """The network run on at most `size` inputs at a time, its outputs joined in order."""
 
-    def __init__(self, array: NDArray[np.float32]) -> None:
-        self._array = array
+    def run(batch: NDArray[np.float32]) -> tuple[NDArray[np.float32], ...]:
+        if len(batch) <= size:
+            return net(batch)
+        parts = [net(batch[start : start + size]) for start in range(0, len(batch), size)]
+        return tuple(np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True))
 
-    def numpy(self) -> NDArray[np.float32]:
-        return self._array
+    return run
 
 
 def _pnet_cells(side: int) -> int:
     """P-Net's output cells along a side of `side` input pixels: conv 3, pool 2 ('same'), conv 3, conv 3."""
     return -(-(side - 2) // 2) - 4
-
-
-def _working_picture(image: NDArray[np.uint8], max_side_px: int) -> tuple[NDArray[np.uint8], float]:
-    """The picture shrunk so its longer side is at most max_side_px, and the ratio (working / original)."""
-    height, width = image.shape[:2]
-    ratio = min(1.0, max_side_px / max(height, width))
-    if ratio >= 1.0:
-        return image, 1.0
-    size = (max(1, round(width * ratio)), max(1, round(height * ratio)))
-    # INTER_AREA averages the pixels each output pixel covers: no aliasing when shrinking a lot.
-    shrunk: NDArray[np.uint8] = np.asarray(cv2.resize(image, size, interpolation=cv2.INTER_AREA), np.uint8)
-    return shrunk, ratio
 
 
 def _to_original(rows: NDArray[np.float64], index: int, shape: tuple[int, ...], max_side_px: int) -> None:
@@ -425,21 +425,18 @@ def _normalize(image: NDArray[np.uint8]) -> NDArray[np.float32]:
 
 def _patches(
     normalized: list[NDArray[np.float32]], boxes: NDArray[np.float64], size: int
-) -> tuple[NDArray[np.float64], Any]:
+) -> tuple[NDArray[np.float64], NDArray[np.float32]]:
     """Candidates cut out of their own picture and resized to size x size, as mtcnn's extract_patches does.
 
-    Returns the boxes reordered by picture (the patches' order) and the (n, size, size, 3) patches.
+    Returns the boxes reordered by picture (the patches' order) and the (n, size, size, 3) patches of the
+    whole batch, for one network call.
     """
-    import tensorflow as tf
-    from mtcnn.utils.images import extract_patches
-
     boxes = boxes[np.argsort(boxes[:, 0], kind="stable")]
-    parts = []
-    for index in np.unique(boxes[:, 0]).astype(int):
-        own = boxes[boxes[:, 0] == index].copy()
-        own[:, 0] = 0
-        parts.append(extract_patches(normalized[index][None], own, expected_size=(size, size)))
-    return boxes, tf.concat(parts, axis=0) if len(parts) > 1 else parts[0]
+    parts = [
+        box_math.crop_and_resize(normalized[index], boxes[boxes[:, 0] == index], size)
+        for index in np.unique(boxes[:, 0]).astype(int)
+    ]
+    return boxes, np.concatenate(parts, axis=0) if len(parts) > 1 else parts[0]
 
 
 def _detections(

@@ -11,7 +11,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from detector_service.config import Settings
-from detector_service.detector import Alignment, Detection, DetectOptions
+from detector_service.detector import Alignment, Detection, DetectOptions, DetectorModel
 from facerec.batching import Outcome
 from facerec.budget import Budget
 from facerec.errors import FacerecError, InvalidInput, TooLarge
@@ -113,12 +113,20 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     def _options(self, options: detector_pb2.DetectOptions) -> DetectOptions:
         if options.alignment not in _ALIGNMENT:
             raise InvalidInput(f"Unknown alignment {options.alignment}.", field="options.alignment")
+        name = options.model or self._settings.model
+        models = {model.value: model for model in DetectorModel}
+        if name not in models:
+            raise InvalidInput(
+                f"Unknown detector model {name[:40]!r}; the models are {', '.join(models)}.",
+                field="options.model",
+            )
         found = DetectOptions(
             min_face_size_px=options.min_face_size_px or self._settings.default_min_face_size_px,
             min_confidence=options.min_confidence,
             max_faces=options.max_faces,
             alignment=_ALIGNMENT[options.alignment],
             return_crops=options.return_crops,
+            model=models[name],
         )
         found.validate()
         return found

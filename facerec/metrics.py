@@ -1,29 +1,49 @@
-"""Prometheus metrics for the services: per-RPC counts and latency, batch sizes, queue depth, gallery size.
+"""Prometheus metrics for the services: per-RPC counts and latency, batch sizes, queue depth, gallery
+size, the process, the build.
 
 Each service keeps its metrics in its own CollectorRegistry (so several servers in one process, as in
 the tests, never collide) and serves them over HTTP on its own port (`start_metrics_server`).
 
-Names (every series also carries `service`):
-  facerec_requests_total{method,code}      RPCs finished, by final gRPC status code
-  facerec_request_seconds{method}          RPC latency (histogram)
-    (`method` is one the server hosts, or "unknown" for every other name a caller made up: labels
-    stay bounded whatever is called)
+The RPC metrics have the names and labels of gRPC's Prometheus libraries (go-grpc-prometheus,
+py-grpc-prometheus), so the dashboards and alerts written for those work unchanged:
+  grpc_server_started_total{grpc_type,grpc_service,grpc_method}            RPCs started
+  grpc_server_handled_total{grpc_type,grpc_service,grpc_method,grpc_code}  RPCs finished, by status code
+  grpc_server_handling_seconds{grpc_type,grpc_service,grpc_method}         RPC latency (histogram)
+    (unary calls: grpc_type is "unary". grpc_service/grpc_method name one the server hosts, or both
+    are "unknown" for every other name a caller made up: labels stay bounded whatever is called)
+The gateway's HTTP calls (every series also carries `service`):
+  facerec_http_requests_total{route,code}  API calls finished, by route and the gRPC code they stand for
+  facerec_http_request_seconds{route}      API call latency (histogram)
+The rest (every series also carries `service` but the process's and the build's):
   facerec_batch_size                       items (images or face crops) per model call (histogram)
   facerec_queue_depth                      requests waiting in the batcher's queue
   facerec_gallery_faces, facerec_gallery_identities   enrolled faces and identities (gallery only)
+  process_* python_info python_gc_*        prometheus_client's process, platform and GC collectors
+  facerec_build_info{version,python}       always 1: which facerec and which Python run
 """
 
 from __future__ import annotations
 
 import logging
 import math
+import platform
 import time
 from collections.abc import Callable, Collection, Iterable
+from importlib import metadata
 from typing import Any, TypeVar
 
 import grpc
 from google.protobuf import descriptor_pool
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, start_http_server
+from prometheus_client import (
+    CollectorRegistry,
+    Counter,
+    Gauge,
+    GCCollector,
+    Histogram,
+    PlatformCollector,
+    ProcessCollector,
+    start_http_server,
+)
 
 log = logging.getLogger(__name__)
 
@@ -32,6 +52,9 @@ LATENCY_BUCKETS_S = (0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.
 BATCH_BUCKETS = (1, 2, 4, 8, 16, 32, 64, 128, 256)
 # The one label of every method a server does not host: each made-up name would otherwise add series.
 UNKNOWN_METHOD = "unknown"
+# grpc_type of a unary call, as gRPC's Prometheus libraries name it.
+UNARY = "unary"
+_RPC_LABELS = ["grpc_type", "grpc_service", "grpc_method"]
 
 T = TypeVar("T")
 R = TypeVar("R")
@@ -43,16 +66,36 @@ class ServiceMetrics:
     def __init__(self, service: str, registry: CollectorRegistry | None = None) -> None:
         self.service = service
         self.registry = registry if registry is not None else CollectorRegistry()
-        self._requests = Counter(
-            "facerec_requests",
-            "gRPC calls finished, by method and final status code.",
-            ["service", "method", "code"],
+        self._started = Counter(
+            "grpc_server_started",
+            "Total number of RPCs started on the server.",
+            _RPC_LABELS,
             registry=self.registry,
         )
-        self._latency = Histogram(
-            "facerec_request_seconds",
-            "gRPC call latency in seconds, from the handler's start to its return.",
-            ["service", "method"],
+        self._handled = Counter(
+            "grpc_server_handled",
+            "Total number of RPCs completed on the server, regardless of success or failure.",
+            [*_RPC_LABELS, "grpc_code"],
+            registry=self.registry,
+        )
+        self._handling = Histogram(
+            "grpc_server_handling_seconds",
+            "Histogram of response latency (seconds) of gRPC that had been application-level handled "
+            "by the server.",
+            _RPC_LABELS,
+            buckets=LATENCY_BUCKETS_S,
+            registry=self.registry,
+        )
+        self._http_requests = Counter(
+            "facerec_http_requests",
+            "HTTP API calls finished, by route and the gRPC code their answer stands for.",
+            ["service", "route", "code"],
+            registry=self.registry,
+        )
+        self._http_latency = Histogram(
+            "facerec_http_request_seconds",
+            "HTTP API call latency in seconds, from the request's start to its answer's headers.",
+            ["service", "route"],
             buckets=LATENCY_BUCKETS_S,
             registry=self.registry,
         )
@@ -70,15 +113,33 @@ class ServiceMetrics:
             registry=self.registry,
         )
         self._gallery_watched = False
+        _register_process_collectors(self.registry)
+        Gauge(
+            "facerec_build_info",
+            "Always 1; its labels name the facerec version and the Python that run.",
+            ["version", "python"],
+            registry=self.registry,
+        ).labels(facerec_version(), platform.python_version()).set(1)
 
     def interceptor(self, methods: Collection[str]) -> MetricsInterceptor:
         """The server interceptor that counts and times every unary call; pass it to build_server.
         methods: the server's own ("package.Service/Method", e.g. from hosted_methods)."""
         return MetricsInterceptor(self, methods)
 
+    def start_call(self, method: str) -> None:
+        """Counts a unary RPC started; method: "package.Service/Method" or UNKNOWN_METHOD."""
+        self._started.labels(UNARY, *_split(method)).inc()
+
     def record_call(self, method: str, code: grpc.StatusCode, seconds: float) -> None:
-        self._requests.labels(self.service, method, code.name).inc()
-        self._latency.labels(self.service, method).observe(seconds)
+        """Counts a unary RPC finished with `code` after `seconds`; method as in start_call."""
+        service, name = _split(method)
+        self._handled.labels(UNARY, service, name, code.name).inc()
+        self._handling.labels(UNARY, service, name).observe(seconds)
+
+    def record_http(self, route: str, code: grpc.StatusCode, seconds: float) -> None:
+        """Counts an HTTP API call (route: "POST /v1/identify", a template, never a raw path)."""
+        self._http_requests.labels(self.service, route, code.name).inc()
+        self._http_latency.labels(self.service, route).observe(seconds)
 
     def observe_batch(self, items: int) -> None:
         """Records one model call on `items` items."""
@@ -110,6 +171,29 @@ class ServiceMetrics:
         ).set_function(_safe(identities, "gallery identities"))
 
 
+def _split(method: str) -> tuple[str, str]:
+    service, _, name = method.rpartition("/")
+    return (service, name) if service else (UNKNOWN_METHOD, UNKNOWN_METHOD)
+
+
+def _register_process_collectors(registry: CollectorRegistry) -> None:
+    """prometheus_client registers its process, platform and GC collectors only on its own default
+    registry; a service's registry needs its own (they read the process when scraped)."""
+    for collector in (ProcessCollector, PlatformCollector, GCCollector):
+        try:
+            collector(registry=registry)
+        except ValueError:  # "Duplicated timeseries": the registry has it already (the default one does)
+            pass
+
+
+def facerec_version() -> str:
+    """The installed facerec distribution's version, or "unknown" when run from a bare checkout."""
+    try:
+        return metadata.version("facerec")
+    except metadata.PackageNotFoundError:
+        return "unknown"
+
+
 def _safe(read: Callable[[], int], what: str) -> Callable[[], float]:
     # A callback that raises would fail the whole scrape; report NaN for that one series instead.
     def value() -> float:
@@ -132,8 +216,8 @@ def hosted_methods(service_names: Iterable[str]) -> frozenset[str]:
 
 
 class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # generic only in grpc-stubs
-    """Counts unary calls by method and final status code, and times them. A method not in `methods`
-    (the server's own) is counted as "unknown", so callers cannot add series by making names up.
+    """Counts unary calls started and finished (by final status code), and times them. A method not in
+    `methods` (the server's own) is counted as "unknown", so callers cannot add series by making names up.
 
     Install it OUTSIDE facerec.status.ErrorInterceptor (build_server puts its `interceptors` first,
     so outside): a FacerecError has then already become context.abort(code), and this sees that code
@@ -160,6 +244,7 @@ class MetricsInterceptor(grpc.ServerInterceptor):  # type: ignore[type-arg]  # g
         metrics = self._metrics
 
         def handle(request: Any, context: grpc.ServicerContext) -> Any:
+            metrics.start_call(method)
             start = time.perf_counter()
             try:
                 response = inner(request, context)

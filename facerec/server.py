@@ -16,6 +16,8 @@ import grpc
 from grpc_health.v1 import health, health_pb2, health_pb2_grpc
 from grpc_reflection.v1alpha import reflection
 
+from facerec import keepalive
+from facerec.requestid import ServerRequestId
 from facerec.settings import ServerOptions
 from facerec.status import ErrorInterceptor
 from facerec.streams import StreamLimit
@@ -86,7 +88,13 @@ def build_server(
         futures.ThreadPoolExecutor(
             max_workers=options.max_workers + options.max_streams, thread_name_prefix="grpc"
         ),
-        interceptors=[StreamLimit(options.max_streams), *interceptors, ErrorInterceptor()],
+        # The request id outermost but for the stream limit: all the others log and abort within it.
+        interceptors=[
+            StreamLimit(options.max_streams),
+            ServerRequestId(),
+            *interceptors,
+            ErrorInterceptor(),
+        ],
         options=[
             # Applies to a message's size once decompressed too (C-core answers RESOURCE_EXHAUSTED).
             ("grpc.max_receive_message_length", options.max_message_bytes),
@@ -96,6 +104,7 @@ def build_server(
             # compress anyway; accepting only identity keeps a call's cost bounded by the bytes it sends.
             ("grpc.compression_enabled_algorithms_bitset", 1 << grpc.Compression.NoCompression.value),
             ("grpc.so_reuseport", 0),
+            *keepalive.server_options(options.keepalive),
             *(
                 [
                     ("grpc.max_connection_age_ms", int(options.max_connection_age_s * 1000)),

@@ -14,6 +14,8 @@ from collections.abc import Callable, Mapping, Sequence
 from pathlib import Path
 from typing import Any, ClassVar, Self
 
+from facerec.keepalive import Keepalive
+
 MiB = 1024 * 1024
 # The inference runtimes both model services can run on.
 RUNTIMES = ("onnxruntime", "tensorflow")
@@ -24,6 +26,7 @@ class SettingError(ValueError):
 
 
 LOG_LEVELS = ("DEBUG", "INFO", "WARNING", "ERROR")
+LOG_FORMATS = ("text", "json")
 
 
 @dataclasses.dataclass(frozen=True)
@@ -41,6 +44,8 @@ class ServerOptions:
     # Clients re-resolve DNS only when a connection ends; ending connections after this long lets the
     # gallery find replicas added by `docker compose --scale` or `kubectl scale`. 0 = never.
     max_connection_age_s: float = 300.0
+    # Pings on idle connections, and the pings this server accepts (facerec.keepalive).
+    keepalive: Keepalive = Keepalive()
 
 
 @dataclasses.dataclass(frozen=True)
@@ -249,6 +254,9 @@ class ServerSettings(Recipe):
     tokens: str = setting("", "inline tokens, comma-separated `token role` entries", secret=True)
     verbose: bool = setting(False, "log more (INFO)", short="-v")
     log_level: str = setting("", "DEBUG, INFO, WARNING or ERROR; empty = WARNING (INFO with -v)")
+    log_format: str = setting(
+        "text", "text, or json for one JSON object a line (each with its request id)", choices=LOG_FORMATS
+    )
 
     def check(self) -> None:
         """Raises SettingError for a value that cannot work."""
@@ -263,6 +271,10 @@ class ServerSettings(Recipe):
         if self.log_level.upper() not in ("", *LOG_LEVELS):
             raise SettingError(
                 f"{self.key('log_level')} must be one of {', '.join(LOG_LEVELS)}, not {self.log_level!r}."
+            )
+        if self.log_format not in LOG_FORMATS:
+            raise SettingError(
+                f"{self.key('log_format')} must be one of {', '.join(LOG_FORMATS)}, not {self.log_format!r}."
             )
         self.tls.checked(self.PREFIX)
 

@@ -30,6 +30,7 @@ def cmd_fetch(args: argparse.Namespace) -> int:
     except assets.FetchError as exc:
         raise CliError(str(exc), exit_code=1) from None
     sys.stdout.write(f"weights  {fetched.facenet_h5} (sha256 ok)\ndata     {fetched.dataset}\n")
+    sys.stdout.write(f"weights  {fetched.retinaface_onnx} (sha256 ok)\n")
     if args.calibration:
         from facerec_app.calibration_crops import ensure_calibration_set
 

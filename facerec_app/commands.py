@@ -64,7 +64,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         pairs, skipped = found.pairs, found.skipped
         what = f"{count(len(pairs), 'picture')} of {count(len({who for who, _ in pairs}), 'identity')}"
     with gallery_client(args.gallery, args.token, args.tls_ca) as client:
-        report = enroll_pairs(client, pairs)
+        report = enroll_pairs(client, pairs, strict=args.strict)
     failed = failures(report, skipped)
     if args.json:
         counts = {name.lower(): n for name, n in sorted(report.outcomes.items())}
@@ -368,6 +368,11 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         "--follow-symlinks",
         action="store_true",
         help="also read symlinks that point outside the folder (by default they are listed and skipped)",
+    )
+    p.add_argument(
+        "--strict",
+        action="store_true",
+        help="refuse a picture already enrolled under another identity (default: enroll it and warn)",
     )
     p.set_defaults(run=cmd_enroll)
 

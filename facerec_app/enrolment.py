@@ -42,9 +42,10 @@ class EnrollReport:
 
 
 def enroll_pairs(
-    client: GalleryClient, pairs: Sequence[tuple[str, Path]], desc: str = "enroll"
+    client: GalleryClient, pairs: Sequence[tuple[str, Path]], desc: str = "enroll", strict: bool = False
 ) -> EnrollReport:
-    """Enrolls each picture under its identity, four at a time; lists problem pictures on stderr.
+    """Enrolls each picture under its identity, four at a time; lists problem pictures on stderr (and
+    pictures already enrolled under another identity: a warning, or refused when strict).
 
     A failure about one picture (unreadable, invalid, too large) is recorded and the rest go on; a
     failure about the gallery itself stops sending, and the pictures not sent are counted."""
@@ -59,7 +60,7 @@ def enroll_pairs(
             return path, None
         try:
             request = gallery_pb2.EnrollRequest(
-                identity=identity, images=[common_pb2.Image(data=read_image(path))]
+                identity=identity, images=[common_pb2.Image(data=read_image(path))], strict=strict
             )
             reply = client.call("Enroll", request)
         except ClientError as exc:
@@ -82,6 +83,8 @@ def enroll_pairs(
             else:
                 name = gallery_pb2.EnrollOutcome.Name(result.outcome)
                 report.outcomes[name] += 1
+                if result.duplicate_of and result.outcome != gallery_pb2.INVALID:
+                    problems.append(f"  warning: {path} is already enrolled as {result.duplicate_of!r} too")
                 if result.outcome == gallery_pb2.MULTIPLE_FACES:
                     problems.append(f"  several faces, the largest enrolled: {path}")
                 elif result.outcome == gallery_pb2.INVALID:

@@ -228,10 +228,7 @@ def describe(mode: str, r: evaluation.Report) -> str:
         mark = "  <- default" if p.name == r.operating_point else ""
         lines.append(f"{pad}{point_line(p)}{mark}")
     for u in r.unsupported:
-        lines.append(
-            f"{pad}{u.name:<14} too few different-person pairs: {u.impostor_pairs}, "
-            f"{u.needed} needed to bound the FAR at {u.target_far:.0e}"
-        )
+        lines.append(f"{pad}{u.name:<14} {u.reason}")
     held = r.held_out_at_far
     balanced = np.mean([float(v["balanced_accuracy"] or 0) for v in r.held_out.values()])
     name = evaluation.point_name(held.target_far)

@@ -13,11 +13,15 @@ from numpy.typing import NDArray
 from scipy.stats import beta
 
 from facerec.calibration import IDENTIFICATION, OperatingPoint
+from facerec.errors import Precondition
 
 CONFIDENCE = 0.95
 FAR_TARGETS = (1e-2, 1e-3, 1e-4)
 # The criterion for the default verification point and the alignment mode.
 DEFAULT_TARGET_FAR = 1e-3
+# Below this distance two embeddings are of one picture: float32 unit vectors, compared through their
+# dot product, leave up to ~5e-4 of rounding where the true distance is 0. No real threshold sits there.
+SAME_PICTURE_DISTANCE = 1e-3
 
 
 @dataclass(frozen=True)
@@ -90,12 +94,15 @@ def point_name(target_far: float) -> str:
 
 @dataclass(frozen=True)
 class Unsupported:
-    """A target the impostor pairs cannot support: even no false accept would not bound the FAR below it."""
+    """A target the pairs cannot support: too few impostor pairs to bound the FAR below it even with no
+    false accept, or impostor pairs so close (at distance 0: one picture under two names) that only a
+    threshold of 0, or none, keeps the FAR there. reason says which, in one sentence."""
 
     name: str
     target_far: float
     impostor_pairs: int
     needed: int
+    reason: str = ""
 
 
 def point_at(pairs: Pairs, threshold: float, name: str) -> OperatingPoint:
@@ -126,7 +133,13 @@ def fit_at_far(pairs: Pairs, target_far: float, name: str = "") -> OperatingPoin
     n = len(impostor)
     needed = impostors_needed(target_far)
     if n < needed:
-        return Unsupported(name, target_far, n, needed)
+        return Unsupported(
+            name,
+            target_far,
+            n,
+            needed,
+            f"too few different-person pairs: {n}, {needed} needed to bound the FAR at {target_far:.0e}",
+        )
     lo, hi = 0, n  # far_upper_bound(lo, n) <= target_far holds; find the largest such k
     while lo < hi:
         mid = (lo + hi + 1) // 2
@@ -138,8 +151,24 @@ def fit_at_far(pairs: Pairs, target_far: float, name: str = "") -> OperatingPoin
         return point_at(pairs, 2.0, name)
     c = curve(pairs)
     counts = np.searchsorted(impostor, c.threshold, side="right")
-    i = int(np.nonzero(counts <= lo)[0][-1])
-    return point_at(pairs, float(c.threshold[i]), name)
+    within = np.nonzero(counts <= lo)[0]
+    # Impostor pairs at distance 0 are accepted by every threshold; when they alone exceed the false
+    # accepts the target allows, no threshold fits; and a threshold of 0 accepts identical pictures only.
+    if not len(within) or c.threshold[within[-1]] < SAME_PICTURE_DISTANCE:
+        zeros = int(np.searchsorted(impostor, SAME_PICTURE_DISTANCE, side="left"))
+        if zeros:
+            are = "pair is" if zeros == 1 else "pairs are"
+            reason = (
+                f"{zeros} different-person {are} at distance 0 (the same picture under two names), and a "
+                f"FAR of {target_far:.0e} over {n} pairs allows {lo} false accept{'' if lo == 1 else 's'}"
+            )
+        else:
+            reason = (
+                f"the nearest different-person pair ({impostor[0]:.3f}) is nearer than any same-person "
+                f"pair: only a threshold of 0 keeps the FAR at {target_far:.0e}"
+            )
+        return Unsupported(name, target_far, n, needed, reason)
+    return point_at(pairs, float(c.threshold[within[-1]]), name)
 
 
 def equal_error_rate(c: Curve) -> tuple[float, float]:
@@ -284,7 +313,7 @@ def open_set(vectors: NDArray[np.float32], labels: Sequence[str]) -> OpenSet:
         )
     return OpenSet(
         point.threshold,
-        float(np.mean(genuine <= point.threshold)),
+        float(np.mean(genuine <= point.threshold)) if len(genuine) else 0.0,
         float(np.mean(stranger > point.threshold)),
         chosen_by,
         point,
@@ -332,7 +361,20 @@ def default_point(points: Sequence[OperatingPoint]) -> str:
 
 
 def report(vectors: NDArray[np.float32], labels: Sequence[str], images: int) -> tuple[Report, Curve]:
+    """The figures of one labelled set. Precondition when its pairs are all of one kind: no threshold
+    can be told from them (every threshold would accept all pairs, or none that matter)."""
     pairs = all_pairs(vectors, labels)
+    people = len(set(labels))
+    if not pairs.same.any():
+        raise Precondition(
+            f"The {len(labels)} faces hold no two of one person ({people} identities of one face each): "
+            "a threshold needs same-person pairs too; give some people two faces or more."
+        )
+    if pairs.same.all():
+        raise Precondition(
+            f"The {len(labels)} faces are all of one person: a threshold needs different-person pairs "
+            "too; give faces of two people or more."
+        )
     c = curve(pairs)
     best, balanced = best_balanced_threshold(c)
     eer, eer_t = equal_error_rate(c)
@@ -347,6 +389,18 @@ def report(vectors: NDArray[np.float32], labels: Sequence[str], images: int) -> 
     points += [point_at(pairs, eer_t, "eer"), point_at(pairs, best, "best_accuracy")]
     chosen = default_point(points)
     notes = []
+    twins = np.nonzero(~pairs.same & (pairs.distance < SAME_PICTURE_DISTANCE))[0]
+    if len(twins):
+        names = np.asarray(labels)
+        shown = ", ".join(
+            f"{str(names[pairs.left[i]])!r} and {str(names[pairs.right[i]])!r}" for i in twins[:3]
+        )
+        more = f" and {len(twins) - 3} more" if len(twins) > 3 else ""
+        are = "pair is" if len(twins) == 1 else "pairs are"
+        notes.append(
+            f"{len(twins)} different-person {are} at distance 0, the same picture under two names "
+            f"({shown}{more}): a false accept at every threshold; remove the wrong name"
+        )
     if chosen != point_name(DEFAULT_TARGET_FAR):
         notes.append(
             f"too few different-person pairs for {point_name(DEFAULT_TARGET_FAR)}; the default is {chosen}"

@@ -162,6 +162,14 @@ class Backend:
             self._saved_version = version
             return True
 
+    def discard_saved_index(self) -> None:
+        """A removal is for good: the saved index still holds the removed vectors, so it goes (the next
+        checkpoint writes one without them; a start before that rebuilds from the store). The caller
+        holds write_lock."""
+        if self._local is not None and self._index_path is not None:
+            FaceIndex.discard_saved(self._index_path)
+            self._saved_version = -1
+
     def start_checkpoints(self, interval_s: float) -> None:
         """Saves the index every interval_s while the store changes, until close (0: only at close)."""
         if interval_s <= 0 or self._index_path is None:

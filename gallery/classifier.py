@@ -5,8 +5,9 @@ from __future__ import annotations
 
 import logging
 import threading
+import time
 from collections.abc import Sequence
-from concurrent.futures import Future, ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor, wait
 from pathlib import Path
 from typing import Any, Protocol
 
@@ -150,19 +151,35 @@ class EnrolledFaces(Protocol):
     def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None: ...
 
 
+# What one unit of a refit's cost (one identity's hyperplane over one face: LinearSVC fits one-vs-rest,
+# so a fit costs about identities x faces units) is taken to take until this process has timed a fit of
+# its own. Measured on the 2-core development machine: 7-10 us per unit from 100 x 2 to 1,000 x 2
+# (1,000 identities of two faces: 2,000,000 units, 8-20 s), more per unit below (fixed costs).
+COLD_SECONDS_PER_UNIT = 1e-5
+
+
+def refit_units(identities: int, faces: int) -> int:
+    """The cost of fitting the SVM, in units that scale its time: identities x faces."""
+    return identities * faces
+
+
 class StoreClassifier:
     """The SVM of a store: fit on all its faces at a store version, kept by the store (with that
     version), adopted at start or from another replica when the version still matches, and refit
     once the store has changed. Thread-safe.
 
-    Up to inline_refit_max_faces faces a stale SVM is refit on the request (tens of milliseconds); beyond,
-    in the background while the previous SVM (or, when there is none, the nearest neighbour) answers: at
-    20,000 faces a refit takes seconds, and every Identify after an Enroll used to wait for it.
+    A stale SVM is refit on the request only when that refit is known to be cheap: its predicted time,
+    identities x faces times the seconds per unit this process last measured (COLD_SECONDS_PER_UNIT
+    before its first fit), within inline_refit_max_s. Otherwise it is refit in the background while the
+    previous SVM (or, when there is none, the nearest neighbour) answers, gated by the distance
+    threshold, and Identify's classifier_stale says so: 1,000 identities of two faces (2,000 faces)
+    take seconds to fit, and every Identify after an Enroll used to wait for it.
     """
 
-    def __init__(self, faces: EnrolledFaces, inline_refit_max_faces: int = 2000) -> None:
+    def __init__(self, faces: EnrolledFaces, inline_refit_max_s: float = 0.05) -> None:
         self._faces = faces
-        self._inline_max = inline_refit_max_faces
+        self._inline_max_s = inline_refit_max_s
+        self._seconds_per_unit = COLD_SECONDS_PER_UNIT
         self._lock = threading.Lock()
         self._classifier: IdentityClassifier | None = None
         self._version = -1
@@ -196,9 +213,9 @@ class StoreClassifier:
         """The SVM to answer with now, and whether it is stale (being refit in the background). state: the
         store's, read once by the request.
 
-        A current fit kept by the store is adopted; small stores are refit here; larger ones start a
-        background refit and get the previous SVM (None when there is none yet, or when fewer than two
-        identities are left)."""
+        A current fit kept by the store is adopted; a refit predicted to be cheap is made here; a dearer
+        one starts in the background and the previous SVM answers (None when there is none yet, or when
+        fewer than two identities are left)."""
         with self._lock:
             if self._classifier is not None and self._version == state.version:
                 return self._classifier, False
@@ -206,7 +223,7 @@ class StoreClassifier:
                 return self._classifier, False
             if self._refitting is not None and not self._refitting.done():
                 return self._classifier, True  # a refit is on its way: the request does not wait for it
-            if state.faces <= self._inline_max:
+            if self._refit_inline(state.identities, state.faces):
                 try:
                     classifier, version, _ = self._fit()
                 except Precondition:
@@ -224,6 +241,16 @@ class StoreClassifier:
         with self._lock:
             if self._refitting is None or self._refitting.done():
                 self._refitting = self._refitter.submit(self._refit_in_background)
+
+    def _refit_inline(self, identities: int, faces: int) -> bool:
+        """Whether a refit of this size is cheap enough to make the request wait for it."""
+        return refit_units(identities, faces) * self._seconds_per_unit <= self._inline_max_s
+
+    def wait_for_refit(self, timeout_s: float | None = None) -> None:
+        """Blocks until a background refit in progress has ended."""
+        refitting = self._refitting
+        if refitting is not None:
+            wait([refitting], timeout_s)
 
     def close(self) -> None:
         """Lets a background refit end (it reads the store) and stops the refit thread."""
@@ -252,7 +279,11 @@ class StoreClassifier:
         version = self._faces.version()
         _, vectors, labels = self._faces.embeddings()
         classifier = IdentityClassifier()
+        clock = time.perf_counter()
         accuracy = classifier.fit(vectors, labels)
+        units = refit_units(len(set(labels)), len(labels))
+        # What the next decision to refit inline predicts from: this machine, under its present load.
+        self._seconds_per_unit = (time.perf_counter() - clock) / max(1, units)
         log.info(
             "SVM fit on %s faces of %s identities: train accuracy %.3f",
             len(labels),

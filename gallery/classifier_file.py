@@ -58,6 +58,18 @@ class ClassifierFile:
             return
         self._version = int(store_version)
 
+    def names(self, identity: str) -> bool:
+        """Whether one of its arrays of strings (the SVM's classes) holds this name."""
+        saved = self.load()
+        return saved is not None and any(
+            a.dtype.kind == "U" and identity in a.ravel().tolist() for a in saved[1].values()
+        )
+
+    def discard(self) -> None:
+        """Deletes it (a removal: a fit made before it may name the removed identity)."""
+        self.path.unlink(missing_ok=True)
+        self._version = -1
+
     def load(self) -> tuple[int, dict[str, NDArray[Any]]] | None:
         """(store version it was fit at, arrays), or None when there is none readable."""
         if not self.path.is_file():

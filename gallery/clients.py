@@ -18,6 +18,7 @@ A service that stays down is raised as Unavailable with one sentence naming it.
 
 from __future__ import annotations
 
+import contextvars
 import logging
 import time
 from collections.abc import Callable, Sequence
@@ -151,7 +152,9 @@ class _Client:
         chunks = _chunks(items, self._chunk)
         if len(chunks) <= 1:
             return [call(chunk) for chunk in chunks]
-        return list(self._pool.map(call, chunks))
+        # Each chunk runs in a copy of this context: a pool thread would not see the request id.
+        contexts = [contextvars.copy_context() for _ in chunks]
+        return list(self._pool.map(lambda context, chunk: context.run(call, chunk), contexts, chunks))
 
     def close(self) -> None:
         self._pool.shutdown(wait=False)

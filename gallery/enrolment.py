@@ -12,7 +12,7 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.errors import FacerecError, InvalidInput
+from facerec.errors import FacerecError, InvalidInput, Unavailable
 from gallery import validation
 from gallery.options import GalleryOptions
 from gallery.ports import (
@@ -25,7 +25,7 @@ from gallery.ports import (
     largest_face,
 )
 from gallery.results import EnrollOutcome, EnrollResult
-from gallery.rows import NewFace
+from gallery.rows import DuplicatePicture, NewFace
 
 Embed = Callable[[list[NDArray[np.uint8]], float | None], Embedded]
 
@@ -36,6 +36,7 @@ class _Pending:
     face: NewFace
     outcome: EnrollOutcome
     faces_found: int
+    duplicate_of: str = ""
 
 
 class Enrolment:
@@ -66,14 +67,17 @@ class Enrolment:
         embeddings: Sequence[tuple[Sequence[float], str]] = (),
         options: DetectorOptions | None = None,
         timeout_s: float | None = None,
+        strict: bool = False,
     ) -> list[EnrollResult]:
         """Adds faces to `identity`: the largest face of each picture, and each (values, model) embedding.
 
         Returns one result per picture, then one per embedding. Bad pictures or embeddings get an
-        INVALID result and the rest is still enrolled. Returns once the faces are durably stored and
-        in the index.
+        INVALID result and the rest is still enrolled. A picture already enrolled under another
+        identity is enrolled with that name in duplicate_of (a warning), or, when strict, refused
+        (INVALID). Returns once the faces are durably stored and in the index.
         """
-        name = validation.identity(identity)
+        name = validation.new_identity(identity)
+        self._refuse_look_alike(name)
         if not images and not embeddings:
             raise InvalidInput("Nothing to enroll: give at least one image or embedding.", field="images")
         if len(images) > self.options.max_images_per_request:
@@ -91,6 +95,7 @@ class Enrolment:
         pending: list[_Pending] = []
         repeats: dict[int, int] = {}  # slot -> first slot with the same bytes
         first_slot: dict[str, int] = {}
+        twin_of: dict[int, str] = {}  # slot -> another identity enrolled from the same picture
         to_detect: list[tuple[int, bytes, str]] = []
         for slot, data in enumerate(images):
             if not data:
@@ -107,6 +112,18 @@ class Enrolment:
             if existing is not None:
                 results[slot] = EnrollResult(EnrollOutcome.DUPLICATE, face_id=existing)
                 continue
+            other = self._store.other_identity_with_image(name, sha)
+            if other is not None and strict:
+                results[slot] = EnrollResult(
+                    EnrollOutcome.INVALID,
+                    error=InvalidInput(
+                        f"This picture is already enrolled as {other!r}; it was not enrolled as {name!r} too."
+                    ),
+                    duplicate_of=other,
+                )
+                continue
+            if other is not None:
+                twin_of[slot] = other
             to_detect.append((slot, data, sha))
 
         if to_detect:
@@ -136,7 +153,9 @@ class Enrolment:
                         )
                         continue
                     outcome = EnrollOutcome.MULTIPLE_FACES if found > 1 else EnrollOutcome.ENROLLED
-                    pending.append(_Pending(slot, NewFace(vector, sha, face.box), outcome, found))
+                    pending.append(
+                        _Pending(slot, NewFace(vector, sha, face.box), outcome, found, twin_of.get(slot, ""))
+                    )
 
         for j, (values, model) in enumerate(embeddings):
             slot = len(images) + j
@@ -158,38 +177,74 @@ class Enrolment:
                     face_id=earlier.face_id,
                     box=earlier.box,
                     faces_found=earlier.faces_found,
+                    duplicate_of=earlier.duplicate_of,
                 )
             else:
                 results[slot] = earlier
         return [r if r is not None else EnrollResult(EnrollOutcome.INVALID) for r in results]
 
+    def _refuse_look_alike(self, name: str) -> None:
+        """InvalidInput when name is new and looks like an enrolled identity (the same TR39 skeleton)."""
+        if self._store.has_identity(name):
+            return
+        other = self._store.confusable_identity(name)
+        if other is not None:
+            raise InvalidInput(
+                f"The identity {name!r} looks like the enrolled identity {other!r}; "
+                f"enroll into {other!r} or choose a name that does not look like it."
+            )
+
     def _commit(self, name: str, pending: list[_Pending], results: list[EnrollResult | None]) -> None:
         with self._write:
-            keep = []
-            for item in pending:
-                # A concurrent Enroll may have stored the same picture since the first check.
-                sha = item.face.image_sha256
-                existing = self._store.find_face_by_image(name, sha) if sha else None
-                if existing is not None:
-                    results[item.slot] = EnrollResult(
-                        EnrollOutcome.DUPLICATE,
-                        face_id=existing,
-                        box=item.face.box,
-                        faces_found=item.faces_found,
-                    )
-                else:
-                    keep.append(item)
+            # Again under the write lock: a concurrent Enroll may have created a look-alike meanwhile.
+            self._refuse_look_alike(name)
+            # A shared store refuses a picture another replica stored since the check (DuplicatePicture):
+            # each retry then finds at least that one, so this ends.
+            for _ in range(len(pending) + 1):
+                try:
+                    ids, keep = self._store_new(name, pending, results)
+                    break
+                except DuplicatePicture:
+                    continue
+            else:
+                raise Unavailable("Other writers kept enrolling these pictures at this moment; try again.")
             if not keep:
                 return
-            ids = self._store.add_faces(name, [item.face for item in keep])
             self._index.add(
                 np.asarray(ids, dtype=np.int64),
                 np.stack([item.face.embedding for item in keep]).astype(np.float32),
             )
         for item, face_id in zip(keep, ids, strict=True):
             results[item.slot] = EnrollResult(
-                item.outcome, int(face_id), item.face.box, None, item.faces_found
+                item.outcome,
+                int(face_id),
+                item.face.box,
+                faces_found=item.faces_found,
+                duplicate_of=item.duplicate_of,
             )
+
+    def _store_new(
+        self, name: str, pending: list[_Pending], results: list[EnrollResult | None]
+    ) -> tuple[list[int], list[_Pending]]:
+        """Stores the pending faces whose pictures the identity does not hold yet; answers DUPLICATE for
+        the rest. Returns the new ids and the faces they belong to. The caller holds the write lock."""
+        keep = []
+        for item in pending:
+            # A concurrent Enroll may have stored the same picture since the first check.
+            sha = item.face.image_sha256
+            existing = self._store.find_face_by_image(name, sha) if sha else None
+            if existing is not None:
+                results[item.slot] = EnrollResult(
+                    EnrollOutcome.DUPLICATE,
+                    face_id=existing,
+                    box=item.face.box,
+                    faces_found=item.faces_found,
+                )
+            else:
+                keep.append(item)
+        if not keep:
+            return [], keep
+        return self._store.add_faces(name, [item.face for item in keep]), keep
 
     def _good_enough(self, face: DetectedFace) -> bool:
         return (

@@ -71,7 +71,7 @@ class Gallery:
         self._detector = detector
         self._embedder = embedder
         self.options = options
-        self._classifier = StoreClassifier(self._store, options.svm_inline_refit_max_faces)
+        self._classifier = StoreClassifier(self._store, options.svm_inline_refit_max_s)
         storage.watch_classifier(self._classifier)
         state = self._store.state()
         if state.classifier_version < 0 and self._method(state.identities) == SVM:
@@ -120,10 +120,11 @@ class Gallery:
         embeddings: Sequence[tuple[Sequence[float], str]] = (),
         options: DetectorOptions | None = None,
         timeout_s: float | None = None,
+        strict: bool = False,
     ) -> list[EnrollResult]:
         """Adds faces to `identity`: the largest face of each picture, and each (values, model) embedding.
         One result per picture, then one per embedding (gallery.enrolment.Enrolment.enroll)."""
-        return self._enrolment.enroll(identity, images, embeddings, options, timeout_s)
+        return self._enrolment.enroll(identity, images, embeddings, options, timeout_s, strict)
 
     # --- identification ----------------------------------------------------------------------------
 
@@ -174,17 +175,11 @@ class Gallery:
         answered = iter(answers)
         faces = []
         for f, why in zip(detected.faces, refused, strict=True):
-            a = next(answered) if why is None else IdentifiedFace("", False, 0.0, 0.0, [])
-            faces.append(
-                replace(
-                    a,
-                    box=f.box,
-                    landmarks=f.landmarks,
-                    detection_confidence=f.confidence,
-                    not_identifiable=why[0] if why else None,
-                    reason=why[1] if why else "",
-                )
-            )
+            if why is None:
+                a = next(answered)
+            else:
+                a = IdentifiedFace("", False, 0.0, 0.0, [], not_identifiable=why[0], reason=why[1])
+            faces.append(replace(a, box=f.box, landmarks=f.landmarks, detection_confidence=f.confidence))
         return Identification(
             faces, t, method, detected.width, detected.height, point, classifier_stale=stale
         )
@@ -218,18 +213,22 @@ class Gallery:
         labels: list[str] = []
         confidences: NDArray[np.float32] = np.zeros(len(xq), dtype=np.float32)
         stale = False
+        unfit: set[str] = set()  # identities a stale SVM was fit before: never its answer
         if method == SVM:
             classifier, stale = self._classifier.current(state)
             if classifier is None:
                 method = NEAREST
             else:
                 labels, confidences = classifier.predict(xq)
+                if stale:
+                    unfit = {c.identity for near in candidates for c in near} - set(classifier.classes)
         answers = []
         for i, near in enumerate(candidates):
             if not near:
                 answers.append(IdentifiedFace("", False, 0.0, 0.0, []))
                 continue
-            if method == SVM:
+            # Nearest to a newcomer since a stale SVM's fit: the nearest neighbour answers until the refit.
+            if method == SVM and near[0].identity not in unfit:
                 label = labels[i]
                 distance = next((c.distance for c in near if c.identity == label), None)
                 if distance is None:
@@ -397,6 +396,7 @@ class Gallery:
         with self._storage.write_lock:
             removed = self._store.remove_identity(name)
             self._index.remove(removed)
+            self._storage.discard_saved_index()
         return len(removed)
 
     def remove_face(self, face_id: int) -> str:
@@ -406,6 +406,7 @@ class Gallery:
         with self._storage.write_lock:
             identity = self._store.remove_face(face_id)
             self._index.remove([face_id])
+            self._storage.discard_saved_index()
         return identity
 
     def stats(self) -> GalleryStats:

@@ -341,6 +341,12 @@ class FaceIndex:
     def _side_path(path: Path) -> Path:
         return path.with_name(path.name + ".json")
 
+    @classmethod
+    def discard_saved(cls, path: Path) -> None:
+        """Deletes a saved index and its side file (a removal: the saved vectors must not outlive it)."""
+        cls._side_path(path).unlink(missing_ok=True)
+        Path(path).unlink(missing_ok=True)
+
     def save(self, path: Path, store_version: int, store_id: str = "") -> None:
         """Write the index to path and a side file path + ".json" recording the store (its id) and the store
         version it mirrors.

@@ -31,9 +31,9 @@ class GalleryOptions:
     # Identify's default: the nearest of many faces lies closer than a typical pair (facerec.calibration).
     identification_threshold: float = DEFAULT_IDENTIFICATION_THRESHOLD
     svm_max_identities: int = 1000
-    # Up to this many faces a stale SVM is refit on the request; beyond, in the background
-    # (gallery.classifier.StoreClassifier).
-    svm_inline_refit_max_faces: int = 2000
+    # A stale SVM is refit on the request when that refit is predicted to take at most this long; else in
+    # the background (gallery.classifier.StoreClassifier).
+    svm_inline_refit_max_s: float = 0.05
     ivf_min_size: int = 50_000
     nprobe: int | None = None
     dimension: int = 128

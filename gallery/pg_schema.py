@@ -4,20 +4,58 @@ lock so replicas starting together agree. Pure: no grpc."""
 from __future__ import annotations
 
 import logging
+from collections.abc import Callable
 from typing import Any
 
 import psycopg
 
 from facerec.errors import Precondition
-from gallery.rows import now_ms
+from gallery.rows import REMOVE, ModelClaim, claim_model, new_store_id, now_ms
+from gallery.validation import skeleton
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+SCHEMA_VERSION = 3
 # Any fixed number: the key of the advisory lock that serialises schema migrations across replicas.
 _MIGRATION_LOCK = 0x66616365
 
-_MIGRATIONS: dict[int, tuple[str, ...]] = {
+
+def _add_skeletons(conn: psycopg.Connection[Any]) -> None:
+    """Fills the skeleton (TR39, for the look-alike check) of every identity named before it existed."""
+    names = [str(r[0]) for r in conn.execute("SELECT name FROM identities")]
+    with conn.cursor() as cur:
+        cur.executemany(
+            "UPDATE identities SET skeleton = %s WHERE name = %s", [(skeleton(n), n) for n in names]
+        )
+
+
+def _drop_repeated_pictures(conn: psycopg.Connection[Any]) -> None:
+    """Removes the faces that repeat a picture already enrolled for the same identity (replicas enrolling it
+    at the same moment could both store it before the constraint), keeping the first; logged as one
+    change, so every replica's index drops them too."""
+    ids = sorted(
+        int(r[0])
+        for r in conn.execute(
+            "DELETE FROM faces f USING faces g WHERE f.image_sha256 <> '' AND f.identity = g.identity"
+            " AND f.image_sha256 = g.image_sha256 AND f.face_id > g.face_id RETURNING f.face_id"
+        )
+    )
+    if not ids:
+        return
+    row = conn.execute(
+        "UPDATE state SET version = version + 1, faces = faces - %s RETURNING version", (len(ids),)
+    ).fetchone()
+    assert row is not None
+    conn.execute(
+        "INSERT INTO changes (version, op, face_ids, at_ms) VALUES (%s, %s, %s, %s)",
+        (int(row[0]), REMOVE, ids, now_ms()),
+    )
+    log.warning("removed %s faces that repeated a picture of the same identity", len(ids))
+
+
+Migration = str | Callable[[psycopg.Connection[Any]], None]
+
+_MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     1: (
         "CREATE TABLE meta (key TEXT PRIMARY KEY, value TEXT NOT NULL)",
         # One row: its lock serialises writers, so versions and commits come in the same order.
@@ -35,6 +73,18 @@ _MIGRATIONS: dict[int, tuple[str, ...]] = {
         "CREATE TABLE classifier (id INTEGER PRIMARY KEY CHECK (id = 1), store_version BIGINT NOT NULL,"
         " arrays BYTEA NOT NULL, saved_at_ms BIGINT NOT NULL)",
     ),
+    2: (
+        "ALTER TABLE identities ADD COLUMN skeleton TEXT NOT NULL DEFAULT ''",
+        _add_skeletons,
+        "CREATE INDEX identities_by_skeleton ON identities(skeleton)",
+    ),
+    # One picture once per identity, whatever replicas do at the same moment: the database refuses the
+    # second (faces given as embeddings have no picture, hence the partial index).
+    3: (
+        _drop_repeated_pictures,
+        "CREATE UNIQUE INDEX faces_one_picture_per_identity ON faces(image_sha256, identity)"
+        " WHERE image_sha256 <> ''",
+    ),
 }
 
 
@@ -51,7 +101,52 @@ def migrate(conn: psycopg.Connection[Any]) -> None:
             f"{SCHEMA_VERSION}; run a newer gallery."
         )
     for version in sorted(set(_MIGRATIONS) - done):
-        for statement in _MIGRATIONS[version]:
-            conn.execute(statement)
+        for step in _MIGRATIONS[version]:
+            if isinstance(step, str):
+                conn.execute(step)
+            else:
+                step(conn)
         conn.execute("INSERT INTO schema_migrations VALUES (%s, %s)", (version, now_ms()))
         log.info("PostgreSQL store migrated to schema version %s", version)
+
+
+def claim_store(conn: psycopg.Connection[Any], model: str, dim: int) -> str:
+    """Claims the database for this model (gallery.rows.claim_model; Precondition when it holds faces of
+    another) and returns the store's id, drawn when the store is created. One write transaction."""
+    (_, faces) = conn.execute("SELECT version, faces FROM state FOR UPDATE").fetchone() or (0, 0)
+    held = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('model', 'dim')").fetchall())
+    claim = claim_model(
+        held.get("model"),
+        int(held["dim"]) if "dim" in held else None,
+        faces,
+        model,
+        dim,
+        "a new database",
+    )
+    if claim is ModelClaim.SWITCH:
+        conn.execute("UPDATE state SET version = version + 1")
+    # Drawn when the store is created (or first opened by a gallery that keeps one).
+    conn.execute("INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT (key) DO NOTHING", (new_store_id(),))
+    row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
+    if claim is not ModelClaim.KEEP:
+        for key, value in (("model", model), ("dim", str(dim))):
+            conn.execute(
+                "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
+                (key, value),
+            )
+    return str(row[0]) if row is not None else ""
+
+
+def integrity_check(conn: psycopg.Connection[Any]) -> bool:
+    """True when the kept counts match the tables and no identity is left without faces."""
+    kept = conn.execute("SELECT identities, faces FROM state").fetchone()
+    real = conn.execute("SELECT (SELECT COUNT(*) FROM identities), (SELECT COUNT(*) FROM faces)").fetchone()
+    orphans = conn.execute(
+        "SELECT COUNT(*) FROM identities i WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.identity = i.name)"
+    ).fetchone()
+    ok = kept == real and orphans == (0,)
+    if not ok:
+        log.error(
+            "integrity check failed: kept %s, real %s, identities without faces %s", kept, real, orphans
+        )
+    return ok

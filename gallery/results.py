@@ -32,6 +32,7 @@ class EnrollResult:
     box: BoxXYWH | None = None
     error: FacerecError | None = None
     faces_found: int = 0
+    duplicate_of: str = ""  # another identity already enrolled from this picture (a warning)
 
 
 @dataclass(frozen=True)

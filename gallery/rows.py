@@ -35,6 +35,11 @@ class NewFace:
     box: Box | None = None
 
 
+class DuplicatePicture(Exception):
+    """add_faces refused a picture already enrolled for the identity (by another writer since the caller's
+    check: a shared store's constraint). Nothing of the call was stored; check again and retry."""
+
+
 @dataclass(frozen=True)
 class FaceRow:
     """A stored face. embedding: (dim,) float32, bit-exact as enrolled."""

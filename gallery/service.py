@@ -58,6 +58,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             embeddings=[(tuple(e.values), e.model) for e in request.embeddings],
             options=_detect_options(request, "detect_options"),
             timeout_s=context.time_remaining(),
+            strict=request.strict,
         )
         images = len(request.images)
         places = [f"images[{i}]" if i < images else f"embeddings[{i - images}]" for i in range(len(results))]
@@ -258,6 +259,7 @@ def _enroll_result(r: EnrollResult, place: str) -> gallery_pb2.EnrollResult:
         box=_box(r.box),
         error=error_proto(r.error, place) if r.error is not None else None,
         faces_found=r.faces_found,
+        duplicate_of=r.duplicate_of,
     )
 
 

@@ -39,40 +39,14 @@ from gallery.rows import (
     now_ms,
     unpack,
 )
+from gallery.sqlite_schema import SCHEMA_VERSION, configure, empty_wal
+from gallery.sqlite_schema import create as create_schema
+from gallery.validation import skeleton
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
-
 # SQLite's default limit on host parameters is 32766 (3.32+); stay well below it for IN (...) lists.
 _IN_CHUNK = 900
-
-_SCHEMA = """
-CREATE TABLE IF NOT EXISTS meta (
-    key TEXT PRIMARY KEY,
-    value TEXT NOT NULL
-);
-CREATE TABLE IF NOT EXISTS identities (
-    name TEXT PRIMARY KEY,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE TABLE IF NOT EXISTS faces (
-    face_id INTEGER PRIMARY KEY AUTOINCREMENT,
-    identity TEXT NOT NULL REFERENCES identities(name),
-    embedding BLOB NOT NULL,
-    model TEXT NOT NULL,
-    image_sha256 TEXT NOT NULL DEFAULT '',
-    box_x REAL, box_y REAL, box_w REAL, box_h REAL,
-    created_at_ms INTEGER NOT NULL
-);
-CREATE INDEX IF NOT EXISTS faces_by_identity ON faces(identity, image_sha256);
-CREATE TABLE IF NOT EXISTS changes (
-    version INTEGER PRIMARY KEY,
-    op TEXT NOT NULL CHECK (op IN ('add', 'remove')),
-    face_ids TEXT NOT NULL,
-    at_ms INTEGER NOT NULL
-);
-"""
 
 
 class Store:
@@ -94,12 +68,8 @@ class Store:
             str(self._path), isolation_level=None, check_same_thread=False, timeout=30.0
         )
         try:
-            self._db.execute("PRAGMA journal_mode=WAL")
-            # FULL: the WAL is fsynced at every commit, so an acknowledged enroll survives power loss,
-            # not only a process crash.
-            self._db.execute("PRAGMA synchronous=FULL")
-            self._db.execute("PRAGMA foreign_keys=ON")
-            self._db.executescript("BEGIN IMMEDIATE;" + _SCHEMA + "COMMIT;")
+            configure(self._db)
+            create_schema(self._db)
             with self._transaction():
                 self._db.execute(
                     "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
@@ -135,6 +105,7 @@ class Store:
         self._classifier = ClassifierFile(self._path.with_name(self._path.name + ".svm.npz"), self._store_id)
         self._classifier.vet(self.version())
         self._changed_in_transaction = False
+        self._removed_at = -1  # the version of this process's last removal: older fits are never kept
 
     # -- plumbing ---------------------------------------------------------------------------------
 
@@ -242,7 +213,8 @@ class Store:
                     out.append([])
                     continue
                 self._db.execute(
-                    "INSERT OR IGNORE INTO identities(name, created_at_ms) VALUES (?, ?)", (identity, now)
+                    "INSERT OR IGNORE INTO identities(name, created_at_ms, skeleton) VALUES (?, ?, ?)",
+                    (identity, now, skeleton(identity)),
                 )
                 ids = []
                 for r in face_rows:
@@ -262,8 +234,8 @@ class Store:
         times) in one transaction: `facerec migrate`. The ids must be new here."""
         with self._lock, self._transaction():
             self._db.executemany(
-                "INSERT OR IGNORE INTO identities(name, created_at_ms) VALUES (?, ?)",
-                [(row.identity, row.created_at_ms) for row in identities],
+                "INSERT OR IGNORE INTO identities(name, created_at_ms, skeleton) VALUES (?, ?, ?)",
+                [(row.identity, row.created_at_ms, skeleton(row.identity)) for row in identities],
             )
             self._db.executemany(
                 "INSERT INTO faces(face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
@@ -294,6 +266,26 @@ class Store:
             ).fetchone()
         return None if row is None else int(row[0])
 
+    def other_identity_with_image(self, identity: str, image_sha256: str) -> str | None:
+        """Another identity with a face enrolled from the picture with this sha256, if any."""
+        if not image_sha256:
+            return None
+        with self._lock:
+            row = self._db.execute(
+                "SELECT identity FROM faces WHERE image_sha256 = ? AND identity <> ? ORDER BY face_id LIMIT 1",
+                (image_sha256, identity),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
+    def confusable_identity(self, identity: str) -> str | None:
+        """An enrolled identity other than this one that looks like it (the same TR39 skeleton), if any."""
+        with self._lock:
+            row = self._db.execute(
+                "SELECT name FROM identities WHERE skeleton = ? AND name <> ? ORDER BY name LIMIT 1",
+                (skeleton(identity), identity),
+            ).fetchone()
+        return None if row is None else str(row[0])
+
     def remove_identity(self, identity: str) -> list[int]:
         """Remove an identity and all its faces; returns the removed face ids. NotFound if unknown."""
         with self._lock, self._transaction():
@@ -308,6 +300,7 @@ class Store:
             self._db.execute("DELETE FROM faces WHERE identity = ?", (identity,))
             self._db.execute("DELETE FROM identities WHERE name = ?", (identity,))
             self._log_change(REMOVE, ids)
+        self._erase_removed(identity)
         return ids
 
     def remove_face(self, face_id: int) -> str:
@@ -318,13 +311,25 @@ class Store:
                 raise NotFound(f"No face {int(face_id)} in the gallery.")
             identity = str(row[0])
             self._db.execute("DELETE FROM faces WHERE face_id = ?", (int(face_id),))
-            if (
-                self._db.execute("SELECT 1 FROM faces WHERE identity = ? LIMIT 1", (identity,)).fetchone()
-                is None
-            ):
+            left = self._db.execute("SELECT 1 FROM faces WHERE identity = ? LIMIT 1", (identity,)).fetchone()
+            if left is None:
                 self._db.execute("DELETE FROM identities WHERE name = ?", (identity,))
             self._log_change(REMOVE, [int(face_id)])
+        self._erase_removed("" if left else identity)
         return identity
+
+    def _erase_removed(self, identity: str) -> None:
+        """After a committed removal (of `identity` too, unless ""): the WAL's frames hold the old pages
+        until a checkpoint copies the zeroed ones over them and TRUNCATE empties it; a kept SVM naming
+        the identity goes (the next fit writes one without it)."""
+        with self._lock:
+            self._removed_at = int(self._meta("version") or 0)
+            if not empty_wal(self._db):
+                log.warning(
+                    "the WAL of %s could not be emptied after a removal (a reader held it)", self._path
+                )
+            if identity and self._classifier.names(identity):
+                self._classifier.discard()
 
     def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
         """An identity and its faces in face_id order. NotFound if unknown."""
@@ -452,7 +457,11 @@ class Store:
 
     def save_classifier(self, arrays: dict[str, NDArray[Any]], store_version: int) -> None:
         """Keeps a fitted classifier (fsynced, replaced atomically); a failure to write is logged, not raised."""
-        self._classifier.save(arrays, store_version)
+        # Under the store's lock: a fit made before a removal is never written after it (it would name
+        # the removed identity).
+        with self._lock:
+            if store_version >= self._removed_at:
+                self._classifier.save(arrays, store_version)
 
     def load_classifier(self) -> tuple[int, dict[str, NDArray[Any]]] | None:
         """The kept classifier: (store version it was fit at, arrays), or None when none is readable."""

@@ -19,7 +19,7 @@ import psycopg
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput, NotFound
-from gallery.pg_schema import SCHEMA_VERSION, migrate
+from gallery.pg_schema import SCHEMA_VERSION, claim_store, integrity_check, migrate
 from gallery.pg_session import Session
 from gallery.rows import (
     ADD,
@@ -28,22 +28,21 @@ from gallery.rows import (
     PRUNE_EVERY_VERSIONS,
     REMOVE,
     Change,
+    DuplicatePicture,
     FaceRow,
     IdentityRow,
-    ModelClaim,
     NewFace,
     StoreState,
     box_columns,
     check_identity,
-    claim_model,
     classifier_bytes,
     classifier_from_bytes,
     embedding_bytes,
     face_row,
-    new_store_id,
     now_ms,
     unpack,
 )
+from gallery.validation import skeleton
 
 log = logging.getLogger(__name__)
 
@@ -68,38 +67,12 @@ class PostgresStore:
         self._run = self._session.run
         try:
             self._run(migrate, write=True)
-            self._run(self._adopt_model, write=True)
+            self._store_id = self._run(lambda conn: claim_store(conn, model, dim), write=True)
         except BaseException:
             self._session.close()  # a refused store (another model, a newer schema) leaves no connection
             raise
 
     # -- plumbing ---------------------------------------------------------------------------------
-
-    def _adopt_model(self, conn: psycopg.Connection[Any]) -> None:
-        (version, faces) = conn.execute("SELECT version, faces FROM state FOR UPDATE").fetchone() or (0, 0)
-        held = dict(conn.execute("SELECT key, value FROM meta WHERE key IN ('model', 'dim')").fetchall())
-        claim = claim_model(
-            held.get("model"),
-            int(held["dim"]) if "dim" in held else None,
-            faces,
-            self._model,
-            self._dim,
-            "a new database",
-        )
-        if claim is ModelClaim.SWITCH:
-            conn.execute("UPDATE state SET version = version + 1")
-        # Drawn when the store is created (or first opened by a gallery that keeps one).
-        conn.execute(
-            "INSERT INTO meta VALUES ('store_id', %s) ON CONFLICT (key) DO NOTHING", (new_store_id(),)
-        )
-        row = conn.execute("SELECT value FROM meta WHERE key = 'store_id'").fetchone()
-        self._store_id = str(row[0]) if row is not None else ""
-        if claim is not ModelClaim.KEEP:
-            for key, value in (("model", self._model), ("dim", str(self._dim))):
-                conn.execute(
-                    "INSERT INTO meta VALUES (%s, %s) ON CONFLICT (key) DO UPDATE SET value = excluded.value",
-                    (key, value),
-                )
 
     def _begin_change(self, conn: psycopg.Connection[Any]) -> int:
         """Takes the writers' lock and returns the version this change will commit as."""
@@ -179,8 +152,9 @@ class PostgresStore:
                 for (identity, _), face_rows in zip(batches, rows, strict=True):
                     if face_rows:
                         cur.execute(
-                            "INSERT INTO identities VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                            (identity, now),
+                            "INSERT INTO identities (name, created_at_ms, skeleton) VALUES (%s, %s, %s)"
+                            " ON CONFLICT (name) DO NOTHING",
+                            (identity, now, skeleton(identity)),
                         )
                         new_identities += cur.rowcount
                     out.append(ids[at : at + len(face_rows)])
@@ -198,7 +172,13 @@ class PostgresStore:
             self._log_change(conn, version, ADD, ids)
             return out
 
-        return self._run(work, write=True)
+        try:
+            return self._run(work, write=True)
+        except psycopg.errors.UniqueViolation:
+            # Another replica stored one of these pictures for the identity since the caller checked.
+            raise DuplicatePicture(
+                "A picture of this request was enrolled for its identity meanwhile."
+            ) from None
 
     def import_faces(self, identities: Sequence[IdentityRow], faces: Sequence[FaceRow]) -> None:
         """Copies identities and faces from another store as they are (ids, pictures' sha256, boxes,
@@ -213,8 +193,9 @@ class PostgresStore:
                 new_identities = 0
                 for row in identities:
                     cur.execute(
-                        "INSERT INTO identities VALUES (%s, %s) ON CONFLICT (name) DO NOTHING",
-                        (row.identity, row.created_at_ms),
+                        "INSERT INTO identities (name, created_at_ms, skeleton) VALUES (%s, %s, %s)"
+                        " ON CONFLICT (name) DO NOTHING",
+                        (row.identity, row.created_at_ms, skeleton(row.identity)),
                     )
                     new_identities += cur.rowcount
                 with cur.copy(
@@ -257,6 +238,30 @@ class PostgresStore:
             ).fetchone()
         )
         return None if row is None else int(row[0])
+
+    def other_identity_with_image(self, identity: str, image_sha256: str) -> str | None:
+        """Another identity with a face enrolled from the picture with this sha256, if any."""
+        if not image_sha256:
+            return None
+        # "<> ''" lets the planner use the partial unique index, whose leading column is the sha256.
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT identity FROM faces WHERE image_sha256 = %s AND image_sha256 <> '' AND identity <> %s"
+                " ORDER BY face_id LIMIT 1",
+                (image_sha256, identity),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
+
+    def confusable_identity(self, identity: str) -> str | None:
+        """An enrolled identity other than this one that looks like it (the same TR39 skeleton), if any."""
+        row = self._run(
+            lambda conn: conn.execute(
+                "SELECT name FROM identities WHERE skeleton = %s AND name <> %s ORDER BY name LIMIT 1",
+                (skeleton(identity), identity),
+            ).fetchone()
+        )
+        return None if row is None else str(row[0])
 
     def remove_identity(self, identity: str) -> list[int]:
         """Remove an identity and all its faces; returns the removed face ids. NotFound if unknown."""
@@ -414,25 +419,7 @@ class PostgresStore:
     def integrity_check(self) -> bool:
         """True when the kept counts match the tables and every version since the oldest kept is logged."""
 
-        def work(conn: psycopg.Connection[Any]) -> bool:
-            kept = conn.execute("SELECT identities, faces FROM state").fetchone()
-            real = conn.execute(
-                "SELECT (SELECT COUNT(*) FROM identities), (SELECT COUNT(*) FROM faces)"
-            ).fetchone()
-            orphans = conn.execute(
-                "SELECT COUNT(*) FROM identities i WHERE NOT EXISTS (SELECT 1 FROM faces f WHERE f.identity = i.name)"
-            ).fetchone()
-            ok = kept == real and orphans == (0,)
-            if not ok:
-                log.error(
-                    "integrity check failed: kept %s, real %s, identities without faces %s",
-                    kept,
-                    real,
-                    orphans,
-                )
-            return ok
-
-        return self._run(work, atomic=True)
+        return self._run(integrity_check, atomic=True)
 
     # -- the fitted classifier, shared by every replica ---------------------------------------------
 

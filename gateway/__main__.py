@@ -113,7 +113,7 @@ def listening_socket(host: str, port: int) -> socket.socket:
 
 def main(argv: Sequence[str] | None = None) -> None:
     settings = Settings.parse(argv, os.environ, "gateway", "The facerec HTTP/JSON API and web page.")
-    configure_logging(settings.verbose)
+    configure_logging(settings.verbose, log_format=settings.log_format)
     metrics = ServiceMetrics("gateway")
     try:
         # The metrics port first: a given port is then taken before the HTTP socket's port 0 is picked,
@@ -134,6 +134,9 @@ def main(argv: Sequence[str] | None = None) -> None:
     config = uvicorn.Config(
         app,
         log_level="info" if settings.verbose else "warning",
+        # uvicorn's own loggers go to the root's handler (configure_logging): its lines then carry the
+        # request id and follow --log-format, instead of uvicorn's own plain-text handlers.
+        log_config=None,
         access_log=settings.verbose,
         timeout_graceful_shutdown=int(settings.grace_s),
         lifespan="on",

@@ -30,6 +30,7 @@ from gateway import models, openapi
 from gateway.config import Settings
 from gateway.errors import HTTP_STATUS, body, headers, http_status, request_id_of
 from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
+from gateway.request_id import RequestId
 from gateway.requests import validation_field, validation_sentence
 from gateway.routes import build_router
 from gateway.upstream import Channels
@@ -84,6 +85,8 @@ def build_app(
     app.add_middleware(HostCheck, names=settings.host_names())
     app.add_middleware(_Metrics, metrics=metrics)
     app.add_middleware(SecurityHeaders)
+    # Outermost: every answer, refusals included, carries the id, and every log line of the request.
+    app.add_middleware(RequestId)
     _errors(app)
     app.include_router(build_router(settings, channels))
 
@@ -169,8 +172,8 @@ def _errors(app: FastAPI) -> None:
 
 
 class _Metrics:
-    """Counts and times every API call in facerec_requests_total / facerec_request_seconds, with the
-    route as `method` and the gRPC code name the answer stands for as `code`, like the other services."""
+    """Counts and times every API call in facerec_http_requests_total / facerec_http_request_seconds,
+    with the route as `route` and the gRPC code name the answer stands for as `code`."""
 
     def __init__(self, app: ASGIApp, metrics: ServiceMetrics) -> None:
         self.app = app
@@ -195,7 +198,7 @@ class _Metrics:
                 if code_name
                 else _CODE_OF_HTTP.get(status, grpc.StatusCode.UNKNOWN)
             )
-            self.metrics.record_call(name, code, time.perf_counter() - start)
+            self.metrics.record_http(name, code, time.perf_counter() - start)
 
         async def watched(message: Message) -> None:
             # Counted before the answer leaves, so a client that reads the metrics next sees its call.

@@ -7,7 +7,7 @@ import dataclasses
 from collections.abc import Mapping
 from typing import Any, ClassVar
 
-from facerec.settings import MiB, Recipe, SettingError, setting
+from facerec.settings import LOG_FORMATS, MiB, Recipe, SettingError, setting
 
 DEFAULT_PORT = 8080
 
@@ -63,6 +63,9 @@ class Settings(Recipe):
     grace_s: float = setting(5.0, "seconds running requests may finish in at shutdown")
     metrics_port: int = setting(0, "Prometheus /metrics port; 0 = none")
     verbose: bool = setting(False, "log more", short="-v")
+    log_format: str = setting(
+        "text", "text, or json for one JSON object a line (each with its request id)", choices=LOG_FORMATS
+    )
 
     def check(self) -> None:
         if self.timeout_s <= 0:
@@ -87,6 +90,8 @@ class Settings(Recipe):
             raise SettingError("The header, body and ready timeouts must be positive.")
         if self.grace_s < 0:
             raise SettingError(f"{self.key('grace_s')} must not be negative.")
+        if self.log_format not in LOG_FORMATS:
+            raise SettingError(f"{self.key('log_format')} must be one of {', '.join(LOG_FORMATS)}.")
 
     def host_names(self) -> frozenset[str]:
         """The Host names served (without port): the loopback names and allowed_hosts."""

@@ -2,8 +2,9 @@
 
 One grpc.aio channel per service with the `round_robin` policy over every address its target resolves
 to (replicas share the load, as the gallery's own channels do), gRPC-level retries of UNAVAILABLE, a
-deadline on every call, and the caller's `authorization` header passed on as gRPC metadata, so the
-gallery, not the gateway, decides who may do what.
+deadline on every call, keepalive pings as the services expect them (facerec.keepalive), and the
+caller's `authorization` header passed on as gRPC metadata, so the gallery, not the gateway, decides who
+may do what, beside the request's id (x-request-id, facerec.requestid).
 """
 
 from __future__ import annotations
@@ -14,6 +15,7 @@ from typing import Any
 import grpc
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
+from facerec import keepalive, requestid
 from facerec.channels import channel_target, service_config
 from facerec.errors import Unavailable
 from facerec.v1 import detector_pb2_grpc, embedding_pb2_grpc, gallery_pb2_grpc
@@ -44,6 +46,7 @@ class Upstream:
             ("grpc.max_send_message_length", max_message_bytes),
             # A request larger than this buffer is never retried once sent.
             ("grpc.per_rpc_retry_buffer_size", max_message_bytes),
+            *keepalive.channel_options(),
         ]
         target = channel_target(addresses)
         if credentials is None:
@@ -56,7 +59,7 @@ class Upstream:
     async def call(self, method: str, request: Any, authorization: str = "") -> Any:
         """The RPC `method` with the deadline and the caller's authorization; failures as facerec errors
         (facerec.remote: the service's class, sentence and reason)."""
-        metadata = (("authorization", authorization),) if authorization else None
+        metadata = requestid.metadata(*((("authorization", authorization),) if authorization else ()))
         try:
             return await getattr(self._stub, method)(request, timeout=self.timeout_s, metadata=metadata)
         except grpc.aio.AioRpcError as exc:
@@ -66,7 +69,9 @@ class Upstream:
         """Whether the service answers SERVING to a gRPC health check (open without a token)."""
         try:
             answer = await self._health.Check(
-                health_pb2.HealthCheckRequest(service=self.service), timeout=timeout_s
+                health_pb2.HealthCheckRequest(service=self.service),
+                timeout=timeout_s,
+                metadata=requestid.metadata(),
             )
         except grpc.aio.AioRpcError:
             return False

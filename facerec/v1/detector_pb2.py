@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from facerec.v1 import common_pb2 as facerec_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x63\x65rec/v1/detector.proto\x12\nfacerec.v1\x1a\x17\x66\x61\x63\x65rec/v1/common.proto\"\x94\x01\n\rDetectOptions\x12\x18\n\x10min_face_size_px\x18\x01 \x01(\x05\x12\x16\n\x0emin_confidence\x18\x02 \x01(\x02\x12\x11\n\tmax_faces\x18\x03 \x01(\x05\x12(\n\talignment\x18\x04 \x01(\x0e\x32\x15.facerec.v1.Alignment\x12\x14\n\x0creturn_crops\x18\x05 \x01(\x08\"^\n\rDetectRequest\x12!\n\x06images\x18\x01 \x03(\x0b\x32\x11.facerec.v1.Image\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.facerec.v1.DetectOptions\"\x86\x01\n\x04\x46\x61\x63\x65\x12\x1c\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0f.facerec.v1.Box\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12(\n\tlandmarks\x18\x03 \x01(\x0b\x32\x15.facerec.v1.Landmarks\x12\"\n\x04\x63rop\x18\x04 \x01(\x0b\x32\x14.facerec.v1.RgbImage\"o\n\x0bImageResult\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x03 \x03(\x0b\x32\x10.facerec.v1.Face\x12 \n\x05\x65rror\x18\x04 \x01(\x0b\x32\x11.facerec.v1.Error\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.facerec.v1.ImageResult*S\n\tAlignment\x12\x19\n\x15\x41LIGNMENT_UNSPECIFIED\x10\x00\x12\x11\n\rALIGNMENT_BOX\x10\x01\x12\x18\n\x14\x41LIGNMENT_SIMILARITY\x10\x02\x32K\n\x08\x44\x65tector\x12?\n\x06\x44\x65tect\x12\x19.facerec.v1.DetectRequest\x1a\x1a.facerec.v1.DetectResponseBJ\n\x0e\x64\x65v.facerec.v1P\x01Z6github.com/facerec/facerec/gen/go/facerec/v1;facerecv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x19\x66\x61\x63\x65rec/v1/detector.proto\x12\nfacerec.v1\x1a\x17\x66\x61\x63\x65rec/v1/common.proto\"\xa3\x01\n\rDetectOptions\x12\x18\n\x10min_face_size_px\x18\x01 \x01(\x05\x12\x16\n\x0emin_confidence\x18\x02 \x01(\x02\x12\x11\n\tmax_faces\x18\x03 \x01(\x05\x12(\n\talignment\x18\x04 \x01(\x0e\x32\x15.facerec.v1.Alignment\x12\x14\n\x0creturn_crops\x18\x05 \x01(\x08\x12\r\n\x05model\x18\x06 \x01(\t\"^\n\rDetectRequest\x12!\n\x06images\x18\x01 \x03(\x0b\x32\x11.facerec.v1.Image\x12*\n\x07options\x18\x02 \x01(\x0b\x32\x19.facerec.v1.DetectOptions\"\x86\x01\n\x04\x46\x61\x63\x65\x12\x1c\n\x03\x62ox\x18\x01 \x01(\x0b\x32\x0f.facerec.v1.Box\x12\x12\n\nconfidence\x18\x02 \x01(\x02\x12(\n\tlandmarks\x18\x03 \x01(\x0b\x32\x15.facerec.v1.Landmarks\x12\"\n\x04\x63rop\x18\x04 \x01(\x0b\x32\x14.facerec.v1.RgbImage\"o\n\x0bImageResult\x12\r\n\x05width\x18\x01 \x01(\x05\x12\x0e\n\x06height\x18\x02 \x01(\x05\x12\x1f\n\x05\x66\x61\x63\x65s\x18\x03 \x03(\x0b\x32\x10.facerec.v1.Face\x12 \n\x05\x65rror\x18\x04 \x01(\x0b\x32\x11.facerec.v1.Error\":\n\x0e\x44\x65tectResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.facerec.v1.ImageResult*S\n\tAlignment\x12\x19\n\x15\x41LIGNMENT_UNSPECIFIED\x10\x00\x12\x11\n\rALIGNMENT_BOX\x10\x01\x12\x18\n\x14\x41LIGNMENT_SIMILARITY\x10\x02\x32K\n\x08\x44\x65tector\x12?\n\x06\x44\x65tect\x12\x19.facerec.v1.DetectRequest\x1a\x1a.facerec.v1.DetectResponseBJ\n\x0e\x64\x65v.facerec.v1P\x01Z6github.com/facerec/facerec/gen/go/facerec/v1;facerecv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -33,18 +33,18 @@ _builder.BuildTopDescriptorsAndMessages(DESCRIPTOR, 'facerec.v1.detector_pb2', _
 if not _descriptor._USE_C_DESCRIPTORS:
   _globals['DESCRIPTOR']._loaded_options = None
   _globals['DESCRIPTOR']._serialized_options = b'\n\016dev.facerec.v1P\001Z6github.com/facerec/facerec/gen/go/facerec/v1;facerecv1'
-  _globals['_ALIGNMENT']._serialized_start=623
-  _globals['_ALIGNMENT']._serialized_end=706
+  _globals['_ALIGNMENT']._serialized_start=638
+  _globals['_ALIGNMENT']._serialized_end=721
   _globals['_DETECTOPTIONS']._serialized_start=67
-  _globals['_DETECTOPTIONS']._serialized_end=215
-  _globals['_DETECTREQUEST']._serialized_start=217
-  _globals['_DETECTREQUEST']._serialized_end=311
-  _globals['_FACE']._serialized_start=314
-  _globals['_FACE']._serialized_end=448
-  _globals['_IMAGERESULT']._serialized_start=450
-  _globals['_IMAGERESULT']._serialized_end=561
-  _globals['_DETECTRESPONSE']._serialized_start=563
-  _globals['_DETECTRESPONSE']._serialized_end=621
-  _globals['_DETECTOR']._serialized_start=708
-  _globals['_DETECTOR']._serialized_end=783
+  _globals['_DETECTOPTIONS']._serialized_end=230
+  _globals['_DETECTREQUEST']._serialized_start=232
+  _globals['_DETECTREQUEST']._serialized_end=326
+  _globals['_FACE']._serialized_start=329
+  _globals['_FACE']._serialized_end=463
+  _globals['_IMAGERESULT']._serialized_start=465
+  _globals['_IMAGERESULT']._serialized_end=576
+  _globals['_DETECTRESPONSE']._serialized_start=578
+  _globals['_DETECTRESPONSE']._serialized_end=636
+  _globals['_DETECTOR']._serialized_start=723
+  _globals['_DETECTOR']._serialized_end=798
 # @@protoc_insertion_point(module_scope)

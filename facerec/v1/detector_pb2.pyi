@@ -18,18 +18,20 @@ ALIGNMENT_BOX: Alignment
 ALIGNMENT_SIMILARITY: Alignment
 
 class DetectOptions(_message.Message):
-    __slots__ = ("min_face_size_px", "min_confidence", "max_faces", "alignment", "return_crops")
+    __slots__ = ("min_face_size_px", "min_confidence", "max_faces", "alignment", "return_crops", "model")
     MIN_FACE_SIZE_PX_FIELD_NUMBER: _ClassVar[int]
     MIN_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
     MAX_FACES_FIELD_NUMBER: _ClassVar[int]
     ALIGNMENT_FIELD_NUMBER: _ClassVar[int]
     RETURN_CROPS_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     min_face_size_px: int
     min_confidence: float
     max_faces: int
     alignment: Alignment
     return_crops: bool
-    def __init__(self, min_face_size_px: _Optional[int] = ..., min_confidence: _Optional[float] = ..., max_faces: _Optional[int] = ..., alignment: _Optional[_Union[Alignment, str]] = ..., return_crops: _Optional[bool] = ...) -> None: ...
+    model: str
+    def __init__(self, min_face_size_px: _Optional[int] = ..., min_confidence: _Optional[float] = ..., max_faces: _Optional[int] = ..., alignment: _Optional[_Union[Alignment, str]] = ..., return_crops: _Optional[bool] = ..., model: _Optional[str] = ...) -> None: ...
 
 class DetectRequest(_message.Message):
     __slots__ = ("images", "options")

@@ -36,30 +36,34 @@ FACE_TOO_SMALL: NotIdentifiable
 DETECTION_TOO_UNSURE: NotIdentifiable
 
 class EnrollRequest(_message.Message):
-    __slots__ = ("identity", "images", "embeddings", "detect_options")
+    __slots__ = ("identity", "images", "embeddings", "detect_options", "strict")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     IMAGES_FIELD_NUMBER: _ClassVar[int]
     EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     DETECT_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    STRICT_FIELD_NUMBER: _ClassVar[int]
     identity: str
     images: _containers.RepeatedCompositeFieldContainer[_common_pb2.Image]
     embeddings: _containers.RepeatedCompositeFieldContainer[_common_pb2.Embedding]
     detect_options: _detector_pb2.DetectOptions
-    def __init__(self, identity: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., detect_options: _Optional[_Union[_detector_pb2.DetectOptions, _Mapping]] = ...) -> None: ...
+    strict: bool
+    def __init__(self, identity: _Optional[str] = ..., images: _Optional[_Iterable[_Union[_common_pb2.Image, _Mapping]]] = ..., embeddings: _Optional[_Iterable[_Union[_common_pb2.Embedding, _Mapping]]] = ..., detect_options: _Optional[_Union[_detector_pb2.DetectOptions, _Mapping]] = ..., strict: _Optional[bool] = ...) -> None: ...
 
 class EnrollResult(_message.Message):
-    __slots__ = ("outcome", "face_id", "box", "error", "faces_found")
+    __slots__ = ("outcome", "face_id", "box", "error", "faces_found", "duplicate_of")
     OUTCOME_FIELD_NUMBER: _ClassVar[int]
     FACE_ID_FIELD_NUMBER: _ClassVar[int]
     BOX_FIELD_NUMBER: _ClassVar[int]
     ERROR_FIELD_NUMBER: _ClassVar[int]
     FACES_FOUND_FIELD_NUMBER: _ClassVar[int]
+    DUPLICATE_OF_FIELD_NUMBER: _ClassVar[int]
     outcome: EnrollOutcome
     face_id: int
     box: _common_pb2.Box
     error: _common_pb2.Error
     faces_found: int
-    def __init__(self, outcome: _Optional[_Union[EnrollOutcome, str]] = ..., face_id: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., faces_found: _Optional[int] = ...) -> None: ...
+    duplicate_of: str
+    def __init__(self, outcome: _Optional[_Union[EnrollOutcome, str]] = ..., face_id: _Optional[int] = ..., box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., error: _Optional[_Union[_common_pb2.Error, _Mapping]] = ..., faces_found: _Optional[int] = ..., duplicate_of: _Optional[str] = ...) -> None: ...
 
 class EnrollResponse(_message.Message):
     __slots__ = ("identity", "results")

@@ -8,6 +8,7 @@ from PIL import Image
 
 from detector_service.config import Settings
 from detector_service.detector import Detection, DetectOptions, Detector
+from tests.support.faces import group
 
 pytestmark = pytest.mark.model
 
@@ -24,14 +25,6 @@ def detector(fetched_assets) -> Detector:
 @pytest.fixture(scope="module")
 def pictures(train_images, val_images) -> list[np.ndarray]:
     return [np.asarray(Image.open(path).convert("RGB")) for _, path in [*train_images, *val_images]]
-
-
-def group(pictures: list[np.ndarray], start: int, n: int) -> np.ndarray:
-    """n dataset pictures side by side at a common height: a group picture of n faces."""
-    chosen = pictures[start : start + 7 * n : 7]
-    h = min(p.shape[0] for p in chosen)
-    resized = [np.asarray(Image.fromarray(p).resize((p.shape[1] * h // p.shape[0], h))) for p in chosen]
-    return np.ascontiguousarray(np.concatenate(resized, axis=1))
 
 
 def assert_same(ours: list[Detection], mtcnn: list[dict]) -> None:

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import pytest
@@ -107,3 +108,41 @@ def test_the_real_process_serves_after_warm_up(jpegs) -> None:
             with pytest.raises(grpc.RpcError) as caught:
                 detect(stub, *jpegs[:3])
             assert caught.value.code() == grpc.StatusCode.INVALID_ARGUMENT
+
+
+def tensorflow_files_mapped(pid: int) -> list[str]:
+    """The files of TensorFlow's (its package or shared libraries) that process pid has loaded: importing
+    tensorflow, or anything that does (mtcnn, tf2onnx, keras on its TensorFlow backend), maps them."""
+    maps = Path(f"/proc/{pid}/maps").read_text().splitlines()
+    files = {line.split()[-1] for line in maps if len(line.split()) >= 6}
+    return sorted(f for f in files if "tensorflow" in f.lower())
+
+
+def test_a_serving_detector_never_loads_tensorflow(fetched_assets, jpegs) -> None:
+    # The ONNX exports must be there already (made here, with TensorFlow, in the test process if not):
+    # the detector imports TensorFlow only to export them once.
+    home = str(fetched_assets.home)
+    Detector.load(Settings.from_env({"FACEREC_HOME": home}))
+    with running("detector_service", env={"FACEREC_HOME": home}) as service:
+        with grpc.insecure_channel(service.address) as channel:
+            reply = detect(detector_pb2_grpc.DetectorStub(channel), jpegs[0], return_crops=True)
+        assert len(reply.results[0].faces) == 1
+        assert tensorflow_files_mapped(service.process.pid) == []
+
+
+def test_a_detector_without_retinafaces_weights_exits_with_one_sentence(tmp_path: Path) -> None:
+    import os
+    import subprocess
+    import sys
+
+    env = {**os.environ, "DETECTOR_RETINAFACE_WEIGHTS": str(tmp_path / "absent.onnx")}
+    done = subprocess.run(
+        [sys.executable, "-m", "detector_service", "--port", "0"],
+        capture_output=True,
+        text=True,
+        env=env,
+        timeout=120,
+    )
+    assert done.returncode == 1
+    assert "Traceback" not in done.stderr
+    assert done.stderr.strip().splitlines()[-1].endswith("run `facerec fetch`.")

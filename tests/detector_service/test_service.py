@@ -12,8 +12,8 @@ import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from detector_service.batcher import BatchingDetector
-from detector_service.config import Settings
-from detector_service.detector import Box, Detection, DetectOptions, Landmarks
+from detector_service.config import MODELS, Settings
+from detector_service.detector import Box, Detection, DetectOptions, DetectorModel, Landmarks
 from detector_service.service import build_detector_server
 from facerec.remote import error_from_rpc
 from facerec.server import Health
@@ -104,6 +104,21 @@ def test_options_reach_the_detector_with_defaults_filled_in(served: Served) -> N
     assert served.fake.calls[1][1].alignment.name == "SIMILARITY"
 
 
+def test_the_model_is_the_requests_or_the_servers_default() -> None:
+    served = Served(replace(SETTINGS, model="retinaface"))
+    try:
+        served.detect(GOOD)
+        served.detect(GOOD, model="mtcnn")
+        served.detect(GOOD, model="retinaface")
+    finally:
+        served.close()
+    assert [options.model for _, options in served.fake.calls] == [
+        DetectorModel.RETINAFACE,
+        DetectorModel.MTCNN,
+        DetectorModel.RETINAFACE,
+    ]
+
+
 def test_no_crop_unless_asked(served: Served) -> None:
     assert not served.detect(GOOD).results[0].faces[0].HasField("crop")
 
@@ -147,9 +162,21 @@ def test_one_corrupt_image_in_ten(served: Served) -> None:
         ([GOOD], {"min_confidence": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "options.min_confidence"),
         ([GOOD], {"max_faces": -1}, grpc.StatusCode.INVALID_ARGUMENT, "options.max_faces"),
         ([GOOD], {"alignment": 9}, grpc.StatusCode.INVALID_ARGUMENT, "options.alignment"),
+        ([GOOD], {"model": "yolo"}, grpc.StatusCode.INVALID_ARGUMENT, "options.model"),
+        ([GOOD], {"model": "MTCNN"}, grpc.StatusCode.INVALID_ARGUMENT, "options.model"),
         ([b"\0" * (3 * 1024 * 1024)], {}, grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
     ],
-    ids=["no-images", "too-many", "min-face", "confidence", "max-faces", "alignment", "message-too-large"],
+    ids=[
+        "no-images",
+        "too-many",
+        "min-face",
+        "confidence",
+        "max-faces",
+        "alignment",
+        "unknown-model",
+        "model-names-are-lowercase",
+        "message-too-large",
+    ],
 )
 def test_request_level_problems_are_statuses(served: Served, datas, options, code, field) -> None:
     with pytest.raises(grpc.RpcError) as caught:
@@ -229,6 +256,10 @@ def test_settings_from_env_and_flags() -> None:
         4,
     )
     assert Settings.from_env({"DETECTOR_PAD_SIZES": "true"}).pad_sizes is True
+    assert Settings.from_env({"DETECTOR_MODEL": "retinaface"}).model == "retinaface"
+    assert MODELS == tuple(model.value for model in DetectorModel)
+    with pytest.raises(SettingError):
+        Settings.from_env({"DETECTOR_MODEL": "yolo"})
     assert Settings.parse(["--pad-sizes", "false"], {"DETECTOR_PAD_SIZES": "1"}).pad_sizes is False
     with pytest.raises(SettingError):
         Settings.from_env({"DETECTOR_MAX_QUEUE": "0"})

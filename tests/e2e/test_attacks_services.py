@@ -192,12 +192,16 @@ def test_made_up_method_names_with_tokens_on_do_not_grow_the_metrics(gallery: tu
     assert len(text) - before < MADE_UP_METHODS_METRICS_GROWTH_BYTES
     assert "made.up" not in text
     counted = {
-        (sample.labels.get("method"), sample.labels.get("code")): sample.value
+        (
+            sample.labels.get("grpc_service"),
+            sample.labels.get("grpc_method"),
+            sample.labels.get("grpc_code"),
+        ): (sample.value)
         for family in text_string_to_metric_families(text)
         for sample in family.samples
-        if sample.name == "facerec_requests_total"
+        if sample.name == "grpc_server_handled_total"
     }
-    assert counted[("unknown", "UNAUTHENTICATED")] == 1000
+    assert counted[("unknown", "unknown", "UNAUTHENTICATED")] == 1000
     assert serving(service.address)
 
 

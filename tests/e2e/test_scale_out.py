@@ -96,8 +96,14 @@ def value(samples: Samples, name: str, **labels: str) -> float:
     )
 
 
+def rpc(method: str) -> dict[str, str]:
+    """The labels of gRPC's Prometheus metrics for "package.Service/Method"."""
+    service, name = method.split("/")
+    return {"grpc_type": "unary", "grpc_service": service, "grpc_method": name}
+
+
 def ok_calls(samples: Samples, method: str) -> float:
-    return value(samples, "facerec_requests_total", method=method, code="OK")
+    return value(samples, "grpc_server_handled_total", **rpc(method), grpc_code="OK")
 
 
 def start(module: str, args: list[str], metrics_port: int) -> ServiceProcess:
@@ -206,12 +212,12 @@ def test_every_replica_serves_a_share_and_the_metrics_move(stack: Stack, train_i
     for replica, method in ((stack.detectors[0], DETECT), (stack.embedders[0], EMBED)):
         before, after = stack.baseline[replica.address], replica.scrape()
         calls = ok_calls(after, method) - ok_calls(before, method)
-        timed = value(after, "facerec_request_seconds_count", method=method) - value(
-            before, "facerec_request_seconds_count", method=method
+        timed = value(after, "grpc_server_handling_seconds_count", **rpc(method)) - value(
+            before, "grpc_server_handling_seconds_count", **rpc(method)
         )
         assert timed == calls > 0
-        assert value(after, "facerec_request_seconds_sum", method=method) > value(
-            before, "facerec_request_seconds_sum", method=method
+        assert value(after, "grpc_server_handling_seconds_sum", **rpc(method)) > value(
+            before, "grpc_server_handling_seconds_sum", **rpc(method)
         )
         assert value(after, "facerec_batch_size_count") > value(before, "facerec_batch_size_count")
         assert value(after, "facerec_batch_size_sum") >= value(after, "facerec_batch_size_count")
@@ -219,10 +225,10 @@ def test_every_replica_serves_a_share_and_the_metrics_move(stack: Stack, train_i
     # The gallery's own: every Identify counted and timed, and the enrolled faces.
     before, after = stack.baseline[stack.gallery.address], stack.gallery.scrape()
     assert ok_calls(after, IDENTIFY) - ok_calls(before, IDENTIFY) == len(val_images)
-    assert value(after, "facerec_request_seconds_count", method=IDENTIFY) - value(
-        before, "facerec_request_seconds_count", method=IDENTIFY
+    assert value(after, "grpc_server_handling_seconds_count", **rpc(IDENTIFY)) - value(
+        before, "grpc_server_handling_seconds_count", **rpc(IDENTIFY)
     ) == len(val_images)
-    assert value(after, "facerec_request_seconds_bucket", method=IDENTIFY, le="+Inf") == len(val_images)
+    assert value(after, "grpc_server_handling_seconds_bucket", **rpc(IDENTIFY), le="+Inf") == len(val_images)
     assert value(after, "facerec_gallery_faces") == 5 * ENROLL_PER_PERSON
     assert value(after, "facerec_gallery_identities") == 5
 

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import math
+import platform
 import urllib.request
 from collections.abc import Iterator
 
 import grpc
 import pytest
 from grpc_health.v1 import health_pb2, health_pb2_grpc
-from prometheus_client import CollectorRegistry
+from prometheus_client import CollectorRegistry, ProcessCollector
 from prometheus_client.parser import text_string_to_metric_families
 
 from facerec import errors
@@ -18,6 +19,7 @@ from facerec.metrics import (
     UNKNOWN_METHOD,
     MetricsInterceptor,
     ServiceMetrics,
+    facerec_version,
     hosted_methods,
     start_metrics_server,
 )
@@ -27,6 +29,7 @@ from facerec.settings import ServerOptions
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
 
 DETECT = "facerec.v1.Detector/Detect"
+DETECT_LABELS = {"grpc_type": "unary", "grpc_service": "facerec.v1.Detector", "grpc_method": "Detect"}
 
 
 class FakeDetector(detector_pb2_grpc.DetectorServicer):
@@ -99,14 +102,15 @@ def test_counts_calls_by_final_status_code(served) -> None:
     assert len(stub.Detect(one_image, timeout=5).results) == 1
 
     samples = scrape(metrics_port)
-    total = "facerec_requests_total"
-    assert value(samples, total, service="detector", method=DETECT, code="OK") == 4
-    assert value(samples, total, service="detector", method=DETECT, code="INVALID_ARGUMENT") == 2
-    assert value(samples, total, service="detector", method=DETECT, code="INTERNAL") == 1
-    assert value(samples, total, service="detector", method=DETECT, code="UNKNOWN") == 0
-    assert value(samples, "facerec_request_seconds_count", service="detector", method=DETECT) == 7
-    assert value(samples, "facerec_request_seconds_bucket", service="detector", method=DETECT, le="+Inf") == 7
-    assert value(samples, "facerec_request_seconds_sum", service="detector", method=DETECT) > 0
+    total = "grpc_server_handled_total"
+    assert value(samples, total, **DETECT_LABELS, grpc_code="OK") == 4
+    assert value(samples, total, **DETECT_LABELS, grpc_code="INVALID_ARGUMENT") == 2
+    assert value(samples, total, **DETECT_LABELS, grpc_code="INTERNAL") == 1
+    assert value(samples, total, **DETECT_LABELS, grpc_code="UNKNOWN") == 0
+    assert value(samples, "grpc_server_started_total", **DETECT_LABELS) == 7
+    assert value(samples, "grpc_server_handling_seconds_count", **DETECT_LABELS) == 7
+    assert value(samples, "grpc_server_handling_seconds_bucket", **DETECT_LABELS, le="+Inf") == 7
+    assert value(samples, "grpc_server_handling_seconds_sum", **DETECT_LABELS) > 0
 
 
 def test_health_checks_are_counted_under_their_own_method(served) -> None:
@@ -119,9 +123,9 @@ def test_health_checks_are_counted_under_their_own_method(served) -> None:
     assert caught.value.code() == grpc.StatusCode.NOT_FOUND
 
     samples = scrape(metrics_port)
-    method = "grpc.health.v1.Health/Check"
-    assert value(samples, "facerec_requests_total", service="detector", method=method, code="OK") == 1
-    assert value(samples, "facerec_requests_total", service="detector", method=method, code="NOT_FOUND") == 1
+    check = {"grpc_type": "unary", "grpc_service": "grpc.health.v1.Health", "grpc_method": "Check"}
+    assert value(samples, "grpc_server_handled_total", **check, grpc_code="OK") == 1
+    assert value(samples, "grpc_server_handled_total", **check, grpc_code="NOT_FOUND") == 1
 
 
 def test_batch_sizes_and_queue_depth_show_in_the_scrape() -> None:
@@ -202,11 +206,16 @@ def test_made_up_method_names_share_one_label_whatever_their_number() -> None:
         samples = scrape(metrics_port)
     finally:
         server.stop(0).wait()
-    labelled = {dict(labels).get("method") for (_name, labels) in samples} - {None}
-    assert labelled == {UNKNOWN_METHOD, DETECT}
-    total = "facerec_requests_total"
-    assert value(samples, total, service="detector", method=UNKNOWN_METHOD, code="UNAUTHENTICATED") == 300
-    assert value(samples, total, service="detector", method=DETECT, code="UNAUTHENTICATED") == 1
+    labelled = {
+        f"{dict(labels)['grpc_service']}/{dict(labels)['grpc_method']}"
+        for (_name, labels) in samples
+        if "grpc_method" in dict(labels)
+    }
+    assert labelled == {f"{UNKNOWN_METHOD}/{UNKNOWN_METHOD}", DETECT}
+    total = "grpc_server_handled_total"
+    unknown = {"grpc_type": "unary", "grpc_service": UNKNOWN_METHOD, "grpc_method": UNKNOWN_METHOD}
+    assert value(samples, total, **unknown, grpc_code="UNAUTHENTICATED") == 300
+    assert value(samples, total, **DETECT_LABELS, grpc_code="UNAUTHENTICATED") == 1
 
 
 def test_hosted_methods_are_read_from_the_service_descriptors() -> None:
@@ -216,3 +225,24 @@ def test_hosted_methods_are_read_from_the_service_descriptors() -> None:
         "grpc.health.v1.Health/List",
         "grpc.health.v1.Health/Watch",
     }
+
+
+def test_the_scrape_has_the_process_and_the_build() -> None:
+    """Each service's own registry: prometheus_client puts its process collectors only on its default one."""
+    metrics = ServiceMetrics("gallery", CollectorRegistry())
+    port = start_metrics_server(0, metrics.registry, host="127.0.0.1")
+    samples = scrape(port)
+    assert value(samples, "process_resident_memory_bytes") > 0
+    assert value(samples, "process_cpu_seconds_total") > 0
+    assert any(name == "python_info" for name, _ in samples)
+    (build,) = [dict(labels) for name, labels in samples if name == "facerec_build_info"]
+    assert build["python"] == platform.python_version()
+    assert build["version"] == facerec_version() != ""
+    assert value(samples, "facerec_build_info", **build) == 1
+
+
+def test_a_registry_that_has_the_process_collectors_already_keeps_them() -> None:
+    registry = CollectorRegistry()
+    ProcessCollector(registry=registry)
+    metrics = ServiceMetrics("detector", registry)
+    assert metrics.registry.get_sample_value("process_resident_memory_bytes") is not None

@@ -94,5 +94,5 @@ def test_a_set_of_an_older_layout_is_refused_so_fetch_builds_it_again(tmp_path: 
         CalibrationSet.load(path)
     made.save(path)
     assert CalibrationSet.load(path).sha256() == made.sha256()
-    with np.load(path) as data:
+    with np.load(path, allow_pickle=False) as data:
         assert int(data["version"]) == SET_VERSION

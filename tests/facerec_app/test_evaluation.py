@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import math
+import warnings
 
 import numpy as np
 import pytest
 
 from facerec.calibration import OperatingPoint
+from facerec.errors import Precondition
 from facerec_app import evaluation
 
 
@@ -191,3 +193,79 @@ def test_open_set_threshold_matches_brute_force_nearest_distances() -> None:
     best = (result.known_accepted + result.strangers_rejected) / 2
     for t in np.concatenate([genuine, stranger]):
         assert (np.mean(genuine <= t) + np.mean(stranger > t)) / 2 <= best + 1e-12
+
+
+def with_impostors_at(pairs: evaluation.Pairs, distances: list[float]) -> evaluation.Pairs:
+    """The pairs with their first impostor pairs moved to these distances."""
+    d = pairs.distance.copy()
+    d[np.nonzero(~pairs.same)[0][: len(distances)]] = distances
+    return evaluation.Pairs(d, pairs.same, pairs.left, pairs.right)
+
+
+def test_an_impostor_pair_at_distance_zero_is_a_reason_not_an_index_error() -> None:
+    # 3000 impostor pairs bound a FAR of 1e-3 only with no false accept; one sits at 0 (one picture, two names).
+    pairs = with_impostors_at(synthetic_pairs(impostors=3000, genuine=100), [0.0])
+    fitted = evaluation.fit_at_far(pairs, 1e-3)
+    assert isinstance(fitted, evaluation.Unsupported)
+    assert fitted.reason == (
+        "1 different-person pair is at distance 0 (the same picture under two names), "
+        "and a FAR of 1e-03 over 3000 pairs allows 0 false accepts"
+    )
+
+
+def test_a_threshold_of_zero_is_never_recommended() -> None:
+    # 10 000 impostor pairs allow 4 false accepts at 1e-3; five are identical pictures (float rounding
+    # leaves them a hair above 0): the only threshold left accepts identical pictures only.
+    pairs = with_impostors_at(synthetic_pairs(impostors=10_000, genuine=500), [0.0, 1e-8, 2e-8, 3e-4, 4e-4])
+    fitted = evaluation.fit_at_far(pairs, 1e-3)
+    assert isinstance(fitted, evaluation.Unsupported)
+    assert fitted.reason.startswith("5 different-person pairs are at distance 0")
+    # Four of them are within what the target allows: a real threshold, paying them as false accepts.
+    fewer = with_impostors_at(synthetic_pairs(impostors=10_000, genuine=500), [0.0, 1e-8, 2e-8, 3e-4])
+    point = evaluation.fit_at_far(fewer, 1e-3)
+    assert isinstance(point, OperatingPoint) and point.threshold > 0.5 and point.far == 4 / 10_000
+
+
+def test_ties_at_the_boundary_are_all_accepted_or_all_refused() -> None:
+    base = synthetic_pairs(impostors=10_000, genuine=500)
+    # The 3rd to 8th nearest impostor pairs share one distance: 4 false accepts are allowed, so the
+    # threshold stops below the tie (2 accepted) rather than between tied pairs.
+    impostor = np.sort(base.distance[~base.same])
+    tied = impostor[2]
+    order = np.argsort(np.where(base.same, np.inf, base.distance))
+    d = base.distance.copy()
+    d[order[2:8]] = tied
+    pairs = evaluation.Pairs(d, base.same, base.left, base.right)
+    point = evaluation.fit_at_far(pairs, 1e-3)
+    assert isinstance(point, OperatingPoint)
+    assert point.threshold < tied and point.far == 2 / 10_000
+
+
+def test_sets_of_one_kind_of_pair_are_refused_with_a_sentence() -> None:
+    x, labels = clusters(n_people=1, per=5)
+    with pytest.raises(Precondition, match="all of one person"):
+        evaluation.report(x, labels, images=5)
+    x, labels = clusters(n_people=6, per=1)
+    with pytest.raises(Precondition, match="no two of one person"):
+        evaluation.report(x, labels, images=6)
+
+
+def test_the_report_names_pictures_enrolled_under_two_names() -> None:
+    x, labels = clusters(n_people=10, per=6, spread=1.2)
+    x = np.vstack([x, x[:1]])
+    labels = [*labels, "impostor"]
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        result, _ = evaluation.report(x, labels, images=len(labels))
+    assert result.notes[0].startswith(
+        f"1 different-person pair is at distance 0, the same picture under two names ({labels[0]!r} and 'impostor')"
+    )
+    assert all(p.threshold > 0.5 for p in result.points)
+
+
+def test_open_set_with_no_second_face_of_anyone_answers_without_nan() -> None:
+    x, labels = clusters(n_people=6, per=1)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        found = evaluation.open_set(x, labels)
+    assert found.known_accepted == 0.0 and np.isfinite(found.threshold)

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.errors import InvalidInput, NotFound, Precondition, Unavailable
 from gallery.backend import Backend, BackendSettings, open_backend, open_gallery
+from gallery.classifier import StoreClassifier
 from gallery.gallery import Gallery
 from gallery.options import GalleryOptions
 from gallery.ports import Embedded, FaceStore, KeptClassifier, VectorIndex
@@ -194,6 +195,38 @@ def test_svm_is_refit_lazily_and_by_train(tmp_path: Path, world: World) -> None:
     done = g.train()
     assert (done.identities, done.faces, done.train_accuracy) == (4, 25, 1.0)
     assert not g.stats().classifier_stale
+
+
+def test_while_the_svm_is_refit_in_the_background_a_newcomer_is_named_by_the_nearest_neighbour(
+    tmp_path: Path, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # Every refit goes to the background (no budget), and the test holds it there until it has asked.
+    release = threading.Event()
+    refit = StoreClassifier._refit_in_background
+
+    def held(self: StoreClassifier) -> None:
+        release.wait(60)
+        refit(self)
+
+    monkeypatch.setattr(StoreClassifier, "_refit_in_background", held)
+    g = gallery_in(tmp_path, world, svm_inline_refit_max_s=0.0)
+    try:
+        enroll_people(g, world, ["person-0", "person-1"])
+        g.train()
+        enroll_people(g, world, ["person-2"])
+        newcomer = g.identify_embedding(world.vectors[world.val["person-2"][0]].tolist())
+        assert (newcomer.method, newcomer.classifier_stale) == (SVM, True)
+        assert (newcomer.faces[0].identity, newcomer.faces[0].known) == ("person-2", True)
+        # Faces of identities the stale SVM knows are still its answers.
+        known = g.identify_embedding(world.vectors[world.val["person-1"][0]].tolist())
+        assert known.classifier_stale and known.faces[0].identity == "person-1"
+        release.set()
+        g._classifier.wait_for_refit(60)
+        fresh = g.identify_embedding(world.vectors[world.val["person-2"][1]].tolist())
+        assert not fresh.classifier_stale and fresh.faces[0].identity == "person-2"
+    finally:
+        release.set()
+        g.close()
 
 
 def test_identify_a_picture_answers_every_face(tmp_path: Path, world: World) -> None:
@@ -415,6 +448,9 @@ class CountedStorage:
 
     def watch_classifier(self, classifier: KeptClassifier) -> None:
         self.backend.watch_classifier(classifier)
+
+    def discard_saved_index(self) -> None:
+        self.backend.discard_saved_index()
 
     def close(self) -> None:
         self.backend.close()

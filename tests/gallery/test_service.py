@@ -5,6 +5,8 @@ over embedder replicas, and `python -m gallery` starting with its downstream ser
 from __future__ import annotations
 
 import socket
+import subprocess
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -411,6 +413,76 @@ def test_main_serves_with_its_downstream_services_down(tmp_path: Path) -> None:
     finally:
         assert running.stop() == 0
     assert store.is_file() and (tmp_path / "g.sqlite.faiss").is_file()
+
+
+def test_a_picture_enrolled_under_another_identity_is_a_warning_and_strict_refuses_it(
+    gallery, world: World
+) -> None:
+    stub = gallery
+    shot = image(portrait(world.train["person-0"][0]))
+    first = stub.Enroll(gallery_pb2.EnrollRequest(identity="person-0", images=[shot]), timeout=10)
+    assert (first.results[0].outcome, first.results[0].duplicate_of) == (gallery_pb2.ENROLLED, "")
+    # The same picture under another name: stored, with a warning that names the first.
+    second = stub.Enroll(gallery_pb2.EnrollRequest(identity="person-1", images=[shot]), timeout=10)
+    assert (second.results[0].outcome, second.results[0].duplicate_of) == (gallery_pb2.ENROLLED, "person-0")
+    assert second.results[0].face_id not in (0, first.results[0].face_id)
+    # Strict: refused, nothing stored, the reason in one sentence; the other pictures still enrolled.
+    other = image(portrait(world.train["person-2"][0]))
+    strict = stub.Enroll(
+        gallery_pb2.EnrollRequest(identity="person-2", images=[shot, other], strict=True), timeout=10
+    )
+    refused, kept = strict.results
+    assert (refused.outcome, refused.face_id, refused.duplicate_of) == (gallery_pb2.INVALID, 0, "person-0")
+    assert refused.error.message == (
+        "This picture is already enrolled as 'person-0'; it was not enrolled as 'person-2' too."
+    )
+    assert kept.outcome == gallery_pb2.ENROLLED and kept.duplicate_of == ""
+    faces = stub.GetIdentity(gallery_pb2.GetIdentityRequest(identity="person-2"), timeout=10).faces
+    assert [f.face_id for f in faces] == [kept.face_id]
+    # The same picture again for its own identity stays a plain DUPLICATE.
+    again = stub.Enroll(
+        gallery_pb2.EnrollRequest(identity="person-0", images=[shot], strict=True), timeout=10
+    )
+    assert (again.results[0].outcome, again.results[0].face_id) == (
+        gallery_pb2.DUPLICATE,
+        first.results[0].face_id,
+    )
+
+
+def test_facerec_enroll_strict_refuses_and_without_it_warns(tmp_path: Path, downstream, world: World) -> None:
+    detector, embedders, _ = downstream
+    settings = Settings(
+        store=tmp_path / "g.sqlite", calibration_path=tmp_path / "none.json", host="127.0.0.1", port=0
+    )
+    g = open_gallery(
+        settings.store, MODEL, DetectorClient(detector, timeout_s=10), EmbedderClient(embedders, timeout_s=10)
+    )
+    health = Health([SERVICE_NAME])
+    server, port = build_server(settings, g, health)
+    server.start()
+    health.set_serving()
+    target = f"127.0.0.1:{port}"
+    shot = tmp_path / "shot.jpg"
+    shot.write_bytes(portrait(world.train["person-3"][0]))
+    try:
+
+        def enroll(*args: str) -> subprocess.CompletedProcess[str]:
+            command = [sys.executable, "-m", "facerec_app.cli", "enroll", "--gallery", target, *args]
+            return subprocess.run(
+                command, capture_output=True, text=True, timeout=300, stdin=subprocess.DEVNULL
+            )
+
+        assert enroll("--identity", "person-3", str(shot)).returncode == 0
+        warned = enroll("--identity", "someone-else", str(shot))
+        assert warned.returncode == 0, warned.stderr
+        assert "already enrolled as 'person-3'" in warned.stderr
+        refused = enroll("--identity", "a-third", str(shot), "--strict")
+        assert refused.returncode == 1
+        assert "This picture is already enrolled as 'person-3'" in refused.stderr
+        assert [r.identity for r in g.list_identities()[0]] == ["person-3", "someone-else"]
+    finally:
+        server.stop(0)
+        g.close()
 
 
 def test_represent_answers_every_faces_box_quality_and_embedding_without_touching_the_store(

@@ -4,6 +4,7 @@ after a server restart. What both stores do is test_store.py's contract."""
 
 from __future__ import annotations
 
+import threading
 from pathlib import Path
 
 import numpy as np
@@ -11,9 +12,13 @@ import psycopg
 import pytest
 
 from facerec.errors import InvalidInput, Precondition
-from gallery.rows import NewFace
+from gallery.backend import open_gallery
+from gallery.options import GalleryOptions
+from gallery.results import EnrollResult
+from gallery.rows import DuplicatePicture, NewFace
 from gallery.store_postgres import SCHEMA_VERSION, PostgresStore
 from gallery.stores import open_store
+from tests.support.gallery import FakeDetector, FakeEmbedder, World, portrait
 
 MODEL = "facenet-keras-128"
 
@@ -28,7 +33,7 @@ def test_the_schema_is_created_once_and_versioned(postgres_url: str) -> None:
     PostgresStore(postgres_url, MODEL).close()  # a second start migrates nothing
     with psycopg.connect(postgres_url) as conn:
         rows = conn.execute("SELECT version FROM schema_migrations").fetchall()
-        assert rows == [(SCHEMA_VERSION,)]
+        assert sorted(rows) == [(v,) for v in range(1, SCHEMA_VERSION + 1)]
         conn.execute("INSERT INTO schema_migrations VALUES (%s, 0)", (SCHEMA_VERSION + 1,))
     with pytest.raises(Precondition, match="newer than this gallery"):
         PostgresStore(postgres_url, MODEL)
@@ -91,3 +96,96 @@ def test_the_store_reconnects_by_itself_after_a_server_restart(postgres_cluster)
         assert store.identities_of([a]) == {a: "alice"}
         (b,) = store.add_faces("bob", [NewFace(v[1])])
         assert store.counts() == (2, 2) and b > a
+
+
+def test_the_database_refuses_a_picture_twice_for_one_identity(postgres_url: str) -> None:
+    v = unit_vectors(4)
+    with PostgresStore(postgres_url, MODEL) as one, PostgresStore(postgres_url, MODEL) as two:
+        (first,) = one.add_faces("alice", [NewFace(v[0], "sha-1")])
+        with pytest.raises(DuplicatePicture):
+            two.add_faces("alice", [NewFace(v[1], "sha-1"), NewFace(v[2], "sha-2")])
+        # Nothing of the refused call was stored; another identity and bare embeddings may repeat.
+        assert two.counts() == (1, 1)
+        two.add_faces("bob", [NewFace(v[1], "sha-1"), NewFace(v[2]), NewFace(v[3])])
+        two.add_faces("alice", [NewFace(v[2]), NewFace(v[3])])
+        assert two.counts() == (2, 6)
+        assert two.find_face_by_image("alice", "sha-1") == first
+
+
+def test_the_migration_keeps_the_first_of_repeated_pictures_and_logs_the_rest_as_removed(
+    postgres_url: str,
+) -> None:
+    v = unit_vectors(4)
+    with PostgresStore(postgres_url, MODEL) as store:
+        (first,) = store.add_faces("alice", [NewFace(v[0], "sha-1")])
+        (other,) = store.add_faces("alice", [NewFace(v[3], "sha-2")])
+        version = store.version()
+    # As a database of schema 2, where two replicas could both store a picture.
+    with psycopg.connect(postgres_url, autocommit=True) as conn:
+        conn.execute("DROP INDEX faces_one_picture_per_identity")
+        conn.execute("DELETE FROM schema_migrations WHERE version = 3")
+        repeats = [
+            int(r[0])
+            for r in conn.execute(
+                "INSERT INTO faces (identity, embedding, model, image_sha256, created_at_ms)"
+                " SELECT identity, embedding, model, image_sha256, 0 FROM faces, generate_series(1, 2)"
+                " WHERE face_id = %s RETURNING face_id",
+                (first,),
+            )
+        ]
+        conn.execute("UPDATE state SET faces = faces + 2")
+    with PostgresStore(postgres_url, MODEL) as store:
+        assert store.integrity_check()
+        assert store.counts() == (1, 2)
+        assert [int(i) for i in store.face_ids()] == [first, other]
+        (change,) = store.changes_since(version)
+        assert (change.version, change.op, change.face_ids) == (version + 1, "remove", sorted(repeats))
+        with pytest.raises(DuplicatePicture):
+            store.add_faces("alice", [NewFace(v[0], "sha-2")])
+
+
+def test_two_replicas_enrolling_one_picture_at_the_same_moment_store_it_once(
+    postgres_url: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Both replicas pass their duplicate check before either stores (a barrier holds them there): the
+    database's constraint lets one store it, and the other answers DUPLICATE with that face's id, as
+    one process's check would."""
+    world = World(people=1)
+    face = world.train["person-0"][0]
+    barrier = threading.Barrier(2, timeout=30)
+
+    class CheckThenWait(PostgresStore):
+        def find_face_by_image(self, identity: str, image_sha256: str) -> int | None:
+            found = super().find_face_by_image(identity, image_sha256)
+            if threading.current_thread().name.startswith("replica") and not getattr(self, "waited", False):
+                self.waited = True
+                barrier.wait()  # the check made under the write lock, just before the insert
+            return found
+
+    # Each replica's backend opens its store as this class.
+    monkeypatch.setattr(
+        "gallery.backend.open_store",
+        lambda location, model, dim=128, password_file="": CheckThenWait(location, model, dim),
+    )
+    replicas = [
+        open_gallery(postgres_url, MODEL, FakeDetector(), FakeEmbedder(world), GalleryOptions())
+        for _ in range(2)
+    ]
+    answers: list[list[EnrollResult]] = [[], []]
+
+    def enroll(i: int) -> None:
+        answers[i] = replicas[i].enroll("person-0", images=[portrait(face)])
+
+    threads = [threading.Thread(target=enroll, args=(i,), name=f"replica-{i}") for i in range(2)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(60)
+    try:
+        outcomes = sorted((r[0].outcome.value, r[0].face_id) for r in answers)
+        stored = replicas[0].get_identity("person-0")[1]
+        assert len(stored) == 1
+        assert outcomes == [("DUPLICATE", stored[0].face_id), ("ENROLLED", stored[0].face_id)]
+    finally:
+        for g in replicas:
+            g.close()

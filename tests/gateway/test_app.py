@@ -306,7 +306,8 @@ def test_get_remove_identity_remove_face_train_stats_search(http: httpx.Client, 
         "details": [
             {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "NOT_FOUND", "domain": "facerec"}
         ],
-        "request_id": "",
+        # Made at the edge (the call sent no x-request-id): the one the answer's header names.
+        "request_id": missing.headers["x-request-id"],
     }
     assert http.delete("/v1/identities/ada").json() == {"faces_removed": 2}
     assert fake.last("RemoveIdentity").request.identity == "ada"
@@ -554,17 +555,17 @@ def scrape(port: int) -> str:
 
 
 def count(text: str, labels: str) -> float:
-    """The value of facerec_requests_total{labels} in a scrape, 0 when absent."""
+    """The value of facerec_http_requests_total{labels} in a scrape, 0 when absent."""
     for line in text.splitlines():
-        if line.startswith(f"facerec_requests_total{{{labels}}} "):
+        if line.startswith(f"facerec_http_requests_total{{{labels}}} "):
             return float(line.rsplit(" ", 1)[1])
     return 0.0
 
 
 def test_metrics_count_calls_by_route_and_code(http: httpx.Client, fake: Fake, metrics_port: int) -> None:
-    no_route = 'code="NOT_FOUND",method="GET (no route)",service="gateway"'
-    missing = 'code="NOT_FOUND",method="GET /v1/identities/{identity:path}",service="gateway"'
-    stats = 'code="OK",method="GET /v1/stats",service="gateway"'
+    no_route = 'code="NOT_FOUND",route="GET (no route)",service="gateway"'
+    missing = 'code="NOT_FOUND",route="GET /v1/identities/{identity:path}",service="gateway"'
+    stats = 'code="OK",route="GET /v1/stats",service="gateway"'
     before = scrape(metrics_port)
     http.get("/v1/identities/nobody")
     http.get("/v1/stats")

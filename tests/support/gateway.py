@@ -15,6 +15,7 @@ from pathlib import Path
 import grpc
 import httpx
 
+from facerec import requestid
 from facerec.errors import FacerecError
 from facerec.server import Health, Service, build_server
 from facerec.settings import ServerOptions
@@ -33,6 +34,7 @@ class Call:
     method: str
     request: object
     authorization: str
+    request_id: str = ""  # the id the call was bound to (the gateway's x-request-id)
 
 
 @dataclass
@@ -46,7 +48,7 @@ class Fake:
 
     def seen(self, method: str, request: object, context: grpc.ServicerContext) -> None:
         metadata = dict(context.invocation_metadata() or ())
-        self.calls.append(Call(method, request, str(metadata.get("authorization", ""))))
+        self.calls.append(Call(method, request, str(metadata.get("authorization", "")), requestid.current()))
         if method in self.hold:
             # Held until the test releases it, after the caller's deadline has passed.
             self.released.wait(60)
