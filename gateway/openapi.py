@@ -133,6 +133,75 @@ ERRORS: dict[int | str, dict[str, Any]] = {
 }
 
 
+_BOX = {"x": 57.0, "y": 63.0, "width": 78.0, "height": 108.0}
+_LANDMARKS = {
+    "left_eye": {"x": 70.0, "y": 102.3},
+    "right_eye": {"x": 106.3, "y": 104.0},
+    "nose": {"x": 82.0, "y": 123.1},
+    "mouth_left": {"x": 73.9, "y": 145.2},
+    "mouth_right": {"x": 102.3, "y": 145.8},
+}
+# Answers as the tour's pictures give them (README), shortened: a 200's example per route that has one.
+OK_EXAMPLES: dict[str, dict[str, Any]] = {
+    "Identify": {
+        "faces": [
+            {
+                "box": _BOX,
+                "identity": "madonna",
+                "known": True,
+                "distance": 0.568,
+                "confidence": 0.98,
+                "candidates": [{"identity": "madonna", "distance": 0.568, "face_id": 59}],
+                "landmarks": _LANDMARKS,
+                "detection_confidence": 0.9999,
+                "not_identifiable": "NOT_IDENTIFIABLE_UNSPECIFIED",
+                "not_identifiable_reason": "",
+            }
+        ],
+        "threshold": 1.0596,
+        "method": "svm",
+        "width": 218,
+        "height": 218,
+        "operating_point": "identification",
+        "classifier_stale": False,
+    },
+    "Verify": {
+        "match": True,
+        "distance": 0.71,
+        "threshold": 1.09,
+        "box_a": _BOX,
+        "box_b": _BOX,
+        "faces_a": 1,
+        "faces_b": 1,
+        "operating_point": "far_1e-3",
+    },
+    "Represent": {
+        "faces": [
+            {
+                "box": _BOX,
+                "landmarks": _LANDMARKS,
+                "quality": {
+                    "size_px": 78.0,
+                    "detection_confidence": 0.9999,
+                    "identifiable": True,
+                    "not_identifiable": "NOT_IDENTIFIABLE_UNSPECIFIED",
+                    "not_identifiable_reason": "",
+                },
+                "embedding": {"values": [0.0883, -0.0123, 0.0417], "model": "facenet-keras-128-int8"},
+            }
+        ],
+        "width": 218,
+        "height": 218,
+        "model": "facenet-keras-128-int8",
+    },
+}
+
+
+def ok(rpc: str) -> dict[int | str, dict[str, Any]]:
+    """The responses argument of a route whose 200 has an example (OK_EXAMPLES)."""
+    return {200: {"content": {"application/json": {"example": OK_EXAMPLES[rpc]}}}}
+
+
 def install(app: FastAPI) -> None:
     """Makes app.openapi() answer the document this module describes (built once)."""
 

@@ -20,7 +20,7 @@ from gateway.config import Settings
 from gateway.contract import answer, doc, to_json
 from gateway.errors import body as error_body
 from gateway.errors import invalid, too_large
-from gateway.openapi import ERRORS
+from gateway.openapi import ERRORS, ok
 from gateway.requests import (
     IMAGE,
     JSON,
@@ -96,6 +96,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         response_model=models.IdentifyResponse,
         tags=["recognition"],
         operation_id="Identify",
+        responses=ok("Identify"),
         description=_rpc("Gallery.Identify"),
         summary="Who is on this picture: every face, named or unknown",
         openapi_extra=_body(
@@ -132,6 +133,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         response_model=models.VerifyResponse,
         tags=["recognition"],
         operation_id="Verify",
+        responses=ok("Verify"),
         description=_rpc("Gallery.Verify"),
         summary="Same person? Two pictures, or a picture and an enrolled identity",
         openapi_extra=_body(
@@ -216,6 +218,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         response_model=models.RepresentResponse,
         tags=["detection"],
         operation_id="Represent",
+        responses=ok("Represent"),
         description=_rpc("Gallery.Represent"),
         summary="Every face of a picture with its box, landmarks, quality and embedding; nothing stored",
         openapi_extra=_body(

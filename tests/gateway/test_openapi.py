@@ -17,6 +17,7 @@ import httpx
 import pytest
 
 from facerec.protodoc import comments
+from gateway import models
 from gateway.app import build_app
 from gateway.config import Settings
 
@@ -111,6 +112,16 @@ def test_the_errors_are_the_ones_the_gateway_answers_with_their_body_and_example
             assert content["example"]["code"] and content["example"]["details"][0]["domain"] == "facerec"
         assert "Retry-After" in responses["429"]["headers"] and "Retry-After" in responses["503"]["headers"]
         assert "Retry-After" not in responses["413"].get("headers", {})
+    # Answers carry examples that are valid answers (the models the routes answer with accept them).
+    for path, model in (
+        ("/v1/identify", models.IdentifyResponse),
+        ("/v1/verify", models.VerifyResponse),
+        ("/v1/represent", models.RepresentResponse),
+    ):
+        example = document["paths"][path]["post"]["responses"]["200"]["content"]["application/json"][
+            "example"
+        ]
+        assert model.model_validate(example).model_dump(mode="json").keys() == example.keys(), path
     # Request bodies carry examples, JSON and multipart alike are described.
     identify = document["paths"]["/v1/identify"]["post"]["requestBody"]["content"]
     assert identify["application/json"]["schema"]["examples"][0]["top_k"] == 3
