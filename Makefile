@@ -4,6 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed-stamp
 NODE_EXAMPLE := examples/node
+OPENAPI_TS := tests/gateway/openapi_ts
 
 # The Pythons facerec supports (requires-python in pyproject.toml; TensorFlow 2.21 has wheels for both).
 SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12))
@@ -11,14 +12,14 @@ SUPPORTED := import sys; sys.exit(not (3, 11) <= sys.version_info[:2] <= (3, 12)
 # check and is skipped); `make PYTHON=/path/to/python3.12` chooses one.
 PYTHON ?= $(firstword $(foreach p,python3.12 python3.11 python3,$(shell command -v $(p) >/dev/null 2>&1 && $(p) -c '$(SUPPORTED)' >/dev/null 2>&1 && echo $(p))))
 
-.PHONY: demo test setup venv-check node-example browser fetch lint protos bench clean print-python postgres
+.PHONY: demo test setup venv-check node-example openapi-ts browser fetch lint protos bench clean print-python postgres
 # The PostgreSQL server the tests start throwaway clusters of (Debian's package; only when missing).
 PG_BIN ?= /usr/lib/postgresql/15/bin
 
 demo: fetch
 	$(BIN)/facerec demo
 
-test: fetch lint node-example postgres
+test: fetch lint node-example openapi-ts postgres
 	$(BIN)/pytest -q
 
 setup: venv-check $(STAMP) browser
@@ -75,6 +76,15 @@ $(NODE_EXAMPLE)/node_modules/.installed-stamp: $(NODE_EXAMPLE)/package.json $(NO
 	cd $(NODE_EXAMPLE) && npm ci --no-audit --no-fund --loglevel=error
 	touch $@
 
+# Test-only tools: the TypeScript client generated from the gateway's /openapi.json and type-checked
+# (openapi-typescript, openapi-fetch, typescript; tests/gateway/test_openapi.py). After node-example, which
+# installs npm where it is missing.
+openapi-ts: $(OPENAPI_TS)/node_modules/.installed-stamp
+
+$(OPENAPI_TS)/node_modules/.installed-stamp: $(OPENAPI_TS)/package.json $(OPENAPI_TS)/package-lock.json $(NODE_EXAMPLE)/node_modules/.installed-stamp
+	cd $(OPENAPI_TS) && npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 # The weights and data, then the ONNX files the services load (the services never export: `facerec export`).
 fetch: setup
 	$(BIN)/facerec fetch
@@ -92,4 +102,4 @@ protos: setup
 	$(BIN)/python -m facerec.protogen
 
 clean:
-	rm -rf $(VENV) .pytest_cache $(NODE_EXAMPLE)/node_modules
+	rm -rf $(VENV) .pytest_cache $(NODE_EXAMPLE)/node_modules $(OPENAPI_TS)/node_modules

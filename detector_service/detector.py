@@ -108,12 +108,18 @@ class DetectOptions:
         """Raises InvalidInput for an option outside its range."""
         if self.min_face_size_px < SMALLEST_MIN_FACE_SIZE_PX:
             raise InvalidInput(
-                f"min_face_size_px must be at least {SMALLEST_MIN_FACE_SIZE_PX}, not {self.min_face_size_px}."
+                f"min_face_size_px must be at least {SMALLEST_MIN_FACE_SIZE_PX}, not {self.min_face_size_px}.",
+                field="options.min_face_size_px",
             )
         if not 0.0 <= self.min_confidence <= 1.0:
-            raise InvalidInput(f"min_confidence must be between 0 and 1, not {self.min_confidence}.")
+            raise InvalidInput(
+                f"min_confidence must be between 0 and 1, not {self.min_confidence}.",
+                field="options.min_confidence",
+            )
         if self.max_faces < 0:
-            raise InvalidInput(f"max_faces must be 0 (no limit) or more, not {self.max_faces}.")
+            raise InvalidInput(
+                f"max_faces must be 0 (no limit) or more, not {self.max_faces}.", field="options.max_faces"
+            )
 
 
 @dataclass(frozen=True, eq=False)

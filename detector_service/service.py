@@ -63,10 +63,11 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
     ) -> detector_pb2.DetectResponse:
         count = len(request.images)
         if count == 0:
-            raise InvalidInput("The request has no images.")
+            raise InvalidInput("The request has no images.", field="images")
         if count > self._settings.max_images_per_request:
             raise InvalidInput(
-                f"The request has {count} images, over the limit of {self._settings.max_images_per_request}."
+                f"The request has {count} images, over the limit of {self._settings.max_images_per_request}.",
+                field="images",
             )
         options = self._options(request.options)
         results = [detector_pb2.ImageResult() for _ in range(count)]
@@ -78,7 +79,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
                 with self._pixels.take(sum(pixels[i] for i in part)):
                     self._detect(request, part, options, context, results)
             except TooLarge as exc:  # a single picture over the whole budget: its own answer, never "retry"
-                results[part[0]].error.CopyFrom(error_proto(exc))
+                results[part[0]].error.CopyFrom(error_proto(exc, f"images[{part[0]}]"))
         return detector_pb2.DetectResponse(results=results)
 
     def _detect(
@@ -95,7 +96,7 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             try:
                 picture = decode_image(request.images[index].data, self._limits)
             except FacerecError as exc:
-                results[index].error.CopyFrom(error_proto(exc))
+                results[index].error.CopyFrom(error_proto(exc, f"images[{index}]"))
                 continue
             results[index].height, results[index].width = picture.shape[:2]
             pictures.append(picture)
@@ -104,18 +105,21 @@ class DetectorServicer(detector_pb2_grpc.DetectorServicer):
             outcomes = self._detector.detect(pictures, options, context.time_remaining(), context.is_active)
             for index, outcome in zip(where, outcomes, strict=True):
                 if isinstance(outcome, FacerecError):
-                    results[index].error.CopyFrom(error_proto(outcome))
+                    results[index].error.CopyFrom(error_proto(outcome, f"images[{index}]"))
                     results[index].width = results[index].height = 0
                 else:
                     results[index].faces.extend(face_proto(d) for d in outcome)
 
     def _options(self, options: detector_pb2.DetectOptions) -> DetectOptions:
         if options.alignment not in _ALIGNMENT:
-            raise InvalidInput(f"Unknown alignment {options.alignment}.")
+            raise InvalidInput(f"Unknown alignment {options.alignment}.", field="options.alignment")
         name = options.model or self._settings.model
         models = {model.value: model for model in DetectorModel}
         if name not in models:
-            raise InvalidInput(f"Unknown detector model {name[:40]!r}; the models are {', '.join(models)}.")
+            raise InvalidInput(
+                f"Unknown detector model {name[:40]!r}; the models are {', '.join(models)}.",
+                field="options.model",
+            )
         found = DetectOptions(
             min_face_size_px=options.min_face_size_px or self._settings.default_min_face_size_px,
             min_confidence=options.min_confidence,

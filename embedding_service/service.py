@@ -61,10 +61,11 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
     ) -> embedding_pb2.EmbedResponse:
         faces = request.faces
         if not faces:
-            raise InvalidInput("The request holds no faces.")
+            raise InvalidInput("The request holds no faces.", field="faces")
         if len(faces) > self._max_faces:
             raise InvalidInput(
-                f"The request holds {len(faces)} faces; at most {self._max_faces} are allowed per request."
+                f"The request holds {len(faces)} faces; at most {self._max_faces} are allowed per request.",
+                field="faces",
             )
         size = sum(len(face.crop.rgb) + len(face.encoded.data) for face in faces)
         if size > self._max_bytes:
@@ -94,7 +95,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
                         crops.append(self._crop_of(face))
                         positions.append(i)
                     except FacerecError as exc:
-                        results[i].error.CopyFrom(error_proto(exc))
+                        results[i].error.CopyFrom(error_proto(exc, f"faces[{i}]"))
         finally:
             if sum(pixels) >= RELEASE_AFTER_PIXELS:
                 release_free_memory()
@@ -103,7 +104,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         model = self._batcher.embedder.name
         for i, outcome in zip(positions, outcomes, strict=True):
             if isinstance(outcome, FacerecError):
-                results[i].error.CopyFrom(error_proto(outcome))
+                results[i].error.CopyFrom(error_proto(outcome, f"faces[{i}]"))
             else:
                 results[i].embedding.CopyFrom(common_pb2.Embedding(values=outcome.tolist(), model=model))
         return embedding_pb2.EmbedResponse(results=results, model=model)

@@ -2,7 +2,9 @@
 
 Every class has a stable machine-readable reason (sent as a google.rpc.ErrorInfo beside the status, and
 in the gateway's JSON), so a program tells "too large, ever" from "busy now" without reading the words.
-A raiser may name a finer reason of the same class (`InvalidInput(..., reason=Reason.NO_FACE)`).
+A raiser may name a finer reason of the same class (`InvalidInput(..., reason=Reason.NO_FACE)`), and the
+request field at fault where it knows it (`InvalidInput(..., field="top_k")`: a google.rpc.BadRequest
+field violation beside the ErrorInfo).
 """
 
 from __future__ import annotations
@@ -27,10 +29,36 @@ class Reason(StrEnum):
     UNAUTHENTICATED = "UNAUTHENTICATED"
     PERMISSION_DENIED = "PERMISSION_DENIED"
     INTERNAL = "INTERNAL"
+    UNIMPLEMENTED = "UNIMPLEMENTED"
     # The HTTP gateway's own refusals.
     HOST_NOT_ALLOWED = "HOST_NOT_ALLOWED"
     CROSS_SITE = "CROSS_SITE"
     REQUEST_TIMEOUT = "REQUEST_TIMEOUT"
+    METHOD_NOT_ALLOWED = "METHOD_NOT_ALLOWED"
+
+
+# What each reason means to a caller, in a few words (the README's table of reasons is generated from it).
+MEANING: dict[Reason, str] = {
+    Reason.INVALID_ARGUMENT: "the request holds something unusable (the field is named where one is)",
+    Reason.NO_FACE: "a picture that must hold a face (Verify's) holds none",
+    Reason.HOST_NOT_ALLOWED: "the gateway does not serve that `Host`",
+    Reason.NOT_FOUND: "no such identity, face or route",
+    Reason.FAILED_PRECONDITION: "valid, but not in this state (e.g. Train with one identity)",
+    Reason.MODEL_MISMATCH: "an embedding, or an embedder, of another model than the gallery's",
+    Reason.REQUEST_TOO_LARGE: "the request is over a limit by itself: never retry it, send less",
+    Reason.IMAGE_TOO_LARGE: "a picture is over a limit (bytes or pixels): never retry it, send less",
+    Reason.BUSY: "full now (a queue, a budget): retry after the delay",
+    Reason.UNAVAILABLE: "a service cannot be reached: retry (another replica may answer)",
+    Reason.MODEL_FAULT: "the server's model gave unusable output: retry (another replica may answer)",
+    Reason.DEADLINE_EXCEEDED: "the caller's deadline passed before the work was done",
+    Reason.REQUEST_TIMEOUT: "the body did not arrive in time",
+    Reason.UNAUTHENTICATED: "no token, an unknown one, or an unusable `Authorization` header",
+    Reason.PERMISSION_DENIED: "a token that may not call this (e.g. a read-only token)",
+    Reason.CROSS_SITE: "an unsafe method sent by another site's page",
+    Reason.UNIMPLEMENTED: "a method this server does not serve",
+    Reason.METHOD_NOT_ALLOWED: "an HTTP method the path does not answer",
+    Reason.INTERNAL: "a server fault (its log has the details)",
+}
 
 
 class FacerecError(Exception):
@@ -38,15 +66,23 @@ class FacerecError(Exception):
 
     reason: the class's own unless the raiser names a finer one (one of the class's `reasons`).
     retry_after_s: set where retrying later helps (busy, unavailable); None = retrying will not help.
+    field: the request field at fault, as the request names it ("top_k", "image_a", "images[2]"); "" when
+    the error is not one field's.
     """
 
     reasons: tuple[Reason, ...] = (Reason.INTERNAL,)
     retry_after_s: float | None = None
 
     def __init__(
-        self, message: str = "", *, reason: str | None = None, retry_after_s: float | None = None
+        self,
+        message: str = "",
+        *,
+        reason: str | None = None,
+        retry_after_s: float | None = None,
+        field: str = "",
     ) -> None:
         super().__init__(message)
+        self.field = field
         # A str, not only a Reason: a newer server may send a reason this client does not know yet.
         self.reason: str = reason or self.reasons[0]
         if retry_after_s is not None:
@@ -118,6 +154,12 @@ class PermissionDenied(FacerecError):
     """A valid token that may not call this method."""
 
     reasons = (Reason.PERMISSION_DENIED, Reason.CROSS_SITE)
+
+
+class Unimplemented(FacerecError):
+    """A method this server does not serve (an older server, or an HTTP method a path does not answer)."""
+
+    reasons = (Reason.UNIMPLEMENTED, Reason.METHOD_NOT_ALLOWED)
 
 
 class Internal(FacerecError):

@@ -1,6 +1,8 @@
 """Generates the Python gRPC stubs from protos/facerec/v1/*.proto (`make protos`): the services' own in
-facerec/v1/, and facerec-client's copy in clients/python/facerec_client/v1/ (the same stubs with their
-imports pointing into facerec_client, plus the google.rpc error details it reads, as a descriptor set)."""
+facerec/v1/ with, beside them, DESCRIPTORS (the four files' descriptors with their source info, i.e. with
+the protos' comments, which the runtime descriptors do not keep: the gateway documents every field of its
+OpenAPI schema from them), and facerec-client's copy in clients/python/facerec_client/v1/ (the same stubs
+with their imports pointing into facerec_client, plus the google.rpc error details it reads)."""
 
 from __future__ import annotations
 
@@ -28,6 +30,8 @@ def _protoc(args: list[str], what: str) -> None:
     well_known = str(resources.files("grpc_tools") / "_proto")
     if protoc.main(["grpc_tools.protoc", f"-I{well_known}", *args]) != 0:
         raise RuntimeError(f"protoc failed on {what}")
+# A google.protobuf.FileDescriptorSet (binary) of PROTO_FILES with source info, no imports.
+DESCRIPTORS = "descriptors.binpb"
 
 
 def generate(out_dir: Path) -> list[Path]:
@@ -39,9 +43,15 @@ def generate(out_dir: Path) -> list[Path]:
         f"--python_out={out_dir}",
         f"--pyi_out={out_dir}",
         f"--grpc_python_out={out_dir}",
+        "--include_source_info",
+        f"--descriptor_set_out={out_dir / 'facerec' / 'v1' / DESCRIPTORS}",
     ]
+    (out_dir / "facerec" / "v1").mkdir(parents=True, exist_ok=True)
     _protoc([*args, *sources], ", ".join(sources))
-    return sorted((out_dir / "facerec" / "v1").glob("*_pb2*.py*"))
+    return [
+        *sorted((out_dir / "facerec" / "v1").glob("*_pb2*.py*")),
+        out_dir / "facerec" / "v1" / DESCRIPTORS,
+    ]
 
 
 def client_module(text: str) -> str:
@@ -59,7 +69,8 @@ def generate_client(out_dir: Path) -> list[Path]:
     target.mkdir(parents=True, exist_ok=True)
     with tempfile.TemporaryDirectory() as scratch:
         for stub in generate(Path(scratch)):
-            (target / stub.name).write_text(client_module(stub.read_text()))
+            if stub.name != DESCRIPTORS:  # the client documents nothing from the protos' comments
+                (target / stub.name).write_text(client_module(stub.read_text()))
         descriptor_set = Path(scratch) / "rpc.binpb"
         _protoc(
             [f"-I{CLIENT_PROTO_ROOT}", f"--descriptor_set_out={descriptor_set}", *CLIENT_RPC_FILES],

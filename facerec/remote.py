@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from typing import Any
 
 import grpc
+from google.protobuf import any_pb2
 from google.rpc import error_details_pb2, status_pb2
 
 from facerec import errors
@@ -46,7 +47,7 @@ CLASS_OF_CODE: dict[grpc.StatusCode, type[errors.FacerecError]] = {
     grpc.StatusCode.UNAUTHENTICATED: errors.Unauthenticated,
     grpc.StatusCode.PERMISSION_DENIED: errors.PermissionDenied,
     grpc.StatusCode.UNKNOWN: errors.Internal,
-    grpc.StatusCode.UNIMPLEMENTED: errors.Internal,
+    grpc.StatusCode.UNIMPLEMENTED: errors.Unimplemented,
     grpc.StatusCode.INTERNAL: errors.Internal,
     grpc.StatusCode.DATA_LOSS: errors.Internal,
 }
@@ -62,28 +63,44 @@ def details_of(exc: BaseException) -> tuple[str, str, float | None]:
     """(sentence, reason, retry_after_s) of a failed call; reason "" when the server sent none."""
     if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
         return "", "", None
-    sentence = exc.details() or ""
     reason, retry = "", None
+    for detail in _details(exc):
+        if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
+            info = error_details_pb2.ErrorInfo()
+            detail.Unpack(info)
+            if info.domain == DOMAIN:
+                reason = info.reason
+        elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
+            delay = error_details_pb2.RetryInfo()
+            detail.Unpack(delay)
+            retry = delay.retry_delay.ToNanoseconds() / 1e9
+    return exc.details() or "", reason, retry
+
+
+def field_of(exc: BaseException) -> str:
+    """The request field a failed call's google.rpc.BadRequest names (its first violation); "" for none."""
+    for detail in _details(exc):
+        if detail.Is(error_details_pb2.BadRequest.DESCRIPTOR):
+            bad = error_details_pb2.BadRequest()
+            detail.Unpack(bad)
+            return next((v.field for v in bad.field_violations), "")
+    return ""
+
+
+def _details(exc: BaseException) -> list[any_pb2.Any]:
+    """The rich details (google.rpc.Status.details) a failed call's trailer carries."""
+    if not isinstance(exc, grpc.Call | grpc.aio.AioRpcError):
+        return []
+    found: list[any_pb2.Any] = []
     trailer: Sequence[tuple[str, Any]] = exc.trailing_metadata() or ()  # type: ignore[assignment]
     for key, value in trailer:
         if key != DETAILS_KEY or not isinstance(value, bytes):
             continue
         try:
-            status = status_pb2.Status.FromString(value)
+            found.extend(status_pb2.Status.FromString(value).details)
         except Exception:  # a malformed trailer is no reason to fail the caller differently
             log.warning("a status with unreadable details; ignored")
-            continue
-        for detail in status.details:
-            if detail.Is(error_details_pb2.ErrorInfo.DESCRIPTOR):
-                info = error_details_pb2.ErrorInfo()
-                detail.Unpack(info)
-                if info.domain == DOMAIN:
-                    reason = info.reason
-            elif detail.Is(error_details_pb2.RetryInfo.DESCRIPTOR):
-                delay = error_details_pb2.RetryInfo()
-                detail.Unpack(delay)
-                retry = delay.retry_delay.ToNanoseconds() / 1e9
-    return sentence, reason, retry
+    return found
 
 
 def is_sentence(text: str) -> bool:
@@ -103,7 +120,7 @@ def error_from_rpc(exc: BaseException, what: str, timeout_s: float | None = None
         sentence = _sentence(code, what, timeout_s)
     elif not reason:
         reason = cls.reasons[0]
-    return cls(sentence, reason=reason or None, retry_after_s=retry)
+    return cls(sentence, reason=reason or None, retry_after_s=retry, field=field_of(exc))
 
 
 def _sentence(code: grpc.StatusCode, what: str, timeout_s: float | None) -> str:
@@ -126,4 +143,4 @@ def error_of_item(item: common_pb2.Error) -> errors.FacerecError:
     """A per-item error of a batch reply (facerec.v1.Error: code number, sentence, reason) as its class."""
     code = next((c for c in grpc.StatusCode if c.value[0] == item.code), grpc.StatusCode.UNKNOWN)
     cls = CLASS_OF_REASON.get(item.reason) or CLASS_OF_CODE.get(code, errors.InvalidInput)
-    return cls(item.message, reason=item.reason or None)
+    return cls(item.message, reason=item.reason or None, field=item.field)

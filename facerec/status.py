@@ -1,8 +1,9 @@
 """The one mapping from facerec errors to gRPC status codes, and the interceptor that applies it.
 
 Every status a server sends for a FacerecError carries rich details (google.rpc.Status in the
-`grpc-status-details-bin` trailer): an ErrorInfo with the error's stable reason, and a RetryInfo where
-retrying later helps. facerec.remote reads them back on the client side.
+`grpc-status-details-bin` trailer): an ErrorInfo with the error's stable reason, a BadRequest field
+violation where the error is one request field's, and a RetryInfo where retrying later helps.
+facerec.remote reads them back on the client side; the gateway sends the same details as JSON.
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ from typing import Any
 
 import grpc
 from google.protobuf import any_pb2, duration_pb2
+from google.protobuf.message import Message
 from google.rpc import error_details_pb2, status_pb2
 from grpc_status import rpc_status
 
@@ -34,6 +36,7 @@ STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
     errors.DeadlineExceeded: grpc.StatusCode.DEADLINE_EXCEEDED,
     errors.Unauthenticated: grpc.StatusCode.UNAUTHENTICATED,
     errors.PermissionDenied: grpc.StatusCode.PERMISSION_DENIED,
+    errors.Unimplemented: grpc.StatusCode.UNIMPLEMENTED,
     errors.Internal: grpc.StatusCode.INTERNAL,
 }
 # ErrorInfo.domain of every reason facerec sends.
@@ -48,18 +51,29 @@ def status_of(exc: errors.FacerecError) -> grpc.StatusCode:
     return grpc.StatusCode.INTERNAL
 
 
-def rich_status(exc: errors.FacerecError) -> grpc.Status:
-    """The status for `exc`: its code, its sentence, and the details (ErrorInfo, RetryInfo when set)."""
-    info = any_pb2.Any()
-    info.Pack(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))
-    details = [info]
+def details_of(exc: errors.FacerecError) -> list[any_pb2.Any]:
+    """The rich details of `exc`, in this order: ErrorInfo (always), BadRequest (when the error names a
+    field), RetryInfo (when retrying later helps). Both faces send these: gRPC packed, HTTP as JSON."""
+    details = [_packed(error_details_pb2.ErrorInfo(reason=exc.reason, domain=DOMAIN))]
+    if exc.field:
+        violation = error_details_pb2.BadRequest.FieldViolation(field=exc.field, description=str(exc))
+        details.append(_packed(error_details_pb2.BadRequest(field_violations=[violation])))
     if exc.retry_after_s is not None:
-        retry = any_pb2.Any()
         delay = duration_pb2.Duration()
         delay.FromNanoseconds(int(exc.retry_after_s * 1e9))
-        retry.Pack(error_details_pb2.RetryInfo(retry_delay=delay))
-        details.append(retry)
-    status = status_pb2.Status(code=status_of(exc).value[0], message=str(exc), details=details)
+        details.append(_packed(error_details_pb2.RetryInfo(retry_delay=delay)))
+    return details
+
+
+def _packed(message: Message) -> any_pb2.Any:
+    packed = any_pb2.Any()
+    packed.Pack(message)
+    return packed
+
+
+def rich_status(exc: errors.FacerecError) -> grpc.Status:
+    """The status for `exc`: its code, its sentence, and its details (details_of)."""
+    status = status_pb2.Status(code=status_of(exc).value[0], message=str(exc), details=details_of(exc))
     answer: grpc.Status = rpc_status.to_status(status)
     return answer
 
@@ -69,9 +83,12 @@ def abort(context: grpc.ServicerContext, exc: errors.FacerecError) -> None:
     context.abort_with_status(rich_status(exc))
 
 
-def error_proto(exc: errors.FacerecError) -> common_pb2.Error:
-    """A per-item error for a response that answers the other items normally."""
-    return common_pb2.Error(code=status_of(exc).value[0], message=str(exc), reason=exc.reason)
+def error_proto(exc: errors.FacerecError, field: str = "") -> common_pb2.Error:
+    """A per-item error for a response that answers the other items normally. field: the item's place in
+    the request ("images[2]"); it names the field better than the error can, which knows only its kind."""
+    return common_pb2.Error(
+        code=status_of(exc).value[0], message=str(exc), reason=exc.reason, field=field or exc.field
+    )
 
 
 def _wrap(

@@ -79,15 +79,17 @@ class Enrolment:
         name = validation.new_identity(identity)
         self._refuse_look_alike(name)
         if not images and not embeddings:
-            raise InvalidInput("Nothing to enroll: give at least one image or embedding.")
+            raise InvalidInput("Nothing to enroll: give at least one image or embedding.", field="images")
         if len(images) > self.options.max_images_per_request:
             raise InvalidInput(
-                f"{len(images)} images in one Enroll; at most {self.options.max_images_per_request} are allowed."
+                f"{len(images)} images in one Enroll; at most {self.options.max_images_per_request} are allowed.",
+                field="images",
             )
         if len(embeddings) > self.options.max_embeddings_per_request:
             raise InvalidInput(
                 f"{len(embeddings)} embeddings in one Enroll; "
-                f"at most {self.options.max_embeddings_per_request} are allowed."
+                f"at most {self.options.max_embeddings_per_request} are allowed.",
+                field="embeddings",
             )
         results: list[EnrollResult | None] = [None] * (len(images) + len(embeddings))
         pending: list[_Pending] = []

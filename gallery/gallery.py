@@ -17,18 +17,20 @@ from __future__ import annotations
 import logging
 import time
 from collections.abc import Callable, Sequence
+from dataclasses import replace
 
 import numpy as np
 from numpy.typing import NDArray
 
 from facerec.calibration import Calibration
-from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition
+from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, Reason
 from facerec.timings import Timings
 from gallery import validation
 from gallery.classifier import StoreClassifier
 from gallery.enrolment import Enrolment
 from gallery.options import GalleryOptions, decision
 from gallery.ports import DetectorOptions, Embedded, FaceDetector, FaceEmbedder, Storage, largest_face
+from gallery.represent import Representer
 from gallery.results import (
     NEAREST,
     SVM,
@@ -79,6 +81,8 @@ class Gallery:
         self._enrolment = Enrolment(
             self._store, self._index, detector, self._embed, storage.write_lock, options
         )
+        # Represent (gallery/represent.py): the faces and embeddings of a picture; it never reads the store.
+        self.represent = Representer(detector, self._vectors, options, self.model).represent
         # Identify's seconds per step since start, logged by close: detector, embedder, search + SVM.
         self.timings = Timings()
 
@@ -137,11 +141,12 @@ class Gallery:
         k = validation.top_k(top_k)
         t, point = decision(self._current(), threshold, operating_point, identify=True)
         if not image:
-            raise InvalidInput("No image to identify: give an image or an embedding.")
+            raise InvalidInput("No image to identify: give an image or an embedding.", field="image")
         clock = time.perf_counter()
         detected = self._detector.detect([image], options or self.options.detect_options, timeout_s)[0]
         detect_s = time.perf_counter() - clock
         if detected.error is not None:
+            detected.error.field = detected.error.field or "image"
             raise detected.error
         # What does not change within the request is read once (one round trip to a networked store).
         state = self._store.state()
@@ -155,13 +160,8 @@ class Gallery:
         stale = False
         if comparable:
             clock = time.perf_counter()
-            embedded = self._embed([f.crop for f in comparable], timeout_s)
+            vectors = self._vectors([f.crop for f in comparable], timeout_s)
             embed_s = time.perf_counter() - clock
-            vectors = []
-            for vector in embedded.vectors:
-                if isinstance(vector, FacerecError):
-                    raise vector
-                vectors.append(vector)
             clock = time.perf_counter()
             method, stale, answers = self._classify(np.stack(vectors).astype(np.float32), k, t, state)
             search_s = time.perf_counter() - clock
@@ -175,21 +175,11 @@ class Gallery:
         answered = iter(answers)
         faces = []
         for f, why in zip(detected.faces, refused, strict=True):
-            a = next(answered) if why is None else IdentifiedFace("", False, 0.0, 0.0, [])
-            faces.append(
-                IdentifiedFace(
-                    a.identity,
-                    a.known,
-                    a.distance,
-                    a.confidence,
-                    a.candidates,
-                    box=f.box,
-                    landmarks=f.landmarks,
-                    detection_confidence=f.confidence,
-                    not_identifiable=why[0] if why else None,
-                    reason=why[1] if why else "",
-                )
-            )
+            if why is None:
+                a = next(answered)
+            else:
+                a = IdentifiedFace("", False, 0.0, 0.0, [], not_identifiable=why[0], reason=why[1])
+            faces.append(replace(a, box=f.box, landmarks=f.landmarks, detection_confidence=f.confidence))
         return Identification(
             faces, t, method, detected.width, detected.height, point, classifier_stale=stale
         )
@@ -317,12 +307,17 @@ class Gallery:
         t, point = decision(self._current(), threshold, operating_point, identify=False)
         if not image_a:
             raise InvalidInput(
-                "image_a is missing: Verify compares image_a with image_b or with an identity."
+                "image_a is missing: Verify compares image_a with image_b or with an identity.",
+                field="image_a",
             )
         if identity and image_b:
-            raise InvalidInput("Give either image_b or an identity to compare image_a with, not both.")
+            raise InvalidInput(
+                "Give either image_b or an identity to compare image_a with, not both.", field="identity"
+            )
         if not identity and not image_b:
-            raise InvalidInput("Nothing to compare image_a with: give image_b or an identity.")
+            raise InvalidInput(
+                "Nothing to compare image_a with: give image_b or an identity.", field="image_b"
+            )
         if identity:
             identity = validation.identity(identity)
             if not self._store.has_identity(identity):
@@ -332,21 +327,16 @@ class Gallery:
         faces = []
         for label, image in zip(("image_a", "image_b"), detected, strict=False):
             if image.error is not None:
-                raise type(image.error)(f"{label}: {image.error}")
+                raise type(image.error)(f"{label}: {image.error}", reason=image.error.reason, field=label)
             if not image.faces:
-                raise InvalidInput(f"No face was found on {label}.")
+                raise InvalidInput(f"No face was found on {label}.", reason=Reason.NO_FACE, field=label)
             largest = largest_face(image.faces)
             why = self.options.unidentifiable(largest)
             if why is not None:
-                raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}")
+                raise InvalidInput(f"{label}'s largest face cannot be compared: {why[1]}", field=label)
             faces.append(largest)
         counts = [len(image.faces) for image in detected]
-        embedded = self._embed([f.crop for f in faces], timeout_s)
-        vectors = []
-        for vector in embedded.vectors:
-            if isinstance(vector, FacerecError):
-                raise vector
-            vectors.append(vector)
+        vectors = self._vectors([f.crop for f in faces], timeout_s)
         if identity:
             distance = self._distance_to_identity(vectors[0], identity)
             if not np.isfinite(distance):
@@ -445,6 +435,16 @@ class Gallery:
         embedded = self._embedder.embed(crops, timeout_s)
         if embedded.model and embedded.model != self.model:
             raise Precondition(
-                f"The embedder serves model {embedded.model!r}, but this gallery holds {self.model!r}."
+                f"The embedder serves model {embedded.model!r}, but this gallery holds {self.model!r}.",
+                reason=Reason.MODEL_MISMATCH,
             )
         return embedded
+
+    def _vectors(self, crops: list[NDArray[np.uint8]], timeout_s: float | None) -> list[NDArray[np.float32]]:
+        """One unit vector per crop, of the gallery's model; a crop's error is the request's."""
+        vectors = []
+        for vector in self._embed(crops, timeout_s).vectors:
+            if isinstance(vector, FacerecError):
+                raise vector
+            vectors.append(vector)
+        return vectors

@@ -83,7 +83,7 @@ def decision(
     """The threshold a request asked for (a distance, a point's name, or neither: the default of
     Identify or of Verify) and the name of its point ("" for a distance the request gave)."""
     if threshold and operating_point:
-        raise InvalidInput("Give a threshold or an operating point, not both.")
+        raise InvalidInput("Give a threshold or an operating point, not both.", field="operating_point")
     if operating_point:
         return validation.operating_point(operating_point, current, identify)
     if identify:

@@ -17,6 +17,7 @@ from facerec.v1 import common_pb2, detector_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.config import Settings
 from gallery.gallery import Gallery
 from gallery.ports import BoxXYWH, DetectorOptions, Point
+from gallery.represent import RepresentedFace
 from gallery.results import Candidate, EnrollResult, IdentifiedFace
 from gallery.rows import FaceRow, IdentityRow
 
@@ -30,7 +31,9 @@ def _reads_templates(request: bytes | gallery_pb2.GetIdentityRequest) -> bool:
 
 
 # The methods that change the gallery, and GetIdentity asking for the stored embeddings (biometric
-# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor).
+# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor). Represent is
+# not among them: the templates it answers are computed from the caller's own picture, as the detector's
+# and the embedder's Detect and Embed (open to read-only tokens) would compute them; it reads nothing stored.
 WRITE_METHODS: dict[str, Callable[[Any], bool] | None] = {
     **{f"/{SERVICE_NAME}/{name}": None for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")},
     f"/{SERVICE_NAME}/GetIdentity": _reads_templates,
@@ -57,8 +60,11 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             timeout_s=context.time_remaining(),
             strict=request.strict,
         )
+        images = len(request.images)
+        places = [f"images[{i}]" if i < images else f"embeddings[{i - images}]" for i in range(len(results))]
         return gallery_pb2.EnrollResponse(
-            identity=request.identity, results=[_enroll_result(r) for r in results]
+            identity=request.identity,
+            results=[_enroll_result(r, at) for r, at in zip(results, places, strict=True)],
         )
 
     def Identify(
@@ -83,7 +89,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
                 request.operating_point,
             )
         else:
-            raise InvalidInput("Nothing to identify: give an image or an embedding.")
+            raise InvalidInput("Nothing to identify: give an image or an embedding.", field="image")
         return gallery_pb2.IdentifyResponse(
             faces=[_identified(f) for f in answer.faces],
             threshold=answer.threshold,
@@ -170,6 +176,19 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             identities=done.identities, faces=done.faces, train_accuracy=done.train_accuracy
         )
 
+    def Represent(
+        self, request: gallery_pb2.RepresentRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.RepresentResponse:
+        answer = self._gallery.represent(
+            request.image.data, _detect_options(request, "detect_options"), context.time_remaining()
+        )
+        return gallery_pb2.RepresentResponse(
+            faces=[_represented(f, answer.model) for f in answer.faces],
+            width=answer.width,
+            height=answer.height,
+            model=answer.model,
+        )
+
     def Stats(
         self, request: gallery_pb2.StatsRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.StatsResponse:
@@ -213,7 +232,10 @@ def _detect_options(request: Any, field: str) -> DetectorOptions | None:
     o = getattr(request, field)
     if o.alignment not in _ALIGNMENT:
         # Refused here, as the detector would: passing it on as "" would silently use box alignment.
-        raise InvalidInput(f"Unknown alignment {o.alignment}; use ALIGNMENT_BOX or ALIGNMENT_SIMILARITY.")
+        raise InvalidInput(
+            f"Unknown alignment {o.alignment}; use ALIGNMENT_BOX or ALIGNMENT_SIMILARITY.",
+            field=f"{field}.alignment",
+        )
     return DetectorOptions(o.min_face_size_px, o.min_confidence, o.max_faces, _ALIGNMENT[o.alignment])
 
 
@@ -230,12 +252,12 @@ def _landmarks(points: tuple[Point, ...]) -> common_pb2.Landmarks | None:
     return common_pb2.Landmarks(left_eye=p[0], right_eye=p[1], nose=p[2], mouth_left=p[3], mouth_right=p[4])
 
 
-def _enroll_result(r: EnrollResult) -> gallery_pb2.EnrollResult:
+def _enroll_result(r: EnrollResult, place: str) -> gallery_pb2.EnrollResult:
     return gallery_pb2.EnrollResult(
         outcome=r.outcome.value,  # the enum value by name (EnrollOutcome mirrors the proto's names)
         face_id=r.face_id,
         box=_box(r.box),
-        error=error_proto(r.error) if r.error is not None else None,
+        error=error_proto(r.error, place) if r.error is not None else None,
         faces_found=r.faces_found,
         duplicate_of=r.duplicate_of,
     )
@@ -258,6 +280,25 @@ def _identified(f: IdentifiedFace) -> gallery_pb2.IdentifiedFace:
         # by name (NotIdentifiable mirrors the proto's names)
         not_identifiable=f.not_identifiable.value if f.not_identifiable else "NOT_IDENTIFIABLE_UNSPECIFIED",
         not_identifiable_reason=f.reason,
+    )
+
+
+def _represented(f: RepresentedFace, model: str) -> gallery_pb2.RepresentedFace:
+    q = f.quality
+    return gallery_pb2.RepresentedFace(
+        box=_box(f.box),
+        landmarks=_landmarks(f.landmarks),
+        quality=gallery_pb2.FaceQuality(
+            size_px=q.size_px,
+            detection_confidence=q.detection_confidence,
+            identifiable=q.identifiable,
+            # by name (NotIdentifiable mirrors the proto's names)
+            not_identifiable=q.not_identifiable.value
+            if q.not_identifiable
+            else "NOT_IDENTIFIABLE_UNSPECIFIED",
+            not_identifiable_reason=q.reason,
+        ),
+        embedding=common_pb2.Embedding(values=f.embedding.tolist(), model=model),
     )
 
 

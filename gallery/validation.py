@@ -23,7 +23,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.calibration import IDENTIFICATION, MAX_DISTANCE, Calibration
-from facerec.errors import InvalidInput, Precondition
+from facerec.errors import InvalidInput, Precondition, Reason
 
 MAX_IDENTITY_CHARS = 128
 DEFAULT_TOP_K = 5
@@ -38,13 +38,16 @@ def identity(name: str) -> str:
     identity. Lenient on purpose: a name stored before new_identity's rules existed stays removable."""
     name = unicodedata.normalize("NFC", name)
     if not name:
-        raise InvalidInput("The identity is empty; give a name of 1 to 128 characters.")
+        raise InvalidInput("The identity is empty; give a name of 1 to 128 characters.", field="identity")
     if len(name) > MAX_IDENTITY_CHARS:
         raise InvalidInput(
-            f"The identity is {len(name)} characters long; at most {MAX_IDENTITY_CHARS} are allowed."
+            f"The identity is {len(name)} characters long; at most {MAX_IDENTITY_CHARS} are allowed.",
+            field="identity",
         )
     if any(unicodedata.category(ch) in ("Cc", "Cf", "Cs", "Zl", "Zp") for ch in name):
-        raise InvalidInput("The identity holds a control character; use printable characters only.")
+        raise InvalidInput(
+            "The identity holds a control character; use printable characters only.", field="identity"
+        )
     return name
 
 
@@ -124,17 +127,24 @@ def embedding(values: Sequence[float], dimension: int, model: str, gallery_model
     for a wrong length, NaN/infinity or a zero vector, Precondition for another model's embedding.
     """
     if model and gallery_model and model != gallery_model:
-        raise Precondition(f"The embedding is of model {model!r}, but this gallery holds {gallery_model!r}.")
+        raise Precondition(
+            f"The embedding is of model {model!r}, but this gallery holds {gallery_model!r}.",
+            reason=Reason.MODEL_MISMATCH,
+            field="embedding.model",
+        )
     vector = np.asarray(values, dtype=np.float64)
     if vector.shape != (dimension,):
         raise InvalidInput(
-            f"The embedding has {vector.size} values; the model's embeddings have {dimension}."
+            f"The embedding has {vector.size} values; the model's embeddings have {dimension}.",
+            field="embedding.values",
         )
     if not np.all(np.isfinite(vector)):
-        raise InvalidInput("The embedding holds NaN or infinite values.")
+        raise InvalidInput("The embedding holds NaN or infinite values.", field="embedding.values")
     norm = float(np.linalg.norm(vector))
     if norm < 1e-12:
-        raise InvalidInput("The embedding is a zero vector, which has no direction to compare.")
+        raise InvalidInput(
+            "The embedding is a zero vector, which has no direction to compare.", field="embedding.values"
+        )
     return (vector / norm).astype(np.float32)
 
 
@@ -143,7 +153,9 @@ def top_k(value: int) -> int:
     if value == 0:
         return DEFAULT_TOP_K
     if not 1 <= value <= MAX_TOP_K:
-        raise InvalidInput(f"top_k must be between 1 and {MAX_TOP_K} (0 for {DEFAULT_TOP_K}), not {value}.")
+        raise InvalidInput(
+            f"top_k must be between 1 and {MAX_TOP_K} (0 for {DEFAULT_TOP_K}), not {value}.", field="top_k"
+        )
     return value
 
 
@@ -152,7 +164,9 @@ def threshold(value: float, default: float) -> float:
     if value == 0:
         return default
     if not (math.isfinite(value) and 0 < value <= MAX_DISTANCE):
-        raise InvalidInput(f"The threshold must lie in (0, 2] (0 for the gallery's default), not {value}.")
+        raise InvalidInput(
+            f"The threshold must lie in (0, 2] (0 for the gallery's default), not {value}.", field="threshold"
+        )
     return float(value)
 
 
@@ -169,7 +183,9 @@ def operating_point(name: str, calibration: Calibration, identify: bool) -> tupl
             ", ".join(known)
             or "none (its calibration file predates them: rerun facerec eval --save-threshold)"
         )
-        raise InvalidInput(f"Unknown operating point {shown!r}; this gallery knows {names}.")
+        raise InvalidInput(
+            f"Unknown operating point {shown!r}; this gallery knows {names}.", field="operating_point"
+        )
     return point.threshold, point.name
 
 
@@ -179,7 +195,8 @@ def page_size(value: int) -> int:
         return DEFAULT_PAGE_SIZE
     if not 1 <= value <= MAX_PAGE_SIZE:
         raise InvalidInput(
-            f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE}), not {value}."
+            f"page_size must be between 1 and {MAX_PAGE_SIZE} (0 for {DEFAULT_PAGE_SIZE}), not {value}.",
+            field="page_size",
         )
     return value
 
@@ -196,4 +213,4 @@ def decode_page_token(token: str) -> str:
     try:
         return base64.urlsafe_b64decode(token.encode("ascii")).decode("utf-8")
     except (binascii.Error, UnicodeError, ValueError):
-        raise InvalidInput("The page token is not one this gallery issued.") from None
+        raise InvalidInput("The page token is not one this gallery issued.", field="page_token") from None

@@ -26,12 +26,12 @@ from facerec import errors
 from facerec.metrics import ServiceMetrics
 from facerec.security import channel_credentials, load_tokens
 from facerec.status import status_of
-from gateway import models
+from gateway import models, openapi
 from gateway.config import Settings
-from gateway.errors import HTTP_STATUS, body, headers, http_status
+from gateway.errors import HTTP_STATUS, body, headers, http_status, request_id_of
 from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
 from gateway.request_id import RequestId
-from gateway.requests import validation_sentence
+from gateway.requests import validation_field, validation_sentence
 from gateway.routes import build_router
 from gateway.upstream import Channels
 
@@ -71,6 +71,7 @@ def build_app(
         redoc_url=None,
         lifespan=lifespan,
     )
+    openapi.install(app)
     # The last added runs first: headers on every answer, then Host, site, token, and body limits,
     # all before a route reads a byte of the body.
     app.add_middleware(
@@ -89,7 +90,7 @@ def build_app(
     _errors(app)
     app.include_router(build_router(settings, channels))
 
-    @app.get("/healthz", response_model=models.Health, tags=["health"], operation_id="Healthz")
+    @app.get("/healthz", response_model=models.Health, tags=["system"], operation_id="Healthz")
     async def healthz() -> Any:
         """Alive: the gateway answers. Says nothing of the services behind it (see /readyz)."""
         return models.Health(status="SERVING")
@@ -97,8 +98,8 @@ def build_app(
     @app.get(
         "/readyz",
         response_model=models.Health,
-        responses={503: {"model": models.ErrorBody}},
-        tags=["health"],
+        responses={503: openapi.ERRORS[503]},
+        tags=["system"],
         operation_id="Readyz",
     )
     async def readyz() -> Any:
@@ -136,7 +137,8 @@ def build_app(
 def _error_response(error: errors.FacerecError, request: Request | None = None) -> JSONResponse:
     if request is not None:
         request.state.grpc_code = status_of(error).name
-    return JSONResponse(body(error), status_code=http_status(error), headers=headers(error))
+    request_id = request_id_of(request.scope) if request is not None else ""
+    return JSONResponse(body(error, request_id), status_code=http_status(error), headers=headers(error))
 
 
 def _errors(app: FastAPI) -> None:
@@ -149,15 +151,17 @@ def _errors(app: FastAPI) -> None:
 
     @app.exception_handler(RequestValidationError)
     async def validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        return _error_response(errors.InvalidInput(validation_sentence(list(exc.errors()))), request)
+        problems = list(exc.errors())
+        error = errors.InvalidInput(validation_sentence(problems), field=validation_field(problems))
+        return _error_response(error, request)
 
     @app.exception_handler(HTTPException)
     async def http_error(request: Request, exc: HTTPException) -> JSONResponse:
         if exc.status_code == 405:
-            request.state.grpc_code = "UNIMPLEMENTED"
             message = f"{request.url.path} does not answer {request.method}."
-            answer = {"code": "UNIMPLEMENTED", "message": message, "reason": "METHOD_NOT_ALLOWED"}
-            return JSONResponse(answer, status_code=405)
+            return _error_response(
+                errors.Unimplemented(message, reason=errors.Reason.METHOD_NOT_ALLOWED), request
+            )
         if exc.status_code == 404:
             error: errors.FacerecError = errors.NotFound(f"No route {request.method} {request.url.path}.")
         else:

@@ -23,6 +23,7 @@ from google.protobuf.descriptor import FieldDescriptor
 from google.protobuf.message import Message
 from pydantic import BaseModel, Field, PlainSerializer, create_model
 
+from facerec.protodoc import comments
 from facerec.v1 import common_pb2
 
 
@@ -35,13 +36,56 @@ def _shortest(value: float) -> float:
 F32 = Annotated[float, PlainSerializer(_shortest, return_type=float)]
 
 
-class ErrorBody(BaseModel):
-    """Every error, and a per-item error inside an answer: the gRPC status code's name, one sentence,
-    and the stable reason (README: the table of reasons)."""
+class ItemError(BaseModel):
+    """A per-item error inside an otherwise successful answer (one picture of several): the gRPC status
+    code's name, one sentence, the stable reason (README: the table of reasons) and the item's field."""
 
-    code: str = Field(examples=["NOT_FOUND"])
-    message: str = Field(examples=["No identity named 'ada'."])
-    reason: str = Field("", examples=["NOT_FOUND"])
+    code: str = Field(description="The gRPC status code's name.", examples=["INVALID_ARGUMENT"])
+    message: str = Field(
+        description="One sentence, safe to show.", examples=["The image is empty (0 bytes)."]
+    )
+    reason: str = Field(description=comments()["facerec.v1.Error.reason"], examples=["INVALID_ARGUMENT"])
+    field: str = Field(description=comments()["facerec.v1.Error.field"], examples=["images[2]"])
+
+
+class ErrorBody(BaseModel):
+    """Every error answer: the gRPC status code's name, one sentence, the stable reason, the google.rpc
+    details a gRPC caller gets, and the request's id."""
+
+    code: str = Field(description="The gRPC status code's name.", examples=["INVALID_ARGUMENT"])
+    message: str = Field(
+        description="One sentence, safe to show.",
+        examples=["top_k must be between 1 and 100 (0 for 5), not 500."],
+    )
+    reason: str = Field(
+        description="The stable machine-readable reason (README: reasons).", examples=["INVALID_ARGUMENT"]
+    )
+    details: list[dict[str, Any]] = Field(
+        description=(
+            'google.rpc details as proto JSON, each with its @type: ErrorInfo (reason, domain "facerec"), '
+            "BadRequest (field_violations: the request field at fault) and RetryInfo (retry_delay) where "
+            "retrying later helps; the same details the gRPC status carries."
+        ),
+        examples=[
+            [
+                {
+                    "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+                    "reason": "INVALID_ARGUMENT",
+                    "domain": "facerec",
+                },
+                {
+                    "@type": "type.googleapis.com/google.rpc.BadRequest",
+                    "field_violations": [
+                        {"field": "top_k", "description": "top_k must be between 1 and 100."}
+                    ],
+                },
+            ]
+        ],
+    )
+    request_id: str = Field(
+        description="The id this request is logged under (x-request-id); empty when it has none.",
+        examples=["5f0c6c1e9a7b4d2e"],
+    )
 
 
 @dataclass(frozen=True)
@@ -60,7 +104,7 @@ SHAPES: dict[str, Shape] = {
     ),
 }
 # Messages answered in a shape of the gateway's own: facerec.v1.Error's code number becomes its name.
-OVERRIDES: dict[str, type[BaseModel]] = {common_pb2.Error.DESCRIPTOR.full_name: ErrorBody}
+OVERRIDES: dict[str, type[BaseModel]] = {common_pb2.Error.DESCRIPTOR.full_name: ItemError}
 
 _SCALARS: dict[int, Any] = {
     FieldDescriptor.TYPE_DOUBLE: float,
@@ -79,7 +123,8 @@ def json_name(descriptor: Any, proto_field: Any) -> str:
 
 
 def model_of(descriptor: Any) -> type[BaseModel]:
-    """The pydantic model of a message (built once), every field of it included."""
+    """The pydantic model of a message (built once), every field of it included and described by its
+    comment in protos/ (facerec.protodoc)."""
     name = descriptor.full_name
     if name in OVERRIDES:
         return OVERRIDES[name]
@@ -87,15 +132,33 @@ def model_of(descriptor: Any) -> type[BaseModel]:
         fields: dict[str, Any] = {}
         for f in descriptor.fields:
             kind = _type_of(f)
+            about = describe(f)
             if f.is_repeated:
-                fields[json_name(descriptor, f)] = (list[kind], ...)  # type: ignore[valid-type]
+                fields[json_name(descriptor, f)] = (list[kind], Field(description=about))  # type: ignore[valid-type]
             elif f.type == FieldDescriptor.TYPE_MESSAGE:
-                fields[json_name(descriptor, f)] = (kind | None, None)
+                fields[json_name(descriptor, f)] = (kind | None, Field(None, description=about))
             else:
-                fields[json_name(descriptor, f)] = (kind, ...)
+                fields[json_name(descriptor, f)] = (kind, Field(description=about))
         fields.update(SHAPES.get(name, Shape()).extra)
-        _models[name] = create_model(descriptor.name, __doc__=f"The {name} message.", **fields)
+        doc = comments().get(name) or f"The {name} message."
+        _models[name] = create_model(descriptor.name, __doc__=doc, **fields)
     return _models[name]
+
+
+def describe(f: Any) -> str:
+    """A field's comment in protos/; for an enum, followed by each value's."""
+    text = comments().get(f.full_name, "")
+    if f.type == FieldDescriptor.TYPE_ENUM:
+        enum = f.enum_type
+        values = [f"{v.name}: {comments().get(f'{enum.full_name}.{v.name}', '')}" for v in enum.values]
+        text = " ".join([text, *values]).strip()
+    return text
+
+
+def doc(name: str) -> str:
+    """The comment of a field or message of facerec.v1 ("IdentifyRequest.top_k"), for the gateway's own
+    request models, so they say what the gRPC messages say."""
+    return comments()[f"facerec.v1.{name}"]
 
 
 def _type_of(f: Any) -> Any:
@@ -140,7 +203,7 @@ def _override(message: Message) -> Any:
         if message.code == 0:
             return None
         name = next((c.name for c in grpc.StatusCode if c.value[0] == message.code), "UNKNOWN")
-        return {"code": name, "message": message.message, "reason": message.reason}
+        return {"code": name, "message": message.message, "reason": message.reason, "field": message.field}
     raise TypeError(f"no override for {message.DESCRIPTOR.full_name}")
 
 

@@ -19,7 +19,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 from facerec import errors
 from facerec.security import TokenAuthInterceptor
 from facerec.status import status_of
-from gateway.errors import body, headers, http_status
+from gateway.errors import body, headers, http_status, request_id_of
 
 # The probes answer without a Host check or a token: kubelet sends the pod's IP as Host, and they show
 # nothing but up or down.
@@ -47,7 +47,8 @@ SECURITY_HEADERS = (
 async def send_error(scope: Scope, send: Send, exc: errors.FacerecError, close: bool = True) -> None:
     """Answers exc as JSON; close: the client may still be sending a body it announced, so stop it."""
     scope.setdefault("state", {})["grpc_code"] = status_of(exc).name
-    response = JSONResponse(body(exc), status_code=http_status(exc), headers=headers(exc))
+    answer = body(exc, request_id_of(scope))
+    response = JSONResponse(answer, status_code=http_status(exc), headers=headers(exc))
     if close:
         response.headers["Connection"] = "close"
     await response(scope, _no_body, send)

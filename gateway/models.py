@@ -11,10 +11,10 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field, JsonValue
 
 from facerec.v1 import detector_pb2, gallery_pb2
-from gateway.contract import ErrorBody, model_of
+from gateway.contract import ErrorBody, doc, model_of
 
 __all__ = ["ErrorBody"]
 
@@ -36,55 +36,102 @@ RemoveIdentityResponse = model_of(gallery_pb2.RemoveIdentityResponse.DESCRIPTOR)
 RemoveFaceResponse = model_of(gallery_pb2.RemoveFaceResponse.DESCRIPTOR)
 TrainResponse = model_of(gallery_pb2.TrainResponse.DESCRIPTOR)
 StatsResponse = model_of(gallery_pb2.StatsResponse.DESCRIPTOR)
+RepresentResponse = model_of(gallery_pb2.RepresentResponse.DESCRIPTOR)
 
 
 class Health(BaseModel):
-    status: str = Field(examples=["SERVING"])
+    """Whether the gateway (healthz) or the services behind it (readyz) are serving."""
+
+    status: str = Field(description='"SERVING".', examples=["SERVING"])
 
 
 Embedding = Annotated[list[float], Field(max_length=MAX_EMBEDDING_VALUES)]
-TopK = Annotated[int, Field(ge=0, le=100, description="Candidates per face, 1..100; 0 = 5.")]
-Threshold = Annotated[
-    float, Field(ge=0.0, le=2.0, description="In (0, 2]; 0 = the gallery's calibrated threshold.")
-]
+TopK = Annotated[int, Field(ge=0, le=100)]
+Threshold = Annotated[float, Field(ge=0.0, le=2.0)]
+# A picture's bytes in a JSON body, and what the examples show for one.
+BASE64 = "The picture's file bytes (JPEG, PNG, WebP or BMP), base64; a data: URL is accepted."
+PICTURE = "/9j/4AAQSkZJRgABAQAAAQABAAD..."
+VECTOR: list[JsonValue] = [0.0883, -0.0123, 0.0417]
+
+
+def _examples(*examples: dict[str, JsonValue]) -> ConfigDict:
+    return ConfigDict(json_schema_extra={"examples": list(examples)})
 
 
 # ---------------------------------------------------------------- JSON requests (pictures in base64)
 
 
 class IdentifyJson(BaseModel):
-    """One of image (base64) or embedding."""
+    """One of image (base64) or embedding, and how to decide (gRPC: IdentifyRequest)."""
 
-    image: str = Field("", description="The picture's file bytes, base64.")
-    embedding: Embedding = Field(default_factory=list, description="Instead of a picture: 128 floats.")
-    top_k: TopK = 0
-    threshold: Threshold = 0.0
-    operating_point: str = Field("", description="Or a named point from /v1/stats, e.g. far_1e-3.")
+    model_config = _examples(
+        {"image": PICTURE, "top_k": 3}, {"embedding": VECTOR, "operating_point": "far_1e-3"}
+    )
+
+    image: str = Field("", description=doc("IdentifyRequest.image") + " " + BASE64)
+    embedding: Embedding = Field(
+        default_factory=list,
+        description=doc("IdentifyRequest.embedding") + " Its values: " + doc("Embedding.values"),
+    )
+    top_k: TopK = Field(0, description=doc("IdentifyRequest.top_k"))
+    threshold: Threshold = Field(0.0, description=doc("IdentifyRequest.threshold"))
+    operating_point: str = Field("", description=doc("IdentifyRequest.operating_point"))
 
 
 class VerifyJson(BaseModel):
-    """image_a with image_b, or image_a with identity."""
+    """image_a with image_b, or image_a with identity (gRPC: VerifyRequest)."""
 
-    image_a: str = Field(description="base64")
-    image_b: str = Field("", description="base64; or leave empty and give identity.")
-    identity: str = ""
-    threshold: Threshold = 0.0
-    operating_point: str = Field("", description="Or a named point from /v1/stats, e.g. far_1e-2.")
+    model_config = _examples(
+        {"image_a": PICTURE, "image_b": PICTURE}, {"image_a": PICTURE, "identity": "ada"}
+    )
+
+    image_a: str = Field(description=doc("VerifyRequest.image_a") + " " + BASE64)
+    image_b: str = Field("", description=doc("VerifyRequest.image_b") + " " + BASE64)
+    identity: str = Field("", description=doc("VerifyRequest.identity"))
+    threshold: Threshold = Field(0.0, description=doc("VerifyRequest.threshold"))
+    operating_point: str = Field("", description=doc("VerifyRequest.operating_point"))
 
 
 class DetectJson(BaseModel):
-    images: list[str] = Field(max_length=MAX_LIST, description="Pictures, base64.")
-    min_face_size_px: int = Field(0, ge=0, le=INT32_MAX)
-    min_confidence: float = Field(0.0, ge=0.0, le=1.0)
-    max_faces: int = Field(0, ge=0, le=INT32_MAX)
+    """Pictures to find faces on (gRPC: DetectRequest)."""
+
+    model_config = _examples({"images": [PICTURE], "min_confidence": 0.9})
+
+    images: list[str] = Field(max_length=MAX_LIST, description=doc("DetectRequest.images") + " " + BASE64)
+    min_face_size_px: int = Field(0, ge=0, le=INT32_MAX, description=doc("DetectOptions.min_face_size_px"))
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description=doc("DetectOptions.min_confidence"))
+    max_faces: int = Field(0, ge=0, le=INT32_MAX, description=doc("DetectOptions.max_faces"))
 
 
 class EnrollJson(BaseModel):
-    identity: str
-    images: list[str] = Field(default_factory=list, max_length=MAX_LIST, description="Pictures, base64.")
-    embeddings: list[Embedding] = Field(default_factory=list, max_length=MAX_LIST)
+    """Pictures and/or embeddings of one person (gRPC: EnrollRequest)."""
+
+    model_config = _examples({"identity": "ada", "images": [PICTURE, PICTURE]})
+
+    identity: str = Field(description=doc("EnrollRequest.identity"))
+    images: list[str] = Field(
+        default_factory=list, max_length=MAX_LIST, description=doc("EnrollRequest.images") + " " + BASE64
+    )
+    embeddings: list[Embedding] = Field(
+        default_factory=list, max_length=MAX_LIST, description=doc("EnrollRequest.embeddings")
+    )
 
 
 class SearchJson(BaseModel):
-    embedding: Embedding
-    top_k: TopK = 0
+    """An embedding to find the nearest enrolled faces to (gRPC: SearchRequest)."""
+
+    model_config = _examples({"embedding": VECTOR, "top_k": 5})
+
+    embedding: Embedding = Field(description=doc("SearchRequest.embedding") + " " + doc("Embedding.values"))
+    top_k: TopK = Field(0, description=doc("SearchRequest.top_k"))
+
+
+class RepresentJson(BaseModel):
+    """A picture to find every face and its embedding on (gRPC: RepresentRequest)."""
+
+    model_config = _examples({"image": PICTURE}, {"image": PICTURE, "min_confidence": 0.9, "max_faces": 1})
+
+    image: str = Field(description=doc("RepresentRequest.image") + " " + BASE64)
+    min_face_size_px: int = Field(0, ge=0, le=INT32_MAX, description=doc("DetectOptions.min_face_size_px"))
+    min_confidence: float = Field(0.0, ge=0.0, le=1.0, description=doc("DetectOptions.min_confidence"))
+    max_faces: int = Field(0, ge=0, le=INT32_MAX, description=doc("DetectOptions.max_faces"))

@@ -89,7 +89,20 @@ def _parse(holder: list[bytearray], model: type[Model]) -> Model:
     try:
         return model.model_validate(value)
     except ValidationError as exc:
-        raise invalid(validation_sentence(exc.errors())) from None
+        raise invalid(validation_sentence(exc.errors()), validation_field(exc.errors())) from None
+
+
+def validation_field(errors: list[Any]) -> str:
+    """The field of pydantic's or FastAPI's first validation error, as the request names it ("top_k",
+    "embeddings[2]"); "" for the body as a whole."""
+    if not errors:
+        return ""
+    where = ""
+    for part in errors[0].get("loc", ()):
+        if part in ("body", "query", "path"):
+            continue
+        where += f"[{part}]" if isinstance(part, int) else f".{part}" if where else str(part)
+    return where
 
 
 def validation_sentence(errors: list[Any]) -> str:
@@ -105,17 +118,17 @@ def validation_sentence(errors: list[Any]) -> str:
 async def file(value: object, field: str, max_bytes: int) -> Picture:
     """An uploaded file's bytes, refused (413) over max_bytes before it is read."""
     if not isinstance(value, UploadFile):
-        raise invalid(f"The field {field} must be a file.")
+        raise invalid(f"The field {field} must be a file.", field)
     name = value.filename or field
     if value.size is not None and value.size > max_bytes:
-        raise too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE)
+        raise too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE, field)
     return Picture(name, await value.read())
 
 
 async def files(form_data: FormData, field: str, max_bytes: int, required: bool = True) -> list[Picture]:
     values = form_data.getlist(field)
     if required and not values:
-        raise invalid(f"Give the picture as the multipart file field {field}.")
+        raise invalid(f"Give the picture as the multipart file field {field}.", field)
     return [await file(value, field, max_bytes) for value in values]
 
 
@@ -124,13 +137,13 @@ def decoded(text: str, field: str, max_bytes: int) -> Picture:
     payload = text.split(",", 1)[1] if text.startswith("data:") else text
     # base64 holds 3 bytes per 4 characters: refuse a picture over the limit before decoding it.
     if len(payload) // 4 * 3 > max_bytes + 3:
-        raise too_large(f"The picture {field} is larger than {max_bytes} bytes.", IMAGE)
+        raise too_large(f"The picture {field} is larger than {max_bytes} bytes.", IMAGE, field)
     try:
         data = base64.b64decode(payload, validate=True)
     except (binascii.Error, ValueError):
-        raise invalid(f"The field {field} is not valid base64.") from None
+        raise invalid(f"The field {field} is not valid base64.", field) from None
     if len(data) > max_bytes:
-        raise too_large(f"The picture {field} is larger than {max_bytes} bytes.", IMAGE)
+        raise too_large(f"The picture {field} is larger than {max_bytes} bytes.", IMAGE, field)
     return Picture(field, data)
 
 
@@ -147,20 +160,20 @@ def number(
     if value is None or value == "":
         return default
     if not isinstance(value, str):
-        raise invalid(f"The field {field} must be a number, not a file.")
+        raise invalid(f"The field {field} must be a number, not a file.", field)
     try:
         number_ = kind_(value)
     except ValueError:
-        raise invalid(f"The field {field} must be a number, not {value[:40]!r}.") from None
+        raise invalid(f"The field {field} must be a number, not {value[:40]!r}.", field) from None
     if not low <= number_ <= high:  # also refuses nan
-        raise invalid(f"The field {field} must be between {low:g} and {high:g}, not {value[:40]}.")
+        raise invalid(f"The field {field} must be between {low:g} and {high:g}, not {value[:40]}.", field)
     return number_
 
 
 def text(form_data: FormData, field: str) -> str:
     value = form_data.get(field, "")
     if not isinstance(value, str):
-        raise invalid(f"The field {field} must be text, not a file.")
+        raise invalid(f"The field {field} must be text, not a file.", field)
     return value
 
 

@@ -17,9 +17,10 @@ from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
 from gateway import models
 from gateway.config import Settings
-from gateway.contract import answer, to_json
+from gateway.contract import answer, doc, to_json
 from gateway.errors import body as error_body
 from gateway.errors import invalid, too_large
+from gateway.openapi import ERRORS, ok
 from gateway.requests import (
     IMAGE,
     JSON,
@@ -50,31 +51,28 @@ def authorization(
 
 Auth = Annotated[str, Depends(authorization)]
 
-_ERRORS: dict[int | str, dict[str, Any]] = {
-    status: {"model": models.ErrorBody, "description": description}
-    for status, description in (
-        (400, "INVALID_ARGUMENT: a bad picture or field, a number out of range, a Host not served"),
-        (401, "UNAUTHENTICATED: a token is required, or the Authorization header cannot be used"),
-        (403, "PERMISSION_DENIED: a read-only token, or an unsafe method from another site"),
-        (404, "NOT_FOUND"),
-        (408, "DEADLINE_EXCEEDED (REQUEST_TIMEOUT): the body did not arrive in time"),
-        (409, "FAILED_PRECONDITION"),
-        (413, "RESOURCE_EXHAUSTED (REQUEST_TOO_LARGE, IMAGE_TOO_LARGE): over a limit, ever; send less"),
-        (429, "RESOURCE_EXHAUSTED (BUSY): try again after Retry-After"),
-        (503, "UNAVAILABLE: the gallery or a service behind it is down"),
-        (504, "DEADLINE_EXCEEDED"),
-    )
-}
+
+def _rpc(name: str) -> str:
+    """An operation's description: its RPC's comment in protos/."""
+    return doc(name) + f" (gRPC: facerec.v1.{name}.)"
 
 
 def _body(json_model: type[BaseModel], fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
-    """openapi_extra for a body that is either JSON (json_model) or multipart (fields)."""
+    """openapi_extra for a body that is either JSON (json_model) or multipart (fields); a multipart field
+    is described as the JSON field of the same name is (a file where JSON has base64)."""
+    schema = json_model.model_json_schema()
+    described = {
+        name: {**kind, "description": schema["properties"][name]["description"]}
+        if name in schema["properties"]
+        else kind
+        for name, kind in fields.items()
+    }
     return {
         "requestBody": {
             "required": True,
             "content": {
-                MULTIPART: {"schema": {"type": "object", "properties": fields}},
-                JSON: {"schema": json_model.model_json_schema()},
+                MULTIPART: {"schema": {"type": "object", "properties": described}},
+                JSON: {"schema": schema},
             },
         }
     }
@@ -89,13 +87,17 @@ _TEXT = {"type": "string"}
 
 def build_router(settings: Settings, channels: Channels) -> APIRouter:
     """The /v1 routes over the two channels."""
-    router = APIRouter(prefix="/v1", responses=_ERRORS)
+    router = APIRouter(prefix="/v1", responses=ERRORS)
     max_bytes = settings.max_image_bytes
     max_files = max(settings.max_images_per_enroll, settings.max_images_per_detect, 2) + 1
 
     @router.post(
         "/identify",
         response_model=models.IdentifyResponse,
+        tags=["recognition"],
+        operation_id="Identify",
+        responses=ok("Identify"),
+        description=_rpc("Gallery.Identify"),
         summary="Who is on this picture: every face, named or unknown",
         openapi_extra=_body(
             models.IdentifyJson,
@@ -122,13 +124,17 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             elif body.embedding:
                 message.embedding.values.extend(body.embedding)
             else:
-                raise invalid("Give image (base64) or embedding.")
+                raise invalid("Give image (base64) or embedding.", "image")
             del body  # the base64 text, while the gallery works
         return answer(await channels.gallery.call("Identify", message, auth))
 
     @router.post(
         "/verify",
         response_model=models.VerifyResponse,
+        tags=["recognition"],
+        operation_id="Verify",
+        responses=ok("Verify"),
+        description=_rpc("Gallery.Verify"),
         summary="Same person? Two pictures, or a picture and an enrolled identity",
         openapi_extra=_body(
             models.VerifyJson,
@@ -155,7 +161,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             identity, threshold, point = body.identity, body.threshold, body.operating_point
             del body
         if b is None and not identity:
-            raise invalid("Give image_b or an identity to compare image_a with.")
+            raise invalid("Give image_b or an identity to compare image_a with.", "image_b")
         message = gallery_pb2.VerifyRequest(
             image_a=common_pb2.Image(data=a.data),
             identity=identity,
@@ -169,6 +175,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/detect",
         response_model=models.DetectResponse,
+        tags=["detection"],
+        operation_id="Detect",
+        description=_rpc("Detector.Detect"),
         summary="Every face's box and landmarks (asked of the detector directly)",
         openapi_extra=_body(
             models.DetectJson,
@@ -196,15 +205,58 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             )
             del body
         if not pictures or len(pictures) > settings.max_images_per_detect:
-            raise invalid(f"Give 1 to {settings.max_images_per_detect} pictures to detect faces on.")
+            raise invalid(
+                f"Give 1 to {settings.max_images_per_detect} pictures to detect faces on.", "images"
+            )
         message = detector_pb2.DetectRequest(
             images=[common_pb2.Image(data=p.data) for p in pictures], options=options
         )
         return answer(await channels.detector.call("Detect", message, auth))
 
     @router.post(
+        "/represent",
+        response_model=models.RepresentResponse,
+        tags=["detection"],
+        operation_id="Represent",
+        responses=ok("Represent"),
+        description=_rpc("Gallery.Represent"),
+        summary="Every face of a picture with its box, landmarks, quality and embedding; nothing stored",
+        openapi_extra=_body(
+            models.RepresentJson,
+            {"image": _FILE, "min_face_size_px": _INT, "min_confidence": _FLOAT, "max_faces": _INT},
+        ),
+    )
+    async def represent(request: Request, auth: Auth) -> Any:
+        """For callers who keep their own vector database: the embeddings are of the gallery's model, so
+        identify, search and enroll take them as they are. A read-only token suffices (docs/limits.md)."""
+        if kind(request) == MULTIPART:
+            data = await form(request, max_files)
+            picture = await file(data.get("image"), "image", max_bytes)
+            options = detector_pb2.DetectOptions(
+                min_face_size_px=number(data, "min_face_size_px", int, 0),
+                min_confidence=number(data, "min_confidence", float, 0.0, high=1.0),
+                max_faces=number(data, "max_faces", int, 0),
+            )
+        else:
+            body = await json_body(request, models.RepresentJson)
+            picture = decoded(body.image, "image", max_bytes)
+            options = detector_pb2.DetectOptions(
+                min_face_size_px=body.min_face_size_px,
+                min_confidence=body.min_confidence,
+                max_faces=body.max_faces,
+            )
+            del body
+        message = gallery_pb2.RepresentRequest(
+            image=common_pb2.Image(data=picture.data), detect_options=options
+        )
+        return answer(await channels.gallery.call("Represent", message, auth))
+
+    @router.post(
         "/enroll",
         response_model=models.EnrollResponse,
+        tags=["identities"],
+        operation_id="Enroll",
+        description=_rpc("Gallery.Enroll"),
         summary="Add pictures of one person; each picture gets its own outcome",
         openapi_extra=_body(models.EnrollJson, {"identity": _TEXT, "images": _FILES}),
     )
@@ -250,6 +302,9 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.post(
         "/search",
         response_model=models.SearchResponse,
+        tags=["recognition"],
+        operation_id="Search",
+        description=_rpc("Gallery.Search"),
         summary="The nearest enrolled faces to an embedding",
         openapi_extra=_body(models.SearchJson, {}),
     )
@@ -263,13 +318,18 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.get(
         "/identities",
         response_model=models.ListIdentitiesResponse,
+        tags=["identities"],
+        operation_id="ListIdentities",
+        description=_rpc("Gallery.ListIdentities"),
         summary="Enrolled identities in name order, a page at a time",
     )
     async def list_identities(
         auth: Auth,
-        page_size: Annotated[int, Query(ge=0, le=1000, description="1..1000; 0 = 100")] = 0,
+        page_size: Annotated[
+            int, Query(ge=0, le=1000, description=doc("ListIdentitiesRequest.page_size"))
+        ] = 0,
         page_token: Annotated[
-            str, Query(max_length=1024, description="next_page_token of the previous page")
+            str, Query(max_length=1024, description=doc("ListIdentitiesRequest.page_token"))
         ] = "",
     ) -> Any:
         message = gallery_pb2.ListIdentitiesRequest(page_size=page_size, page_token=page_token)
@@ -278,13 +338,20 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.get(
         "/identities/{identity:path}",
         response_model=models.GetIdentityResponse,
+        tags=["identities"],
+        operation_id="GetIdentity",
+        description=_rpc("Gallery.GetIdentity"),
         summary="One identity and its faces (with their embeddings for an rw token)",
     )
     async def get_identity(
-        identity: str,
+        identity: Annotated[str, Path(description=doc("GetIdentityRequest.identity"))],
         auth: Auth,
         include_embeddings: Annotated[
-            bool, Query(description="Also each face's embedding (a biometric template): needs an rw token.")
+            bool,
+            Query(
+                description=doc("GetIdentityRequest.include_embeddings")
+                + " A biometric template: needs an rw token."
+            ),
         ] = False,
     ) -> Any:
         message = gallery_pb2.GetIdentityRequest(identity=identity, include_embeddings=include_embeddings)
@@ -293,31 +360,51 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
     @router.delete(
         "/identities/{identity:path}",
         response_model=models.RemoveIdentityResponse,
+        tags=["identities"],
+        operation_id="RemoveIdentity",
+        description=_rpc("Gallery.RemoveIdentity"),
         summary="Remove an identity and all its faces",
     )
-    async def remove_identity(identity: str, auth: Auth) -> Any:
+    async def remove_identity(
+        identity: Annotated[str, Path(description=doc("RemoveIdentityRequest.identity"))], auth: Auth
+    ) -> Any:
         message = gallery_pb2.RemoveIdentityRequest(identity=identity)
         return answer(await channels.gallery.call("RemoveIdentity", message, auth))
 
     @router.delete(
         "/faces/{face_id}",
         response_model=models.RemoveFaceResponse,
+        tags=["faces"],
+        operation_id="RemoveFace",
+        description=_rpc("Gallery.RemoveFace"),
         summary="Remove one face",
     )
     async def remove_face(
-        face_id: Annotated[int, Path(ge=1, le=2**63 - 1, description="A face id from enroll or get.")],
+        face_id: Annotated[int, Path(ge=1, le=2**63 - 1, description=doc("RemoveFaceRequest.face_id"))],
         auth: Auth,
     ) -> Any:
         message = gallery_pb2.RemoveFaceRequest(face_id=face_id)
         return answer(await channels.gallery.call("RemoveFace", message, auth))
 
     @router.post(
-        "/train", response_model=models.TrainResponse, summary="Refit the SVM on every enrolled face"
+        "/train",
+        response_model=models.TrainResponse,
+        summary="Refit the SVM on every enrolled face",
+        tags=["gallery"],
+        operation_id="Train",
+        description=_rpc("Gallery.Train"),
     )
     async def train(auth: Auth) -> Any:
         return answer(await channels.gallery.call("Train", gallery_pb2.TrainRequest(), auth))
 
-    @router.get("/stats", response_model=models.StatsResponse, summary="Counts, index, model and thresholds")
+    @router.get(
+        "/stats",
+        response_model=models.StatsResponse,
+        summary="Counts, index, model and thresholds",
+        tags=["gallery"],
+        operation_id="Stats",
+        description=_rpc("Gallery.Stats"),
+    )
     async def stats(auth: Auth) -> Any:
         return answer(await channels.gallery.call("Stats", gallery_pb2.StatsRequest(), auth))
 
@@ -326,7 +413,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
 
 def _check_count(count: int, limit: int) -> None:
     if count > limit:
-        raise invalid(f"At most {limit} pictures per enroll, not {count}.")
+        raise invalid(f"At most {limit} pictures per enroll, not {count}.", "images")
 
 
 def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | dict[str, Any]:
@@ -334,9 +421,12 @@ def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | d
     (the others are still enrolled)."""
     name = getattr(upload, "filename", None) or f"images[{index}]"
     if not isinstance(upload, UploadFile):
-        return _refused(invalid(f"The field images[{index}] must be a file."), name)
+        return _refused(invalid(f"The field images[{index}] must be a file.", f"images[{index}]"), name)
     if upload.size is not None and upload.size > max_bytes:
-        return _refused(too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE), name)
+        return _refused(
+            too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE, f"images[{index}]"),
+            name,
+        )
     return upload
 
 
@@ -377,5 +467,7 @@ def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | dict[str
 def _refused(exc: FacerecError, name: str) -> dict[str, Any]:
     """An EnrollResult (JSON) for a picture the gateway refused itself."""
     result = to_json(gallery_pb2.EnrollResult(outcome=gallery_pb2.INVALID), filename=name)
-    result["error"] = error_body(exc)
+    result["error"] = {key: error_body(exc)[key] for key in ("code", "message", "reason")} | {
+        "field": exc.field
+    }
     return result

@@ -84,6 +84,11 @@ class GalleryStub:
                 request_serializer=facerec_dot_v1_dot_gallery__pb2.StatsRequest.SerializeToString,
                 response_deserializer=facerec_dot_v1_dot_gallery__pb2.StatsResponse.FromString,
                 _registered_method=True)
+        self.Represent = channel.unary_unary(
+                '/facerec.v1.Gallery/Represent',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.RepresentRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.RepresentResponse.FromString,
+                _registered_method=True)
 
 
 class GalleryServicer:
@@ -119,7 +124,8 @@ class GalleryServicer:
         raise NotImplementedError('Method not implemented!')
 
     def ListIdentities(self, request, context):
-        """Missing associated documentation comment in .proto file."""
+        """The enrolled identities in name order, a page at a time.
+        """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
@@ -154,6 +160,15 @@ class GalleryServicer:
 
     def Stats(self, request, context):
         """Counts, index kind, model, thresholds and operating points.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Represent(self, request, context):
+        """Every face of a picture with its box, landmarks, quality and embedding, for callers who keep their own
+        vector database. Nothing is stored, searched or compared: the gallery's contents are not read. A
+        picture with no face is OK with no faces.
         """
         context.set_code(grpc.StatusCode.UNIMPLEMENTED)
         context.set_details('Method not implemented!')
@@ -211,6 +226,11 @@ def add_GalleryServicer_to_server(servicer, server):
                     servicer.Stats,
                     request_deserializer=facerec_dot_v1_dot_gallery__pb2.StatsRequest.FromString,
                     response_serializer=facerec_dot_v1_dot_gallery__pb2.StatsResponse.SerializeToString,
+            ),
+            'Represent': grpc.unary_unary_rpc_method_handler(
+                    servicer.Represent,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.RepresentRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.RepresentResponse.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -483,6 +503,33 @@ class Gallery:
             '/facerec.v1.Gallery/Stats',
             facerec_dot_v1_dot_gallery__pb2.StatsRequest.SerializeToString,
             facerec_dot_v1_dot_gallery__pb2.StatsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Represent(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/Represent',
+            facerec_dot_v1_dot_gallery__pb2.RepresentRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.RepresentResponse.FromString,
             options,
             channel_credentials,
             insecure,

@@ -15,6 +15,7 @@ from detector_service.batcher import BatchingDetector
 from detector_service.config import MODELS, Settings
 from detector_service.detector import Box, Detection, DetectOptions, DetectorModel, Landmarks
 from detector_service.service import build_detector_server
+from facerec.remote import error_from_rpc
 from facerec.server import Health
 from facerec.settings import SettingError
 from facerec.v1 import common_pb2, detector_pb2, detector_pb2_grpc
@@ -146,23 +147,24 @@ def test_one_corrupt_image_in_ten(served: Served) -> None:
     reply = served.detect(*datas)
     codes = [r.error.code for r in reply.results]
     assert codes == [0] * 6 + [grpc.StatusCode.INVALID_ARGUMENT.value[0]] + [0] * 3
+    assert reply.results[6].error.field == "images[6]"  # the item's place, as a BadRequest would name it
     assert sum(len(r.faces) for r in reply.results) == 9
     # The nine good pictures go to the model together, in max_batch (8) chunks.
     assert [n for n, _ in served.fake.calls] == [8, 1]
 
 
 @pytest.mark.parametrize(
-    ("datas", "options", "code"),
+    ("datas", "options", "code", "field"),
     [
-        ([], {}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD] * 11, {}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD], {"min_face_size_px": 11}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD], {"min_confidence": 1.5}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD], {"max_faces": -1}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD], {"alignment": 9}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD], {"model": "yolo"}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([GOOD], {"model": "MTCNN"}, grpc.StatusCode.INVALID_ARGUMENT),
-        ([b"\0" * (3 * 1024 * 1024)], {}, grpc.StatusCode.RESOURCE_EXHAUSTED),
+        ([], {}, grpc.StatusCode.INVALID_ARGUMENT, "images"),
+        ([GOOD] * 11, {}, grpc.StatusCode.INVALID_ARGUMENT, "images"),
+        ([GOOD], {"min_face_size_px": 11}, grpc.StatusCode.INVALID_ARGUMENT, "options.min_face_size_px"),
+        ([GOOD], {"min_confidence": 1.5}, grpc.StatusCode.INVALID_ARGUMENT, "options.min_confidence"),
+        ([GOOD], {"max_faces": -1}, grpc.StatusCode.INVALID_ARGUMENT, "options.max_faces"),
+        ([GOOD], {"alignment": 9}, grpc.StatusCode.INVALID_ARGUMENT, "options.alignment"),
+        ([GOOD], {"model": "yolo"}, grpc.StatusCode.INVALID_ARGUMENT, "options.model"),
+        ([GOOD], {"model": "MTCNN"}, grpc.StatusCode.INVALID_ARGUMENT, "options.model"),
+        ([b"\0" * (3 * 1024 * 1024)], {}, grpc.StatusCode.RESOURCE_EXHAUSTED, ""),
     ],
     ids=[
         "no-images",
@@ -176,10 +178,12 @@ def test_one_corrupt_image_in_ten(served: Served) -> None:
         "message-too-large",
     ],
 )
-def test_request_level_problems_are_statuses(served: Served, datas, options, code) -> None:
+def test_request_level_problems_are_statuses(served: Served, datas, options, code, field) -> None:
     with pytest.raises(grpc.RpcError) as caught:
         served.detect(*datas, **options)
     assert caught.value.code() == code
+    # The field at fault travels as a google.rpc.BadRequest violation (facerec.remote reads it back).
+    assert error_from_rpc(caught.value, "the detector").field == field
     assert_still_answers(served)
 
 

@@ -40,6 +40,9 @@ class TinyGallery(gallery_pb2_grpc.GalleryServicer):
     def Train(self, request, context):
         return gallery_pb2.TrainResponse()
 
+    def Represent(self, request, context):
+        return gallery_pb2.RepresentResponse(model="m")
+
     def GetIdentity(self, request, context):
         face = gallery_pb2.FaceRecord(face_id=1, identity=request.identity)
         if request.include_embeddings:
@@ -141,6 +144,9 @@ def test_tokens_and_roles_with_open_health_and_reflection(serve) -> None:
         train = gallery_pb2_grpc.GalleryStub(ch).Train
         denied = code_of(lambda: train(gallery_pb2.TrainRequest(), timeout=5))
         assert denied == grpc.StatusCode.PERMISSION_DENIED
+        # Represent's templates come from the caller's own picture, nothing stored: read-only suffices.
+        represent = gallery_pb2_grpc.GalleryStub(ch).Represent
+        assert represent(gallery_pb2.RepresentRequest(), timeout=5).model == "m"
     with open_channel(served.target, token=RW) as ch:
         gallery_pb2_grpc.GalleryStub(ch).Train(gallery_pb2.TrainRequest(), timeout=5)
         assert stats(ch) == 3

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import ast
+from pathlib import Path
+
 import grpc
 import pytest
 
@@ -27,21 +30,23 @@ def test_every_error_class_has_a_status_and_a_reason() -> None:
             assert status_of(cls("x")) != grpc.StatusCode.INTERNAL, f"{cls.__name__} has no status"
         assert cls.reasons and all(isinstance(r, errors.Reason) for r in cls.reasons), cls
         assert cls("x").reason == cls.reasons[0]
-    # A reason names one class: the client side reads the class back from it.
+    # A reason names one class: the client side reads the class back from it; and every reason has one.
     reasons = [r for cls in STATUS for r in cls.reasons]
-    assert len(reasons) == len(set(reasons))
+    assert len(reasons) == len(set(reasons)) and set(reasons) == set(errors.Reason)
 
 
-def test_every_status_a_server_sends_carries_its_reason_and_retry_info_where_retrying_helps() -> None:
-    for cls in STATUS:
-        for reason in cls.reasons:
-            status = rich_status(cls("One sentence.", reason=reason))
-            failed = grpc.aio.AioRpcError(
-                status.code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata), status.details
-            )
-            back = error_from_rpc(failed, "the service")
-            assert type(back) is cls and back.reason == reason and str(back) == "One sentence."
-            assert (back.retry_after_s is not None) == (cls.retry_after_s is not None), cls
+def failed_as_sent(exc: errors.FacerecError) -> grpc.aio.AioRpcError:
+    """The failed call a client sees when a facerec server fails with exc."""
+    status = rich_status(exc)
+    return grpc.aio.AioRpcError(
+        status.code, grpc.aio.Metadata(), grpc.aio.Metadata(*status.trailing_metadata), status.details
+    )
+
+
+def test_a_field_at_fault_travels_as_a_bad_request_violation_and_is_read_back() -> None:
+    back = error_from_rpc(failed_as_sent(errors.InvalidInput("Bad threshold.", field="threshold")), "g")
+    assert isinstance(back, errors.InvalidInput) and back.field == "threshold"
+    assert error_from_rpc(failed_as_sent(errors.NotFound("No identity 'x'.")), "g").field == ""
 
 
 def test_overloaded_is_busy_and_too_large_is_its_own_class() -> None:
@@ -54,8 +59,10 @@ def test_error_proto_carries_code_number_and_message() -> None:
     assert proto.code == grpc.StatusCode.INVALID_ARGUMENT.value[0] == 3
     assert proto.message == "The image is empty."
     assert proto.reason == "INVALID_ARGUMENT"
-    big = error_of_item(error_proto(errors.TooLarge("Too big.", reason=errors.Reason.IMAGE_TOO_LARGE)))
-    assert isinstance(big, errors.TooLarge) and big.reason == "IMAGE_TOO_LARGE"
+    big = error_of_item(
+        error_proto(errors.TooLarge("Too big.", reason=errors.Reason.IMAGE_TOO_LARGE), "images[3]")
+    )
+    assert isinstance(big, errors.TooLarge) and big.reason == "IMAGE_TOO_LARGE" and big.field == "images[3]"
 
 
 class Raising(detector_pb2_grpc.DetectorServicer):
@@ -126,3 +133,27 @@ def test_garbage_request_bytes_get_invalid_argument_and_server_goes_on() -> None
             assert call(detector_pb2_grpc.DetectorStub(channel), "ok").results[0].width == 1
     finally:
         server.stop(0)
+
+
+def test_every_reason_a_raiser_names_is_one_of_its_class_so_clients_read_the_class_back() -> None:
+    """A reason of another class (InvalidInput(..., reason=BUSY)) would reach a client as that other
+    class; every `Class(..., reason=Reason.X)` in the services' code is checked here."""
+    root = Path(__file__).resolve().parents[2]
+    classes = {cls.__name__: cls for cls in STATUS} | {"Busy": errors.Busy}
+    wrong, seen = [], 0
+    for package in ("facerec", "detector_service", "embedding_service", "gallery", "gateway", "facerec_app"):
+        for path in (root / package).rglob("*.py"):
+            for node in ast.walk(ast.parse(path.read_text())):
+                if not isinstance(node, ast.Call):
+                    continue
+                name = (
+                    node.func.attr if isinstance(node.func, ast.Attribute) else getattr(node.func, "id", "")
+                )
+                for keyword in node.keywords:
+                    value = keyword.value
+                    named = isinstance(value, ast.Attribute) and ast.unparse(value.value).endswith("Reason")
+                    if keyword.arg == "reason" and name in classes and named:
+                        seen += 1
+                        if errors.Reason[value.attr] not in classes[name].reasons:
+                            wrong.append(f"{path.relative_to(root)}:{node.lineno} {name} {value.attr}")
+    assert seen >= 6 and not wrong

@@ -17,6 +17,7 @@ from grpc_health.v1 import health_pb2, health_pb2_grpc
 
 from facerec.calibration import DEFAULT_IDENTIFICATION_THRESHOLD
 from facerec.channels import channel_target
+from facerec.remote import error_from_rpc
 from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
 from facerec.settings import ServerOptions
@@ -146,6 +147,8 @@ def test_enroll_reports_an_outcome_per_picture_and_embedding(enrolled) -> None:
         gallery_pb2.INVALID,
     ]
     assert reply.results[1].error.code == INVALID.value[0] and reply.results[1].error.message
+    # Each per-item error names its item, as a BadRequest field violation would.
+    assert [r.error.field for r in reply.results if r.error.code] == ["images[1]", "embeddings[1]"]
     assert reply.results[0].box.width == 100 and reply.results[0].faces_found == 1
 
 
@@ -480,3 +483,61 @@ def test_facerec_enroll_strict_refuses_and_without_it_warns(tmp_path: Path, down
     finally:
         server.stop(0)
         g.close()
+
+
+def test_represent_answers_every_faces_box_quality_and_embedding_without_touching_the_store(
+    enrolled, world: World
+) -> None:
+    stub, _ = enrolled
+    before = stub.Stats(gallery_pb2.StatsRequest(), timeout=10)
+    near, tiny = world.val["person-1"][0], world.val["person-0"][0]
+    reply = stub.Represent(
+        gallery_pb2.RepresentRequest(
+            image=image(
+                picture((near, (10.0, 20.0, 100.0, 120.0), 0.99), (tiny, (400.0, 30.0, 18.0, 25.0), 0.98))
+            )
+        ),
+        timeout=10,
+    )
+    assert (reply.width, reply.height, reply.model) == (640, 480, MODEL)
+    big, small = reply.faces
+    assert (big.box.width, big.box.height, small.box.width) == (100, 120, 18)
+    assert (big.quality.size_px, big.quality.detection_confidence) == (100, pytest.approx(0.99))
+    assert (
+        big.quality.identifiable and big.quality.not_identifiable == gallery_pb2.NOT_IDENTIFIABLE_UNSPECIFIED
+    )
+    assert big.quality.not_identifiable_reason == ""
+    assert (small.quality.identifiable, small.quality.not_identifiable) == (False, gallery_pb2.FACE_TOO_SMALL)
+    assert small.quality.size_px == 18 and small.quality.not_identifiable_reason.startswith(
+        "The face is 18x25 px"
+    )
+    # Each face's own embedding, of the gallery's model (the fake embedder names the vector by the crop).
+    for face, index in ((big, near), (small, tiny)):
+        assert face.embedding.model == MODEL
+        np.testing.assert_allclose(face.embedding.values, world.vectors[index], atol=1e-6)
+    # Nothing was stored or changed: the same counts and the same enrolled people.
+    after = stub.Stats(gallery_pb2.StatsRequest(), timeout=10)
+    assert (after.identities, after.faces, after.index_size) == (
+        before.identities,
+        before.faces,
+        before.index_size,
+    )
+    # The embedding identifies the person as the picture does (Identify takes it as it is).
+    named = stub.Identify(gallery_pb2.IdentifyRequest(embedding=big.embedding), timeout=10)
+    assert named.faces[0].identity == "person-1"
+
+
+def test_represent_of_a_picture_without_a_face_is_ok_and_empty(gallery) -> None:
+    reply = gallery.Represent(gallery_pb2.RepresentRequest(image=image(picture())), timeout=10)
+    assert list(reply.faces) == [] and (reply.width, reply.height, reply.model) == (640, 480, MODEL)
+
+
+@pytest.mark.parametrize("data", [b"", b"not a picture"])
+def test_represent_of_no_picture_or_a_bad_one_is_invalid_argument_naming_the_image(
+    gallery, data: bytes
+) -> None:
+    with pytest.raises(grpc.RpcError) as failed:
+        gallery.Represent(gallery_pb2.RepresentRequest(image=image(data)), timeout=10)
+    assert failed.value.code() == INVALID
+    assert error_from_rpc(failed.value, "the gallery").field == "image"
+    assert gallery.Represent(gallery_pb2.RepresentRequest(image=image(picture())), timeout=10).width == 640

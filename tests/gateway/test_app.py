@@ -72,6 +72,11 @@ def http(gateway: Running) -> Iterator[httpx.Client]:
         yield client
 
 
+def core(reply: dict) -> dict:
+    """An error body's code, sentence and reason (its details and request id are checked on their own)."""
+    return {key: reply[key] for key in ("code", "message", "reason")}
+
+
 def b64(data: bytes) -> str:
     return base64.b64encode(data).decode()
 
@@ -174,6 +179,43 @@ def test_detect_goes_to_the_detector_with_a_per_picture_error(http: httpx.Client
     assert not fake.last("Detect").request.options.return_crops
 
 
+def test_represent_sends_the_picture_and_options_and_answers_faces_with_embeddings(
+    http: httpx.Client, fake: Fake
+) -> None:
+    multipart = http.post("/v1/represent", files={"image": ("a.jpg", FACE)}, data={"max_faces": "3"})
+    sent = fake.last("Represent").request
+    assert multipart.status_code == 200 and sent.image.data == FACE and sent.detect_options.max_faces == 3
+    as_json = http.post("/v1/represent", json={"image": b64(FACE), "min_confidence": 0.5})
+    assert fake.last("Represent").request.detect_options.min_confidence == pytest.approx(0.5)
+    assert (
+        as_json.json()
+        == multipart.json()
+        == {
+            "faces": [
+                {
+                    "box": {"x": 10.0, "y": 20.0, "width": 30.0, "height": 40.0},
+                    "landmarks": None,
+                    "quality": {
+                        "size_px": 30.0,
+                        "detection_confidence": 0.99,
+                        "identifiable": True,
+                        "not_identifiable": "NOT_IDENTIFIABLE_UNSPECIFIED",
+                        "not_identifiable_reason": "",
+                    },
+                    "embedding": {"values": [0.6, 0.8], "model": "fake"},
+                }
+            ],
+            "width": 100,
+            "height": 120,
+            "model": "fake",
+        }
+    )
+    missing = http.post("/v1/represent", json={"min_confidence": 0.5})
+    assert (
+        missing.status_code == 400 and missing.json()["details"][1]["field_violations"][0]["field"] == "image"
+    )
+
+
 # ---------------------------------------------------------------- enroll
 
 
@@ -196,7 +238,12 @@ def test_enroll_several_pictures_reports_each_picture_by_name(http: httpx.Client
         ("cat.jpg", "NO_FACE"),
     ]
     assert body["results"][0]["face_id"] == BIG_FACE_ID
-    assert body["results"][1]["error"]["code"] == "RESOURCE_EXHAUSTED"
+    assert body["results"][1]["error"] == {
+        "code": "RESOURCE_EXHAUSTED",
+        "message": f"The picture huge.jpg is larger than {MAX_IMAGE} bytes.",
+        "reason": "IMAGE_TOO_LARGE",
+        "field": "images[1]",
+    }
     # The picture over the limit never travels to the gallery; the others do, in order.
     assert [i.data for i in fake.last("Enroll").request.images] == [FACE + b"1", b"no face"]
 
@@ -256,6 +303,11 @@ def test_get_remove_identity_remove_face_train_stats_search(http: httpx.Client, 
         "code": "NOT_FOUND",
         "message": "No identity named 'nobody'.",
         "reason": "NOT_FOUND",
+        "details": [
+            {"@type": "type.googleapis.com/google.rpc.ErrorInfo", "reason": "NOT_FOUND", "domain": "facerec"}
+        ],
+        # Made at the edge (the call sent no x-request-id): the one the answer's header names.
+        "request_id": missing.headers["x-request-id"],
     }
     assert http.delete("/v1/identities/ada").json() == {"faces_removed": 2}
     assert fake.last("RemoveIdentity").request.identity == "ada"
@@ -292,7 +344,17 @@ def test_the_gallerys_status_becomes_its_http_status_with_the_gallerys_sentence(
     fake.failures["Train"] = error(sentence)
     answer = http.post("/v1/train")
     assert answer.status_code == status
-    assert answer.json() == {"code": code.name, "message": sentence, "reason": error.reasons[0]}
+    reply = answer.json()
+    assert {k: reply[k] for k in ("code", "message", "reason")} == {
+        "code": code.name,
+        "message": sentence,
+        "reason": error.reasons[0],
+    }
+    assert reply["details"][0] == {
+        "@type": "type.googleapis.com/google.rpc.ErrorInfo",
+        "reason": error.reasons[0],
+        "domain": "facerec",
+    }
     # Retry-After exactly where retrying later helps (busy, unavailable), never on "too large".
     assert ("retry-after" in answer.headers) == (error in (errors.Overloaded, errors.Unavailable))
     fake.failures.clear()
@@ -338,7 +400,7 @@ def test_a_gallery_that_does_not_answer_in_time_is_504(
     answer = http.get("/v1/stats")
     fake.released.set()
     assert answer.status_code == 504
-    assert answer.json() == {
+    assert core(answer.json()) == {
         "code": "DEADLINE_EXCEEDED",
         "message": f"The gallery at {upstream[1]} did not answer within 2 s.",
         "reason": "DEADLINE_EXCEEDED",
@@ -352,7 +414,7 @@ def test_a_gallery_that_is_down_is_503_with_one_sentence_and_healthz_says_so() -
         with httpx.Client(base_url=f"http://{service.address}", timeout=30) as http:
             answer = http.post("/v1/identify", files={"image": ("a.jpg", FACE)})
             assert answer.status_code == 503
-            assert answer.json() == {
+            assert core(answer.json()) == {
                 "code": "UNAVAILABLE",
                 "message": f"The gallery at {dead} is not reachable.",
                 "reason": "UNAVAILABLE",
@@ -416,7 +478,7 @@ def test_a_body_announced_over_the_limit_is_refused_before_any_of_it_is_sent(
     # No byte of the body is sent: the answer can only come from the Content-Length alone.
     status, body = raw_request(gateway, head)
     assert status == 413
-    assert body == {
+    assert core(body) == {
         "code": "RESOURCE_EXHAUSTED",
         "message": f"The request is larger than the limit of {MAX_REQUEST} bytes.",
         "reason": "REQUEST_TOO_LARGE",
@@ -481,7 +543,7 @@ def test_docs_and_the_page_load_nothing_from_another_host(http: httpx.Client) ->
 def test_an_unknown_route_is_404_json(http: httpx.Client) -> None:
     answer = http.get("/v1/nothing")
     assert answer.status_code == 404
-    assert answer.json() == {
+    assert core(answer.json()) == {
         "code": "NOT_FOUND",
         "message": "No route GET /v1/nothing.",
         "reason": "NOT_FOUND",
@@ -515,3 +577,31 @@ def test_metrics_count_calls_by_route_and_code(http: httpx.Client, fake: Fake, m
     # Unknown paths share one label, so probing URLs cannot grow the metrics without bound.
     assert count(after, no_route) - count(before, no_route) == 2
     assert "no-such-route" not in after
+
+
+@pytest.mark.parametrize(
+    ("send", "field"),
+    [
+        ({"json": {"embedding": [0.5] * 128, "top_k": 500}}, "top_k"),
+        ({"json": {"embedding": [0.5] * 128, "threshold": "far"}}, "threshold"),
+        ({"files": {"image": ("face.jpg", FACE)}, "data": {"top_k": "lots"}}, "top_k"),
+        ({"json": {"image": "not base64!"}}, "image"),
+    ],
+)
+def test_the_gateways_own_refusal_names_the_field_and_the_request_id(
+    http: httpx.Client, send: dict, field: str
+) -> None:
+    answer = http.post("/v1/identify", headers={"x-request-id": "req-42"}, **send)
+    reply = answer.json()
+    assert (
+        answer.status_code == 400
+        and reply["reason"] == "INVALID_ARGUMENT"
+        and reply["request_id"] == "req-42"
+    )
+    violations = [d for d in reply["details"] if d["@type"] == "type.googleapis.com/google.rpc.BadRequest"]
+    assert violations == [
+        {
+            "@type": "type.googleapis.com/google.rpc.BadRequest",
+            "field_violations": [{"field": field, "description": reply["message"]}],
+        }
+    ]

@@ -19,6 +19,7 @@ ROUTES: dict[tuple[str, str], Any] = {
     ("POST", "/v1/detect"): detector_pb2.DetectResponse,
     ("POST", "/v1/enroll"): gallery_pb2.EnrollResponse,
     ("POST", "/v1/search"): gallery_pb2.SearchResponse,
+    ("POST", "/v1/represent"): gallery_pb2.RepresentResponse,
     ("GET", "/v1/identities"): gallery_pb2.ListIdentitiesResponse,
     ("GET", "/v1/identities/{identity}"): gallery_pb2.GetIdentityResponse,
     ("DELETE", "/v1/identities/{identity}"): gallery_pb2.RemoveIdentityResponse,

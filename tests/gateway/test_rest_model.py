@@ -5,9 +5,12 @@ from __future__ import annotations
 from collections.abc import Iterator
 from pathlib import Path
 
+import grpc
 import httpx
+import numpy as np
 import pytest
 
+from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from tests.gateway.conftest import RO_TOKEN, RW_TOKEN, Stack
 from tests.support.gateway import seventeen_pixel_face
 
@@ -113,3 +116,38 @@ def test_a_17_pixel_face_is_answered_not_identifiable_with_its_reason(http: http
         face["not_identifiable_reason"].startswith("The face is ") and "px" in face["not_identifiable_reason"]
     )
     assert (face["identity"], face["known"], face["candidates"]) == ("", False, [])
+
+
+def test_represent_over_grpc_and_http_gives_the_real_faces_and_embeddings_and_stores_nothing(
+    stack: Stack, http: httpx.Client, val_images
+) -> None:
+    path = pictures(val_images, "elton_john", 1)[0]
+    tiny = seventeen_pixel_face(http, pictures(val_images, "madonna", 1)[0])
+    before = http.get("/v1/stats").json()
+    answer = http.post("/v1/represent", files={"image": (path.name, path.read_bytes())})
+    assert answer.status_code == 200, answer.text
+    reply = answer.json()
+    assert reply["model"] == before["model"] and reply["width"] > 0 and reply["faces"]
+    best = max(reply["faces"], key=lambda f: f["quality"]["size_px"])
+    assert best["quality"]["identifiable"] and best["quality"]["size_px"] >= 20
+    assert 0.8 <= best["quality"]["detection_confidence"] <= 1 and best["landmarks"]["left_eye"]["x"] > 0
+    vector = np.asarray(best["embedding"]["values"])
+    assert vector.shape == (128,) and abs(np.linalg.norm(vector) - 1) < 1e-4
+    assert best["embedding"]["model"] == before["model"]
+    with grpc.insecure_channel(stack.services.gallery) as channel:
+        stub = gallery_pb2_grpc.GalleryStub(channel)
+        sent = stub.Represent(
+            gallery_pb2.RepresentRequest(image=common_pb2.Image(data=path.read_bytes())), timeout=120
+        )
+        # The same picture through both faces: the same faces and the same embeddings.
+        assert [f.quality.size_px for f in sent.faces] == pytest.approx(
+            [f["quality"]["size_px"] for f in reply["faces"]]
+        )
+        same = max(sent.faces, key=lambda f: f.quality.size_px)
+        np.testing.assert_allclose(same.embedding.values, vector, atol=1e-5)
+        small = stub.Represent(gallery_pb2.RepresentRequest(image=common_pb2.Image(data=tiny)), timeout=120)
+    # The 17-pixel face is represented but not identifiable, with the gallery's reason.
+    assert small.faces and not small.faces[0].quality.identifiable
+    assert small.faces[0].quality.not_identifiable == gallery_pb2.FACE_TOO_SMALL
+    after = http.get("/v1/stats").json()
+    assert (after["identities"], after["faces"]) == (before["identities"], before["faces"])

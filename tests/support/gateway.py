@@ -151,6 +151,15 @@ class FakeGallery(gallery_pb2_grpc.GalleryServicer):
         self.fake.seen("Train", request, context)
         return gallery_pb2.TrainResponse(identities=3, faces=6, train_accuracy=1.0)
 
+    def Represent(self, request, context):
+        self.fake.seen("Represent", request, context)
+        face = gallery_pb2.RepresentedFace(
+            box=_box(),
+            quality=gallery_pb2.FaceQuality(size_px=30, detection_confidence=0.99, identifiable=True),
+            embedding=common_pb2.Embedding(values=[0.6, 0.8], model="fake"),
+        )
+        return gallery_pb2.RepresentResponse(faces=[face], width=100, height=120, model="fake")
+
     def Stats(self, request, context):
         self.fake.seen("Stats", request, context)
         return gallery_pb2.StatsResponse(

@@ -332,3 +332,49 @@ class StatsResponse(_message.Message):
     operating_point: str
     identification_point: _common_pb2.OperatingPoint
     def __init__(self, identities: _Optional[int] = ..., faces: _Optional[int] = ..., index_kind: _Optional[str] = ..., index_detail: _Optional[str] = ..., index_size: _Optional[int] = ..., model: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., classifier: _Optional[str] = ..., classifier_stale: _Optional[bool] = ..., identification_threshold: _Optional[float] = ..., operating_points: _Optional[_Iterable[_Union[_common_pb2.OperatingPoint, _Mapping]]] = ..., operating_point: _Optional[str] = ..., identification_point: _Optional[_Union[_common_pb2.OperatingPoint, _Mapping]] = ...) -> None: ...
+
+class RepresentRequest(_message.Message):
+    __slots__ = ("image", "detect_options")
+    IMAGE_FIELD_NUMBER: _ClassVar[int]
+    DETECT_OPTIONS_FIELD_NUMBER: _ClassVar[int]
+    image: _common_pb2.Image
+    detect_options: _detector_pb2.DetectOptions
+    def __init__(self, image: _Optional[_Union[_common_pb2.Image, _Mapping]] = ..., detect_options: _Optional[_Union[_detector_pb2.DetectOptions, _Mapping]] = ...) -> None: ...
+
+class FaceQuality(_message.Message):
+    __slots__ = ("size_px", "detection_confidence", "identifiable", "not_identifiable", "not_identifiable_reason")
+    SIZE_PX_FIELD_NUMBER: _ClassVar[int]
+    DETECTION_CONFIDENCE_FIELD_NUMBER: _ClassVar[int]
+    IDENTIFIABLE_FIELD_NUMBER: _ClassVar[int]
+    NOT_IDENTIFIABLE_FIELD_NUMBER: _ClassVar[int]
+    NOT_IDENTIFIABLE_REASON_FIELD_NUMBER: _ClassVar[int]
+    size_px: float
+    detection_confidence: float
+    identifiable: bool
+    not_identifiable: NotIdentifiable
+    not_identifiable_reason: str
+    def __init__(self, size_px: _Optional[float] = ..., detection_confidence: _Optional[float] = ..., identifiable: _Optional[bool] = ..., not_identifiable: _Optional[_Union[NotIdentifiable, str]] = ..., not_identifiable_reason: _Optional[str] = ...) -> None: ...
+
+class RepresentedFace(_message.Message):
+    __slots__ = ("box", "landmarks", "quality", "embedding")
+    BOX_FIELD_NUMBER: _ClassVar[int]
+    LANDMARKS_FIELD_NUMBER: _ClassVar[int]
+    QUALITY_FIELD_NUMBER: _ClassVar[int]
+    EMBEDDING_FIELD_NUMBER: _ClassVar[int]
+    box: _common_pb2.Box
+    landmarks: _common_pb2.Landmarks
+    quality: FaceQuality
+    embedding: _common_pb2.Embedding
+    def __init__(self, box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., landmarks: _Optional[_Union[_common_pb2.Landmarks, _Mapping]] = ..., quality: _Optional[_Union[FaceQuality, _Mapping]] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ...) -> None: ...
+
+class RepresentResponse(_message.Message):
+    __slots__ = ("faces", "width", "height", "model")
+    FACES_FIELD_NUMBER: _ClassVar[int]
+    WIDTH_FIELD_NUMBER: _ClassVar[int]
+    HEIGHT_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    faces: _containers.RepeatedCompositeFieldContainer[RepresentedFace]
+    width: int
+    height: int
+    model: str
+    def __init__(self, faces: _Optional[_Iterable[_Union[RepresentedFace, _Mapping]]] = ..., width: _Optional[int] = ..., height: _Optional[int] = ..., model: _Optional[str] = ...) -> None: ...
