@@ -30,6 +30,8 @@ def _protoc(args: list[str], what: str) -> None:
     well_known = str(resources.files("grpc_tools") / "_proto")
     if protoc.main(["grpc_tools.protoc", f"-I{well_known}", *args]) != 0:
         raise RuntimeError(f"protoc failed on {what}")
+
+
 # A google.protobuf.FileDescriptorSet (binary) of PROTO_FILES with source info, no imports.
 DESCRIPTORS = "descriptors.binpb"
 
