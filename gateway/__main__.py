@@ -9,7 +9,7 @@ import os
 import socket
 import sys
 from collections.abc import Sequence
-from typing import Any
+from typing import Any, cast
 
 import h11
 import uvicorn
@@ -30,17 +30,69 @@ log = logging.getLogger(__name__)
 MAX_HEADER_BYTES = 32 * 1024
 
 
+# A lingering close (what Apache and nginx do): after an answer that closes the connection while the
+# client is still sending its body (a refusal sent before the body was read), the gateway half-closes
+# (its answer, then FIN) and reads and discards what still comes, up to these bounds, before it closes.
+# Closing a socket with unread bytes in it, or that bytes then reach, makes the kernel answer with a TCP
+# RST, and a client that gets the RST before it has read the answer loses the answer: it sees a
+# "connection reset" instead of the refusal. Bounded in bytes and time, so a body the gateway refused
+# still costs it no memory and holds its connection for at most LINGER_S.
+LINGER_BYTES = 1024 * 1024
+LINGER_S = 2.0
+
+
+class _ClosesLingering:
+    """The transport uvicorn's protocol and its request cycles hold, whose close() lingers (see
+    HeaderDeadline._close); every other attribute is the real transport's."""
+
+    def __init__(self, transport: asyncio.Transport, protocol: HeaderDeadline) -> None:
+        self._transport = transport
+        self._protocol = protocol
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._transport, name)
+
+    def close(self) -> None:
+        self._protocol._close()
+
+
 class HeaderDeadline(H11Protocol):
     """uvicorn's h11 protocol with a deadline for a request's headers: a connection that has not sent
     them within header_timeout_s of opening (or of its previous answer) is closed, so connections that
-    trickle their headers in cannot be held open for ever (uvicorn has no such limit of its own)."""
+    trickle their headers in cannot be held open for ever (uvicorn has no such limit of its own). And a
+    close while the client is still sending its body lingers (LINGER_BYTES, LINGER_S), so the client
+    reads the answer rather than a reset."""
 
     header_timeout_s = 10.0
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
-        super().connection_made(transport)
+        self._real = transport
+        self._linger_left: int | None = None  # bytes still to discard; None: not lingering
+        self._linger_timer: asyncio.TimerHandle | None = None
+        super().connection_made(cast(asyncio.Transport, _ClosesLingering(transport, self)))
         self._header_timer: asyncio.TimerHandle | None = None
         self._arm()
+
+    def data_received(self, data: bytes) -> None:
+        if self._linger_left is None:
+            super().data_received(data)
+            return
+        self._linger_left -= len(data)  # discarded: the answer is sent, the request is over
+        if self._linger_left <= 0:
+            self._real.close()
+
+    def _close(self) -> None:
+        """Closes at once, unless the client may still be sending the body of the request just
+        answered: then half-closes and lingers, discarding what comes, until the client closes too or a
+        bound is reached."""
+        still_sending = self.conn.their_state in (h11.SEND_BODY, h11.ERROR)
+        if self._linger_left is not None or self._real.is_closing() or not still_sending:
+            self._real.close()
+            return
+        self._linger_left = LINGER_BYTES
+        self._real.write_eof()  # FIN once the answer is out: the client reads the answer, then the end
+        self._real.resume_reading()  # uvicorn may have paused reading while the body waited to be read
+        self._linger_timer = self.loop.call_later(LINGER_S, self._real.close)
 
     def on_response_complete(self) -> None:
         super().on_response_complete()
@@ -55,6 +107,8 @@ class HeaderDeadline(H11Protocol):
     def connection_lost(self, exc: Exception | None) -> None:
         if self._header_timer is not None:
             self._header_timer.cancel()
+        if self._linger_timer is not None:
+            self._linger_timer.cancel()
         super().connection_lost(exc)
 
     def send_400_response(self, msg: str) -> None:
