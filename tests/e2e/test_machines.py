@@ -85,6 +85,9 @@ def layout(tmp_path_factory: pytest.TempPathFactory, postgres_cluster, fetched_a
             "GATEWAY_TLS_CA": str(pki.ca),
             "GATEWAY_GALLERY": addresses["gallery"],
             "GATEWAY_DETECTOR": addresses["detector"],
+            "GATEWAY_EMBEDDER": addresses["embedder"],
+            # Its callers name it by its address: a Host the gateway serves only when told (DNS rebinding).
+            "GATEWAY_ALLOWED_HOSTS": ADDRESSES["gateway"],
         }
         processes["gateway"] = start("gateway", gateway_env)
         addresses["gateway"] = f"{ADDRESSES['gateway']}:{processes['gateway'].wait_ready(120)}"
