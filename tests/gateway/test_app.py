@@ -16,7 +16,7 @@ from facerec import errors
 from facerec.status import STATUS
 from tests.support.gateway import BIG_FACE_ID, FACE, Fake, fake_services
 from tests.support.pki import make_pki
-from tests.support.servers import Running, start_service
+from tests.support.servers import Running, dead_address, start_service
 
 MAX_REQUEST = 1_000_000
 MAX_IMAGE = 100_000
@@ -408,24 +408,24 @@ def test_a_gallery_that_does_not_answer_in_time_is_504(
 
 
 def test_a_gallery_that_is_down_is_503_with_one_sentence_and_healthz_says_so() -> None:
-    dead = f"127.0.0.1:{free_port()}"
-    service = start_service("gateway", ["--gallery", dead, "--timeout-s", "5"])
-    try:
-        with httpx.Client(base_url=f"http://{service.address}", timeout=30) as http:
-            answer = http.post("/v1/identify", files={"image": ("a.jpg", FACE)})
-            assert answer.status_code == 503
-            assert core(answer.json()) == {
-                "code": "UNAVAILABLE",
-                "message": f"The gallery at {dead} is not reachable.",
-                "reason": "UNAVAILABLE",
-            }
-            # Alive, not ready; and neither answer shows where the services are.
-            assert http.get("/healthz").json() == {"status": "SERVING"}
-            ready = http.get("/readyz")
-            assert ready.status_code == 503 and ready.json()["code"] == "UNAVAILABLE"
-            assert "gallery" in ready.json()["message"] and dead not in ready.text
-    finally:
-        service.stop()
+    with dead_address() as dead:
+        service = start_service("gateway", ["--gallery", dead, "--timeout-s", "5"])
+        try:
+            with httpx.Client(base_url=f"http://{service.address}", timeout=30) as http:
+                answer = http.post("/v1/identify", files={"image": ("a.jpg", FACE)})
+                assert answer.status_code == 503
+                assert core(answer.json()) == {
+                    "code": "UNAVAILABLE",
+                    "message": f"The gallery at {dead} is not reachable.",
+                    "reason": "UNAVAILABLE",
+                }
+                # Alive, not ready; and neither answer shows where the services are.
+                assert http.get("/healthz").json() == {"status": "SERVING"}
+                ready = http.get("/readyz")
+                assert ready.status_code == 503 and ready.json()["code"] == "UNAVAILABLE"
+                assert "gallery" in ready.json()["message"] and dead not in ready.text
+        finally:
+            service.stop()
 
 
 def test_tls_towards_the_gallery_with_the_clis_ca_setting(tmp_path_factory: pytest.TempPathFactory) -> None:

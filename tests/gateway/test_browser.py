@@ -15,10 +15,11 @@ from urllib.parse import urlparse
 
 import httpx
 import pytest
+from playwright.sync_api import TimeoutError as PlaywrightTimeoutError
 
 from tests.gateway.conftest import RW_TOKEN, Stack
 from tests.support.gateway import seventeen_pixel_face
-from tests.support.servers import start_service
+from tests.support.servers import dead_address, start_service
 
 pytestmark = pytest.mark.model
 
@@ -178,19 +179,20 @@ def test_a_file_that_is_not_a_picture_shows_one_error_sentence(stack: Stack, vis
 
 
 def test_a_gallery_that_is_down_shows_one_error_sentence(visit, tmp_path: Path) -> None:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        dead = f"127.0.0.1:{sock.getsockname()[1]}"
-    gateway = start_service("gateway", ["--gallery", dead, "--timeout-s", "5"])
-    try:
-        page = visit(f"http://{gateway.address}").page
-        error = page.locator("#error")
-        error.wait_for(state="visible")
-        assert error.inner_text().strip() == f"The gallery at {dead} is not reachable."
-    finally:
-        gateway.stop()
+    with dead_address() as dead:
+        gateway = start_service("gateway", ["--gallery", dead, "--timeout-s", "5"])
+        try:
+            page = visit(f"http://{gateway.address}").page
+            error = page.locator("#error")
+            try:
+                error.wait_for(state="visible", timeout=60_000)
+            except PlaywrightTimeoutError:
+                raise AssertionError(
+                    f"the page showed no error; the gateway said: {gateway.output}"
+                ) from None
+            assert error.inner_text().strip() == f"The gallery at {dead} is not reachable."
+        finally:
+            gateway.stop()
 
 
 def test_the_page_works_with_tokens_on_and_keeps_the_token_for_the_session(

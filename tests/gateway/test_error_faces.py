@@ -5,7 +5,6 @@ google.rpc details (ErrorInfo, BadRequest field violations, RetryInfo)."""
 from __future__ import annotations
 
 import base64
-import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
@@ -28,13 +27,7 @@ from gallery.config import Settings
 from gallery.service import SERVICE_NAME, build_server
 from gateway.errors import HTTP_STATUS
 from tests.support.gallery import MODEL, FakeDetectorServicer, FakeEmbedderServicer, World, picture, portrait
-from tests.support.servers import start_service
-
-
-def free_port() -> int:
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return int(sock.getsockname()[1])
+from tests.support.servers import dead_address, start_service
 
 
 def serve(name: str, add: Any) -> tuple[grpc.Server, int]:
@@ -91,9 +84,9 @@ def stacks(world: World, tmp_path_factory: pytest.TempPathFactory) -> Iterator[t
         "facerec.v1.Embedder",
         lambda s: embedding_pb2_grpc.add_EmbedderServicer_to_server(FakeEmbedderServicer(world), s),
     )
-    dead = f"127.0.0.1:{free_port()}"
     try:
         with (
+            dead_address() as dead,
             stack(folder / "a.sqlite", f"127.0.0.1:{dport}", f"127.0.0.1:{eport}") as working,
             stack(folder / "b.sqlite", dead, f"127.0.0.1:{eport}") as detectorless,
         ):

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import socket
 from collections.abc import Iterator, Mapping, Sequence
 from contextlib import contextmanager
 
@@ -27,3 +28,15 @@ def running(module: str, args: Sequence[str] = (), env: Mapping[str, str] | None
         yield service
     finally:
         service.stop()
+
+
+@contextmanager
+def dead_address() -> Iterator[str]:
+    """'127.0.0.1:PORT' where nothing answers, for as long as the block runs.
+
+    The port stays bound (never listening), so connections to it are refused and no server started
+    meanwhile on port 0 can be given it: a port merely found free and closed again can be handed to the
+    very next bind, the service under test's own included."""
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        yield f"127.0.0.1:{sock.getsockname()[1]}"
