@@ -18,6 +18,7 @@ class Reason(StrEnum):
     INVALID_ARGUMENT = "INVALID_ARGUMENT"
     NO_FACE = "NO_FACE"
     NOT_FOUND = "NOT_FOUND"
+    ALREADY_EXISTS = "ALREADY_EXISTS"
     FAILED_PRECONDITION = "FAILED_PRECONDITION"
     MODEL_MISMATCH = "MODEL_MISMATCH"
     REQUEST_TOO_LARGE = "REQUEST_TOO_LARGE"
@@ -42,7 +43,8 @@ MEANING: dict[Reason, str] = {
     Reason.INVALID_ARGUMENT: "the request holds something unusable (the field is named where one is)",
     Reason.NO_FACE: "a picture that must hold a face (Verify's) holds none",
     Reason.HOST_NOT_ALLOWED: "the gateway does not serve that `Host`",
-    Reason.NOT_FOUND: "no such identity, face or route",
+    Reason.NOT_FOUND: "no such collection, identity, face, operation or route",
+    Reason.ALREADY_EXISTS: "the name is taken (a collection, or an identity's new name)",
     Reason.FAILED_PRECONDITION: "valid, but not in this state (e.g. Train with one identity)",
     Reason.MODEL_MISMATCH: "an embedding, or an embedder, of another model than the gallery's",
     Reason.REQUEST_TOO_LARGE: "the request is over a limit by itself: never retry it, send less",
@@ -96,9 +98,15 @@ class InvalidInput(FacerecError):
 
 
 class NotFound(FacerecError):
-    """An identity or face id that is not in the gallery."""
+    """A collection, identity, face id or operation that is not in the gallery."""
 
     reasons = (Reason.NOT_FOUND,)
+
+
+class AlreadyExists(FacerecError):
+    """A name that is taken: a collection to create, or an identity's new name."""
+
+    reasons = (Reason.ALREADY_EXISTS,)
 
 
 class Precondition(FacerecError):

@@ -38,7 +38,7 @@ CLASS_OF_CODE: dict[grpc.StatusCode, type[errors.FacerecError]] = {
     grpc.StatusCode.OUT_OF_RANGE: errors.InvalidInput,
     grpc.StatusCode.NOT_FOUND: errors.NotFound,
     grpc.StatusCode.FAILED_PRECONDITION: errors.Precondition,
-    grpc.StatusCode.ALREADY_EXISTS: errors.Precondition,
+    grpc.StatusCode.ALREADY_EXISTS: errors.AlreadyExists,
     grpc.StatusCode.ABORTED: errors.Precondition,
     grpc.StatusCode.RESOURCE_EXHAUSTED: errors.TooLarge,
     grpc.StatusCode.UNAVAILABLE: errors.Unavailable,

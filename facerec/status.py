@@ -26,6 +26,7 @@ log = logging.getLogger(__name__)
 STATUS: dict[type[errors.FacerecError], grpc.StatusCode] = {
     errors.InvalidInput: grpc.StatusCode.INVALID_ARGUMENT,
     errors.NotFound: grpc.StatusCode.NOT_FOUND,
+    errors.AlreadyExists: grpc.StatusCode.ALREADY_EXISTS,
     errors.Precondition: grpc.StatusCode.FAILED_PRECONDITION,
     # "Too large, ever" and "busy now" share the code; the ErrorInfo reason tells them apart.
     errors.TooLarge: grpc.StatusCode.RESOURCE_EXHAUSTED,

@@ -14,7 +14,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec.errors import FacerecError
-from gallery.rows import Change, FaceRow, IdentityRow, NewFace, StoreState
+from gallery.rows import Change, FaceRow, IdentityRow, KeptPicture, NewFace, StoreState
 
 BoxXYWH = tuple[float, float, float, float]  # x, y, width, height in pixels of the upright picture
 Point = tuple[float, float]
@@ -28,6 +28,7 @@ class DetectorOptions:
     min_confidence: float = 0.0
     max_faces: int = 0
     alignment: str = ""  # "", "box" or "similarity"
+    model: str = ""  # "", "mtcnn" or "retinaface": the collection's detector
 
 
 @dataclass(frozen=True)
@@ -84,12 +85,19 @@ class FaceDetector(Protocol):
 
 
 class FaceEmbedder(Protocol):
-    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
-        """Embeddings of (h, w, 3) uint8 RGB crops, one per crop in order. Errors as FaceDetector.detect."""
+    def embed(
+        self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None, model: str = ""
+    ) -> Embedded:
+        """Embeddings of (h, w, 3) uint8 RGB crops with `model` ("" = the embedder's default), one per crop
+        in order. Errors as FaceDetector.detect; InvalidInput for a model the embedder does not serve."""
         ...
 
-    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
-        """The model the embedder serves."""
+    def model_info(self, timeout_s: float | None = None, model: str = "") -> ModelInfo:
+        """The model the embedder serves by default, or the named one."""
+        ...
+
+    def models(self, timeout_s: float | None = None) -> list[ModelInfo]:
+        """Every model the embedder serves, its default first."""
         ...
 
 
@@ -190,6 +198,36 @@ class FaceStore(Protocol):
         """The store version the kept classifier was fit at, read without its arrays; -1 when none."""
         ...
 
+    # -- kept pictures, renames, sealing (collections: gallery/collections.py) --
+    def picture(self, face_id: int) -> KeptPicture:
+        """A face's kept picture. NotFound for an unknown face or one kept without a picture."""
+        ...
+
+    def pictures(self, face_ids: Sequence[int]) -> dict[int, KeptPicture]:
+        """The kept pictures of these faces, by id (faces without one, or unknown, are left out)."""
+        ...
+
+    def source_picture(self, face_id: int) -> bytes:
+        """The whole source picture kept with a face (collections that keep them); b"" when none is kept."""
+        ...
+
+    def faces_without_picture(self) -> int: ...
+    def import_pictures(self, pictures: dict[int, KeptPicture], sources: dict[int, bytes]) -> None:
+        """Stores kept pictures (and source pictures) of faces this store holds (import_faces' companions;
+        a re-embed or a migration copies them). Replaces what a face had."""
+        ...
+
+    def rename_identity(self, identity: str, new_name: str) -> IdentityRow:
+        """Renames an identity, keeping its faces (a change: the version moves, its faces are logged as
+        removed and added so followers re-read their identity). NotFound for an unknown identity;
+        AlreadyExists when new_name is taken."""
+        ...
+
+    def seal(self) -> None:
+        """From now on every write raises Unavailable (retry shortly): a re-embed is about to move the
+        collection to its next store and must not miss a write. Durable, and seen by every replica."""
+        ...
+
     # -- the change log --
     def changes_since(self, version: int, limit: int = 10_000) -> list[Change]:
         """Committed changes with versions > version, ascending (at most limit; old ones are pruned)."""
@@ -272,3 +310,146 @@ class Storage(Protocol):
     def close(self) -> None:
         """Stops the upkeep, saves what a restart can load, closes the store and the index."""
         ...
+
+
+# --- collections ---------------------------------------------------------------------------------------
+
+DEFAULT_COLLECTION = "default"
+REEMBED = "reembed"  # the one kind of long-running operation
+
+
+@dataclass(frozen=True)
+class Contract:
+    """How a collection turns pictures into vectors (facerec.v1.EmbeddingContract): fixed at creation,
+    changed only by a re-embed. detector: "mtcnn" or "retinaface"; alignment: "box" or "similarity";
+    model: the embedder model's name."""
+
+    detector: str
+    alignment: str
+    model: str
+
+
+@dataclass(frozen=True)
+class CollectionRow:
+    """A collection as the catalog keeps it.
+
+    collection_id: drawn at creation, never reused (its stores are named after it, not its name);
+    generation: which of its stores holds its faces now (gallery/namespaces.py: generation 1 of the default
+    collection is the gallery's own store; a re-embed builds generation + 1 beside the current one);
+    points: its operating points as calibration JSON (facerec.calibration), "" = the shipped points of
+    its model; operation: the running operation's id, "" when none."""
+
+    collection_id: int
+    name: str
+    contract: Contract
+    generation: int
+    points: str
+    keep_source_pictures: bool
+    created_at_ms: int
+    operation: str = ""
+
+
+@dataclass(frozen=True)
+class FailedFace:
+    face_id: int
+    identity: str
+    reason: str  # one sentence
+
+
+@dataclass(frozen=True)
+class OperationRow:
+    """A long-running operation (a re-embed) as the catalog keeps it: everything needed to resume it in
+    another process after a crash.
+
+    generation: the collection's store it builds; source_version: the old store's version up to which
+    its changes were carried over; owner / heartbeat_ms: the process running it and when it last said so
+    (an operation whose heartbeat is older than the stale bound is taken over by another); stage: "queued",
+    "embedding", "catching up", "switching", "dropping old vectors", "done"; switched: the collection
+    serves the new generation already (only the old one is left to drop); error / error_reason: set when
+    it failed (the collection then unchanged)."""
+
+    operation_id: str
+    collection: str
+    kind: str
+    source: Contract
+    target: Contract
+    drop_failed: bool
+    generation: int
+    stage: str = "queued"
+    faces_total: int = 0
+    faces_done: int = 0
+    failed: tuple[FailedFace, ...] = ()
+    source_version: int = 0
+    switched: bool = False
+    done: bool = False
+    error: str = ""
+    error_reason: str = ""
+    owner: str = ""
+    heartbeat_ms: int = 0
+    created_at_ms: int = 0
+    updated_at_ms: int = 0
+
+
+class Catalog(Protocol):
+    """The deployment's collections and long-running operations (gallery/catalog.py: SQLite, in the
+    gallery's own file; gallery/catalog_postgres.py: PostgreSQL, in its database), shared by replicas.
+    Every change is one transaction and bumps version(), so a replica that sees a new version re-reads
+    the list. Errors: NotFound, AlreadyExists, Precondition, Unavailable."""
+
+    def version(self) -> int: ...
+    def collections(self) -> list[CollectionRow]:
+        """Every collection, in name order ("default" always among them)."""
+        ...
+
+    def get(self, name: str) -> CollectionRow:
+        """NotFound when there is no collection of that name."""
+        ...
+
+    def create(self, name: str, contract: Contract, keep_source_pictures: bool) -> CollectionRow:
+        """AlreadyExists when the name is taken. The caller creates its first store afterwards."""
+        ...
+
+    def delete(self, name: str) -> CollectionRow:
+        """Removes the collection's row and returns it (the caller drops its stores). NotFound; Precondition
+        for "default" and for a collection with a running operation."""
+        ...
+
+    def set_points(self, name: str, points: str) -> CollectionRow:
+        """Stores the collection's operating points (calibration JSON; "" = its model's shipped ones)."""
+        ...
+
+    def start_operation(self, name: str, target: Contract, drop_failed: bool) -> OperationRow:
+        """A queued re-embed of the collection into generation + 1, named in the collection's row.
+        Precondition while another operation runs on it."""
+        ...
+
+    def operation(self, operation_id: str) -> OperationRow:
+        """NotFound for an unknown id."""
+        ...
+
+    def claim_operation(self, owner: str, stale_after_ms: int) -> OperationRow | None:
+        """An unfinished operation that no live process runs (never claimed, or its heartbeat is older than
+        stale_after_ms), now owned by `owner`; None when there is none. Atomic: two claimers never both win."""
+        ...
+
+    def update_operation(self, op: OperationRow) -> OperationRow:
+        """Saves progress (and the heartbeat, now). Precondition when op.owner no longer owns it (another
+        process took it over): the caller stops working on it."""
+        ...
+
+    def switch(self, operation_id: str) -> CollectionRow:
+        """In one transaction: the collection serves the operation's generation under its target contract,
+        with its model's shipped points (calibrated points belong to the old model), and the operation is
+        marked switched. Returns the collection as switched."""
+        ...
+
+    def finish_operation(self, operation_id: str, error: str = "", error_reason: str = "") -> OperationRow:
+        """Marks it done (failed when error is given: the collection keeps serving its old generation) and
+        frees the collection for the next operation."""
+        ...
+
+    def wait_for_change(self, timeout_s: float) -> bool:
+        """Blocks until the catalog changes or timeout_s passes; True when it changed."""
+        ...
+
+    def close(self) -> None: ...

@@ -27,12 +27,28 @@ FACE_COLUMNS = "face_id, identity, embedding, model, image_sha256, box_x, box_y,
 
 
 @dataclass(frozen=True)
+class KeptPicture:
+    """A face's kept picture: the region around the face (gallery/pictures.py makes it), encoded, with the
+    face's box on it. Enough to detect, align and embed the face again under another contract."""
+
+    data: bytes
+    media_type: str  # "image/webp", "image/jpeg", ...
+    width: int
+    height: int
+    box: Box  # the face's box on this picture
+
+
+@dataclass(frozen=True)
 class NewFace:
-    """A face to enroll. embedding: (dim,) float32 unit vector; box: x, y, w, h in pixels of the source image."""
+    """A face to enroll. embedding: (dim,) float32 unit vector; box: x, y, w, h in pixels of the source image.
+    picture: its kept picture (None for a face enrolled as an embedding); source_picture: the whole
+    encoded source picture, kept only when the collection keeps them (b"" otherwise)."""
 
     embedding: NDArray[np.float32]
     image_sha256: str = ""
     box: Box | None = None
+    picture: KeptPicture | None = None
+    source_picture: bytes = b""
 
 
 class DuplicatePicture(Exception):
@@ -51,6 +67,7 @@ class FaceRow:
     image_sha256: str
     box: Box | None
     created_at_ms: int
+    has_picture: bool = False
 
 
 @dataclass(frozen=True)

@@ -48,6 +48,7 @@ HTTP_OF_ERROR: dict[type[errors.FacerecError], int] = {
     errors.Unauthenticated: 401,
     errors.PermissionDenied: 403,
     errors.NotFound: 404,
+    errors.AlreadyExists: 409,
     errors.Precondition: 409,
     errors.TooLarge: 413,
     errors.Overloaded: 429,

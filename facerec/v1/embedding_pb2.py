@@ -25,7 +25,7 @@ _sym_db = _symbol_database.Default()
 from facerec.v1 import common_pb2 as facerec_dot_v1_dot_common__pb2
 
 
-DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65rec/v1/embedding.proto\x12\nfacerec.v1\x1a\x17\x66\x61\x63\x65rec/v1/common.proto\"`\n\tFaceInput\x12$\n\x04\x63rop\x18\x01 \x01(\x0b\x32\x14.facerec.v1.RgbImageH\x00\x12$\n\x07\x65ncoded\x18\x02 \x01(\x0b\x32\x11.facerec.v1.ImageH\x00\x42\x07\n\x05input\"4\n\x0c\x45mbedRequest\x12$\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x15.facerec.v1.FaceInput\"Y\n\x0b\x45mbedResult\x12(\n\tembedding\x18\x01 \x01(\x0b\x32\x15.facerec.v1.Embedding\x12 \n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.facerec.v1.Error\"H\n\rEmbedResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.facerec.v1.EmbedResult\x12\r\n\x05model\x18\x02 \x01(\t\"\x15\n\x13GetModelInfoRequest\"\x93\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x12\n\ninput_size\x18\x03 \x01(\x05\x12\x15\n\rpreprocessing\x18\x04 \x01(\t\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12\x13\n\x0bmodel_calls\x18\x07 \x01(\x03\x12\x16\n\x0e\x66\x61\x63\x65s_embedded\x18\x08 \x01(\x03\x12\x11\n\tmax_batch\x18\t \x01(\x05\x12\x0f\n\x07runtime\x18\n \x01(\t\x12 \n\x18identification_threshold\x18\x0b \x01(\x02\x12\x11\n\tprecision\x18\x0c \x01(\t\x12\x34\n\x10operating_points\x18\r \x03(\x0b\x32\x1a.facerec.v1.OperatingPoint\x12\x17\n\x0foperating_point\x18\x0e \x01(\t\x12\x38\n\x14identification_point\x18\x0f \x01(\x0b\x32\x1a.facerec.v1.OperatingPoint2\x90\x01\n\x08\x45mbedder\x12<\n\x05\x45mbed\x12\x18.facerec.v1.EmbedRequest\x1a\x19.facerec.v1.EmbedResponse\x12\x46\n\x0cGetModelInfo\x12\x1f.facerec.v1.GetModelInfoRequest\x1a\x15.facerec.v1.ModelInfoBJ\n\x0e\x64\x65v.facerec.v1P\x01Z6github.com/facerec/facerec/gen/go/facerec/v1;facerecv1b\x06proto3')
+DESCRIPTOR = _descriptor_pool.Default().AddSerializedFile(b'\n\x1a\x66\x61\x63\x65rec/v1/embedding.proto\x12\nfacerec.v1\x1a\x17\x66\x61\x63\x65rec/v1/common.proto\"`\n\tFaceInput\x12$\n\x04\x63rop\x18\x01 \x01(\x0b\x32\x14.facerec.v1.RgbImageH\x00\x12$\n\x07\x65ncoded\x18\x02 \x01(\x0b\x32\x11.facerec.v1.ImageH\x00\x42\x07\n\x05input\"C\n\x0c\x45mbedRequest\x12$\n\x05\x66\x61\x63\x65s\x18\x01 \x03(\x0b\x32\x15.facerec.v1.FaceInput\x12\r\n\x05model\x18\x02 \x01(\t\"Y\n\x0b\x45mbedResult\x12(\n\tembedding\x18\x01 \x01(\x0b\x32\x15.facerec.v1.Embedding\x12 \n\x05\x65rror\x18\x02 \x01(\x0b\x32\x11.facerec.v1.Error\"H\n\rEmbedResponse\x12(\n\x07results\x18\x01 \x03(\x0b\x32\x17.facerec.v1.EmbedResult\x12\r\n\x05model\x18\x02 \x01(\t\"$\n\x13GetModelInfoRequest\x12\r\n\x05model\x18\x01 \x01(\t\"\xba\x03\n\tModelInfo\x12\x0c\n\x04name\x18\x01 \x01(\t\x12\x11\n\tdimension\x18\x02 \x01(\x05\x12\x12\n\ninput_size\x18\x03 \x01(\x05\x12\x15\n\rpreprocessing\x18\x04 \x01(\t\x12\x11\n\tthreshold\x18\x05 \x01(\x02\x12\x18\n\x10threshold_source\x18\x06 \x01(\t\x12\x13\n\x0bmodel_calls\x18\x07 \x01(\x03\x12\x16\n\x0e\x66\x61\x63\x65s_embedded\x18\x08 \x01(\x03\x12\x11\n\tmax_batch\x18\t \x01(\x05\x12\x0f\n\x07runtime\x18\n \x01(\t\x12 \n\x18identification_threshold\x18\x0b \x01(\x02\x12\x11\n\tprecision\x18\x0c \x01(\t\x12\x34\n\x10operating_points\x18\r \x03(\x0b\x32\x1a.facerec.v1.OperatingPoint\x12\x17\n\x0foperating_point\x18\x0e \x01(\t\x12\x38\n\x14identification_point\x18\x0f \x01(\x0b\x32\x1a.facerec.v1.OperatingPoint\x12%\n\x06models\x18\x10 \x03(\x0b\x32\x15.facerec.v1.ModelInfo2\x90\x01\n\x08\x45mbedder\x12<\n\x05\x45mbed\x12\x18.facerec.v1.EmbedRequest\x1a\x19.facerec.v1.EmbedResponse\x12\x46\n\x0cGetModelInfo\x12\x1f.facerec.v1.GetModelInfoRequest\x1a\x15.facerec.v1.ModelInfoBJ\n\x0e\x64\x65v.facerec.v1P\x01Z6github.com/facerec/facerec/gen/go/facerec/v1;facerecv1b\x06proto3')
 
 _globals = globals()
 _builder.BuildMessageAndEnumDescriptors(DESCRIPTOR, _globals)
@@ -36,15 +36,15 @@ if not _descriptor._USE_C_DESCRIPTORS:
   _globals['_FACEINPUT']._serialized_start=67
   _globals['_FACEINPUT']._serialized_end=163
   _globals['_EMBEDREQUEST']._serialized_start=165
-  _globals['_EMBEDREQUEST']._serialized_end=217
-  _globals['_EMBEDRESULT']._serialized_start=219
-  _globals['_EMBEDRESULT']._serialized_end=308
-  _globals['_EMBEDRESPONSE']._serialized_start=310
-  _globals['_EMBEDRESPONSE']._serialized_end=382
-  _globals['_GETMODELINFOREQUEST']._serialized_start=384
-  _globals['_GETMODELINFOREQUEST']._serialized_end=405
-  _globals['_MODELINFO']._serialized_start=408
-  _globals['_MODELINFO']._serialized_end=811
-  _globals['_EMBEDDER']._serialized_start=814
-  _globals['_EMBEDDER']._serialized_end=958
+  _globals['_EMBEDREQUEST']._serialized_end=232
+  _globals['_EMBEDRESULT']._serialized_start=234
+  _globals['_EMBEDRESULT']._serialized_end=323
+  _globals['_EMBEDRESPONSE']._serialized_start=325
+  _globals['_EMBEDRESPONSE']._serialized_end=397
+  _globals['_GETMODELINFOREQUEST']._serialized_start=399
+  _globals['_GETMODELINFOREQUEST']._serialized_end=435
+  _globals['_MODELINFO']._serialized_start=438
+  _globals['_MODELINFO']._serialized_end=880
+  _globals['_EMBEDDER']._serialized_start=883
+  _globals['_EMBEDDER']._serialized_end=1027
 # @@protoc_insertion_point(module_scope)

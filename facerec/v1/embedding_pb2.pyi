@@ -16,10 +16,12 @@ class FaceInput(_message.Message):
     def __init__(self, crop: _Optional[_Union[_common_pb2.RgbImage, _Mapping]] = ..., encoded: _Optional[_Union[_common_pb2.Image, _Mapping]] = ...) -> None: ...
 
 class EmbedRequest(_message.Message):
-    __slots__ = ("faces",)
+    __slots__ = ("faces", "model")
     FACES_FIELD_NUMBER: _ClassVar[int]
+    MODEL_FIELD_NUMBER: _ClassVar[int]
     faces: _containers.RepeatedCompositeFieldContainer[FaceInput]
-    def __init__(self, faces: _Optional[_Iterable[_Union[FaceInput, _Mapping]]] = ...) -> None: ...
+    model: str
+    def __init__(self, faces: _Optional[_Iterable[_Union[FaceInput, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class EmbedResult(_message.Message):
     __slots__ = ("embedding", "error")
@@ -38,11 +40,13 @@ class EmbedResponse(_message.Message):
     def __init__(self, results: _Optional[_Iterable[_Union[EmbedResult, _Mapping]]] = ..., model: _Optional[str] = ...) -> None: ...
 
 class GetModelInfoRequest(_message.Message):
-    __slots__ = ()
-    def __init__(self) -> None: ...
+    __slots__ = ("model",)
+    MODEL_FIELD_NUMBER: _ClassVar[int]
+    model: str
+    def __init__(self, model: _Optional[str] = ...) -> None: ...
 
 class ModelInfo(_message.Message):
-    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold", "precision", "operating_points", "operating_point", "identification_point")
+    __slots__ = ("name", "dimension", "input_size", "preprocessing", "threshold", "threshold_source", "model_calls", "faces_embedded", "max_batch", "runtime", "identification_threshold", "precision", "operating_points", "operating_point", "identification_point", "models")
     NAME_FIELD_NUMBER: _ClassVar[int]
     DIMENSION_FIELD_NUMBER: _ClassVar[int]
     INPUT_SIZE_FIELD_NUMBER: _ClassVar[int]
@@ -58,6 +62,7 @@ class ModelInfo(_message.Message):
     OPERATING_POINTS_FIELD_NUMBER: _ClassVar[int]
     OPERATING_POINT_FIELD_NUMBER: _ClassVar[int]
     IDENTIFICATION_POINT_FIELD_NUMBER: _ClassVar[int]
+    MODELS_FIELD_NUMBER: _ClassVar[int]
     name: str
     dimension: int
     input_size: int
@@ -73,4 +78,5 @@ class ModelInfo(_message.Message):
     operating_points: _containers.RepeatedCompositeFieldContainer[_common_pb2.OperatingPoint]
     operating_point: str
     identification_point: _common_pb2.OperatingPoint
-    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ..., precision: _Optional[str] = ..., operating_points: _Optional[_Iterable[_Union[_common_pb2.OperatingPoint, _Mapping]]] = ..., operating_point: _Optional[str] = ..., identification_point: _Optional[_Union[_common_pb2.OperatingPoint, _Mapping]] = ...) -> None: ...
+    models: _containers.RepeatedCompositeFieldContainer[ModelInfo]
+    def __init__(self, name: _Optional[str] = ..., dimension: _Optional[int] = ..., input_size: _Optional[int] = ..., preprocessing: _Optional[str] = ..., threshold: _Optional[float] = ..., threshold_source: _Optional[str] = ..., model_calls: _Optional[int] = ..., faces_embedded: _Optional[int] = ..., max_batch: _Optional[int] = ..., runtime: _Optional[str] = ..., identification_threshold: _Optional[float] = ..., precision: _Optional[str] = ..., operating_points: _Optional[_Iterable[_Union[_common_pb2.OperatingPoint, _Mapping]]] = ..., operating_point: _Optional[str] = ..., identification_point: _Optional[_Union[_common_pb2.OperatingPoint, _Mapping]] = ..., models: _Optional[_Iterable[_Union[ModelInfo, _Mapping]]] = ...) -> None: ...

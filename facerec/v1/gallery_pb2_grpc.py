@@ -89,6 +89,51 @@ class GalleryStub:
                 request_serializer=facerec_dot_v1_dot_gallery__pb2.RepresentRequest.SerializeToString,
                 response_deserializer=facerec_dot_v1_dot_gallery__pb2.RepresentResponse.FromString,
                 _registered_method=True)
+        self.RenameIdentity = channel.unary_unary(
+                '/facerec.v1.Gallery/RenameIdentity',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.RenameIdentityRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.RenameIdentityResponse.FromString,
+                _registered_method=True)
+        self.GetFacePicture = channel.unary_unary(
+                '/facerec.v1.Gallery/GetFacePicture',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.GetFacePictureRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.FacePicture.FromString,
+                _registered_method=True)
+        self.CreateCollection = channel.unary_unary(
+                '/facerec.v1.Gallery/CreateCollection',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.CreateCollectionRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.Collection.FromString,
+                _registered_method=True)
+        self.GetCollection = channel.unary_unary(
+                '/facerec.v1.Gallery/GetCollection',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.GetCollectionRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.Collection.FromString,
+                _registered_method=True)
+        self.ListCollections = channel.unary_unary(
+                '/facerec.v1.Gallery/ListCollections',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.ListCollectionsRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.ListCollectionsResponse.FromString,
+                _registered_method=True)
+        self.DeleteCollection = channel.unary_unary(
+                '/facerec.v1.Gallery/DeleteCollection',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.DeleteCollectionRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.DeleteCollectionResponse.FromString,
+                _registered_method=True)
+        self.SetOperatingPoints = channel.unary_unary(
+                '/facerec.v1.Gallery/SetOperatingPoints',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.SetOperatingPointsRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.Collection.FromString,
+                _registered_method=True)
+        self.Reembed = channel.unary_unary(
+                '/facerec.v1.Gallery/Reembed',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.ReembedRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.Operation.FromString,
+                _registered_method=True)
+        self.GetOperation = channel.unary_unary(
+                '/facerec.v1.Gallery/GetOperation',
+                request_serializer=facerec_dot_v1_dot_gallery__pb2.GetOperationRequest.SerializeToString,
+                response_deserializer=facerec_dot_v1_dot_gallery__pb2.Operation.FromString,
+                _registered_method=True)
 
 
 class GalleryServicer:
@@ -174,6 +219,76 @@ class GalleryServicer:
         context.set_details('Method not implemented!')
         raise NotImplementedError('Method not implemented!')
 
+    def RenameIdentity(self, request, context):
+        """Renames an identity within its collection, keeping its faces. NOT_FOUND for an unknown identity;
+        INVALID_ARGUMENT for a new name that is invalid, taken, or looks like an enrolled one.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetFacePicture(self, request, context):
+        """One enrolled face's kept picture (the region around the face), as an image. NOT_FOUND for an unknown
+        face or one kept without a picture (enrolled as an embedding, or before pictures were kept).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def CreateCollection(self, request, context):
+        """Creates a collection: a gallery of its own, pinned to its embedding contract. ALREADY_EXISTS when
+        the name is taken. Needs an admin token where tokens are required.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetCollection(self, request, context):
+        """One collection, with its counts, contract, operating points and state. NOT_FOUND when unknown.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def ListCollections(self, request, context):
+        """The collections in name order, a page at a time (only those the caller's token may use).
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def DeleteCollection(self, request, context):
+        """Removes a collection with all its identities, faces and pictures, for good. The `default`
+        collection cannot be deleted (FAILED_PRECONDITION). Needs an admin token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def SetOperatingPoints(self, request, context):
+        """Stores a collection's operating points (facerec eval --gallery --save-threshold): every replica
+        serves them from then on. FAILED_PRECONDITION when they were fitted on another model.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def Reembed(self, request, context):
+        """Starts re-embedding a collection under a new contract from its kept face pictures: a long-running
+        operation (poll it with GetOperation). The old vectors keep serving until the new ones replace them
+        in one step. FAILED_PRECONDITION while another operation runs on the collection. Needs an admin token.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
+    def GetOperation(self, request, context):
+        """A long-running operation's progress and, once done, its outcome. NOT_FOUND for an unknown name.
+        """
+        context.set_code(grpc.StatusCode.UNIMPLEMENTED)
+        context.set_details('Method not implemented!')
+        raise NotImplementedError('Method not implemented!')
+
 
 def add_GalleryServicer_to_server(servicer, server):
     rpc_method_handlers = {
@@ -231,6 +346,51 @@ def add_GalleryServicer_to_server(servicer, server):
                     servicer.Represent,
                     request_deserializer=facerec_dot_v1_dot_gallery__pb2.RepresentRequest.FromString,
                     response_serializer=facerec_dot_v1_dot_gallery__pb2.RepresentResponse.SerializeToString,
+            ),
+            'RenameIdentity': grpc.unary_unary_rpc_method_handler(
+                    servicer.RenameIdentity,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.RenameIdentityRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.RenameIdentityResponse.SerializeToString,
+            ),
+            'GetFacePicture': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetFacePicture,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.GetFacePictureRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.FacePicture.SerializeToString,
+            ),
+            'CreateCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.CreateCollection,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.CreateCollectionRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.Collection.SerializeToString,
+            ),
+            'GetCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetCollection,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.GetCollectionRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.Collection.SerializeToString,
+            ),
+            'ListCollections': grpc.unary_unary_rpc_method_handler(
+                    servicer.ListCollections,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.ListCollectionsRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.ListCollectionsResponse.SerializeToString,
+            ),
+            'DeleteCollection': grpc.unary_unary_rpc_method_handler(
+                    servicer.DeleteCollection,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.DeleteCollectionRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.DeleteCollectionResponse.SerializeToString,
+            ),
+            'SetOperatingPoints': grpc.unary_unary_rpc_method_handler(
+                    servicer.SetOperatingPoints,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.SetOperatingPointsRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.Collection.SerializeToString,
+            ),
+            'Reembed': grpc.unary_unary_rpc_method_handler(
+                    servicer.Reembed,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.ReembedRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.Operation.SerializeToString,
+            ),
+            'GetOperation': grpc.unary_unary_rpc_method_handler(
+                    servicer.GetOperation,
+                    request_deserializer=facerec_dot_v1_dot_gallery__pb2.GetOperationRequest.FromString,
+                    response_serializer=facerec_dot_v1_dot_gallery__pb2.Operation.SerializeToString,
             ),
     }
     generic_handler = grpc.method_handlers_generic_handler(
@@ -530,6 +690,249 @@ class Gallery:
             '/facerec.v1.Gallery/Represent',
             facerec_dot_v1_dot_gallery__pb2.RepresentRequest.SerializeToString,
             facerec_dot_v1_dot_gallery__pb2.RepresentResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def RenameIdentity(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/RenameIdentity',
+            facerec_dot_v1_dot_gallery__pb2.RenameIdentityRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.RenameIdentityResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetFacePicture(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/GetFacePicture',
+            facerec_dot_v1_dot_gallery__pb2.GetFacePictureRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.FacePicture.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def CreateCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/CreateCollection',
+            facerec_dot_v1_dot_gallery__pb2.CreateCollectionRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.Collection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/GetCollection',
+            facerec_dot_v1_dot_gallery__pb2.GetCollectionRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.Collection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def ListCollections(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/ListCollections',
+            facerec_dot_v1_dot_gallery__pb2.ListCollectionsRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.ListCollectionsResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def DeleteCollection(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/DeleteCollection',
+            facerec_dot_v1_dot_gallery__pb2.DeleteCollectionRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.DeleteCollectionResponse.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def SetOperatingPoints(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/SetOperatingPoints',
+            facerec_dot_v1_dot_gallery__pb2.SetOperatingPointsRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.Collection.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def Reembed(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/Reembed',
+            facerec_dot_v1_dot_gallery__pb2.ReembedRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.Operation.FromString,
+            options,
+            channel_credentials,
+            insecure,
+            call_credentials,
+            compression,
+            wait_for_ready,
+            timeout,
+            metadata,
+            _registered_method=True)
+
+    @staticmethod
+    def GetOperation(request,
+            target,
+            options=(),
+            channel_credentials=None,
+            call_credentials=None,
+            insecure=False,
+            compression=None,
+            wait_for_ready=None,
+            timeout=None,
+            metadata=None):
+        return grpc.experimental.unary_unary(
+            request,
+            target,
+            '/facerec.v1.Gallery/GetOperation',
+            facerec_dot_v1_dot_gallery__pb2.GetOperationRequest.SerializeToString,
+            facerec_dot_v1_dot_gallery__pb2.Operation.FromString,
             options,
             channel_credentials,
             insecure,

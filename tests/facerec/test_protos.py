@@ -61,6 +61,15 @@ def test_contract_names_are_kept() -> None:
         "Train",
         "Stats",
         "Represent",
+        "RenameIdentity",
+        "GetFacePicture",
+        "CreateCollection",
+        "GetCollection",
+        "ListCollections",
+        "DeleteCollection",
+        "SetOperatingPoints",
+        "Reembed",
+        "GetOperation",
     }
     embedder_methods = {m.name for m in embedding_pb2.DESCRIPTOR.services_by_name["Embedder"].methods}
     assert embedder_methods == {"Embed", "GetModelInfo"}

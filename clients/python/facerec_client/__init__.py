@@ -16,6 +16,7 @@ from collections.abc import Iterable
 from facerec_client.aio import AsyncGallery
 from facerec_client.client import DEFAULT_ADDRESS, Gallery, Options, Retry, one_shot
 from facerec_client.errors import (
+    AlreadyExists,
     Busy,
     DeadlineExceeded,
     FacerecError,
@@ -88,6 +89,7 @@ __all__ = [
     "Internal",
     "InvalidArgument",
     "Landmarks",
+    "AlreadyExists",
     "NotFound",
     "NotIdentifiable",
     "OperatingPoint",

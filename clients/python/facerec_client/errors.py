@@ -61,9 +61,15 @@ class InvalidArgument(FacerecError):
 
 
 class NotFound(FacerecError):
-    """An identity or face id that is not in the gallery."""
+    """A collection, identity, face id or operation that is not in the gallery."""
 
     code = grpc.StatusCode.NOT_FOUND
+
+
+class AlreadyExists(FacerecError):
+    """A name that is taken: a collection to create, or an identity's new name."""
+
+    code = grpc.StatusCode.ALREADY_EXISTS
 
 
 class FailedPrecondition(FacerecError):
@@ -123,7 +129,7 @@ CLASS_OF_CODE: dict[grpc.StatusCode, type[FacerecError]] = {
     grpc.StatusCode.INVALID_ARGUMENT: InvalidArgument,
     grpc.StatusCode.DEADLINE_EXCEEDED: DeadlineExceeded,
     grpc.StatusCode.NOT_FOUND: NotFound,
-    grpc.StatusCode.ALREADY_EXISTS: FailedPrecondition,
+    grpc.StatusCode.ALREADY_EXISTS: AlreadyExists,
     grpc.StatusCode.PERMISSION_DENIED: PermissionDenied,
     grpc.StatusCode.RESOURCE_EXHAUSTED: TooLarge,
     grpc.StatusCode.FAILED_PRECONDITION: FailedPrecondition,
