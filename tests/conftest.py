@@ -98,8 +98,8 @@ def store_location(request: pytest.FixtureRequest, tmp_path: Path) -> str:
 
 
 @pytest.fixture(scope="session")
-def milvus_server():
-    """One milvus-lite server for the session (tests take a collection each: `milvus_settings`)."""
+def milvus_lite_server():
+    """One milvus-lite server for the session."""
     from tests.support.engines import MilvusLiteServer
 
     server = MilvusLiteServer()
@@ -107,14 +107,36 @@ def milvus_server():
     server.close()
 
 
+@pytest.fixture(scope="session")
+def milvus_standalone_server():
+    """One Milvus standalone server (the `milvus` package's milvus-server) for the session."""
+    from tests.support.engines import MilvusStandaloneServer
+
+    server = MilvusStandaloneServer()
+    yield server
+    server.close()
+
+
+@pytest.fixture(scope="session")
+def milvus_server(milvus_lite_server):
+    """The session's milvus-lite server (tests take a collection each: `milvus_settings`)."""
+    return milvus_lite_server
+
+
 @pytest.fixture
 def milvus_settings(milvus_server):
-    """A fresh collection on the session's milvus-lite server; FLAT (exact): milvus-lite's filtered
-    HNSW searches returned fewer hits than asked."""
-    import uuid
+    """A fresh collection on the session's milvus-lite server (a fixture tests may ask for by name, with
+    request.getfixturevalue; `milvus_settings_each` runs a test on both engines)."""
+    from tests.support.engines import fresh_milvus_settings
 
-    from gallery.index_milvus import MilvusSettings
+    return fresh_milvus_settings(milvus_server.uri)
 
-    return MilvusSettings(
-        milvus_server.uri, collection="t_" + uuid.uuid4().hex[:12], index_type="FLAT", timeout_s=5.0
-    )
+
+@pytest.fixture(params=["lite", "standalone"])
+def milvus_settings_each(request: pytest.FixtureRequest):
+    """A fresh collection on each of the session's Milvus engines: milvus-lite, then the Milvus standalone
+    server. Asked for by name only (pytest must see it to parametrise); a fixture choosing an index by
+    parameter uses milvus_{lite,standalone}_server and fresh_milvus_settings instead."""
+    from tests.support.engines import fresh_milvus_settings
+
+    return fresh_milvus_settings(request.getfixturevalue(f"milvus_{request.param}_server").uri)

@@ -1,8 +1,8 @@
 """pyproject's dependency lists: the services' base set holds no export chain, test engine or plotting.
 
 A serving install (`pip install facerec`) is what every container and pod carries; TensorFlow and its
-chain are for `facerec export` only (the `export` extra), milvus-lite and grpcio-tools for the tests and
-`make protos`, matplotlib for `facerec eval`'s plots.
+chain are for `facerec export` only (the `export` extra), milvus-lite, the Milvus server (`milvus`) and
+grpcio-tools for the tests and `make protos`, matplotlib for `facerec eval`'s plots.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ import pytest
 
 ROOT = Path(__file__).resolve().parents[1]
 NOT_SERVING = {"tensorflow", "tensorflow-cpu", "keras", "keras-facenet", "tf2onnx", "h5py", "grpcio-tools"}
-NOT_SERVING |= {"milvus-lite", "matplotlib", "pymilvus", "psycopg"}
+NOT_SERVING |= {"milvus-lite", "milvus", "matplotlib", "pymilvus", "psycopg"}
 
 
 def project() -> dict:
@@ -43,9 +43,9 @@ def test_each_extra_holds_its_part_and_dev_holds_them_all() -> None:
     dev = project()["optional-dependencies"]["dev"]
     assert "facerec[export,postgres,milvus,eval]" in dev
     # Test-only engines and tools are in dev alone.
-    assert {"milvus-lite", "grpcio-tools", "pytest"} <= extras["dev"]
+    assert {"milvus-lite", "milvus", "grpcio-tools", "pytest"} <= extras["dev"]
     for name in ("export", "postgres", "milvus", "eval"):
-        assert not extras[name] & {"milvus-lite", "grpcio-tools", "pytest"}
+        assert not extras[name] & {"milvus-lite", "milvus", "grpcio-tools", "pytest"}
 
 
 @pytest.mark.parametrize("module", ["psycopg", "pymilvus"])

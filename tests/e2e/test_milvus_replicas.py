@@ -1,4 +1,5 @@
-"""Two gallery processes on one PostgreSQL store sharing one Milvus index (a real milvus-lite server):
+"""Two gallery processes on one PostgreSQL store sharing one Milvus index (a real milvus-lite server, and
+the real Milvus standalone server):
 one index for both, Identify UNAVAILABLE (one sentence) while Milvus is down, and the reconciler's
 catch-up once it is back: faces enrolled and removed during the outage are searchable / gone."""
 
@@ -12,20 +13,22 @@ import grpc
 import pytest
 
 from facerec.v1 import gallery_pb2
-from tests.support.engines import MilvusLiteServer
+from tests.support.engines import MilvusLiteServer, MilvusStandaloneServer
 from tests.support.replicas import Replica, identified_as, start_replica, unit_vectors, wait_until
 
 
-@pytest.fixture
-def milvus() -> Iterator[MilvusLiteServer]:
-    """A server of this test's own: the test stops it."""
-    server = MilvusLiteServer()
+@pytest.fixture(params=["lite", "standalone"])
+def milvus(request: pytest.FixtureRequest) -> Iterator[MilvusLiteServer | MilvusStandaloneServer]:
+    """A server of this test's own, of each engine: the test stops it."""
+    server = MilvusLiteServer() if request.param == "lite" else MilvusStandaloneServer()
     yield server
     server.close()
 
 
 @pytest.fixture
-def pair(postgres_url: str, milvus: MilvusLiteServer, tmp_path: Path) -> Iterator[tuple[Replica, Replica]]:
+def pair(
+    postgres_url: str, milvus: MilvusLiteServer | MilvusStandaloneServer, tmp_path: Path
+) -> Iterator[tuple[Replica, Replica]]:
     extra = ["--index", milvus.uri, "--index-type", "FLAT"]
     a = Replica(start_replica(postgres_url, tmp_path, extra))
     try:
@@ -39,7 +42,7 @@ def pair(postgres_url: str, milvus: MilvusLiteServer, tmp_path: Path) -> Iterato
 
 
 def test_replicas_share_one_milvus_index_and_it_catches_up_after_an_outage(
-    pair: tuple[Replica, Replica], milvus: MilvusLiteServer
+    pair: tuple[Replica, Replica], milvus: MilvusLiteServer | MilvusStandaloneServer
 ) -> None:
     a, b = pair
     v = unit_vectors(4, seed=5)

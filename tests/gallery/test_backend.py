@@ -19,6 +19,7 @@ from gallery.index import FaceIndex
 from gallery.index_milvus import MilvusSettings
 from gallery.options import GalleryOptions
 from gallery.results import SVM
+from tests.support.engines import fresh_milvus_settings
 from tests.support.gallery import (
     MODEL,
     FakeDetector,
@@ -42,12 +43,13 @@ class Where:
     milvus: MilvusSettings | None = None
 
 
-@pytest.fixture(params=["faiss", "milvus"])
+@pytest.fixture(params=["faiss", "milvus-lite", "milvus-standalone"])
 def where(request: pytest.FixtureRequest, store_location: str) -> Where:
-    """Each test taking it runs on every store x index."""
+    """Each test taking it runs on every store x index (Milvus: milvus-lite and the standalone server)."""
     if request.param == "faiss":
         return Where(store_location)
-    return Where(store_location, request.getfixturevalue("milvus_settings"))
+    server = request.getfixturevalue(request.param.replace("-", "_") + "_server")
+    return Where(store_location, fresh_milvus_settings(server.uri))
 
 
 _opened: list[Gallery] = []

@@ -13,6 +13,7 @@ from facerec.errors import InvalidInput
 from gallery.index import FaceIndex
 from gallery.index_milvus import MilvusIndex
 from gallery.ports import VectorIndex
+from tests.support.engines import fresh_milvus_settings
 
 DIM = 128
 MODEL = "facenet-keras-128"
@@ -33,7 +34,7 @@ def everyone(face_ids: Sequence[int]) -> dict[int, str]:
     return {int(i): f"person-{int(i) % 7}" for i in face_ids}
 
 
-@pytest.fixture(params=["flat", "ivf", "milvus"])
+@pytest.fixture(params=["flat", "ivf", "milvus-lite", "milvus-standalone"])
 def index(request: pytest.FixtureRequest) -> Iterator[VectorIndex]:
     """An empty index of each kind. IVF from 500 faces on; it searches again exactly a query whose
     approximate best is above 0.5, so a stored vector always finds itself."""
@@ -42,7 +43,8 @@ def index(request: pytest.FixtureRequest) -> Iterator[VectorIndex]:
     elif request.param == "ivf":
         yield FaceIndex(DIM, ivf_min_size=500, exact_beyond=0.5)
     else:
-        milvus = MilvusIndex(request.getfixturevalue("milvus_settings"), MODEL, DIM, everyone)
+        server = request.getfixturevalue(request.param.replace("-", "_") + "_server")
+        milvus = MilvusIndex(fresh_milvus_settings(server.uri), MODEL, DIM, everyone)
         yield milvus
         milvus.close()
 

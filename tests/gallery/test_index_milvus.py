@@ -1,5 +1,6 @@
-"""The Milvus index on a real milvus-lite server: searches equal brute force, removals, what Milvus says
-of its index, Unavailable while it is down, and the reconciler bringing it level with the store."""
+"""The Milvus index on real Milvus servers (milvus-lite and the Milvus standalone server): searches equal
+brute force, removals, what Milvus says of its index, Unavailable while it is down, and the reconciler
+bringing it level with the store."""
 
 from __future__ import annotations
 
@@ -13,9 +14,10 @@ from gallery.index_milvus import MilvusIndex, MilvusSettings
 from gallery.reconcile import Reconciler
 from gallery.rows import NewFace
 from gallery.stores import open_store
-from tests.support.engines import MilvusLiteServer
+from tests.support.engines import MilvusLiteServer, MilvusStandaloneServer
 
 MODEL = "facenet-keras-128"
+ENGINES = {"lite": MilvusLiteServer, "standalone": MilvusStandaloneServer}
 
 
 def unit_vectors(n: int, seed: int = 7) -> np.ndarray:
@@ -33,7 +35,8 @@ def named(ids: list[int]) -> dict[int, str]:
     return {int(i): f"person-{int(i) % 7}" for i in ids}
 
 
-def test_search_equals_brute_force_and_removed_faces_are_gone(milvus_settings: MilvusSettings) -> None:
+def test_search_equals_brute_force_and_removed_faces_are_gone(milvus_settings_each: MilvusSettings) -> None:
+    milvus_settings = milvus_settings_each
     index = MilvusIndex(milvus_settings, MODEL, 128, named)
     # milvus-lite may ignore index parameters; FLAT is what the tests rely on, so check it took.
     assert index.describe_index()["index_type"] == "FLAT"
@@ -63,8 +66,9 @@ def test_search_equals_brute_force_and_removed_faces_are_gone(milvus_settings: M
         small.search(xq[:1, :64], 4)
 
 
-def test_a_stopped_milvus_is_unavailable_and_the_reconciler_catches_up(tmp_path) -> None:
-    server = MilvusLiteServer()
+@pytest.mark.parametrize("engine", ENGINES)
+def test_a_stopped_milvus_is_unavailable_and_the_reconciler_catches_up(engine: str, tmp_path) -> None:
+    server = ENGINES[engine]()
     try:
         store = open_store(tmp_path / "g.sqlite", MODEL)
         settings = MilvusSettings(server.uri, index_type="FLAT", timeout_s=5.0)
