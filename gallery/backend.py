@@ -7,6 +7,11 @@ Upkeep, by backend:
 - PostgreSQL (shared by replicas): a change follower (gallery/changes.py) keeps this replica's FAISS
   index and SVM level with what the others commit; a gap in the log rebuilds the index from the store.
 - Milvus (shared by replicas): a reconciler (gallery/reconcile.py) brings it level with the store.
+
+Each facerec collection generation has its own store (gallery/namespaces.py) and its own index: a FAISS
+index of its own, or its own Milvus collection (milvus_collection_for; why not a partition key: see
+gallery/index_milvus.py). drop_index removes a generation's index when its collection is deleted or a
+re-embed has replaced it.
 """
 
 from __future__ import annotations
@@ -14,7 +19,7 @@ from __future__ import annotations
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +29,7 @@ from facerec.calibration import Calibration
 from gallery.changes import ChangeFollower
 from gallery.gallery import DEFAULT_OPTIONS, Gallery
 from gallery.index import FaceIndex
-from gallery.index_milvus import MilvusIndex, MilvusSettings
+from gallery.index_milvus import MilvusIndex, MilvusSettings, collection_name, drop_collection
 from gallery.options import GalleryOptions
 from gallery.ports import FaceDetector, FaceEmbedder, FaceStore, KeptClassifier, VectorIndex
 from gallery.reconcile import Reconciler
@@ -39,7 +44,9 @@ class BackendSettings:
 
     store: a SQLite path or a postgresql:// URL; milvus: the shared index instead of FAISS in this process.
     exact_beyond: FAISS IVF searches again exactly a query whose approximate best distance is above it
-    (Identify's threshold: a face within it is never missed by the probe)."""
+    (Identify's threshold: a face within it is never missed by the probe).
+    milvus_collection: the Milvus collection of this facerec collection generation
+    (milvus_collection_for), "" = milvus.collection as configured (the default collection's first)."""
 
     store: str
     model: str
@@ -51,6 +58,39 @@ class BackendSettings:
     nprobe: int | None = None
     exact_beyond: float | None = None
     follow_poll_s: float = 0.5
+    milvus_collection: str = ""
+
+    @property
+    def shared_index(self) -> MilvusSettings | None:
+        """The Milvus collection this backend uses, None for FAISS in this process."""
+        if self.milvus is None or not self.milvus_collection:
+            return self.milvus
+        return replace(self.milvus, collection=self.milvus_collection)
+
+
+def milvus_collection_for(milvus: MilvusSettings | None, collection_id: int, generation: int) -> str:
+    """BackendSettings.milvus_collection for a facerec collection generation: its own Milvus collection,
+    named from the configured base name and the ids (gallery.index_milvus.collection_name); "" without
+    Milvus. The default collection's generation 1 keeps the configured name: an existing index stays."""
+    return "" if milvus is None else collection_name(milvus.collection, collection_id, generation)
+
+
+def drop_index(settings: BackendSettings) -> bool:
+    """Removes the index open_backend(settings) would open, for a deleted collection or a generation a
+    re-embed replaced (its store is dropped by gallery.namespaces.drop_store): the Milvus collection, or
+    the saved FAISS index and SVM beside a SQLite store (they hold the faces' vectors too). The backend
+    must be closed first (its close saves them again). True when something was removed; running it again
+    does nothing. Unavailable when Milvus cannot be reached."""
+    shared = settings.shared_index
+    if shared is not None:
+        return drop_collection(shared)
+    if is_postgres(settings.store):
+        return False  # each replica's index lives in its memory only
+    index_path, svm_path = sidecar_paths(Path(settings.store).expanduser())
+    removed = index_path.exists() or svm_path.exists()
+    FaceIndex.discard_saved(index_path)  # with its side file
+    svm_path.unlink(missing_ok=True)
+    return removed
 
 
 def sidecar_paths(store_path: Path) -> tuple[Path, Path]:
@@ -209,8 +249,9 @@ def open_backend(settings: BackendSettings) -> Backend:
     try:
         # Read before the embeddings: changes committed meanwhile are replayed by the follower (idempotent).
         version = store.version()
-        if settings.milvus is not None:
-            shared = MilvusIndex(settings.milvus, settings.model, settings.dimension, store.identities_of)
+        milvus = settings.shared_index
+        if milvus is not None:
+            shared = MilvusIndex(milvus, settings.model, settings.dimension, store.identities_of)
             backend = Backend(store, shared, shared=shared)
             backend.reconciler = Reconciler(store, shared, settings.reconcile_s)
             backend.reconciler.start()

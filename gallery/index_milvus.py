@@ -6,6 +6,27 @@ truth: the gallery writes Milvus after each store commit, and a reconciler (gall
 the collection level with the store after a crash or an outage. Searches use the inner product on unit
 vectors, turned into euclidean distances as FAISS's are. A Milvus that cannot be reached makes searches
 raise Unavailable (one sentence); writes it misses are left to the reconciler.
+
+facerec collections in Milvus: one Milvus collection per facerec collection GENERATION, named by
+collection_name() from the deployment's base name (GALLERY_INDEX_COLLECTION), the facerec collection's id
+and its generation (`facerec_faces_c2_g1`), never from the user's name (a rename changes nothing here,
+and no user string reaches Milvus's naming rules). Generation 1 of the default collection keeps the base
+name itself, so an existing deployment keeps its index. Not one Milvus collection with a partition key,
+because:
+- isolation by construction: a search names its Milvus collection and cannot see another's vectors; with
+  a partition key every search, count and id listing would have to carry the right filter, and one that
+  forgot it would answer from every collection.
+- a re-embed builds generation + 1 beside the serving one, possibly with another model and another
+  dimension: a Milvus collection has one schema, one vector dimension, so a partition key could not hold
+  both generations.
+- deleting a collection or dropping the old generation after a re-embed is one drop_collection (vectors
+  gone at once), where a partition key needs a delete by expression, tombstones and compaction.
+- search cost: a search scans only its own collection's segments (1,000 faces stay 1,000 faces however
+  many collections there are); a partition key hashes collections into a fixed number of partitions
+  (64 by default), so with 100 collections a search filters a partition shared by several of them.
+- limits: Milvus allows 65,536 collections (rootCoord maxCollectionNum, with one shard each) against a
+  partition key's at most 4,096 partitions (maxPartitionNum); the price is a fixed overhead per loaded
+  collection on the query node (a few MB), fine for the hundreds of collections a deployment has.
 """
 
 from __future__ import annotations
@@ -21,7 +42,7 @@ from typing import Any, TypeVar
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.errors import InvalidInput, Unavailable
+from facerec.errors import InvalidInput, Precondition, Unavailable
 
 log = logging.getLogger(__name__)
 
@@ -31,6 +52,22 @@ T = TypeVar("T")
 _BATCH = 4096
 # How long a count of the collection is reused (other replicas' writes show in it after this long).
 COUNT_TTL_S = 1.0
+# The base name of the Milvus collections (GALLERY_INDEX_COLLECTION's default): generation 1 of the default
+# collection's own, the prefix of every other's.
+BASE_NAME = "facerec_faces"
+# The default facerec collection's id and first generation (gallery/namespaces.py numbers them alike).
+_DEFAULT_ID, _FIRST_GENERATION = 1, 1
+
+
+def collection_name(base: str, collection_id: int, generation: int) -> str:
+    """The Milvus collection of one facerec collection generation: `base` itself for the default
+    collection's first generation (the index an existing deployment has), `<base>_c<ID>_g<GEN>` otherwise.
+    Derived from ids only, so user-chosen collection names never reach Milvus."""
+    if collection_id < 1 or generation < 1:
+        raise InvalidInput("A collection id and a generation are at least 1.")
+    if (collection_id, generation) == (_DEFAULT_ID, _FIRST_GENERATION):
+        return base
+    return f"{base}_c{collection_id}_g{generation}"
 
 
 @dataclass(frozen=True)
@@ -40,7 +77,7 @@ class MilvusSettings:
 
     uri: str
     token: str = ""
-    collection: str = "facerec_faces"
+    collection: str = BASE_NAME
     index_type: str = "AUTOINDEX"
     timeout_s: float = 10.0
     tls_ca: str = ""
@@ -48,6 +85,48 @@ class MilvusSettings:
     def __post_init__(self) -> None:
         if not self.uri.startswith(("http://", "https://", "tcp://")):
             raise InvalidInput(f"The Milvus URI must start with http:// or https://, not {self.uri!r}.")
+
+
+def _dimension(description: dict[str, Any]) -> int:
+    """The embedding field's dimension in pymilvus's describe_collection answer (0 when it has none)."""
+    for field in description.get("fields", []):
+        if field.get("name") == "embedding":
+            return int(field.get("params", {}).get("dim", 0))
+    return 0
+
+
+def _connect(settings: MilvusSettings) -> Any:
+    """A pymilvus MilvusClient for settings. Imported here: pymilvus (and the grpc under it) loads only for
+    a gallery configured for Milvus (the `milvus` extra)."""
+    try:
+        from pymilvus import MilvusClient
+    except ImportError:
+        raise InvalidInput("A Milvus index needs its client: pip install 'facerec[milvus]'.") from None
+    extra: dict[str, Any] = {"server_pem_path": settings.tls_ca} if settings.tls_ca else {}
+    try:
+        return MilvusClient(uri=settings.uri, token=settings.token, timeout=settings.timeout_s, **extra)
+    except Exception as exc:
+        log.warning("Milvus at %s: %s", settings.uri, exc)
+        raise Unavailable(f"The Milvus index at {settings.uri} cannot be reached.") from None
+
+
+def drop_collection(settings: MilvusSettings) -> bool:
+    """Drops the Milvus collection settings.collection (a deleted facerec collection's, or the old
+    generation's after a re-embed): its vectors are gone in one call. True when it existed; dropping a
+    missing one does nothing, so a drop interrupted and run again finishes. Unavailable when Milvus cannot
+    be reached."""
+    client = _connect(settings)
+    try:
+        if not client.has_collection(settings.collection):
+            return False
+        client.drop_collection(settings.collection)
+        log.info("dropped the Milvus collection %s", settings.collection)
+        return True
+    except Exception as exc:
+        log.warning("Milvus at %s: %s", settings.uri, exc)
+        raise Unavailable(f"The Milvus index at {settings.uri} cannot be reached.") from None
+    finally:
+        client.close()
 
 
 def _distance(ip: float) -> float:
@@ -69,13 +148,7 @@ class MilvusIndex:
         dim: int,
         identities_of: Callable[[Sequence[int]], dict[int, str]],
     ) -> None:
-        # Imported here: pymilvus (and the grpc under it) loads only for a gallery configured for Milvus
-        # (the `milvus` extra).
-        try:
-            from pymilvus import MilvusClient
-        except ImportError:
-            raise InvalidInput("A Milvus index needs its client: pip install 'facerec[milvus]'.") from None
-
+        self._client = _connect(settings)
         self._settings = settings
         self._model = model
         self._dim = dim
@@ -83,14 +156,15 @@ class MilvusIndex:
         self._lock = threading.Lock()
         self.missed_writes = 0  # writes that failed since the last reconciliation
         self._count = (0, -COUNT_TTL_S)  # (faces, when counted): see ntotal
-        extra: dict[str, Any] = {"server_pem_path": settings.tls_ca} if settings.tls_ca else {}
         try:
-            self._client = MilvusClient(
-                uri=settings.uri, token=settings.token, timeout=settings.timeout_s, **extra
-            )
-            self._ensure_collection()
+            found = self._ensure_collection()
         except Exception as exc:
             raise self._unavailable(exc) from None
+        if found != dim:
+            self.close()
+            raise Precondition(
+                f"The Milvus collection {settings.collection} holds {found}-dimensional vectors, not {dim}."
+            )
 
     def _unavailable(self, exc: BaseException) -> Unavailable:
         log.warning("Milvus at %s: %s", self._settings.uri, exc)
@@ -113,13 +187,14 @@ class MilvusIndex:
                 raise self._unavailable(exc) from None
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
-    def _ensure_collection(self) -> None:
+    def _ensure_collection(self) -> int:
+        """Creates the collection when missing, loads it; returns the dimension of its vectors."""
         from pymilvus import DataType
 
         name = self._settings.collection
         if self._client.has_collection(name):
             self._client.load_collection(name)
-            return
+            return _dimension(self._client.describe_collection(name))
         schema = self._client.create_schema(auto_id=False, enable_dynamic_field=False)
         schema.add_field("face_id", DataType.INT64, is_primary=True)
         schema.add_field("identity", DataType.VARCHAR, max_length=1024)
@@ -130,6 +205,7 @@ class MilvusIndex:
         # Strong: a search sees every write acknowledged before it, from any replica.
         self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
         log.info("created the Milvus collection %s (%s, inner product)", name, self._settings.index_type)
+        return self._dim
 
     def describe_index(self) -> dict[str, Any]:
         """What Milvus reports about the vector index (its type may differ from the one asked for)."""

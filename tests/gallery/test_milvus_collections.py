@@ -1,0 +1,176 @@
+"""facerec collections on Milvus, on both engines (milvus-lite and the Milvus standalone server): each
+collection generation has a Milvus collection of its own, named from ids, so a face of collection A never
+answers in B, dropping A leaves B whole, and a re-embed's new generation (another model, another dimension)
+lives beside the old one until the old is dropped. Also the backend's drop_index for FAISS."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facerec.errors import InvalidInput, Precondition
+from gallery.backend import (
+    Backend,
+    BackendSettings,
+    drop_index,
+    milvus_collection_for,
+    open_backend,
+    sidecar_paths,
+)
+from gallery.index_milvus import MilvusIndex, MilvusSettings, collection_name
+from gallery.rows import NewFace
+
+MODEL, INT8 = "facenet-keras-128", "facenet-int8-64"
+
+
+def unit_vectors(n: int, dim: int = 128, seed: int = 3) -> np.ndarray:
+    x = np.random.default_rng(seed).standard_normal((n, dim)).astype(np.float32)
+    return x / np.linalg.norm(x, axis=1, keepdims=True)
+
+
+def milvus_names(settings: MilvusSettings) -> set[str]:
+    from pymilvus import MilvusClient
+
+    client = MilvusClient(uri=settings.uri)
+    try:
+        return set(client.list_collections())
+    finally:
+        client.close()
+
+
+class Generations:
+    """Opens backends of facerec collection generations (each its own SQLite store, its own Milvus
+    collection) as the CollectionManager does, and closes them at the end."""
+
+    def __init__(self, milvus: MilvusSettings, tmp_path: Path) -> None:
+        self.milvus, self.tmp_path, self.opened = milvus, tmp_path, list[Backend]()
+
+    def settings(
+        self, collection_id: int, generation: int, model: str = MODEL, dim: int = 128
+    ) -> BackendSettings:
+        return BackendSettings(
+            str(self.tmp_path / f"c{collection_id}-g{generation}.sqlite"),
+            model,
+            dim,
+            milvus=self.milvus,
+            reconcile_s=3600,
+            milvus_collection=milvus_collection_for(self.milvus, collection_id, generation),
+        )
+
+    def open(self, collection_id: int, generation: int, model: str = MODEL, dim: int = 128) -> Backend:
+        backend = open_backend(self.settings(collection_id, generation, model, dim))
+        self.opened.append(backend)
+        return backend
+
+    def close(self) -> None:
+        for backend in self.opened:
+            backend.close()
+
+
+@pytest.fixture
+def generations(milvus_settings_each: MilvusSettings, tmp_path: Path) -> Iterator[Generations]:
+    opened = Generations(milvus_settings_each, tmp_path)
+    yield opened
+    opened.close()
+
+
+def enroll(backend: Backend, identity: str, vectors: np.ndarray) -> list[int]:
+    """Commits faces to the store, then writes them to the index (the facade's order)."""
+    ids = backend.store.add_faces(identity, [NewFace(v) for v in vectors])
+    backend.index.add(np.array(ids, dtype=np.int64), vectors)
+    return ids
+
+
+def test_milvus_collection_names_come_from_ids_and_the_default_keeps_the_configured_name() -> None:
+    assert collection_name("facerec_faces", 1, 1) == "facerec_faces"  # an existing deployment's index
+    assert collection_name("facerec_faces", 1, 2) == "facerec_faces_c1_g2"
+    assert collection_name("facerec_faces", 2, 1) == "facerec_faces_c2_g1"
+    assert collection_name("site_b", 12, 3) == "site_b_c12_g3"
+    assert milvus_collection_for(None, 2, 1) == ""  # FAISS: nothing to name
+    with pytest.raises(InvalidInput):
+        collection_name("facerec_faces", 0, 1)
+    settings = BackendSettings(
+        "g.sqlite", MODEL, milvus=MilvusSettings("http://h:1"), milvus_collection="x_c2_g1"
+    )
+    assert settings.shared_index is not None and settings.shared_index.collection == "x_c2_g1"
+    assert BackendSettings(
+        "g.sqlite", MODEL, milvus=MilvusSettings("http://h:1")
+    ).shared_index == MilvusSettings("http://h:1")
+
+
+def test_a_face_of_one_collection_never_answers_in_another(generations: Generations) -> None:
+    a, b = generations.open(2, 1), generations.open(3, 1)
+    v = unit_vectors(40)
+    in_a = enroll(a, "alice", v[:20])
+    in_b = enroll(b, "bob", v[20:])
+    # Every face of A, searched in B with k above B's size: only B's faces come back, and the reverse.
+    _, found_in_b = b.index.search(v[:20], 30)
+    assert set(found_in_b.ravel()) - {-1} <= set(in_b)
+    _, found_in_a = a.index.search(v[20:], 30)
+    assert set(found_in_a.ravel()) - {-1} <= set(in_a)
+    # Each finds its own faces exactly.
+    _, own = a.index.search(v[:20], 1)
+    assert own[:, 0].tolist() == in_a
+    assert a.index.ntotal == 20 and b.index.ntotal == 20
+    assert a.index.all_ids().tolist() == sorted(in_a) and b.index.all_ids().tolist() == sorted(in_b)
+
+
+def test_dropping_a_collection_removes_its_vectors_and_leaves_the_other_whole(
+    generations: Generations,
+) -> None:
+    a, b = generations.open(2, 1), generations.open(3, 1)
+    v = unit_vectors(10)
+    enroll(a, "alice", v[:5])
+    in_b = enroll(b, "bob", v[5:])
+    name_a = generations.settings(2, 1).shared_index.collection  # type: ignore[union-attr]
+    assert name_a in milvus_names(generations.milvus)
+    a.close()
+    assert drop_index(generations.settings(2, 1)) is True
+    assert name_a not in milvus_names(generations.milvus)
+    assert drop_index(generations.settings(2, 1)) is False  # again: nothing left, no error
+    _, found = b.index.search(v[5:], 1)
+    assert found[:, 0].tolist() == in_b and b.index.ntotal == 5
+
+
+def test_a_new_generation_with_another_model_lives_beside_the_old_until_it_is_dropped(
+    generations: Generations,
+) -> None:
+    old = generations.open(2, 1)
+    v128, v64 = unit_vectors(8), unit_vectors(8, dim=64)
+    enroll(old, "alice", v128)
+    # A re-embed builds generation 2 under another model with another dimension, beside the serving one.
+    new = generations.open(2, 2, INT8, 64)
+    ids = enroll(new, "alice", v64)
+    _, from_old = old.index.search(v128[:1], 8)
+    _, from_new = new.index.search(v64[:1], 8)
+    assert from_new[0, 0] == ids[0] and old.index.dim == 128 and new.index.dim == 64
+    assert (from_old >= 0).sum() == 8 and (from_new >= 0).sum() == 8
+    # The switch done, the old generation goes; the new one keeps serving.
+    old.close()
+    assert drop_index(generations.settings(2, 1)) is True
+    _, again = new.index.search(v64, 1)
+    assert again[:, 0].tolist() == ids
+
+
+def test_an_existing_milvus_collection_of_another_dimension_is_refused(
+    milvus_settings_each: MilvusSettings,
+) -> None:
+    first = MilvusIndex(milvus_settings_each, MODEL, 128, lambda ids: {})
+    first.close()
+    with pytest.raises(Precondition, match=r"holds 128-dimensional vectors, not 64\.$"):
+        MilvusIndex(milvus_settings_each, INT8, 64, lambda ids: {})
+
+
+def test_drop_index_without_milvus_removes_the_saved_faiss_index_and_svm(tmp_path: Path) -> None:
+    settings = BackendSettings(str(tmp_path / "c2-g1.sqlite"), MODEL)
+    backend = open_backend(settings)
+    enroll(backend, "alice", unit_vectors(3))
+    backend.close()  # saves the index (and its side file) beside the store
+    index_path, _ = sidecar_paths(tmp_path / "c2-g1.sqlite")
+    assert index_path.exists()
+    assert drop_index(settings) is True
+    assert not [p for p in tmp_path.iterdir() if ".faiss" in p.name or ".svm" in p.name]
+    assert drop_index(settings) is False
