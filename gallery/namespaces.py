@@ -21,14 +21,13 @@ from typing import Any
 from urllib.parse import parse_qsl, quote, urlencode, urlsplit, urlunsplit
 
 from facerec.errors import InvalidInput
+from gallery.sqlite_schema import configure
+from gallery.sqlite_schema import empty_store as empty_sqlite_store
 from gallery.stores import is_postgres, read_password
 
 log = logging.getLogger(__name__)
 
 HOME = (1, 1)  # (collection id, generation) of the gallery's own store
-# What a dropped home store keeps: the catalog's tables (gallery/catalog.py) and the store's meta. The
-# rest is the collection's: emptied (pictures and source pictures go with their faces).
-_HOME_TABLES = ("faces", "identities", "changes")
 
 
 def _check(collection_id: int, generation: int) -> None:
@@ -97,20 +96,8 @@ def _empty_sqlite(path: Path) -> None:
     if not path.is_file():
         return
     with contextlib.closing(sqlite3.connect(str(path), isolation_level=None, timeout=30.0)) as db:
-        db.execute("PRAGMA foreign_keys=ON")
-        db.execute("PRAGMA secure_delete=ON")  # the deleted rows' bytes are overwritten, not left free
-        db.execute("BEGIN IMMEDIATE")
-        try:
-            db.execute("DELETE FROM faces")  # its pictures go with it (ON DELETE CASCADE)
-            db.execute("DELETE FROM identities")
-            db.execute("DELETE FROM changes")
-            db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
-            db.execute("COMMIT")
-        except BaseException:
-            with contextlib.suppress(sqlite3.Error):
-                db.execute("ROLLBACK")
-            raise
-        db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        configure(db)  # secure_delete: the deleted rows' bytes are overwritten, not left free
+        empty_sqlite_store(db)
     for suffix in (".faiss", ".svm.npz"):
         path.with_name(path.name + suffix).unlink(missing_ok=True)
     log.info("emptied the store %s", path)
@@ -118,14 +105,13 @@ def _empty_sqlite(path: Path) -> None:
 
 def _drop_postgres(home: str, schema: str, password: str) -> None:
     import psycopg
-    from psycopg import sql
+
+    from gallery.pg_schema import drop_schema, empty_store
 
     extra: dict[str, Any] = {"password": password} if password else {}
     with psycopg.connect(home, connect_timeout=10, **extra) as conn, conn.transaction():
         if schema:
-            conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
-        elif conn.execute("SELECT to_regclass('state')").fetchone() not in (None, (None,)):
-            conn.execute("UPDATE state SET version = version + 1, identities = 0, faces = 0")
-            for table in (*_HOME_TABLES, "classifier"):
-                conn.execute(sql.SQL("DELETE FROM {}").format(sql.Identifier(table)))
+            drop_schema(conn, schema)
+        else:
+            empty_store(conn)
     log.info("dropped the store %s", schema or "in the default schema")

@@ -170,3 +170,26 @@ def integrity_check(conn: psycopg.Connection[Any]) -> bool:
             "integrity check failed: kept %s, real %s, identities without faces %s", kept, real, orphans
         )
     return ok
+
+
+def drop_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Drops a collection generation's schema and everything in it (gallery.namespaces.drop_store)."""
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def empty_store(conn: psycopg.Connection[Any]) -> None:
+    """Empties the default schema's store, which shares its database with the catalog (gallery.namespaces
+    .drop_store of the home store): faces (their pictures with them), identities, the change log and the
+    kept classifier go; the version moves on so a follower rebuilds to nothing. Nothing when no store is
+    there."""
+    if conn.execute("SELECT to_regclass('state')").fetchone() in (None, (None,)):
+        return
+    # The writers' lock first, as every change takes it.
+    conn.execute("UPDATE state SET version = version + 1, identities = 0, faces = 0")
+    for statement in (
+        "DELETE FROM faces",
+        "DELETE FROM identities",
+        "DELETE FROM changes",
+        "DELETE FROM classifier",
+    ):
+        conn.execute(statement)

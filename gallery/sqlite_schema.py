@@ -132,3 +132,22 @@ def claim_store(db: sqlite3.Connection, model: str, dim: int) -> str:
         # Another model's (empty) store: a change, so derived files of the old model are never served.
         db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
     return str(held["store_id"])
+
+
+def empty_store(db: sqlite3.Connection) -> None:
+    """Empties a store whose file holds the catalog too (gallery.namespaces.drop_store of the home store):
+    its faces (their pictures with them), identities and change log go, the catalog's tables and the
+    store's meta stay, and the version moves on so a follower rebuilds to nothing. Then empties the WAL.
+    db: configured (secure_delete), in autocommit mode."""
+    db.execute("BEGIN IMMEDIATE")
+    try:
+        db.execute("DELETE FROM faces")  # ON DELETE CASCADE: pictures and source pictures
+        db.execute("DELETE FROM identities")
+        db.execute("DELETE FROM changes")
+        db.execute("UPDATE meta SET value = CAST(value AS INTEGER) + 1 WHERE key = 'version'")
+        db.execute("COMMIT")
+    except BaseException:
+        with suppress(sqlite3.Error):
+            db.execute("ROLLBACK")
+        raise
+    empty_wal(db)
