@@ -223,9 +223,10 @@ class FaceStore(Protocol):
         AlreadyExists when new_name is taken."""
         ...
 
-    def seal(self) -> None:
+    def seal(self, sealed: bool = True) -> None:
         """From now on every write raises Unavailable (retry shortly): a re-embed is about to move the
-        collection to its next store and must not miss a write. Durable, and seen by every replica."""
+        collection to its next store and must not miss a write. Durable, and seen by every replica.
+        seal(False) lifts it (a re-embed that failed after sealing)."""
         ...
 
     # -- the change log --
