@@ -223,10 +223,13 @@ class FaceStore(Protocol):
         AlreadyExists when new_name is taken."""
         ...
 
-    def seal(self, sealed: bool = True) -> None:
+    def seal(self) -> None:
         """From now on every write raises Unavailable (retry shortly): a re-embed is about to move the
-        collection to its next store and must not miss a write. Durable, and seen by every replica.
-        seal(False) lifts it (a re-embed that failed after sealing)."""
+        collection to its next store and must not miss a write. Durable, and seen by every replica."""
+        ...
+
+    def unseal(self) -> None:
+        """Lifts the seal: a re-embed that failed after sealing leaves its collection writable again."""
         ...
 
     # -- the change log --

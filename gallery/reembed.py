@@ -384,7 +384,7 @@ class _Run:
         new.close()
         self.r._host.drop_store(row, self.op.generation)
         if unseal is not None:
-            unseal.seal(False)
+            unseal.unseal()
         self.r._catalog.finish_operation(self.op.operation_id, sentence, Reason.FAILED_PRECONDITION)
 
     def drop_old(self, row: CollectionRow, old_generation: int) -> None:
