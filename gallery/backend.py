@@ -243,8 +243,8 @@ class Backend:
 def open_backend(settings: BackendSettings) -> Backend:
     """Opens (or creates) the store for settings.model and its index: the saved FAISS index of a SQLite
     store when it mirrors the store's version, else one built from the store, or the Milvus collection
-    (reconciled with the store every reconcile_s). A shared (PostgreSQL) store's changes by other
-    replicas are followed from then on."""
+    (brought level with the store before it serves when it is not, reconciled every reconcile_s). A
+    shared (PostgreSQL) store's changes by other replicas are followed from then on."""
     store = open_store(settings.store, settings.model, settings.dimension, settings.password_file)
     try:
         # Read before the embeddings: changes committed meanwhile are replayed by the follower (idempotent).
@@ -254,6 +254,11 @@ def open_backend(settings: BackendSettings) -> Backend:
             shared = MilvusIndex(milvus, settings.model, settings.dimension, store.identities_of)
             backend = Backend(store, shared, shared=shared)
             backend.reconciler = Reconciler(store, shared, settings.reconcile_s)
+            # A generation a re-embed filled through its store alone (or an index that missed writes) is
+            # brought level before it serves, so a collection switched to it never answers from a half-filled
+            # index; a level one (a restart) serves at once.
+            if shared.ntotal != store.counts()[1]:
+                backend.reconciler.reconcile()
             backend.reconciler.start()
         else:
             # A shared store's replicas each build their own index: no file to share between them.
