@@ -1,0 +1,238 @@
+"""What collections cost (issue 23), each figure beside its baseline as a ratio:
+
+    .venv/bin/python -m bench.collections                 # about 1.5 minutes
+
+(a) Identify by embedding, one call at a time, p50/p95 latency and CPU per call: a deployment with one
+    collection of 1,000 faces (the baseline) against one with 100 collections of 1,000 faces each, every call
+    to a collection drawn at random; in alternating rounds. SQLite + FAISS, the gallery facades in this process (one per collection, each over its
+    own store at gallery.namespaces.store_location and its own FAISS index, as the CollectionManager keeps
+    them), synthetic unit vectors; a query is an enrolled face moved a little (cosine ~0.9).
+(b) Bytes per face on disk (the SQLite store and its saved index, after close, less an empty store's) for
+    faces enrolled without a kept picture (the baseline) and with one. The picture is a payload of
+    --picture-kb random bytes (incompressible, as a JPEG is; SQLite stores it as it is): 26 KB is the mean
+    kept picture of the 5-celebrity set in gallery/pictures.py's format (JPEG q98 4:4:4, 320 px a side).
+(c) Re-embedding rate against enrolment rate: left out until the re-embed runner can be driven here (see
+    bench/RESULTS.md).
+"""
+
+from __future__ import annotations
+
+import argparse
+import statistics
+import sys
+import tempfile
+import time
+from collections.abc import Sequence
+from pathlib import Path
+
+import numpy as np
+
+from facerec.errors import FacerecError
+from gallery.backend import open_gallery
+from gallery.gallery import Gallery
+from gallery.namespaces import store_location
+from gallery.options import GalleryOptions
+from gallery.ports import DetectedImage, DetectorOptions, Embedded, ModelInfo
+from gallery.rows import KeptPicture, NewFace
+from gallery.stores import open_store
+
+MODEL = "synthetic-128"
+DIM = 128
+FACES_PER_IDENTITY = 4
+
+
+def out(line: str = "") -> None:
+    sys.stdout.write(line + "\n")
+    sys.stdout.flush()
+
+
+class _NoInference:
+    """The gallery's detector and embedder when every call is by embedding: never asked."""
+
+    def detect(
+        self, images: object, options: DetectorOptions, timeout_s: float | None = None
+    ) -> list[DetectedImage]:
+        raise FacerecError("no detector in this benchmark")
+
+    def embed(self, crops: object, timeout_s: float | None = None, model: str = "") -> Embedded:
+        raise FacerecError("no embedder in this benchmark")
+
+    def model_info(self, timeout_s: float | None = None, model: str = "") -> ModelInfo:
+        return ModelInfo(MODEL, DIM)
+
+    def models(self, timeout_s: float | None = None) -> list[ModelInfo]:
+        return [ModelInfo(MODEL, DIM)]
+
+
+def unit(x: np.ndarray) -> np.ndarray:
+    return np.asarray(x / np.linalg.norm(x, axis=1, keepdims=True), dtype=np.float32)
+
+
+def fill(location: str, vectors: np.ndarray, picture: bytes = b"") -> None:
+    """Enrolls vectors in bulk (FACES_PER_IDENTITY a person), each with `picture` kept when given."""
+    kept = KeptPicture(picture, "image/jpeg", 320, 320, (80.0, 80.0, 160.0, 160.0)) if picture else None
+    with open_store(location, MODEL) as store:
+        store.add_many(
+            [
+                (
+                    f"person-{at // FACES_PER_IDENTITY:06d}",
+                    [NewFace(v, picture=kept) for v in vectors[at : at + FACES_PER_IDENTITY]],
+                )
+                for at in range(0, len(vectors), FACES_PER_IDENTITY)
+            ]
+        )
+
+
+def open_facade(location: str) -> Gallery:
+    # svm_max_identities=2: nearest-neighbour identification (no SVM fit), the path at 250 persons too.
+    nothing = _NoInference()
+    return open_gallery(location, MODEL, nothing, nothing, GalleryOptions(svm_max_identities=2))
+
+
+def latencies(
+    galleries: dict[str, Gallery], vectors: dict[str, np.ndarray], calls: int, rng: np.random.Generator
+) -> tuple[list[float], float, float]:
+    """ms per Identify call (the facade looked up by collection name, as each request is), CPU ms per call
+    (this process, all threads: not moved by other processes' load, as wall time is), and the share of
+    calls whose top candidate is the face the query was made from."""
+    names = sorted(galleries)
+    faces = len(vectors[names[0]])
+    picks = [(names[int(rng.integers(len(names)))], int(rng.integers(faces))) for _ in range(calls)]
+    moved = {name: unit(vectors[name] + 0.035 * rng.standard_normal((faces, DIM))) for name in names}
+    galleries[names[0]].identify_embedding(moved[names[0]][0].tolist())  # warm
+    times, right = [], 0
+    cpu0 = time.process_time()
+    for name, face in picks:
+        query = moved[name][face].tolist()
+        t0 = time.perf_counter()
+        answer = galleries[name].identify_embedding(query, top_k=1)
+        times.append((time.perf_counter() - t0) * 1e3)
+        candidates = answer.faces[0].candidates if answer.faces else []
+        right += bool(candidates) and candidates[0].face_id == face + 1
+    return times, (time.process_time() - cpu0) * 1e3 / calls, right / calls
+
+
+def rss_mb() -> float:
+    with open("/proc/self/status") as f:
+        for line in f:
+            if line.startswith("VmRSS:"):
+                return int(line.split()[1]) / 1024
+    return float("nan")
+
+
+def percentile(values: Sequence[float], p: float) -> float:
+    return float(np.percentile(np.asarray(values), p))
+
+
+def identify_with_collections(work: Path, faces: int, collections: int, calls: int, rounds: int) -> None:
+    home = str(work / "gallery.sqlite")
+    Path(store_location(home, 2, 1)).parent.mkdir(parents=True, exist_ok=True)
+    rng = np.random.default_rng(23)
+    vectors: dict[str, np.ndarray] = {}
+    t0 = time.perf_counter()
+    for cid in range(1, collections + 1):
+        vectors[f"c{cid}"] = unit(rng.standard_normal((faces, DIM)).astype(np.float32))
+        fill(store_location(home, cid, 1), vectors[f"c{cid}"])
+    out(f"  ({collections} stores of {faces:,} faces enrolled in {time.perf_counter() - t0:.1f} s)")
+    # Rounds alternate the two deployments, so the machine's other load falls on both alike; the baseline
+    # runs with only its collection open, the other with all of them.
+    one: list[float] = []
+    many: list[float] = []
+    cpu = {"one": 0.0, "many": 0.0}
+    right = {"one": 0.0, "many": 0.0}
+    first = open_facade(store_location(home, 1, 1))
+    try:
+        for round_ in range(rounds):
+            times, cpu_ms, share = latencies({"c1": first}, {"c1": vectors["c1"]}, calls // rounds, rng)
+            one += times
+            cpu["one"] += cpu_ms / rounds
+            right["one"] += share / rounds
+            t0, rss0 = time.perf_counter(), rss_mb()
+            galleries = {"c1": first} | {
+                f"c{cid}": open_facade(store_location(home, cid, 1)) for cid in range(2, collections + 1)
+            }
+            if round_ == 0:
+                out(
+                    f"  ({collections - 1} more facades opened in {time.perf_counter() - t0:.1f} s,"
+                    f" +{rss_mb() - rss0:.0f} MB resident)"
+                )
+            try:
+                times, cpu_ms, share = latencies(galleries, vectors, calls // rounds, rng)
+            finally:
+                for name, gallery in galleries.items():
+                    if name != "c1":
+                        gallery.close()
+            many += times
+            cpu["many"] += cpu_ms / rounds
+            right["many"] += share / rounds
+    finally:
+        first.close()
+    out(f"\n== (a) Identify by embedding, {calls:,} calls one at a time, SQLite + FAISS, in process ==")
+    out(f"  {'deployment':<40} {'p50 ms':>8} {'p95 ms':>8} {'mean ms':>8} {'CPU ms':>7} {'top-1':>6}")
+    rows = [
+        (f"1 collection of {faces:,} faces (baseline)", one, "one"),
+        (f"{collections} collections of {faces:,} faces each", many, "many"),
+    ]
+    for label, times, key in rows:
+        out(
+            f"  {label:<40} {percentile(times, 50):>8.3f} {percentile(times, 95):>8.3f}"
+            f" {statistics.fmean(times):>8.3f} {cpu[key]:>7.3f} {right[key]:>6.3f}"
+        )
+    out(
+        f"  ratio {collections} collections / 1: p50 {percentile(many, 50) / percentile(one, 50):.2f}x,"
+        f" p95 {percentile(many, 95) / percentile(one, 95):.2f}x, CPU {cpu['many'] / cpu['one']:.2f}x"
+    )
+
+
+def on_disk(directory: Path) -> int:
+    return sum(p.stat().st_size for p in directory.rglob("*") if p.is_file())
+
+
+def bytes_per_face(work: Path, faces: int, picture_kb: float) -> None:
+    rng = np.random.default_rng(29)
+    vectors = unit(rng.standard_normal((faces, DIM)).astype(np.float32))
+    sizes = {}
+    for label, picture in (
+        ("empty", None),
+        ("no picture", b""),
+        ("picture", rng.bytes(int(picture_kb * 1024))),
+    ):
+        directory = work / f"disk-{label.replace(' ', '-')}"
+        directory.mkdir()
+        location = str(directory / "gallery.sqlite")
+        if picture is None:
+            open_store(location, MODEL).close()
+        else:
+            fill(location, vectors, picture)
+            open_facade(location).close()  # builds and saves the index beside the store, as a gallery does
+        sizes[label] = on_disk(directory)
+    bare = (sizes["no picture"] - sizes["empty"]) / faces
+    kept = (sizes["picture"] - sizes["empty"]) / faces
+    out(f"\n== (b) bytes per face on disk, {faces:,} faces, SQLite store + saved FAISS index ==")
+    out(f"  without a kept picture (baseline)   {bare:>9,.0f} B")
+    out(
+        f"  with a {picture_kb:g} KB kept picture       {kept:>9,.0f} B   ({kept / bare:.1f}x;"
+        f" {kept - bare - picture_kb * 1024:,.0f} B over the picture itself)"
+    )
+
+
+def main(argv: list[str] | None = None) -> None:
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
+    parser.add_argument("--faces", type=int, default=1000, help="faces per collection")
+    parser.add_argument("--collections", type=int, default=100)
+    parser.add_argument("--calls", type=int, default=6000, help="Identify calls per deployment")
+    parser.add_argument("--rounds", type=int, default=3, help="alternations of the two deployments")
+    parser.add_argument("--disk-faces", type=int, default=2000, help="faces enrolled for (b)")
+    parser.add_argument("--picture-kb", type=float, default=26.0, help="kept picture payload for (b)")
+    args = parser.parse_args(argv)
+    with tempfile.TemporaryDirectory(prefix="facerec-bench-collections-") as tmp:
+        work = Path(tmp)
+        identify_with_collections(work, args.faces, args.collections, args.calls, args.rounds)
+        bytes_per_face(work, args.disk_faces, args.picture_kb)
+    out("\n(c) re-embedding rate beside enrolment's: not measured here yet (bench/RESULTS.md says why).")
+
+
+if __name__ == "__main__":
+    main()
