@@ -2,12 +2,15 @@
 detect, align and embed the face again under another contract (a re-embed). Pure: numpy, OpenCV, Pillow.
 
 The region is a square centred on the detector's box, ENLARGEMENT times the box's longer side, clipped to
-the picture: MTCNN and RetinaFace both find a face that fills half the picture's side (MTCNN's box is
-about the face from brow to chin; the rest is the head and some background, which both detectors need to
-place the box and the landmarks as on the original). It is shrunk to at most MAX_SIDE_PX a side and
-encoded as KEPT_FORMAT. The three were chosen by bench/face_pictures.py over the 118 5-celebrity
-pictures (docs/limits.md gives the table): re-detected on the kept picture and embedded, every face's
-vector stays within cosine 0.995 of the one from the original picture.
+the picture: MTCNN and RetinaFace both find again a face that fills half the picture's side (the rest is
+head and background, which both need to place the box and landmarks). It is shrunk to at most MAX_SIDE_PX a
+side and encoded as KEPT_FORMAT, chosen by bench/face_pictures.py over the 118 5-celebrity pictures
+(docs/limits.md has the table). Two figures, against the embedding from the original picture:
+- the face aligned on the kept picture at its original box: cosine >= 0.995 for every face (the encoding's
+  and the shrinking's own loss: min 0.9956, mean 0.9993);
+- the face detected again on the kept picture, as a re-embed does: mean 0.978, min 0.737, which is what a
+  lossless crop of the same region at full resolution gets too (0.978, 0.733): detectors place a box a
+  little differently when a picture is framed differently, whatever the encoding.
 """
 
 from __future__ import annotations
@@ -23,7 +26,8 @@ from PIL import Image
 from facerec.images import decode_image
 from gallery.rows import Box, KeptPicture
 
-# Chosen by bench/face_pictures.py (see the module docstring).
+# Chosen by bench/face_pictures.py (see the module docstring). At 320 px a side the face keeps at least 160
+# px, FaceNet's input: shrinking it further lost up to cosine 0.015 even losslessly (PNG at 256 px).
 ENLARGEMENT = 2.0
 MAX_SIDE_PX = 320
 
@@ -49,7 +53,10 @@ class PictureFormat:
         return f"{self.name} q{self.quality}" + (" 4:4:4" if self.chroma_444 else "")
 
 
-KEPT_FORMAT = PictureFormat("webp", 90)
+# JPEG without chroma subsampling at quality 98: the smallest that kept the encoding's own loss within
+# cosine 0.995 (bench/face_pictures.py's "same box" minimum 0.9956, mean 0.9993; 26 KB a face on average).
+# Lossy WebP and JPEG at 95 or less lost up to 0.02-0.15 on some face; lossless WebP/PNG cost 39/59 KB.
+KEPT_FORMAT = PictureFormat("jpeg", 98, chroma_444=True)
 
 
 def face_region(
