@@ -75,6 +75,17 @@ def milvus_collection_for(milvus: MilvusSettings | None, collection_id: int, gen
     return "" if milvus is None else collection_name(milvus.collection, collection_id, generation)
 
 
+def drop_milvus_generation(milvus: MilvusSettings | None, collection_id: int, generation: int) -> bool:
+    """Drops a facerec collection generation's Milvus collection (a deleted collection's, or the one a
+    re-embed replaced): what the CollectionManager's drop_store calls beside gallery.namespaces.drop_store.
+    False without Milvus or when it was gone already; Unavailable when Milvus cannot be reached."""
+    if milvus is None:
+        return False
+    return drop_collection(
+        replace(milvus, collection=milvus_collection_for(milvus, collection_id, generation))
+    )
+
+
 def drop_index(settings: BackendSettings) -> bool:
     """Removes the index open_backend(settings) would open, for a deleted collection or a generation a
     re-embed replaced (its store is dropped by gallery.namespaces.drop_store): the Milvus collection, or

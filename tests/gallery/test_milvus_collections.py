@@ -17,6 +17,7 @@ from gallery.backend import (
     Backend,
     BackendSettings,
     drop_index,
+    drop_milvus_generation,
     milvus_collection_for,
     open_backend,
     sidecar_paths,
@@ -137,9 +138,15 @@ def test_dropping_a_collection_removes_its_vectors_and_leaves_the_other_whole(
     a.close()
     assert drop_index(generations.settings(2, 1)) is True
     assert name_a not in milvus_names(generations.milvus)
-    assert drop_index(generations.settings(2, 1)) is False  # again: nothing left, no error
     _, found = b.index.search(v[5:], 1)
     assert found[:, 0].tolist() == in_b and b.index.ntotal == 5
+    assert drop_index(generations.settings(2, 1)) is False  # again: nothing left, no error
+    # What the CollectionManager's drop_store calls, by ids alone.
+    name_b = generations.settings(3, 1).shared_index.collection  # type: ignore[union-attr]
+    b.close()
+    assert drop_milvus_generation(generations.milvus, 3, 1) is True
+    assert name_b not in milvus_names(generations.milvus)
+    assert drop_milvus_generation(None, 3, 1) is False
 
 
 def test_a_new_generation_with_another_model_lives_beside_the_old_until_it_is_dropped(
