@@ -12,8 +12,11 @@
     (gallery.pictures.face_picture, as enrolment makes them) of the largest face MTCNN finds in each of the
     118 5-celebrity pictures (the detector in this process), taken in turn; or, with --picture-kb, a payload
     of that many random bytes (incompressible, as a JPEG is; SQLite stores it as it is).
-(c) Re-embedding rate against enrolment rate: left out until the re-embed runner can be driven here (see
-    bench/RESULTS.md).
+(c) Re-embedding rate against enrolment rate, on the real services over gRPC (detector, embedder and
+    gallery as `facerec serve` starts them): the 118 5-celebrity pictures enrolled one per Enroll into a new
+    collection (the baseline, faces/s), then Reembed to the other FaceNet model (int8 or fp32), back, and
+    to the other detector, each timed from the call to its operation's done (faces carried / s).
+    --skip-reembed leaves it out.
 """
 
 from __future__ import annotations
@@ -248,6 +251,81 @@ def bytes_per_face(work: Path, faces: int, picture_kb: float) -> None:
     )
 
 
+FP32, INT8 = "facenet-keras-128", "facenet-keras-128-int8"
+
+
+def reembed_vs_enrol(work: Path) -> None:
+    import grpc
+
+    from facerec import assets
+    from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+    from facerec_app.supervisor import local_services
+
+    fetched = assets.fetch(assets.facerec_home(os.environ))
+    pictures = [
+        (n, p.read_bytes())
+        for split in ("train", "val")
+        for n, p in assets.labelled_images(fetched.split(split))
+    ]
+    with (
+        local_services(store=str(work / "served.sqlite")) as addresses,
+        grpc.insecure_channel(addresses.gallery) as channel,
+    ):
+        stub = gallery_pb2_grpc.GalleryStub(channel)
+        created = stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name="bench"), timeout=30)
+        start = created.contract
+        # The first Enroll warms the channels and the models' first shapes; it is not counted.
+        first, rest = pictures[0], pictures[1:]
+        stub.Enroll(
+            gallery_pb2.EnrollRequest(
+                collection="bench", identity=first[0], images=[common_pb2.Image(data=first[1])]
+            ),
+            timeout=120,
+        )
+        t0 = time.perf_counter()
+        for name, data in rest:
+            stub.Enroll(
+                gallery_pb2.EnrollRequest(
+                    collection="bench", identity=name, images=[common_pb2.Image(data=data)]
+                ),
+                timeout=120,
+            )
+        enrol_s = time.perf_counter() - t0
+        faces = stub.GetCollection(gallery_pb2.GetCollectionRequest(name="bench"), timeout=30).faces
+        enrolled_here = faces - 1
+        out(
+            f"\n== (c) re-embedding beside enrolment, {faces} faces (of {len(pictures)} pictures), real services =="
+        )
+        out(f"  Enroll, one picture a call (baseline)        {enrolled_here / enrol_s:>7.1f} faces/s")
+        enrol_rate = enrolled_here / enrol_s
+        other_model = FP32 if start.model == INT8 else INT8
+        other_detector = "retinaface" if start.detector == "mtcnn" else "mtcnn"
+        # Under the same detector each face is cut again where it was found on its kept picture; under
+        # another, that detector finds it on the kept picture first.
+        targets = [
+            (f"model {other_model}", gallery_pb2.EmbeddingContract(model=other_model)),
+            (f"model {start.model}", gallery_pb2.EmbeddingContract(model=start.model)),
+            (f"detector {other_detector}", gallery_pb2.EmbeddingContract(detector=other_detector)),
+        ]
+        for target, contract in targets:
+            t0 = time.perf_counter()
+            request = gallery_pb2.ReembedRequest(collection="bench", contract=contract)
+            op = stub.Reembed(request, timeout=30)
+            deadline = time.monotonic() + 300
+            while not op.done and time.monotonic() < deadline:
+                time.sleep(0.05)
+                op = stub.GetOperation(gallery_pb2.GetOperationRequest(name=op.name), timeout=30)
+            took = time.perf_counter() - t0
+            if not op.done or op.HasField("error"):
+                out(f"  Reembed to {target}: did not finish well: {op.error.message or 'timed out'}")
+                continue
+            carried = op.metadata.faces_total
+            out(
+                f"  Reembed to {target:<34} {carried / took:>7.1f} faces/s  ({carried / took / enrol_rate:.2f}x"
+                f" enrolment; {carried} faces in {took:.1f} s, switch included)"
+            )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -260,12 +338,14 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument(
         "--picture-kb", type=float, default=0.0, help="(b) with a payload of this size, not real pictures"
     )
+    parser.add_argument("--skip-reembed", action="store_true", help="leave (c) out (no services started)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="facerec-bench-collections-") as tmp:
         work = Path(tmp)
         identify_with_collections(work, args.faces, args.collections, args.calls, args.rounds)
         bytes_per_face(work, args.disk_faces, args.picture_kb)
-    out("\n(c) re-embedding rate beside enrolment's: not measured here yet (bench/RESULTS.md says why).")
+        if not args.skip_reembed:
+            reembed_vs_enrol(work)
 
 
 if __name__ == "__main__":
