@@ -52,6 +52,12 @@ T = TypeVar("T")
 _BATCH = 4096
 # How long a count of the collection is reused (other replicas' writes show in it after this long).
 COUNT_TTL_S = 1.0
+# Searches and counts read at Session consistency, except the first read after this index wrote, which
+# is Strong so that its own writes (deletes included, which pymilvus 3's Session does not track) are seen.
+# Other replicas' writes show as soon as Milvus's query node has them (milliseconds). A Strong read waits
+# for Milvus's next time tick: ~200 ms a search on a Milvus standalone server, against ~2 ms at Session
+# (measured here, bench/RESULTS.md), and the gallery searches at every Identify.
+READ_CONSISTENCY = "Session"
 # The base name of the Milvus collections (GALLERY_INDEX_COLLECTION's default): generation 1 of the default
 # collection's own, the prefix of every other's.
 BASE_NAME = "facerec_faces"
@@ -156,6 +162,10 @@ class MilvusIndex:
         self._lock = threading.Lock()
         self.missed_writes = 0  # writes that failed since the last reconciliation
         self._count = (0, -COUNT_TTL_S)  # (faces, when counted): see ntotal
+        # Writes this index made, and how many of them a Strong read that started after them has covered:
+        # reads are Strong until one has (see READ_CONSISTENCY).
+        self._writes = 0
+        self._covered = 0
         try:
             found = self._ensure_collection()
         except Exception as exc:
@@ -202,7 +212,8 @@ class MilvusIndex:
         schema.add_field("embedding", DataType.FLOAT_VECTOR, dim=self._dim)
         params = self._client.prepare_index_params()
         params.add_index(field_name="embedding", index_type=self._settings.index_type, metric_type="IP")
-        # Strong: a search sees every write acknowledged before it, from any replica.
+        # Strong by default: the reconciler's listing sees every write acknowledged before it, from any
+        # replica. Searches and counts choose per read (READ_CONSISTENCY).
         self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
         log.info("created the Milvus collection %s (%s, inner product)", name, self._settings.index_type)
         return self._dim
@@ -229,10 +240,11 @@ class MilvusIndex:
             for start in range(0, len(rows), _BATCH):
                 batch = rows[start : start + _BATCH]
                 self._call(partial(self._client.upsert, self._settings.collection, batch))
-            self._recount()
         except Exception as exc:
             self.missed_writes += 1
             log.warning("Milvus write of %s faces missed (the reconciler will redo it): %s", len(i), exc)
+        finally:
+            self._wrote()
 
     def remove(self, ids: Sequence[int]) -> int:
         """Deletes these ids; returns how many were asked (Milvus does not say how many existed)."""
@@ -243,13 +255,31 @@ class MilvusIndex:
             for start in range(0, len(wanted), _BATCH):
                 batch = wanted[start : start + _BATCH]
                 self._call(partial(self._client.delete, self._settings.collection, ids=batch))
-            self._recount()
         except Exception as exc:
             self.missed_writes += 1
             log.warning(
                 "Milvus delete of %s faces missed (the reconciler will redo it): %s", len(wanted), exc
             )
+        finally:
+            self._wrote()
         return len(wanted)
+
+    def _wrote(self) -> None:
+        """A write ended (applied, partly applied or missed): the count is stale, the next read Strong."""
+        with self._lock:
+            self._count = (0, -COUNT_TTL_S)
+            self._writes += 1
+
+    def _read(self, work: Callable[[str], T]) -> T:
+        """Runs a read at the consistency READ_CONSISTENCY describes (work takes the level)."""
+        with self._lock:
+            writes = self._writes
+            level = "Strong" if writes > self._covered else READ_CONSISTENCY
+        result = self._call(lambda: work(level))
+        if level == "Strong":
+            with self._lock:
+                self._covered = max(self._covered, writes)
+        return result
 
     # -- queries ----------------------------------------------------------------------------------
 
@@ -261,14 +291,15 @@ class MilvusIndex:
         x = np.asarray(xq, dtype=np.float32)
         if x.ndim != 2 or x.shape[1] != self._dim:
             raise InvalidInput(f"Queries must be (m, {self._dim}) float32, not {x.shape}.")
-        hits = self._call(
-            lambda: self._client.search(
+        hits = self._read(
+            lambda level: self._client.search(
                 self._settings.collection,
                 data=x.tolist(),
                 limit=int(k),
                 anns_field="embedding",
                 search_params={"metric_type": "IP"},
                 output_fields=["face_id"],
+                consistency_level=level,
             )
         )
         dist = np.full((len(x), k), np.inf, dtype=np.float32)
@@ -307,15 +338,15 @@ class MilvusIndex:
             value, at = self._count
             if time.monotonic() - at < COUNT_TTL_S:
                 return value
-        rows = self._call(lambda: self._client.query(self._settings.collection, output_fields=["count(*)"]))
+        rows = self._read(
+            lambda level: self._client.query(
+                self._settings.collection, output_fields=["count(*)"], consistency_level=level
+            )
+        )
         value = int(rows[0]["count(*)"])
         with self._lock:
             self._count = (value, time.monotonic())
         return value
-
-    def _recount(self) -> None:
-        with self._lock:
-            self._count = (0, -COUNT_TTL_S)
 
     @property
     def dim(self) -> int:

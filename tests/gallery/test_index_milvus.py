@@ -101,3 +101,30 @@ def test_a_stopped_milvus_is_unavailable_and_the_reconciler_catches_up(engine: s
         store.close()
     finally:
         server.close()
+
+
+def test_reads_are_session_consistent_except_the_first_after_a_write(
+    milvus_settings_each: MilvusSettings,
+) -> None:
+    """Strong reads wait for Milvus's next time tick (~200 ms a search on a Milvus server), so reads are
+    Session; the first after this index wrote is Strong, so its own adds and removals are seen."""
+    index = MilvusIndex(milvus_settings_each, MODEL, 128, named)
+    asked: list[object] = []
+    client = index._client
+    for method in ("search", "query"):
+        real = getattr(client, method)
+
+        def spy(*args: object, _real=real, **kwargs: object) -> object:
+            asked.append(kwargs.get("consistency_level"))
+            return _real(*args, **kwargs)
+
+        setattr(client, method, spy)
+    v = unit_vectors(3)
+    index.add(np.array([1, 2, 3]), v)
+    _, found = index.search(v[2:3], 1)
+    assert found[0, 0] == 3 and index.ntotal == 3
+    index.remove([3])
+    _, found = index.search(v[2:3], 3)
+    assert 3 not in found[0] and index.ntotal == 2
+    index.search(v[:1], 1)
+    assert asked == ["Strong", "Session", "Strong", "Session", "Session"]
