@@ -1,0 +1,365 @@
+"""The deployment's collections, each served by a Gallery facade of its own. Pure: no grpc.
+
+The CollectionManager maps collection names to facades: each collection's current generation is a store
+of its own (gallery/namespaces.py), with its own index and SVM, so a face of one collection can never
+answer in another. The catalog (gallery/catalog.py, gallery/catalog_postgres.py) is the truth; a follower
+thread re-reads it at every change (woken by the catalog, else within follow_poll_s), so a collection
+created, deleted or switched to a new generation by another replica is opened, closed or reopened here,
+and operating points set elsewhere are served here, within that bound.
+
+A collection's operating points are calibration JSON (facerec.calibration's file format, one model):
+"" = its model's defaults (the deployment's calibration file, else the shipped points).
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import logging
+import threading
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, replace
+
+from facerec.calibration import Calibration, OperatingPoint
+from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, Unavailable
+from gallery import validation
+from gallery.gallery import Gallery
+from gallery.options import GalleryOptions
+from gallery.ports import (
+    DEFAULT_COLLECTION,
+    Catalog,
+    CollectionRow,
+    Contract,
+    DetectorOptions,
+    FaceDetector,
+    FaceEmbedder,
+    Storage,
+)
+
+log = logging.getLogger(__name__)
+
+DETECTORS = ("mtcnn", "retinaface")
+ALIGNMENTS = ("box", "similarity")
+# Characters a collection name may not hold beyond the identity-name rules: the tokens file
+# (facerec.security) lists collections separated by commas, ends an entry at ; and a comment at #,
+# and * means every collection.
+_RESERVED = ",;#*"
+
+# Opens the backend (store, index, upkeep) of a collection's generation: (row, generation).
+OpenStorage = Callable[[CollectionRow, int], Storage]
+# Drops a collection's generation's store for good: (collection id, generation).
+DropStore = Callable[[int, int], None]
+# The thresholds of a collection: (its model, its points JSON, "" for the model's defaults).
+CalibrationOf = Callable[[str, str], Calibration]
+
+
+def open_catalog(home: str, default: Contract, password_file: str = "") -> Catalog:
+    """The catalog beside the gallery's own store: in its SQLite file, or in its PostgreSQL database."""
+    from gallery.stores import is_postgres, read_password
+
+    if is_postgres(home):
+        from gallery.catalog_postgres import PostgresCatalog
+
+        return PostgresCatalog(home, default, read_password(password_file))
+    from gallery.catalog import SqliteCatalog
+
+    return SqliteCatalog(home, default)
+
+
+def collection_name(name: str) -> str:
+    """A name for a new collection: the identity-name rules (gallery.validation.new_identity) and none of
+    , ; # * (the tokens file's syntax). InvalidInput in one sentence naming the field."""
+    try:
+        name = validation.new_identity(name)
+    except InvalidInput as exc:
+        raise InvalidInput(str(exc).replace("The identity", "The collection name"), field="name") from None
+    bad = sorted({ch for ch in name if ch in _RESERVED})
+    if bad:
+        raise InvalidInput(
+            f"The collection name {name!r} holds {' '.join(bad)}; those characters are reserved.",
+            field="name",
+        )
+    return name
+
+
+def points_text(
+    model: str,
+    points: Sequence[OperatingPoint],
+    operating_point: str,
+    identification: OperatingPoint | None,
+    current: Calibration,
+) -> str:
+    """A collection's operating points as calibration JSON: `points` with `operating_point` as Verify's
+    default, `identification` as Identify's (None keeps the current one). InvalidInput for unusable ones."""
+    if not points:
+        raise InvalidInput("Give at least one operating point.", field="operating_points")
+    names = [p.name for p in points]
+    if len(set(names)) != len(names) or not all(names):
+        raise InvalidInput("Every operating point needs a name of its own.", field="operating_points")
+    for p in [*points, *([identification] if identification else [])]:
+        if not 0 < p.threshold < 1.4142:
+            raise InvalidInput(
+                f"Operating point {p.name!r} has threshold {p.threshold}; it must lie in (0, 1.4142).",
+                field="operating_points",
+            )
+    chosen = next((p for p in points if p.name == operating_point), None)
+    if chosen is None:
+        raise InvalidInput(
+            f"The default operating point {operating_point!r} is not among the points given.",
+            field="operating_point",
+        )
+    ident = identification or current.identification
+    entry: dict[str, object] = {
+        "threshold": chosen.threshold,
+        "identification_threshold": ident.threshold if ident else current.identification_threshold,
+        "points": [p.as_dict() for p in points],
+        "operating_point": chosen.name,
+    }
+    if ident is not None:
+        entry["identification_point"] = ident.as_dict()
+    return json.dumps({"models": {model: entry}}, sort_keys=True)
+
+
+@dataclass
+class _Served:
+    row: CollectionRow
+    storage: Storage
+    gallery: Gallery
+
+
+class CollectionManager:
+    """Names → Gallery facades, kept level with the catalog. Thread-safe."""
+
+    def __init__(
+        self,
+        catalog: Catalog,
+        open_storage: OpenStorage,
+        drop_store: DropStore,
+        detector: FaceDetector,
+        embedder: FaceEmbedder,
+        options: GalleryOptions,
+        calibration_of: CalibrationOf,
+        defaults: Contract,
+        follow_poll_s: float = 0.5,
+    ) -> None:
+        """defaults: the deployment's contract, whose fields fill those a new collection leaves empty."""
+        self.catalog = catalog
+        self.detector = detector
+        self.embedder = embedder
+        self.options = options
+        self.defaults = defaults
+        self._open_storage = open_storage
+        self._drop_store = drop_store
+        self._calibration_of = functools.lru_cache(maxsize=256)(calibration_of)
+        self._follow_poll_s = follow_poll_s
+        self._lock = threading.RLock()
+        # Opening and closing one at a time: the follower and a request must not open one store twice.
+        self._opening = threading.RLock()
+        self._served: dict[str, _Served] = {}
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        try:
+            self.refresh()
+        except BaseException:
+            self.close()
+            raise
+
+    # --- the facades ---------------------------------------------------------------------------------
+
+    def get(self, name: str) -> Gallery:
+        """The facade of a collection ("" = default). NotFound for an unknown one."""
+        return self._get(name or DEFAULT_COLLECTION).gallery
+
+    def row(self, name: str) -> CollectionRow:
+        """The collection as this replica serves it. NotFound for an unknown one."""
+        return self._get(name or DEFAULT_COLLECTION).row
+
+    def storage(self, name: str) -> Storage:
+        return self._get(name or DEFAULT_COLLECTION).storage
+
+    def calibration(self, name: str) -> Calibration:
+        row = self.row(name)
+        return self._calibration_of(row.contract.model, row.points)
+
+    def names(self) -> list[str]:
+        with self._lock:
+            return sorted(self._served)
+
+    def _get(self, name: str) -> _Served:
+        with self._lock:
+            served = self._served.get(name)
+        if served is None:
+            # Created by another replica a moment ago? The catalog is the truth.
+            try:
+                self.swap(name)
+            except NotFound:
+                raise NotFound(f"There is no collection named {name!r}.") from None
+            with self._lock:
+                served = self._served.get(name)
+            if served is None:
+                raise NotFound(f"There is no collection named {name!r}.")
+        return served
+
+    # --- changes ---------------------------------------------------------------------------------------
+
+    def contract_for(self, contract: Contract) -> Contract:
+        """A requested contract with its empty fields filled from the deployment's defaults, checked."""
+        filled = Contract(
+            contract.detector or self.defaults.detector,
+            contract.alignment or self.defaults.alignment,
+            contract.model or self.defaults.model,
+        )
+        if filled.detector not in DETECTORS:
+            raise InvalidInput(
+                f"Unknown detector {filled.detector!r}; use {' or '.join(DETECTORS)}.",
+                field="contract.detector",
+            )
+        if filled.alignment not in ALIGNMENTS:
+            raise InvalidInput(
+                f"Unknown alignment {filled.alignment!r}; use {' or '.join(ALIGNMENTS)}.",
+                field="contract.alignment",
+            )
+        if filled.model != self.defaults.model:
+            try:
+                served = [m.name for m in self.embedder.models(timeout_s=10.0)]
+            except Unavailable as exc:
+                raise Unavailable(f"The embedder's models cannot be checked now ({exc}).") from None
+            if filled.model not in served:
+                raise InvalidInput(
+                    f"The embedder does not serve model {filled.model!r}; it serves {', '.join(served)}.",
+                    field="contract.model",
+                )
+        return filled
+
+    def create(self, name: str, contract: Contract, keep_source_pictures: bool = False) -> CollectionRow:
+        """A new collection (its catalog row, then its first store). InvalidInput, AlreadyExists."""
+        name = collection_name(name)
+        row = self.catalog.create(name, self.contract_for(contract), keep_source_pictures)
+        try:
+            self._open(row)
+        except BaseException:
+            # Its store could not be made: the collection does not stay half there.
+            self.catalog.delete(name)
+            self._drop_store(row.collection_id, row.generation)
+            raise
+        return row
+
+    def delete(self, name: str) -> tuple[int, int]:
+        """Removes a collection, its facade and its store; returns the (identities, faces) it held.
+        NotFound; Precondition for "default" and for one being re-embedded."""
+        if (name or DEFAULT_COLLECTION) == DEFAULT_COLLECTION:
+            raise Precondition("The default collection cannot be deleted.")
+        counts = (0, 0)
+        with self._lock:
+            served = self._served.get(name)
+        if served is not None:
+            counts = served.storage.store.counts()
+        row = self.catalog.delete(name)
+        self._close(name)
+        for generation in range(1, row.generation + 1):
+            # Every generation it may have: a re-embed that failed leaves its next one behind too.
+            self._drop_store(row.collection_id, generation)
+        self._drop_store(row.collection_id, row.generation + 1)
+        return counts
+
+    def set_points(self, name: str, points: str) -> CollectionRow:
+        """Stores a collection's operating points (calibration JSON; "" = its model's defaults)."""
+        row = self.catalog.set_points(name or DEFAULT_COLLECTION, points)
+        self._update(row)
+        return row
+
+    def swap(self, name: str) -> None:
+        """Serves the collection as the catalog has it now: opened when new here, reopened on its new
+        generation after a re-embed's switch, its row (points, operation) updated. NotFound when gone."""
+        try:
+            row = self.catalog.get(name)
+        except NotFound:
+            self._close(name)
+            raise
+        self._update(row)
+
+    def refresh(self) -> None:
+        """Brings every collection level with the catalog (the follower's step)."""
+        rows = {r.name: r for r in self.catalog.collections()}
+        for name in set(self.names()) - set(rows):
+            log.info("collection %s was deleted elsewhere; closing it", name)
+            self._close(name)
+        for row in rows.values():
+            try:
+                self._update(row)
+            except FacerecError as exc:
+                log.warning("collection %s cannot be opened: %s", row.name, exc)
+
+    def _update(self, row: CollectionRow) -> None:
+        with self._opening, self._lock:
+            served = self._served.get(row.name)
+            if served is not None and (
+                served.row.collection_id == row.collection_id and served.row.generation == row.generation
+            ):
+                served.row = row  # points, operation: read by the facade's calibration at each request
+                return
+            if served is not None:
+                log.info("collection %s moved to generation %s; reopening it", row.name, row.generation)
+            self._open(row)
+
+    def _open(self, row: CollectionRow) -> None:
+        storage = self._open_storage(row, row.generation)
+        holder = _Served(row, storage, None)  # type: ignore[arg-type]  # the facade is set just below
+
+        def calibration() -> Calibration:
+            current = holder.row
+            return self._calibration_of(current.contract.model, current.points)
+
+        options = replace(
+            self.options,
+            detect_options=DetectorOptions(alignment=row.contract.alignment, model=row.contract.detector),
+        )
+        try:
+            # TODO(integrator): pass contract=row.contract once helper "models"' facade takes it.
+            holder.gallery = Gallery(storage, self.detector, self.embedder, options, calibration)
+        except BaseException:
+            storage.close()
+            raise
+        with self._lock:
+            old = self._served.get(row.name)
+            self._served[row.name] = holder
+        if old is not None:
+            old.gallery.close()
+
+    def _close(self, name: str) -> None:
+        with self._opening, self._lock:
+            served = self._served.pop(name, None)
+        if served is not None:
+            served.gallery.close()
+
+    # --- the follower --------------------------------------------------------------------------------
+
+    def start(self) -> None:
+        """Follows the catalog from now on (other replicas' creations, deletions, switches, points)."""
+        if self._thread is None:
+            self._thread = threading.Thread(target=self._follow, name="collections-follower", daemon=True)
+            self._thread.start()
+
+    def _follow(self) -> None:
+        while not self._stop.is_set():
+            try:
+                self.catalog.wait_for_change(self._follow_poll_s)
+                if not self._stop.is_set():
+                    self.refresh()
+            except FacerecError as exc:  # the catalog's database is away: keep serving, try again
+                log.warning("collections follower: %s", exc)
+                self._stop.wait(self._follow_poll_s)
+            except Exception:  # noqa: BLE001 - the follower must outlive any one bad step
+                log.exception("collections follower")
+                self._stop.wait(self._follow_poll_s)
+
+    def close(self) -> None:
+        """Stops the follower, closes every facade (each saves what a restart loads), then the catalog."""
+        self._stop.set()
+        if self._thread is not None:
+            self._thread.join(timeout=30)
+        with self._lock:
+            served, self._served = list(self._served.values()), {}
+        for s in served:
+            s.gallery.close()
+        self.catalog.close()

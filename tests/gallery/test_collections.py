@@ -1,0 +1,197 @@
+"""The CollectionManager on real stores (SQLite files, PostgreSQL schemas) and real FAISS indexes, with
+synthetic faces: collections are isolated (a face of A never answers in B), created and deleted with
+their stores, their points served, and two managers on one PostgreSQL database (two replicas) see each
+other's collections within a bounded wait.
+
+`collection_backend` says how a collection generation's storage opens; helper tests for other indexes
+(Milvus) add their parameters to it."""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+
+import pytest
+
+from facerec.calibration import calibration_from_text, default_calibration
+from facerec.errors import InvalidInput, NotFound, Precondition
+from gallery.backend import BackendSettings, open_backend
+from gallery.collections import CollectionManager, collection_name, open_catalog, points_text
+from gallery.namespaces import drop_store, store_location
+from gallery.options import GalleryOptions
+from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract, Storage
+from gallery.results import EnrollOutcome
+from tests.support.gallery import MODEL, FakeDetector, FakeEmbedder, World, enroll_people, portrait
+
+DEFAULTS = Contract("mtcnn", "box", MODEL)
+SEEN_WITHIN_S = 30.0  # far above the follower's bound (0.1 s poll here), so a loaded machine passes
+
+OpenFor = Callable[[str, CollectionRow, int], Storage]
+
+
+def _faiss(home: str, row: CollectionRow, generation: int) -> Storage:
+    return open_backend(
+        BackendSettings(
+            store_location(home, row.collection_id, generation), row.contract.model, follow_poll_s=0.1
+        )
+    )
+
+
+@pytest.fixture(params=["sqlite+faiss", "postgresql+faiss"])
+def collection_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[str, OpenFor]:
+    """(the gallery's home store, how a collection generation's storage opens), per store × index."""
+    store, _, _index = request.param.partition("+")
+    home = str(tmp_path / "g.sqlite") if store == "sqlite" else request.getfixturevalue("postgres_url")
+    return home, _faiss
+
+
+def _calibration(model: str, points: str) -> object:
+    return (
+        calibration_from_text(points, model, "the collection's points")
+        if points
+        else default_calibration(model)
+    )
+
+
+def make_manager(home: str, open_for: OpenFor, world: World) -> CollectionManager:
+    manager = CollectionManager(
+        open_catalog(home, DEFAULTS),
+        lambda row, generation: open_for(home, row, generation),
+        lambda collection_id, generation: drop_store(home, collection_id, generation),
+        FakeDetector(),
+        FakeEmbedder(world),
+        GalleryOptions(follow_poll_s=0.1),
+        _calibration,  # type: ignore[arg-type]
+        DEFAULTS,
+        follow_poll_s=0.1,
+    )
+    manager.start()
+    return manager
+
+
+@pytest.fixture
+def world() -> World:
+    return World(people=4)
+
+
+@pytest.fixture
+def manager(collection_backend: tuple[str, OpenFor], world: World) -> Iterator[CollectionManager]:
+    m = make_manager(*collection_backend, world)
+    yield m
+    m.close()
+
+
+def test_a_face_of_one_collection_never_answers_in_another(manager: CollectionManager, world: World) -> None:
+    manager.create("a", Contract("", "", ""))
+    manager.create("b", Contract("", "", ""))
+    a, b = manager.get("a"), manager.get("b")
+    enroll_people(a, world, world.names[:2])
+    enroll_people(manager.get(""), world, world.names[2:3])  # the default collection holds another one
+    probe = world.val[world.names[0]][0]
+    vector = world.vectors[probe]
+
+    assert a.search(tuple(vector.tolist()), "", 5)[0].identity == world.names[0]
+    assert a.identify_embedding(tuple(vector.tolist()), "", 3).faces[0].identity == world.names[0]
+    assert a.verify(portrait(probe), identity=world.names[0]).match
+
+    assert b.search(tuple(vector.tolist()), "", 5) == []
+    assert not b.identify_embedding(tuple(vector.tolist()), "", 3).faces[0].known
+    with pytest.raises(NotFound):
+        b.verify(portrait(probe), identity=world.names[0])
+    assert {h.identity for h in manager.get(DEFAULT_COLLECTION).search(tuple(vector.tolist()), "", 5)} == {
+        world.names[2]
+    }
+    # Names are unique within a collection, not across them.
+    results = b.enroll(world.names[0], [portrait(world.train[world.names[3]][0])])
+    assert [r.outcome for r in results] == [EnrollOutcome.ENROLLED]
+    assert b.stats().faces == 1 and a.stats().faces == 2 * len(world.train[world.names[0]])
+
+
+def test_collections_are_created_and_deleted_with_their_stores(
+    collection_backend: tuple[str, OpenFor], manager: CollectionManager, world: World
+) -> None:
+    home, _ = collection_backend
+    row = manager.create("door", Contract("", "similarity", ""), keep_source_pictures=True)
+    assert (row.contract, row.keep_source_pictures) == (Contract("mtcnn", "similarity", MODEL), True)
+    enroll_people(manager.get("door"), world, world.names[:1])
+    assert manager.names() == ["default", "door"]
+    assert manager.delete("door") == (1, len(world.train[world.names[0]]))
+    with pytest.raises(NotFound, match="There is no collection named 'door'."):
+        manager.get("door")
+    if not home.startswith("postgresql"):
+        assert not Path(store_location(home, row.collection_id, row.generation)).exists()
+    # A new "door" starts empty: the old one's faces went with it.
+    manager.create("door", Contract("", "", ""))
+    assert manager.get("door").stats().faces == 0
+    with pytest.raises(Precondition, match="default collection cannot be deleted"):
+        manager.delete(DEFAULT_COLLECTION)
+    with pytest.raises(NotFound):
+        manager.delete("nothing")
+
+
+@pytest.mark.parametrize(
+    ("name", "message"),
+    [
+        ("", "The collection name is empty"),
+        (" door", "begins or ends with whitespace"),
+        ("a,b", "reserved"),
+        ("*", "reserved"),
+    ],
+)
+def test_collection_names_follow_the_identity_rules(name: str, message: str) -> None:
+    with pytest.raises(InvalidInput, match=message):
+        collection_name(name)
+
+
+def test_a_contract_outside_what_the_deployment_serves_is_refused(manager: CollectionManager) -> None:
+    with pytest.raises(InvalidInput, match="Unknown detector 'dlib'"):
+        manager.create("x", Contract("dlib", "", ""))
+    with pytest.raises(InvalidInput, match="Unknown alignment"):
+        manager.create("x", Contract("", "crooked", ""))
+    with pytest.raises(NotFound):
+        manager.get("x")
+
+
+def test_points_set_on_a_collection_are_served_by_it_alone(manager: CollectionManager) -> None:
+    manager.create("door", Contract("", "", ""))
+    shipped = default_calibration(MODEL)
+    strict = shipped.points[1].__class__("strict", 0.9, 0.0, 0.001, 0.8, 100, 3000)
+    manager.set_points("door", points_text(MODEL, [strict], "strict", None, shipped))
+    stats = manager.get("door").stats()
+    assert (stats.threshold, stats.operating_point, stats.threshold_source) == (0.9, "strict", "calibrated")
+    assert manager.get(DEFAULT_COLLECTION).stats().threshold == shipped.threshold
+    assert manager.get("door").identification_threshold == shipped.identification_threshold
+    with pytest.raises(InvalidInput, match="not among the points"):
+        points_text(MODEL, [strict], "eer", None, shipped)
+
+
+def _eventually(check: Callable[[], bool]) -> None:
+    deadline = time.monotonic() + SEEN_WITHIN_S
+    while not check():
+        assert time.monotonic() < deadline, "the other replica did not follow within the bound"
+        time.sleep(0.05)
+
+
+def test_two_managers_on_one_postgresql_database_follow_each_other(postgres_url: str, world: World) -> None:
+    first = make_manager(postgres_url, _faiss, world)
+    second = make_manager(postgres_url, _faiss, world)
+    try:
+        first.create("door", Contract("", "", ""))
+        _eventually(lambda: "door" in second.names())  # opened by the follower, not on demand
+        enroll_people(first.get("door"), world, world.names[:1])
+        vector = world.vectors[world.val[world.names[0]][0]]
+        _eventually(lambda: bool(second.get("door").search(tuple(vector.tolist()), "", 1)))
+
+        shipped = default_calibration(MODEL)
+        strict = shipped.points[1].__class__("strict", 0.9, 0.0, 0.001, 0.8, 100, 3000)
+        first.set_points("door", points_text(MODEL, [strict], "strict", None, shipped))
+        _eventually(lambda: second.get("door").stats().operating_point == "strict")
+
+        first.delete("door")
+        _eventually(lambda: "door" not in second.names())
+        with pytest.raises(NotFound):
+            second.get("door")
+    finally:
+        first.close()
+        second.close()
