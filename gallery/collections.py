@@ -13,7 +13,6 @@ A collection's operating points are calibration JSON (facerec.calibration's file
 
 from __future__ import annotations
 
-import functools
 import json
 import logging
 import threading
@@ -150,7 +149,8 @@ class CollectionManager:
         self.defaults = defaults
         self._open_storage = open_storage
         self._drop_store = drop_store
-        self._calibration_of = functools.lru_cache(maxsize=256)(calibration_of)
+        # Asked at every request: the caller caches what it parses, and re-reads a changed file.
+        self._calibration_of = calibration_of
         self._follow_poll_s = follow_poll_s
         self._lock = threading.RLock()
         # Opening and closing one at a time: the follower and a request must not open one store twice.

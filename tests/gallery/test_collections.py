@@ -14,28 +14,16 @@ from pathlib import Path
 
 import pytest
 
-from facerec.calibration import calibration_from_text, default_calibration
+from facerec.calibration import default_calibration
 from facerec.errors import InvalidInput, NotFound, Precondition
-from gallery.backend import BackendSettings, open_backend
-from gallery.collections import CollectionManager, collection_name, open_catalog, points_text
-from gallery.namespaces import drop_store, store_location
-from gallery.options import GalleryOptions
-from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract, Storage
+from gallery.collections import CollectionManager, collection_name, points_text
+from gallery.namespaces import store_location
+from gallery.ports import DEFAULT_COLLECTION, Contract
 from gallery.results import EnrollOutcome
-from tests.support.gallery import MODEL, FakeDetector, FakeEmbedder, World, enroll_people, portrait
+from tests.support.collections import OpenFor, faiss_storage, make_manager
+from tests.support.gallery import MODEL, World, enroll_people, portrait
 
-DEFAULTS = Contract("mtcnn", "box", MODEL)
 SEEN_WITHIN_S = 30.0  # far above the follower's bound (0.1 s poll here), so a loaded machine passes
-
-OpenFor = Callable[[str, CollectionRow, int], Storage]
-
-
-def _faiss(home: str, row: CollectionRow, generation: int) -> Storage:
-    return open_backend(
-        BackendSettings(
-            store_location(home, row.collection_id, generation), row.contract.model, follow_poll_s=0.1
-        )
-    )
 
 
 @pytest.fixture(params=["sqlite+faiss", "postgresql+faiss"])
@@ -43,31 +31,7 @@ def collection_backend(request: pytest.FixtureRequest, tmp_path: Path) -> tuple[
     """(the gallery's home store, how a collection generation's storage opens), per store × index."""
     store, _, _index = request.param.partition("+")
     home = str(tmp_path / "g.sqlite") if store == "sqlite" else request.getfixturevalue("postgres_url")
-    return home, _faiss
-
-
-def _calibration(model: str, points: str) -> object:
-    return (
-        calibration_from_text(points, model, "the collection's points")
-        if points
-        else default_calibration(model)
-    )
-
-
-def make_manager(home: str, open_for: OpenFor, world: World) -> CollectionManager:
-    manager = CollectionManager(
-        open_catalog(home, DEFAULTS),
-        lambda row, generation: open_for(home, row, generation),
-        lambda collection_id, generation: drop_store(home, collection_id, generation),
-        FakeDetector(),
-        FakeEmbedder(world),
-        GalleryOptions(follow_poll_s=0.1),
-        _calibration,  # type: ignore[arg-type]
-        DEFAULTS,
-        follow_poll_s=0.1,
-    )
-    manager.start()
-    return manager
+    return home, faiss_storage
 
 
 @pytest.fixture
@@ -77,7 +41,8 @@ def world() -> World:
 
 @pytest.fixture
 def manager(collection_backend: tuple[str, OpenFor], world: World) -> Iterator[CollectionManager]:
-    m = make_manager(*collection_backend, world)
+    home, open_for = collection_backend
+    m = make_manager(home, world, open_for)
     yield m
     m.close()
 
@@ -174,8 +139,8 @@ def _eventually(check: Callable[[], bool]) -> None:
 
 
 def test_two_managers_on_one_postgresql_database_follow_each_other(postgres_url: str, world: World) -> None:
-    first = make_manager(postgres_url, _faiss, world)
-    second = make_manager(postgres_url, _faiss, world)
+    first = make_manager(postgres_url, world)
+    second = make_manager(postgres_url, world)
     try:
         first.create("door", Contract("", "", ""))
         _eventually(lambda: "door" in second.names())  # opened by the follower, not on demand
