@@ -3,7 +3,7 @@ facerec errors and mapped to status codes by the shared interceptor."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
@@ -22,28 +22,11 @@ from gallery.ports import DEFAULT_COLLECTION, BoxXYWH, Contract, DetectorOptions
 from gallery.represent import RepresentedFace
 from gallery.results import Candidate, EnrollResult, IdentifiedFace
 from gallery.rows import FaceRow, IdentityRow, KeptPicture
+from gallery.service_access import SERVICE_NAME, WRITE_METHODS
 from gallery.service_collections import CollectionRpcs, Operations, contract_proto
 
-SERVICE_NAME = "facerec.v1.Gallery"
+__all__ = ["SERVICE_NAME", "WRITE_METHODS", "GalleryServicer", "build_server"]
 
-
-def _reads_templates(request: bytes | gallery_pb2.GetIdentityRequest) -> bool:
-    if isinstance(request, bytes):
-        request = gallery_pb2.GetIdentityRequest.FromString(request)
-    return request.include_embeddings
-
-
-# The methods that change the gallery, and GetIdentity asking for the stored embeddings (biometric
-# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor). Represent is
-# not among them: the templates it answers are computed from the caller's own picture, as the detector's
-# and the embedder's Detect and Embed (open to read-only tokens) would compute them; it reads nothing stored.
-WRITE_METHODS: dict[str, Callable[[Any], bool] | None] = {
-    **{
-        f"/{SERVICE_NAME}/{name}": None
-        for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train", "RenameIdentity")
-    },
-    f"/{SERVICE_NAME}/GetIdentity": _reads_templates,
-}
 _ALIGNMENT = {
     detector_pb2.ALIGNMENT_UNSPECIFIED: "",
     detector_pb2.ALIGNMENT_BOX: "box",
