@@ -140,8 +140,11 @@ class CollectionManager:
         calibration_of: CalibrationOf,
         defaults: Contract,
         follow_poll_s: float = 0.5,
+        close_grace_s: float = 30.0,
     ) -> None:
-        """defaults: the deployment's contract, whose fields fill those a new collection leaves empty."""
+        """defaults: the deployment's contract, whose fields fill those a new collection leaves empty;
+        close_grace_s: how long a facade replaced by its next generation stays open for the requests
+        already in it (a request's deadline is about as long)."""
         self.catalog = catalog
         self.detector = detector
         self.embedder = embedder
@@ -152,6 +155,8 @@ class CollectionManager:
         # Asked at every request: the caller caches what it parses, and re-reads a changed file.
         self._calibration_of = calibration_of
         self._follow_poll_s = follow_poll_s
+        self._close_grace_s = close_grace_s
+        self._retired: list[tuple[threading.Timer, _Served]] = []
         self._lock = threading.RLock()
         # Opening and closing one at a time: the follower and a request must not open one store twice.
         self._opening = threading.RLock()
@@ -178,8 +183,16 @@ class CollectionManager:
         return self._get(name or DEFAULT_COLLECTION).storage
 
     def calibration(self, name: str) -> Calibration:
-        row = self.row(name)
+        return self.calibration_of(self.row(name))
+
+    def calibration_of(self, row: CollectionRow) -> Calibration:
+        """The thresholds a collection row's points make (its model's defaults when it has none)."""
         return self._calibration_of(row.contract.model, row.points)
+
+    def open_store_for(self, row: CollectionRow, generation: int) -> Storage:
+        """A collection generation's storage, opened (created when new) for row.contract's model: what a
+        re-embed fills before the switch (pass the row with its target contract). The caller closes it."""
+        return self._open_storage(row, generation)
 
     def names(self) -> list[str]:
         with self._lock:
@@ -234,14 +247,18 @@ class CollectionManager:
     def create(self, name: str, contract: Contract, keep_source_pictures: bool = False) -> CollectionRow:
         """A new collection (its catalog row, then its first store). InvalidInput, AlreadyExists."""
         name = collection_name(name)
-        row = self.catalog.create(name, self.contract_for(contract), keep_source_pictures)
-        try:
-            self._open(row)
-        except BaseException:
-            # Its store could not be made: the collection does not stay half there.
-            self.catalog.delete(name)
-            self._drop_store(row.collection_id, row.generation)
-            raise
+        contract = self.contract_for(contract)
+        # Held from the catalog row to the open facade: the follower, woken by the new row, must find
+        # the collection open rather than open its store a second time.
+        with self._opening:
+            row = self.catalog.create(name, contract, keep_source_pictures)
+            try:
+                self._open(row)
+            except BaseException:
+                # Its store could not be made: the collection does not stay half there.
+                self.catalog.delete(name)
+                self._drop_store(row.collection_id, row.generation)
+                raise
         return row
 
     def delete(self, name: str) -> tuple[int, int]:
@@ -254,8 +271,9 @@ class CollectionManager:
             served = self._served.get(name)
         if served is not None:
             counts = served.storage.store.counts()
-        row = self.catalog.delete(name)
-        self._close(name)
+        with self._opening:
+            row = self.catalog.delete(name)
+            self._close(name)
         for generation in range(1, row.generation + 1):
             # Every generation it may have: a re-embed that failed leaves its next one behind too.
             self._drop_store(row.collection_id, generation)
@@ -280,26 +298,31 @@ class CollectionManager:
 
     def refresh(self) -> None:
         """Brings every collection level with the catalog (the follower's step)."""
-        rows = {r.name: r for r in self.catalog.collections()}
-        for name in set(self.names()) - set(rows):
-            log.info("collection %s was deleted elsewhere; closing it", name)
-            self._close(name)
-        for row in rows.values():
-            try:
-                self._update(row)
-            except FacerecError as exc:
-                log.warning("collection %s cannot be opened: %s", row.name, exc)
+        # One step against this replica's own creations and deletions: a catalog read before one of them
+        # must not close what it just opened (or reopen what it just closed).
+        with self._opening:
+            rows = {r.name: r for r in self.catalog.collections()}
+            for name in set(self.names()) - set(rows):
+                log.info("collection %s was deleted elsewhere; closing it", name)
+                self._close(name)
+            for row in rows.values():
+                try:
+                    self._update(row)
+                except FacerecError as exc:
+                    log.warning("collection %s cannot be opened: %s", row.name, exc)
 
     def _update(self, row: CollectionRow) -> None:
-        with self._opening, self._lock:
-            served = self._served.get(row.name)
-            if served is not None and (
-                served.row.collection_id == row.collection_id and served.row.generation == row.generation
-            ):
-                served.row = row  # points, operation: read by the facade's calibration at each request
-                return
+        with self._opening:
+            with self._lock:
+                served = self._served.get(row.name)
+                if served is not None and (
+                    served.row.collection_id == row.collection_id and served.row.generation == row.generation
+                ):
+                    served.row = row  # points, operation: read by the facade's calibration at each request
+                    return
             if served is not None:
                 log.info("collection %s moved to generation %s; reopening it", row.name, row.generation)
+            # Opened outside self._lock (building an index takes a while): requests keep being served.
             self._open(row)
 
     def _open(self, row: CollectionRow) -> None:
@@ -324,13 +347,24 @@ class CollectionManager:
             old = self._served.get(row.name)
             self._served[row.name] = holder
         if old is not None:
-            old.gallery.close()
+            self._retire(old)
+
+    def _retire(self, served: _Served) -> None:
+        """Closes a facade replaced by its collection's next generation once the requests that took it
+        before the switch are done (close_grace_s), so a switch fails none of them."""
+        timer = threading.Timer(self._close_grace_s, served.gallery.close)
+        timer.daemon = True
+        with self._lock:
+            self._retired = [(t, s) for t, s in self._retired if t.is_alive()]
+            self._retired.append((timer, served))
+        timer.start()
 
     def _close(self, name: str) -> None:
-        with self._opening, self._lock:
-            served = self._served.pop(name, None)
-        if served is not None:
-            served.gallery.close()
+        with self._opening:
+            with self._lock:
+                served = self._served.pop(name, None)
+            if served is not None:
+                served.gallery.close()
 
     # --- the follower --------------------------------------------------------------------------------
 
@@ -360,6 +394,10 @@ class CollectionManager:
             self._thread.join(timeout=30)
         with self._lock:
             served, self._served = list(self._served.values()), {}
+            retired, self._retired = self._retired, []
+        for timer, old in retired:
+            timer.cancel()
+            old.gallery.close()  # closing again does nothing
         for s in served:
             s.gallery.close()
         self.catalog.close()

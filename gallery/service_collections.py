@@ -81,7 +81,7 @@ class CollectionRpcs:
             without_picture = store.faces_without_picture()
         except AttributeError:  # TODO(integrator): every store has it once helper "stores" is merged
             without_picture = faces
-        current = manager.calibration(row.name)
+        current = manager.calibration_of(row)
         return gallery_pb2.Collection(
             name=row.name,
             contract=contract_proto(row.contract),
@@ -127,7 +127,9 @@ class CollectionRpcs:
             )
         elif op.done:
             try:
-                answer.response.CopyFrom(self.collection_proto(self._collections().row(op.collection)))
+                answer.response.CopyFrom(
+                    self.collection_proto(self._collections().catalog.get(op.collection))
+                )
             except NotFound:  # deleted since it ended
                 pass
         return answer
@@ -145,7 +147,8 @@ class CollectionRpcs:
     def GetCollection(
         self, request: gallery_pb2.GetCollectionRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.Collection:
-        return self.collection_proto(self._collections().row(request.name or DEFAULT_COLLECTION))
+        # The catalog's row, not this replica's copy: a Reembed started a moment ago shows at once.
+        return self.collection_proto(self._collections().catalog.get(request.name or DEFAULT_COLLECTION))
 
     def ListCollections(
         self, request: gallery_pb2.ListCollectionsRequest, context: grpc.ServicerContext
@@ -158,7 +161,7 @@ class CollectionRpcs:
         shown = []
         for row in page:
             try:
-                shown.append(self.collection_proto(manager.row(row.name)))
+                shown.append(self.collection_proto(row))
             except NotFound:  # deleted between the two reads
                 continue
         return gallery_pb2.ListCollectionsResponse(
@@ -176,7 +179,7 @@ class CollectionRpcs:
     ) -> gallery_pb2.Collection:
         manager = self._collections()
         name = request.collection or DEFAULT_COLLECTION
-        row = manager.row(name)
+        row = manager.catalog.get(name)
         if request.model != row.contract.model:
             raise Precondition(
                 f"The points were fitted on model {request.model!r}, but collection {name!r} holds "
@@ -198,7 +201,7 @@ class CollectionRpcs:
             [_point(p) for p in request.operating_points],
             request.operating_point,
             identification,
-            manager.calibration(name),
+            manager.calibration_of(row),
         )
         return self.collection_proto(manager.set_points(name, text))
 
@@ -209,7 +212,7 @@ class CollectionRpcs:
         if self._operations is None:
             raise Unimplemented("Re-embedding is not available in this gallery.")
         name = request.collection or DEFAULT_COLLECTION
-        current = manager.row(name).contract
+        current = manager.catalog.get(name).contract
         asked = contract_of(request.contract)
         # Unset fields keep the collection's current ones (not the deployment's defaults).
         target = manager.contract_for(

@@ -9,7 +9,7 @@ import threading
 import pytest
 
 from facerec.errors import AlreadyExists, NotFound, Precondition
-from gallery.catalog import open_catalog
+from gallery.collections import open_catalog
 from gallery.ports import DEFAULT_COLLECTION, Catalog, Contract, FailedFace
 
 DEFAULT = Contract("mtcnn", "box", "facenet-keras-128")

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable, Iterator
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -20,9 +21,11 @@ from gallery.collections import CollectionManager, collection_name, points_text
 from gallery.namespaces import store_location
 from gallery.ports import DEFAULT_COLLECTION, Contract
 from gallery.results import EnrollOutcome
+from gallery.rows import NewFace
 from tests.support.collections import OpenFor, faiss_storage, make_manager
 from tests.support.gallery import MODEL, World, enroll_people, portrait
 
+DEFAULTS_INT8 = Contract("mtcnn", "box", "facenet-keras-128-int8")
 SEEN_WITHIN_S = 30.0  # far above the follower's bound (0.1 s poll here), so a loaded machine passes
 
 
@@ -153,6 +156,19 @@ def test_two_managers_on_one_postgresql_database_follow_each_other(postgres_url:
         first.set_points("door", points_text(MODEL, [strict], "strict", None, shipped))
         _eventually(lambda: second.get("door").stats().operating_point == "strict")
 
+        # A switch to the next generation made through the first (a re-embed's) is followed by the second.
+        op = first.catalog.start_operation("door", DEFAULTS_INT8, drop_failed=False)
+        fresh = first.open_store_for(replace(first.row("door"), contract=op.target), op.generation)
+        fresh.store.add_faces(world.names[1], [NewFace(vector)])
+        fresh.close()
+        first.catalog.switch(op.operation_id)
+        first.catalog.finish_operation(op.operation_id)
+        _eventually(lambda: second.row("door").generation == 2)
+        assert [h.identity for h in second.get("door").search(tuple(vector.tolist()), "", 5)] == [
+            world.names[1]
+        ]
+        assert second.get("door").model == DEFAULTS_INT8.model
+
         first.delete("door")
         _eventually(lambda: "door" not in second.names())
         with pytest.raises(NotFound):
@@ -160,3 +176,34 @@ def test_two_managers_on_one_postgresql_database_follow_each_other(postgres_url:
     finally:
         first.close()
         second.close()
+
+
+def test_a_switched_collection_is_served_from_its_new_generation(
+    manager: CollectionManager, world: World
+) -> None:
+    """What a re-embed does around the switch (gallery/reembed.py runs it for real): the next generation
+    is filled beside the current one, the catalog switches, swap() serves it; a request that took the old
+    facade before the switch is still answered."""
+    manager.create("door", Contract("", "", ""))
+    old = manager.get("door")
+    enroll_people(old, world, world.names[:1])
+    op = manager.catalog.start_operation("door", DEFAULTS_INT8, drop_failed=False)
+    row = manager.row("door")
+    target = replace(row, contract=op.target)
+    fresh = manager.open_store_for(target, op.generation)
+    try:
+        ids, vectors, identities = old_store_faces(manager, "door")
+        fresh.store.add_faces(world.names[1], [NewFace(v) for v in vectors])
+    finally:
+        fresh.close()
+    manager.catalog.switch(op.operation_id)
+    manager.catalog.finish_operation(op.operation_id)
+    manager.swap("door")
+    now = manager.get("door")
+    assert now is not old and manager.row("door").generation == 2 and now.model == DEFAULTS_INT8.model
+    assert [r.identity for r in now.list_identities()[0]] == [world.names[1]]
+    assert [r.identity for r in old.list_identities()[0]] == [world.names[0]]  # still open for a while
+
+
+def old_store_faces(manager: CollectionManager, name: str):  # type: ignore[no-untyped-def]
+    return manager.storage(name).store.embeddings()
