@@ -28,8 +28,9 @@ from gallery.collections import open_catalog as open_collection_catalog
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.namespaces import drop_store, store_location
 from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract
+from gallery.reembed import Reembedder
 from gallery.service import SERVICE_NAME, WRITE_METHODS, build_server
-from gallery.stores import stored_model
+from gallery.stores import open_store, stored_model
 
 log = logging.getLogger(__name__)
 
@@ -141,6 +142,12 @@ def _build(settings: Settings) -> Hosting:
             lambda collection_id, generation: drop_store(
                 settings.store, collection_id, generation, settings.store_password_file
             ),
+            lambda row, generation, model: open_store(
+                store_location(settings.store, row.collection_id, generation),
+                model,
+                options.dimension,
+                settings.store_password_file,
+            ),
             detector,
             embedder,
             options,
@@ -151,10 +158,15 @@ def _build(settings: Settings) -> Hosting:
     except BaseException:
         catalog.close()
         raise
-    # TODO(integrator): the re-embed runner (gallery/reembed.py) as build_server's operations.
-    operations = None
+    # Re-embeds run in any replica: each takes the operations nobody runs (or whose runner died).
+    operations = Reembedder(catalog, manager, detector, embedder, timeout_s=settings.downstream_timeout_s)
+
+    def start() -> None:
+        manager.start()
+        operations.start_thread()
 
     def close() -> None:
+        operations.stop()
         manager.close()
         detector.close()
         embedder.close()
@@ -174,7 +186,7 @@ def _build(settings: Settings) -> Hosting:
             settings, manager, health, interceptors, credentials, operations
         ),
         # Other replicas' new, deleted and re-embedded collections are followed once serving.
-        warm_up=manager.start,
+        warm_up=start,
         watch=watch,
         close=close,
         ready=f"gallery of {default.model} (threshold {default.threshold:.3f}), "

@@ -32,6 +32,7 @@ from gallery.ports import (
     DetectorOptions,
     FaceDetector,
     FaceEmbedder,
+    FaceStore,
     Storage,
 )
 
@@ -46,6 +47,8 @@ _RESERVED = ",;#*"
 
 # Opens the backend (store, index, upkeep) of a collection's generation: (row, generation).
 OpenStorage = Callable[[CollectionRow, int], Storage]
+# Opens the bare store of a collection's generation for a model (a re-embed's): (row, generation, model).
+OpenStore = Callable[[CollectionRow, int, str], FaceStore]
 # Drops a collection's generation's store for good: (collection id, generation).
 DropStore = Callable[[int, int], None]
 # The thresholds of a collection: (its model, its points JSON, "" for the model's defaults).
@@ -134,6 +137,7 @@ class CollectionManager:
         catalog: Catalog,
         open_storage: OpenStorage,
         drop_store: DropStore,
+        open_store: OpenStore,
         detector: FaceDetector,
         embedder: FaceEmbedder,
         options: GalleryOptions,
@@ -152,6 +156,7 @@ class CollectionManager:
         self.defaults = defaults
         self._open_storage = open_storage
         self._drop_store = drop_store
+        self._open_store = open_store
         # Asked at every request: the caller caches what it parses, and re-reads a changed file.
         self._calibration_of = calibration_of
         self._follow_poll_s = follow_poll_s
@@ -190,9 +195,30 @@ class CollectionManager:
         return self._calibration_of(row.contract.model, row.points)
 
     def open_store_for(self, row: CollectionRow, generation: int) -> Storage:
-        """A collection generation's storage, opened (created when new) for row.contract's model: what a
-        re-embed fills before the switch (pass the row with its target contract). The caller closes it."""
+        """A collection generation's storage (store, index), opened (created when new) for row.contract's
+        model. The caller closes it."""
         return self._open_storage(row, generation)
+
+    # --- what the re-embed runner needs (gallery.reembed.ReembedHost) -----------------------------------
+
+    def open_store(self, row: CollectionRow, generation: int, model: str) -> FaceStore:
+        """A collection generation's bare store for `model`, created when missing; the caller closes it."""
+        return self._open_store(row, generation, model)
+
+    def drop_store(self, row: CollectionRow, generation: int) -> None:
+        """Removes a generation's store for good. The facade on it, replaced at the switch, is closed
+        first, so nothing of it is saved again beside the store once it is gone."""
+        with self._lock:
+            retired = [(t, s) for t, s in self._retired if s.row.collection_id == row.collection_id]
+        for timer, served in retired:
+            if served.row.generation == generation:
+                timer.cancel()
+                served.gallery.close()  # closing again does nothing
+        self._drop_store(row.collection_id, generation)
+
+    def switched(self, name: str) -> None:
+        """The catalog switched the collection to its next generation: serve that one now."""
+        self.swap(name)
 
     def names(self) -> list[str]:
         with self._lock:

@@ -228,6 +228,10 @@ class FaceStore(Protocol):
         collection to its next store and must not miss a write. Durable, and seen by every replica."""
         ...
 
+    def unseal(self) -> None:
+        """Lifts the seal: a re-embed that failed after sealing leaves its collection writable again."""
+        ...
+
     # -- the change log --
     def changes_since(self, version: int, limit: int = 10_000) -> list[Change]:
         """Committed changes with versions > version, ascending (at most limit; old ones are pruned)."""

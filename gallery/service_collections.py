@@ -77,10 +77,7 @@ class CollectionRpcs:
         manager = self._collections()
         store = manager.storage(row.name).store
         identities, faces = store.counts()
-        try:
-            without_picture = store.faces_without_picture()
-        except AttributeError:  # TODO(integrator): every store has it once helper "stores" is merged
-            without_picture = faces
+        without_picture = store.faces_without_picture()
         current = manager.calibration_of(row)
         return gallery_pb2.Collection(
             name=row.name,

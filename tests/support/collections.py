@@ -11,6 +11,7 @@ from gallery.collections import CollectionManager, open_catalog
 from gallery.namespaces import drop_store, store_location
 from gallery.options import GalleryOptions
 from gallery.ports import CollectionRow, Contract, Storage
+from gallery.stores import open_store
 from tests.support.gallery import MODEL, FakeDetector, FakeEmbedder, World
 
 DEFAULTS = Contract("mtcnn", "box", MODEL)
@@ -39,6 +40,7 @@ def make_manager(home: str, world: World, open_for: OpenFor = faiss_storage) -> 
         open_catalog(home, DEFAULTS),
         lambda row, generation: open_for(home, row, generation),
         lambda collection_id, generation: drop_store(home, collection_id, generation),
+        lambda row, generation, model: open_store(store_location(home, row.collection_id, generation), model),
         FakeDetector(),
         FakeEmbedder(world),
         GalleryOptions(follow_poll_s=0.1),
