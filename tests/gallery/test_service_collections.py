@@ -19,6 +19,7 @@ from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
 from gallery.collections import CollectionManager
 from gallery.config import Settings
 from gallery.ports import Contract, FailedFace, OperationRow
+from gallery.rows import KeptPicture, NewFace
 from gallery.service import SERVICE_NAME, build_server
 from tests.support.collections import make_manager
 from tests.support.gallery import MODEL, World
@@ -264,3 +265,58 @@ def test_operations_read_back_as_long_running_operations(served) -> None:  # typ
     manager.catalog.finish_operation(again.name.removeprefix("operations/"))
     done = stub.GetOperation(gallery_pb2.GetOperationRequest(name=again.name), timeout=30)
     assert done.done and not done.HasField("error") and done.response.name == "door"
+
+
+def test_identities_are_renamed_and_kept_pictures_served_per_collection(served, world: World) -> None:  # type: ignore[no-untyped-def]
+    stub, manager = served
+    stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name="door"), timeout=30)
+    alice, bob = world.names[:2]
+    _enroll(stub, "door", bob, [world.vectors[world.train[bob][0]]])
+    kept = KeptPicture(b"\xff\xd8picture-bytes", "image/jpeg", 320, 320, (80.0, 80.0, 160.0, 160.0))
+    # A face with a kept picture, as an enrolment from a picture stores it (store, then index).
+    storage, vector = manager.storage("door"), world.vectors[world.train[alice][0]]
+    with storage.write_lock:
+        (face_id,) = storage.store.add_faces(alice, [NewFace(vector, "sha-a", (1.0, 2.0, 3.0, 4.0), kept)])
+        storage.index.add(np.array([face_id], np.int64), vector[None])
+
+    picture = stub.GetFacePicture(
+        gallery_pb2.GetFacePictureRequest(collection="door", face_id=face_id), timeout=30
+    )
+    assert (picture.face_id, picture.data, picture.media_type, picture.width, picture.box.width) == (
+        face_id,
+        kept.data,
+        "image/jpeg",
+        320,
+        160.0,
+    )
+    shown = stub.GetIdentity(
+        gallery_pb2.GetIdentityRequest(collection="door", identity=alice, include_pictures=True), timeout=30
+    )
+    assert shown.faces[0].has_picture and shown.faces[0].picture.data == kept.data
+    plain = stub.GetIdentity(gallery_pb2.GetIdentityRequest(collection="door", identity=alice), timeout=30)
+    assert plain.faces[0].has_picture and not plain.faces[0].HasField("picture")
+    # The face is door's: the default collection has no such face.
+    assert (
+        _code(stub.GetFacePicture, gallery_pb2.GetFacePictureRequest(face_id=face_id))
+        == grpc.StatusCode.NOT_FOUND
+    )
+    bob_face = stub.GetIdentity(
+        gallery_pb2.GetIdentityRequest(collection="door", identity=bob), timeout=30
+    ).faces[0]
+    assert not bob_face.has_picture  # enrolled as an embedding
+    no_picture = gallery_pb2.GetFacePictureRequest(collection="door", face_id=bob_face.face_id)
+    assert _code(stub.GetFacePicture, no_picture) == grpc.StatusCode.NOT_FOUND
+
+    renamed = stub.RenameIdentity(
+        gallery_pb2.RenameIdentityRequest(collection="door", identity=alice, new_name="Alice B."), timeout=30
+    )
+    assert (renamed.identity.identity, renamed.identity.face_count) == ("Alice B.", 1)
+    probe = common_pb2.Embedding(values=world.vectors[world.train[alice][0]].tolist())
+    hits = stub.Search(gallery_pb2.SearchRequest(collection="door", embedding=probe), timeout=30).hits
+    assert hits[0].identity == "Alice B."
+    taken = gallery_pb2.RenameIdentityRequest(collection="door", identity="Alice B.", new_name=bob)
+    assert _code(stub.RenameIdentity, taken) == grpc.StatusCode.ALREADY_EXISTS
+    unknown = gallery_pb2.RenameIdentityRequest(collection="door", identity=alice, new_name="x")
+    assert _code(stub.RenameIdentity, unknown) == grpc.StatusCode.NOT_FOUND
+    elsewhere = gallery_pb2.RenameIdentityRequest(identity="Alice B.", new_name="y")
+    assert _code(stub.RenameIdentity, elsewhere) == grpc.StatusCode.NOT_FOUND
