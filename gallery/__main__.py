@@ -106,7 +106,8 @@ def _build(settings: Settings) -> Hosting:
             identification_threshold=settings.identification_threshold or current.identification_threshold,
         )
 
-    first = calibration_of(held, catalog.get(DEFAULT_COLLECTION).points)
+    default_row = catalog.get(DEFAULT_COLLECTION)
+    first = calibration_of(default_row.contract.model, default_row.points)
     options = settings.gallery_options(first.threshold, first.source)
     milvus = settings.milvus()
 

@@ -318,7 +318,10 @@ class CollectionManager:
         try:
             row = self.catalog.get(name)
         except NotFound:
-            self._close(name)
+            with self._lock:
+                here = name in self._served
+            if here:  # deleted elsewhere; a name that never was one takes no lock but this one
+                self._close(name)
             raise
         self._update(row)
 
