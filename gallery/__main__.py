@@ -172,14 +172,9 @@ def _build(settings: Settings) -> Hosting:
         detector.close()
         embedder.close()
 
-    def faces() -> int:
-        return sum(manager.get(name).stats().faces for name in manager.names())
-
-    def identities() -> int:
-        return sum(manager.get(name).stats().identities for name in manager.names())
-
     def watch(metrics: ServiceMetrics) -> None:
-        metrics.watch_gallery(faces, identities)
+        # Every collection together: the gauges are the deployment's.
+        metrics.watch_gallery(lambda: manager.totals()[1], lambda: manager.totals()[0])
 
     default = manager.get(DEFAULT_COLLECTION)
     return Hosting(

@@ -220,6 +220,19 @@ class CollectionManager:
         """The catalog switched the collection to its next generation: serve that one now."""
         self.swap(name)
 
+    def totals(self) -> tuple[int, int]:
+        """(identities, faces) over every collection served here (one that cannot be read counts 0)."""
+        with self._lock:
+            stores = [s.storage.store for s in self._served.values()]
+        identities = faces = 0
+        for store in stores:
+            try:
+                i, f = store.counts()
+            except FacerecError:
+                continue
+            identities, faces = identities + i, faces + f
+        return identities, faces
+
     def names(self) -> list[str]:
         with self._lock:
             return sorted(self._served)

@@ -207,3 +207,11 @@ def test_a_switched_collection_is_served_from_its_new_generation(
 
 def old_store_faces(manager: CollectionManager, name: str):  # type: ignore[no-untyped-def]
     return manager.storage(name).store.embeddings()
+
+
+def test_the_totals_count_every_collection(manager: CollectionManager, world: World) -> None:
+    manager.create("door", Contract("", "", ""))
+    enroll_people(manager.get("door"), world, world.names[:1])
+    enroll_people(manager.get(DEFAULT_COLLECTION), world, world.names[1:3])
+    per_person = len(world.train[world.names[0]])
+    assert manager.totals() == (3, 3 * per_person)
