@@ -70,6 +70,7 @@ class ModelInfo:
     dimension: int
     threshold: float = 0.0
     threshold_source: str = ""
+    precision: str = ""  # "fp32" or "int8" (FaceNet's arithmetic); "" when not told
 
 
 class FaceDetector(Protocol):
