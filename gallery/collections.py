@@ -17,7 +17,7 @@ import json
 import logging
 import threading
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, replace
+from dataclasses import dataclass
 
 from facerec.calibration import Calibration, OperatingPoint
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, Unavailable
@@ -29,7 +29,6 @@ from gallery.ports import (
     Catalog,
     CollectionRow,
     Contract,
-    DetectorOptions,
     FaceDetector,
     FaceEmbedder,
     FaceStore,
@@ -375,13 +374,11 @@ class CollectionManager:
             current = holder.row
             return self._calibration_of(current.contract.model, current.points)
 
-        options = replace(
-            self.options,
-            detect_options=DetectorOptions(alignment=row.contract.alignment, model=row.contract.detector),
-        )
         try:
-            # TODO(integrator): pass contract=row.contract once helper "models"' facade takes it.
-            holder.gallery = Gallery(storage, self.detector, self.embedder, options, calibration)
+            # The contract pins every detection and embedding of the collection (gallery/contracted.py).
+            holder.gallery = Gallery(
+                storage, self.detector, self.embedder, self.options, calibration, contract=row.contract
+            )
         except BaseException:
             storage.close()
             raise

@@ -9,16 +9,15 @@ from typing import Any
 import grpc
 
 from facerec.calibration_proto import point_proto
-from facerec.errors import InvalidInput, NotFound, Unimplemented
+from facerec.errors import InvalidInput, NotFound
 from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2, gallery_pb2_grpc
-from gallery import validation
 from gallery.collections import CollectionManager
 from gallery.config import Settings
 from gallery.gallery import Gallery
-from gallery.ports import DEFAULT_COLLECTION, BoxXYWH, Contract, DetectorOptions, Point, Storage
+from gallery.ports import DEFAULT_COLLECTION, BoxXYWH, Contract, DetectorOptions, Point
 from gallery.represent import RepresentedFace
 from gallery.results import Candidate, EnrollResult, IdentifiedFace
 from gallery.rows import FaceRow, IdentityRow, KeptPicture
@@ -163,8 +162,8 @@ class GalleryServicer(CollectionRpcs, gallery_pb2_grpc.GalleryServicer):
                     record.embedding.CopyFrom(
                         common_pb2.Embedding(values=vector.tolist(), model=record.model)
                     )
-        if request.include_pictures and self._manager is not None:
-            kept = self._storage(request.collection).store.pictures([r.face_id for r in records])
+        if request.include_pictures:
+            kept = gallery.face_pictures([r.face_id for r in records])
             for record in records:
                 if record.face_id in kept:
                     record.picture.CopyFrom(_picture(record.face_id, kept[record.face_id]))
@@ -232,40 +231,17 @@ class GalleryServicer(CollectionRpcs, gallery_pb2_grpc.GalleryServicer):
     def RenameIdentity(
         self, request: gallery_pb2.RenameIdentityRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.RenameIdentityResponse:
-        gallery = self._route(request.collection)
-        rename = getattr(gallery, "rename_identity", None)  # TODO(integrator): helper "models"' facade
-        if rename is not None:
-            row = rename(request.identity, request.new_name)
-        else:
-            storage = self._storage(request.collection)
-            with storage.write_lock:
-                row = storage.store.rename_identity(
-                    validation.identity(request.identity), validation.new_identity(request.new_name)
-                )
+        row = self._route(request.collection).rename_identity(request.identity, request.new_name)
         return gallery_pb2.RenameIdentityResponse(identity=_summary(row))
 
     def GetFacePicture(
         self, request: gallery_pb2.GetFacePictureRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.FacePicture:
-        gallery = self._route(request.collection)
-        if request.face_id <= 0:
-            raise NotFound(f"No face has id {request.face_id}.")
-        read = getattr(gallery, "face_picture", None)  # TODO(integrator): helper "models"' facade
-        kept = (
-            read(request.face_id)
-            if read is not None
-            else self._storage(request.collection).store.picture(request.face_id)
-        )
-        return _picture(request.face_id, kept)
-
-    def _storage(self, collection: str) -> Storage:
-        if self._manager is None:
-            raise Unimplemented("This gallery cannot reach its store's pictures here.")
-        return self._manager.storage(collection)
+        return _picture(request.face_id, self._route(request.collection).face_picture(request.face_id))
 
     def _contract(self, collection: str, gallery: Gallery) -> Contract:
-        if self._manager is not None:
-            return self._manager.row(collection).contract
+        if gallery.contract is not None:
+            return gallery.contract
         o = gallery.options.detect_options
         return Contract(o.model, o.alignment, gallery.model)
 
