@@ -13,15 +13,14 @@ A collection's operating points are calibration JSON (facerec.calibration's file
 
 from __future__ import annotations
 
-import json
 import logging
 import threading
-from collections.abc import Callable, Sequence
+from collections.abc import Callable
 from dataclasses import dataclass
 
-from facerec.calibration import Calibration, OperatingPoint
+from facerec.calibration import Calibration
 from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, Unavailable
-from gallery import validation
+from gallery.collection_values import ALIGNMENTS, DETECTORS, collection_name, points_text
 from gallery.gallery import Gallery
 from gallery.options import GalleryOptions
 from gallery.ports import (
@@ -37,12 +36,7 @@ from gallery.ports import (
 
 log = logging.getLogger(__name__)
 
-DETECTORS = ("mtcnn", "retinaface")
-ALIGNMENTS = ("box", "similarity")
-# Characters a collection name may not hold beyond the identity-name rules: the tokens file
-# (facerec.security) lists collections separated by commas, ends an entry at ; and a comment at #,
-# and * means every collection.
-_RESERVED = ",;#*"
+__all__ = ["ALIGNMENTS", "DETECTORS", "CollectionManager", "collection_name", "open_catalog", "points_text"]
 
 # Opens the backend (store, index, upkeep) of a collection's generation: (row, generation).
 OpenStorage = Callable[[CollectionRow, int], Storage]
@@ -65,60 +59,6 @@ def open_catalog(home: str, default: Contract, password_file: str = "") -> Catal
     from gallery.catalog import SqliteCatalog
 
     return SqliteCatalog(home, default)
-
-
-def collection_name(name: str) -> str:
-    """A name for a new collection: the identity-name rules (gallery.validation.new_identity) and none of
-    , ; # * (the tokens file's syntax). InvalidInput in one sentence naming the field."""
-    try:
-        name = validation.new_identity(name)
-    except InvalidInput as exc:
-        raise InvalidInput(str(exc).replace("The identity", "The collection name"), field="name") from None
-    bad = sorted({ch for ch in name if ch in _RESERVED})
-    if bad:
-        raise InvalidInput(
-            f"The collection name {name!r} holds {' '.join(bad)}; those characters are reserved.",
-            field="name",
-        )
-    return name
-
-
-def points_text(
-    model: str,
-    points: Sequence[OperatingPoint],
-    operating_point: str,
-    identification: OperatingPoint | None,
-    current: Calibration,
-) -> str:
-    """A collection's operating points as calibration JSON: `points` with `operating_point` as Verify's
-    default, `identification` as Identify's (None keeps the current one). InvalidInput for unusable ones."""
-    if not points:
-        raise InvalidInput("Give at least one operating point.", field="operating_points")
-    names = [p.name for p in points]
-    if len(set(names)) != len(names) or not all(names):
-        raise InvalidInput("Every operating point needs a name of its own.", field="operating_points")
-    for p in [*points, *([identification] if identification else [])]:
-        if not 0 < p.threshold < 1.4142:
-            raise InvalidInput(
-                f"Operating point {p.name!r} has threshold {p.threshold}; it must lie in (0, 1.4142).",
-                field="operating_points",
-            )
-    chosen = next((p for p in points if p.name == operating_point), None)
-    if chosen is None:
-        raise InvalidInput(
-            f"The default operating point {operating_point!r} is not among the points given.",
-            field="operating_point",
-        )
-    ident = identification or current.identification
-    entry: dict[str, object] = {
-        "threshold": chosen.threshold,
-        "identification_threshold": ident.threshold if ident else current.identification_threshold,
-        "points": [p.as_dict() for p in points],
-        "operating_point": chosen.name,
-    }
-    if ident is not None:
-        entry["identification_point"] = ident.as_dict()
-    return json.dumps({"models": {model: entry}}, sort_keys=True)
 
 
 @dataclass
@@ -207,13 +147,20 @@ class CollectionManager:
     def drop_store(self, row: CollectionRow, generation: int) -> None:
         """Removes a generation's store for good. The facade on it, replaced at the switch, is closed
         first, so nothing of it is saved again beside the store once it is gone."""
-        with self._lock:
-            retired = [(t, s) for t, s in self._retired if s.row.collection_id == row.collection_id]
-        for timer, served in retired:
-            if served.row.generation == generation:
-                timer.cancel()
-                served.gallery.close()  # closing again does nothing
+        self._close_retired(row.collection_id, generation)
         self._drop_store(row.collection_id, generation)
+
+    def _close_retired(self, collection_id: int, generation: int | None = None) -> None:
+        """Closes now the replaced facades of a collection (of one generation) whose store is to go."""
+        with self._lock:
+            retired = [
+                (t, s)
+                for t, s in self._retired
+                if s.row.collection_id == collection_id and generation in (None, s.row.generation)
+            ]
+        for timer, served in retired:
+            timer.cancel()
+            served.gallery.close()  # closing again does nothing
 
     def switched(self, name: str) -> None:
         """The catalog switched the collection to its next generation: serve that one now."""
@@ -312,6 +259,7 @@ class CollectionManager:
         with self._opening:
             row = self.catalog.delete(name)
             self._close(name)
+            self._close_retired(row.collection_id)
         for generation in range(1, row.generation + 1):
             # Every generation it may have: a re-embed that failed leaves its next one behind too.
             self._drop_store(row.collection_id, generation)
