@@ -101,12 +101,13 @@ class Grant(NamedTuple):
         return self.collections is None or (collection or DEFAULT_COLLECTION) in self.collections
 
 
-def parse_grants(text: str, source: str) -> dict[str, Grant]:
+def parse_grants(text: str, source: str, inline: bool = True) -> dict[str, Grant]:
     """{token: Grant} from entries `TOKEN ROLE [COLLECTIONS]` (see the module docstring); blank lines and
-    # comments skipped. SettingError, naming the entry, for anything else."""
+    # comments skipped. SettingError, naming the entry, for anything else. inline: `;` separates entries
+    too (a setting's one line); a file's lines are its entries, so a token there may hold `;` as before."""
     grants: dict[str, Grant] = {}
     number = 0
-    for raw_line in re.split(r"[\n;]", text):
+    for raw_line in re.split(r"[\n;]" if inline else r"\n", text):
         line = raw_line.split("#", 1)[0].strip()
         if not line:
             continue
@@ -158,7 +159,7 @@ def load_grants(tokens_file: str = "", tokens: str = "", prefix: str = "") -> di
     found: dict[str, Grant] = {}
     if tokens_file:
         text = _read(tokens_file, "tokens file").decode("utf-8", errors="strict")
-        found.update(parse_grants(text, f"{prefix}TOKENS_FILE"))
+        found.update(parse_grants(text, f"{prefix}TOKENS_FILE", inline=False))
         if not found:
             raise SettingError(f"{prefix}TOKENS_FILE {tokens_file} holds no tokens.")
     if tokens:

@@ -172,3 +172,11 @@ def test_only_admin_tokens_create_delete_reembed_and_set_points(
     assert not isinstance(
         _call(target, ADMIN, "DeleteCollection", gallery_pb2.DeleteCollectionRequest(name="c")), grpc.RpcError
     )
+
+
+def test_a_file_s_lines_are_its_entries_so_its_tokens_may_hold_semicolons(tmp_path: Path) -> None:
+    path = tmp_path / "tokens"
+    path.write_text("semi;colon-token-0123456789 ro door\n")
+    assert security.load_grants(str(path)) == {
+        "semi;colon-token-0123456789": Grant("ro", frozenset({"door"}))
+    }
