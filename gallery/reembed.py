@@ -264,6 +264,7 @@ class _Run:
             self.save(stage="switching")
             old.seal()
             self.catch_up(old, new)
+            new.reserve_face_ids(old.last_face_id())  # ids are never given twice, across generations
             if self.op.failed and not self.op.drop_failed:
                 self.fail_and_discard(row, new, unseal=old)
                 return

@@ -125,6 +125,8 @@ def test_a_reembed_moves_every_face_to_the_new_model_keeping_ids_boxes_and_pictu
     row = catalog.create("door", Contract("mtcnn", "box", FP32), keep_source_pictures=False)
     with host.open_store(row, 1, FP32) as store:
         ids = enroll(store, "ada", [1, 2, 3]) + enroll(store, "bob", [4, 5])
+        (removed,) = enroll(store, "zed", [6])
+        store.remove_identity("zed")
     runner = Reembedder(catalog, host, detector, embedder, ReembedSettings(batch=2))
     op = runner.start("door", Contract("", "", INT8), drop_failed=False)
     assert op.target == Contract("mtcnn", "box", INT8) and op.generation == 2
@@ -141,6 +143,8 @@ def test_a_reembed_moves_every_face_to_the_new_model_keeping_ids_boxes_and_pictu
         for face_id, vec, seed in zip(got_ids, vectors, [1, 2, 3, 4, 5], strict=True):
             np.testing.assert_array_equal(vec, unit(seed, INT8))
             assert new.picture(int(face_id)).data == f"face {seed}".encode()
+        # A removed face's id is never given again, in the new generation either.
+        assert enroll(new, "eve", [7]) == [removed + 1]
     assert all(o.model == "mtcnn" and o.alignment == "box" for o in detector.options)
     # the old generation is gone for good
     assert not Path(store_location(host.home, row.collection_id, 1)).exists()
