@@ -64,6 +64,12 @@ class Settings(ServerSettings):
     )
     embedder: str = setting("127.0.0.1:50052", "embedder address(es), as --detector")
     model: str = setting("", "the embedding model's name; empty = ask the embedder at start")
+    # The deployment's contract (gallery.ports.Contract): what a new collection, and the default one when
+    # the catalog is first made, uses unless it names its own.
+    detector_model: str = setting(
+        "", "the detector model of new collections: mtcnn or retinaface; empty = mtcnn"
+    )
+    alignment: str = setting("box", "how new collections' crops are cut: box or similarity")
     threshold: float = setting(
         0.0,
         "verification threshold in (0, 2]; 0 = the calibrated operating point, else the model's shipped far_1e-3",
@@ -75,6 +81,12 @@ class Settings(ServerSettings):
     ivf_min_size: int = setting(50_000, "faces from which the index is IVF instead of exact")
     nprobe: int = setting(0, "IVF lists searched per query; 0 = the index's default")
     downstream_timeout_s: float = setting(30.0, "deadline of a call to the detector or the embedder")
+    reembed_batch: int = setting(
+        16, "faces a re-embed detects and embeds per step (its progress is saved after each)"
+    )
+    reembed_stale_s: float = setting(
+        20.0, "a re-embed whose runner has not reported for this long is taken over by another replica"
+    )
     detect_images_per_call: int = setting(16, "pictures per Detect call")
     embed_faces_per_call: int = setting(64, "faces per Embed call")
     max_images_per_enroll: int = setting(64, "pictures one Enroll call may carry")
@@ -119,6 +131,10 @@ class Settings(ServerSettings):
             value = getattr(self, name)
             if not (value == 0 or 0 < value <= MAX_DISTANCE):
                 raise SettingError(f"{name} must lie in (0, 2] (0 for the calibrated one), not {value}.")
+        if self.detector_model not in ("", "mtcnn", "retinaface"):
+            raise SettingError(f"detector_model must be mtcnn or retinaface, not {self.detector_model!r}.")
+        if self.alignment not in ("box", "similarity"):
+            raise SettingError(f"alignment must be box or similarity, not {self.alignment!r}.")
         if self.svm_max_identities < 2:
             raise SettingError("svm_max_identities must be at least 2.")
         if self.ivf_min_size < 1 or self.nprobe < 0:
@@ -133,6 +149,8 @@ class Settings(ServerSettings):
             )
         if self.index_checkpoint_s < 0:
             raise SettingError("index_checkpoint_s must not be negative (0 saves only at shutdown).")
+        if self.reembed_batch < 1 or self.reembed_stale_s <= 0:
+            raise SettingError("reembed_batch must be at least 1 and reembed_stale_s positive.")
         if min(self.detect_images_per_call, self.embed_faces_per_call, self.max_images_per_enroll) < 1:
             raise SettingError("Per-call and per-request limits must be at least 1.")
         if not self.store:
