@@ -21,7 +21,13 @@ from facerec.bootstrap import Hosting, run_service
 from facerec.calibration import Calibration, CalibrationSource, calibration_from_text
 from facerec.errors import FacerecError, InvalidInput
 from facerec.metrics import ServiceMetrics
-from gallery.backend import Backend, BackendSettings, open_backend
+from gallery.backend import (
+    Backend,
+    BackendSettings,
+    drop_milvus_generation,
+    milvus_collection_for,
+    open_backend,
+)
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.collections import CollectionManager
 from gallery.collections import open_catalog as open_collection_catalog
@@ -112,37 +118,38 @@ def _build(settings: Settings) -> Hosting:
     milvus = settings.milvus()
 
     def open_storage(row: CollectionRow, generation: int) -> Backend:
-        shared = milvus
-        if shared is not None and (row.collection_id, generation) != (1, 1):
-            # TODO(integrator): helper "milvus" names each collection's Milvus collection.
-            shared = dataclasses.replace(
-                shared, collection=f"{shared.collection}_c{row.collection_id}_g{generation}"
-            )
         backend = open_backend(
             BackendSettings(
                 store_location(settings.store, row.collection_id, generation),
                 row.contract.model,
                 options.dimension,
                 settings.store_password_file,
-                shared,
+                milvus,
                 settings.index_reconcile_s,
                 options.ivf_min_size,
                 options.nprobe,
                 # FAISS IVF makes sure of every face within Identify's threshold (gallery.index.FaceIndex).
                 exact_beyond=calibration_of(row.contract.model, row.points).identification_threshold,
                 follow_poll_s=options.follow_poll_s,
+                # Each collection generation has a Milvus collection of its own (gallery/index_milvus.py).
+                milvus_collection=milvus_collection_for(milvus, row.collection_id, generation),
             )
         )
         backend.start_checkpoints(settings.index_checkpoint_s)
         return backend
 
+    def drop_generation(collection_id: int, generation: int) -> None:
+        """A deleted collection's generation, or the one a re-embed replaced: its store (with its pictures),
+        then its Milvus collection when the index is Milvus. A Milvus out of reach raises Unavailable after
+        the store is gone: a re-embed's drop step runs again until it succeeds."""
+        drop_store(settings.store, collection_id, generation, settings.store_password_file)
+        drop_milvus_generation(milvus, collection_id, generation)
+
     try:
         manager = CollectionManager(
             catalog,
             open_storage,
-            lambda collection_id, generation: drop_store(
-                settings.store, collection_id, generation, settings.store_password_file
-            ),
+            drop_generation,
             lambda row, generation, model: open_store(
                 store_location(settings.store, row.collection_id, generation),
                 model,
