@@ -17,11 +17,16 @@
     collection (the baseline, faces/s), then Reembed to the other FaceNet model (int8 or fp32), back, and
     to the other detector, each timed from the call to its operation's done (faces carried / s).
     --skip-reembed leaves it out.
+(d) With --milvus N: (a) on the index in a real Milvus standalone server (the `milvus` package's, started
+    here) instead of FAISS: one Milvus collection per facerec collection (gallery/index_milvus.py says why),
+    1 of them against N, with the seconds it takes to create and fill one, and the same baseline read at
+    Strong consistency (what reads were before: each waits for Milvus's next time tick).
 """
 
 from __future__ import annotations
 
 import argparse
+import logging
 import os
 import statistics
 import sys
@@ -326,6 +331,65 @@ def reembed_vs_enrol(work: Path) -> None:
             )
 
 
+def identify_on_milvus(work: Path, faces: int, collections: int, calls: int) -> None:
+    import pymilvus.client.iterator.query_iterator  # noqa: F401 - its logger, quietened below
+
+    import gallery.index_milvus as index_milvus
+    from gallery.backend import BackendSettings, milvus_collection_for, open_backend
+    from gallery.index_milvus import MilvusSettings
+    from tests.support.engines import MilvusStandaloneServer
+
+    # The reconciler's note as it fills each new collection, and pymilvus's about its iterator: not figures.
+    for name in ["gallery", *(n for n in logging.root.manager.loggerDict if n.startswith("pymilvus"))]:
+        logging.getLogger(name).setLevel(logging.ERROR)
+    server = MilvusStandaloneServer()
+    galleries: dict[str, Gallery] = {}
+    try:
+        milvus = MilvusSettings(server.uri, collection="bench", index_type="FLAT")
+        home = str(work / "milvus" / "gallery.sqlite")
+        Path(store_location(home, 2, 1)).parent.mkdir(parents=True, exist_ok=True)
+        rng = np.random.default_rng(31)
+        vectors: dict[str, np.ndarray] = {}
+        t0 = time.perf_counter()
+        nothing = _NoInference()
+        for cid in range(1, collections + 1):
+            vectors[f"c{cid}"] = unit(rng.standard_normal((faces, DIM)).astype(np.float32))
+            location = store_location(home, cid, 1)
+            fill(location, vectors[f"c{cid}"])
+            # Opening creates the generation's Milvus collection and fills it from the store.
+            backend = open_backend(
+                BackendSettings(
+                    location, MODEL, milvus=milvus, milvus_collection=milvus_collection_for(milvus, cid, 1)
+                )
+            )
+            galleries[f"c{cid}"] = Gallery(backend, nothing, nothing, GalleryOptions(svm_max_identities=2))
+        created_s = (time.perf_counter() - t0) / collections
+        one, _, right_one = latencies({"c1": galleries["c1"]}, {"c1": vectors["c1"]}, calls, rng)
+        many, _, right_many = latencies(galleries, vectors, calls, rng)
+        index_milvus.READ_CONSISTENCY = "Strong"
+        strong, _, _ = latencies({"c1": galleries["c1"]}, {"c1": vectors["c1"]}, max(20, calls // 20), rng)
+        index_milvus.READ_CONSISTENCY = "Session"
+    finally:
+        for gallery in galleries.values():
+            gallery.close()
+        server.close()
+    out(f"\n== (d) Identify by embedding on a Milvus standalone server, {calls:,} calls one at a time ==")
+    out(f"  {'deployment':<44} {'p50 ms':>8} {'p95 ms':>8} {'top-1':>6}")
+    for label, times, right in (
+        (f"1 collection of {faces:,} faces (baseline)", one, right_one),
+        (f"{collections} collections of {faces:,} faces each", many, right_many),
+    ):
+        out(f"  {label:<44} {percentile(times, 50):>8.2f} {percentile(times, 95):>8.2f} {right:>6.3f}")
+    out(
+        f"  {'the baseline read at Strong consistency':<44} {percentile(strong, 50):>8.2f} {percentile(strong, 95):>8.2f}"
+    )
+    out(
+        f"  ratio {collections} collections / 1: p50 {percentile(many, 50) / percentile(one, 50):.2f}x;"
+        f" Strong / Session: p50 {percentile(strong, 50) / percentile(one, 50):.1f}x;"
+        f" {created_s:.1f} s to create and fill one Milvus collection of {faces:,} faces"
+    )
+
+
 def main(argv: list[str] | None = None) -> None:
     parser = argparse.ArgumentParser(
         description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
@@ -339,6 +403,8 @@ def main(argv: list[str] | None = None) -> None:
         "--picture-kb", type=float, default=0.0, help="(b) with a payload of this size, not real pictures"
     )
     parser.add_argument("--skip-reembed", action="store_true", help="leave (c) out (no services started)")
+    parser.add_argument("--milvus", type=int, default=0, help="(d): this many collections on a Milvus server")
+    parser.add_argument("--milvus-calls", type=int, default=600, help="Identify calls per deployment in (d)")
     args = parser.parse_args(argv)
     with tempfile.TemporaryDirectory(prefix="facerec-bench-collections-") as tmp:
         work = Path(tmp)
@@ -346,6 +412,8 @@ def main(argv: list[str] | None = None) -> None:
         bytes_per_face(work, args.disk_faces, args.picture_kb)
         if not args.skip_reembed:
             reembed_vs_enrol(work)
+        if args.milvus:
+            identify_on_milvus(work, args.faces, args.milvus, args.milvus_calls)
 
 
 if __name__ == "__main__":
