@@ -202,7 +202,19 @@ class MilvusIndex:
         raise AssertionError("unreachable")  # pragma: no cover - the loop returns or raises
 
     def _ensure_collection(self) -> int:
-        """Creates the collection when missing, loads it; returns the dimension of its vectors."""
+        """Creates the collection when missing, loads it; returns the dimension of its vectors. Another
+        replica opening the same new generation at the same moment may be halfway through creating it
+        (collection made, index or load not yet): tried again until timeout_s."""
+        deadline = time.monotonic() + self._settings.timeout_s
+        while True:
+            try:
+                return self._open_or_create()
+            except Exception:
+                if time.monotonic() > deadline:
+                    raise
+                time.sleep(0.2)
+
+    def _open_or_create(self) -> int:
         from pymilvus import DataType
 
         name = self._settings.collection
@@ -218,7 +230,17 @@ class MilvusIndex:
         params.add_index(field_name="embedding", index_type=self._settings.index_type, metric_type="IP")
         # Strong by default: the reconciler's listing sees every write acknowledged before it, from any
         # replica. Searches and counts choose per read (READ_CONSISTENCY).
-        self._client.create_collection(name, schema=schema, index_params=params, consistency_level="Strong")
+        try:
+            self._client.create_collection(
+                name, schema=schema, index_params=params, consistency_level="Strong"
+            )
+        except Exception:
+            # Another replica opening the same new generation created it first (milvus-lite refuses the
+            # second create; a Milvus server accepts an identical one): use theirs.
+            if not self._client.has_collection(name):
+                raise
+            self._client.load_collection(name)
+            return _dimension(self._client.describe_collection(name))
         log.info("created the Milvus collection %s (%s, inner product)", name, self._settings.index_type)
         return self._dim
 

@@ -1,5 +1,6 @@
 """Two gallery processes on one PostgreSQL store sharing one Milvus index (a real milvus-lite server, and
-the real Milvus standalone server):
+the real Milvus standalone server): a collection made through one is served by both from its own Milvus
+collection, which its deletion drops;
 one index for both, Identify UNAVAILABLE (one sentence) while Milvus is down, and the reconciler's
 catch-up once it is back: faces enrolled and removed during the outage are searchable / gone."""
 
@@ -12,7 +13,7 @@ from pathlib import Path
 import grpc
 import pytest
 
-from facerec.v1 import gallery_pb2
+from facerec.v1 import common_pb2, gallery_pb2
 from tests.support.engines import MilvusLiteServer, MilvusStandaloneServer
 from tests.support.replicas import Replica, identified_as, start_replica, unit_vectors, wait_until
 
@@ -93,3 +94,49 @@ def _identified(replica: Replica, vector) -> str:
         if exc.code() != grpc.StatusCode.UNAVAILABLE:
             raise
         return "<unavailable>"
+
+
+def test_replicas_share_a_collections_own_milvus_collection_until_it_is_deleted(
+    pair: tuple[Replica, Replica], milvus: MilvusLiteServer | MilvusStandaloneServer
+) -> None:
+    from pymilvus import MilvusClient
+
+    one, two = pair
+    one.stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name="door"), timeout=30)
+    v = unit_vectors(3, seed=7)
+    enroll = gallery_pb2.EnrollRequest(
+        collection="door", identity="ann", embeddings=[common_pb2.Embedding(values=list(x)) for x in v]
+    )
+
+    def enrolled_on_two() -> bool:
+        try:
+            return two.stub.Enroll(enroll, timeout=30).results[0].outcome == gallery_pb2.ENROLLED
+        except grpc.RpcError as exc:
+            assert exc.code() == grpc.StatusCode.NOT_FOUND, exc
+            return False
+
+    wait_until(enrolled_on_two, "a collection created through one replica usable on the other")
+    search = gallery_pb2.SearchRequest(collection="door", embedding=common_pb2.Embedding(values=list(v[0])))
+    wait_until(lambda: bool(one.stub.Search(search, timeout=30).hits), "faces enrolled through the other")
+    # The default collection's index never holds them.
+    assert not one.stub.Search(gallery_pb2.SearchRequest(embedding=search.embedding), timeout=30).hits
+    client = MilvusClient(uri=milvus.uri)
+    try:
+        assert {"facerec_faces", "facerec_faces_c2_g1"} <= set(client.list_collections())
+        one.stub.DeleteCollection(gallery_pb2.DeleteCollectionRequest(name="door"), timeout=60)
+        assert "facerec_faces_c2_g1" not in client.list_collections()
+    finally:
+        client.close()
+    wait_until(
+        lambda: _not_found(lambda: two.stub.Search(search, timeout=30)),
+        "a collection deleted through one replica gone from the other",
+    )
+    assert identified_as(two, v[0]) == ""  # nor in the default collection
+
+
+def _not_found(call) -> bool:  # type: ignore[no-untyped-def]
+    try:
+        call()
+    except grpc.RpcError as exc:
+        return exc.code() == grpc.StatusCode.NOT_FOUND
+    return False

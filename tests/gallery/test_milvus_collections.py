@@ -5,6 +5,7 @@ lives beside the old one until the old is dropped. Also the backend's drop_index
 
 from __future__ import annotations
 
+import threading
 import time
 from collections.abc import Iterator
 from pathlib import Path
@@ -180,6 +181,31 @@ def test_a_generation_filled_through_its_store_is_searchable_as_soon_as_its_back
     assert new.index.ntotal == 50
     _, found = new.index.search(v, 1)
     assert found[:, 0].tolist() == ids
+
+
+def test_replicas_opening_the_same_new_generation_at_once_share_its_milvus_collection(
+    milvus_settings_each: MilvusSettings,
+) -> None:
+    # Two replicas' followers open a re-embed's new generation (or a new collection) at the same moment.
+    opened: list[MilvusIndex] = []
+    failed: list[BaseException] = []
+
+    def open_it() -> None:
+        try:
+            opened.append(MilvusIndex(milvus_settings_each, MODEL, 128, lambda ids: {i: "ann" for i in ids}))
+        except BaseException as exc:
+            failed.append(exc)
+
+    threads = [threading.Thread(target=open_it) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert not failed and len(opened) == 4
+    opened[0].add(np.array([1]), unit_vectors(1))
+    assert opened[3].search(unit_vectors(1), 1)[1][0, 0] == 1
+    for index in opened:
+        index.close()
 
 
 def test_an_existing_milvus_collection_of_another_dimension_is_refused(
