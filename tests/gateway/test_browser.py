@@ -138,7 +138,7 @@ def test_enroll_through_the_page_then_identify_a_val_picture_shows_the_name(
     if target := os.environ.get("GATEWAY_SCREENSHOT"):
         shutil.copyfile(shot, target)
 
-    page.click("#identities-list li[data-identity='jerry_seinfeld'] button")
+    page.click("#identities-list li[data-identity='jerry_seinfeld'] button.remove-identity")
     page.wait_for_selector("#identities-list li[data-identity='jerry_seinfeld']", state="detached")
     page.set_input_files("#identify-file", str(people(val_images, "jerry_seinfeld")[1]))
     page.locator(".face.unknown span", has_text="unknown").first.wait_for()
