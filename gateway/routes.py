@@ -61,29 +61,6 @@ def collection_of(method: str, path: str) -> str | None:
     return DEFAULT_COLLECTION if path.startswith("/v1/") else None
 
 
-def gallery_path(path: str) -> str:
-    """A gallery route's path as the default collection's: /v1/collections/c/enroll → /v1/enroll."""
-    if path.startswith(SCOPED_PREFIX):
-        _, slash, rest = path[len(SCOPED_PREFIX) :].partition("/")
-        if slash and rest != "operating-points":
-            return "/v1/" + rest
-    return path
-
-
-def writes(method: str, path: str) -> bool:
-    """Whether the request changes a gallery (an rw token at least; creating, deleting and re-embedding a
-    collection are the admin's): every DELETE, and the POSTs that enroll, train, rename, store operating
-    points, create or re-embed."""
-    if method == "DELETE":
-        return True
-    if method != "POST":
-        return False
-    path = gallery_path(path)
-    return path in ("/v1/enroll", "/v1/train", "/v1/collections") or path.endswith(
-        (collection_routes.RENAME, collection_routes.REEMBED, "/operating-points")
-    )
-
-
 def _body(json_model: type[BaseModel], fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
     """openapi_extra for a body that is either JSON (json_model) or multipart (fields); a multipart field
     is described as the JSON field of the same name is (a file where JSON has base64)."""

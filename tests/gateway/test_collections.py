@@ -10,7 +10,7 @@ from collections.abc import Iterator
 import httpx
 import pytest
 
-from gateway.routes import collection_of, gallery_path, writes
+from gateway.routes import collection_of
 from tests.support.gateway import BIG_FACE_ID, FACE, PICTURE, Fake, fake_services
 from tests.support.servers import Running, start_service
 
@@ -171,24 +171,3 @@ def test_operating_points_are_stored_through_the_gallery(http: httpx.Client, fak
 )
 def test_the_collection_of_a_request_is_known_from_its_path(method: str, path: str, collection: str) -> None:
     assert collection_of(method, path) == collection
-
-
-def test_what_writes_is_known_from_the_path() -> None:
-    assert gallery_path("/v1/collections/x/enroll") == "/v1/enroll"
-    for method, path in [
-        ("POST", "/v1/collections/x/enroll"),
-        ("POST", "/v1/collections/x/train"),
-        ("POST", "/v1/identities/a:rename"),
-        ("POST", "/v1/collections/x/identities/a:rename"),
-        ("POST", "/v1/collections"),
-        ("POST", "/v1/collections/x:reembed"),
-        ("POST", "/v1/collections/x/operating-points"),
-        ("DELETE", "/v1/collections/x"),
-    ]:
-        assert writes(method, path), path
-    for method, path in [
-        ("POST", "/v1/collections/x/identify"),
-        ("GET", "/v1/collections/x/faces/1/picture"),
-        ("GET", "/v1/collections"),
-    ]:
-        assert not writes(method, path), path
