@@ -126,6 +126,8 @@ function setUpIdentify() {
   const drop = $("identify-drop");
   $("identify-file").addEventListener("change", (event) => {
     const file = event.target.files[0];
+    // Emptied, so that picking the same file again (in another collection) is a change again.
+    event.target.value = "";
     if (file) guarded(() => identify(file));
   });
   drop.addEventListener("dragover", (event) => {
