@@ -171,3 +171,11 @@ def test_operating_points_are_stored_through_the_gallery(http: httpx.Client, fak
 )
 def test_the_collection_of_a_request_is_known_from_its_path(method: str, path: str, collection: str) -> None:
     assert collection_of(method, path) == collection
+
+
+def test_a_collection_name_over_128_characters_is_400_and_never_reaches_the_gallery(
+    http: httpx.Client, fake: Fake
+) -> None:
+    reply = http.get("/v1/collections/" + "x" * 129 + "/stats")
+    assert reply.status_code == 400 and reply.json()["code"] == "INVALID_ARGUMENT"
+    assert not [c for c in fake.calls if c.method == "Stats"]
