@@ -53,11 +53,14 @@ class _NoInference:
     ) -> list[DetectedImage]:
         raise FacerecError("no detector in this benchmark")
 
-    def embed(self, crops: object, timeout_s: float | None = None) -> Embedded:
+    def embed(self, crops: object, timeout_s: float | None = None, model: str = "") -> Embedded:
         raise FacerecError("no embedder in this benchmark")
 
-    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
+    def model_info(self, timeout_s: float | None = None, model: str = "") -> ModelInfo:
         return ModelInfo(MODEL, 128)
+
+    def models(self, timeout_s: float | None = None) -> list[ModelInfo]:
+        return [ModelInfo(MODEL, 128)]
 
 
 def _timed(fn: Callable[[], object]) -> float:

@@ -22,23 +22,24 @@ def main(argv: Sequence[str] | None = None) -> None:
 
 
 def _build(settings: Settings, metrics: ServiceMetrics) -> Hosting:
-    from embedding_service.batcher import EmbeddingBatcher
-    from embedding_service.embedder import Embedder
+    from embedding_service.models import ModelRepository, load_embedders
     from facerec.calibration import load_calibration
 
-    embedder = Embedder.load(settings)
-    # A calibration file that is not one stops the start here, in one sentence (exit 2), not later.
-    load_calibration(settings.calibration_path, embedder.name)
-    batcher = EmbeddingBatcher.from_settings(embedder, settings, on_batch=metrics.observe_batch)
+    embedders = load_embedders(settings)
+    for embedder in embedders:
+        # A calibration file that is not one stops the start here, in one sentence (exit 2), not later.
+        load_calibration(settings.calibration_path, embedder.name)
+    models = ModelRepository.from_settings(embedders, settings, on_batch=metrics.observe_batch)
+    served = ", ".join(f"{e.name} ({e.precision})" for e in embedders)
     return Hosting(
         build_server=lambda health, interceptors, credentials: build_server(
-            settings, batcher, health, interceptors, credentials
+            settings, models, health, interceptors, credentials
         ),
-        warm_up=batcher.warm_up,
-        watch=lambda m: m.watch_queue(batcher.queue_depth),
-        close=batcher.close,
-        ready=f"embedder ready: {embedder.name} ({embedder.precision}) on {embedder.runtime}, "
-        f"max batch {batcher.max_batch}",
+        warm_up=models.warm_up,
+        watch=lambda m: m.watch_queue(models.queue_depth),
+        close=models.close,
+        ready=f"embedder ready: {served} on {embedders[0].runtime}, default {embedders[0].name}, "
+        f"max batch {models.default.max_batch}",
     )
 
 

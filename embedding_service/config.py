@@ -12,6 +12,9 @@ from facerec.settings import RUNTIMES, MiB, ServerSettings, SettingError, settin
 
 DEFAULT_PORT = 50052
 PRECISIONS = ("int8", "fp32")
+# The models one embedder can serve, by the names their vectors go by (embedding_service.embedder.model_name),
+# and each one's arithmetic.
+MODEL_PRECISIONS = {"facenet-keras-128": "fp32", "facenet-keras-128-int8": "int8"}
 
 
 @dataclasses.dataclass(frozen=True, kw_only=True)
@@ -51,6 +54,12 @@ class Settings(ServerSettings):
     precision: str = setting(
         "int8", "FaceNet's arithmetic: int8 (guarded, else fp32) or fp32", choices=PRECISIONS
     )
+    # Several models in one process (Triton's model repository idea): each request names its model, so
+    # collections pinned to fp32 and to int8 share one embedder. The default model (requests naming none)
+    # is EMBEDDER_PRECISION's when it is listed, else the first listed.
+    models: str = setting(
+        ",".join(MODEL_PRECISIONS), f"models served, comma-separated (of {', '.join(MODEL_PRECISIONS)})"
+    )
     # The services load the files `facerec export` writes; exporting at start needs TensorFlow (the export
     # extra) and, from the h5, ~27 s and a 6.8 GB peak: for development only, never in a memory-limited pod.
     export_at_start: bool = setting(
@@ -84,6 +93,22 @@ class Settings(ServerSettings):
             raise SettingError(f"runtime must be one of {', '.join(RUNTIMES)}, not {self.runtime!r}.")
         if self.precision not in PRECISIONS:
             raise SettingError(f"precision must be one of {', '.join(PRECISIONS)}, not {self.precision!r}.")
+        unknown = [name for name in self.model_names if name not in MODEL_PRECISIONS]
+        if unknown or not self.model_names:
+            raise SettingError(
+                f"{self.key('models')} must name models among {', '.join(MODEL_PRECISIONS)}, "
+                f"not {self.models!r}."
+            )
+
+    @property
+    def model_names(self) -> list[str]:
+        """The models to serve, the default first, each once."""
+        listed = list(dict.fromkeys(name.strip() for name in self.models.split(",") if name.strip()))
+        preferred = next((n for n, p in MODEL_PRECISIONS.items() if p == self.precision), "")
+        if preferred in listed:
+            listed.remove(preferred)
+            listed.insert(0, preferred)
+        return listed
 
     @property
     def effective_max_batch(self) -> int:

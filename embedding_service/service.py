@@ -14,6 +14,7 @@ from numpy.typing import NDArray
 from embedding_service.batcher import EmbeddingBatcher
 from embedding_service.config import Settings
 from embedding_service.embedder import rgb_crop
+from embedding_service.models import ModelRepository
 from embedding_service.preprocessing import resize_crop
 from facerec import server as server_mod
 from facerec.budget import Budget
@@ -35,20 +36,21 @@ RELEASE_AFTER_PIXELS = 1_000_000
 
 
 class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
-    """Embed and GetModelInfo over an EmbeddingBatcher. Bad faces get their own error; the rest are answered."""
+    """Embed and GetModelInfo over the served models' batchers. Bad faces get their own error; the rest are
+    answered. calibrations: each served model's thresholds, by model name."""
 
     def __init__(
         self,
-        batcher: EmbeddingBatcher,
-        calibration: CalibrationSource,
+        models: ModelRepository,
+        calibrations: dict[str, CalibrationSource],
         max_faces_per_request: int = 64,
         max_request_bytes: int = 16 * 1024 * 1024,
         max_face_pixels: int = 4_000_000,
         max_request_pixels: int = 32_000_000,
         max_pixels_in_flight: int = 16_000_000,
     ) -> None:
-        self._batcher = batcher
-        self._calibration = calibration
+        self._models = models
+        self._calibrations = calibrations
         self._max_faces = max_faces_per_request
         self._max_bytes = max_request_bytes
         # Beyond 1 MP a face also obeys the pixels-per-byte rule of facerec.images (a lying header).
@@ -60,6 +62,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
         self, request: embedding_pb2.EmbedRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.EmbedResponse:
         faces = request.faces
+        batcher = self._models.get(request.model)  # an unknown model refuses the call before any work
         if not faces:
             raise InvalidInput("The request holds no faces.", field="faces")
         if len(faces) > self._max_faces:
@@ -92,7 +95,7 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
                 # 4 MP). When it is spent the whole call is refused at once (Overloaded: try again).
                 with self._pixels.take(pixels[i]):
                     try:
-                        crops.append(self._crop_of(face))
+                        crops.append(self._crop_of(face, batcher.embedder.input_size))
                         positions.append(i)
                     except FacerecError as exc:
                         results[i].error.CopyFrom(error_proto(exc, f"faces[{i}]"))
@@ -100,8 +103,8 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             if sum(pixels) >= RELEASE_AFTER_PIXELS:
                 release_free_memory()
 
-        outcomes = self._batcher.embed(crops, timeout_s=context.time_remaining(), is_active=context.is_active)
-        model = self._batcher.embedder.name
+        outcomes = batcher.embed(crops, timeout_s=context.time_remaining(), is_active=context.is_active)
+        model = batcher.embedder.name
         for i, outcome in zip(positions, outcomes, strict=True):
             if isinstance(outcome, FacerecError):
                 results[i].error.CopyFrom(error_proto(outcome, f"faces[{i}]"))
@@ -112,9 +115,16 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
     def GetModelInfo(
         self, request: embedding_pb2.GetModelInfoRequest, context: grpc.ServicerContext
     ) -> embedding_pb2.ModelInfo:
-        embedder = self._batcher.embedder
-        stats = self._batcher.stats
-        calibration = self._calibration.current()  # re-read when `facerec eval --save-threshold` wrote it
+        info = self._info(self._models.get(request.model))
+        info.models.extend(self._info(batcher) for batcher in self._models.batchers)
+        return info
+
+    def _info(self, batcher: EmbeddingBatcher) -> embedding_pb2.ModelInfo:
+        """One model: its thresholds (its own calibration) and its batcher's counters."""
+        embedder = batcher.embedder
+        stats = batcher.stats
+        # Re-read when `facerec eval --save-threshold` wrote it.
+        calibration = self._calibrations[embedder.name].current()
         return embedding_pb2.ModelInfo(
             name=embedder.name,
             dimension=embedder.dimension,
@@ -130,12 +140,12 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             else None,
             model_calls=stats.calls,
             faces_embedded=stats.items,
-            max_batch=self._batcher.max_batch,
+            max_batch=batcher.max_batch,
             runtime=embedder.runtime,
             precision=embedder.precision,
         )
 
-    def _crop_of(self, face: embedding_pb2.FaceInput) -> NDArray[np.uint8]:
+    def _crop_of(self, face: embedding_pb2.FaceInput, input_size: int) -> NDArray[np.uint8]:
         """The face as (h, w, 3) RGB; an encoded one already shrunk to the model's input."""
         kind = face.WhichOneof("input")
         if kind == "crop":
@@ -144,23 +154,27 @@ class EmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
             raise InvalidInput("The face has neither a crop nor an encoded image.")
         picture = decode_image(face.encoded.data, self._image_limits)
         # The same resize the batcher's prepare() does, done now so that only the small crop is kept.
-        return resize_crop(picture, self._batcher.embedder.input_size)
+        return resize_crop(picture, input_size)
 
 
 def build_server(
     settings: Settings,
-    batcher: EmbeddingBatcher,
+    models: ModelRepository | EmbeddingBatcher,
     health: server_mod.Health,
     interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A bound, not yet started server for the Embedder on settings.host:settings.port. Returns (server, port)."""
-    calibration = CalibrationSource(settings.calibration_path, batcher.embedder.name)
-    current = calibration.current()
-    log.info("verification threshold %.3f (%s)", current.threshold, current.source)
+    """A bound, not yet started server for the Embedder on settings.host:settings.port, serving the models'
+    batchers (a single batcher serves its one model). Returns (server, port)."""
+    repository = models if isinstance(models, ModelRepository) else ModelRepository([models])
+    calibrations = {}
+    for name in repository.names:
+        calibrations[name] = CalibrationSource(settings.calibration_path, name)
+        current = calibrations[name].current()  # an unusable file stops the start here
+        log.info("%s: verification threshold %.3f (%s)", name, current.threshold, current.source)
     servicer = EmbedderServicer(
-        batcher,
-        calibration,
+        repository,
+        calibrations,
         max_faces_per_request=settings.max_faces_per_request,
         max_request_bytes=settings.max_request_bytes,
         max_face_pixels=settings.max_face_pixels,

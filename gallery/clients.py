@@ -200,6 +200,7 @@ class DetectorClient(_Client):
             max_faces=options.max_faces,
             alignment=_ALIGNMENT.get(options.alignment, detector_pb2.ALIGNMENT_UNSPECIFIED),
             return_crops=True,
+            model=options.model,
         )
         deadline = _deadline(timeout_s, self._timeout_s)
 
@@ -262,7 +263,9 @@ class EmbedderClient(_Client):
         )
         self._stub = embedding_pb2_grpc.EmbedderStub(self._channel)
 
-    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
+    def embed(
+        self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None, model: str = ""
+    ) -> Embedded:
         deadline = _deadline(timeout_s, self._timeout_s)
 
         def call(chunk: Sequence[NDArray[np.uint8]]) -> Embedded:
@@ -276,7 +279,8 @@ class EmbedderClient(_Client):
                 )
                 for c in chunk
             ]
-            response = self._call(self._stub.Embed, embedding_pb2.EmbedRequest(faces=faces), deadline)
+            request = embedding_pb2.EmbedRequest(faces=faces, model=model)
+            response = self._call(self._stub.Embed, request, deadline)
             vectors: list[NDArray[np.float32] | errors.FacerecError] = []
             for result in response.results:
                 error = _item_error(result.error)
@@ -299,11 +303,23 @@ class EmbedderClient(_Client):
             return Embedded("", [])
         return Embedded(parts[0].model, [v for part in parts for v in part.vectors])
 
-    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
+    def model_info(self, timeout_s: float | None = None, model: str = "") -> ModelInfo:
+        return _model_info(self._get_model_info(timeout_s, model))
+
+    def models(self, timeout_s: float | None = None) -> list[ModelInfo]:
+        info = self._get_model_info(timeout_s, "")
+        # An embedder older than the models list serves its one model.
+        return [_model_info(m) for m in info.models] or [_model_info(info)]
+
+    def _get_model_info(self, timeout_s: float | None, model: str) -> embedding_pb2.ModelInfo:
         with self.waiting.take():
-            info = self._call(
+            info: embedding_pb2.ModelInfo = self._call(
                 self._stub.GetModelInfo,
-                embedding_pb2.GetModelInfoRequest(),
+                embedding_pb2.GetModelInfoRequest(model=model),
                 _deadline(timeout_s, self._timeout_s),
             )
-        return ModelInfo(info.name, info.dimension, info.threshold, info.threshold_source)
+        return info
+
+
+def _model_info(info: embedding_pb2.ModelInfo) -> ModelInfo:
+    return ModelInfo(info.name, info.dimension, info.threshold, info.threshold_source, info.precision)

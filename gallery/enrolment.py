@@ -1,9 +1,10 @@
-"""Enroll's bookkeeping: duplicate pictures, the largest face of each, quality floors, embedding, and
-the store commit with its index update as one step. Pure: no grpc."""
+"""Enroll's bookkeeping: duplicate pictures, the largest face of each, quality floors, embedding, the face's
+kept picture (gallery/pictures.py), and the store commit with its index update as one step. Pure: no grpc."""
 
 from __future__ import annotations
 
 import hashlib
+import logging
 from collections.abc import Callable, Sequence
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
@@ -15,6 +16,7 @@ from numpy.typing import NDArray
 from facerec.errors import FacerecError, InvalidInput, Unavailable
 from gallery import validation
 from gallery.options import GalleryOptions
+from gallery.pictures import face_picture
 from gallery.ports import (
     DetectedFace,
     DetectorOptions,
@@ -25,8 +27,9 @@ from gallery.ports import (
     largest_face,
 )
 from gallery.results import EnrollOutcome, EnrollResult
-from gallery.rows import DuplicatePicture, NewFace
+from gallery.rows import DuplicatePicture, KeptPicture, NewFace
 
+log = logging.getLogger(__name__)
 Embed = Callable[[list[NDArray[np.uint8]], float | None], Embedded]
 
 
@@ -52,7 +55,10 @@ class Enrolment:
         embed: Embed,
         write_lock: AbstractContextManager[Any],
         options: GalleryOptions,
+        model: str = "",
     ) -> None:
+        """model: the gallery's (its contract's); embeddings given by callers must be of it. "" = the store's."""
+        self._model = model
         self._store = store
         self._index = index
         self._detector = detector
@@ -130,8 +136,8 @@ class Enrolment:
             detected = self._detector.detect(
                 [data for _, data, _ in to_detect], options or self.options.detect_options, timeout_s
             )
-            chosen: list[tuple[int, str, DetectedFace, int]] = []
-            for (slot, _, sha), image in zip(to_detect, detected, strict=True):
+            chosen: list[tuple[int, bytes, str, DetectedFace, int]] = []
+            for (slot, data, sha), image in zip(to_detect, detected, strict=True):
                 if image.error is not None:
                     results[slot] = EnrollResult(EnrollOutcome.INVALID, error=image.error)
                 elif not image.faces:
@@ -143,24 +149,31 @@ class Enrolment:
                             EnrollOutcome.REJECTED_QUALITY, box=face.box, faces_found=len(image.faces)
                         )
                     else:
-                        chosen.append((slot, sha, face, len(image.faces)))
+                        chosen.append((slot, data, sha, face, len(image.faces)))
             if chosen:
-                embedded = self._embed([face.crop for _, _, face, _ in chosen], timeout_s)
-                for (slot, sha, face, found), vector in zip(chosen, embedded.vectors, strict=True):
+                embedded = self._embed([face.crop for _, _, _, face, _ in chosen], timeout_s)
+                for (slot, data, sha, face, found), vector in zip(chosen, embedded.vectors, strict=True):
                     if isinstance(vector, FacerecError):
                         results[slot] = EnrollResult(
                             EnrollOutcome.INVALID, box=face.box, error=vector, faces_found=found
                         )
                         continue
                     outcome = EnrollOutcome.MULTIPLE_FACES if found > 1 else EnrollOutcome.ENROLLED
-                    pending.append(
-                        _Pending(slot, NewFace(vector, sha, face.box), outcome, found, twin_of.get(slot, ""))
+                    new = NewFace(
+                        vector,
+                        sha,
+                        face.box,
+                        picture=_kept_picture(data, face),
+                        source_picture=data if self.options.keep_source_pictures else b"",
                     )
+                    pending.append(_Pending(slot, new, outcome, found, twin_of.get(slot, "")))
 
         for j, (values, model) in enumerate(embeddings):
             slot = len(images) + j
             try:
-                vector = validation.embedding(values, self.options.dimension, model, self._store.model)
+                vector = validation.embedding(
+                    values, self.options.dimension, model, self._model or self._store.model
+                )
             except FacerecError as exc:
                 results[slot] = EnrollResult(EnrollOutcome.INVALID, error=exc)
                 continue
@@ -251,3 +264,13 @@ class Enrolment:
             face.confidence >= self.options.enroll_min_confidence
             and min(face.box[2], face.box[3]) >= self.options.enroll_min_face_px
         )
+
+
+def _kept_picture(data: bytes, face: DetectedFace) -> KeptPicture | None:
+    """The face's kept picture; None (the face is enrolled without one) when this process cannot decode what
+    the detector could (a format or limit of its own), rather than refusing the face."""
+    try:
+        return face_picture(data, face.box)
+    except FacerecError as exc:
+        log.warning("a face is enrolled without its kept picture: %s", exc)
+        return None

@@ -4,7 +4,9 @@ It reaches storage only through the ports of gallery/ports.py, handed over by ga
 open_backend: a FaceStore (the truth) and a VectorIndex derived from it, updated right after each store
 commit under one write lock. The SVM (gallery.classifier.StoreClassifier) is refit by `train` and lazily
 whenever the store's version differs from the one it was fit at, and kept by the store so every replica
-serves it. Enrolment's bookkeeping is gallery/enrolment.py; the answers are gallery/results.py.
+serves it. Enrolment's bookkeeping is gallery/enrolment.py, managing identities gallery/identities.py;
+the answers are gallery/results.py. A collection's contract (gallery/contracted.py) pins the detector,
+alignment and embedder model of every call.
 
 Identification is open-set: the SVM's (or, with one identity or more than svm_max_identities,
 the nearest neighbour's) answer stands only when the face lies within the threshold of that
@@ -27,9 +29,19 @@ from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, R
 from facerec.timings import Timings
 from gallery import validation
 from gallery.classifier import StoreClassifier
+from gallery.contracted import under_contract
 from gallery.enrolment import Enrolment
+from gallery.identities import Identities
 from gallery.options import GalleryOptions, decision
-from gallery.ports import DetectorOptions, Embedded, FaceDetector, FaceEmbedder, Storage, largest_face
+from gallery.ports import (
+    Contract,
+    DetectorOptions,
+    Embedded,
+    FaceDetector,
+    FaceEmbedder,
+    Storage,
+    largest_face,
+)
 from gallery.represent import Representer
 from gallery.results import (
     NEAREST,
@@ -43,7 +55,7 @@ from gallery.results import (
     Training,
     Verification,
 )
-from gallery.rows import FaceRow, IdentityRow, StoreState
+from gallery.rows import StoreState
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +73,18 @@ class Gallery:
         embedder: FaceEmbedder,
         options: GalleryOptions = DEFAULT_OPTIONS,
         calibration: Callable[[], Calibration] | None = None,
+        contract: Contract | None = None,
     ) -> None:
         """storage: closed by close(). calibration: when given, the current thresholds, asked at every
-        request, so thresholds saved by `facerec eval` take effect without a restart; else options'."""
+        request, so thresholds saved by `facerec eval` take effect without a restart; else options'.
+        contract: the collection's; every detection and embedding uses it, and embeddings given by callers
+        must be of its model. None: the services' defaults, and the store's model."""
         self._storage = storage
         self._store = storage.store
         self._index = storage.index
         self._calibration = calibration
+        self.contract = contract
+        detector, embedder = under_contract(detector, embedder, contract)
         self._detector = detector
         self._embedder = embedder
         self.options = options
@@ -79,8 +96,17 @@ class Gallery:
             self._classifier.refit_in_background()
         self._closed = False
         self._enrolment = Enrolment(
-            self._store, self._index, detector, self._embed, storage.write_lock, options
+            self._store, self._index, detector, self._embed, storage.write_lock, options, self.model
         )
+        identities = Identities(storage, self._refit_svm)
+        self.list_identities = identities.list_identities
+        self.get_identity = identities.get_identity
+        self.face_embeddings = identities.face_embeddings
+        self.face_picture = identities.face_picture
+        self.face_pictures = identities.face_pictures
+        self.rename_identity = identities.rename_identity
+        self.remove_identity = identities.remove_identity
+        self.remove_face = identities.remove_face
         # Represent (gallery/represent.py): the faces and embeddings of a picture; it never reads the store.
         self.represent = Representer(detector, self._vectors, options, self.model).represent
         # Identify's seconds per step since start, logged by close: detector, embedder, search + SVM.
@@ -88,7 +114,8 @@ class Gallery:
 
     @property
     def model(self) -> str:
-        return self._store.model
+        """The model of the gallery's vectors: its contract's, else its store's."""
+        return self.contract.model if self.contract is not None else self._store.model
 
     @property
     def threshold(self) -> float:
@@ -371,43 +398,12 @@ class Gallery:
             if int(i) in owners
         ]
 
-    # --- management ---------------------------------------------------------------------------------
+    # --- management (gallery/identities.py, bound in __init__) ---------------------------------------
 
-    def list_identities(self, page_size: int = 0, page_token: str = "") -> tuple[list[IdentityRow], str]:
-        """A page of identities in name order and the token of the next page ("" on the last)."""
-        size = validation.page_size(page_size)
-        after = validation.decode_page_token(page_token)
-        rows = self._store.list_identities(after, size + 1)
-        if len(rows) > size:
-            return rows[:size], validation.encode_page_token(rows[size - 1].identity)
-        return rows, ""
-
-    def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
-        return self._store.get_identity(validation.identity(identity))
-
-    def face_embeddings(self, identity: str) -> dict[int, NDArray[np.float32]]:
-        """face id → unit (d,) embedding of each of the identity's faces (for calibrating on them)."""
-        ids, vectors = self._store.embeddings_of(validation.identity(identity))
-        return {int(i): v for i, v in zip(ids, vectors, strict=True)}
-
-    def remove_identity(self, identity: str) -> int:
-        """Removes the identity and its faces (store, then index); returns how many faces went."""
-        name = validation.identity(identity)
-        with self._storage.write_lock:
-            removed = self._store.remove_identity(name)
-            self._index.remove(removed)
-            self._storage.discard_saved_index()
-        return len(removed)
-
-    def remove_face(self, face_id: int) -> str:
-        """Removes one face (store, then index); returns the identity it belonged to."""
-        if face_id <= 0:
-            raise NotFound(f"No face has id {face_id}.")
-        with self._storage.write_lock:
-            identity = self._store.remove_face(face_id)
-            self._index.remove([face_id])
-            self._storage.discard_saved_index()
-        return identity
+    def _refit_svm(self) -> None:
+        """The identities' names changed (a rename): the SVM refits off the request path."""
+        if self._method(self._store.counts()[0]) == SVM:
+            self._classifier.refit_in_background()
 
     def stats(self) -> GalleryStats:
         state = self._store.state()

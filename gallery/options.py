@@ -47,6 +47,9 @@ class GalleryOptions:
     max_images_per_request: int = 64
     max_embeddings_per_request: int = 1000
     detect_options: DetectorOptions = field(default_factory=DetectorOptions)
+    # Keep each enrolled picture whole beside the face's kept picture (gallery/pictures.py): a collection's
+    # choice (CollectionManager sets it), off by default: a picture is ~100x a kept face's bytes.
+    keep_source_pictures: bool = False
     # With a shared store, how long a replica waits for a change notification before it looks anyway.
     follow_poll_s: float = 0.5
 

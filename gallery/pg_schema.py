@@ -8,6 +8,7 @@ from collections.abc import Callable
 from typing import Any
 
 import psycopg
+from psycopg import sql
 
 from facerec.errors import Precondition
 from gallery.rows import REMOVE, ModelClaim, claim_model, new_store_id, now_ms
@@ -15,7 +16,7 @@ from gallery.validation import skeleton
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 3
+SCHEMA_VERSION = 4
 # Any fixed number: the key of the advisory lock that serialises schema migrations across replicas.
 _MIGRATION_LOCK = 0x66616365
 
@@ -85,12 +86,31 @@ _MIGRATIONS: dict[int, tuple[Migration, ...]] = {
         "CREATE UNIQUE INDEX faces_one_picture_per_identity ON faces(image_sha256, identity)"
         " WHERE image_sha256 <> ''",
     ),
+    # Kept face pictures (gallery/pictures_sql.py), gone with their face in its transaction (ON DELETE
+    # CASCADE); the store's seal (a re-embed moving the collection on), on the row every writer locks.
+    # A deleted row's bytes stay in the table's pages until VACUUM reuses them (PostgreSQL has no
+    # secure_delete): they are out of every query at once, and of the files once vacuumed.
+    4: (
+        "CREATE TABLE pictures (face_id BIGINT PRIMARY KEY REFERENCES faces(face_id) ON DELETE CASCADE,"
+        " data BYTEA NOT NULL, media_type TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,"
+        " box_x REAL NOT NULL, box_y REAL NOT NULL, box_w REAL NOT NULL, box_h REAL NOT NULL)",
+        # Pictures are compressed already (WebP, JPEG): TOAST would try to compress them again in vain.
+        "ALTER TABLE pictures ALTER COLUMN data SET STORAGE EXTERNAL",
+        "CREATE TABLE source_pictures (face_id BIGINT PRIMARY KEY REFERENCES faces(face_id)"
+        " ON DELETE CASCADE, data BYTEA NOT NULL)",
+        "ALTER TABLE source_pictures ALTER COLUMN data SET STORAGE EXTERNAL",
+        "ALTER TABLE state ADD COLUMN sealed BOOLEAN NOT NULL DEFAULT false",
+    ),
 }
 
 
-def migrate(conn: psycopg.Connection[Any]) -> None:
-    """Brings the database to SCHEMA_VERSION; Precondition when it is newer than this gallery."""
+def migrate(conn: psycopg.Connection[Any], schema: str = "") -> None:
+    """Brings the database (the store's schema, created when missing: a collection's other than the
+    default's, gallery/namespaces.py) to SCHEMA_VERSION; Precondition when it is newer than this gallery."""
     conn.execute("SELECT pg_advisory_xact_lock(%s)", (_MIGRATION_LOCK,))
+    if schema:
+        # Under the lock: replicas opening a new collection together do not both create it.
+        conn.execute(sql.SQL("CREATE SCHEMA IF NOT EXISTS {}").format(sql.Identifier(schema)))
     conn.execute(
         "CREATE TABLE IF NOT EXISTS schema_migrations (version INTEGER PRIMARY KEY, applied_at_ms BIGINT NOT NULL)"
     )
@@ -150,3 +170,26 @@ def integrity_check(conn: psycopg.Connection[Any]) -> bool:
             "integrity check failed: kept %s, real %s, identities without faces %s", kept, real, orphans
         )
     return ok
+
+
+def drop_schema(conn: psycopg.Connection[Any], schema: str) -> None:
+    """Drops a collection generation's schema and everything in it (gallery.namespaces.drop_store)."""
+    conn.execute(sql.SQL("DROP SCHEMA IF EXISTS {} CASCADE").format(sql.Identifier(schema)))
+
+
+def empty_store(conn: psycopg.Connection[Any]) -> None:
+    """Empties the default schema's store, which shares its database with the catalog (gallery.namespaces
+    .drop_store of the home store): faces (their pictures with them), identities, the change log and the
+    kept classifier go; the version moves on so a follower rebuilds to nothing. Nothing when no store is
+    there."""
+    if conn.execute("SELECT to_regclass('state')").fetchone() in (None, (None,)):
+        return
+    # The writers' lock first, as every change takes it.
+    conn.execute("UPDATE state SET version = version + 1, identities = 0, faces = 0")
+    for statement in (
+        "DELETE FROM faces",
+        "DELETE FROM identities",
+        "DELETE FROM changes",
+        "DELETE FROM classifier",
+    ):
+        conn.execute(statement)

@@ -8,18 +8,31 @@ raises Unavailable. A second connection listens for notifications.
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable
 from typing import Any, TypeVar
 
 import psycopg
+from psycopg import sql
 
 from facerec.errors import Unavailable
 
 log = logging.getLogger(__name__)
 
 T = TypeVar("T")
+
+
+# What gallery.namespaces.with_schema puts in a URL's options: the one schema its sessions use.
+_SEARCH_PATH = re.compile(r"-c\s*search_path\s*=\s*([A-Za-z0-9_]+)")
+
+
+def url_schema(url: str) -> str:
+    """The schema a postgresql:// URL's options name (the last search_path), "" for the default."""
+    options = str(psycopg.conninfo.conninfo_to_dict(url).get("options") or "")
+    found = _SEARCH_PATH.findall(options)
+    return str(found[-1]) if found else ""
 
 
 def reason(exc: BaseException) -> str:
@@ -102,7 +115,7 @@ class Session:
             try:
                 if self._listener is None or self._listener.closed:
                     self._listener = self.connect()
-                    self._listener.execute(f"LISTEN {channel}")
+                    self._listener.execute(sql.SQL("LISTEN {}").format(sql.Identifier(channel)))
                 notified = False
                 for _ in self._listener.notifies(timeout=timeout_s, stop_after=1):
                     notified = True

@@ -70,6 +70,7 @@ class ModelInfo:
     dimension: int
     threshold: float = 0.0
     threshold_source: str = ""
+    precision: str = ""  # "fp32" or "int8" (FaceNet's arithmetic); "" when not told
 
 
 class FaceDetector(Protocol):
@@ -226,6 +227,10 @@ class FaceStore(Protocol):
     def seal(self) -> None:
         """From now on every write raises Unavailable (retry shortly): a re-embed is about to move the
         collection to its next store and must not miss a write. Durable, and seen by every replica."""
+        ...
+
+    def unseal(self) -> None:
+        """Lifts the seal: a re-embed that failed after sealing leaves its collection writable again."""
         ...
 
     # -- the change log --

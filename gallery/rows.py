@@ -18,12 +18,16 @@ from typing import Any
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec.errors import InvalidInput, Precondition
+from facerec.errors import InvalidInput, Precondition, Unavailable
 
 Box = tuple[float, float, float, float]  # x, y, width, height in pixels of the source picture
 
 # The columns of a face row, in FaceRow's order (both stores' tables have them).
 FACE_COLUMNS = "face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h, created_at_ms"
+# ... and whether the face has a kept picture (FaceRow.has_picture), for a query FROM faces.
+FACE_COLUMNS_WITH_PICTURE = (
+    FACE_COLUMNS + ", EXISTS (SELECT 1 FROM pictures p WHERE p.face_id = faces.face_id)"
+)
 
 
 @dataclass(frozen=True)
@@ -144,10 +148,20 @@ def box_columns(box: Box | None) -> tuple[float | None, ...]:
 
 
 def face_row(row: Sequence[Any]) -> FaceRow:
-    """A FaceRow from the FACE_COLUMNS of one row (bytes or a bytes-like embedding)."""
-    face_id, identity, blob, model, sha, bx, by, bw, bh, created = row
+    """A FaceRow from the FACE_COLUMNS of one row (bytes or a bytes-like embedding), or from
+    FACE_COLUMNS_WITH_PICTURE's."""
+    face_id, identity, blob, model, sha, bx, by, bw, bh, created = row[:10]
     box = None if bx is None else (float(bx), float(by), float(bw), float(bh))
-    return FaceRow(int(face_id), identity, vector(blob), model, sha, box, int(created))
+    has_picture = bool(row[10]) if len(row) > 10 else False
+    return FaceRow(int(face_id), identity, vector(blob), model, sha, box, int(created), has_picture)
+
+
+SEALED = "The collection is moving to its re-embedded vectors; retry in a moment."
+
+
+def sealed() -> Unavailable:
+    """What a write to a sealed store raises (FaceStore.seal): the re-embed switches within moments."""
+    return Unavailable(SEALED, retry_after_s=1.0)
 
 
 def unpack(

@@ -19,6 +19,7 @@ from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput, NotFound, Overloaded
 from gallery.classifier_file import ClassifierFile
+from gallery.pictures_sql import new_pictures
 from gallery.rows import (
     ADD,
     CHANGE_LOG_KEEP_MS,
@@ -27,19 +28,18 @@ from gallery.rows import (
     Change,
     FaceRow,
     IdentityRow,
-    ModelClaim,
     NewFace,
     StoreState,
     box_columns,
     check_identity,
-    claim_model,
     embedding_bytes,
     face_row,
-    new_store_id,
     now_ms,
+    sealed,
     unpack,
 )
-from gallery.sqlite_schema import SCHEMA_VERSION, configure, empty_wal
+from gallery.sqlite_collection import PICTURES, CollectionStore
+from gallery.sqlite_schema import claim_store, configure, empty_wal
 from gallery.sqlite_schema import create as create_schema
 from gallery.validation import skeleton
 
@@ -49,7 +49,7 @@ log = logging.getLogger(__name__)
 _IN_CHUNK = 900
 
 
-class Store:
+class Store(CollectionStore):
     """Identities and faces in SQLite. Thread-safe: one connection guarded by a lock.
 
     Every change is one transaction, durably committed (WAL, synchronous=FULL) before the method
@@ -70,32 +70,8 @@ class Store:
         try:
             configure(self._db)
             create_schema(self._db)
-            with self._transaction():
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('schema_version', ?)",
-                    (str(SCHEMA_VERSION),),
-                )
-                self._db.execute("INSERT OR IGNORE INTO meta(key, value) VALUES ('version', '0')")
-                # Drawn when the store is created (or first opened by a gallery that keeps one).
-                self._db.execute(
-                    "INSERT OR IGNORE INTO meta(key, value) VALUES ('store_id', ?)", (new_store_id(),)
-                )
-                self._store_id = str(self._meta("store_id"))
-                (faces,) = self._db.execute("SELECT COUNT(*) FROM faces").fetchone()
-                held_dim = self._meta("dim")
-                claim = claim_model(
-                    self._meta("model"),
-                    None if held_dim is None else int(held_dim),
-                    faces,
-                    model,
-                    dim,
-                    "a new gallery file",
-                )
-                if claim is not ModelClaim.KEEP:
-                    self._set_meta("model", model)
-                    self._set_meta("dim", str(dim))
-                if claim is ModelClaim.SWITCH:
-                    self._bump()
+            with self._transaction(sealable=False):
+                self._store_id = claim_store(self._db, model, dim)
         except BaseException:
             self._db.close()
             raise
@@ -110,11 +86,15 @@ class Store:
     # -- plumbing ---------------------------------------------------------------------------------
 
     @contextmanager
-    def _transaction(self) -> Iterator[None]:
-        """One write transaction. The caller holds self._lock (or is the constructor)."""
+    def _transaction(self, sealable: bool = True) -> Iterator[None]:
+        """One write transaction; Unavailable when the store is sealed (unless not sealable: opening,
+        sealing). The caller holds self._lock (or is the constructor)."""
         self._db.execute("BEGIN IMMEDIATE")
         self._changed_in_transaction = False
         try:
+            # Read under the write lock (BEGIN IMMEDIATE): no write of any connection commits after a seal.
+            if sealable and self._meta("sealed") == "1":
+                raise sealed()
             yield
             self._db.execute("COMMIT")
             if self._changed_in_transaction:
@@ -225,6 +205,12 @@ class Store:
                     )
                     ids.append(int(cur.lastrowid or 0))  # always set after an INSERT
                 out.append(ids)
+            for (_, faces), ids in zip(batches, out, strict=True):
+                PICTURES.write(
+                    self._db,
+                    new_pictures(ids, [f.picture for f in faces]),
+                    dict(zip(ids, [f.source_picture for f in faces], strict=True)),
+                )
             if any(out):
                 self._log_change(ADD, [i for ids in out for i in ids])
         return out
@@ -343,7 +329,8 @@ class Store:
                 face_row(r)
                 for r in self._db.execute(
                     "SELECT face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
-                    " created_at_ms FROM faces WHERE identity = ? ORDER BY face_id",
+                    " created_at_ms, EXISTS (SELECT 1 FROM pictures p WHERE p.face_id = faces.face_id)"
+                    " FROM faces WHERE identity = ? ORDER BY face_id",
                     (identity,),
                 )
             ]

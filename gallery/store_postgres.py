@@ -19,12 +19,14 @@ import psycopg
 from numpy.typing import NDArray
 
 from facerec.errors import InvalidInput, NotFound
+from gallery.pg_collection import PICTURES, CollectionStore
 from gallery.pg_schema import SCHEMA_VERSION, claim_store, integrity_check, migrate
-from gallery.pg_session import Session
+from gallery.pg_session import Session, url_schema
+from gallery.pictures_sql import new_pictures
 from gallery.rows import (
     ADD,
     CHANGE_LOG_KEEP_MS,
-    FACE_COLUMNS,
+    FACE_COLUMNS_WITH_PICTURE,
     PRUNE_EVERY_VERSIONS,
     REMOVE,
     Change,
@@ -40,6 +42,7 @@ from gallery.rows import (
     embedding_bytes,
     face_row,
     now_ms,
+    sealed,
     unpack,
 )
 from gallery.validation import skeleton
@@ -48,12 +51,15 @@ log = logging.getLogger(__name__)
 
 __all__ = ["CHANNEL", "SCHEMA_VERSION", "PostgresStore"]
 
+# The default schema's; a collection's schema (gallery/namespaces.py) has its own, so one collection's
+# writes wake only its own followers.
 CHANNEL = "facerec_gallery_changes"
 
 
-class PostgresStore:
+class PostgresStore(CollectionStore):
     """Identities and faces in PostgreSQL. Thread-safe: one connection (gallery.pg_session, which reopens
-    it once lost) with synchronous_commit=on, so an acknowledged change is in the server's fsynced WAL."""
+    it once lost) with synchronous_commit=on, so an acknowledged change is in the server's fsynced WAL.
+    A URL naming a search_path (gallery.namespaces.store_location) keeps the store in that schema."""
 
     def __init__(
         self, url: str, model: str, dim: int = 128, password: str = "", connect_timeout_s: float = 10.0
@@ -63,10 +69,12 @@ class PostgresStore:
         self._url = url
         self._dim = dim
         self._model = model
+        self._schema = url_schema(url)
+        self._channel = f"{CHANNEL}_{self._schema}" if self._schema else CHANNEL
         self._session = Session(url, password, connect_timeout_s)
         self._run = self._session.run
         try:
-            self._run(migrate, write=True)
+            self._run(lambda conn: migrate(conn, self._schema), write=True)
             self._store_id = self._run(lambda conn: claim_store(conn, model, dim), write=True)
         except BaseException:
             self._session.close()  # a refused store (another model, a newer schema) leaves no connection
@@ -75,9 +83,12 @@ class PostgresStore:
     # -- plumbing ---------------------------------------------------------------------------------
 
     def _begin_change(self, conn: psycopg.Connection[Any]) -> int:
-        """Takes the writers' lock and returns the version this change will commit as."""
-        row = conn.execute("UPDATE state SET version = version + 1 RETURNING version").fetchone()
+        """Takes the writers' lock and returns the version this change will commit as; Unavailable when
+        the store is sealed (read under the lock that seal() takes too, so no write commits after it)."""
+        row = conn.execute("UPDATE state SET version = version + 1 RETURNING version, sealed").fetchone()
         assert row is not None  # the migration inserted the one row
+        if row[1]:
+            raise sealed()  # the transaction rolls back, the bumped version with it
         version = int(row[0])
         if version % PRUNE_EVERY_VERSIONS == 0:
             conn.execute("DELETE FROM changes WHERE at_ms < %s", (now_ms() - CHANGE_LOG_KEEP_MS,))
@@ -89,7 +100,7 @@ class PostgresStore:
             (version, op, face_ids, now_ms()),
         )
         # Delivered at commit, to every replica listening: they wake up instead of waiting for a poll.
-        conn.execute("SELECT pg_notify(%s, %s)", (CHANNEL, str(version)))
+        conn.execute("SELECT pg_notify(%s, %s)", (self._channel, str(version)))
 
     # -- public API (gallery.ports.FaceStore) --------------------------------------------------------
 
@@ -109,7 +120,8 @@ class PostgresStore:
     def location(self) -> str:
         """The URL without its password, safe to log."""
         info = psycopg.conninfo.conninfo_to_dict(self._url)
-        return f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        where = f"postgresql://{info.get('user', '')}@{info.get('host', '')}:{info.get('port', 5432)}/{info.get('dbname', '')}"
+        return f"{where} (schema {self._schema})" if self._schema else where
 
     def add_faces(self, identity: str, faces: Sequence[NewFace]) -> list[int]:
         """Store faces for an identity (created if new) in one transaction, durably committed on return."""
@@ -166,6 +178,12 @@ class PostgresStore:
                     for (identity, _), face_rows, face_ids in zip(batches, rows, out, strict=True):
                         for face_id, (blob, sha, *box) in zip(face_ids, face_rows, strict=True):
                             copy.write_row((face_id, identity, blob, self._model, sha, *box, now))
+            for (_, faces), face_ids in zip(batches, out, strict=True):
+                PICTURES.write(
+                    conn,
+                    new_pictures(face_ids, [f.picture for f in faces]),
+                    dict(zip(face_ids, [f.source_picture for f in faces], strict=True)),
+                )
             conn.execute(
                 "UPDATE state SET identities = identities + %s, faces = faces + %s", (new_identities, total)
             )
@@ -315,7 +333,8 @@ class PostgresStore:
             faces = [
                 face_row(r)
                 for r in conn.execute(
-                    f"SELECT {FACE_COLUMNS} FROM faces WHERE identity = %s ORDER BY face_id", (identity,)
+                    f"SELECT {FACE_COLUMNS_WITH_PICTURE} FROM faces WHERE identity = %s ORDER BY face_id",
+                    (identity,),
                 )
             ]
             return IdentityRow(identity, len(faces), int(row[0])), faces
@@ -468,7 +487,7 @@ class PostgresStore:
 
     def wait_for_change(self, timeout_s: float) -> bool:
         """Blocks until another change is committed (a NOTIFY) or timeout_s passes; True when notified."""
-        return self._session.wait_for_notify(CHANNEL, timeout_s)
+        return self._session.wait_for_notify(self._channel, timeout_s)
 
     def close(self) -> None:
         self._session.close()

@@ -107,3 +107,6 @@ def test_the_process_serves_after_warm_up(
         4,
     )
     assert info.threshold_source in ("default", "calibrated")
+    # Both precisions are served (EMBEDDER_MODELS' default), the chosen one first: the default model.
+    other = "fp32" if precision == "int8" else "int8"
+    assert [m.name for m in info.models] == [model_name(precision), model_name(other)]

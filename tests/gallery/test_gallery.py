@@ -259,9 +259,11 @@ class CountingEmbedder(FakeEmbedder):
         super().__init__(world)
         self.calls: list[int] = []
 
-    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
+    def embed(
+        self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None, model: str = ""
+    ) -> Embedded:
         self.calls.append(len(crops))
-        return super().embed(crops, timeout_s)
+        return super().embed(crops, timeout_s, model)
 
 
 def test_faces_below_the_floors_are_not_identifiable_with_the_reason(tmp_path: Path, world: World) -> None:

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import threading
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -15,6 +15,7 @@ from numpy.typing import NDArray
 from embedding_service.batcher import EmbeddingBatcher
 from embedding_service.config import Settings
 from embedding_service.embedder import Embedder
+from embedding_service.models import ModelRepository
 from embedding_service.service import SERVICE_NAME, build_server
 from facerec.server import Health
 from facerec.v1 import common_pb2, embedding_pb2, embedding_pb2_grpc
@@ -63,27 +64,31 @@ def make_settings(tmp_path: Path, **overrides) -> Settings:
 class Served:
     stub: embedding_pb2_grpc.EmbedderStub
     channel: grpc.Channel
-    batcher: EmbeddingBatcher
+    batcher: EmbeddingBatcher  # the default model's
     port: int
+    models: ModelRepository
 
 
 @contextmanager
-def serve(settings: Settings, embedder: Embedder) -> Iterator[Served]:
-    """A real server on port 0 in this process, SERVING, with a stub; stopped afterwards."""
-    batcher = EmbeddingBatcher.from_settings(embedder, settings)
+def serve(settings: Settings, embedder: Embedder | Sequence[Embedder]) -> Iterator[Served]:
+    """A real server on port 0 in this process serving the embedder (or several, the first the default),
+    SERVING, with a stub; stopped afterwards."""
+    embedders = [embedder] if isinstance(embedder, Embedder) else list(embedder)
+    models = ModelRepository.from_settings(embedders, settings)
+    batcher = models.default
     health = Health([SERVICE_NAME])
-    server, port = build_server(settings, batcher, health)
+    server, port = build_server(settings, models, health)
     server.start()
     health.set_serving()
     channel = grpc.insecure_channel(
         f"127.0.0.1:{port}", options=[("grpc.max_send_message_length", 64 * 1024 * 1024)]
     )
     try:
-        yield Served(embedding_pb2_grpc.EmbedderStub(channel), channel, batcher, port)
+        yield Served(embedding_pb2_grpc.EmbedderStub(channel), channel, batcher, port, models)
     finally:
         channel.close()
         server.stop(None).wait()
-        batcher.close()
+        models.close()
 
 
 def crop_input(crop: NDArray[np.uint8]) -> embedding_pb2.FaceInput:

@@ -113,17 +113,27 @@ class FakeDetector:
 
 
 class FakeEmbedder:
+    """Looks the vector up by the crop's pixel. Serves `model` by default and any other model asked for
+    (the same vectors, named after it); records the models asked for ("" = the default)."""
+
     def __init__(self, world: World, model: str = MODEL) -> None:
         self.world = world
         self.model = model
+        self.asked: list[str] = []
 
-    def embed(self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None) -> Embedded:
+    def embed(
+        self, crops: Sequence[NDArray[np.uint8]], timeout_s: float | None = None, model: str = ""
+    ) -> Embedded:
+        self.asked.append(model)
         return Embedded(
-            self.model, [self.world.vectors[(int(c[0, 0, 0]) << 8) | int(c[0, 0, 1])] for c in crops]
+            model or self.model, [self.world.vectors[(int(c[0, 0, 0]) << 8) | int(c[0, 0, 1])] for c in crops]
         )
 
-    def model_info(self, timeout_s: float | None = None) -> ModelInfo:
-        return ModelInfo(self.model, DIM, 1.2, "default")
+    def model_info(self, timeout_s: float | None = None, model: str = "") -> ModelInfo:
+        return ModelInfo(model or self.model, DIM, 1.2, "default")
+
+    def models(self, timeout_s: float | None = None) -> list[ModelInfo]:
+        return [self.model_info(timeout_s)]
 
 
 class FakeDetectorServicer(detector_pb2_grpc.DetectorServicer):
@@ -162,14 +172,15 @@ class FakeEmbedderServicer(embedding_pb2_grpc.EmbedderServicer):
 
     def Embed(self, request, context):
         self.calls += 1
+        model = request.model or MODEL  # any model asked for: the same vectors, named after it
         results = []
         for face in request.faces:
             rgb = face.crop.rgb
             vector = self.world.vectors[(rgb[0] << 8) | rgb[1]]
             results.append(
-                embedding_pb2.EmbedResult(embedding=common_pb2.Embedding(values=vector, model=MODEL))
+                embedding_pb2.EmbedResult(embedding=common_pb2.Embedding(values=vector, model=model))
             )
-        return embedding_pb2.EmbedResponse(results=results, model=MODEL)
+        return embedding_pb2.EmbedResponse(results=results, model=model)
 
     def GetModelInfo(self, request, context):
         return embedding_pb2.ModelInfo(name=MODEL, dimension=128, threshold=1.2, threshold_source="default")
