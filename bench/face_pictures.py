@@ -83,7 +83,7 @@ def _same_box(
     picture: NDArray[np.uint8], face: Any, kept: KeptPicture, similarity: bool
 ) -> NDArray[np.uint8]:
     """The aligned crop of the kept picture at the original detection carried over (box, or landmarks)."""
-    from detector_service import alignment
+    from facerec import alignment
 
     b = face.box
     if similarity:

@@ -13,7 +13,7 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from detector_service import alignment
+from facerec import alignment
 from detector_service import boxes as box_math
 from detector_service.nms import smart_nms
 from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets

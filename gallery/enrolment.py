@@ -270,7 +270,7 @@ def _kept_picture(data: bytes, face: DetectedFace) -> KeptPicture | None:
     """The face's kept picture; None (the face is enrolled without one) when this process cannot decode what
     the detector could (a format or limit of its own), rather than refusing the face."""
     try:
-        return face_picture(data, face.box)
+        return face_picture(data, face.box, landmarks=face.landmarks)
     except FacerecError as exc:
         log.warning("a face is enrolled without its kept picture: %s", exc)
         return None

@@ -93,7 +93,8 @@ _MIGRATIONS: dict[int, tuple[Migration, ...]] = {
     4: (
         "CREATE TABLE pictures (face_id BIGINT PRIMARY KEY REFERENCES faces(face_id) ON DELETE CASCADE,"
         " data BYTEA NOT NULL, media_type TEXT NOT NULL, width INTEGER NOT NULL, height INTEGER NOT NULL,"
-        " box_x REAL NOT NULL, box_y REAL NOT NULL, box_w REAL NOT NULL, box_h REAL NOT NULL)",
+        " box_x REAL NOT NULL, box_y REAL NOT NULL, box_w REAL NOT NULL, box_h REAL NOT NULL,"
+        " landmarks TEXT NOT NULL DEFAULT '')",
         # Pictures are compressed already (WebP, JPEG): TOAST would try to compress them again in vain.
         "ALTER TABLE pictures ALTER COLUMN data SET STORAGE EXTERNAL",
         "CREATE TABLE source_pictures (face_id BIGINT PRIMARY KEY REFERENCES faces(face_id)"

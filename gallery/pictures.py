@@ -16,6 +16,7 @@ side and encoded as KEPT_FORMAT, chosen by bench/face_pictures.py over the 118 5
 from __future__ import annotations
 
 import io
+from collections.abc import Sequence
 from dataclasses import dataclass
 
 import cv2
@@ -95,6 +96,7 @@ def face_picture(
     max_side_px: int = MAX_SIDE_PX,
     enlargement: float = ENLARGEMENT,
     fmt: PictureFormat = KEPT_FORMAT,
+    landmarks: Sequence[tuple[float, float]] = (),
 ) -> KeptPicture:
     """The kept picture of the face at box on image: encoded bytes (decoded here with their EXIF orientation
     applied, as the detector does, so the box fits) or the upright (h, w, 3) uint8 RGB picture. The box is
@@ -113,5 +115,6 @@ def face_picture(
         scale_x = scale_y = 1.0
     x, y, w, h = box
     kept_box = ((x - x0) * scale_x, (y - y0) * scale_y, w * scale_x, h * scale_y)
+    kept_points = tuple(((px - x0) * scale_x, (py - y0) * scale_y) for px, py in landmarks)
     data = encode(region, fmt)
-    return KeptPicture(data, fmt.media_type, region.shape[1], region.shape[0], kept_box)
+    return KeptPicture(data, fmt.media_type, region.shape[1], region.shape[0], kept_box, kept_points)

@@ -2,7 +2,7 @@
 PostgreSQL ("%s" marks), run on the caller's connection inside the caller's transaction. Pure: no grpc.
 
 The tables (gallery/sqlite_schema.py, gallery/pg_schema.py): pictures(face_id, data, media_type, width,
-height, box_x, box_y, box_w, box_h) and source_pictures(face_id, data), each keyed by a face and deleted
+height, box_x, box_y, box_w, box_h, landmarks) and source_pictures(face_id, data), each keyed by a face and deleted
 with it (ON DELETE CASCADE): whatever statement removes a face removes its pictures in its transaction.
 """
 
@@ -18,16 +18,17 @@ from gallery.rows import KeptPicture
 _IN_CHUNK = 900
 
 _UPSERT_PICTURE = (
-    "INSERT INTO pictures (face_id, data, media_type, width, height, box_x, box_y, box_w, box_h)"
-    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (face_id) DO UPDATE SET data = excluded.data,"
+    "INSERT INTO pictures (face_id, data, media_type, width, height, box_x, box_y, box_w, box_h, landmarks)"
+    " VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (face_id) DO UPDATE SET data = excluded.data,"
     " media_type = excluded.media_type, width = excluded.width, height = excluded.height,"
-    " box_x = excluded.box_x, box_y = excluded.box_y, box_w = excluded.box_w, box_h = excluded.box_h"
+    " box_x = excluded.box_x, box_y = excluded.box_y, box_w = excluded.box_w, box_h = excluded.box_h,"
+    " landmarks = excluded.landmarks"
 )
 _UPSERT_SOURCE = (
     "INSERT INTO source_pictures (face_id, data) VALUES (?, ?)"
     " ON CONFLICT (face_id) DO UPDATE SET data = excluded.data"
 )
-_PICTURE_COLUMNS = "face_id, data, media_type, width, height, box_x, box_y, box_w, box_h"
+_PICTURE_COLUMNS = "face_id, data, media_type, width, height, box_x, box_y, box_w, box_h, landmarks"
 
 
 class PictureSQL:
@@ -48,7 +49,15 @@ class PictureSQL:
                 cur.executemany(
                     self._q(_UPSERT_PICTURE),
                     [
-                        (int(face_id), bytes(p.data), p.media_type, int(p.width), int(p.height), *p.box)
+                        (
+                            int(face_id),
+                            bytes(p.data),
+                            p.media_type,
+                            int(p.width),
+                            int(p.height),
+                            *p.box,
+                            landmarks_text(p.landmarks),
+                        )
                         for face_id, p in pictures.items()
                     ],
                 )
@@ -88,7 +97,8 @@ class PictureSQL:
         """A face's kept picture. NotFound for an unknown face or one kept without a picture."""
         row = db.execute(
             self._q(
-                "SELECT f.face_id, p.data, p.media_type, p.width, p.height, p.box_x, p.box_y, p.box_w, p.box_h"
+                "SELECT f.face_id, p.data, p.media_type, p.width, p.height, p.box_x, p.box_y, p.box_w, p.box_h,"
+                " p.landmarks"
                 " FROM faces f LEFT JOIN pictures p ON p.face_id = f.face_id WHERE f.face_id = ?"
             ),
             (int(face_id),),
@@ -119,8 +129,23 @@ def new_pictures(face_ids: Sequence[int], pictures: Sequence[KeptPicture | None]
     return {int(i): p for i, p in zip(face_ids, pictures, strict=True) if p is not None}
 
 
+def landmarks_text(points: Sequence[tuple[float, float]]) -> str:
+    """The five landmarks as stored: "x y x y ..." ("" for none)."""
+    return " ".join(f"{v:.2f}" for point in points for v in point)
+
+
+def landmarks_of(text: str) -> tuple[tuple[float, float], ...]:
+    values = [float(v) for v in text.split()]
+    return tuple(zip(values[0::2], values[1::2], strict=True))
+
+
 def _picture(row: Sequence[Any]) -> KeptPicture:
-    _, data, media_type, width, height, bx, by, bw, bh = row
+    _, data, media_type, width, height, bx, by, bw, bh, landmarks = row
     return KeptPicture(
-        bytes(data), str(media_type), int(width), int(height), (float(bx), float(by), float(bw), float(bh))
+        bytes(data),
+        str(media_type),
+        int(width),
+        int(height),
+        (float(bx), float(by), float(bw), float(bh)),
+        landmarks_of(str(landmarks or "")),
     )

@@ -30,7 +30,12 @@ from collections.abc import Sequence
 from dataclasses import dataclass, replace
 from typing import Protocol
 
+import numpy as np
+from numpy.typing import NDArray
+
+from facerec import alignment
 from facerec.errors import FacerecError, InvalidInput, Precondition, Reason
+from facerec.images import decode_image
 from gallery.ports import (
     Catalog,
     CollectionRow,
@@ -90,6 +95,16 @@ def operation_id_of(name: str) -> str:
     if not op_id or "/" in op_id:
         raise InvalidInput(f"An operation is named operations/<id>, not {name[:80]!r}.", field="name")
     return op_id
+
+
+def cut_again(picture: KeptPicture, alignment_name: str) -> NDArray[np.uint8]:
+    """The face's 160x160 crop cut from its kept picture at its kept box ("box") or landmarks ("similarity"),
+    as the detector cuts it. InvalidInput when the picture cannot be decoded."""
+    pixels = decode_image(picture.data)
+    if alignment_name == "similarity":
+        return alignment.similarity_crop(pixels, np.asarray(picture.landmarks, dtype=np.float64))
+    x, y, w, h = picture.box
+    return alignment.box_crop(pixels, alignment.tutorial_box(x, y, x + w, y + h))
 
 
 def best_match(faces: Sequence[DetectedFace], box: tuple[float, float, float, float]) -> DetectedFace | None:
@@ -344,35 +359,54 @@ class _Run:
     def reembed(
         self, faces: Sequence[FaceRow], pictures: dict[int, KeptPicture]
     ) -> tuple[list[FaceRow], list[FailedFace]]:
+        """The faces' vectors under the target contract, from their kept pictures. Under the same detector
+        the face is cut again where it was found (its kept box and landmarks): the vector then is what the
+        original picture gives, to within the kept picture's encoding. Under another detector that detector
+        finds it again (the face whose box best overlaps the kept one): as it would on a query."""
         target = self.op.target
         failed = [FailedFace(f.face_id, f.identity, NO_PICTURE) for f in faces if f.face_id not in pictures]
         kept = [f for f in faces if f.face_id in pictures]
-        if not kept:
-            return [], failed
-        options = DetectorOptions(alignment=target.alignment, model=target.detector)
-        found = self.r._detector.detect(
-            [pictures[f.face_id].data for f in kept], options, timeout_s=self.r._timeout_s
-        )
-        matched: list[tuple[FaceRow, DetectedFace]] = []
-        for face, image in zip(kept, found, strict=True):
-            match = None if image.error is not None else best_match(image.faces, pictures[face.face_id].box)
-            if match is None:
-                why = f"No face was found on its kept picture by {target.detector}."
-                failed.append(FailedFace(face.face_id, face.identity, why))
-            else:
-                matched.append((face, match))
-        if not matched:
+        same = target.detector == self.op.source.detector
+        at_box = [f for f in kept if same and len(pictures[f.face_id].landmarks) == 5]
+        crops: list[tuple[FaceRow, NDArray[np.uint8]]] = []
+        for face in at_box:
+            try:
+                crops.append((face, cut_again(pictures[face.face_id], target.alignment)))
+            except FacerecError as exc:
+                failed.append(FailedFace(face.face_id, face.identity, str(exc)))
+        crops += self.detect_again([f for f in kept if f not in at_box], pictures, failed)
+        if not crops:
             return [], failed
         embedded = self.r._embedder.embed(
-            [m.crop for _, m in matched], timeout_s=self.r._timeout_s, model=target.model
+            [crop for _, crop in crops], timeout_s=self.r._timeout_s, model=target.model
         )
         carried: list[FaceRow] = []
-        for (face, _), vec in zip(matched, embedded.vectors, strict=True):
+        for (face, _), vec in zip(crops, embedded.vectors, strict=True):
             if isinstance(vec, FacerecError):
                 failed.append(FailedFace(face.face_id, face.identity, str(vec)))
             else:
                 carried.append(replace(face, embedding=vec, model=embedded.model))
         return carried, failed
+
+    def detect_again(
+        self, faces: Sequence[FaceRow], pictures: dict[int, KeptPicture], failed: list[FailedFace]
+    ) -> list[tuple[FaceRow, NDArray[np.uint8]]]:
+        if not faces:
+            return []
+        target = self.op.target
+        options = DetectorOptions(alignment=target.alignment, model=target.detector)
+        found = self.r._detector.detect(
+            [pictures[f.face_id].data for f in faces], options, timeout_s=self.r._timeout_s
+        )
+        crops: list[tuple[FaceRow, NDArray[np.uint8]]] = []
+        for face, image in zip(faces, found, strict=True):
+            match = None if image.error is not None else best_match(image.faces, pictures[face.face_id].box)
+            if match is None:
+                why = f"No face was found on its kept picture by {target.detector}."
+                failed.append(FailedFace(face.face_id, face.identity, why))
+            else:
+                crops.append((face, match.crop))
+        return crops
 
     def fail_and_discard(self, row: CollectionRow, new: FaceStore, unseal: FaceStore | None = None) -> None:
         failed = self.op.failed

@@ -40,6 +40,9 @@ class KeptPicture:
     width: int
     height: int
     box: Box  # the face's box on this picture
+    # Its five landmarks on this picture (left eye, right eye, nose, mouth l/r); () when not known. With the
+    # box, a re-embed under the same detector cuts the face again where it was found (gallery/reembed.py).
+    landmarks: tuple[tuple[float, float], ...] = ()
 
 
 @dataclass(frozen=True)

@@ -48,7 +48,8 @@ CREATE TABLE IF NOT EXISTS pictures (
     media_type TEXT NOT NULL,
     width INTEGER NOT NULL,
     height INTEGER NOT NULL,
-    box_x REAL NOT NULL, box_y REAL NOT NULL, box_w REAL NOT NULL, box_h REAL NOT NULL
+    box_x REAL NOT NULL, box_y REAL NOT NULL, box_w REAL NOT NULL, box_h REAL NOT NULL,
+    landmarks TEXT NOT NULL DEFAULT ''
 );
 CREATE TABLE IF NOT EXISTS source_pictures (
     face_id INTEGER PRIMARY KEY REFERENCES faces(face_id) ON DELETE CASCADE,

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from detector_service.alignment import TEMPLATE_160
 from detector_service.batcher import BatchingDetector
 from detector_service.detector import Alignment, Detection, DetectOptions, Detector
+from facerec.alignment import TEMPLATE_160
 from facerec.images import decode_image
 from tests.support.images import encode
 

@@ -5,8 +5,8 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from detector_service.alignment import TEMPLATE_160, similarity_crop, similarity_transform, tutorial_box
 from detector_service.pyramid import PNET_CELL_PX, build_scales, mtcnn_scales
+from facerec.alignment import TEMPLATE_160, similarity_crop, similarity_transform, tutorial_box
 
 
 @pytest.mark.parametrize("side", [12, 47, 160, 250, 301, 640, 1999])

@@ -8,7 +8,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from detector_service import alignment
+from facerec import alignment
 from facerec.images import decode_image
 from gallery.backend import BackendSettings, open_backend
 from gallery.clients import DetectorClient, EmbedderClient

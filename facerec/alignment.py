@@ -1,4 +1,8 @@
-"""Face crops: the tutorial's box crop and a 5-point similarity alignment, both 160x160 RGB. Pure numpy."""
+"""Face crops: the tutorial's box crop and a 5-point similarity alignment, both 160x160 RGB. Pure numpy.
+
+Shared: the detector cuts crops with it, and the gallery too when it re-embeds a kept picture where its face
+was found (gallery/reembed.py).
+"""
 
 from __future__ import annotations
 
