@@ -13,13 +13,13 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 from numpy.typing import NDArray
 
-from facerec import alignment
 from detector_service import boxes as box_math
 from detector_service.nms import smart_nms
 from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, onnx_nets
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
 from detector_service.resize import area_resize, working_picture
 from detector_service.retinaface import RetinaFace
+from facerec import alignment
 from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
 

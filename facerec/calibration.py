@@ -167,6 +167,12 @@ def load_calibration(path: Path, model: str) -> Calibration:
         return default_calibration(model)
     except OSError as exc:
         raise CalibrationFileError(f"The calibration file {path} cannot be read ({exc.strerror}).") from None
+    return calibration_from_text(text, model, path)
+
+
+def calibration_from_text(text: str, model: str, path: Path | str) -> Calibration:
+    """load_calibration's reading of a calibration file's text (also a collection's points, kept as this
+    JSON in the gallery's catalog); path: what to name in an error."""
     try:
         data = json.loads(text)
     except ValueError:

@@ -1,27 +1,36 @@
-"""`python -m gallery` / `facerec serve gallery`: open the store, build the index, serve.
+"""`python -m gallery` / `facerec serve gallery`: open the catalog and every collection's store and
+index (gallery/collections.py), serve.
 
-Health is SERVING once the store and the index are loaded; the detector and the embedder need not
+Health is SERVING once the stores and the indexes are loaded; the detector and the embedder need not
 be up. The model is asked of the embedder at start; when it is down, the gallery assumes
-DEFAULT_MODEL (or --model) and checks every embedder answer against it.
+DEFAULT_MODEL (or --model) and checks every embedder answer against it. The catalog lives beside the
+gallery's own store, which is the default collection: on the first start it records that store's model
+(the deployment's when it is new), GALLERY_DETECTOR_MODEL (empty = mtcnn) and GALLERY_ALIGNMENT.
 """
 
 from __future__ import annotations
 
 import dataclasses
+import functools
 import logging
 import os
 from collections.abc import Sequence
 
 from facerec import security
 from facerec.bootstrap import Hosting, run_service
-from facerec.calibration import Calibration, CalibrationSource
-from facerec.errors import FacerecError
+from facerec.calibration import Calibration, CalibrationSource, calibration_from_text
+from facerec.errors import FacerecError, InvalidInput
 from facerec.metrics import ServiceMetrics
-from gallery.backend import BackendSettings, open_backend
+from gallery.backend import Backend, BackendSettings, open_backend
 from gallery.clients import DetectorClient, EmbedderClient
+from gallery.collections import CollectionManager
+from gallery.collections import open_catalog as open_collection_catalog
 from gallery.config import DEFAULT_MODEL, Settings
-from gallery.gallery import Gallery
+from gallery.namespaces import drop_store, store_location
+from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract
+from gallery.reembed import Reembedder
 from gallery.service import SERVICE_NAME, WRITE_METHODS, build_server
+from gallery.stores import open_store, stored_model
 
 log = logging.getLogger(__name__)
 
@@ -61,13 +70,33 @@ def _build(settings: Settings) -> Hosting:
         settings.downstream_timeout_s,
     )
     model = settings.model or _model_of(embedder)
+    defaults = Contract(settings.detector_model or "mtcnn", settings.alignment, model)
+    try:
+        # An existing gallery becomes the default collection with the model it holds.
+        held = stored_model(settings.store, settings.store_password_file)
+    except InvalidInput:
+        held = model
+    catalog = open_collection_catalog(
+        settings.store, dataclasses.replace(defaults, model=held), settings.store_password_file
+    )
     # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;
     # a threshold given as a setting overrides the calibrated one. An unusable file raises
     # CalibrationFileError (a ValueError) at the first read below: the start stops (exit 2), in one sentence.
-    source = CalibrationSource(settings.calibration_path, model)
+    sources: dict[str, CalibrationSource] = {}
 
-    def calibration() -> Calibration:
-        current = source.current()
+    @functools.lru_cache(maxsize=256)
+    def stored_points(model: str, points: str) -> Calibration:
+        return calibration_from_text(points, model, "the collection's operating points")
+
+    def calibration_of(model: str, points: str) -> Calibration:
+        """A collection's thresholds: its stored points, else its model's in the calibration file (the
+        shipped ones when the file has none); settings' thresholds override either."""
+        if points:
+            current = stored_points(model, points)
+        else:
+            if model not in sources:
+                sources[model] = CalibrationSource(settings.calibration_path, model)
+            current = sources[model].current()
         return dataclasses.replace(
             current,
             threshold=settings.threshold or current.threshold,
@@ -77,40 +106,87 @@ def _build(settings: Settings) -> Hosting:
             identification_threshold=settings.identification_threshold or current.identification_threshold,
         )
 
-    options = settings.gallery_options(calibration().threshold, calibration().source)
-    backend = open_backend(
-        BackendSettings(
-            settings.store,
-            model,
-            options.dimension,
-            settings.store_password_file,
-            settings.milvus(),
-            settings.index_reconcile_s,
-            options.ivf_min_size,
-            options.nprobe,
-            # FAISS IVF makes sure of every face within Identify's threshold (gallery.index.FaceIndex).
-            exact_beyond=calibration().identification_threshold,
-            follow_poll_s=options.follow_poll_s,
+    default_row = catalog.get(DEFAULT_COLLECTION)
+    first = calibration_of(default_row.contract.model, default_row.points)
+    options = settings.gallery_options(first.threshold, first.source)
+    milvus = settings.milvus()
+
+    def open_storage(row: CollectionRow, generation: int) -> Backend:
+        shared = milvus
+        if shared is not None and (row.collection_id, generation) != (1, 1):
+            # TODO(integrator): helper "milvus" names each collection's Milvus collection.
+            shared = dataclasses.replace(
+                shared, collection=f"{shared.collection}_c{row.collection_id}_g{generation}"
+            )
+        backend = open_backend(
+            BackendSettings(
+                store_location(settings.store, row.collection_id, generation),
+                row.contract.model,
+                options.dimension,
+                settings.store_password_file,
+                shared,
+                settings.index_reconcile_s,
+                options.ivf_min_size,
+                options.nprobe,
+                # FAISS IVF makes sure of every face within Identify's threshold (gallery.index.FaceIndex).
+                exact_beyond=calibration_of(row.contract.model, row.points).identification_threshold,
+                follow_poll_s=options.follow_poll_s,
+            )
         )
-    )
-    gallery = Gallery(backend, detector, embedder, options, calibration)
+        backend.start_checkpoints(settings.index_checkpoint_s)
+        return backend
+
+    try:
+        manager = CollectionManager(
+            catalog,
+            open_storage,
+            lambda collection_id, generation: drop_store(
+                settings.store, collection_id, generation, settings.store_password_file
+            ),
+            lambda row, generation, model: open_store(
+                store_location(settings.store, row.collection_id, generation),
+                model,
+                options.dimension,
+                settings.store_password_file,
+            ),
+            detector,
+            embedder,
+            options,
+            calibration_of,
+            defaults,
+            options.follow_poll_s,
+        )
+    except BaseException:
+        catalog.close()
+        raise
+    # Re-embeds run in any replica: each takes the operations nobody runs (or whose runner died).
+    operations = Reembedder(catalog, manager, detector, embedder, timeout_s=settings.downstream_timeout_s)
+
+    def start() -> None:
+        manager.start()
+        operations.start_thread()
 
     def close() -> None:
-        gallery.close()
+        operations.stop()
+        manager.close()
         detector.close()
         embedder.close()
 
     def watch(metrics: ServiceMetrics) -> None:
-        metrics.watch_gallery(lambda: gallery.stats().faces, lambda: gallery.stats().identities)
+        # Every collection together: the gauges are the deployment's.
+        metrics.watch_gallery(lambda: manager.totals()[1], lambda: manager.totals()[0])
 
+    default = manager.get(DEFAULT_COLLECTION)
     return Hosting(
         build_server=lambda health, interceptors, credentials: build_server(
-            settings, gallery, health, interceptors, credentials
+            settings, manager, health, interceptors, credentials, operations
         ),
-        warm_up=lambda: backend.start_checkpoints(settings.index_checkpoint_s),
+        # Other replicas' new, deleted and re-embedded collections are followed once serving.
+        warm_up=start,
         watch=watch,
         close=close,
-        ready=f"gallery of {model} (threshold {gallery.threshold:.3f}) on {settings.host}:{settings.port}",
+        ready=f"gallery of {default.model} (threshold {default.threshold:.3f}), "
+        f"{len(manager.names())} collection(s), on {settings.host}:{settings.port}",
     )
 
 

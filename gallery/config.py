@@ -64,6 +64,12 @@ class Settings(ServerSettings):
     )
     embedder: str = setting("127.0.0.1:50052", "embedder address(es), as --detector")
     model: str = setting("", "the embedding model's name; empty = ask the embedder at start")
+    # The deployment's contract (gallery.ports.Contract): what a new collection, and the default one when
+    # the catalog is first made, uses unless it names its own.
+    detector_model: str = setting(
+        "", "the detector model of new collections: mtcnn or retinaface; empty = mtcnn"
+    )
+    alignment: str = setting("box", "how new collections' crops are cut: box or similarity")
     threshold: float = setting(
         0.0,
         "verification threshold in (0, 2]; 0 = the calibrated operating point, else the model's shipped far_1e-3",
@@ -119,6 +125,10 @@ class Settings(ServerSettings):
             value = getattr(self, name)
             if not (value == 0 or 0 < value <= MAX_DISTANCE):
                 raise SettingError(f"{name} must lie in (0, 2] (0 for the calibrated one), not {value}.")
+        if self.detector_model not in ("", "mtcnn", "retinaface"):
+            raise SettingError(f"detector_model must be mtcnn or retinaface, not {self.detector_model!r}.")
+        if self.alignment not in ("box", "similarity"):
+            raise SettingError(f"alignment must be box or similarity, not {self.alignment!r}.")
         if self.svm_max_identities < 2:
             raise SettingError("svm_max_identities must be at least 2.")
         if self.ivf_min_size < 1 or self.nprobe < 0:

@@ -3,41 +3,29 @@ facerec errors and mapped to status codes by the shared interceptor."""
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Sequence
 from typing import Any
 
 import grpc
 
 from facerec.calibration_proto import point_proto
-from facerec.errors import InvalidInput
+from facerec.errors import InvalidInput, NotFound
 from facerec.server import Health, Service
 from facerec.server import build_server as build_grpc_server
 from facerec.status import error_proto
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2, gallery_pb2_grpc
+from gallery.collections import CollectionManager
 from gallery.config import Settings
 from gallery.gallery import Gallery
-from gallery.ports import BoxXYWH, DetectorOptions, Point
+from gallery.ports import DEFAULT_COLLECTION, BoxXYWH, Contract, DetectorOptions, Point
 from gallery.represent import RepresentedFace
 from gallery.results import Candidate, EnrollResult, IdentifiedFace
-from gallery.rows import FaceRow, IdentityRow
+from gallery.rows import FaceRow, IdentityRow, KeptPicture
+from gallery.service_access import SERVICE_NAME, WRITE_METHODS
+from gallery.service_collections import CollectionRpcs, Operations, contract_proto
 
-SERVICE_NAME = "facerec.v1.Gallery"
+__all__ = ["SERVICE_NAME", "WRITE_METHODS", "GalleryServicer", "build_server"]
 
-
-def _reads_templates(request: bytes | gallery_pb2.GetIdentityRequest) -> bool:
-    if isinstance(request, bytes):
-        request = gallery_pb2.GetIdentityRequest.FromString(request)
-    return request.include_embeddings
-
-
-# The methods that change the gallery, and GetIdentity asking for the stored embeddings (biometric
-# templates): a read-only token may not call them (facerec.security.TokenAuthInterceptor). Represent is
-# not among them: the templates it answers are computed from the caller's own picture, as the detector's
-# and the embedder's Detect and Embed (open to read-only tokens) would compute them; it reads nothing stored.
-WRITE_METHODS: dict[str, Callable[[Any], bool] | None] = {
-    **{f"/{SERVICE_NAME}/{name}": None for name in ("Enroll", "RemoveIdentity", "RemoveFace", "Train")},
-    f"/{SERVICE_NAME}/GetIdentity": _reads_templates,
-}
 _ALIGNMENT = {
     detector_pb2.ALIGNMENT_UNSPECIFIED: "",
     detector_pb2.ALIGNMENT_BOX: "box",
@@ -45,14 +33,29 @@ _ALIGNMENT = {
 }
 
 
-class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
-    def __init__(self, gallery: Gallery) -> None:
-        self._gallery = gallery
+class GalleryServicer(CollectionRpcs, gallery_pb2_grpc.GalleryServicer):
+    """Every request goes to its collection's facade (request.collection, "" = default)."""
+
+    def __init__(self, gallery: Gallery | CollectionManager, operations: Operations | None = None) -> None:
+        """gallery: the CollectionManager, or one facade serving the default collection alone (tests,
+        tools); operations: the re-embed runner (None: Reembed is UNIMPLEMENTED)."""
+        self._manager = gallery if isinstance(gallery, CollectionManager) else None
+        self._single = gallery if isinstance(gallery, Gallery) else None
+        self._operations = operations
+
+    def _route(self, collection: str) -> Gallery:
+        if self._manager is not None:
+            return self._manager.get(collection)
+        assert self._single is not None
+        if collection not in ("", DEFAULT_COLLECTION):
+            raise NotFound(f"There is no collection named {collection!r}.")
+        return self._single
 
     def Enroll(
         self, request: gallery_pb2.EnrollRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.EnrollResponse:
-        results = self._gallery.enroll(
+        gallery = self._route(request.collection)
+        results = gallery.enroll(
             request.identity,
             images=[image.data for image in request.images],
             embeddings=[(tuple(e.values), e.model) for e in request.embeddings],
@@ -70,9 +73,10 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def Identify(
         self, request: gallery_pb2.IdentifyRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.IdentifyResponse:
+        gallery = self._route(request.collection)
         query = request.WhichOneof("query")
         if query == "image":
-            answer = self._gallery.identify_image(
+            answer = gallery.identify_image(
                 request.image.data,
                 request.top_k,
                 request.threshold,
@@ -81,7 +85,7 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
                 request.operating_point,
             )
         elif query == "embedding":
-            answer = self._gallery.identify_embedding(
+            answer = gallery.identify_embedding(
                 tuple(request.embedding.values),
                 request.embedding.model,
                 request.top_k,
@@ -103,7 +107,8 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def Verify(
         self, request: gallery_pb2.VerifyRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.VerifyResponse:
-        answer = self._gallery.verify(
+        gallery = self._route(request.collection)
+        answer = gallery.verify(
             request.image_a.data,
             request.image_b.data,
             request.identity,
@@ -125,7 +130,8 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def Search(
         self, request: gallery_pb2.SearchRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.SearchResponse:
-        hits = self._gallery.search(tuple(request.embedding.values), request.embedding.model, request.top_k)
+        gallery = self._route(request.collection)
+        hits = gallery.search(tuple(request.embedding.values), request.embedding.model, request.top_k)
         return gallery_pb2.SearchResponse(
             hits=[
                 gallery_pb2.SearchHit(face_id=h.face_id, identity=h.identity, distance=h.distance)
@@ -136,7 +142,8 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def ListIdentities(
         self, request: gallery_pb2.ListIdentitiesRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.ListIdentitiesResponse:
-        rows, token = self._gallery.list_identities(request.page_size, request.page_token)
+        gallery = self._route(request.collection)
+        rows, token = gallery.list_identities(request.page_size, request.page_token)
         return gallery_pb2.ListIdentitiesResponse(
             identities=[_summary(r) for r in rows], next_page_token=token
         )
@@ -144,34 +151,41 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def GetIdentity(
         self, request: gallery_pb2.GetIdentityRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.GetIdentityResponse:
-        row, faces = self._gallery.get_identity(request.identity)
+        gallery = self._route(request.collection)
+        row, faces = gallery.get_identity(request.identity)
         records = [_face_record(f) for f in faces]
         if request.include_embeddings:
-            vectors = self._gallery.face_embeddings(request.identity)
+            vectors = gallery.face_embeddings(request.identity)
             for record in records:
                 vector = vectors.get(record.face_id)
                 if vector is not None:  # a face removed between the two reads has none
                     record.embedding.CopyFrom(
                         common_pb2.Embedding(values=vector.tolist(), model=record.model)
                     )
+        if request.include_pictures:
+            kept = gallery.face_pictures([r.face_id for r in records])
+            for record in records:
+                if record.face_id in kept:
+                    record.picture.CopyFrom(_picture(record.face_id, kept[record.face_id]))
         return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=records)
 
     def RemoveIdentity(
         self, request: gallery_pb2.RemoveIdentityRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.RemoveIdentityResponse:
-        return gallery_pb2.RemoveIdentityResponse(
-            faces_removed=self._gallery.remove_identity(request.identity)
-        )
+        gallery = self._route(request.collection)
+        return gallery_pb2.RemoveIdentityResponse(faces_removed=gallery.remove_identity(request.identity))
 
     def RemoveFace(
         self, request: gallery_pb2.RemoveFaceRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.RemoveFaceResponse:
-        return gallery_pb2.RemoveFaceResponse(identity=self._gallery.remove_face(request.face_id))
+        gallery = self._route(request.collection)
+        return gallery_pb2.RemoveFaceResponse(identity=gallery.remove_face(request.face_id))
 
     def Train(
         self, request: gallery_pb2.TrainRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.TrainResponse:
-        done = self._gallery.train()
+        gallery = self._route(request.collection)
+        done = gallery.train()
         return gallery_pb2.TrainResponse(
             identities=done.identities, faces=done.faces, train_accuracy=done.train_accuracy
         )
@@ -179,7 +193,8 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def Represent(
         self, request: gallery_pb2.RepresentRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.RepresentResponse:
-        answer = self._gallery.represent(
+        gallery = self._route(request.collection)
+        answer = gallery.represent(
             request.image.data, _detect_options(request, "detect_options"), context.time_remaining()
         )
         return gallery_pb2.RepresentResponse(
@@ -192,7 +207,8 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
     def Stats(
         self, request: gallery_pb2.StatsRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.StatsResponse:
-        s = self._gallery.stats()
+        gallery = self._route(request.collection)
+        s = gallery.stats()
         return gallery_pb2.StatsResponse(
             identities=s.identities,
             faces=s.faces,
@@ -208,18 +224,39 @@ class GalleryServicer(gallery_pb2_grpc.GalleryServicer):
             operating_points=[point_proto(p) for p in s.operating_points],
             operating_point=s.operating_point,
             identification_point=point_proto(s.identification_point) if s.identification_point else None,
+            collection=request.collection or DEFAULT_COLLECTION,
+            contract=contract_proto(self._contract(request.collection, gallery)),
         )
+
+    def RenameIdentity(
+        self, request: gallery_pb2.RenameIdentityRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.RenameIdentityResponse:
+        row = self._route(request.collection).rename_identity(request.identity, request.new_name)
+        return gallery_pb2.RenameIdentityResponse(identity=_summary(row))
+
+    def GetFacePicture(
+        self, request: gallery_pb2.GetFacePictureRequest, context: grpc.ServicerContext
+    ) -> gallery_pb2.FacePicture:
+        return _picture(request.face_id, self._route(request.collection).face_picture(request.face_id))
+
+    def _contract(self, collection: str, gallery: Gallery) -> Contract:
+        if gallery.contract is not None:
+            return gallery.contract
+        o = gallery.options.detect_options
+        return Contract(o.model, o.alignment, gallery.model)
 
 
 def build_server(
     settings: Settings,
-    gallery: Gallery,
+    gallery: Gallery | CollectionManager,
     health: Health,
     interceptors: Sequence[grpc.ServerInterceptor[Any, Any]] = (),
     credentials: grpc.ServerCredentials | None = None,
+    operations: Operations | None = None,
 ) -> tuple[grpc.Server, int]:
-    """A gRPC server hosting the gallery (plus health and reflection), bound but not started."""
-    servicer = GalleryServicer(gallery)
+    """A gRPC server hosting the gallery (plus health and reflection), bound but not started: its
+    collections (a CollectionManager), or one facade as the default collection alone."""
+    servicer = GalleryServicer(gallery, operations)
     service = Service(
         SERVICE_NAME, lambda server: gallery_pb2_grpc.add_GalleryServicer_to_server(servicer, server)
     )
@@ -316,4 +353,16 @@ def _face_record(face: FaceRow) -> gallery_pb2.FaceRecord:
         image_sha256=face.image_sha256,
         created_at_ms=face.created_at_ms,
         model=face.model,
+        has_picture=face.has_picture,
+    )
+
+
+def _picture(face_id: int, kept: KeptPicture) -> gallery_pb2.FacePicture:
+    return gallery_pb2.FacePicture(
+        face_id=face_id,
+        media_type=kept.media_type,
+        data=kept.data,
+        width=kept.width,
+        height=kept.height,
+        box=_box(kept.box),
     )

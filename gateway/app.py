@@ -24,7 +24,7 @@ from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerec import errors
 from facerec.metrics import ServiceMetrics
-from facerec.security import channel_credentials, load_tokens
+from facerec.security import channel_credentials, load_grants
 from facerec.status import status_of
 from gateway import models, openapi
 from gateway.config import Settings
@@ -49,7 +49,7 @@ def build_app(
     """The application. Reads the TLS CA and the tokens now (a wrong path fails before serving); the
     channels are opened at start-up, in the server's event loop, and on_ready is called once they are."""
     credentials = channel_credentials(settings.tls_ca)
-    tokens = load_tokens(settings.tokens_file, settings.tokens, Settings.PREFIX)
+    tokens = load_grants(settings.tokens_file, settings.tokens, Settings.PREFIX)
     metrics = metrics or ServiceMetrics("gateway")
     channels = Channels(settings, credentials)
 

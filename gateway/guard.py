@@ -10,14 +10,14 @@ from __future__ import annotations
 
 import asyncio
 import time
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from urllib.parse import parse_qs, urlsplit
 
 from starlette.responses import JSONResponse
 from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
 from facerec import errors
-from facerec.security import TokenAuthInterceptor
+from facerec.security import Grant, TokenAuthInterceptor, out_of_scope
 from facerec.status import status_of
 from gateway.errors import body, headers, http_status, request_id_of
 
@@ -152,15 +152,45 @@ class CrossSite:
         return fetch_site is None or fetch_site in (b"same-origin", b"none")
 
 
+# The routes of one collection: /v1/collections/{collection}[/…|:verb]; the other gallery routes are the
+# default collection's (gateway.routes).
+SCOPED_PREFIX = "/v1/collections/"
+GRANT = "facerec_grant"  # where Authentication leaves the caller's grant in the request's scope["state"]
+
+
+def collection_of_path(method: str, path: str) -> str | None:
+    """The collection a request works on, from its method and decoded path alone: {collection} of
+    /v1/collections/{collection}[/…|:verb], "default" for the other /v1 gallery routes, None where no one
+    collection is named (listing or creating collections, operations, detect, outside /v1). The gateway
+    may pass its routes' own (gateway.routes.collection_of) to Authentication instead."""
+    if path.startswith(SCOPED_PREFIX):
+        head = path[len(SCOPED_PREFIX) :].partition("/")[0]
+        if method == "POST" and ":" in head:
+            head = head.rpartition(":")[0]
+        return head or None
+    if path in ("/v1/collections", "/v1/detect") or path.startswith("/v1/operations/"):
+        return None
+    return "default" if path.startswith("/v1/") else None
+
+
 class Authentication:
     """With tokens on, every route but the probes and the page's files needs a known bearer token, a
-    route that changes the gallery an `rw` one, and reading embeddings (templates) an `rw` one as well,
-    all decided from the headers before any of the body is read. With tokens on or off, an
-    Authorization header that cannot be used (bytes outside printable ASCII, over-long) is 401."""
+    route that changes a gallery an `rw` one (or `admin`), reading embeddings (templates) an `rw` one as
+    well, creating, deleting and re-embedding a collection or storing its points an `admin` one, and a
+    collection's routes a token scoped to it (facerec.security), all decided from the headers and the
+    path before any of the body is read. The caller's grant stays in scope["state"] for the routes that
+    must narrow an answer (listing collections: `grant_of`, `check_collection`). With tokens on or off,
+    an Authorization header that cannot be used (bytes outside printable ASCII, over-long) is 401."""
 
-    def __init__(self, app: ASGIApp, tokens: Mapping[str, str]) -> None:
+    def __init__(
+        self,
+        app: ASGIApp,
+        tokens: Mapping[str, str] | Mapping[str, Grant],
+        collection_of: Callable[[str, str], str | None] = collection_of_path,
+    ) -> None:
         self.app = app
         self.checker = TokenAuthInterceptor(tokens) if tokens else None
+        self.collection_of = collection_of
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or scope["path"] in PROBES:
@@ -183,23 +213,70 @@ class Authentication:
         if self.checker is None or path in PUBLIC or path.startswith(PUBLIC_PREFIXES):
             return None
         scheme, _, token = (raw or b"").decode("ascii").strip().partition(" ")
-        role = self.checker.role_of(token.strip()) if scheme.lower() == "bearer" else None
-        if role is None:
+        grant = self.checker.grant_of(token.strip()) if scheme.lower() == "bearer" else None
+        if grant is None:
             return errors.Unauthenticated("A valid token is required: send `Authorization: Bearer <token>`.")
-        if role != "rw" and _needs_rw(scope):
+        if grant.role != "admin" and _needs_admin(scope):
+            return errors.PermissionDenied(f"Only an admin token may {scope['method']} {path}.")
+        if grant.role == "ro" and _needs_rw(scope):
             return errors.PermissionDenied(
                 f"A read-only token may not {scope['method']} {path} (enrolling, removing, training and "
                 "reading embeddings need an rw token)."
             )
+        collection = self.collection_of(scope["method"], path)
+        if collection is not None and not grant.may_use(collection):
+            return out_of_scope(collection)
+        scope.setdefault("state", {})[GRANT] = grant
         return None
 
 
+def grant_of(scope: Scope) -> Grant | None:
+    """The grant of the request's token (None when tokens are off: every collection may be used)."""
+    grant = scope.get("state", {}).get(GRANT)
+    return grant if isinstance(grant, Grant) else None
+
+
+def check_collection(scope: Scope, collection: str) -> None:
+    """For a route that learns its collection from the body (or an answer): PermissionDenied when the
+    caller's token may not use it."""
+    grant = grant_of(scope)
+    if grant is not None and not grant.may_use(collection):
+        raise out_of_scope(collection or "default")
+
+
+def _needs_admin(scope: Scope) -> bool:
+    """Creating or deleting a collection, re-embedding it, storing its operating points."""
+    method: str = scope["method"]
+    path: str = scope["path"]
+    if path == "/v1/collections":
+        return method == "POST"
+    if not path.startswith(SCOPED_PREFIX):
+        return False
+    rest = path[len(SCOPED_PREFIX) :]
+    name, slash, tail = rest.partition("/")
+    if not slash:
+        return method == "DELETE" or (method == "POST" and name.endswith(":reembed"))
+    return tail == "operating-points" and method in ("POST", "PUT")
+
+
 def _needs_rw(scope: Scope) -> bool:
-    method, path = scope["method"], scope["path"]
-    if method == "DELETE" or (method == "POST" and path in ("/v1/enroll", "/v1/train")):
+    method: str = scope["method"]
+    path = _default_path(scope["path"])
+    if method == "DELETE" or (
+        method == "POST" and (path in ("/v1/enroll", "/v1/train") or path.endswith(":rename"))
+    ):
         return True
     query = parse_qs((scope.get("query_string") or b"").decode("latin-1"))
     return any(v.lower() in ("1", "true", "yes") for v in query.get("include_embeddings", []))
+
+
+def _default_path(path: str) -> str:
+    """A collection's route as the default collection's: /v1/collections/c/enroll → /v1/enroll."""
+    if path.startswith(SCOPED_PREFIX):
+        _, slash, rest = path[len(SCOPED_PREFIX) :].partition("/")
+        if slash:
+            return "/v1/" + rest
+    return path
 
 
 class _Refused(Exception):

@@ -181,7 +181,7 @@ def test_token_files_and_bad_settings(tmp_path: Path) -> None:
     assert security.token_interceptor("", "") == []
     bad = [
         f"{RW}",  # no role
-        f"{RW} admin",  # unknown role
+        f"{RW} superuser",  # unknown role
         "short ro",  # too short to be secret
         f"{RW}\u00e9 rw",  # not ASCII
     ]
