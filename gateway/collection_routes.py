@@ -19,6 +19,7 @@ from starlette.requests import Request
 from facerec.v1 import gallery_pb2
 from gateway import models
 from gateway.contract import answer, doc
+from gateway.guard import check_collection
 from gateway.params import Auth, Collection, CollectionName, rpc
 from gateway.requests import json_body
 from gateway.upstream import Channels
@@ -133,6 +134,7 @@ def add_routes(router: APIRouter, scoped: APIRouter, channels: Channels) -> None
     )
     async def create_collection(request: Request, auth: Auth) -> Any:
         body = await json_body(request, models.CreateCollectionJson)
+        check_collection(request.scope, body.name)  # the name is in the body: the guard could not see it
         message = json_format.ParseDict(body.model_dump(), gallery_pb2.CreateCollectionRequest())
         return answer(await channels.gallery.call("CreateCollection", message, auth))
 
@@ -209,7 +211,10 @@ def add_routes(router: APIRouter, scoped: APIRouter, channels: Channels) -> None
                 description="The operation's id: its name (Operation.name) without `operations/`.",
             ),
         ],
+        request: Request,
         auth: Auth,
     ) -> Any:
         message = gallery_pb2.GetOperationRequest(name=OPERATIONS + operation_id)
-        return answer(await channels.gallery.call("GetOperation", message, auth))
+        operation = await channels.gallery.call("GetOperation", message, auth)
+        check_collection(request.scope, operation.metadata.collection)  # known only from the answer
+        return answer(operation)

@@ -179,3 +179,46 @@ def test_a_collection_name_over_128_characters_is_400_and_never_reaches_the_gall
     reply = http.get("/v1/collections/" + "x" * 129 + "/stats")
     assert reply.status_code == 400 and reply.json()["code"] == "INVALID_ARGUMENT"
     assert not [c for c in fake.calls if c.method == "Stats"]
+
+
+DOOR_ADMIN = "surfaces-door-admin-token-0123456789"
+DOOR_RW = "surfaces-door-rw-token-0123456789"
+
+
+@pytest.fixture(scope="module")
+def scoped(upstream: tuple[Fake, str]) -> Iterator[httpx.Client]:
+    """A gateway whose tokens are scoped to the collection `door`."""
+    _, address = upstream
+    tokens = f"{DOOR_ADMIN} admin door;{DOOR_RW} rw door"
+    service = start_service("gateway", ["--gallery", address, "--detector", address, "--tokens", tokens])
+    try:
+        with httpx.Client(base_url=f"http://{service.address}", timeout=30) as client:
+            yield client
+    finally:
+        service.stop()
+
+
+def bearer(token: str) -> dict[str, str]:
+    return {"Authorization": f"Bearer {token}"}
+
+
+def test_a_token_scoped_to_a_collection_reaches_only_its_routes(scoped: httpx.Client, fake: Fake) -> None:
+    ok = scoped.get("/v1/collections/door/identities", headers=bearer(DOOR_RW))
+    assert ok.status_code == 200 and fake.last("ListIdentities").request.collection == "door"
+    for path in ("/v1/collections/archive/identities", "/v1/identities"):  # the latter: default's
+        refused = scoped.get(path, headers=bearer(DOOR_RW))
+        assert refused.status_code == 403 and refused.json()["code"] == "PERMISSION_DENIED", path
+    assert [c.request.collection for c in fake.calls if c.method == "ListIdentities"] == ["door"]
+
+
+def test_what_names_its_collection_in_the_body_or_the_answer_is_checked_there(
+    scoped: httpx.Client, fake: Fake
+) -> None:
+    made = scoped.post("/v1/collections", json={"name": "door"}, headers=bearer(DOOR_ADMIN))
+    assert made.status_code == 200
+    other = scoped.post("/v1/collections", json={"name": "archive"}, headers=bearer(DOOR_ADMIN))
+    assert other.status_code == 403 and other.json()["code"] == "PERMISSION_DENIED"
+    assert [c.request.name for c in fake.calls if c.method == "CreateCollection"] == ["door"]
+    # The fake's operation works on `archive`: the door's token may not read it.
+    polled = scoped.get("/v1/operations/7", headers=bearer(DOOR_ADMIN))
+    assert polled.status_code == 403 and polled.json()["code"] == "PERMISSION_DENIED"
