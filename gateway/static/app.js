@@ -175,11 +175,16 @@ async function enroll(event) {
 // ---------------------------------------------------------------- identities
 
 let nextPage = "";
+// Each listing's number: an answer that arrives after a later listing began (another collection was
+// chosen meanwhile) is dropped rather than shown over the later one.
+let listing = 0;
 
 async function listIdentities(fromStart) {
+  const mine = ++listing;
   if (fromStart) nextPage = "";
   const query = new URLSearchParams({ page_size: "50", page_token: fromStart ? "" : nextPage });
   const answer = await api("GET", inCollection(`/identities?${query}`));
+  if (mine !== listing) return;
   const list = $("identities-list");
   if (fromStart) list.replaceChildren();
   for (const person of answer.identities) list.appendChild(identityItem(person));
