@@ -6,7 +6,9 @@ faces it could not carry, and eval --gallery --save-threshold stores the points 
 from __future__ import annotations
 
 import argparse
+import io
 import json
+import sys
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -153,3 +155,19 @@ def test_eval_on_a_gallery_saves_its_points_in_the_collection(gallery) -> None:
     assert {p.name for p in sent.operating_points} == {p.name for p in report.points}
     assert sent.identification_point.name == report.identification.point.name
     assert said.startswith(f"saved thresholds for facenet-keras-128 to collection archive of {address}")
+
+
+def test_on_a_terminal_reembed_draws_one_progress_bar_to_its_end(gallery, monkeypatch, capsys) -> None:
+    _, address = gallery
+
+    class Terminal(io.StringIO):
+        def isatty(self) -> bool:
+            return True
+
+    terminal = Terminal()
+    monkeypatch.setattr(sys, "stderr", terminal)
+    code = main(["collections", "reembed", "archive", "--gallery", address, "--poll-s", "0.001"])
+    assert code == 0
+    drawn = terminal.getvalue()
+    assert "reembed archive" in drawn and "5/5" in drawn and "\r" in drawn  # one bar, redrawn in place
+    assert "reembed archive: 2/5 faces" not in drawn  # not the plain lines
