@@ -28,7 +28,7 @@ from gallery.collections import open_catalog as open_collection_catalog
 from gallery.config import DEFAULT_MODEL, Settings
 from gallery.namespaces import drop_store, store_location
 from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract
-from gallery.reembed import Reembedder
+from gallery.reembed import Reembedder, ReembedSettings
 from gallery.service import SERVICE_NAME, WRITE_METHODS, build_server
 from gallery.stores import open_store, stored_model
 
@@ -160,7 +160,14 @@ def _build(settings: Settings) -> Hosting:
         catalog.close()
         raise
     # Re-embeds run in any replica: each takes the operations nobody runs (or whose runner died).
-    operations = Reembedder(catalog, manager, detector, embedder, timeout_s=settings.downstream_timeout_s)
+    operations = Reembedder(
+        catalog,
+        manager,
+        detector,
+        embedder,
+        ReembedSettings(batch=settings.reembed_batch, stale_after_s=settings.reembed_stale_s),
+        timeout_s=settings.downstream_timeout_s,
+    )
 
     def start() -> None:
         manager.start()

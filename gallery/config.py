@@ -81,6 +81,12 @@ class Settings(ServerSettings):
     ivf_min_size: int = setting(50_000, "faces from which the index is IVF instead of exact")
     nprobe: int = setting(0, "IVF lists searched per query; 0 = the index's default")
     downstream_timeout_s: float = setting(30.0, "deadline of a call to the detector or the embedder")
+    reembed_batch: int = setting(
+        16, "faces a re-embed detects and embeds per step (its progress is saved after each)"
+    )
+    reembed_stale_s: float = setting(
+        20.0, "a re-embed whose runner has not reported for this long is taken over by another replica"
+    )
     detect_images_per_call: int = setting(16, "pictures per Detect call")
     embed_faces_per_call: int = setting(64, "faces per Embed call")
     max_images_per_enroll: int = setting(64, "pictures one Enroll call may carry")
@@ -143,6 +149,8 @@ class Settings(ServerSettings):
             )
         if self.index_checkpoint_s < 0:
             raise SettingError("index_checkpoint_s must not be negative (0 saves only at shutdown).")
+        if self.reembed_batch < 1 or self.reembed_stale_s <= 0:
+            raise SettingError("reembed_batch must be at least 1 and reembed_stale_s positive.")
         if min(self.detect_images_per_call, self.embed_faces_per_call, self.max_images_per_enroll) < 1:
             raise SettingError("Per-call and per-request limits must be at least 1.")
         if not self.store:

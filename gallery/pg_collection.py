@@ -111,3 +111,25 @@ class CollectionStore:
     def unseal(self) -> None:
         """Takes seal() back (a re-embed that failed before its switch leaves the collection writable)."""
         self._session.run(lambda conn: conn.execute("UPDATE state SET sealed = false"), write=True)
+
+    def last_face_id(self) -> int:
+        """The largest face id this store ever gave (removed faces' included); 0 when none."""
+
+        def work(conn: Any) -> int:
+            row = conn.execute("SELECT last_value, is_called FROM faces_face_id_seq").fetchone()
+            return int(row[0]) if row[1] else 0
+
+        return self._session.run(work)
+
+    def reserve_face_ids(self, up_to: int) -> None:
+        """New faces get ids above up_to from now on (a re-embed's next store continues its old one's ids)."""
+        self._session.run(
+            lambda conn: conn.execute(
+                "SELECT setval('faces_face_id_seq', GREATEST(%s, (SELECT MAX(face_id) FROM faces),"
+                " (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM faces_face_id_seq), 1),"
+                " GREATEST(%s, (SELECT MAX(face_id) FROM faces),"
+                " (SELECT CASE WHEN is_called THEN last_value ELSE 0 END FROM faces_face_id_seq)) > 0)",
+                (int(up_to), int(up_to)),
+            ),
+            write=True,
+        )

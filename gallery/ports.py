@@ -233,6 +233,15 @@ class FaceStore(Protocol):
         """Lifts the seal: a re-embed that failed after sealing leaves its collection writable again."""
         ...
 
+    def last_face_id(self) -> int:
+        """The largest face id this store ever gave, removed faces' included (0 when none)."""
+        ...
+
+    def reserve_face_ids(self, up_to: int) -> None:
+        """New faces get ids above up_to from now on: a re-embed's next store never gives again an id the
+        old one gave (a removed face's included)."""
+        ...
+
     # -- the change log --
     def changes_since(self, version: int, limit: int = 10_000) -> list[Change]:
         """Committed changes with versions > version, ascending (at most limit; old ones are pruned)."""

@@ -34,7 +34,7 @@ import numpy as np
 from numpy.typing import NDArray
 
 from facerec import alignment
-from facerec.errors import FacerecError, InvalidInput, Precondition, Reason
+from facerec.errors import FacerecError, InvalidInput, NotFound, Precondition, Reason
 from facerec.images import decode_image
 from gallery.ports import (
     Catalog,
@@ -264,6 +264,7 @@ class _Run:
             self.save(stage="switching")
             old.seal()
             self.catch_up(old, new)
+            new.reserve_face_ids(old.last_face_id())  # ids are never given twice, across generations
             if self.op.failed and not self.op.drop_failed:
                 self.fail_and_discard(row, new, unseal=old)
                 return
@@ -298,7 +299,10 @@ class _Run:
             if not page:
                 return
             for identity in page:
-                _, faces = old.get_identity(identity.identity)
+                try:
+                    _, faces = old.get_identity(identity.identity)
+                except NotFound:  # renamed or removed since the page was read: catching up carries it
+                    continue
                 there = new.identities_of([f.face_id for f in faces])
                 done = there.keys() | {f.face_id for f in self.op.failed}
                 todo = [f for f in faces if f.face_id not in done]
@@ -333,7 +337,10 @@ class _Run:
         for face_id in missing:
             by_identity.setdefault(in_old[face_id], []).append(face_id)
         for identity, ids in by_identity.items():
-            row, faces = old.get_identity(identity)
+            try:
+                row, faces = old.get_identity(identity)
+            except NotFound:  # gone again since: its faces are in a later change
+                continue
             wanted = set(ids)
             self.copy(old, new, row, [f for f in faces if f.face_id in wanted])
 

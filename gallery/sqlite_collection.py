@@ -103,3 +103,20 @@ class CollectionStore:
         """Takes seal() back (a re-embed that failed before its switch leaves the collection writable)."""
         with self._lock, self._transaction(sealable=False):
             self._db.execute("DELETE FROM meta WHERE key = 'sealed'")
+
+    def last_face_id(self) -> int:
+        """The largest face id this store ever gave (removed faces' included); 0 when none."""
+        with self._lock:
+            row = self._db.execute("SELECT seq FROM sqlite_sequence WHERE name = 'faces'").fetchone()
+        return 0 if row is None else int(row[0])
+
+    def reserve_face_ids(self, up_to: int) -> None:
+        """New faces get ids above up_to from now on (a re-embed's next store continues its old one's ids)."""
+        with self._lock, self._transaction(sealable=False):
+            if (
+                self._db.execute(
+                    "UPDATE sqlite_sequence SET seq = MAX(seq, ?) WHERE name = 'faces'", (up_to,)
+                ).rowcount
+                == 0
+            ):
+                self._db.execute("INSERT INTO sqlite_sequence(name, seq) VALUES ('faces', ?)", (up_to,))

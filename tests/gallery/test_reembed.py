@@ -4,6 +4,7 @@ a takeover after a crash. The real services' re-embed (fp32 -> int8 -> fp32, kil
 
 from __future__ import annotations
 
+import time
 from collections.abc import Callable, Sequence
 from pathlib import Path
 
@@ -124,6 +125,8 @@ def test_a_reembed_moves_every_face_to_the_new_model_keeping_ids_boxes_and_pictu
     row = catalog.create("door", Contract("mtcnn", "box", FP32), keep_source_pictures=False)
     with host.open_store(row, 1, FP32) as store:
         ids = enroll(store, "ada", [1, 2, 3]) + enroll(store, "bob", [4, 5])
+        (removed,) = enroll(store, "zed", [6])
+        store.remove_identity("zed")
     runner = Reembedder(catalog, host, detector, embedder, ReembedSettings(batch=2))
     op = runner.start("door", Contract("", "", INT8), drop_failed=False)
     assert op.target == Contract("mtcnn", "box", INT8) and op.generation == 2
@@ -140,6 +143,8 @@ def test_a_reembed_moves_every_face_to_the_new_model_keeping_ids_boxes_and_pictu
         for face_id, vec, seed in zip(got_ids, vectors, [1, 2, 3, 4, 5], strict=True):
             np.testing.assert_array_equal(vec, unit(seed, INT8))
             assert new.picture(int(face_id)).data == f"face {seed}".encode()
+        # A removed face's id is never given again, in the new generation either.
+        assert enroll(new, "eve", [7]) == [removed + 1]
     assert all(o.model == "mtcnn" and o.alignment == "box" for o in detector.options)
     # the old generation is gone for good
     assert not Path(store_location(host.home, row.collection_id, 1)).exists()
@@ -220,11 +225,45 @@ def test_a_run_killed_midway_is_taken_over_and_finished_by_another_process(setup
     assert catalog.get("lab").generation == 1  # still serving the old vectors
     embedder.crash_after = None
     second = Reembedder(catalog, host, detector, Embedder(), ReembedSettings(stale_after_s=0.05))
+    # The dead owner's heartbeat goes stale 50 ms after its last step: until then nobody may take it.
+    deadline = time.monotonic() + 30
     while not catalog.operation(op.operation_id).done:
-        assert second.run_once()
+        assert time.monotonic() < deadline
+        if not second.run_once():
+            time.sleep(0.01)
     done = catalog.operation(op.operation_id)
     assert done.switched and [f.identity for f in done.failed] == ["nopic"]
     with host.open_store(catalog.get("lab"), 2, INT8) as new:
         ids, vectors, _ = new.embeddings()
         assert len(ids) == 12
         assert all(np.allclose(np.linalg.norm(v), 1) for v in vectors)
+
+
+def test_under_the_same_detector_a_face_is_cut_again_where_it_was_found_without_detecting_it(setup) -> None:
+    import io
+
+    from PIL import Image
+
+    from facerec import alignment
+    from facerec.images import decode_image
+    from gallery.reembed import cut_again
+
+    catalog, host, detector, embedder = setup
+    pixels = np.random.default_rng(3).integers(0, 255, size=(120, 100, 3), dtype=np.uint8)
+    png = io.BytesIO()
+    Image.fromarray(pixels).save(png, format="PNG")
+    points = ((22.0, 30.0), (40.0, 30.5), (31.0, 40.0), (24.0, 50.0), (39.0, 50.0))
+    kept = KeptPicture(png.getvalue(), "image/png", 100, 120, BOX, points)
+    np.testing.assert_array_equal(cut_again(kept, "box"), alignment.box_crop(pixels, (10, 12, 40, 48)))
+    np.testing.assert_array_equal(
+        cut_again(kept, "similarity"), alignment.similarity_crop(decode_image(kept.data), np.asarray(points))
+    )
+    row = catalog.create("kiosk", Contract("mtcnn", "box", FP32), keep_source_pictures=False)
+    with host.open_store(row, 1, FP32) as store:
+        store.add_faces("ada", [NewFace(unit(1, FP32), "sha1", BOX, kept)])
+    runner = Reembedder(catalog, host, detector, embedder)
+    op = runner.start("kiosk", Contract("", "similarity", INT8), drop_failed=False)
+    runner.run_once()
+    assert runner.get(op.operation_id).switched and detector.options == []  # never detected again
+    with host.open_store(catalog.get("kiosk"), 2, INT8) as new:
+        assert new.picture(1).landmarks == points
