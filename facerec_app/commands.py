@@ -66,7 +66,7 @@ def cmd_enroll(args: argparse.Namespace) -> int:
         found = walk(Path(args.paths[0]), follow_symlinks=args.follow_symlinks)
         pairs, skipped = found.pairs, found.skipped
         what = f"{count(len(pairs), 'picture')} of {count(len({who for who, _ in pairs}), 'identity')}"
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         report = enroll_pairs(client, pairs, strict=args.strict)
     failed = failures(report, skipped)
     if args.json:
@@ -117,7 +117,7 @@ def cmd_identify(args: argparse.Namespace) -> int:
         raise ClientError("--annotate takes exactly one picture.")
     report: list[dict[str, Any]] = []
     failed = 0
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         for path in paths:
             try:
                 reply = identify_one(client, path, args.top_k, args.threshold, args.operating_point)
@@ -194,7 +194,7 @@ def cmd_verify(args: argparse.Namespace) -> int:
     picture_a = read_image(Path(args.image_a))
     picture_b = read_image(Path(args.image_b)) if args.image_b else None
     names = {"image_a": args.image_a, **({"image_b": args.image_b} if args.image_b else {})}
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         try:
             reply = client.call(
                 lambda gallery: gallery.verify(
@@ -234,7 +234,7 @@ def cmd_list(args: argparse.Namespace) -> int:
     """Identities and face counts; with --faces, each identity's face ids (what remove-face takes)."""
     rows: list[tuple[str, int]] = []
     face_ids: dict[str, list[int]] = {}
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         rows.extend((i.name, i.face_count) for i in client.call(lambda gallery: gallery.identities()))
         if args.faces:
             for name, _ in rows:
@@ -257,7 +257,7 @@ def cmd_list(args: argparse.Namespace) -> int:
 
 def cmd_remove(args: argparse.Namespace) -> int:
     identity = required_name(args.identity, "remove")
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         removed = client.call(lambda gallery: gallery.remove_identity(identity))
     if args.json:
         write_json({"identity": identity, "faces_removed": removed})
@@ -267,7 +267,7 @@ def cmd_remove(args: argparse.Namespace) -> int:
 
 
 def cmd_remove_face(args: argparse.Namespace) -> int:
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         owner = client.call(lambda gallery: gallery.remove_face(args.face_id))
     if args.json:
         write_json({"face_id": args.face_id, "identity": owner})
@@ -305,8 +305,19 @@ def cmd_eval(args: argparse.Namespace) -> int:
 ADDRESS, NAME, PICTURE, FOLDER, POINT = "HOST:PORT", "NAME", "PICTURE", "FOLDER", "POINT"
 
 
-def add_gallery_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
-    """--gallery, --json, --token, --tls-ca: the same flags, words and defaults in every command."""
+def add_collection_flag(p: argparse.ArgumentParser, role: str = "") -> None:
+    """--collection (default FACEREC_COLLECTION, else `default`)."""
+    p.add_argument(
+        "--collection",
+        metavar=NAME,
+        default=os.environ.get("FACEREC_COLLECTION", ""),
+        help=f"{role}the collection to work on (default FACEREC_COLLECTION, else `default`)",
+    )
+
+
+def add_gallery_flags(p: argparse.ArgumentParser, collection: bool = True) -> argparse.ArgumentParser:
+    """--gallery, --json, --token, --tls-ca (and --collection): the same flags, words and defaults in every
+    command."""
     p.add_argument(
         "--gallery",
         metavar=ADDRESS,
@@ -326,6 +337,8 @@ def add_gallery_flags(p: argparse.ArgumentParser) -> argparse.ArgumentParser:
         default=os.environ.get("FACEREC_TLS_CA", ""),
         help="CA certificate (PEM) to trust: talk TLS to the gallery (default FACEREC_TLS_CA)",
     )
+    if collection:
+        add_collection_flag(p)
     return p
 
 
@@ -462,6 +475,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         default=os.environ.get("FACEREC_TLS_CA", ""),
         help="with --gallery: CA certificate to trust (default FACEREC_TLS_CA)",
     )
+    add_collection_flag(p, "with --gallery: ")
     p.add_argument(
         "--out",
         metavar=FOLDER,
@@ -471,8 +485,9 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
     p.add_argument(
         "--save-threshold",
         action="store_true",
-        help="store every operating point in FACEREC_HOME/calibration.json, where running services read "
-        "them; the default is far_1e-3 where the pairs support it",
+        help="store every operating point: with --gallery in the collection (every replica serves them), "
+        "else in FACEREC_HOME/calibration.json, the shipped defaults services start from; the default is "
+        "far_1e-3 where the pairs support it",
     )
     p.add_argument(
         "--detector",

@@ -66,7 +66,7 @@ def run_eval(args: argparse.Namespace) -> int:
         out_dir = default_out(Path(args.folder), Path.cwd()) if args.folder else Path.cwd() / REPORT_NAME
     if args.gallery:
         model, vectors, labels = gallery_embeddings(args)
-        source = f"gallery {args.gallery}"
+        source = f"gallery {args.gallery} collection {args.collection or 'default'}"
         reports = {GALLERY_MODE: evaluation.report(vectors, labels, images=len(labels))}
         chosen = GALLERY_MODE
     else:
@@ -100,7 +100,9 @@ def run_eval(args: argparse.Namespace) -> int:
         out(f"alignment: {chosen} (identities held out, {name} fitted without each: {held})\n")
     shown = Path(os.path.relpath(out_dir))  # short, and what the user can paste from here
     out(f"report: {shown / 'report.json'}  plot: {shown / 'roc.png'}\n")
-    if args.save_threshold:
+    if args.save_threshold and args.gallery:
+        out(save_to_collection(args, model, report))
+    elif args.save_threshold:
         path = assets.Assets(assets.facerec_home(os.environ)).threshold_file
         default = report.point(report.operating_point)
         calibration.save_calibration(
@@ -118,6 +120,36 @@ def run_eval(args: argparse.Namespace) -> int:
             f"identify {report.identification.threshold:.3f}\n"
         )
     return 0
+
+
+def save_to_collection(args: argparse.Namespace, model: str, report: evaluation.Report) -> str:
+    """Stores the points in the gallery's collection (SetOperatingPoints): the store holds them, so every
+    replica serves them, where a file in this process's FACEREC_HOME would reach none. Says what was saved."""
+    default = report.point(report.operating_point)
+    points = [_sent(p) for p in report.points]
+    identification = _sent(report.identification.point)
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
+        stored = client.call(
+            lambda gallery: gallery.set_operating_points(
+                points, model=model, operating_point=default.name, identification_point=identification
+            )
+        )
+    return (
+        f"saved thresholds for {model} to collection {stored.name} of {args.gallery}: verify "
+        f"{stored.threshold:.3f} ({stored.operating_point}), identify {stored.identification_threshold:.3f}\n"
+    )
+
+
+def _sent(point: OperatingPoint) -> facerec_client.OperatingPoint:
+    return facerec_client.OperatingPoint(
+        name=point.name,
+        threshold=point.threshold,
+        far=point.far,
+        far_upper=point.far_upper,
+        tar=point.tar,
+        genuine_pairs=point.genuine_pairs,
+        impostor_pairs=point.impostor_pairs,
+    )
 
 
 def folder_reports(
@@ -168,7 +200,7 @@ def gallery_embeddings(args: argparse.Namespace) -> tuple[str, NDArray[np.float3
         raise ClientError(f"--max-faces must be at least 2, not {args.max_faces}.")
     vectors: list[list[float]] = []
     labels: list[str] = []
-    with gallery_client(args.gallery, args.token, args.tls_ca) as client:
+    with gallery_client(args.gallery, args.token, args.tls_ca, args.collection) as client:
         model = client.call(lambda gallery: gallery.stats()).model
         names = [i.name for i in client.call(lambda gallery: gallery.identities())]
         bar = progress(len(names), "read enrolled faces")

@@ -126,13 +126,14 @@ TIMEOUT_S = 120.0
 
 class GalleryClient:
     """facerec_client.Gallery (the CLI's one way to the gallery: its typed answers, deadlines and safe
-    retries) whose failures become one-sentence ClientErrors: `client.call(lambda g: g.stats())`."""
+    retries) whose failures become one-sentence ClientErrors: `client.call(lambda g: g.stats())`. Every
+    call works on `collection` ("" = default) unless it names another."""
 
-    def __init__(self, address: str, token: str = "", tls_ca: str = "") -> None:
+    def __init__(self, address: str, token: str = "", tls_ca: str = "", collection: str = "") -> None:
         self.address = address
         try:
             self._gallery = facerec_client.Gallery(
-                address, token=token, tls_ca=tls_ca or None, timeout_s=TIMEOUT_S
+                address, token=token, tls_ca=tls_ca or None, timeout_s=TIMEOUT_S, collection=collection
             )
         except ValueError as exc:  # a CA file it cannot read, an address list it cannot use: one sentence
             raise ClientError(str(exc)) from None
@@ -149,8 +150,10 @@ class GalleryClient:
 
 
 @contextmanager
-def gallery_client(address: str, token: str = "", tls_ca: str = "") -> Iterator[GalleryClient]:
-    client = GalleryClient(address, token, tls_ca)
+def gallery_client(
+    address: str, token: str = "", tls_ca: str = "", collection: str = ""
+) -> Iterator[GalleryClient]:
+    client = GalleryClient(address, token, tls_ca, collection)
     try:
         yield client
     finally:

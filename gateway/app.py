@@ -32,7 +32,7 @@ from gateway.errors import HTTP_STATUS, body, headers, http_status, request_id_o
 from gateway.guard import Authentication, BodyLimit, CrossSite, HostCheck, SecurityHeaders
 from gateway.request_id import RequestId
 from gateway.requests import validation_field, validation_sentence
-from gateway.routes import build_router
+from gateway.routes import build_router, collection_of
 from gateway.upstream import Channels
 
 log = logging.getLogger(__name__)
@@ -80,7 +80,7 @@ def build_app(
         max_json_bytes=settings.max_json_bytes,
         timeout_s=settings.body_timeout_s,
     )
-    app.add_middleware(Authentication, tokens=tokens)
+    app.add_middleware(Authentication, tokens=tokens, collection_of=collection_of)
     app.add_middleware(CrossSite, origins=settings.origins())
     app.add_middleware(HostCheck, names=settings.host_names())
     app.add_middleware(_Metrics, metrics=metrics)

@@ -37,6 +37,11 @@ RemoveFaceResponse = model_of(gallery_pb2.RemoveFaceResponse.DESCRIPTOR)
 TrainResponse = model_of(gallery_pb2.TrainResponse.DESCRIPTOR)
 StatsResponse = model_of(gallery_pb2.StatsResponse.DESCRIPTOR)
 RepresentResponse = model_of(gallery_pb2.RepresentResponse.DESCRIPTOR)
+RenameIdentityResponse = model_of(gallery_pb2.RenameIdentityResponse.DESCRIPTOR)
+Collection = model_of(gallery_pb2.Collection.DESCRIPTOR)
+ListCollectionsResponse = model_of(gallery_pb2.ListCollectionsResponse.DESCRIPTOR)
+DeleteCollectionResponse = model_of(gallery_pb2.DeleteCollectionResponse.DESCRIPTOR)
+Operation = model_of(gallery_pb2.Operation.DESCRIPTOR)
 
 
 class Health(BaseModel):
@@ -135,3 +140,79 @@ class RepresentJson(BaseModel):
     min_face_size_px: int = Field(0, ge=0, le=INT32_MAX, description=doc("DetectOptions.min_face_size_px"))
     min_confidence: float = Field(0.0, ge=0.0, le=1.0, description=doc("DetectOptions.min_confidence"))
     max_faces: int = Field(0, ge=0, le=INT32_MAX, description=doc("DetectOptions.max_faces"))
+
+
+# ---------------------------------------------------------------- JSON requests of the collections
+
+Name = Annotated[str, Field(max_length=1024)]
+
+
+class ContractJson(BaseModel):
+    """How a collection turns pictures into vectors (gRPC: EmbeddingContract); "" = the default."""
+
+    detector: Name = Field(default="", description=doc("EmbeddingContract.detector"))
+    alignment: Name = Field(default="", description=doc("EmbeddingContract.alignment"))
+    model: Name = Field(default="", description=doc("EmbeddingContract.model"))
+
+
+class CreateCollectionJson(BaseModel):
+    """A collection to create (gRPC: CreateCollectionRequest)."""
+
+    model_config = _examples({"name": "archive", "contract": {"model": "facenet-keras-128-int8"}})
+
+    name: Name = Field(description=doc("CreateCollectionRequest.name"))
+    contract: ContractJson = Field(
+        default_factory=ContractJson, description=doc("CreateCollectionRequest.contract")
+    )
+    keep_source_pictures: bool = Field(False, description=doc("CreateCollectionRequest.keep_source_pictures"))
+
+
+class ReembedJson(BaseModel):
+    """The collection's new contract (gRPC: ReembedRequest; the collection is the path's)."""
+
+    model_config = _examples({"contract": {"model": "facenet-keras-128-int8"}, "drop_failed": True})
+
+    contract: ContractJson = Field(default_factory=ContractJson, description=doc("ReembedRequest.contract"))
+    drop_failed: bool = Field(False, description=doc("ReembedRequest.drop_failed"))
+
+
+class RenameJson(BaseModel):
+    """The identity's new name (gRPC: RenameIdentityRequest; the identity is the path's)."""
+
+    model_config = _examples({"new_name": "Ada Lovelace"})
+
+    new_name: Name = Field(description=doc("RenameIdentityRequest.new_name"))
+
+
+class PointJson(BaseModel):
+    """One operating point (gRPC: OperatingPoint)."""
+
+    name: Name = Field(description=doc("OperatingPoint.name"))
+    threshold: float = Field(ge=0.0, le=2.0, description=doc("OperatingPoint.threshold"))
+    far: float = Field(0.0, ge=0.0, le=1.0, description=doc("OperatingPoint.far"))
+    far_upper: float = Field(0.0, ge=0.0, le=1.0, description=doc("OperatingPoint.far_upper"))
+    tar: float = Field(0.0, ge=0.0, le=1.0, description=doc("OperatingPoint.tar"))
+    genuine_pairs: int = Field(0, ge=0, le=2**62, description=doc("OperatingPoint.genuine_pairs"))
+    impostor_pairs: int = Field(0, ge=0, le=2**62, description=doc("OperatingPoint.impostor_pairs"))
+
+
+class OperatingPointsJson(BaseModel):
+    """Operating points fitted on a collection's faces (gRPC: SetOperatingPointsRequest; the collection is
+    the path's)."""
+
+    model_config = _examples(
+        {
+            "model": "facenet-keras-128",
+            "operating_points": [{"name": "far_1e-3", "threshold": 0.98, "far": 0.001, "tar": 0.95}],
+            "operating_point": "far_1e-3",
+        }
+    )
+
+    model: Name = Field(description=doc("SetOperatingPointsRequest.model"))
+    operating_points: list[PointJson] = Field(
+        max_length=MAX_LIST, description=doc("SetOperatingPointsRequest.operating_points")
+    )
+    operating_point: Name = Field("", description=doc("SetOperatingPointsRequest.operating_point"))
+    identification_point: PointJson | None = Field(
+        None, description=doc("SetOperatingPointsRequest.identification_point")
+    )

@@ -24,6 +24,12 @@ TAGS: list[dict[str, str]] = [
     {"name": "identities", "description": "Enrolled people: enroll, list, get, remove."},
     {"name": "faces", "description": "One enrolled face."},
     {"name": "gallery", "description": "The gallery as a whole: its SVM and its figures."},
+    {
+        "name": "collections",
+        "description": "Galleries of their own in one deployment, each pinned to its embedding contract; "
+        "every gallery route also answers under /v1/collections/{collection}.",
+    },
+    {"name": "operations", "description": "Long-running operations (a collection's re-embedding)."},
     {"name": "system", "description": "Liveness and readiness."},
 ]
 
@@ -77,7 +83,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         ),
         (
             404,
-            "NOT_FOUND: no such identity or face",
+            "NOT_FOUND: no such identity, face, collection or operation",
             _example("NOT_FOUND", "No identity 'ada'.", "NOT_FOUND"),
             {},
         ),
@@ -89,7 +95,7 @@ ERRORS: dict[int | str, dict[str, Any]] = {
         ),
         (
             409,
-            "FAILED_PRECONDITION (also MODEL_MISMATCH): valid, but not in this state",
+            "FAILED_PRECONDITION (also MODEL_MISMATCH): valid, but not in this state; ALREADY_EXISTS: the name is taken",
             _example("FAILED_PRECONDITION", "Training needs at least two identities.", "FAILED_PRECONDITION"),
             {},
         ),

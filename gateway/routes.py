@@ -1,7 +1,10 @@
 """The /v1 routes: one per gallery RPC, plus detect (answered by the detector itself).
 
-Pictures come as multipart files or as base64 strings in a JSON body; both are documented in the
-OpenAPI schema. Every route passes the caller's `Authorization` header on to the gallery.
+Every gallery route is served twice: as it always was (`/v1/identify`: the `default` collection) and under
+`/v1/collections/{collection}/…`, whose {collection} becomes the gRPC request's `collection`. The routes
+of the collections themselves are gateway.collection_routes'. Pictures come as multipart files or as
+base64 strings in a JSON body; both are documented in the OpenAPI schema. Every route passes the caller's
+`Authorization` header on to the gallery.
 """
 
 from __future__ import annotations
@@ -9,18 +12,18 @@ from __future__ import annotations
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Depends, Path, Query, Request
-from fastapi.security import HTTPAuthorizationCredentials, HTTPBearer
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
 from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
-from gateway import models
+from gateway import collection_routes, models
 from gateway.config import Settings
 from gateway.contract import answer, doc, to_json
 from gateway.errors import body as error_body
 from gateway.errors import invalid, too_large
 from gateway.openapi import ERRORS, ok
+from gateway.params import Auth, Collection, named_collection, rpc
 from gateway.requests import (
     IMAGE,
     JSON,
@@ -37,24 +40,25 @@ from gateway.requests import (
 )
 from gateway.upstream import Channels
 
-# Documents the scheme (the docs page's Authorize button); the header itself is passed on as it came.
-_bearer = HTTPBearer(
-    auto_error=False, description="A token, when the gateway or the gallery requires one (docs/limits.md)."
-)
+DEFAULT_COLLECTION = "default"
+# The operation ids of a gallery route served under /v1/collections/{collection}: the RPC's name and this.
+IN_COLLECTION = "InCollection"
+SCOPED_PREFIX = "/v1/collections/"
 
 
-def authorization(
-    request: Request, _credentials: Annotated[HTTPAuthorizationCredentials | None, Depends(_bearer)]
-) -> str:
-    return request.headers.get("authorization", "")
-
-
-Auth = Annotated[str, Depends(authorization)]
-
-
-def _rpc(name: str) -> str:
-    """An operation's description: its RPC's comment in protos/."""
-    return doc(name) + f" (gRPC: facerec.v1.{name}.)"
+def collection_of(method: str, path: str) -> str | None:
+    """The collection a request works on, from its method and (decoded) path alone, before any route runs
+    (gateway.guard's per-collection token scopes): {collection} of /v1/collections/{collection}[/…|:verb],
+    "default" for the other gallery routes, None where no one collection is named (listing or creating
+    collections, operations, detect, and everything outside /v1)."""
+    if path.startswith(SCOPED_PREFIX):
+        head, slash, _ = path[len(SCOPED_PREFIX) :].partition("/")
+        if not slash and method == "POST" and head.endswith(collection_routes.REEMBED):
+            head = head[: -len(collection_routes.REEMBED)]
+        return head or None
+    if path in ("/v1/collections", "/v1/detect") or path.startswith("/v1/operations/"):
+        return None
+    return DEFAULT_COLLECTION if path.startswith("/v1/") else None
 
 
 def _body(json_model: type[BaseModel], fields: dict[str, dict[str, Any]]) -> dict[str, Any]:
@@ -86,98 +90,28 @@ _TEXT = {"type": "string"}
 
 
 def build_router(settings: Settings, channels: Channels) -> APIRouter:
-    """The /v1 routes over the two channels."""
+    """The /v1 routes over the two channels: the gallery's twice (default, and by collection), detect, and
+    the collections' own."""
     router = APIRouter(prefix="/v1", responses=ERRORS)
+    _detect_route(router, settings, channels)
+    _gallery_routes(router, settings, channels, "")
+    scoped = APIRouter(prefix="/collections/{collection}", dependencies=[Depends(named_collection)])
+    _gallery_routes(scoped, settings, channels, IN_COLLECTION)
+    collection_routes.add_routes(router, scoped, channels)
+    router.include_router(scoped)
+    return router
+
+
+def _detect_route(router: APIRouter, settings: Settings, channels: Channels) -> None:
     max_bytes = settings.max_image_bytes
     max_files = max(settings.max_images_per_enroll, settings.max_images_per_detect, 2) + 1
-
-    @router.post(
-        "/identify",
-        response_model=models.IdentifyResponse,
-        tags=["recognition"],
-        operation_id="Identify",
-        responses=ok("Identify"),
-        description=_rpc("Gallery.Identify"),
-        summary="Who is on this picture: every face, named or unknown",
-        openapi_extra=_body(
-            models.IdentifyJson,
-            {"image": _FILE, "top_k": _INT, "threshold": _FLOAT, "operating_point": _TEXT},
-        ),
-    )
-    async def identify(request: Request, auth: Auth) -> Any:
-        if kind(request) == MULTIPART:
-            data = await form(request, max_files)
-            picture = await file(data.get("image"), "image", max_bytes)
-            message = gallery_pb2.IdentifyRequest(
-                image=common_pb2.Image(data=picture.data),
-                top_k=number(data, "top_k", int, 0, high=100),
-                threshold=number(data, "threshold", float, 0.0, high=2.0),
-                operating_point=text(data, "operating_point"),
-            )
-        else:
-            body = await json_body(request, models.IdentifyJson)
-            message = gallery_pb2.IdentifyRequest(
-                top_k=body.top_k, threshold=body.threshold, operating_point=body.operating_point
-            )
-            if body.image:
-                message.image.data = decoded(body.image, "image", max_bytes).data
-            elif body.embedding:
-                message.embedding.values.extend(body.embedding)
-            else:
-                raise invalid("Give image (base64) or embedding.", "image")
-            del body  # the base64 text, while the gallery works
-        return answer(await channels.gallery.call("Identify", message, auth))
-
-    @router.post(
-        "/verify",
-        response_model=models.VerifyResponse,
-        tags=["recognition"],
-        operation_id="Verify",
-        responses=ok("Verify"),
-        description=_rpc("Gallery.Verify"),
-        summary="Same person? Two pictures, or a picture and an enrolled identity",
-        openapi_extra=_body(
-            models.VerifyJson,
-            {
-                "image_a": _FILE,
-                "image_b": _FILE,
-                "identity": _TEXT,
-                "threshold": _FLOAT,
-                "operating_point": _TEXT,
-            },
-        ),
-    )
-    async def verify(request: Request, auth: Auth) -> Any:
-        if kind(request) == MULTIPART:
-            data = await form(request, max_files)
-            a = await file(data.get("image_a"), "image_a", max_bytes)
-            b = await file(data["image_b"], "image_b", max_bytes) if data.get("image_b") else None
-            identity, threshold = text(data, "identity"), number(data, "threshold", float, 0.0, high=2.0)
-            point = text(data, "operating_point")
-        else:
-            body = await json_body(request, models.VerifyJson)
-            a = decoded(body.image_a, "image_a", max_bytes)
-            b = decoded(body.image_b, "image_b", max_bytes) if body.image_b else None
-            identity, threshold, point = body.identity, body.threshold, body.operating_point
-            del body
-        if b is None and not identity:
-            raise invalid("Give image_b or an identity to compare image_a with.", "image_b")
-        message = gallery_pb2.VerifyRequest(
-            image_a=common_pb2.Image(data=a.data),
-            identity=identity,
-            threshold=threshold,
-            operating_point=point,
-        )
-        if b is not None:
-            message.image_b.data = b.data
-        return answer(await channels.gallery.call("Verify", message, auth))
 
     @router.post(
         "/detect",
         response_model=models.DetectResponse,
         tags=["detection"],
         operation_id="Detect",
-        description=_rpc("Detector.Detect"),
+        description=rpc("Detector.Detect"),
         summary="Every face's box and landmarks (asked of the detector directly)",
         openapi_extra=_body(
             models.DetectJson,
@@ -213,20 +147,113 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         )
         return answer(await channels.detector.call("Detect", message, auth))
 
+
+def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, suffix: str) -> None:
+    """The gallery's routes on router, with operation ids RPC + suffix; the collection is the router's
+    {collection} when it has one (Collection)."""
+    max_bytes = settings.max_image_bytes
+    max_files = max(settings.max_images_per_enroll, settings.max_images_per_detect, 2) + 1
+
+    @router.post(
+        "/identify",
+        response_model=models.IdentifyResponse,
+        tags=["recognition"],
+        operation_id="Identify" + suffix,
+        responses=ok("Identify"),
+        description=rpc("Gallery.Identify"),
+        summary="Who is on this picture: every face, named or unknown",
+        openapi_extra=_body(
+            models.IdentifyJson,
+            {"image": _FILE, "top_k": _INT, "threshold": _FLOAT, "operating_point": _TEXT},
+        ),
+    )
+    async def identify(request: Request, auth: Auth, collection: Collection) -> Any:
+        if kind(request) == MULTIPART:
+            data = await form(request, max_files)
+            picture = await file(data.get("image"), "image", max_bytes)
+            message = gallery_pb2.IdentifyRequest(
+                image=common_pb2.Image(data=picture.data),
+                top_k=number(data, "top_k", int, 0, high=100),
+                threshold=number(data, "threshold", float, 0.0, high=2.0),
+                operating_point=text(data, "operating_point"),
+                collection=collection,
+            )
+        else:
+            body = await json_body(request, models.IdentifyJson)
+            message = gallery_pb2.IdentifyRequest(
+                top_k=body.top_k,
+                threshold=body.threshold,
+                operating_point=body.operating_point,
+                collection=collection,
+            )
+            if body.image:
+                message.image.data = decoded(body.image, "image", max_bytes).data
+            elif body.embedding:
+                message.embedding.values.extend(body.embedding)
+            else:
+                raise invalid("Give image (base64) or embedding.", "image")
+            del body  # the base64 text, while the gallery works
+        return answer(await channels.gallery.call("Identify", message, auth))
+
+    @router.post(
+        "/verify",
+        response_model=models.VerifyResponse,
+        tags=["recognition"],
+        operation_id="Verify" + suffix,
+        responses=ok("Verify"),
+        description=rpc("Gallery.Verify"),
+        summary="Same person? Two pictures, or a picture and an enrolled identity",
+        openapi_extra=_body(
+            models.VerifyJson,
+            {
+                "image_a": _FILE,
+                "image_b": _FILE,
+                "identity": _TEXT,
+                "threshold": _FLOAT,
+                "operating_point": _TEXT,
+            },
+        ),
+    )
+    async def verify(request: Request, auth: Auth, collection: Collection) -> Any:
+        if kind(request) == MULTIPART:
+            data = await form(request, max_files)
+            a = await file(data.get("image_a"), "image_a", max_bytes)
+            b = await file(data["image_b"], "image_b", max_bytes) if data.get("image_b") else None
+            identity, threshold = text(data, "identity"), number(data, "threshold", float, 0.0, high=2.0)
+            point = text(data, "operating_point")
+        else:
+            body = await json_body(request, models.VerifyJson)
+            a = decoded(body.image_a, "image_a", max_bytes)
+            b = decoded(body.image_b, "image_b", max_bytes) if body.image_b else None
+            identity, threshold, point = body.identity, body.threshold, body.operating_point
+            del body
+        if b is None and not identity:
+            raise invalid("Give image_b or an identity to compare image_a with.", "image_b")
+        message = gallery_pb2.VerifyRequest(
+            image_a=common_pb2.Image(data=a.data),
+            identity=identity,
+            threshold=threshold,
+            operating_point=point,
+            collection=collection,
+        )
+        if b is not None:
+            message.image_b.data = b.data
+        return answer(await channels.gallery.call("Verify", message, auth))
+
     @router.post(
         "/represent",
         response_model=models.RepresentResponse,
         tags=["detection"],
-        operation_id="Represent",
+        operation_id="Represent" + suffix,
         responses=ok("Represent"),
-        description=_rpc("Gallery.Represent"),
+        description=rpc("Gallery.Represent"),
         summary="Every face of a picture with its box, landmarks, quality and embedding; nothing stored",
         openapi_extra=_body(
             models.RepresentJson,
             {"image": _FILE, "min_face_size_px": _INT, "min_confidence": _FLOAT, "max_faces": _INT},
         ),
     )
-    async def represent(request: Request, auth: Auth) -> Any:
+    async def represent(request: Request, auth: Auth, collection: Collection) -> Any:
         """For callers who keep their own vector database: the embeddings are of the gallery's model, so
         identify, search and enroll take them as they are. A read-only token suffices (docs/limits.md)."""
         if kind(request) == MULTIPART:
@@ -247,7 +274,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             )
             del body
         message = gallery_pb2.RepresentRequest(
-            image=common_pb2.Image(data=picture.data), detect_options=options
+            image=common_pb2.Image(data=picture.data), detect_options=options, collection=collection
         )
         return answer(await channels.gallery.call("Represent", message, auth))
 
@@ -255,12 +282,12 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         "/enroll",
         response_model=models.EnrollResponse,
         tags=["identities"],
-        operation_id="Enroll",
-        description=_rpc("Gallery.Enroll"),
+        operation_id="Enroll" + suffix,
+        description=rpc("Gallery.Enroll"),
         summary="Add pictures of one person; each picture gets its own outcome",
         openapi_extra=_body(models.EnrollJson, {"identity": _TEXT, "images": _FILES}),
     )
-    async def enroll(request: Request, auth: Auth) -> Any:
+    async def enroll(request: Request, auth: Auth, collection: Collection) -> Any:
         """Pictures go to the gallery in parts of at most enroll_part_bytes (one picture at least), read
         from the spooled upload only when their part is sent: the gateway holds one part at a time, not
         the whole request (the gallery serves a part as it would a request of its own)."""
@@ -285,7 +312,7 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         answered = identity
         tail: list[dict[str, Any]] = []
         for part_index, part in enumerate(_parts(sent, settings.enroll_part_bytes) or [[]]):
-            message = gallery_pb2.EnrollRequest(identity=identity)
+            message = gallery_pb2.EnrollRequest(identity=identity, collection=collection)
             for _, picture in part:
                 message.images.add(data=await _bytes(picture))
             if part_index == 0:  # the embeddings once, with the first part
@@ -303,15 +330,15 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         "/search",
         response_model=models.SearchResponse,
         tags=["recognition"],
-        operation_id="Search",
-        description=_rpc("Gallery.Search"),
+        operation_id="Search" + suffix,
+        description=rpc("Gallery.Search"),
         summary="The nearest enrolled faces to an embedding",
         openapi_extra=_body(models.SearchJson, {}),
     )
-    async def search(request: Request, auth: Auth) -> Any:
+    async def search(request: Request, auth: Auth, collection: Collection) -> Any:
         body = await json_body(request, models.SearchJson)
         message = gallery_pb2.SearchRequest(
-            embedding=common_pb2.Embedding(values=body.embedding), top_k=body.top_k
+            embedding=common_pb2.Embedding(values=body.embedding), top_k=body.top_k, collection=collection
         )
         return answer(await channels.gallery.call("Search", message, auth))
 
@@ -319,12 +346,13 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         "/identities",
         response_model=models.ListIdentitiesResponse,
         tags=["identities"],
-        operation_id="ListIdentities",
-        description=_rpc("Gallery.ListIdentities"),
+        operation_id="ListIdentities" + suffix,
+        description=rpc("Gallery.ListIdentities"),
         summary="Enrolled identities in name order, a page at a time",
     )
     async def list_identities(
         auth: Auth,
+        collection: Collection,
         page_size: Annotated[
             int, Query(ge=0, le=1000, description=doc("ListIdentitiesRequest.page_size"))
         ] = 0,
@@ -332,20 +360,23 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
             str, Query(max_length=1024, description=doc("ListIdentitiesRequest.page_token"))
         ] = "",
     ) -> Any:
-        message = gallery_pb2.ListIdentitiesRequest(page_size=page_size, page_token=page_token)
+        message = gallery_pb2.ListIdentitiesRequest(
+            page_size=page_size, page_token=page_token, collection=collection
+        )
         return answer(await channels.gallery.call("ListIdentities", message, auth))
 
     @router.get(
         "/identities/{identity:path}",
         response_model=models.GetIdentityResponse,
         tags=["identities"],
-        operation_id="GetIdentity",
-        description=_rpc("Gallery.GetIdentity"),
+        operation_id="GetIdentity" + suffix,
+        description=rpc("Gallery.GetIdentity"),
         summary="One identity and its faces (with their embeddings for an rw token)",
     )
     async def get_identity(
         identity: Annotated[str, Path(description=doc("GetIdentityRequest.identity"))],
         auth: Auth,
+        collection: Collection,
         include_embeddings: Annotated[
             bool,
             Query(
@@ -353,37 +384,48 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
                 + " A biometric template: needs an rw token."
             ),
         ] = False,
+        include_pictures: Annotated[
+            bool, Query(description=doc("GetIdentityRequest.include_pictures") + " Base64 in JSON.")
+        ] = False,
     ) -> Any:
-        message = gallery_pb2.GetIdentityRequest(identity=identity, include_embeddings=include_embeddings)
+        message = gallery_pb2.GetIdentityRequest(
+            identity=identity,
+            include_embeddings=include_embeddings,
+            include_pictures=include_pictures,
+            collection=collection,
+        )
         return answer(await channels.gallery.call("GetIdentity", message, auth))
 
     @router.delete(
         "/identities/{identity:path}",
         response_model=models.RemoveIdentityResponse,
         tags=["identities"],
-        operation_id="RemoveIdentity",
-        description=_rpc("Gallery.RemoveIdentity"),
+        operation_id="RemoveIdentity" + suffix,
+        description=rpc("Gallery.RemoveIdentity"),
         summary="Remove an identity and all its faces",
     )
     async def remove_identity(
-        identity: Annotated[str, Path(description=doc("RemoveIdentityRequest.identity"))], auth: Auth
+        identity: Annotated[str, Path(description=doc("RemoveIdentityRequest.identity"))],
+        auth: Auth,
+        collection: Collection,
     ) -> Any:
-        message = gallery_pb2.RemoveIdentityRequest(identity=identity)
+        message = gallery_pb2.RemoveIdentityRequest(identity=identity, collection=collection)
         return answer(await channels.gallery.call("RemoveIdentity", message, auth))
 
     @router.delete(
         "/faces/{face_id}",
         response_model=models.RemoveFaceResponse,
         tags=["faces"],
-        operation_id="RemoveFace",
-        description=_rpc("Gallery.RemoveFace"),
+        operation_id="RemoveFace" + suffix,
+        description=rpc("Gallery.RemoveFace"),
         summary="Remove one face",
     )
     async def remove_face(
         face_id: Annotated[int, Path(ge=1, le=2**63 - 1, description=doc("RemoveFaceRequest.face_id"))],
         auth: Auth,
+        collection: Collection,
     ) -> Any:
-        message = gallery_pb2.RemoveFaceRequest(face_id=face_id)
+        message = gallery_pb2.RemoveFaceRequest(face_id=face_id, collection=collection)
         return answer(await channels.gallery.call("RemoveFace", message, auth))
 
     @router.post(
@@ -391,24 +433,26 @@ def build_router(settings: Settings, channels: Channels) -> APIRouter:
         response_model=models.TrainResponse,
         summary="Refit the SVM on every enrolled face",
         tags=["gallery"],
-        operation_id="Train",
-        description=_rpc("Gallery.Train"),
+        operation_id="Train" + suffix,
+        description=rpc("Gallery.Train"),
     )
-    async def train(auth: Auth) -> Any:
-        return answer(await channels.gallery.call("Train", gallery_pb2.TrainRequest(), auth))
+    async def train(auth: Auth, collection: Collection) -> Any:
+        message = gallery_pb2.TrainRequest(collection=collection)
+        return answer(await channels.gallery.call("Train", message, auth))
 
     @router.get(
         "/stats",
         response_model=models.StatsResponse,
         summary="Counts, index, model and thresholds",
         tags=["gallery"],
-        operation_id="Stats",
-        description=_rpc("Gallery.Stats"),
+        operation_id="Stats" + suffix,
+        description=rpc("Gallery.Stats"),
     )
-    async def stats(auth: Auth) -> Any:
-        return answer(await channels.gallery.call("Stats", gallery_pb2.StatsRequest(), auth))
+    async def stats(auth: Auth, collection: Collection) -> Any:
+        message = gallery_pb2.StatsRequest(collection=collection)
+        return answer(await channels.gallery.call("Stats", message, auth))
 
-    return router
+    collection_routes.add_face_routes(router, channels, suffix)
 
 
 def _check_count(count: int, limit: int) -> None:

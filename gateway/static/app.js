@@ -20,16 +20,28 @@ function clearError() {
   $("error").textContent = "";
 }
 
-// One call to the API; a failure becomes one sentence (the gallery's own, when it answered).
-async function api(method, path, body) {
-  const headers = {};
+// The collection every action works on: the picker's (default until another is chosen).
+function collection() {
+  return $("collection").value || "default";
+}
+
+// A gallery route of the chosen collection: /v1/collections/{collection}/...
+function inCollection(path) {
+  return `/v1/collections/${encodeURIComponent(collection())}${path}`;
+}
+
+async function send(method, path, body, headers = {}) {
   if (token()) headers.Authorization = `Bearer ${token()}`;
-  let response;
   try {
-    response = await fetch(path, { method, headers, body });
+    return await fetch(path, { method, headers, body });
   } catch (err) {
     throw new Error("The gateway cannot be reached; is `facerec serve` running?");
   }
+}
+
+// One call to the API; a failure becomes one sentence (the gallery's own, when it answered).
+async function api(method, path, body, headers) {
+  const response = await send(method, path, body, headers);
   let data = null;
   try {
     data = await response.json();
@@ -37,11 +49,10 @@ async function api(method, path, body) {
     data = null;
   }
   if (!response.ok) {
-    if (data && data.message) {
-      const hint = response.status === 401 ? " Enter a token at the top of the page." : "";
-      throw new Error(data.message + hint);
-    }
-    throw new Error(`The gateway answered HTTP ${response.status}.`);
+    const hint = response.status === 401 ? " Enter a token at the top of the page." : "";
+    const error = new Error(data && data.message ? data.message + hint : `The gateway answered HTTP ${response.status}.`);
+    error.status = response.status;
+    throw error;
   }
   return data;
 }
@@ -72,7 +83,7 @@ async function identify(file) {
   $("identify-faces").hidden = true;
   const form = new FormData();
   form.append("image", file);
-  const answer = await api("POST", "/v1/identify", form);
+  const answer = await api("POST", inCollection("/identify"), form);
   if (image.src) URL.revokeObjectURL(image.src);
   image.src = URL.createObjectURL(file);
   const rows = $("identify-faces").querySelector("tbody");
@@ -115,6 +126,8 @@ function setUpIdentify() {
   const drop = $("identify-drop");
   $("identify-file").addEventListener("change", (event) => {
     const file = event.target.files[0];
+    // Emptied, so that picking the same file again (in another collection) is a change again.
+    event.target.value = "";
     if (file) guarded(() => identify(file));
   });
   drop.addEventListener("dragover", (event) => {
@@ -148,7 +161,7 @@ async function enroll(event) {
   const form = new FormData();
   form.append("identity", $("enroll-name").value.trim());
   for (const file of $("enroll-files").files) form.append("images", file);
-  const answer = await api("POST", "/v1/enroll", form);
+  const answer = await api("POST", inCollection("/enroll"), form);
   for (const result of answer.results) {
     const item = document.createElement("li");
     item.className = result.outcome;
@@ -162,29 +175,19 @@ async function enroll(event) {
 // ---------------------------------------------------------------- identities
 
 let nextPage = "";
+// Each listing's number: an answer that arrives after a later listing began (another collection was
+// chosen meanwhile) is dropped rather than shown over the later one.
+let listing = 0;
 
 async function listIdentities(fromStart) {
+  const mine = ++listing;
   if (fromStart) nextPage = "";
   const query = new URLSearchParams({ page_size: "50", page_token: fromStart ? "" : nextPage });
-  const answer = await api("GET", `/v1/identities?${query}`);
+  const answer = await api("GET", inCollection(`/identities?${query}`));
+  if (mine !== listing) return;
   const list = $("identities-list");
   if (fromStart) list.replaceChildren();
-  for (const person of answer.identities) {
-    const item = document.createElement("li");
-    item.dataset.identity = person.identity;
-    item.textContent = `${person.identity} (${person.face_count} face${person.face_count === 1 ? "" : "s"})`;
-    const remove = document.createElement("button");
-    remove.type = "button";
-    remove.textContent = "Remove";
-    remove.addEventListener("click", () =>
-      guarded(async () => {
-        await api("DELETE", `/v1/identities/${encodeURIComponent(person.identity)}`);
-        await listIdentities(true);
-      }),
-    );
-    item.appendChild(remove);
-    list.appendChild(item);
-  }
+  for (const person of answer.identities) list.appendChild(identityItem(person));
   if (fromStart && answer.identities.length === 0) {
     const item = document.createElement("li");
     item.textContent = "Nobody is enrolled yet.";
@@ -192,6 +195,149 @@ async function listIdentities(fromStart) {
   }
   nextPage = answer.next_page_token;
   $("identities-more").hidden = !nextPage;
+}
+
+function faces(count) {
+  return `${count} face${count === 1 ? "" : "s"}`;
+}
+
+function button(text, className, onClick) {
+  const element = document.createElement("button");
+  element.type = "button";
+  element.className = className;
+  element.textContent = text;
+  element.addEventListener("click", () => guarded(onClick));
+  return element;
+}
+
+// One enrolled person: name and face count, Remove; opened, the faces' thumbnails and a rename form.
+function identityItem(person) {
+  const name = person.identity;
+  const item = document.createElement("li");
+  item.dataset.identity = name;
+  const title = document.createElement("span");
+  title.className = "identity-name";
+  title.textContent = `${name} (${faces(person.face_count)})`;
+  item.appendChild(title);
+  item.appendChild(
+    button("Remove", "remove-identity", async () => {
+      await api("DELETE", inCollection(`/identities/${encodeURIComponent(name)}`));
+      await listIdentities(true);
+    }),
+  );
+  const details = document.createElement("details");
+  const summary = document.createElement("summary");
+  summary.textContent = "Faces and name";
+  details.appendChild(summary);
+  const gallery = document.createElement("div");
+  gallery.className = "thumbs";
+  details.appendChild(gallery);
+  details.appendChild(renameForm(name));
+  details.addEventListener("toggle", () => {
+    if (details.open) guarded(() => showFaces(name, gallery));
+  });
+  item.appendChild(details);
+  return item;
+}
+
+// Each face of the identity: its kept picture (fetched with the token, shown from a blob: URL), or a
+// placeholder for a face kept without one; each with its own Remove.
+async function showFaces(name, gallery) {
+  const answer = await api("GET", inCollection(`/identities/${encodeURIComponent(name)}`));
+  gallery.querySelectorAll("img").forEach((img) => URL.revokeObjectURL(img.src));
+  gallery.replaceChildren();
+  for (const face of answer.faces) {
+    const thumb = document.createElement("figure");
+    thumb.className = "thumb";
+    thumb.dataset.faceId = String(face.face_id);
+    if (face.has_picture) {
+      const img = document.createElement("img");
+      img.alt = `face ${face.face_id} of ${name}`;
+      thumb.appendChild(img);
+      showPicture(img, face.face_id).catch(() => img.replaceWith(placeholder()));
+    } else {
+      thumb.appendChild(placeholder());
+    }
+    const caption = document.createElement("figcaption");
+    caption.textContent = `#${face.face_id}`;
+    caption.appendChild(
+      button("Remove", "remove-face", async () => {
+        await api("DELETE", inCollection(`/faces/${face.face_id}`));
+        thumb.remove();
+        await listIdentities(true);
+      }),
+    );
+    thumb.appendChild(caption);
+    gallery.appendChild(thumb);
+  }
+}
+
+function placeholder() {
+  const none = document.createElement("div");
+  none.className = "placeholder";
+  none.textContent = "no picture";
+  none.title = "This face was enrolled without keeping a picture (as an embedding, or before pictures were kept).";
+  return none;
+}
+
+async function showPicture(img, faceId) {
+  const response = await send("GET", inCollection(`/faces/${faceId}/picture`));
+  if (!response.ok) throw new Error(`HTTP ${response.status}`);
+  img.src = URL.createObjectURL(await response.blob());
+}
+
+function renameForm(name) {
+  const form = document.createElement("form");
+  form.className = "rename";
+  const field = document.createElement("input");
+  field.className = "new-name";
+  field.required = true;
+  field.maxLength = 128;
+  field.value = name;
+  field.setAttribute("aria-label", `new name for ${name}`);
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.textContent = "Rename";
+  form.append(field, submit);
+  form.addEventListener("submit", (event) => {
+    event.preventDefault();
+    guarded(async () => {
+      const body = JSON.stringify({ new_name: field.value.trim() });
+      const path = inCollection(`/identities/${encodeURIComponent(name)}:rename`);
+      await api("POST", path, body, { "Content-Type": "application/json" });
+      await listIdentities(true);
+    });
+  });
+  return form;
+}
+
+// ---------------------------------------------------------------- collections
+
+// The picker lists the collections the token may use; an older gallery without collections (501) has
+// only `default`, which the page then keeps using.
+async function listCollections() {
+  const picker = $("collection");
+  const chosen = collection();
+  let answer;
+  try {
+    answer = await api("GET", "/v1/collections?page_size=1000");
+  } catch (err) {
+    if (err.status === 501) return;
+    throw err;
+  }
+  const names = answer.collections.map((c) => c.name);
+  if (!names.includes("default")) names.unshift("default");
+  picker.replaceChildren(...names.map((name) => new Option(name, name, false, name === chosen)));
+  picker.value = names.includes(chosen) ? chosen : "default";
+}
+
+// Another collection: nothing shown belongs to it, so the results go and its people are listed.
+async function chooseCollection() {
+  $("identify-figure").hidden = true;
+  $("identify-faces").hidden = true;
+  $("enroll-results").replaceChildren();
+  $("verify-result").textContent = "";
+  await listIdentities(true);
 }
 
 // ---------------------------------------------------------------- verify
@@ -203,7 +349,7 @@ async function verify(event) {
   form.append("image_b", $("verify-b").files[0]);
   const result = $("verify-result");
   result.textContent = "";
-  const answer = await api("POST", "/v1/verify", form);
+  const answer = await api("POST", inCollection("/verify"), form);
   result.className = answer.match ? "match" : "nomatch";
   result.textContent =
     `${answer.match ? "Same person" : "Different people"}: distance ${answer.distance.toFixed(3)}, ` +
@@ -220,9 +366,18 @@ function start() {
   setUpIdentify();
   $("enroll-form").addEventListener("submit", (event) => guarded(() => enroll(event)));
   $("verify-form").addEventListener("submit", (event) => guarded(() => verify(event)));
-  $("identities-refresh").addEventListener("click", () => guarded(() => listIdentities(true)));
+  $("identities-refresh").addEventListener("click", () =>
+    guarded(async () => {
+      await listCollections();
+      await listIdentities(true);
+    }),
+  );
   $("identities-more").addEventListener("click", () => guarded(() => listIdentities(false)));
-  guarded(() => listIdentities(true));
+  $("collection").addEventListener("change", () => guarded(chooseCollection));
+  guarded(async () => {
+    await listCollections();
+    await listIdentities(true);
+  });
 }
 
 start();

@@ -250,6 +250,7 @@ def test_eval_calibrates_on_the_enrolled_faces_of_a_running_gallery(
     with grpc.insecure_channel(addresses["gallery"]) as channel:
         stats = gallery_pb2_grpc.GalleryStub(channel).Stats(gallery_pb2.StatsRequest(), timeout=30)
     out = tmp_path / "report"
+    file_before = calibration_kept.read_bytes() if calibration_kept.exists() else None
     done = facerec(
         "eval",
         "--gallery",
@@ -266,9 +267,9 @@ def test_eval_calibrates_on_the_enrolled_faces_of_a_running_gallery(
     assert mode["same_pairs"] + mode["different_pairs"] == stats.faces * (stats.faces - 1) // 2
     named = {p["name"] for p in mode["points"]} | {u["name"] for u in mode["unsupported"]}
     assert {"far_1e-2", "far_1e-3", "far_1e-4", "eer", "best_accuracy"} <= named
-    saved = json.loads(calibration_kept.read_text())["models"][report["model"]]
-    assert saved["source"] == f"gallery {addresses['gallery']}"
-    assert saved["operating_point"] == report["operating_point"]
+    # Saved in the gallery's store (SetOperatingPoints), for every replica; no file of this process.
+    assert f"to collection default of {addresses['gallery']}" in done.stdout
+    assert (calibration_kept.read_bytes() if calibration_kept.exists() else None) == file_before
     with grpc.insecure_channel(addresses["gallery"]) as channel:
         now = gallery_pb2_grpc.GalleryStub(channel).Stats(gallery_pb2.StatsRequest(), timeout=30)
     assert now.operating_point == report["operating_point"]
@@ -389,6 +390,50 @@ def test_a_bad_picture_is_named_and_the_others_answered_and_nothing_enrolled_is_
     ]
     assert listed[2].startswith(f"facerec: {bad}: ") and "decode" in listed[2], listed
     assert enrolled.stderr.splitlines()[-1] == "facerec: nothing was enrolled (see the reasons above)."
+
+
+def test_a_second_collection_keeps_its_people_apart_and_moves_to_int8_with_its_progress(
+    served, fetched_assets
+) -> None:
+    """`facerec collections` and `--collection` against the real services: created on fp32, enrolled and
+    identified in, invisible from default, re-embedded to int8 from its kept pictures (progress as plain
+    lines, stderr not being a terminal), still right after, then deleted."""
+    _, addresses = served
+    gallery = ["--gallery", addresses["gallery"]]
+    train, val = fetched_assets.split("train"), fetched_assets.split("val")
+    made = facerec("collections", "create", "archive", "--model", "facenet-keras-128", "--json", *gallery)
+    assert made.returncode == 0, made.stderr
+    assert json.loads(made.stdout)["model"] == "facenet-keras-128"
+    default_before = facerec("list", "--json", *gallery)
+    pictures = sorted((train / "madonna").iterdir())[:3]
+    enrolled = facerec(
+        "enroll", "--collection", "archive", "--identity", "madonna", *map(str, pictures), *gallery
+    )
+    assert enrolled.returncode == 0, enrolled.stderr
+    madonna = str(sorted((val / "madonna").iterdir())[0])
+    jerry = str(sorted((val / "jerry_seinfeld").iterdir())[0])
+    found = facerec("identify", "--collection", "archive", madonna, jerry, "--json", *gallery)
+    assert found.returncode == 0, found.stderr
+    names = [[f["identity"] for f in item["faces"] if f["known"]] for item in json.loads(found.stdout)]
+    assert names[0] == ["madonna"] and "jerry_seinfeld" not in names[1]
+    listed = facerec("list", "--json", *gallery, env={"FACEREC_COLLECTION": "archive"})
+    assert [p["identity"] for p in json.loads(listed.stdout)] == ["madonna"]
+    assert facerec("list", "--json", *gallery).stdout == default_before.stdout  # default untouched
+
+    moved = facerec("collections", "reembed", "archive", "--model", "facenet-keras-128-int8", *gallery)
+    assert moved.returncode == 0, moved.stderr
+    progress = [line for line in moved.stderr.splitlines() if line.startswith("reembed archive: ")]
+    assert progress and progress[-1].startswith("reembed archive: 3/3 faces"), moved.stderr
+    assert moved.stdout.startswith("re-embedded archive: 3 faces to facenet-keras-128-int8"), moved.stdout
+    again = facerec("identify", "--collection", "archive", madonna, "--json", *gallery)
+    assert [f["identity"] for f in json.loads(again.stdout)[0]["faces"] if f["known"]] == ["madonna"]
+    shown = json.loads(facerec("collections", "list", "--json", *gallery).stdout)
+    assert {c["name"]: c["model"] for c in shown}["archive"] == "facenet-keras-128-int8"
+
+    deleted = facerec("collections", "delete", "archive", *gallery)
+    assert deleted.returncode == 0 and deleted.stdout == "deleted archive (1 identity, 3 faces)\n"
+    gone = facerec("identify", "--collection", "archive", madonna, *gallery)
+    assert gone.returncode == 1 and "archive" in gone.stderr and len(gone.stderr.splitlines()) == 1
 
 
 def test_serve_stops_every_child_on_sigterm(served) -> None:

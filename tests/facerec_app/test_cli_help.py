@@ -88,6 +88,10 @@ METAVARS = {
     "max_faces": "N",
     "sample": "N",
     "face_id": "FACE_ID",
+    "collection": "NAME",
+    "name": "NAME",
+    "model": "MODEL",
+    "poll_s": "SECONDS",
 }
 
 

@@ -10,6 +10,7 @@ import base64
 import os
 import shutil
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from urllib.parse import urlparse
 
@@ -132,13 +133,19 @@ def test_enroll_through_the_page_then_identify_a_val_picture_shows_the_name(
     page.wait_for_selector("#verify-result:has-text('distance')")
     assert page.inner_text("#verify-result").startswith("Same person")
 
+    # The person's faces, each shown from its kept picture.
+    page.click("#identities-list li[data-identity='jerry_seinfeld'] summary")
+    page.locator("#identities-list li[data-identity='jerry_seinfeld'] .thumb img[src^='blob:']").nth(
+        3
+    ).wait_for()
+
     shot = tmp_path / "gateway-page.png"
     page.screenshot(path=str(shot), full_page=True)
     assert shot.stat().st_size > 10_000
     if target := os.environ.get("GATEWAY_SCREENSHOT"):
         shutil.copyfile(shot, target)
 
-    page.click("#identities-list li[data-identity='jerry_seinfeld'] button")
+    page.click("#identities-list li[data-identity='jerry_seinfeld'] button.remove-identity")
     page.wait_for_selector("#identities-list li[data-identity='jerry_seinfeld']", state="detached")
     page.set_input_files("#identify-file", str(people(val_images, "jerry_seinfeld")[1]))
     page.locator(".face.unknown span", has_text="unknown").first.wait_for()
@@ -246,3 +253,86 @@ def test_the_docs_page_renders_every_route_without_a_cdn(stack: Stack, visit) ->
     page.wait_for_selector(".opblock")
     paths = page.locator(".opblock-summary-path").all_inner_texts()
     assert {"/v1/identify", "/v1/enroll", "/v1/identities", "/healthz"} <= {p.strip() for p in paths}, paths
+
+
+# ---------------------------------------------------------------- collections
+
+
+@contextmanager
+def created(url: str, name: str) -> Iterator[httpx.Client]:
+    """A client of the gateway at url, with the collection `name` created (afresh)."""
+    with httpx.Client(base_url=url, timeout=180) as http:
+        http.delete(f"/v1/collections/{name}")
+        made = http.post("/v1/collections", json={"name": name})
+        assert made.status_code == 200, made.text
+        yield http
+
+
+def test_the_collection_picker_keeps_each_collections_people_apart(
+    stack: Stack, visit, train_images, val_images
+) -> None:
+    with created(stack.url, "archive"):
+        pass
+    page = visit(stack.url).page
+    picker = page.locator("#collection")
+    page.locator("#collection option[value='archive']").wait_for(state="attached")
+    assert picker.input_value() == "default"
+    picker.select_option("archive")
+    page.fill("#enroll-name", "elton_john")
+    page.set_input_files("#enroll-files", [str(p) for p in people(train_images, "elton_john")[:3]])
+    page.click("#enroll-button")
+    page.wait_for_selector("#identities-list li[data-identity='elton_john']")
+    elton = people(val_images, "elton_john")[0]
+    page.set_input_files("#identify-file", str(elton))
+    page.locator(".face:not(.unknown) span", has_text="elton_john").first.wait_for()
+
+    # In default, nobody of archive is listed or recognized.
+    picker.select_option("default")
+    page.wait_for_selector("#identities-list li[data-identity='elton_john']", state="detached")
+    assert page.locator("#identify-figure").is_hidden()
+    page.set_input_files("#identify-file", str(elton))
+    page.locator("#identify-summary", has_text="face").wait_for()
+    assert page.locator(".face:not(.unknown) span", has_text="elton_john").count() == 0
+    assert page.locator("#error").is_hidden()
+
+
+def test_an_identitys_thumbnails_remove_one_face_and_rename_it(stack: Stack, visit, train_images) -> None:
+    madonna = people(train_images, "madonna")[:3]
+    with created(stack.url, "thumbs") as http:
+        files = [("images", (p.name, p.read_bytes())) for p in madonna]
+        enrolled = http.post("/v1/collections/thumbs/enroll", data={"identity": "madonna"}, files=files)
+        assert enrolled.status_code == 200, enrolled.text
+        # A face enrolled as an embedding keeps no picture: the page shows a placeholder for it.
+        found = http.post("/v1/collections/thumbs/represent", files={"image": madonna[0].read_bytes()}).json()
+        vector = found["faces"][0]["embedding"]["values"]
+        as_vector = http.post(
+            "/v1/collections/thumbs/enroll", json={"identity": "madonna", "embeddings": [vector]}
+        )
+        assert as_vector.json()["results"][0]["outcome"] == "ENROLLED", as_vector.text
+    page = visit(stack.url).page
+    page.locator("#collection option[value='thumbs']").wait_for(state="attached")
+    page.locator("#collection").select_option("thumbs")
+    person = page.locator("#identities-list li[data-identity='madonna']")
+    person.locator("summary").click()
+    pictures = person.locator(".thumb img[src^='blob:']")
+    pictures.nth(2).wait_for()
+    person.locator(".thumb .placeholder").first.wait_for()
+    assert person.locator(".thumb").count() == 4
+    # Each decodes as an image (decode() waits for it: no polling, which the page's CSP would forbid).
+    widths = [pictures.nth(i).evaluate("img => img.decode().then(() => img.naturalWidth)") for i in range(3)]
+    assert all(w > 50 for w in widths), widths
+    first = person.locator(".thumb").first
+    removed_id = first.get_attribute("data-face-id")
+    first.locator("button.remove-face").click()
+    page.wait_for_selector("#identities-list li[data-identity='madonna'] .identity-name:has-text('3 faces')")
+    with httpx.Client(base_url=stack.url, timeout=60) as http:
+        left = http.get("/v1/collections/thumbs/identities/madonna").json()["faces"]
+    assert removed_id not in {str(f["face_id"]) for f in left} and len(left) == 3
+
+    person = page.locator("#identities-list li[data-identity='madonna']")
+    person.locator("summary").click()
+    person.locator(".new-name").fill("Madonna Ciccone")
+    person.locator(".rename button").click()
+    page.wait_for_selector("#identities-list li[data-identity='Madonna Ciccone']")
+    assert page.locator("#identities-list li[data-identity='madonna']").count() == 0
+    assert page.locator("#error").is_hidden()

@@ -17,25 +17,29 @@ import httpx
 import pytest
 
 from facerec.protodoc import comments
+from facerec.v1 import gallery_pb2
 from gateway import models
 from gateway.app import build_app
 from gateway.config import Settings
 
 TOOLS = Path(__file__).parent / "openapi_ts"
 NODE_MODULES = TOOLS / "node_modules"
+GALLERY = {m.name for m in gallery_pb2.DESCRIPTOR.services_by_name["Gallery"].methods}
+# The collections' own RPCs name the collection themselves; every other gallery RPC is served twice: on
+# the default collection and, operation id suffixed, under /v1/collections/{collection}.
+OF_COLLECTIONS = {
+    "CreateCollection",
+    "GetCollection",
+    "ListCollections",
+    "DeleteCollection",
+    "SetOperatingPoints",
+    "Reembed",
+    "GetOperation",
+}
 RPCS = {
-    "Identify",
-    "Verify",
+    *GALLERY,
+    *(f"{rpc}InCollection" for rpc in GALLERY - OF_COLLECTIONS),
     "Detect",
-    "Represent",
-    "Enroll",
-    "Search",
-    "ListIdentities",
-    "GetIdentity",
-    "RemoveIdentity",
-    "RemoveFace",
-    "Train",
-    "Stats",
     "Healthz",
     "Readyz",
 }
@@ -68,6 +72,10 @@ def test_every_operation_is_tagged_and_named_after_its_rpc(document: dict[str, A
         assert op.get("description") or op.get("summary"), (method, path)
     identify = document["paths"]["/v1/identify"]["post"]
     assert identify["description"].startswith(comments()["facerec.v1.Gallery.Identify"])
+    scoped = document["paths"]["/v1/collections/{collection}/identify"]["post"]
+    assert scoped["description"] == identify["description"] and scoped["tags"] == identify["tags"]
+    collection = next(p for p in scoped["parameters"] if p["name"] == "collection")
+    assert collection["in"] == "path" and collection["schema"]["maxLength"] == 128
 
 
 def test_every_property_and_parameter_is_described_from_the_protos(document: dict[str, Any]) -> None:

@@ -166,6 +166,77 @@ class FakeGallery(gallery_pb2_grpc.GalleryServicer):
             identities=3, faces=6, index_kind="flat", model="fake", threshold=1.2
         )
 
+    def RenameIdentity(self, request, context):
+        self.fake.seen("RenameIdentity", request, context)
+        return gallery_pb2.RenameIdentityResponse(
+            identity=gallery_pb2.IdentitySummary(identity=request.new_name, face_count=2, created_at_ms=1)
+        )
+
+    def GetFacePicture(self, request, context):
+        self.fake.seen("GetFacePicture", request, context)
+        if request.face_id != BIG_FACE_ID:
+            context.abort(grpc.StatusCode.NOT_FOUND, f"Face {request.face_id} keeps no picture.")
+        return gallery_pb2.FacePicture(
+            face_id=request.face_id, media_type="image/webp", data=PICTURE, width=2, height=3
+        )
+
+    def CreateCollection(self, request, context):
+        self.fake.seen("CreateCollection", request, context)
+        return _collection(request.name, request.contract.model or "fake")
+
+    def GetCollection(self, request, context):
+        self.fake.seen("GetCollection", request, context)
+        return _collection(request.name)
+
+    def ListCollections(self, request, context):
+        self.fake.seen("ListCollections", request, context)
+        return gallery_pb2.ListCollectionsResponse(
+            collections=[_collection("archive"), _collection("default")]
+        )
+
+    def DeleteCollection(self, request, context):
+        self.fake.seen("DeleteCollection", request, context)
+        return gallery_pb2.DeleteCollectionResponse(identities_removed=3, faces_removed=6)
+
+    def SetOperatingPoints(self, request, context):
+        self.fake.seen("SetOperatingPoints", request, context)
+        return _collection(request.collection or "default")
+
+    def Reembed(self, request, context):
+        self.fake.seen("Reembed", request, context)
+        return _operation(request.collection, done=False)
+
+    def GetOperation(self, request, context):
+        self.fake.seen("GetOperation", request, context)
+        return _operation("archive", done=True)
+
+
+# The bytes of a face's kept picture (GetFacePicture).
+PICTURE = b"RIFF\x00\x00\x00\x00WEBPfake"
+
+
+def _collection(name: str, model: str = "fake") -> gallery_pb2.Collection:
+    return gallery_pb2.Collection(
+        name=name,
+        contract=gallery_pb2.EmbeddingContract(detector="mtcnn", alignment="similarity", model=model),
+        identities=3,
+        faces=6,
+        state=gallery_pb2.COLLECTION_READY,
+        threshold=1.1,
+    )
+
+
+def _operation(collection: str, done: bool) -> gallery_pb2.Operation:
+    metadata = gallery_pb2.OperationMetadata(
+        kind="reembed",
+        collection=collection,
+        faces_total=6,
+        faces_done=6 if done else 0,
+        stage="done" if done else "queued",
+        failed_faces=[gallery_pb2.FailedFace(face_id=5, identity="ada", reason="No kept picture.")],
+    )
+    return gallery_pb2.Operation(name="operations/7", metadata=metadata, done=done)
+
 
 class FakeDetector(detector_pb2_grpc.DetectorServicer):
     def __init__(self, fake: Fake) -> None:

@@ -12,6 +12,7 @@ import grpc
 from google.protobuf.message import Message
 
 from facerec_client.client import IDEMPOTENT, Options, Requests, _embedding
+from facerec_client.collection_calls import AsyncCollectionCalls
 from facerec_client.errors import from_rpc_error
 from facerec_client.pictures import Picture
 from facerec_client.results import (
@@ -28,7 +29,7 @@ from facerec_client.v1 import gallery_pb2, gallery_pb2_grpc
 T = TypeVar("T")
 
 
-class AsyncGallery:
+class AsyncGallery(AsyncCollectionCalls):
     """An asyncio client of one gallery; `async with AsyncGallery(address) as gallery: await gallery.identify(p)`."""
 
     def __init__(
@@ -85,9 +86,10 @@ class AsyncGallery:
         *,
         embeddings: Iterable[Iterable[float]] = (),
         strict: bool = False,
+        collection: str | None = None,
         timeout_s: float | None = None,
     ) -> EnrollResult:
-        request = Requests.enroll(identity, pictures, embeddings, strict)
+        request = Requests.enroll(identity, pictures, embeddings, strict, self._in(collection))
         return EnrollResult.of(await self._call("Enroll", request, gallery_pb2.EnrollResponse, timeout_s))
 
     async def identify(
@@ -98,9 +100,12 @@ class AsyncGallery:
         top_k: int = 0,
         threshold: float = 0.0,
         operating_point: str = "",
+        collection: str | None = None,
         timeout_s: float | None = None,
     ) -> IdentifyResult:
-        request = Requests.identify(picture, embedding, top_k, threshold, operating_point)
+        request = Requests.identify(
+            picture, embedding, top_k, threshold, operating_point, self._in(collection)
+        )
         reply = await self._call("Identify", request, gallery_pb2.IdentifyResponse, timeout_s)
         return IdentifyResult.of(reply)
 
@@ -112,23 +117,35 @@ class AsyncGallery:
         identity: str = "",
         threshold: float = 0.0,
         operating_point: str = "",
+        collection: str | None = None,
         timeout_s: float | None = None,
     ) -> VerifyResult:
-        request = Requests.verify(a, b, identity, threshold, operating_point)
+        request = Requests.verify(a, b, identity, threshold, operating_point, self._in(collection))
         return VerifyResult.of(await self._call("Verify", request, gallery_pb2.VerifyResponse, timeout_s))
 
     async def search(
-        self, embedding: Iterable[float], *, top_k: int = 0, timeout_s: float | None = None
+        self,
+        embedding: Iterable[float],
+        *,
+        top_k: int = 0,
+        collection: str | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[SearchHit, ...]:
-        request = gallery_pb2.SearchRequest(embedding=_embedding(embedding), top_k=top_k)
+        request = gallery_pb2.SearchRequest(
+            embedding=_embedding(embedding), top_k=top_k, collection=self._in(collection)
+        )
         reply = await self._call("Search", request, gallery_pb2.SearchResponse, timeout_s)
         return Requests.search_hits(reply)
 
-    async def identities(self, *, page_size: int = 1000, timeout_s: float | None = None) -> list[Identity]:
+    async def identities(
+        self, *, page_size: int = 1000, collection: str | None = None, timeout_s: float | None = None
+    ) -> list[Identity]:
         found: list[Identity] = []
         token = ""
         while True:
-            request = gallery_pb2.ListIdentitiesRequest(page_size=page_size, page_token=token)
+            request = gallery_pb2.ListIdentitiesRequest(
+                page_size=page_size, page_token=token, collection=self._in(collection)
+            )
             page = await self._call("ListIdentities", request, gallery_pb2.ListIdentitiesResponse, timeout_s)
             found.extend(Identity.of(i) for i in page.identities)
             token = page.next_page_token
@@ -136,26 +153,43 @@ class AsyncGallery:
                 return found
 
     async def identity(
-        self, name: str, *, include_embeddings: bool = False, timeout_s: float | None = None
+        self,
+        name: str,
+        *,
+        include_embeddings: bool = False,
+        include_pictures: bool = False,
+        collection: str | None = None,
+        timeout_s: float | None = None,
     ) -> Identity:
-        request = gallery_pb2.GetIdentityRequest(identity=name, include_embeddings=include_embeddings)
+        request = gallery_pb2.GetIdentityRequest(
+            identity=name,
+            include_embeddings=include_embeddings,
+            include_pictures=include_pictures,
+            collection=self._in(collection),
+        )
         reply = await self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
         return Requests.identity(reply)
 
-    async def remove_identity(self, name: str, *, timeout_s: float | None = None) -> int:
-        request = gallery_pb2.RemoveIdentityRequest(identity=name)
+    async def remove_identity(
+        self, name: str, *, collection: str | None = None, timeout_s: float | None = None
+    ) -> int:
+        request = gallery_pb2.RemoveIdentityRequest(identity=name, collection=self._in(collection))
         reply = await self._call("RemoveIdentity", request, gallery_pb2.RemoveIdentityResponse, timeout_s)
         return reply.faces_removed
 
-    async def remove_face(self, face_id: int, *, timeout_s: float | None = None) -> str:
-        request = gallery_pb2.RemoveFaceRequest(face_id=face_id)
+    async def remove_face(
+        self, face_id: int, *, collection: str | None = None, timeout_s: float | None = None
+    ) -> str:
+        request = gallery_pb2.RemoveFaceRequest(face_id=face_id, collection=self._in(collection))
         reply = await self._call("RemoveFace", request, gallery_pb2.RemoveFaceResponse, timeout_s)
         return reply.identity
 
-    async def train(self, *, timeout_s: float | None = None) -> TrainResult:
-        reply = await self._call("Train", gallery_pb2.TrainRequest(), gallery_pb2.TrainResponse, timeout_s)
+    async def train(self, *, collection: str | None = None, timeout_s: float | None = None) -> TrainResult:
+        request = gallery_pb2.TrainRequest(collection=self._in(collection))
+        reply = await self._call("Train", request, gallery_pb2.TrainResponse, timeout_s)
         return Requests.train(reply)
 
-    async def stats(self, *, timeout_s: float | None = None) -> Stats:
-        reply = await self._call("Stats", gallery_pb2.StatsRequest(), gallery_pb2.StatsResponse, timeout_s)
+    async def stats(self, *, collection: str | None = None, timeout_s: float | None = None) -> Stats:
+        request = gallery_pb2.StatsRequest(collection=self._in(collection))
+        reply = await self._call("Stats", request, gallery_pb2.StatsResponse, timeout_s)
         return Stats.of(reply)

@@ -1,6 +1,7 @@
 """Gallery: a synchronous client of facerec.v1.Gallery with typed answers, a deadline on every call,
-retries of what is safe to retry, TLS and a bearer token. AsyncGallery (facerec_client.aio) is the same
-over grpc.aio; both build their requests and read their answers here."""
+retries of what is safe to retry, TLS, a bearer token and a collection. AsyncGallery (facerec_client.aio) is
+the same over grpc.aio; both build their requests and read their answers here (the collections' own calls:
+facerec_client.collection_calls)."""
 
 from __future__ import annotations
 
@@ -16,6 +17,7 @@ from typing import Any, TypeVar, cast
 import grpc
 from google.protobuf.message import Message
 
+from facerec_client.collection_calls import CollectionCalls
 from facerec_client.errors import Busy, FacerecError, Unavailable, from_rpc_error
 from facerec_client.pictures import Picture, is_picture, picture_bytes
 from facerec_client.results import (
@@ -34,12 +36,16 @@ DEFAULT_ADDRESS = "127.0.0.1:50053"
 DEFAULT_TIMEOUT_S = 60.0
 # The environment the one-liners and Gallery.from_env read: the same names as the facerec CLI's.
 ENV_ADDRESS, ENV_TOKEN, ENV_TLS_CA = "FACEREC_GALLERY", "FACEREC_TOKEN", "FACEREC_TLS_CA"
+ENV_COLLECTION = "FACEREC_COLLECTION"
 # Replies carry up to 1000 identities or an identity's embeddings: more than gRPC's default 4 MiB.
 MAX_RECEIVE_BYTES = 64 * 1024 * 1024
 
 # Methods that change nothing: sending one twice is harmless, so UNAVAILABLE and BUSY are retried. The
 # others (Enroll, RemoveIdentity, RemoveFace, Train) are retried only when the server did none of the work.
-IDEMPOTENT = frozenset({"Identify", "Verify", "Search", "ListIdentities", "GetIdentity", "Stats"})
+IDEMPOTENT = frozenset(
+    {"Identify", "Verify", "Search", "ListIdentities", "GetIdentity", "Stats", "Represent"}
+    | {"GetFacePicture", "GetCollection", "ListCollections", "GetOperation"}
+)
 
 T = TypeVar("T")
 
@@ -70,7 +76,8 @@ class Options:
     """A client's settings: where, how securely, how long a call may take, and its retries.
 
     tls_ca: the CA file (PEM) to trust; it turns TLS on. tls: TLS with the system's roots, without a CA
-    file. token: sent as `authorization: Bearer <token>` on every call.
+    file. token: sent as `authorization: Bearer <token>` on every call. collection: the collection every
+    call works on unless the call names another ("" = the gallery's `default`).
     """
 
     address: str = DEFAULT_ADDRESS
@@ -79,15 +86,18 @@ class Options:
     tls: bool = False
     timeout_s: float = DEFAULT_TIMEOUT_S
     retry: Retry = field(default_factory=Retry)
+    collection: str = ""
 
     @classmethod
     def from_env(cls, environ: Mapping[str, str] | None = None, **overrides: Any) -> Options:
-        """FACEREC_GALLERY, FACEREC_TOKEN, FACEREC_TLS_CA (as the facerec CLI reads them); keyword overrides win."""
+        """FACEREC_GALLERY, FACEREC_TOKEN, FACEREC_TLS_CA, FACEREC_COLLECTION (as the facerec CLI reads them);
+        keyword overrides win."""
         env = os.environ if environ is None else environ
         found: dict[str, Any] = {
             "address": env.get(ENV_ADDRESS) or DEFAULT_ADDRESS,
             "token": env.get(ENV_TOKEN, ""),
             "tls_ca": env.get(ENV_TLS_CA) or None,
+            "collection": env.get(ENV_COLLECTION, ""),
         }
         return cls(**{**found, **overrides})
 
@@ -157,12 +167,14 @@ class Requests:
         pictures: Picture | Iterable[Picture],
         embeddings: Iterable[Iterable[float]],
         strict: bool,
+        collection: str = "",
     ) -> gallery_pb2.EnrollRequest:
         return gallery_pb2.EnrollRequest(
             identity=identity,
             images=[common_pb2.Image(data=d) for d in _pictures(pictures)],
             embeddings=[_embedding(e) for e in embeddings],
             strict=strict,
+            collection=collection,
         )
 
     @staticmethod
@@ -172,11 +184,12 @@ class Requests:
         top_k: int,
         threshold: float,
         operating_point: str,
+        collection: str = "",
     ) -> gallery_pb2.IdentifyRequest:
         if (picture is None) == (embedding is None):
             raise ValueError("Identify takes a picture or an embedding (one of them).")
         request = gallery_pb2.IdentifyRequest(
-            top_k=top_k, threshold=threshold, operating_point=operating_point
+            top_k=top_k, threshold=threshold, operating_point=operating_point, collection=collection
         )
         if picture is not None:
             request.image.data = picture_bytes(picture)
@@ -186,7 +199,12 @@ class Requests:
 
     @staticmethod
     def verify(
-        a: Picture, b: Picture | None, identity: str, threshold: float, operating_point: str
+        a: Picture,
+        b: Picture | None,
+        identity: str,
+        threshold: float,
+        operating_point: str,
+        collection: str = "",
     ) -> gallery_pb2.VerifyRequest:
         if (b is None) == (not identity):
             raise ValueError("Verify compares a picture with a second picture or an identity (one of them).")
@@ -195,6 +213,7 @@ class Requests:
             identity=identity,
             threshold=threshold,
             operating_point=operating_point,
+            collection=collection,
         )
         if b is not None:
             request.image_b.data = picture_bytes(b)
@@ -217,21 +236,24 @@ class Requests:
         )
 
 
-class Gallery:
+class Gallery(CollectionCalls):
     """A client of one gallery (or several replicas behind one address), keeping its channel open.
 
     Every method takes timeout_s (the whole call, retries included; default Options.timeout_s) and raises
     a facerec_client.FacerecError subclass named after the status, with the server's sentence and reason.
+    Every method of a collection's contents takes collection (default Options.collection, "" = `default`).
 
-        with Gallery("127.0.0.1:50053", token=..., tls_ca="ca.pem") as gallery:
+        with Gallery("127.0.0.1:50053", token=..., tls_ca="ca.pem", collection="door") as gallery:
             gallery.enroll("ann", ["ann1.jpg", "ann2.jpg"])
             print(gallery.identify("group.jpg").faces)
+            print(gallery.identify("group.jpg", collection="archive").faces)
     """
 
     def __init__(
         self, address: str | None = None, *, options: Options | None = None, **settings: Any
     ) -> None:
-        """address and settings (token, tls_ca, tls, timeout_s, retry) override `options` (default Options())."""
+        """address and settings (token, tls_ca, tls, timeout_s, retry, collection) override `options`
+        (default Options())."""
         base = options or Options()
         self.options = Options(**{**base.__dict__, **settings, **({"address": address} if address else {})})
         credentials = self.options.credentials()
@@ -284,13 +306,14 @@ class Gallery:
         *,
         embeddings: Iterable[Iterable[float]] = (),
         strict: bool = False,
+        collection: str | None = None,
         timeout_s: float | None = None,
     ) -> EnrollResult:
         """Enrolls the largest face of each picture (and each ready-made embedding) under `identity`,
         created on first use. One outcome per picture: a picture with no face is an outcome, not an error.
         strict: refuse (INVALID) a picture already enrolled under another identity, rather than warn
         (Enrolled.duplicate_of)."""
-        request = Requests.enroll(identity, pictures, embeddings, strict)
+        request = Requests.enroll(identity, pictures, embeddings, strict, self._in(collection))
         return EnrollResult.of(self._call("Enroll", request, gallery_pb2.EnrollResponse, timeout_s))
 
     def identify(
@@ -301,11 +324,14 @@ class Gallery:
         top_k: int = 0,
         threshold: float = 0.0,
         operating_point: str = "",
+        collection: str | None = None,
         timeout_s: float | None = None,
     ) -> IdentifyResult:
         """Who is on the picture (every face), or whose is this embedding. top_k 0: the server's (5);
         threshold 0 and operating_point "": the gallery's identification threshold."""
-        request = Requests.identify(picture, embedding, top_k, threshold, operating_point)
+        request = Requests.identify(
+            picture, embedding, top_k, threshold, operating_point, self._in(collection)
+        )
         return IdentifyResult.of(self._call("Identify", request, gallery_pb2.IdentifyResponse, timeout_s))
 
     def verify(
@@ -316,25 +342,37 @@ class Gallery:
         identity: str = "",
         threshold: float = 0.0,
         operating_point: str = "",
+        collection: str | None = None,
         timeout_s: float | None = None,
     ) -> VerifyResult:
         """Same person? The largest faces of two pictures, or of `a` and an enrolled identity."""
-        request = Requests.verify(a, b, identity, threshold, operating_point)
+        request = Requests.verify(a, b, identity, threshold, operating_point, self._in(collection))
         return VerifyResult.of(self._call("Verify", request, gallery_pb2.VerifyResponse, timeout_s))
 
     def search(
-        self, embedding: Iterable[float], *, top_k: int = 0, timeout_s: float | None = None
+        self,
+        embedding: Iterable[float],
+        *,
+        top_k: int = 0,
+        collection: str | None = None,
+        timeout_s: float | None = None,
     ) -> tuple[SearchHit, ...]:
         """The enrolled faces nearest to an embedding of the gallery's model, nearest first."""
-        request = gallery_pb2.SearchRequest(embedding=_embedding(embedding), top_k=top_k)
+        request = gallery_pb2.SearchRequest(
+            embedding=_embedding(embedding), top_k=top_k, collection=self._in(collection)
+        )
         return Requests.search_hits(self._call("Search", request, gallery_pb2.SearchResponse, timeout_s))
 
-    def identities(self, *, page_size: int = 1000, timeout_s: float | None = None) -> list[Identity]:
+    def identities(
+        self, *, page_size: int = 1000, collection: str | None = None, timeout_s: float | None = None
+    ) -> list[Identity]:
         """Every enrolled identity, in name order (all pages; each page has its own deadline)."""
         found: list[Identity] = []
         token = ""
         while True:
-            request = gallery_pb2.ListIdentitiesRequest(page_size=page_size, page_token=token)
+            request = gallery_pb2.ListIdentitiesRequest(
+                page_size=page_size, page_token=token, collection=self._in(collection)
+            )
             page = self._call("ListIdentities", request, gallery_pb2.ListIdentitiesResponse, timeout_s)
             found.extend(Identity.of(i) for i in page.identities)
             token = page.next_page_token
@@ -342,34 +380,50 @@ class Gallery:
                 return found
 
     def identity(
-        self, name: str, *, include_embeddings: bool = False, timeout_s: float | None = None
+        self,
+        name: str,
+        *,
+        include_embeddings: bool = False,
+        include_pictures: bool = False,
+        collection: str | None = None,
+        timeout_s: float | None = None,
     ) -> Identity:
-        """An enrolled identity with its faces (and their embeddings when asked: needs a read-write token)."""
-        request = gallery_pb2.GetIdentityRequest(identity=name, include_embeddings=include_embeddings)
+        """An enrolled identity with its faces (and their embeddings when asked: needs a read-write token;
+        and their kept pictures when asked)."""
+        request = gallery_pb2.GetIdentityRequest(
+            identity=name,
+            include_embeddings=include_embeddings,
+            include_pictures=include_pictures,
+            collection=self._in(collection),
+        )
         return Requests.identity(
             self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
         )
 
-    def remove_identity(self, name: str, *, timeout_s: float | None = None) -> int:
+    def remove_identity(
+        self, name: str, *, collection: str | None = None, timeout_s: float | None = None
+    ) -> int:
         """Removes an identity and all its faces; returns how many faces were removed."""
-        request = gallery_pb2.RemoveIdentityRequest(identity=name)
+        request = gallery_pb2.RemoveIdentityRequest(identity=name, collection=self._in(collection))
         reply = self._call("RemoveIdentity", request, gallery_pb2.RemoveIdentityResponse, timeout_s)
         return reply.faces_removed
 
-    def remove_face(self, face_id: int, *, timeout_s: float | None = None) -> str:
+    def remove_face(
+        self, face_id: int, *, collection: str | None = None, timeout_s: float | None = None
+    ) -> str:
         """Removes one face; returns the identity it belonged to."""
-        request = gallery_pb2.RemoveFaceRequest(face_id=face_id)
+        request = gallery_pb2.RemoveFaceRequest(face_id=face_id, collection=self._in(collection))
         return self._call("RemoveFace", request, gallery_pb2.RemoveFaceResponse, timeout_s).identity
 
-    def train(self, *, timeout_s: float | None = None) -> TrainResult:
+    def train(self, *, collection: str | None = None, timeout_s: float | None = None) -> TrainResult:
         """Refits the SVM on every enrolled face (FailedPrecondition with fewer than two identities)."""
-        return Requests.train(
-            self._call("Train", gallery_pb2.TrainRequest(), gallery_pb2.TrainResponse, timeout_s)
-        )
+        request = gallery_pb2.TrainRequest(collection=self._in(collection))
+        return Requests.train(self._call("Train", request, gallery_pb2.TrainResponse, timeout_s))
 
-    def stats(self, *, timeout_s: float | None = None) -> Stats:
+    def stats(self, *, collection: str | None = None, timeout_s: float | None = None) -> Stats:
         """Counts, index, model, thresholds and operating points."""
-        return Stats.of(self._call("Stats", gallery_pb2.StatsRequest(), gallery_pb2.StatsResponse, timeout_s))
+        request = gallery_pb2.StatsRequest(collection=self._in(collection))
+        return Stats.of(self._call("Stats", request, gallery_pb2.StatsResponse, timeout_s))
 
 
 def one_shot(run: Callable[[Gallery], T], environ: Mapping[str, str] | None = None) -> T:

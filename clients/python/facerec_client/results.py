@@ -225,8 +225,33 @@ class EnrollResult:
 
 
 @dataclass(frozen=True)
+class FacePicture:
+    """A face's kept picture: the region around the face, encoded (media_type, e.g. "image/webp"), and
+    where the face is on it."""
+
+    face_id: int
+    media_type: str
+    data: bytes
+    width: int
+    height: int
+    box: Box | None
+
+    @classmethod
+    def of(cls, picture: gallery_pb2.FacePicture) -> FacePicture:
+        return cls(
+            face_id=picture.face_id,
+            media_type=picture.media_type,
+            data=picture.data,
+            width=picture.width,
+            height=picture.height,
+            box=Box.of(picture.box) if picture.HasField("box") else None,
+        )
+
+
+@dataclass(frozen=True)
 class FaceRecord:
-    """An enrolled face. embedding: only when asked for (a biometric template), else None."""
+    """An enrolled face. embedding: only when asked for (a biometric template), else None; picture likewise
+    (has_picture says whether the face keeps one at all)."""
 
     face_id: int
     identity: str
@@ -235,6 +260,8 @@ class FaceRecord:
     created_at_ms: int
     model: str
     embedding: tuple[float, ...] | None
+    has_picture: bool = False
+    picture: FacePicture | None = None
 
     @classmethod
     def of(cls, face: gallery_pb2.FaceRecord) -> FaceRecord:
@@ -246,6 +273,8 @@ class FaceRecord:
             created_at_ms=face.created_at_ms,
             model=face.model,
             embedding=tuple(face.embedding.values) if face.HasField("embedding") else None,
+            has_picture=face.has_picture,
+            picture=FacePicture.of(face.picture) if face.HasField("picture") else None,
         )
 
 
@@ -329,6 +358,7 @@ class Stats:
     operating_points: tuple[OperatingPoint, ...]
     classifier: str
     classifier_stale: bool
+    collection: str = ""
 
     @classmethod
     def of(cls, reply: gallery_pb2.StatsResponse) -> Stats:
@@ -351,4 +381,5 @@ class Stats:
             operating_points=tuple(OperatingPoint.of(p) for p in reply.operating_points),
             classifier=reply.classifier,
             classifier_stale=reply.classifier_stale,
+            collection=reply.collection,
         )

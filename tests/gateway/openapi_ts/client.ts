@@ -73,3 +73,23 @@ export async function figures(): Promise<string> {
   const { data } = await client.GET("/v1/stats");
   return data ? `${data.faces} faces, ${data.model}, ${data.operating_points.map((p) => p.name).join(" ")}` : "";
 }
+
+// Every gallery route also answers under a collection; the collections and their operations have their own.
+export async function inCollection(collection: string, picture: string): Promise<string[]> {
+  const made = await client.POST("/v1/collections", {
+    body: { name: collection, contract: { model: "facenet-keras-128-int8" } },
+  });
+  const model: string = made.data?.contract?.model ?? "";
+  const { data } = await client.POST("/v1/collections/{collection}/identify", {
+    params: { path: { collection } },
+    body: { image: picture, top_k: 3 },
+  });
+  const started = await client.POST("/v1/collections/{collection}:reembed", {
+    params: { path: { collection } },
+    body: { contract: { model }, drop_failed: true },
+  });
+  const id = (started.data?.name ?? "operations/").slice("operations/".length);
+  const polled = await client.GET("/v1/operations/{operation_id}", { params: { path: { operation_id: id } } });
+  const done: boolean = polled.data?.done ?? false;
+  return [...(data?.faces ?? []).map((face) => face.identity), `${model} ${done}`];
+}
