@@ -113,11 +113,18 @@ def _connect(settings: MilvusSettings) -> Any:
     except ImportError:
         raise InvalidInput("A Milvus index needs its client: pip install 'facerec[milvus]'.") from None
     extra: dict[str, Any] = {"server_pem_path": settings.tls_ca} if settings.tls_ca else {}
-    try:
-        return MilvusClient(uri=settings.uri, token=settings.token, timeout=settings.timeout_s, **extra)
-    except Exception as exc:
-        log.warning("Milvus at %s: %s", settings.uri, exc)
-        raise Unavailable(f"The Milvus index at {settings.uri} cannot be reached.") from None
+    # Tried again within timeout_s: a connection the server has just closed (milvus-lite sends GOAWAY,
+    # too_many_pings, to a process whose clients have pinged it for long) fails the first attempt only.
+    deadline = time.monotonic() + settings.timeout_s
+    while True:
+        try:
+            return MilvusClient(uri=settings.uri, token=settings.token, timeout=settings.timeout_s, **extra)
+        except Exception as exc:
+            if time.monotonic() < deadline:
+                time.sleep(0.2)
+                continue
+            log.warning("Milvus at %s: %s", settings.uri, exc)
+            raise Unavailable(f"The Milvus index at {settings.uri} cannot be reached.") from None
 
 
 def drop_collection(settings: MilvusSettings) -> bool:

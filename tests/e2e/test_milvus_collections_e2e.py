@@ -15,19 +15,10 @@ import grpc
 import pytest
 
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+from tests.support.engines import milvus_collection_names
 from tests.support.servers import Running, start_service
 
 FP32, INT8 = "facenet-keras-128", "facenet-keras-128-int8"
-
-
-def milvus_collections(uri: str) -> set[str]:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=uri)
-    try:
-        return set(client.list_collections())
-    finally:
-        client.close()
 
 
 @pytest.fixture(params=["faiss", "lite", "standalone"])
@@ -82,7 +73,7 @@ def test_collections_on_milvus_are_apart_reembedded_and_dropped(
             )
         # The default collection keeps the configured name; "door" (collection 2) has its own.
         if milvus_uri:
-            assert {base, f"{base}_c2_g1"} <= milvus_collections(milvus_uri)
+            assert {base, f"{base}_c2_g1"} <= milvus_collection_names(milvus_uri)
         assert _named(stub, "", val[a]) == a and _named(stub, "door", val[b]) == b
         assert _named(stub, "door", val[a]) != a and _named(stub, "", val[b]) != b
 
@@ -101,11 +92,11 @@ def test_collections_on_milvus_are_apart_reembedded_and_dropped(
         # Served from the new generation's Milvus collection at once; the old one is gone.
         assert _named(stub, "door", val[b]) == b
         if milvus_uri:
-            names = milvus_collections(milvus_uri)
+            names = milvus_collection_names(milvus_uri)
             assert f"{base}_c2_g2" in names and f"{base}_c2_g1" not in names
 
         stub.DeleteCollection(gallery_pb2.DeleteCollectionRequest(name="door"), timeout=60)
         if milvus_uri:
-            names = milvus_collections(milvus_uri)
+            names = milvus_collection_names(milvus_uri)
             assert not {n for n in names if n.startswith(f"{base}_c2_")} and base in names
         assert _named(stub, "", val[a]) == a

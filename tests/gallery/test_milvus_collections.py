@@ -26,6 +26,7 @@ from gallery.backend import (
 from gallery.index_milvus import MilvusIndex, MilvusSettings, collection_name
 from gallery.rows import NewFace
 from gallery.stores import open_store
+from tests.support.engines import milvus_collection_names
 
 MODEL, INT8 = "facenet-keras-128", "facenet-int8-64"
 
@@ -36,13 +37,7 @@ def unit_vectors(n: int, dim: int = 128, seed: int = 3) -> np.ndarray:
 
 
 def milvus_names(settings: MilvusSettings) -> set[str]:
-    from pymilvus import MilvusClient
-
-    client = MilvusClient(uri=settings.uri)
-    try:
-        return set(client.list_collections())
-    finally:
-        client.close()
+    return milvus_collection_names(settings.uri)
 
 
 class Generations:

@@ -40,6 +40,26 @@ def fresh_milvus_settings(uri: str) -> MilvusSettings:
     return MilvusSettings(uri, collection="t_" + uuid.uuid4().hex[:12], index_type="FLAT", timeout_s=5.0)
 
 
+def milvus_collection_names(uri: str, within_s: float = 30.0) -> set[str]:
+    """The collections on the Milvus at uri. Tried again within within_s: milvus-lite answers a client
+    whose channel has pinged it for a long session with GOAWAY (too_many_pings), and pymilvus reconnects
+    only on a later call."""
+    from pymilvus import MilvusClient
+
+    deadline = time.monotonic() + within_s
+    while True:
+        try:
+            client = MilvusClient(uri=uri)
+            try:
+                return set(client.list_collections())
+            finally:
+                client.close()
+        except Exception:
+            if time.monotonic() > deadline:
+                raise
+            time.sleep(0.2)
+
+
 class PostgresCluster:
     """initdb + pg_ctl on a temporary directory. PostgreSQL refuses to run as root: as root, the server
     runs as the `postgres` user (runuser), which then owns the data directory."""
