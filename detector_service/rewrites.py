@@ -41,6 +41,7 @@ def blocked_prelu(data: bytes) -> bytes:
     constants = {init.name: init for init in graph.initializer}
     producer = {out: node for node in graph.node for out in node.output}
     replaced: dict[int, Any] = {}
+    dropped: set[str] = set()
 
     def scaling(node: Any, source: str, scale: np.ndarray[Any, Any]) -> Any:
         channels = len(scale)
@@ -79,9 +80,15 @@ def blocked_prelu(data: bytes) -> bytes:
         slope = slope.reshape(-1)
         replaced[id(neg)] = scaling(neg, neg.input[0], -np.ones_like(slope))
         replaced[id(mul)] = scaling(mul, relu.output[0], slope)
+        dropped.add(constant)
     nodes = [replaced.get(id(node), node) for node in graph.node]
     del graph.node[:]
     graph.node.extend(nodes)
+    # The -alpha constants the Muls read are now unused: onnxruntime would warn about each at every start.
+    used = {name for node in graph.node for name in node.input}
+    kept = [init for init in graph.initializer if init.name in used or init.name not in dropped]
+    del graph.initializer[:]
+    graph.initializer.extend(kept)
     out: bytes = model.SerializeToString()
     return out
 
