@@ -5,6 +5,7 @@
     .venv/bin/python -m bench.detector --model retinaface   # the same with RetinaFace as the server's model
     .venv/bin/python -m bench.detector --cases    # both models side by side on the case sets (below)
     .venv/bin/python -m bench.detector --process  # the real detector process: CPU a picture, memory
+    .venv/bin/python -m bench.detector --cpu      # in process, one model thread: CPU a picture at batch 1 and 8
 
 --cases makes its pictures at run time from the fetched data set (tests/support/faces.py, nothing kept):
 the 118 pictures, group composites, faces cut by each edge of the frame, faces of 20-40 px and turned
@@ -86,7 +87,12 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--process", action="store_true", help="the real detector process per model: CPU a picture, memory"
     )
+    parser.add_argument(
+        "--cpu", action="store_true", help="in process, one model thread: CPU ms a picture at batch 1 and 8"
+    )
     args = parser.parse_args(argv)
+    if args.cpu:
+        return cpu_figures(args.model)
     if args.cases:
         return compare_models()
     if args.process:
@@ -234,6 +240,40 @@ def process_figures() -> int:
                     f"{model:<12}{clients:>8}{cpu * 1000 / len(datas):>12.1f}{wall * 1000 / len(datas):>13.1f}"
                     f"{p50:>8.0f}{sum(r[1] for r in results):>7}{rss_mib(pid):>9}\n"
                 )
+    return 0
+
+
+def cpu_figures(model: str, repeats: int = 3) -> int:
+    """Detector.detect on the 118 pictures (crops on) with one model thread, as `facerec serve` runs it on
+    2 cores: this process's CPU seconds a picture at batch 1 and 8 (CPU, not wall time: the machine's other
+    load barely moves it), best and median of `repeats` passes, and the time per stage of the last pass."""
+    from detector_service.config import Settings
+    from detector_service.detector import DetectOptions, Detector, DetectorModel
+
+    _, pictures = _pictures(None)
+    settings = Settings.from_env({**os.environ, "DETECTOR_INTRA_OP_THREADS": "1"})
+    detector = Detector.load(settings)
+    detector.warm_up()
+    options = DetectOptions(return_crops=True, model=DetectorModel(model))
+    out = sys.stdout.write
+    out(f"{len(pictures)} pictures, {model}, 1 model thread, crops on; CPU ms a picture ({repeats} passes)\n")
+    for batch in (1, 8):
+        passes = []
+        for _ in range(repeats):
+            detector.timings.clear()
+            start = time.process_time()
+            for first in range(0, len(pictures), batch):
+                detector.detect(pictures[first : first + batch], options)
+            passes.append((time.process_time() - start) * 1000 / len(pictures))
+        stages = detector.timings.snapshot()
+        walls = "  ".join(
+            f"{key[:-2]} {stages[key] * 1000 / len(pictures):.1f}"
+            for key in sorted(stages)
+            if key.endswith("_s")
+        )
+        out(
+            f"batch {batch}: best {min(passes):.1f}  median {float(np.median(passes)):.1f}  (wall ms a picture: {walls})\n"
+        )
     return 0
 
 

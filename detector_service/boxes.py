@@ -29,6 +29,8 @@ def pnet_boxes(
     """
     score = probability[:, :, :, 1]
     picture, y, x = np.nonzero(score > threshold)
+    if not len(picture):  # most of a pyramid's small levels: skip the arithmetic on nothing
+        return np.empty((0, 6))
     # mtcnn multiplies float32 offsets by integer arrays: numpy computes that in float64.
     reg = regression[picture, y, x].T.astype(np.float64)
     # mtcnn's cell spans (stride * i + 1) .. (stride * i + 12): 11 px wide, and the offsets are in that unit.
@@ -116,13 +118,25 @@ def crop_and_resize(
     upper_row, lower_row = (top * width)[:, :, None], (bottom * width)[:, :, None]
     lft, rgt = left[:, None, :], right[:, None, :]
     xl = x_lerp[:, None, :, None]
-    top_left, top_right = np.take(flat, upper_row + lft, axis=0), np.take(flat, upper_row + rgt, axis=0)
-    bottom_left, bottom_right = np.take(flat, lower_row + lft, axis=0), np.take(flat, lower_row + rgt, axis=0)
-    upper = top_left + (top_right - top_left) * xl
-    lower = bottom_left + (bottom_right - bottom_left) * xl
-    patches = upper + (lower - upper) * y_lerp[:, :, None, None]
-    inside = y_inside[:, :, None] & x_inside[:, None, :]
-    patches[~inside] = 0.0
+    # The same float32 operations in the same order as upper = tl + (tr - tl) * xl, lower likewise, then
+    # upper + (lower - upper) * yl, but in place: a quarter less CPU than fresh arrays for each step.
+    top_left = np.take(flat, upper_row + lft, axis=0)
+    upper = np.take(flat, upper_row + rgt, axis=0)
+    upper -= top_left
+    upper *= xl
+    upper += top_left
+    del top_left
+    bottom_left = np.take(flat, lower_row + lft, axis=0)
+    patches = np.take(flat, lower_row + rgt, axis=0)
+    patches -= bottom_left
+    patches *= xl
+    patches += bottom_left
+    del bottom_left
+    patches -= upper
+    patches *= y_lerp[:, :, None, None]
+    patches += upper
+    if not (y_inside.all() and x_inside.all()):
+        patches[~(y_inside[:, :, None] & x_inside[:, None, :])] = 0.0
     return np.ascontiguousarray(patches, dtype=np.float32)
 
 

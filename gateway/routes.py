@@ -15,17 +15,14 @@ from fastapi import APIRouter, Depends, Path, Query, Request
 from pydantic import BaseModel
 from starlette.datastructures import UploadFile
 
-from facerec.errors import FacerecError
 from facerec.v1 import common_pb2, detector_pb2, gallery_pb2
 from gateway import collection_routes, models
 from gateway.config import Settings
 from gateway.contract import answer, doc, to_json
-from gateway.errors import body as error_body
-from gateway.errors import invalid, too_large
+from gateway.errors import invalid
 from gateway.openapi import ERRORS, ok
 from gateway.params import Auth, Collection, named_collection, rpc
 from gateway.requests import (
-    IMAGE,
     JSON,
     MULTIPART,
     Picture,
@@ -37,6 +34,14 @@ from gateway.requests import (
     kind,
     number,
     text,
+)
+from gateway.uploads import (
+    check_count,
+    enroll_base64,
+    enroll_upload,
+    parts,
+    picture_bytes,
+    picture_name,
 )
 from gateway.upstream import Channels
 
@@ -297,13 +302,13 @@ def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, s
             data = await form(request, max_files)
             identity = text(data, "identity")
             uploads = data.getlist("images") + data.getlist("image")
-            _check_count(len(uploads), settings.max_images_per_enroll)
-            pictures = [_enroll_upload(upload, i, max_bytes) for i, upload in enumerate(uploads)]
+            check_count(len(uploads), settings.max_images_per_enroll)
+            pictures = [enroll_upload(upload, i, max_bytes) for i, upload in enumerate(uploads)]
         else:
             body = await json_body(request, models.EnrollJson)
             identity, embeddings = body.identity, body.embeddings
-            _check_count(len(body.images), settings.max_images_per_enroll)
-            pictures = [_enroll_base64(p, i, max_bytes) for i, p in enumerate(body.images)]
+            check_count(len(body.images), settings.max_images_per_enroll)
+            pictures = [enroll_base64(p, i, max_bytes) for i, p in enumerate(body.images)]
             del body  # the base64 text: only the decoded pictures are kept while the gallery works
         results: list[dict[str, Any] | None] = [p if isinstance(p, dict) else None for p in pictures]
         sent = [(i, p) for i, p in enumerate(pictures) if not isinstance(p, dict)]
@@ -311,10 +316,10 @@ def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, s
             return {"identity": identity, "results": results}
         answered = identity
         tail: list[dict[str, Any]] = []
-        for part_index, part in enumerate(_parts(sent, settings.enroll_part_bytes) or [[]]):
+        for part_index, part in enumerate(parts(sent, settings.enroll_part_bytes) or [[]]):
             message = gallery_pb2.EnrollRequest(identity=identity, collection=collection)
             for _, picture in part:
-                message.images.add(data=await _bytes(picture))
+                message.images.add(data=await picture_bytes(picture))
             if part_index == 0:  # the embeddings once, with the first part
                 message.embeddings.extend(common_pb2.Embedding(values=e) for e in embeddings)
             reply = await channels.gallery.call("Enroll", message, auth)
@@ -322,7 +327,7 @@ def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, s
             answered = reply.identity
             answers = iter(reply.results)
             for (index, picture), result in zip(part, answers, strict=False):
-                results[index] = to_json(result, filename=_name(picture, index))
+                results[index] = to_json(result, filename=picture_name(picture, index))
             tail += [to_json(r, filename=f"embeddings[{i}]") for i, r in enumerate(answers)]
         return {"identity": answered, "results": [*results, *tail]}
 
@@ -453,65 +458,3 @@ def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, s
         return answer(await channels.gallery.call("Stats", message, auth))
 
     collection_routes.add_face_routes(router, channels, suffix)
-
-
-def _check_count(count: int, limit: int) -> None:
-    if count > limit:
-        raise invalid(f"At most {limit} pictures per enroll, not {count}.", "images")
-
-
-def _enroll_upload(upload: object, index: int, max_bytes: int) -> UploadFile | dict[str, Any]:
-    """The upload to send (still unread), or its INVALID outcome when it is not a file or over the limit
-    (the others are still enrolled)."""
-    name = getattr(upload, "filename", None) or f"images[{index}]"
-    if not isinstance(upload, UploadFile):
-        return _refused(invalid(f"The field images[{index}] must be a file.", f"images[{index}]"), name)
-    if upload.size is not None and upload.size > max_bytes:
-        return _refused(
-            too_large(f"The picture {name} is larger than {max_bytes} bytes.", IMAGE, f"images[{index}]"),
-            name,
-        )
-    return upload
-
-
-def _size(picture: Picture | UploadFile) -> int:
-    return len(picture.data) if isinstance(picture, Picture) else picture.size or 0
-
-
-def _parts(
-    pictures: list[tuple[int, Picture | UploadFile]], limit: int
-) -> list[list[tuple[int, Picture | UploadFile]]]:
-    """Consecutive pictures in parts of at most `limit` bytes, each with one picture at least."""
-    parts: list[list[tuple[int, Picture | UploadFile]]] = []
-    held = 0
-    for item in pictures:
-        if not parts or held + _size(item[1]) > limit:
-            parts.append([])
-            held = 0
-        parts[-1].append(item)
-        held += _size(item[1])
-    return parts
-
-
-async def _bytes(picture: Picture | UploadFile) -> bytes:
-    return picture.data if isinstance(picture, Picture) else await picture.read()
-
-
-def _name(picture: Picture | UploadFile, index: int) -> str:
-    return picture.name if isinstance(picture, Picture) else picture.filename or f"images[{index}]"
-
-
-def _enroll_base64(text_: str, index: int, max_bytes: int) -> Picture | dict[str, Any]:
-    try:
-        return decoded(text_, f"images[{index}]", max_bytes)
-    except FacerecError as exc:
-        return _refused(exc, f"images[{index}]")
-
-
-def _refused(exc: FacerecError, name: str) -> dict[str, Any]:
-    """An EnrollResult (JSON) for a picture the gateway refused itself."""
-    result = to_json(gallery_pb2.EnrollResult(outcome=gallery_pb2.INVALID), filename=name)
-    result["error"] = {key: error_body(exc)[key] for key in ("code", "message", "reason")} | {
-        "field": exc.field
-    }
-    return result

@@ -11,10 +11,12 @@ from detector_service import nms
 
 @pytest.mark.parametrize("method", ["union", "min"])
 @pytest.mark.parametrize("initial_sort", [True, False])
+# 64: several tiles per picture, partial ones at the edges; 1024: all pictures' boxes in one tile at once.
+@pytest.mark.parametrize("block", [64, 1024])
 def test_tiled_nms_keeps_exactly_the_boxes_mtcnn_keeps(
-    method: str, initial_sort: bool, monkeypatch: pytest.MonkeyPatch
+    method: str, initial_sort: bool, block: int, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.setattr(nms, "BLOCK", 64)  # several tiles per picture, partial ones at the edges
+    monkeypatch.setattr(nms, "BLOCK", block)
     rng = np.random.default_rng(7)
     for _ in range(10):
         n = int(rng.integers(1, 500))
