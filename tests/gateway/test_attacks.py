@@ -201,7 +201,9 @@ def test_slow_headers_are_cut_off_and_health_holds(gateway: Running, http: httpx
         for sock in sockets:
             sock.close()
     assert closed == [b""] * 50
-    assert http.get("/healthz").status_code == 200
+    # On a new connection: the client's pooled one has been idle as long as the slow ones and is cut by
+    # the same header deadline, at any moment now (reusing it races that close: a reset, not a failure).
+    assert httpx.get(f"http://{gateway.address}/healthz", timeout=60).status_code == 200
 
 
 def test_cross_site_posts_enroll_nothing(http: httpx.Client, upstream: tuple[Fake, str]) -> None:
