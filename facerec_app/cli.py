@@ -91,7 +91,7 @@ def package_version() -> str:
 def build_parser() -> argparse.ArgumentParser:
     parser = OneLineParser(
         prog="facerec",
-        description="Face recognition as gRPC services: detect (MTCNN), embed (FaceNet), and a gallery.",
+        description="Face recognition as gRPC services: detect (RetinaFace or MTCNN), embed (FaceNet), and a gallery.",
     )
     parser.add_argument("-v", "--verbose", action="store_true", help="log progress (INFO), not only problems")
     parser.add_argument("--version", action="version", version=f"facerec {package_version()}")

@@ -31,7 +31,7 @@ class Point:
 
 @dataclass(frozen=True)
 class Landmarks:
-    """The five MTCNN landmarks; left and right as seen in the picture."""
+    """The five landmarks (either detector gives the same five, in this order); left and right as seen in the picture."""
 
     left_eye: Point
     right_eye: Point
