@@ -28,7 +28,8 @@ def jpegs(train_images) -> list[bytes]:
 
 @pytest.fixture(scope="module")
 def stub(mtcnn_model) -> Iterator[detector_pb2_grpc.DetectorStub]:
-    settings = Settings(host="127.0.0.1", port=0, max_images_per_request=10)
+    # mtcnn's Keras models alone (no RetinaFace loaded): requests naming no model get MTCNN.
+    settings = Settings(host="127.0.0.1", port=0, max_images_per_request=10, model="mtcnn")
     batching = BatchingDetector(Detector(mtcnn_model))
     health = Health([SERVICE_NAME])
     server, port = build_detector_server(settings, batching, health)
