@@ -226,10 +226,6 @@ class Requests:
         )
 
     @staticmethod
-    def identity(reply: gallery_pb2.GetIdentityResponse) -> Identity:
-        return Identity.of(reply.identity, tuple(FaceRecord.of(f) for f in reply.faces))
-
-    @staticmethod
     def train(reply: gallery_pb2.TrainResponse) -> TrainResult:
         return TrainResult(
             identities=reply.identities, faces=reply.faces, train_accuracy=reply.train_accuracy
@@ -388,17 +384,24 @@ class Gallery(CollectionCalls):
         collection: str | None = None,
         timeout_s: float | None = None,
     ) -> Identity:
-        """An enrolled identity with its faces (and their embeddings when asked: needs a read-write token;
-        and their kept pictures when asked)."""
-        request = gallery_pb2.GetIdentityRequest(
-            identity=name,
-            include_embeddings=include_embeddings,
-            include_pictures=include_pictures,
-            collection=self._in(collection),
-        )
-        return Requests.identity(
-            self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
-        )
+        """An enrolled identity with all its faces (and their embeddings when asked: needs a read-write token;
+        and their kept pictures when asked). The gallery answers the faces in pages (1000 faces, or 32 with
+        their pictures); this reads every page, each with its own deadline."""
+        faces: list[FaceRecord] = []
+        token = ""
+        while True:
+            request = gallery_pb2.GetIdentityRequest(
+                identity=name,
+                include_embeddings=include_embeddings,
+                include_pictures=include_pictures,
+                collection=self._in(collection),
+                page_token=token,
+            )
+            reply = self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
+            faces.extend(FaceRecord.of(f) for f in reply.faces)
+            token = reply.next_page_token
+            if not token:
+                return Identity.of(reply.identity, tuple(faces))
 
     def remove_identity(
         self, name: str, *, collection: str | None = None, timeout_s: float | None = None
