@@ -162,20 +162,13 @@ class AsyncGallery(AsyncCollectionCalls):
         collection: str | None = None,
         timeout_s: float | None = None,
     ) -> Identity:
+        request = Requests.identity_page(name, include_embeddings, include_pictures, self._in(collection))
         faces: list[FaceRecord] = []
-        token = ""
         while True:  # every page, as Gallery.identity
-            request = gallery_pb2.GetIdentityRequest(
-                identity=name,
-                include_embeddings=include_embeddings,
-                include_pictures=include_pictures,
-                collection=self._in(collection),
-                page_token=token,
-            )
             reply = await self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
             faces.extend(FaceRecord.of(f) for f in reply.faces)
-            token = reply.next_page_token
-            if not token:
+            request.page_token = reply.next_page_token
+            if not request.page_token:
                 return Identity.of(reply.identity, tuple(faces))
 
     async def remove_identity(

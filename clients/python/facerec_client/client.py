@@ -162,6 +162,18 @@ class Requests:
     """The requests of each method and the readers of their answers, shared by Gallery and AsyncGallery."""
 
     @staticmethod
+    def identity_page(
+        name: str, include_embeddings: bool, include_pictures: bool, collection: str
+    ) -> gallery_pb2.GetIdentityRequest:
+        """The first page's request; each next one is it with the page_token of the answer before."""
+        return gallery_pb2.GetIdentityRequest(
+            identity=name,
+            include_embeddings=include_embeddings,
+            include_pictures=include_pictures,
+            collection=collection,
+        )
+
+    @staticmethod
     def enroll(
         identity: str,
         pictures: Picture | Iterable[Picture],
@@ -387,20 +399,13 @@ class Gallery(CollectionCalls):
         """An enrolled identity with all its faces (and their embeddings when asked: needs a read-write token;
         and their kept pictures when asked). The gallery answers the faces in pages (1000 faces, or 32 with
         their pictures); this reads every page, each with its own deadline."""
+        request = Requests.identity_page(name, include_embeddings, include_pictures, self._in(collection))
         faces: list[FaceRecord] = []
-        token = ""
         while True:
-            request = gallery_pb2.GetIdentityRequest(
-                identity=name,
-                include_embeddings=include_embeddings,
-                include_pictures=include_pictures,
-                collection=self._in(collection),
-                page_token=token,
-            )
             reply = self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
             faces.extend(FaceRecord.of(f) for f in reply.faces)
-            token = reply.next_page_token
-            if not token:
+            request.page_token = reply.next_page_token
+            if not request.page_token:
                 return Identity.of(reply.identity, tuple(faces))
 
     def remove_identity(
