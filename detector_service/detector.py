@@ -19,6 +19,7 @@ from detector_service.onnx_nets import NetFn, Nets, keras_models, keras_nets, on
 from detector_service.pyramid import PNET_CELL_PX, SCALE_FACTOR, build_scales
 from detector_service.resize import area_resize, working_picture
 from detector_service.retinaface import RetinaFace
+from detector_service.strips import in_strips, pnet_cells
 from facerec import alignment
 from facerec.errors import InvalidInput, ModelFault
 from facerec.timings import Timings
@@ -162,7 +163,7 @@ class Detector:
             nets = keras_nets(keras_models(nets))
         self.runtime = nets.runtime
         self._pnet, self._rnet, self._onet = (
-            _checked(nets.pnet, "P-Net"),
+            in_strips(_checked(nets.pnet, "P-Net")),
             _in_chunks(_checked(nets.rnet, "R-Net"), RNET_CHUNK),
             _in_chunks(_checked(nets.onet, "O-Net"), ONET_CHUNK),
         )
@@ -329,8 +330,8 @@ class Detector:
             reg, prob = self._pnet(stack)
             prob = np.array(prob)
             for row, x in enumerate(scaled):
-                prob[row, _pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
-                prob[row, :, _pnet_cells(int(x.shape[1])) :, 1] = 0.0
+                prob[row, pnet_cells(int(x.shape[0])) :, :, 1] = 0.0
+                prob[row, :, pnet_cells(int(x.shape[1])) :, 1] = 0.0
             boxes = box_math.pnet_boxes(reg, prob, THRESHOLD_PNET, scale)
             boxes = smart_nms(boxes, threshold=NMS_PNET_SCALE, method="union", initial_sort=False)
             boxes[:, 0] = np.asarray(indices, dtype=np.float64)[boxes[:, 0].astype(int)]
@@ -385,11 +386,6 @@ def _in_chunks(net: NetFn, size: int) -> NetFn:
         return tuple(np.concatenate(outs, axis=0) for outs in zip(*parts, strict=True))
 
     return run
-
-
-def _pnet_cells(side: int) -> int:
-    """P-Net's output cells along a side of `side` input pixels: conv 3, pool 2 ('same'), conv 3, conv 3."""
-    return -(-(side - 2) // 2) - 4
 
 
 def _to_original(rows: NDArray[np.float64], index: int, shape: tuple[int, ...], max_side_px: int) -> None:

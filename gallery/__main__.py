@@ -5,7 +5,8 @@ Health is SERVING once the stores and the indexes are loaded; the detector and t
 be up. The model is asked of the embedder at start; when it is down, the gallery assumes
 DEFAULT_MODEL (or --model) and checks every embedder answer against it. The catalog lives beside the
 gallery's own store, which is the default collection: on the first start it records that store's model
-(the deployment's when it is new), GALLERY_DETECTOR_MODEL (empty = mtcnn) and GALLERY_ALIGNMENT.
+(the deployment's when it is new), GALLERY_DETECTOR_MODEL (empty = retinaface; a gallery made before
+collections holds MTCNN's faces, so it is recorded as mtcnn) and GALLERY_ALIGNMENT.
 """
 
 from __future__ import annotations
@@ -30,7 +31,7 @@ from gallery.backend import (
 from gallery.clients import DetectorClient, EmbedderClient
 from gallery.collections import CollectionManager
 from gallery.collections import open_catalog as open_collection_catalog
-from gallery.config import DEFAULT_MODEL, Settings
+from gallery.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings
 from gallery.milvus_upkeep import MilvusUpkeep, drop_generation
 from gallery.namespaces import store_location
 from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract
@@ -76,33 +77,37 @@ def _build(settings: Settings) -> Hosting:
         settings.downstream_timeout_s,
     )
     model = settings.model or _model_of(embedder)
-    defaults = Contract(settings.detector_model or "mtcnn", settings.alignment, model)
+    defaults = Contract(settings.detector_model or DEFAULT_DETECTOR, settings.alignment, model)
     try:
-        # An existing gallery becomes the default collection with the model it holds.
-        held = stored_model(settings.store, settings.store_password_file)
+        # An existing gallery becomes the default collection with the model it holds. The catalog records
+        # this only on its first open, so a gallery already there then was made before collections, when
+        # every face came from MTCNN: its default collection stays mtcnn whatever the deployment's default.
+        existing = dataclasses.replace(
+            defaults, detector="mtcnn", model=stored_model(settings.store, settings.store_password_file)
+        )
     except InvalidInput:
-        held = model
-    catalog = open_collection_catalog(
-        settings.store, dataclasses.replace(defaults, model=held), settings.store_password_file
-    )
+        existing = defaults
+    catalog = open_collection_catalog(settings.store, existing, settings.store_password_file)
     # Re-read when the file changes, so `facerec eval --save-threshold` applies without a restart;
     # a threshold given as a setting overrides the calibrated one. An unusable file raises
     # CalibrationFileError (a ValueError) at the first read below: the start stops (exit 2), in one sentence.
-    sources: dict[str, CalibrationSource] = {}
+    sources: dict[tuple[str, str], CalibrationSource] = {}
 
     @functools.lru_cache(maxsize=256)
     def stored_points(model: str, points: str) -> Calibration:
         return calibration_from_text(points, model, "the collection's operating points")
 
-    def calibration_of(model: str, points: str) -> Calibration:
+    def calibration_of(contract: Contract, points: str) -> Calibration:
         """A collection's thresholds: its stored points, else its model's in the calibration file (the
-        shipped ones when the file has none); settings' thresholds override either."""
+        ones shipped for its model and detector when the file has none); settings' thresholds override
+        either."""
         if points:
-            current = stored_points(model, points)
+            current = stored_points(contract.model, points)
         else:
-            if model not in sources:
-                sources[model] = CalibrationSource(settings.calibration_path, model)
-            current = sources[model].current()
+            key = (contract.model, contract.detector)
+            if key not in sources:
+                sources[key] = CalibrationSource(settings.calibration_path, *key)
+            current = sources[key].current()
         return dataclasses.replace(
             current,
             threshold=settings.threshold or current.threshold,
@@ -113,7 +118,7 @@ def _build(settings: Settings) -> Hosting:
         )
 
     default_row = catalog.get(DEFAULT_COLLECTION)
-    first = calibration_of(default_row.contract.model, default_row.points)
+    first = calibration_of(default_row.contract, default_row.points)
     options = settings.gallery_options(first.threshold, first.source)
     milvus = settings.milvus()
 
@@ -129,7 +134,7 @@ def _build(settings: Settings) -> Hosting:
                 options.ivf_min_size,
                 options.nprobe,
                 # FAISS IVF makes sure of every face within Identify's threshold (gallery.index.FaceIndex).
-                exact_beyond=calibration_of(row.contract.model, row.points).identification_threshold,
+                exact_beyond=calibration_of(row.contract, row.points).identification_threshold,
                 follow_poll_s=options.follow_poll_s,
                 # Each collection generation has a Milvus collection of its own (gallery/index_milvus.py).
                 milvus_collection=milvus_collection_for(milvus, row.collection_id, generation),

@@ -44,8 +44,8 @@ OpenStorage = Callable[[CollectionRow, int], Storage]
 OpenStore = Callable[[CollectionRow, int, str], FaceStore]
 # Drops a collection's generation's store for good: (collection id, generation).
 DropStore = Callable[[int, int], None]
-# The thresholds of a collection: (its model, its points JSON, "" for the model's defaults).
-CalibrationOf = Callable[[str, str], Calibration]
+# The thresholds of a collection: (its contract, its points JSON, "" for its model's and detector's defaults).
+CalibrationOf = Callable[[Contract, str], Calibration]
 
 
 def open_catalog(home: str, default: Contract, password_file: str = "") -> Catalog:
@@ -131,7 +131,7 @@ class CollectionManager:
 
     def calibration_of(self, row: CollectionRow) -> Calibration:
         """The thresholds a collection row's points make (its model's defaults when it has none)."""
-        return self._calibration_of(row.contract.model, row.points)
+        return self._calibration_of(row.contract, row.points)
 
     def open_store_for(self, row: CollectionRow, generation: int) -> Storage:
         """A collection generation's storage (store, index), opened (created when new) for row.contract's
@@ -320,7 +320,7 @@ class CollectionManager:
 
         def calibration() -> Calibration:
             current = holder.row
-            return self._calibration_of(current.contract.model, current.points)
+            return self._calibration_of(current.contract, current.points)
 
         try:
             # The contract pins every detection and embedding of the collection (gallery/contracted.py).

@@ -99,7 +99,8 @@ def test_translates_faces_and_sizes(served: Served) -> None:
 def test_options_reach_the_detector_with_defaults_filled_in(served: Served) -> None:
     served.detect(GOOD)
     served.detect(GOOD, min_face_size_px=40, min_confidence=0.5, max_faces=2, alignment=2)
-    assert served.fake.calls[0][1] == DetectOptions()
+    # A request naming no model gets the service's default, RetinaFace (DETECTOR_MODEL).
+    assert served.fake.calls[0][1] == DetectOptions(model=DetectorModel.RETINAFACE)
     assert served.fake.calls[1][1].min_face_size_px == 40 and served.fake.calls[1][1].max_faces == 2
     assert served.fake.calls[1][1].alignment.name == "SIMILARITY"
 

@@ -28,10 +28,10 @@ def faiss_storage(home: str, row: CollectionRow, generation: int) -> Storage:
     )
 
 
-def calibration_of(model: str, points: str) -> Calibration:
+def calibration_of(contract: Contract, points: str) -> Calibration:
     if points:
-        return calibration_from_text(points, model, "the collection's points")
-    return default_calibration(model)
+        return calibration_from_text(points, contract.model, "the collection's points")
+    return default_calibration(contract.model, contract.detector)
 
 
 def make_manager(home: str, world: World, open_for: OpenFor = faiss_storage) -> CollectionManager:
