@@ -192,7 +192,7 @@ def in_newcomer_order(sub: argparse._SubParsersAction[Any]) -> None:
 def _add_client_commands(sub: argparse._SubParsersAction[Any]) -> None:
     """The commands that talk to a gallery, the demo and eval."""
     from facerec_app.collections_command import add_collections_command
-    from facerec_app.commands import add_commands
+    from facerec_app.command_parsers import add_commands
 
     add_commands(sub)
     add_collections_command(sub)

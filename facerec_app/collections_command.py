@@ -186,7 +186,7 @@ def _contract_flags(p: argparse.ArgumentParser, when: str) -> None:
 
 
 def add_collections_command(sub: argparse._SubParsersAction[Any]) -> None:
-    from facerec_app.commands import NAME, add_gallery_flags
+    from facerec_app.command_parsers import NAME, add_gallery_flags
 
     top = sub.add_parser(
         "collections",

@@ -8,6 +8,7 @@ import json
 import os
 import sys
 from contextlib import ExitStack
+from dataclasses import asdict
 from functools import partial
 from pathlib import Path
 
@@ -141,15 +142,9 @@ def save_to_collection(args: argparse.Namespace, model: str, report: evaluation.
 
 
 def _sent(point: OperatingPoint) -> facerec_client.OperatingPoint:
-    return facerec_client.OperatingPoint(
-        name=point.name,
-        threshold=point.threshold,
-        far=point.far,
-        far_upper=point.far_upper,
-        tar=point.tar,
-        genuine_pairs=point.genuine_pairs,
-        impostor_pairs=point.impostor_pairs,
-    )
+    # The client's point has the same fields as facerec.calibration's: every one arrives as fitted
+    # (tests/facerec_app/test_collections_command.py).
+    return facerec_client.OperatingPoint(**asdict(point))
 
 
 def folder_reports(

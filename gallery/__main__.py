@@ -25,7 +25,6 @@ from facerec.metrics import ServiceMetrics
 from gallery.backend import (
     Backend,
     BackendSettings,
-    drop_milvus_generation,
     milvus_collection_for,
     open_backend,
 )
@@ -33,7 +32,8 @@ from gallery.clients import DetectorClient, EmbedderClient
 from gallery.collections import CollectionManager
 from gallery.collections import open_catalog as open_collection_catalog
 from gallery.config import DEFAULT_DETECTOR, DEFAULT_MODEL, Settings
-from gallery.namespaces import drop_store, store_location
+from gallery.milvus_upkeep import MilvusUpkeep, drop_generation
+from gallery.namespaces import store_location
 from gallery.ports import DEFAULT_COLLECTION, CollectionRow, Contract
 from gallery.reembed import Reembedder, ReembedSettings
 from gallery.service import SERVICE_NAME, WRITE_METHODS, build_server
@@ -143,18 +143,15 @@ def _build(settings: Settings) -> Hosting:
         backend.start_checkpoints(settings.index_checkpoint_s)
         return backend
 
-    def drop_generation(collection_id: int, generation: int) -> None:
-        """A deleted collection's generation, or the one a re-embed replaced: its store (with its pictures),
-        then its Milvus collection when the index is Milvus. A Milvus out of reach raises Unavailable after
-        the store is gone: a re-embed's drop step runs again until it succeeds."""
-        drop_store(settings.store, collection_id, generation, settings.store_password_file)
-        drop_milvus_generation(milvus, collection_id, generation)
+    # A deleted collection's generation, or the one a re-embed replaced: its store, then its Milvus
+    # collection (one Milvus cannot drop then is left to the sweep of MilvusUpkeep).
+    drop = functools.partial(drop_generation, settings.store, settings.store_password_file, milvus)
 
     try:
         manager = CollectionManager(
             catalog,
             open_storage,
-            drop_generation,
+            drop,
             lambda row, generation, model: open_store(
                 store_location(settings.store, row.collection_id, generation),
                 model,
@@ -181,11 +178,17 @@ def _build(settings: Settings) -> Hosting:
         timeout_s=settings.downstream_timeout_s,
     )
 
+    upkeep = None if milvus is None else MilvusUpkeep(milvus, catalog)
+
     def start() -> None:
         manager.start()
         operations.start_thread()
+        if upkeep is not None:
+            upkeep.start()
 
     def close() -> None:
+        if upkeep is not None:
+            upkeep.stop()
         operations.stop()
         manager.close()
         detector.close()

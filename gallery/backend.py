@@ -77,7 +77,7 @@ def milvus_collection_for(milvus: MilvusSettings | None, collection_id: int, gen
 
 def drop_milvus_generation(milvus: MilvusSettings | None, collection_id: int, generation: int) -> bool:
     """Drops a facerec collection generation's Milvus collection (a deleted collection's, or the one a
-    re-embed replaced): what the CollectionManager's drop_store calls beside gallery.namespaces.drop_store.
+    re-embed replaced), after its store: gallery.milvus_upkeep.drop_generation, the CollectionManager's drop_store.
     False without Milvus or when it was gone already; Unavailable when Milvus cannot be reached."""
     if milvus is None:
         return False

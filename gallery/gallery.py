@@ -101,6 +101,7 @@ class Gallery:
         identities = Identities(storage, self._refit_svm)
         self.list_identities = identities.list_identities
         self.get_identity = identities.get_identity
+        self.identity_page = identities.identity_page
         self.face_embeddings = identities.face_embeddings
         self.face_picture = identities.face_picture
         self.face_pictures = identities.face_pictures

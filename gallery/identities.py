@@ -33,7 +33,21 @@ class Identities:
         return rows, ""
 
     def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
+        """An identity and all its faces, for in-process use (tools, tests); a request reads identity_page."""
         return self._store.get_identity(validation.identity(identity))
+
+    def identity_page(
+        self, identity: str, page_size: int = 0, page_token: str = "", with_pictures: bool = False
+    ) -> tuple[IdentityRow, list[FaceRow], str]:
+        """An identity (its whole face count), a page of its faces in face id order, and the token of the
+        next page ("" on the last). A page holds at most 1000 faces, or 32 when their pictures will be sent:
+        what one call reads and answers is bounded however many faces the identity holds."""
+        size = validation.face_page_size(page_size, with_pictures)
+        after = validation.decode_face_page_token(page_token)
+        row, faces = self._store.get_identity(validation.identity(identity), after, size + 1)
+        if len(faces) > size:
+            return row, faces[:size], validation.encode_page_token(str(faces[size - 1].face_id))
+        return row, faces, ""
 
     def face_embeddings(self, identity: str) -> dict[int, NDArray[np.float32]]:
         """face id → unit (d,) embedding of each of the identity's faces (for calibrating on them)."""

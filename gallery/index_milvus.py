@@ -36,6 +36,7 @@ because:
 from __future__ import annotations
 
 import logging
+import re
 import threading
 import time
 from collections.abc import Callable, Sequence
@@ -78,6 +79,14 @@ def collection_name(base: str, collection_id: int, generation: int) -> str:
     if (collection_id, generation) == (_DEFAULT_ID, _FIRST_GENERATION):
         return base
     return f"{base}_c{collection_id}_g{generation}"
+
+
+def generation_of(base: str, name: str) -> tuple[int, int] | None:
+    """The (collection id, generation) whose collection_name(base, ...) is name; None for another name."""
+    if name == base:
+        return _DEFAULT_ID, _FIRST_GENERATION
+    found = re.fullmatch(rf"{re.escape(base)}_c([1-9][0-9]*)_g([1-9][0-9]*)", name)
+    return None if found is None else (int(found[1]), int(found[2]))
 
 
 @dataclass(frozen=True)
@@ -132,13 +141,27 @@ def drop_collection(settings: MilvusSettings) -> bool:
     generation's after a re-embed): its vectors are gone in one call. True when it existed; dropping a
     missing one does nothing, so a drop interrupted and run again finishes. Unavailable when Milvus cannot
     be reached."""
-    client = _connect(settings)
-    try:
+
+    def drop(client: Any) -> bool:
         if not client.has_collection(settings.collection):
             return False
         client.drop_collection(settings.collection)
         log.info("dropped the Milvus collection %s", settings.collection)
         return True
+
+    return _on_milvus(settings, drop)
+
+
+def list_collections(settings: MilvusSettings) -> list[str]:
+    """The names of every collection on the Milvus of settings. Unavailable when it cannot be reached."""
+    return _on_milvus(settings, lambda client: [str(name) for name in client.list_collections()])
+
+
+def _on_milvus(settings: MilvusSettings, work: Callable[[Any], T]) -> T:
+    """work(client) on a client of its own, closed after; any failure of Milvus is Unavailable."""
+    client = _connect(settings)
+    try:
+        return work(client)
     except Exception as exc:
         log.warning("Milvus at %s: %s", settings.uri, exc)
         raise Unavailable(f"The Milvus index at {settings.uri} cannot be reached.") from None

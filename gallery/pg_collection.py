@@ -33,7 +33,9 @@ class CollectionStore:
     def _log_change(self, conn: psycopg.Connection[Any], version: int, op: str, face_ids: list[int]) -> None:
         raise NotImplementedError  # PostgresStore's
 
-    def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
+    def get_identity(
+        self, identity: str, after: int = 0, limit: int | None = None
+    ) -> tuple[IdentityRow, list[FaceRow]]:
         raise NotImplementedError  # PostgresStore's
 
     def picture(self, face_id: int) -> KeptPicture:
@@ -72,7 +74,7 @@ class CollectionStore:
         then added (two versions), so a follower re-reads their identity. NotFound; AlreadyExists."""
         check_identity(new_name)
         if new_name == identity:
-            return self.get_identity(identity)[0]  # nothing to change (NotFound if unknown)
+            return self.get_identity(identity, limit=0)[0]  # nothing to change (NotFound if unknown)
 
         def work(conn: psycopg.Connection[Any]) -> IdentityRow:
             version = self._begin_change(conn)  # a refusal below rolls the version back too

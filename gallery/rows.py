@@ -28,6 +28,11 @@ FACE_COLUMNS = "face_id, identity, embedding, model, image_sha256, box_x, box_y,
 FACE_COLUMNS_WITH_PICTURE = (
     FACE_COLUMNS + ", EXISTS (SELECT 1 FROM pictures p WHERE p.face_id = faces.face_id)"
 )
+# An identity's creation time and face count, for a query ending in its name's placeholder.
+IDENTITY_WITH_COUNT = (
+    "SELECT created_at_ms, (SELECT COUNT(*) FROM faces f WHERE f.identity = i.name) FROM identities i"
+    " WHERE i.name ="
+)
 
 
 @dataclass(frozen=True)

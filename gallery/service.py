@@ -152,22 +152,21 @@ class GalleryServicer(CollectionRpcs, gallery_pb2_grpc.GalleryServicer):
         self, request: gallery_pb2.GetIdentityRequest, context: grpc.ServicerContext
     ) -> gallery_pb2.GetIdentityResponse:
         gallery = self._route(request.collection)
-        row, faces = gallery.get_identity(request.identity)
+        row, faces, token = gallery.identity_page(
+            request.identity, request.page_size, request.page_token, request.include_pictures
+        )
         records = [_face_record(f) for f in faces]
         if request.include_embeddings:
-            vectors = gallery.face_embeddings(request.identity)
-            for record in records:
-                vector = vectors.get(record.face_id)
-                if vector is not None:  # a face removed between the two reads has none
-                    record.embedding.CopyFrom(
-                        common_pb2.Embedding(values=vector.tolist(), model=record.model)
-                    )
+            for record, face in zip(records, faces, strict=True):
+                record.embedding.CopyFrom(
+                    common_pb2.Embedding(values=face.embedding.tolist(), model=record.model)
+                )
         if request.include_pictures:
             kept = gallery.face_pictures([r.face_id for r in records])
             for record in records:
                 if record.face_id in kept:
                     record.picture.CopyFrom(_picture(record.face_id, kept[record.face_id]))
-        return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=records)
+        return gallery_pb2.GetIdentityResponse(identity=_summary(row), faces=records, next_page_token=token)
 
     def RemoveIdentity(
         self, request: gallery_pb2.RemoveIdentityRequest, context: grpc.ServicerContext

@@ -32,7 +32,9 @@ class CollectionStore:
     def _set_meta(self, key: str, value: str) -> None:
         raise NotImplementedError  # gallery.store.Store's
 
-    def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
+    def get_identity(
+        self, identity: str, after: int = 0, limit: int | None = None
+    ) -> tuple[IdentityRow, list[FaceRow]]:
         raise NotImplementedError  # gallery.store.Store's
 
     def picture(self, face_id: int) -> KeptPicture:
@@ -68,7 +70,7 @@ class CollectionStore:
         then added (two versions), so a follower re-reads their identity. NotFound; AlreadyExists."""
         check_identity(new_name)
         if new_name == identity:
-            return self.get_identity(identity)[0]  # nothing to change (NotFound if unknown)
+            return self.get_identity(identity, limit=0)[0]  # nothing to change (NotFound if unknown)
         with self._lock, self._transaction():
             row = self._db.execute(
                 "SELECT created_at_ms FROM identities WHERE name = ?", (identity,)

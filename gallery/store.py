@@ -317,11 +317,16 @@ class Store(CollectionStore):
             if identity and self._classifier.names(identity):
                 self._classifier.discard()
 
-    def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
-        """An identity and its faces in face_id order. NotFound if unknown."""
+    def get_identity(
+        self, identity: str, after: int = 0, limit: int | None = None
+    ) -> tuple[IdentityRow, list[FaceRow]]:
+        """An identity (with its whole face count) and its faces with face_id > after in face_id order, at
+        most limit (None: all). NotFound if unknown."""
         with self._lock:
             row = self._db.execute(
-                "SELECT created_at_ms FROM identities WHERE name = ?", (identity,)
+                "SELECT created_at_ms, (SELECT COUNT(*) FROM faces WHERE identity = ?)"
+                " FROM identities WHERE name = ?",
+                (identity, identity),
             ).fetchone()
             if row is None:
                 raise NotFound(f"No identity {identity!r} in the gallery.")
@@ -330,11 +335,11 @@ class Store(CollectionStore):
                 for r in self._db.execute(
                     "SELECT face_id, identity, embedding, model, image_sha256, box_x, box_y, box_w, box_h,"
                     " created_at_ms, EXISTS (SELECT 1 FROM pictures p WHERE p.face_id = faces.face_id)"
-                    " FROM faces WHERE identity = ? ORDER BY face_id",
-                    (identity,),
+                    " FROM faces WHERE identity = ? AND face_id > ? ORDER BY face_id LIMIT ?",
+                    (identity, after, -1 if limit is None else limit),
                 )
             ]
-        return IdentityRow(identity, len(faces), int(row[0])), faces
+        return IdentityRow(identity, int(row[1]), int(row[0])), faces
 
     def has_identity(self, identity: str) -> bool:
         with self._lock:

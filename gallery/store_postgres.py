@@ -27,6 +27,7 @@ from gallery.rows import (
     ADD,
     CHANGE_LOG_KEEP_MS,
     FACE_COLUMNS_WITH_PICTURE,
+    IDENTITY_WITH_COUNT,
     PRUNE_EVERY_VERSIONS,
     REMOVE,
     Change,
@@ -323,21 +324,24 @@ class PostgresStore(CollectionStore):
 
         return self._run(work, write=True)
 
-    def get_identity(self, identity: str) -> tuple[IdentityRow, list[FaceRow]]:
-        """An identity and its faces in face_id order. NotFound if unknown."""
+    def get_identity(
+        self, identity: str, after: int = 0, limit: int | None = None
+    ) -> tuple[IdentityRow, list[FaceRow]]:
+        """As gallery.store.Store.get_identity: a page of faces with face_id > after, the whole count."""
 
         def work(conn: psycopg.Connection[Any]) -> tuple[IdentityRow, list[FaceRow]]:
-            row = conn.execute("SELECT created_at_ms FROM identities WHERE name = %s", (identity,)).fetchone()
+            row = conn.execute(f"{IDENTITY_WITH_COUNT} %s", (identity,)).fetchone()
             if row is None:
                 raise NotFound(f"No identity {identity!r} in the gallery.")
             faces = [
                 face_row(r)
                 for r in conn.execute(
-                    f"SELECT {FACE_COLUMNS_WITH_PICTURE} FROM faces WHERE identity = %s ORDER BY face_id",
-                    (identity,),
+                    f"SELECT {FACE_COLUMNS_WITH_PICTURE} FROM faces WHERE identity = %s AND face_id > %s"
+                    " ORDER BY face_id LIMIT %s",
+                    (identity, after, limit),
                 )
             ]
-            return IdentityRow(identity, len(faces), int(row[0])), faces
+            return IdentityRow(identity, int(row[1]), int(row[0])), faces
 
         return self._run(work, atomic=True)
 

@@ -30,6 +30,10 @@ DEFAULT_TOP_K = 5
 MAX_TOP_K = 100
 DEFAULT_PAGE_SIZE = 100
 MAX_PAGE_SIZE = 1000
+# GetIdentity's pages: faces are small (~0.6 KB with the embedding), kept pictures are not (~26 KB each, up
+# to a few hundred KB for a 320 px JPEG q98 of noise), so a page carrying pictures holds fewer faces.
+MAX_FACES_PER_PAGE = 1000
+MAX_PICTURES_PER_PAGE = 32
 
 
 def identity(name: str) -> str:
@@ -199,6 +203,31 @@ def page_size(value: int) -> int:
             field="page_size",
         )
     return value
+
+
+def face_page_size(value: int, with_pictures: bool) -> int:
+    """Faces per GetIdentity page: 1..1000, or 1..32 with their pictures; 0 means the most."""
+    most = MAX_PICTURES_PER_PAGE if with_pictures else MAX_FACES_PER_PAGE
+    if value == 0:
+        return most
+    if not 1 <= value <= most:
+        kind = "faces with their pictures" if with_pictures else "faces"
+        raise InvalidInput(
+            f"page_size must be between 1 and {most} for {kind} (0 for {most}), not {value}.",
+            field="page_size",
+        )
+    return value
+
+
+def decode_face_page_token(token: str) -> int:
+    """The face id a GetIdentity page token continues after; 0 for the first page. InvalidInput for a
+    forged token."""
+    text = decode_page_token(token)
+    if not text:
+        return 0
+    if not text.isascii() or not text.isdigit():
+        raise InvalidInput("The page token is not one this gallery issued.", field="page_token")
+    return int(text)
 
 
 def encode_page_token(last_identity: str) -> str:

@@ -376,7 +376,7 @@ def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, s
         tags=["identities"],
         operation_id="GetIdentity" + suffix,
         description=rpc("Gallery.GetIdentity"),
-        summary="One identity and its faces (with their embeddings for an rw token)",
+        summary="One identity and a page of its faces (with their embeddings for an rw token)",
     )
     async def get_identity(
         identity: Annotated[str, Path(description=doc("GetIdentityRequest.identity"))],
@@ -392,12 +392,18 @@ def _gallery_routes(router: APIRouter, settings: Settings, channels: Channels, s
         include_pictures: Annotated[
             bool, Query(description=doc("GetIdentityRequest.include_pictures") + " Base64 in JSON.")
         ] = False,
+        page_size: Annotated[int, Query(ge=0, le=1000, description=doc("GetIdentityRequest.page_size"))] = 0,
+        page_token: Annotated[
+            str, Query(max_length=1024, description=doc("GetIdentityRequest.page_token"))
+        ] = "",
     ) -> Any:
         message = gallery_pb2.GetIdentityRequest(
             identity=identity,
             include_embeddings=include_embeddings,
             include_pictures=include_pictures,
             collection=collection,
+            page_size=page_size,
+            page_token=page_token,
         )
         return answer(await channels.gallery.call("GetIdentity", message, auth))
 

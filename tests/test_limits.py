@@ -52,6 +52,7 @@ def test_the_limits_table_names_real_settings_with_their_defaults(tmp_path: Path
         assert getattr(settings[service], field) == float(default), f"{service}_{name}"
     # The fixed limits the table states.
     assert (validation.MAX_IDENTITY_CHARS, validation.MAX_TOP_K, validation.MAX_PAGE_SIZE) == (128, 100, 1000)
+    assert (validation.MAX_FACES_PER_PAGE, validation.MAX_PICTURES_PER_PAGE) == (1000, 32)
     assert (MIN_SIDE_PX, security.MIN_TOKEN_CHARS) == (12, 16)
     assert (ImageLimits().max_pixels_per_byte, ImageLimits().pixels_free_of_ratio) == (1024, 1_000_000)
     # The security settings the last table names exist on every service.

@@ -242,11 +242,19 @@ function identityItem(person) {
 
 // Each face of the identity: its kept picture (fetched with the token, shown from a blob: URL), or a
 // placeholder for a face kept without one; each with its own Remove.
+// The gallery answers an identity's faces in pages of 1000: read them all.
 async function showFaces(name, gallery) {
-  const answer = await api("GET", inCollection(`/identities/${encodeURIComponent(name)}`));
+  const faces = [];
+  let token = "";
+  do {
+    const query = token ? `?page_token=${encodeURIComponent(token)}` : "";
+    const page = await api("GET", inCollection(`/identities/${encodeURIComponent(name)}${query}`));
+    faces.push(...page.faces);
+    token = page.next_page_token || "";
+  } while (token);
   gallery.querySelectorAll("img").forEach((img) => URL.revokeObjectURL(img.src));
   gallery.replaceChildren();
-  for (const face of answer.faces) {
+  for (const face of faces) {
     const thumb = document.createElement("figure");
     thumb.className = "thumb";
     thumb.dataset.faceId = String(face.face_id);

@@ -1,18 +1,26 @@
 """facerec_client's collections: every call names its collection (the call's, else the client's, else
 "" = default; the one-liners read FACEREC_COLLECTION), the collections' calls answer typed dataclasses,
 wait_operation polls an operation to its end, and AsyncGallery does the same; against an in-process
-gallery that records what it is sent (the real services: tests/e2e)."""
+gallery that records what it is sent (the real services: tests/e2e), and identity() reading every page of a
+real in-process gallery."""
 
 from __future__ import annotations
 
 import asyncio
 from collections.abc import Iterator
+from pathlib import Path
 
 import grpc
 import numpy as np
 import pytest
 
 import facerec_client
+from facerec.server import Health
+from gallery.config import Settings
+from gallery.rows import KeptPicture, NewFace
+from gallery.service import SERVICE_NAME, build_server
+from tests.support.collections import make_manager
+from tests.support.gallery import World
 from tests.support.recorded_gallery import Recorded, recorded_gallery
 
 
@@ -175,3 +183,46 @@ def test_an_unreachable_gallerys_operation_wait_fails_in_one_sentence() -> None:
         with pytest.raises(facerec_client.Unavailable) as caught:
             client.wait_operation("operations/1")
     assert caught.value.code == grpc.StatusCode.UNAVAILABLE
+
+
+def test_identity_reads_every_page_of_a_real_gallery(tmp_path: Path) -> None:
+    """A real gallery (SQLite, FAISS) answers an identity of 1,040 faces in pages (1000, or 32 with
+    pictures); identity() in both clients gives every face, and every kept picture, in face id order."""
+    world = World(people=2)
+    manager = make_manager(str(tmp_path / "g.sqlite"), world)
+    settings = Settings(
+        store=tmp_path / "g.sqlite", calibration_path=tmp_path / "c.json", host="127.0.0.1", port=0
+    )
+    server, port = build_server(settings, manager, Health([SERVICE_NAME]))
+    server.start()
+    try:
+        rng = np.random.default_rng(5)
+        vectors = rng.normal(size=(1040, len(world.vectors[0]))).astype(np.float32)
+        vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+        kept = [
+            KeptPicture(b"face-%d" % i, "image/jpeg", 320, 320, (80.0, 80.0, 160.0, 160.0)) for i in range(40)
+        ]
+        storage = manager.storage("default")
+        with storage.write_lock:
+            ids = storage.store.add_faces(
+                "ann", [NewFace(v, f"s{i}", None, kept[i] if i < 40 else None) for i, v in enumerate(vectors)]
+            )
+            storage.index.add(np.array(ids, np.int64), vectors)
+        address = f"127.0.0.1:{port}"
+        with facerec_client.Gallery(address) as client:
+            plain = client.identity("ann")
+            pictured = client.identity("ann", include_pictures=True)
+
+        async def read() -> facerec_client.Identity:
+            async with facerec_client.AsyncGallery(address) as aio:
+                return await aio.identity("ann", include_embeddings=True)
+
+        embedded = asyncio.run(read())
+    finally:
+        server.stop(0)
+        manager.close()
+    assert [f.face_id for f in plain.faces] == ids and plain.face_count == 1040
+    assert [f.face_id for f in pictured.faces] == ids
+    assert [f.picture.data for f in pictured.faces if f.picture is not None] == [k.data for k in kept]
+    assert [f.face_id for f in embedded.faces] == ids
+    assert np.allclose([f.embedding for f in embedded.faces], vectors)

@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facerec.calibration_proto import point_proto
 from facerec_app import evaluation
 from facerec_app.cli import main
 from facerec_app.evaluate_command import save_to_collection
@@ -152,8 +153,9 @@ def test_eval_on_a_gallery_saves_its_points_in_the_collection(gallery) -> None:
         method == "SetOperatingPoints" and sent.collection == "archive" and sent.model == "facenet-keras-128"
     )
     assert sent.operating_point == report.operating_point
-    assert {p.name for p in sent.operating_points} == {p.name for p in report.points}
-    assert sent.identification_point.name == report.identification.point.name
+    # Every field of every point arrives as fitted.
+    assert list(sent.operating_points) == [point_proto(p) for p in report.points]
+    assert sent.identification_point == point_proto(report.identification.point)
     assert said.startswith(f"saved thresholds for facenet-keras-128 to collection archive of {address}")
 
 

@@ -152,3 +152,25 @@ def test_a_collection_that_keeps_source_pictures_keeps_the_bytes_enrolled(
     data = detector.picture(world.train["person-0"][0])
     face_id = gallery.enroll("person-0", [data])[0].face_id
     assert gallery._store.source_picture(face_id) == data
+
+
+def test_an_identitys_faces_are_read_in_pages_on_both_stores(
+    store_location: str, opened: list[Gallery]
+) -> None:
+    world = World(people=2)
+    gallery, _ = open_at(store_location, world, opened)
+    enroll_people(gallery, world, world.names[:1])
+    name = world.names[0]
+    _, every = gallery.get_identity(name)
+    seen, token, sizes = [], "", []
+    while True:
+        row, faces, token = gallery.identity_page(name, page_size=1, page_token=token, with_pictures=True)
+        sizes.append(len(faces))
+        seen += [f.face_id for f in faces]
+        if not token:
+            break
+    assert seen == [f.face_id for f in every] and sizes == [1] * len(every) and row.face_count == len(every)
+    _, whole, last = gallery.identity_page(name)
+    assert len(every) > 1 and [f.face_id for f in whole] == [f.face_id for f in every] and last == ""
+    with pytest.raises(InvalidInput, match="between 1 and 32"):
+        gallery.identity_page(name, page_size=33, with_pictures=True)

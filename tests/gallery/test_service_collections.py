@@ -320,3 +320,66 @@ def test_identities_are_renamed_and_kept_pictures_served_per_collection(served, 
     assert _code(stub.RenameIdentity, unknown) == grpc.StatusCode.NOT_FOUND
     elsewhere = gallery_pb2.RenameIdentityRequest(identity="Alice B.", new_name="y")
     assert _code(stub.RenameIdentity, elsewhere) == grpc.StatusCode.NOT_FOUND
+
+
+def test_an_identitys_faces_come_in_bounded_pages_and_every_face_and_picture_is_reached(
+    served, world: World
+) -> None:  # type: ignore[no-untyped-def]
+    """More faces than a page holds (1000) and more kept pictures than a page with pictures holds (32):
+    each answer stays within its page, and following the tokens reaches every face and every picture."""
+    stub, manager = served
+    stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name="many"), timeout=30)
+    storage, alice = manager.storage("many"), world.names[0]
+    rng = np.random.default_rng(7)
+    vectors = rng.normal(size=(1003, len(world.vectors[0]))).astype(np.float32)
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    kept = [
+        KeptPicture(b"\xff\xd8face-%d" % i, "image/jpeg", 320, 320, (80.0, 80.0, 160.0, 160.0))
+        for i in range(40)
+    ]
+    faces = [
+        NewFace(v, f"sha-{i}", (1.0, 2.0, 3.0, 4.0), kept[i] if i < 40 else None)
+        for i, v in enumerate(vectors)
+    ]
+    with storage.write_lock:
+        ids = storage.store.add_faces(alice, faces)
+        storage.index.add(np.array(ids, np.int64), vectors)
+
+    def pages(**fields: object) -> list[gallery_pb2.GetIdentityResponse]:
+        got, token = [], ""
+        while True:
+            request = gallery_pb2.GetIdentityRequest(
+                collection="many", identity=alice, page_token=token, **fields
+            )
+            got.append(stub.GetIdentity(request, timeout=30))
+            token = got[-1].next_page_token
+            if not token:
+                return got
+
+    with_pictures = pages(include_pictures=True)
+    assert [len(p.faces) for p in with_pictures] == [32] * 31 + [11]
+    assert {p.identity.face_count for p in with_pictures} == {1003}
+    assert [f.face_id for p in with_pictures for f in p.faces] == ids
+    pictured = {f.face_id: f.picture.data for p in with_pictures for f in p.faces if f.HasField("picture")}
+    assert pictured == {ids[i]: kept[i].data for i in range(40)}
+
+    plain = pages(include_embeddings=True)
+    assert [len(p.faces) for p in plain] == [1000, 3] and not plain[0].faces[40].has_picture
+    assert np.allclose([f.embedding.values for p in plain for f in p.faces], vectors)
+    assert [len(p.faces) for p in pages(page_size=400)] == [400, 400, 203]
+
+    refused = [
+        gallery_pb2.GetIdentityRequest(
+            collection="many", identity=alice, include_pictures=True, page_size=33
+        ),
+        gallery_pb2.GetIdentityRequest(collection="many", identity=alice, page_size=1001),
+        gallery_pb2.GetIdentityRequest(collection="many", identity=alice, page_size=-1),
+        gallery_pb2.GetIdentityRequest(collection="many", identity=alice, page_token="not a token"),
+        # A ListIdentities token names an identity, not a face.
+        gallery_pb2.GetIdentityRequest(collection="many", identity=alice, page_token="YWxpY2U="),
+    ]
+    for request in refused:
+        assert _code(stub.GetIdentity, request) == grpc.StatusCode.INVALID_ARGUMENT, request
+    assert stub.GetIdentity(
+        gallery_pb2.GetIdentityRequest(collection="many", identity=alice), timeout=30
+    ).faces

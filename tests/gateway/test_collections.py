@@ -222,3 +222,10 @@ def test_what_names_its_collection_in_the_body_or_the_answer_is_checked_there(
     # The fake's operation works on `archive`: the door's token may not read it.
     polled = scoped.get("/v1/operations/7", headers=bearer(DOOR_ADMIN))
     assert polled.status_code == 403 and polled.json()["code"] == "PERMISSION_DENIED"
+
+
+def test_an_identitys_page_reaches_the_gallery(http: httpx.Client, fake: Fake) -> None:
+    params = {"include_pictures": "true", "page_size": "32", "page_token": "MTA="}
+    assert http.get("/v1/collections/archive/identities/ada", params=params).status_code == 200
+    sent = fake.last("GetIdentity").request
+    assert (sent.page_size, sent.page_token, sent.include_pictures) == (32, "MTA=", True)

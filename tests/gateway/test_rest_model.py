@@ -151,3 +151,36 @@ def test_represent_over_grpc_and_http_gives_the_real_faces_and_embeddings_and_st
     assert small.faces[0].quality.not_identifiable == gallery_pb2.FACE_TOO_SMALL
     after = http.get("/v1/stats").json()
     assert (after["identities"], after["faces"]) == (before["identities"], before["faces"])
+
+
+def test_an_identitys_faces_and_pictures_come_in_pages_through_the_gateway(
+    http: httpx.Client, train_images
+) -> None:
+    """Faces in pages of page_size, pictures in pages of at most 32: next_page_token leads on to every face."""
+    who = "paged-identity"
+    assert enroll(http, who, pictures(train_images, "madonna", 3)).status_code == 200
+    rng = np.random.default_rng(3)
+    vectors = rng.normal(size=(40, 128))
+    vectors /= np.linalg.norm(vectors, axis=1, keepdims=True)
+    embeddings = [v.tolist() for v in vectors]
+    assert http.post("/v1/enroll", json={"identity": who, "embeddings": embeddings}).status_code == 200
+    try:
+        sizes, pictured, token = [], 0, ""
+        while True:
+            page = http.get(
+                f"/v1/identities/{who}",
+                params={"include_pictures": "true", "page_size": 2, "page_token": token},
+            ).json()
+            sizes.append(len(page["faces"]))
+            pictured += sum(1 for f in page["faces"] if (f.get("picture") or {}).get("data"))
+            token = page.get("next_page_token", "")
+            if not token:
+                break
+        assert page["identity"]["face_count"] == 43 and sizes == [2] * 21 + [1] and pictured == 3
+        first = http.get(f"/v1/identities/{who}").json()
+        assert len(first["faces"]) == 43 and not first.get("next_page_token")
+        over = http.get(f"/v1/identities/{who}", params={"include_pictures": "true", "page_size": 33})
+        assert over.status_code == 400 and "between 1 and 32" in over.json()["message"], over.text
+        assert http.get(f"/v1/identities/{who}", params={"page_size": 1001}).status_code == 400
+    finally:
+        http.delete(f"/v1/identities/{who}")

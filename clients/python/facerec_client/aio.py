@@ -17,6 +17,7 @@ from facerec_client.errors import from_rpc_error
 from facerec_client.pictures import Picture
 from facerec_client.results import (
     EnrollResult,
+    FaceRecord,
     IdentifyResult,
     Identity,
     SearchHit,
@@ -161,14 +162,14 @@ class AsyncGallery(AsyncCollectionCalls):
         collection: str | None = None,
         timeout_s: float | None = None,
     ) -> Identity:
-        request = gallery_pb2.GetIdentityRequest(
-            identity=name,
-            include_embeddings=include_embeddings,
-            include_pictures=include_pictures,
-            collection=self._in(collection),
-        )
-        reply = await self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
-        return Requests.identity(reply)
+        request = Requests.identity_page(name, include_embeddings, include_pictures, self._in(collection))
+        faces: list[FaceRecord] = []
+        while True:  # every page, as Gallery.identity
+            reply = await self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
+            faces.extend(FaceRecord.of(f) for f in reply.faces)
+            request.page_token = reply.next_page_token
+            if not request.page_token:
+                return Identity.of(reply.identity, tuple(faces))
 
     async def remove_identity(
         self, name: str, *, collection: str | None = None, timeout_s: float | None = None

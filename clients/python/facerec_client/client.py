@@ -162,6 +162,18 @@ class Requests:
     """The requests of each method and the readers of their answers, shared by Gallery and AsyncGallery."""
 
     @staticmethod
+    def identity_page(
+        name: str, include_embeddings: bool, include_pictures: bool, collection: str
+    ) -> gallery_pb2.GetIdentityRequest:
+        """The first page's request; each next one is it with the page_token of the answer before."""
+        return gallery_pb2.GetIdentityRequest(
+            identity=name,
+            include_embeddings=include_embeddings,
+            include_pictures=include_pictures,
+            collection=collection,
+        )
+
+    @staticmethod
     def enroll(
         identity: str,
         pictures: Picture | Iterable[Picture],
@@ -224,10 +236,6 @@ class Requests:
         return tuple(
             SearchHit(face_id=h.face_id, identity=h.identity, distance=h.distance) for h in reply.hits
         )
-
-    @staticmethod
-    def identity(reply: gallery_pb2.GetIdentityResponse) -> Identity:
-        return Identity.of(reply.identity, tuple(FaceRecord.of(f) for f in reply.faces))
 
     @staticmethod
     def train(reply: gallery_pb2.TrainResponse) -> TrainResult:
@@ -388,17 +396,17 @@ class Gallery(CollectionCalls):
         collection: str | None = None,
         timeout_s: float | None = None,
     ) -> Identity:
-        """An enrolled identity with its faces (and their embeddings when asked: needs a read-write token;
-        and their kept pictures when asked)."""
-        request = gallery_pb2.GetIdentityRequest(
-            identity=name,
-            include_embeddings=include_embeddings,
-            include_pictures=include_pictures,
-            collection=self._in(collection),
-        )
-        return Requests.identity(
-            self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
-        )
+        """An enrolled identity with all its faces (and their embeddings when asked: needs a read-write token;
+        and their kept pictures when asked). The gallery answers the faces in pages (1000 faces, or 32 with
+        their pictures); this reads every page, each with its own deadline."""
+        request = Requests.identity_page(name, include_embeddings, include_pictures, self._in(collection))
+        faces: list[FaceRecord] = []
+        while True:
+            reply = self._call("GetIdentity", request, gallery_pb2.GetIdentityResponse, timeout_s)
+            faces.extend(FaceRecord.of(f) for f in reply.faces)
+            request.page_token = reply.next_page_token
+            if not request.page_token:
+                return Identity.of(reply.identity, tuple(faces))
 
     def remove_identity(
         self, name: str, *, collection: str | None = None, timeout_s: float | None = None

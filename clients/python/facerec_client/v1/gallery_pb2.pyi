@@ -245,16 +245,20 @@ class ListIdentitiesResponse(_message.Message):
     def __init__(self, identities: _Optional[_Iterable[_Union[IdentitySummary, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class GetIdentityRequest(_message.Message):
-    __slots__ = ("identity", "include_embeddings", "include_pictures", "collection")
+    __slots__ = ("identity", "include_embeddings", "include_pictures", "collection", "page_size", "page_token")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_EMBEDDINGS_FIELD_NUMBER: _ClassVar[int]
     INCLUDE_PICTURES_FIELD_NUMBER: _ClassVar[int]
     COLLECTION_FIELD_NUMBER: _ClassVar[int]
+    PAGE_SIZE_FIELD_NUMBER: _ClassVar[int]
+    PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     identity: str
     include_embeddings: bool
     include_pictures: bool
     collection: str
-    def __init__(self, identity: _Optional[str] = ..., include_embeddings: _Optional[bool] = ..., include_pictures: _Optional[bool] = ..., collection: _Optional[str] = ...) -> None: ...
+    page_size: int
+    page_token: str
+    def __init__(self, identity: _Optional[str] = ..., include_embeddings: _Optional[bool] = ..., include_pictures: _Optional[bool] = ..., collection: _Optional[str] = ..., page_size: _Optional[int] = ..., page_token: _Optional[str] = ...) -> None: ...
 
 class FaceRecord(_message.Message):
     __slots__ = ("face_id", "identity", "box", "image_sha256", "created_at_ms", "model", "embedding", "has_picture", "picture")
@@ -279,12 +283,14 @@ class FaceRecord(_message.Message):
     def __init__(self, face_id: _Optional[int] = ..., identity: _Optional[str] = ..., box: _Optional[_Union[_common_pb2.Box, _Mapping]] = ..., image_sha256: _Optional[str] = ..., created_at_ms: _Optional[int] = ..., model: _Optional[str] = ..., embedding: _Optional[_Union[_common_pb2.Embedding, _Mapping]] = ..., has_picture: _Optional[bool] = ..., picture: _Optional[_Union[FacePicture, _Mapping]] = ...) -> None: ...
 
 class GetIdentityResponse(_message.Message):
-    __slots__ = ("identity", "faces")
+    __slots__ = ("identity", "faces", "next_page_token")
     IDENTITY_FIELD_NUMBER: _ClassVar[int]
     FACES_FIELD_NUMBER: _ClassVar[int]
+    NEXT_PAGE_TOKEN_FIELD_NUMBER: _ClassVar[int]
     identity: IdentitySummary
     faces: _containers.RepeatedCompositeFieldContainer[FaceRecord]
-    def __init__(self, identity: _Optional[_Union[IdentitySummary, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[FaceRecord, _Mapping]]] = ...) -> None: ...
+    next_page_token: str
+    def __init__(self, identity: _Optional[_Union[IdentitySummary, _Mapping]] = ..., faces: _Optional[_Iterable[_Union[FaceRecord, _Mapping]]] = ..., next_page_token: _Optional[str] = ...) -> None: ...
 
 class RemoveIdentityRequest(_message.Message):
     __slots__ = ("identity", "collection")
