@@ -164,20 +164,21 @@ def test_the_gateway_of_facerec_serve_identifies_a_posted_picture(served, val_im
 def test_verify_two_pictures_of_one_person(served, val_images) -> None:
     _, addresses = served
     same = [p for who, p in val_images if who == "madonna"]
-    # These two lie about 1.12 apart: beyond the default far_1e-3 (int8: 1.076), within far_1e-2 (1.215).
-    done = facerec("verify", str(same[0]), str(same[1]), "--gallery", addresses["gallery"])
-    assert done.returncode == 3 and "(threshold 1.076 at far_1e-3)" in done.stdout, done.stderr
+    # On RetinaFace's crops these two lie 1.136 apart: beyond the default far_1e-3 (int8: 1.1315), within
+    # far_1e-2 (1.224).
+    done = facerec("verify", str(same[0]), str(same[3]), "--gallery", addresses["gallery"])
+    assert done.returncode == 3 and "(threshold 1.132 at far_1e-3)" in done.stdout, done.stderr
     done = facerec(
         "verify",
         str(same[0]),
-        str(same[1]),
+        str(same[3]),
         "--gallery",
         addresses["gallery"],
         "--operating-point",
         "far_1e-2",
     )
     assert done.returncode == 0, done.stderr
-    assert done.stdout.startswith("same person") and "(threshold 1.215 at far_1e-2)" in done.stdout
+    assert done.stdout.startswith("same person") and "(threshold 1.224 at far_1e-2)" in done.stdout
 
 
 def test_eval_writes_report_and_plot_and_saved_threshold_is_used(

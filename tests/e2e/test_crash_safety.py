@@ -75,8 +75,14 @@ def _check(address: str, store: Path, acknowledged: dict[int, str]) -> int:
         assert stats.index_size == stats.faces
         present: dict[int, str] = {}
         for identity in sorted(set(acknowledged.values())):
-            reply = stub.GetIdentity(gallery_pb2.GetIdentityRequest(identity=identity), timeout=10)
-            present |= {face.face_id: face.identity for face in reply.faces}
+            token = ""
+            while True:  # an identity's faces come in pages of at most 1000
+                request = gallery_pb2.GetIdentityRequest(identity=identity, page_token=token)
+                reply = stub.GetIdentity(request, timeout=10)
+                present |= {face.face_id: face.identity for face in reply.faces}
+                token = reply.next_page_token
+                if not token:
+                    break
         lost = {face_id for face_id, identity in acknowledged.items() if present.get(face_id) != identity}
         assert not lost, f"{len(lost)} acknowledged faces lost, e.g. {sorted(lost)[:5]}"
         assert stats.faces == len(present)  # every face belongs to one of the clients' identities
