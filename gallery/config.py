@@ -24,9 +24,9 @@ DEFAULT_PORT = 50053
 # The model the gallery assumes when the embedder cannot be asked at start (it is checked on every embed).
 # The embedder's default precision is int8 (EMBEDDER_PRECISION), whose vectors go by this name.
 DEFAULT_MODEL = "facenet-keras-128-int8"
-# The detector of new collections when GALLERY_DETECTOR_MODEL is empty. RetinaFace: a third of MTCNN's CPU a
-# picture, and FaceNet separates its crops better (equal error rate 1.4% against 3.1% on the 118 pictures);
-# MTCNN stays for collections that need its 20-40 px and turned faces (bench/RESULTS.md).
+# The detector of new collections when GALLERY_DETECTOR_MODEL is empty. RetinaFace: half MTCNN's CPU a
+# picture, and FaceNet separates its crops better (equal error rate 2.4% against 3.1% on the 118 pictures);
+# MTCNN stays for collections that need its 20-40 px faces (bench/RESULTS.md).
 DEFAULT_DETECTOR = "retinaface"
 
 
