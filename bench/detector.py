@@ -6,6 +6,7 @@
     .venv/bin/python -m bench.detector --cases    # both models side by side on the case sets (below)
     .venv/bin/python -m bench.detector --process  # the real detector process: CPU a picture, memory
     .venv/bin/python -m bench.detector --cpu      # in process, one model thread: CPU a picture at batch 1 and 8
+    .venv/bin/python -m bench.detector --large    # 1600x1200 pictures: P-Net over strips beside whole levels
 
 --cases makes its pictures at run time from the fetched data set (tests/support/faces.py, nothing kept):
 the 118 pictures, group composites, faces cut by each edge of the frame, faces of 20-40 px and turned
@@ -90,7 +91,17 @@ def main(argv: Sequence[str] | None = None) -> int:
     parser.add_argument(
         "--cpu", action="store_true", help="in process, one model thread: CPU ms a picture at batch 1 and 8"
     )
+    parser.add_argument(
+        "--large",
+        action="store_true",
+        help="MTCNN on 1600x1200 pictures: P-Net over strips beside whole levels",
+    )
+    parser.add_argument("--large-child", choices=("whole", "strips"), help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
+    if args.large_child:
+        return large_child(args.large_child)
+    if args.large:
+        return large_figures()
     if args.cpu:
         return cpu_figures(args.model)
     if args.cases:
@@ -274,6 +285,54 @@ def cpu_figures(model: str, repeats: int = 3) -> int:
         out(
             f"batch {batch}: best {min(passes):.1f}  median {float(np.median(passes)):.1f}  (wall ms a picture: {walls})\n"
         )
+    return 0
+
+
+def large_figures(rounds: int = 2) -> int:
+    """MTCNN on six of the pictures enlarged to 1600x1200 (the largest a picture is searched at), one model
+    thread: P-Net over strips (detector_service.strips, as served) beside P-Net on whole pyramid levels, each
+    in a fresh process (peak memory is a process's), alternating; CPU ms a picture and peak resident MiB."""
+    import subprocess
+
+    out = sys.stdout.write
+    out("MTCNN, 6 pictures enlarged to 1600x1200, 1 model thread: CPU ms a picture, peak RSS MiB, faces\n")
+    for _ in range(rounds):
+        for mode in ("whole", "strips"):
+            done = subprocess.run(
+                [sys.executable, "-m", "bench.detector", "--large-child", mode],
+                capture_output=True,
+                text=True,
+                check=True,
+            )
+            out(done.stdout.strip().splitlines()[-1] + "\n")
+    return 0
+
+
+def large_child(mode: str) -> int:
+    import resource
+
+    import cv2
+
+    from detector_service import strips
+    from detector_service.config import Settings
+    from detector_service.detector import DetectOptions, Detector, DetectorModel
+
+    if mode == "whole":  # one strip as large as any level: P-Net sees each level whole
+        strips.in_strips.__defaults__ = (10**12,)
+    _, pictures = _pictures(6)
+    sizes = [(1200, 1600) if p.shape[0] > p.shape[1] else (1600, 1200) for p in pictures]
+    large = [
+        np.asarray(cv2.resize(p, size, interpolation=cv2.INTER_CUBIC), np.uint8)
+        for p, size in zip(pictures, sizes, strict=True)
+    ]
+    detector = Detector.load(Settings.from_env({**os.environ, "DETECTOR_INTRA_OP_THREADS": "1"}))
+    options = DetectOptions(model=DetectorModel.MTCNN)
+    detector.detect(large[:1], options)
+    start = time.process_time()
+    faces = [len(detector.detect([picture], options)[0]) for picture in large]
+    cpu = (time.process_time() - start) * 1000 / len(large)
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss // 1024
+    sys.stdout.write(f"{mode:<7} CPU {cpu:6.0f} ms  peak RSS {peak:5d} MiB  faces {faces}\n")
     return 0
 
 
