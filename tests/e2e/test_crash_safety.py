@@ -19,6 +19,7 @@ import grpc
 import numpy as np
 
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+from tests.support.identity_pages import all_faces
 from tests.support.servers import Running, start_service
 
 CYCLES = 20
@@ -75,14 +76,7 @@ def _check(address: str, store: Path, acknowledged: dict[int, str]) -> int:
         assert stats.index_size == stats.faces
         present: dict[int, str] = {}
         for identity in sorted(set(acknowledged.values())):
-            token = ""
-            while True:  # an identity's faces come in pages of at most 1000
-                request = gallery_pb2.GetIdentityRequest(identity=identity, page_token=token)
-                reply = stub.GetIdentity(request, timeout=10)
-                present |= {face.face_id: face.identity for face in reply.faces}
-                token = reply.next_page_token
-                if not token:
-                    break
+            present |= {face.face_id: face.identity for face in all_faces(stub, identity, 10)}
         lost = {face_id for face_id, identity in acknowledged.items() if present.get(face_id) != identity}
         assert not lost, f"{len(lost)} acknowledged faces lost, e.g. {sorted(lost)[:5]}"
         assert stats.faces == len(present)  # every face belongs to one of the clients' identities

@@ -20,6 +20,7 @@ import numpy as np
 import pytest
 
 from facerec.v1 import common_pb2, gallery_pb2, gallery_pb2_grpc
+from tests.support.identity_pages import all_faces
 from tests.support.replicas import Replica, identified_as, start_replica, unit_vectors, wait_until
 
 
@@ -108,8 +109,7 @@ def test_kill_9_of_a_replica_during_concurrent_enrolls_loses_no_acknowledged_fac
     # Everything acknowledged by either replica is in the store and in the survivor's index.
     present: dict[int, str] = {}
     for identity in sorted(set(acknowledged.values())):
-        reply = b.stub.GetIdentity(gallery_pb2.GetIdentityRequest(identity=identity), timeout=30)
-        present |= {face.face_id: face.identity for face in reply.faces}
+        present |= {face.face_id: face.identity for face in all_faces(b.stub, identity)}
     lost = {face_id for face_id, identity in acknowledged.items() if present.get(face_id) != identity}
     assert not lost, f"{len(lost)} acknowledged faces lost"
     wait_until(lambda: b.stats().index_size == b.stats().faces, "the survivor's index level with the store")
