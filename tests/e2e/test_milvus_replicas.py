@@ -7,7 +7,9 @@ catch-up once it is back: faces enrolled and removed during the outage are searc
 from __future__ import annotations
 
 import re
+import uuid
 from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 
 import grpc
@@ -30,16 +32,25 @@ def milvus(request: pytest.FixtureRequest) -> Iterator[MilvusLiteServer | Milvus
 def pair(
     postgres_url: str, milvus: MilvusLiteServer | MilvusStandaloneServer, tmp_path: Path
 ) -> Iterator[tuple[Replica, Replica]]:
-    extra = ["--index", milvus.uri, "--index-type", "FLAT"]
+    with replicas(postgres_url, tmp_path, ["--index", milvus.uri]) as both:
+        yield both
+
+
+@contextmanager
+def replicas(postgres_url: str, tmp_path: Path, index: list[str]) -> Iterator[tuple[Replica, Replica]]:
+    """Two replicas on the store at postgres_url and the Milvus index named by index (gallery flags)."""
+    extra = [*index, "--index-type", "FLAT"]
     a = Replica(start_replica(postgres_url, tmp_path, extra))
     try:
         b = Replica(start_replica(postgres_url, tmp_path, extra))
     except BaseException:
         a.close()
         raise
-    yield a, b
-    a.close()
-    b.close()
+    try:
+        yield a, b
+    finally:
+        a.close()
+        b.close()
 
 
 def test_replicas_share_one_milvus_index_and_it_catches_up_after_an_outage(
@@ -96,10 +107,23 @@ def _identified(replica: Replica, vector) -> str:
         return "<unavailable>"
 
 
+@pytest.fixture(params=["lite", "standalone"])
+def shared(
+    request: pytest.FixtureRequest, postgres_url: str, tmp_path: Path
+) -> Iterator[tuple[Replica, Replica, str, str]]:
+    """Two replicas on the session's server of each engine (started once: ~14 s for the standalone one),
+    under a base collection name of this test's own; this test stops no server. Yields the replicas, the
+    server's URI and the base name."""
+    uri = request.getfixturevalue(f"milvus_{request.param}_server").uri
+    base = "t_" + uuid.uuid4().hex[:12]
+    with replicas(postgres_url, tmp_path, ["--index", uri, "--index-collection", base]) as (a, b):
+        yield a, b, uri, base
+
+
 def test_replicas_share_a_collections_own_milvus_collection_until_it_is_deleted(
-    pair: tuple[Replica, Replica], milvus: MilvusLiteServer | MilvusStandaloneServer
+    shared: tuple[Replica, Replica, str, str],
 ) -> None:
-    one, two = pair
+    one, two, uri, base = shared
     one.stub.CreateCollection(gallery_pb2.CreateCollectionRequest(name="door"), timeout=30)
     v = unit_vectors(3, seed=7)
     enroll = gallery_pb2.EnrollRequest(
@@ -118,9 +142,9 @@ def test_replicas_share_a_collections_own_milvus_collection_until_it_is_deleted(
     wait_until(lambda: bool(one.stub.Search(search, timeout=30).hits), "faces enrolled through the other")
     # The default collection's index never holds them.
     assert not one.stub.Search(gallery_pb2.SearchRequest(embedding=search.embedding), timeout=30).hits
-    assert {"facerec_faces", "facerec_faces_c2_g1"} <= milvus_collection_names(milvus.uri)
+    assert {base, f"{base}_c2_g1"} <= milvus_collection_names(uri)
     one.stub.DeleteCollection(gallery_pb2.DeleteCollectionRequest(name="door"), timeout=60)
-    assert "facerec_faces_c2_g1" not in milvus_collection_names(milvus.uri)
+    assert f"{base}_c2_g1" not in milvus_collection_names(uri)
     wait_until(
         lambda: _not_found(lambda: two.stub.Search(search, timeout=30)),
         "a collection deleted through one replica gone from the other",
