@@ -19,8 +19,10 @@ PG_BIN ?= /usr/lib/postgresql/15/bin
 demo: fetch
 	$(BIN)/facerec demo
 
+# Two workers, each given whole test files (their module fixtures start once), each with its own
+# session servers on free ports; pytest -n 0 runs it in one process.
 test: fetch lint node-example openapi-ts postgres
-	$(BIN)/pytest -q
+	$(BIN)/pytest -q -n 2 --dist loadfile
 
 setup: venv-check $(STAMP) browser
 
