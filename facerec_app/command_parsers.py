@@ -59,17 +59,10 @@ def add_gallery_flags(p: argparse.ArgumentParser, collection: bool = True) -> ar
         help=f"gallery address (default FACEREC_GALLERY, else {DEFAULT_GALLERY})",
     )
     p.add_argument("--json", action="store_true", help="print JSON for scripts")
-    p.add_argument(
-        "--token",
-        metavar="TOKEN",
-        default=os.environ.get("FACEREC_TOKEN", ""),
-        help="bearer token for a gallery that requires one (default FACEREC_TOKEN)",
-    )
-    p.add_argument(
-        "--tls-ca",
-        metavar="CA.pem",
-        default=os.environ.get("FACEREC_TLS_CA", ""),
-        help="CA certificate (PEM) to trust: talk TLS to the gallery (default FACEREC_TLS_CA)",
+    add_credential_flags(
+        p,
+        "bearer token for a gallery that requires one",
+        "CA certificate (PEM) to trust: talk TLS to the gallery",
     )
     if collection:
         add_collection_flag(p)
@@ -197,18 +190,7 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         default=4000,
         help="with --gallery: at most this many faces, drawn at random (all their pairs are held in memory)",
     )
-    p.add_argument(
-        "--token",
-        metavar="TOKEN",
-        default=os.environ.get("FACEREC_TOKEN", ""),
-        help="with --gallery: bearer token (default FACEREC_TOKEN)",
-    )
-    p.add_argument(
-        "--tls-ca",
-        metavar="CA.pem",
-        default=os.environ.get("FACEREC_TLS_CA", ""),
-        help="with --gallery: CA certificate to trust (default FACEREC_TLS_CA)",
-    )
+    add_credential_flags(p, "with --gallery: bearer token", "with --gallery: CA certificate to trust")
     add_collection_flag(p, "with --gallery: ")
     p.add_argument(
         "--out",
@@ -235,3 +217,19 @@ def add_commands(sub: argparse._SubParsersAction[Any]) -> None:
         help="a running embedder (default FACEREC_EMBEDDER, else 127.0.0.1:50052, as --detector)",
     )
     p.set_defaults(run=cmd_eval)
+
+
+def add_credential_flags(p: argparse.ArgumentParser, token_help: str, ca_help: str) -> None:
+    """--token and --tls-ca, defaulting to FACEREC_TOKEN and FACEREC_TLS_CA (each help says so)."""
+    p.add_argument(
+        "--token",
+        metavar="TOKEN",
+        default=os.environ.get("FACEREC_TOKEN", ""),
+        help=f"{token_help} (default FACEREC_TOKEN)",
+    )
+    p.add_argument(
+        "--tls-ca",
+        metavar="CA.pem",
+        default=os.environ.get("FACEREC_TLS_CA", ""),
+        help=f"{ca_help} (default FACEREC_TLS_CA)",
+    )
