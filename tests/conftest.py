@@ -11,6 +11,7 @@ import os
 # Read when grpc is first imported, so it is set before anything imports it.
 os.environ.setdefault("GRPC_ENABLE_FORK_SUPPORT", "false")
 
+from collections.abc import Iterator  # noqa: E402
 from pathlib import Path  # noqa: E402
 
 import pytest  # noqa: E402
@@ -18,6 +19,7 @@ from hypothesis import settings as hypothesis_settings  # noqa: E402
 
 from facerec import assets as assets_mod  # noqa: E402
 from facerec.tfconfig import quiet_tensorflow  # noqa: E402
+from tests.support.servers import dead_address  # noqa: E402
 
 quiet_tensorflow()
 
@@ -140,3 +142,11 @@ def milvus_settings_each(request: pytest.FixtureRequest):
     from tests.support.engines import fresh_milvus_settings
 
     return fresh_milvus_settings(request.getfixturevalue(f"milvus_{request.param}_server").uri)
+
+
+@pytest.fixture
+def dead() -> Iterator[str]:
+    """'127.0.0.1:PORT' where nothing answers for the whole test (tests.support.servers.dead_address): a port
+    merely found free could be taken meanwhile by another test's server, on this worker or the other."""
+    with dead_address() as address:
+        yield address

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import io
-import socket
 import threading
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -260,14 +259,8 @@ def test_a_write_is_retried_only_when_the_server_did_none_of_its_work(gallery: t
     assert servicer.calls == ["Enroll", "Enroll", "RemoveIdentity"]
 
 
-def free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-def test_a_gallery_that_is_not_there_is_unavailable_in_one_sentence_naming_it() -> None:
-    address = f"127.0.0.1:{free_port()}"
+def test_a_gallery_that_is_not_there_is_unavailable_in_one_sentence_naming_it(dead: str) -> None:
+    address = dead
     with fast(address, timeout_s=5.0) as client, pytest.raises(facerec_client.Unavailable) as down:
         client.enroll("ann", b"one")
     assert str(down.value) == f"The gallery at {address} is not reachable."

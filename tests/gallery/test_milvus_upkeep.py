@@ -20,7 +20,7 @@ from gallery.namespaces import store_location
 from gallery.ports import Catalog
 from gallery.rows import NewFace
 from tests.support.collections import DEFAULTS
-from tests.support.engines import free_port, milvus_collection_names
+from tests.support.engines import milvus_collection_names
 from tests.support.gallery import MODEL
 
 
@@ -78,7 +78,7 @@ def gone_within(milvus: MilvusSettings, name: str, within_s: float = 60.0) -> bo
 
 
 def test_a_collection_a_failed_drop_left_in_milvus_is_dropped_by_the_sweep_and_served_ones_stay(
-    milvus_settings: MilvusSettings, catalog: Catalog, tmp_path: Path
+    milvus_settings: MilvusSettings, catalog: Catalog, tmp_path: Path, dead: str
 ) -> None:
     home, milvus = str(tmp_path / "g.sqlite"), milvus_settings
     door = catalog.create("door", DEFAULTS, False)
@@ -88,7 +88,7 @@ def test_a_collection_a_failed_drop_left_in_milvus_is_dropped_by_the_sweep_and_s
 
     # The collection is deleted while Milvus cannot be reached: its store goes, its Milvus collection stays.
     catalog.delete("door")
-    unreachable = replace(milvus, uri=f"http://127.0.0.1:{free_port()}", timeout_s=0.5)
+    unreachable = replace(milvus, uri=f"http://{dead}", timeout_s=0.5)
     drop_generation(home, "", unreachable, door.collection_id, 1)
     assert not Path(store_location(home, door.collection_id, 1)).exists()
     assert door_name in milvus_collection_names(milvus.uri)

@@ -4,7 +4,6 @@ over embedder replicas, and `python -m gallery` starting with its downstream ser
 
 from __future__ import annotations
 
-import socket
 import subprocess
 import sys
 from collections.abc import Iterator
@@ -47,13 +46,6 @@ def serve(name: str, add) -> tuple[grpc.Server, int]:
     server, port = build_grpc_server([Service(name, add)], ServerOptions(host="127.0.0.1"), Health([name]))
     server.start()
     return server, port
-
-
-def free_port() -> int:
-    """A port nothing listens on (bound, then released)."""
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return s.getsockname()[1]
 
 
 @pytest.fixture(scope="module")
@@ -310,10 +302,9 @@ def test_bad_requests_get_exact_codes_and_the_server_still_answers(gallery, worl
 
 
 def test_a_downstream_outage_is_unavailable_naming_the_service(
-    tmp_path: Path, downstream, world: World
+    tmp_path: Path, downstream, world: World, dead: str
 ) -> None:
     _, embedders, _ = downstream
-    dead = f"127.0.0.1:{free_port()}"
     server, channel, g = start_gallery(tmp_path, dead, embedders)
     stub = gallery_pb2_grpc.GalleryStub(channel)
     try:
@@ -384,8 +375,7 @@ def test_settings_from_env_and_flags_agree(tmp_path: Path) -> None:
         Settings.from_env({**env, "GALLERY_THRESHOLD": "3"})
 
 
-def test_main_serves_with_its_downstream_services_down(tmp_path: Path) -> None:
-    dead = f"127.0.0.1:{free_port()}"
+def test_main_serves_with_its_downstream_services_down(tmp_path: Path, dead: str) -> None:
     store = tmp_path / "g.sqlite"
     running = start_service(
         "gallery",
