@@ -120,24 +120,30 @@ def crop_and_resize(
     xl = x_lerp[:, None, :, None]
     # The same float32 operations in the same order as upper = tl + (tr - tl) * xl, lower likewise, then
     # upper + (lower - upper) * yl, but in place: a quarter less CPU than fresh arrays for each step.
-    top_left = np.take(flat, upper_row + lft, axis=0)
-    upper = np.take(flat, upper_row + rgt, axis=0)
-    upper -= top_left
-    upper *= xl
-    upper += top_left
-    del top_left
-    bottom_left = np.take(flat, lower_row + lft, axis=0)
-    patches = np.take(flat, lower_row + rgt, axis=0)
-    patches -= bottom_left
-    patches *= xl
-    patches += bottom_left
-    del bottom_left
+    upper = _row_lerp(flat, upper_row, lft, rgt, xl)
+    patches = _row_lerp(flat, lower_row, lft, rgt, xl)
     patches -= upper
     patches *= y_lerp[:, :, None, None]
     patches += upper
     if not (y_inside.all() and x_inside.all()):
         patches[~(y_inside[:, :, None] & x_inside[:, None, :])] = 0.0
     return np.ascontiguousarray(patches, dtype=np.float32)
+
+
+def _row_lerp(
+    flat: NDArray[np.float32],
+    rows: NDArray[np.int64],
+    left: NDArray[np.int64],
+    right: NDArray[np.int64],
+    x_lerp: NDArray[np.float32],
+) -> NDArray[np.float32]:
+    """left + (right - left) * x_lerp between the pixels at rows + left and rows + right of `flat`, in place."""
+    start = np.take(flat, rows + left, axis=0)
+    out: NDArray[np.float32] = np.take(flat, rows + right, axis=0)
+    out -= start
+    out *= x_lerp
+    out += start
+    return out
 
 
 def _sample_at(
