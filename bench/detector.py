@@ -318,7 +318,7 @@ def large_child(mode: str) -> int:
     from detector_service.detector import DetectOptions, Detector, DetectorModel
 
     if mode == "whole":  # one strip as large as any level: P-Net sees each level whole
-        strips.in_strips.__defaults__ = (10**12,)
+        strips.STRIP_CELLS = 10**12
     _, pictures = _pictures(6)
     sizes = [(1200, 1600) if p.shape[0] > p.shape[1] else (1600, 1200) for p in pictures]
     large = [

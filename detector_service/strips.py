@@ -40,15 +40,17 @@ def pnet_cells(side: int) -> int:
 
 
 def in_strips(
-    pnet: Callable[[NDArray[np.float32]], Outputs], cells: int = STRIP_CELLS
+    pnet: Callable[[NDArray[np.float32]], Outputs], cells: int | None = None
 ) -> Callable[[NDArray[np.float32]], Outputs]:
-    """`pnet` ((n, h, w, 3) → maps of (n, h', w', c) each) run on strips of about `cells` output cells, the
-    maps joined along their rows: the outputs of one call on the whole input."""
+    """`pnet` ((n, h, w, 3) → maps of (n, h', w', c) each) run on strips of about `cells` output cells
+    (None: STRIP_CELLS as it is at each call), the maps joined along their rows: the outputs of one call on
+    the whole input."""
 
     def run(batch: NDArray[np.float32]) -> Outputs:
         count, height, width = batch.shape[:3]
         rows_out = pnet_cells(height)
-        per_strip = max(MIN_STRIP_ROWS, cells // max(1, count * pnet_cells(width)))
+        budget = STRIP_CELLS if cells is None else cells
+        per_strip = max(MIN_STRIP_ROWS, budget // max(1, count * pnet_cells(width)))
         if rows_out <= per_strip:
             return pnet(batch)
         parts: list[Outputs] = []
