@@ -4,8 +4,9 @@ for bit, at up to half the CPU on large levels.
 Why: P-Net's first layer writes 10 channels (16 in onnxruntime's blocked layout) at the level's full size,
 and its PReLU then makes four more passes over that map. On a 600x480 level that map is 18 MB, so every
 pass goes to memory; a strip of a few thousand output cells keeps each layer's map in the core's cache.
-Measured on one thread (the 118 pictures' largest levels, `bench.detector --cpu`): 300x240 7.8 → 4.9 ms,
-600x480 46 → 22 ms, 960x720 132 → 59 ms.
+P-Net alone on one thread, random levels: 300x240 7.8 → 4.9 ms, 600x480 46 → 22 ms, 960x720 132 → 59 ms;
+a whole 1600x1200 picture 447 → 282 ms and a peak of 456 → 240 MiB (`bench.detector --large`). The 118
+data-set pictures (about 250 x 300) gain nothing: their levels already fit in the cache.
 
 Why it is exact: P-Net is convolutional with no padding but the first max pool's (2x2, stride 2, SAME_UPPER:
 a pad row only when the first convolution's output has an odd height). Output row o sees input rows
